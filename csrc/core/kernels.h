@@ -1,0 +1,35 @@
+// kernels.h: the per-instruction-set kernel entry points (one namespace per ISA) and the dispatcher.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace egg {
+
+// One set of kernels, compiled once per instruction set (see CMakeLists.txt).
+struct KernelTable {
+  const char* name;
+  // Philox4x32-10 over n arbitrary counters (n x 4, row-major) into out (n x 4).
+  void (*philox_blocks)(const uint32_t* counters, std::size_t n, uint32_t k0, uint32_t k1,
+                        uint32_t* out);
+  // Normals [offset, offset + count) of stream (leaf, member_key, epoch) into out.
+  void (*fill_normals)(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t epoch,
+                       uint64_t offset, std::size_t count, float* out);
+};
+
+#define EGG_DECLARE_ISA(isa)                                                                  \
+  namespace isa {                                                                             \
+  void philox_blocks(const uint32_t* counters, std::size_t n, uint32_t k0, uint32_t k1,       \
+                     uint32_t* out);                                                          \
+  void fill_normals(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t epoch,        \
+                    uint64_t offset, std::size_t count, float* out);                          \
+  }
+
+EGG_DECLARE_ISA(baseline)
+EGG_DECLARE_ISA(avx2)
+EGG_DECLARE_ISA(avx512)
+
+// The best kernel table this processor supports (chosen once).
+const KernelTable& kernels();
+
+}  // namespace egg

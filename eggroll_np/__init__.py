@@ -1,0 +1,14 @@
+"""eggroll_np: EGGROLL evolution strategies (low-rank population perturbations) for NumPy and CuPy."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import noise
+
+try:
+    __version__ = version("eggroll_np")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["__version__", "noise"]

@@ -1,0 +1,217 @@
+"""The counter-based noise contract: Philox4x32-10 streams, Gaussian normals and low-rank factors.
+
+Noise is a pure function of (seed, leaf, member_key, epoch): nothing is stored between a
+population's forward pass and its update. See DESIGN.md, "Noise contract". NumPy requests run on
+the C++ core (SIMD, multithreaded), CuPy requests on the CUDA core; `eggroll_np._reference` is the
+readable pure-NumPy version that both are tested against.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _ext, _reference
+from .backend import current_stream_ptr, get_xp, is_cupy_array, namespace_of
+
+__all__ = [
+    "philox4x32_10",
+    "normals",
+    "normals_batch",
+    "factors",
+    "member_keys",
+    "signs",
+    "epoch_of",
+]
+
+_U32 = 1 << 32
+_U64 = 1 << 64
+_STREAM_VALUES = 1 << 34  # 2^32 Philox blocks of 4 values each
+
+
+def _check_uint(name: str, value: Any, bound: int) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if not 0 <= v < bound:
+        raise ValueError(f"{name} must be in [0, 2^{bound.bit_length() - 1}), got {v}")
+    return v
+
+
+def check_seed(seed: Any) -> int:
+    """Validate a 64-bit run seed (0 <= seed < 2^64)."""
+    return _check_uint("seed", seed, _U64)
+
+
+def philox4x32_10(counters: Any, key: Any) -> Any:
+    """Philox4x32-10 block function.
+
+    Args:
+        counters: uint32 array of shape (n, 4) (NumPy or CuPy).
+        key: uint32 array of shape (2,).
+
+    Returns:
+        uint32 array of shape (n, 4) on the backend of `counters`.
+    """
+    xp = namespace_of(counters)
+    if xp is np:
+        counters = np.asarray(counters)
+    if counters.dtype != np.uint32:
+        raise TypeError(f"counters must have dtype uint32, got {counters.dtype}")
+    if counters.ndim != 2 or counters.shape[1] != 4:
+        raise ValueError(f"counters must have shape (n, 4), got {tuple(counters.shape)}")
+    key_h = np.asarray(key.get() if is_cupy_array(key) else key)
+    if key_h.dtype != np.uint32:
+        raise TypeError(f"key must have dtype uint32, got {key_h.dtype}")
+    if key_h.shape != (2,):
+        raise ValueError(f"key must have shape (2,), got {key_h.shape}")
+    if xp is not np:
+        cuda = _ext.require_cuda()
+        c = xp.ascontiguousarray(counters)
+        out = xp.empty_like(c)
+        cuda.philox4x32_10(
+            c.data.ptr, c.shape[0], int(key_h[0]), int(key_h[1]), out.data.ptr,
+            current_stream_ptr(),
+        )
+        return out
+    if _ext.core is None:
+        return _reference.philox4x32_10(counters, key_h)
+    return _ext.core.philox4x32_10(np.ascontiguousarray(counters), key_h)
+
+
+def _keys_array(member_keys: Any) -> np.ndarray:
+    keys = np.asarray(member_keys)
+    if keys.ndim == 0:
+        keys = keys.reshape(1)
+    if keys.ndim != 1:
+        raise ValueError(f"member_keys must be 1-D, got shape {keys.shape}")
+    if keys.size and (keys.dtype.kind not in "iu"):
+        raise TypeError(f"member_keys must be integers, got dtype {keys.dtype}")
+    if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= _U32):
+        raise ValueError("member_keys must be in [0, 2^32)")
+    return keys.astype(np.uint32, copy=False)
+
+
+def _fill(seed: int, leaf: int, keys: np.ndarray, epoch: int, offset: int, out: Any) -> Any:
+    """out[i, :] = values [offset, offset + out.shape[1]) of stream (leaf, keys[i], epoch)."""
+    count = out.shape[1]
+    if offset + count > _STREAM_VALUES:
+        raise ValueError("offset + count exceeds the 2^34 values of one Philox stream")
+    if is_cupy_array(out):
+        cuda = _ext.require_cuda()
+        keys_d = namespace_of(out).asarray(keys)
+        cuda.fill_normals(
+            seed, leaf, keys_d.data.ptr, epoch, offset, out.shape[0], count, out.data.ptr,
+            current_stream_ptr(),
+        )
+    elif _ext.core is not None:
+        _ext.core.fill_normals(seed, leaf, keys, epoch, offset, out)
+    else:
+        for i, k in enumerate(keys):
+            out[i] = _reference.normals(seed, leaf, int(k), epoch, count, offset)
+    return out
+
+
+def normals_batch(
+    seed: int,
+    leaf: int,
+    member_keys: Sequence[int] | np.ndarray,
+    epoch: int,
+    count: int,
+    offset: int = 0,
+    xp: ModuleType | str | None = None,
+) -> Any:
+    """Values [offset, offset + count) of each member's stream.
+
+    Returns:
+        float32 array of shape (len(member_keys), count) on backend `xp`.
+    """
+    seed = check_seed(seed)
+    leaf = _check_uint("leaf", leaf, _U32)
+    epoch = _check_uint("epoch", epoch, _U32)
+    count = _check_uint("count", count, _STREAM_VALUES + 1)
+    offset = _check_uint("offset", offset, _STREAM_VALUES)
+    keys = _keys_array(member_keys)
+    xp = get_xp(xp)
+    out = xp.empty((keys.size, count), dtype=np.float32)
+    return _fill(seed, leaf, keys, epoch, offset, out)
+
+
+def normals(
+    seed: int,
+    leaf: int,
+    member_key: int,
+    epoch: int,
+    count: int,
+    xp: ModuleType | str | None = None,
+) -> Any:
+    """The first `count` values of stream (leaf, member_key, epoch) under `seed`.
+
+    Returns:
+        float32 array of shape (count,) on backend `xp` (NumPy by default).
+    """
+    key = _check_uint("member_key", member_key, _U32)
+    return normals_batch(seed, leaf, [key], epoch, count, 0, xp)[0]
+
+
+def factors(
+    seed: int,
+    leaf: int,
+    member_keys: Sequence[int] | np.ndarray,
+    epoch: int,
+    shape: tuple[int, int],
+    rank: int,
+    xp: ModuleType | str | None = None,
+) -> tuple[Any, Any]:
+    """Low-rank factors of a matrix leaf of shape (m, n) for several members.
+
+    The unit noise of member key k is eps_k = A_k @ B_k.T / sqrt(rank), with A_k the stream's
+    values [0, m*r) and B_k the values [m*r, (m+n)*r), both in C order.
+
+    Returns:
+        (A, B): float32 arrays of shapes (K, m, r) and (K, n, r), K = len(member_keys).
+    """
+    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+        raise ValueError(f"shape must be a 2-D shape (m, n), got {shape!r}")
+    m = _check_uint("shape[0]", shape[0], _STREAM_VALUES)
+    n = _check_uint("shape[1]", shape[1], _STREAM_VALUES)
+    try:
+        r = operator.index(rank)
+    except TypeError:
+        raise TypeError(f"rank must be an integer, got {type(rank).__name__}") from None
+    if r < 1:
+        raise ValueError(f"rank must be >= 1, got {r}")
+    seed = check_seed(seed)
+    leaf = _check_uint("leaf", leaf, _U32)
+    epoch = _check_uint("epoch", epoch, _U32)
+    keys = _keys_array(member_keys)
+    xp = get_xp(xp)
+    a = xp.empty((keys.size, m * r), dtype=np.float32)
+    b = xp.empty((keys.size, n * r), dtype=np.float32)
+    _fill(seed, leaf, keys, epoch, 0, a)
+    _fill(seed, leaf, keys, epoch, m * r, b)
+    return a.reshape(keys.size, m, r), b.reshape(keys.size, n, r)
+
+
+def member_keys(population: int, antithetic: bool = True) -> np.ndarray:
+    """Noise-stream key of each member: i // 2 with antithetic sampling, else i (uint32 (N,))."""
+    i = np.arange(population, dtype=np.uint32)
+    return i // 2 if antithetic else i
+
+
+def signs(population: int, antithetic: bool = True) -> np.ndarray:
+    """s_i of each member: +1 for even i, -1 for odd i with antithetic sampling, else +1."""
+    s = np.ones(population, dtype=np.float32)
+    if antithetic:
+        s[1::2] = -1.0
+    return s
+
+
+def epoch_of(generation: int, noise_reuse: int = 1) -> int:
+    """The noise epoch of a generation: generation // noise_reuse (wrapped to uint32)."""
+    return (int(generation) // int(noise_reuse)) & 0xFFFFFFFF

@@ -1,0 +1,94 @@
+"""What this installation runs on: version, extensions, SIMD level, CUDA device, BLAS."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numpy as np
+
+from . import _ext
+
+__all__ = ["system_info", "format_info"]
+
+
+def _blas_info() -> list[dict[str, Any]]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        return [
+            {k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+            for d in threadpool_info()
+            if d.get("user_api") == "blas"
+        ]
+    try:  # numpy >= 1.25 reports the BLAS it was built against
+        cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        return [{"internal_api": blas.get("name"), "version": blas.get("version")}]
+    except Exception:  # noqa: BLE001 - old numpy: no machine-readable config
+        return []
+
+
+def system_info() -> dict[str, Any]:
+    """A dict describing the installation (used by `eggroll-np info`)."""
+    from . import __version__
+
+    core = _ext.core
+    info: dict[str, Any] = {
+        "eggroll_np": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "core_extension": core is not None,
+        "core_error": _ext.core_error,
+        "simd_level": core.simd_level() if core is not None else None,
+        "threads": core.num_threads() if core is not None else None,
+        "cuda_extension": _ext.cuda is not None,
+        "cuda_error": _ext.cuda_error,
+        "cuda_devices": [],
+        "blas": _blas_info(),
+    }
+    if _ext.cuda is not None:
+        n = _ext.cuda_device_count()
+        info["cuda_devices"] = [_ext.cuda.device_info(d) for d in range(n)]
+    try:
+        import cupy  # noqa: F401
+
+        info["cupy"] = cupy.__version__
+    except Exception:  # noqa: BLE001
+        info["cupy"] = None
+    return info
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable lines for `eggroll-np info`."""
+    lines = [
+        f"eggroll_np      {info['eggroll_np']}",
+        f"python          {info['python']} ({info['machine']})",
+        f"numpy           {info['numpy']}",
+        f"C++ core        {'loaded' if info['core_extension'] else 'MISSING: ' + str(info['core_error'])}",
+        f"SIMD level      {info['simd_level']}",
+        f"core threads    {info['threads']}",
+    ]
+    if info["cuda_extension"]:
+        devs = info["cuda_devices"]
+        if devs:
+            desc = "; ".join(
+                f"{d['name']} (sm_{d['compute_capability'][0]}{d['compute_capability'][1]})" for d in devs
+            )
+        else:
+            desc = "built, but no CUDA device is usable here"
+        lines.append(f"CUDA extension  {desc}")
+    else:
+        lines.append(f"CUDA extension  not built ({info['cuda_error']})")
+    lines.append(f"CuPy            {info['cupy'] or 'not installed'}")
+    blas = info["blas"]
+    if blas:
+        for b in blas:
+            desc = ", ".join(f"{k}={v}" for k, v in b.items() if v is not None)
+            lines.append(f"BLAS            {desc}")
+    else:
+        lines.append("BLAS            unknown")
+    return "\n".join(lines)
