@@ -1,0 +1,77 @@
+"""Low-rank algebra on stacked factors: the population correction and the update contraction.
+
+Member i of a population perturbs a matrix leaf W (m, n) by coef_i * A_k @ B_k.T with k = keys[i],
+A (K, m, r) and B (K, n, r) the stacked factors of the K unique member keys. These functions never
+form an (m, n) matrix per member: the forward adds (x_i @ A_k) @ B_k.T to x_i @ W, and the update
+sums sum_k w_k A_k @ B_k.T as ONE GEMM of (m, K*r) by (K*r, n). The code is generic over NumPy and
+CuPy (the array module of the inputs); compiled kernels may later take over `correction`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import namespace_of
+
+__all__ = ["correction", "correction_transposed", "contract", "contract_full"]
+
+
+def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
+    """out[i] += coef[i] * (x_i @ A[keys[i]]) @ B[keys[i]].T, in place.
+
+    Args:
+        x: shared input (Bt, m) or per-member inputs (N, Bt, m).
+        A: (K, m, r) left factors.
+        B: (K, n, r) right factors.
+        keys: (N,) integer index of each member's factors in [0, K).
+        coef: (N,) per-member scale (sigma * s_i / sqrt(r) for the population forward).
+        out: (N, Bt, n) array to accumulate into (same dtype as A, B and x).
+
+    Returns:
+        out.
+    """
+    xp = namespace_of(out)
+    K, m, r = A.shape
+    if x.ndim == 2:
+        # One GEMM for every key: (Bt, m) @ (m, K*r), then gather per member.
+        xa = (x @ A.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r)
+        xa = xa.transpose(1, 0, 2)[keys]  # (N, Bt, r)
+    else:
+        xa = xp.matmul(x, A[keys])  # (N, Bt, m) @ (N, m, r)
+    xa *= coef.reshape(-1, 1, 1).astype(xa.dtype, copy=False)
+    out += xp.matmul(xa, B[keys].transpose(0, 2, 1))
+    return out
+
+
+def correction_transposed(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
+    """out[i] += coef[i] * x_i @ (A[keys[i]] @ B[keys[i]].T).T = coef[i] * (x_i @ B_k) @ A_k.T.
+
+    Shapes as in `correction` with m and n swapped: x (Bt, n) or (N, Bt, n), out (N, Bt, m).
+    """
+    return correction(x, B, A, keys, coef, out)
+
+
+def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
+    """scale * sum_k w[k] * A[k] @ B[k].T as one GEMM.
+
+    Args:
+        A: (K, m, r), B: (K, n, r) factors; w: (K,) weights (cast to the factors' dtype).
+        scale: a Python float applied once to the (m, n) result.
+
+    Returns:
+        (m, n) array in the factors' dtype. The sum is high rank: it is NOT
+        (sum_k w_k A_k) @ (sum_k w_k B_k).T.
+    """
+    xp = namespace_of(A)
+    aw = A * w.astype(A.dtype, copy=False).reshape(-1, 1, 1)
+    g = xp.tensordot(aw, B, axes=([0, 2], [0, 2]))  # (m, K*r) @ (K*r, n)
+    g *= scale
+    return g
+
+
+def contract_full(E: Any, w: Any, scale: float) -> Any:
+    """scale * sum_k w[k] * E[k] for full-rank noise E (K, *shape) -> shape, one GEMV."""
+    flat = E.reshape(E.shape[0], -1)
+    g = w.astype(E.dtype, copy=False) @ flat
+    g *= scale
+    return g.reshape(E.shape[1:])
