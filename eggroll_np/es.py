@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import optim, shaping
-from .backend import to_numpy
+from .backend import namespace_of, to_numpy
 from .noise import check_seed
 from .population import NoiseCache, NoiseKind, Population
 from .tree import TreeSpec, check_params, flatten, path_str
@@ -328,6 +328,7 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
         `info` describes this generation.
     """
     leaves = check_state(params, state)
+    xp = namespace_of(leaves[0])
     config = state.config
     f = _fitness_array(fitness, config.population)
     w = shaping.shape_fitness(f, config.shaping, config.group_size)
@@ -339,7 +340,7 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
     new_leaves = list(leaves)
     sq = 0.0
     for i, d in deltas.items():
-        new_leaves[i] = leaves[i] + d
+        new_leaves[i] = xp.asarray(leaves[i] + d)  # 0-d leaves stay arrays
         sq += float((d * d).sum())
     info = {
         "generation": state.generation,

@@ -83,19 +83,20 @@ def update(
     deltas: dict[int, Any] = {}
     lr, wd = float(config.lr), float(config.weight_decay)
     for i, g in grads.items():
+        xp = namespace_of(g)
         if config.optimizer == "sgd":
             d = g
         elif config.optimizer == "momentum":
             d = config.momentum * state[f"mu/{i}"] + g
-            new_state[f"mu/{i}"] = d
+            new_state[f"mu/{i}"] = xp.asarray(d)
         else:  # adam, with bias correction (Kingma & Ba 2015)
             b1, b2 = float(config.b1), float(config.b2)
             mu = b1 * state[f"mu/{i}"] + (1.0 - b1) * g
             nu = b2 * state[f"nu/{i}"] + (1.0 - b2) * (g * g)
-            new_state[f"mu/{i}"], new_state[f"nu/{i}"] = mu, nu
-            xp = namespace_of(g)
+            new_state[f"mu/{i}"], new_state[f"nu/{i}"] = xp.asarray(mu), xp.asarray(nu)
             mu_hat = mu / (1.0 - b1**count)
             nu_hat = nu / (1.0 - b2**count)
             d = mu_hat / (xp.sqrt(nu_hat) + float(config.eps))
-        deltas[i] = lr * (d - wd * params[i]) if wd else lr * d
+        # asarray: NumPy turns 0-d results into scalars, leaves must stay arrays
+        deltas[i] = xp.asarray(lr * (d - wd * params[i]) if wd else lr * d)
     return deltas, new_state

@@ -179,7 +179,7 @@ class Population:
         if kind is NoiseKind.LOWRANK:
             A, B = self._factors(leaf)
             coef = self.sigma * float(self.signs[i]) / math.sqrt(self._config.rank)
-            return theta + coef * (A[j] @ B[j].T)
+            return theta + coef * (A[j] @ B[j].T)  # 2-D: stays an array
         E = self._cache.get(self._tag, self._key(leaf, "full", self._ukeys))
         if E is not None:
             eps = E[j]
@@ -188,7 +188,8 @@ class Population:
             if self._last_full is None or self._last_full[0] != want:
                 self._last_full = (want, self._dense_keys(leaf, self._ukeys[j : j + 1])[0])
             eps = self._last_full[1]
-        return theta + (self.sigma * float(self.signs[i])) * eps
+        # asarray: NumPy turns 0-d results into scalars, leaves must stay arrays
+        return self._xp.asarray(theta + (self.sigma * float(self.signs[i])) * eps)
 
     # ---- what fitness functions call -----------------------------------------------------------
 
