@@ -22,7 +22,7 @@ from . import optim, shaping
 from .backend import namespace_of, to_numpy
 from .noise import check_seed
 from .population import NoiseCache, NoiseKind, Population
-from .tree import TreeSpec, check_params, flatten, path_str
+from .tree import TreeSpec, check_params, path_str
 
 __all__ = ["ESConfig", "ESState", "init", "ask", "tell", "step", "make_config", "check_state"]
 
@@ -145,6 +145,20 @@ def _as_kind(path: str, value: Any) -> NoiseKind:
     )
 
 
+def _choices_by_path(node: Any, prefix: str) -> list[tuple[str, Any]]:
+    """(path, choice) pairs of a nested dict/list/tuple whose keys may be whole paths."""
+    if isinstance(node, Mapping):
+        items = [(path_str(k) if isinstance(k, tuple) else str(k), v) for k, v in node.items()]
+    elif isinstance(node, (list, tuple)):
+        items = [(str(i), v) for i, v in enumerate(node)]
+    else:
+        return [(prefix, node)]
+    out = []
+    for key, v in items:
+        out += _choices_by_path(v, f"{prefix}/{key}" if prefix else key)
+    return out
+
+
 def _resolve_kinds(spec: TreeSpec, lowrank: LowrankSpec, full: bool) -> tuple[NoiseKind, ...]:
     """The NoiseKind of every leaf from `lowrank` (None, callable or tree/dict by path)."""
     paths = spec.path_strings
@@ -154,12 +168,8 @@ def _resolve_kinds(spec: TreeSpec, lowrank: LowrankSpec, full: bool) -> tuple[No
     elif callable(lowrank):
         chosen = {p: _as_kind(p, lowrank(p)) for p in paths}
     elif isinstance(lowrank, Mapping):
-        leaves, lpaths, _ = flatten(
-            {path_str(k) if isinstance(k, tuple) else k: v for k, v in lowrank.items()}
-        )
         chosen = {}
-        for lp, v in zip(lpaths, leaves):
-            p = path_str(lp)
+        for p, v in _choices_by_path(lowrank, ""):
             if p not in paths:
                 raise ValueError(f"lowrank names '{p}', which is not a leaf of params")
             chosen[p] = _as_kind(p, v)

@@ -28,7 +28,7 @@ def _unit_noise(seed, leaf, key, epoch, shape, kind, rank):
         A, B = noise.factors(seed, leaf, [key], epoch, shape, rank)
         return A[0].astype(np.float64) @ B[0].astype(np.float64).T / math.sqrt(rank)
     if kind is NoiseKind.FULL:
-        return noise.normals(seed, leaf, key, epoch, math.prod(shape)).reshape(shape)
+        return noise.normals(seed, leaf, key, epoch, math.prod(shape)).astype(np.float64).reshape(shape)
     return np.zeros(shape)
 
 
