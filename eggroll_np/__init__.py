@@ -1,4 +1,4 @@
-"""eggroll_np: EGGROLL evolution strategies (low-rank population perturbations) for NumPy and CuPy."""
+"""eggroll_np: EGGROLL evolution strategies (low-rank population perturbations), NumPy and CuPy."""
 
 from __future__ import annotations
 

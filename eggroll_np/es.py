@@ -1,4 +1,4 @@
-"""The ES engine: `init`, `ask`, `tell`, `step`, with `ESConfig` (validated) and `ESState` (plain data).
+"""The ES engine: `init`, `ask`, `tell`, `step`; `ESConfig` (validated) and `ESState` (plain data).
 
 One generation: `ask` gives the `Population` of the current generation, the user (or `step`)
 evaluates it, and `tell` shapes the fitness, estimates the gradient from the same noise and
@@ -179,14 +179,16 @@ def _resolve_kinds(spec: TreeSpec, lowrank: LowrankSpec, full: bool) -> tuple[No
             f"by leaf path, got {type(lowrank).__name__}"
         )
     kinds = []
-    for p, shape in zip(paths, spec.shapes):
+    for p, shape in zip(paths, spec.shapes, strict=True):
         k = chosen.get(p)
         if k is None:
             k = default or (NoiseKind.LOWRANK if len(shape) == 2 else NoiseKind.FULL)
         if full and k is NoiseKind.LOWRANK:
             k = NoiseKind.FULL  # noise="full" / rank=None: classic OpenAI-ES everywhere
         if k is NoiseKind.LOWRANK and len(shape) != 2:
-            raise ValueError(f"lowrank: leaf '{p}' has shape {shape}; only 2-D leaves can be low-rank")
+            raise ValueError(
+                f"lowrank: leaf '{p}' has shape {shape}; only 2-D leaves can be low-rank"
+            )
         kinds.append(k)
     return tuple(kinds)
 
@@ -229,9 +231,7 @@ def make_config(
     if group_size is not None:
         group_size = _int("group_size", group_size, 1)
         if population % group_size:
-            raise ValueError(
-                f"group_size ({group_size}) must divide the population ({population})"
-            )
+            raise ValueError(f"group_size ({group_size}) must divide the population ({population})")
     elif shaping == "group_zscore":
         raise ValueError("shaping='group_zscore' needs group_size")
     full = noise == "full" or rank is None
@@ -289,7 +289,9 @@ def init(params: Any, **kwargs: Any) -> ESState:
 def check_state(params: Any, state: Any) -> list[Any]:
     """Validate (params, state) together (before any work); the params' leaves, canonical order."""
     if not isinstance(state, ESState):
-        raise TypeError(f"state must be an ESState (from eggroll_np.init), got {type(state).__name__}")
+        raise TypeError(
+            f"state must be an ESState (from eggroll_np.init), got {type(state).__name__}"
+        )
     leaves, spec, xp = check_params(params)
     diff = state.spec.difference(spec)
     if diff is not None:

@@ -279,7 +279,11 @@ class Population:
         if stop < start:
             raise ValueError(f"stop ({stop}) must be >= start ({start})")
         return Population(
-            self._leaves, self._spec, self._config, self.generation, self._cache,
+            self._leaves,
+            self._spec,
+            self._config,
+            self.generation,
+            self._cache,
             self._members[start:stop],
         )
 

@@ -94,7 +94,7 @@ def unflatten(structure: Structure, leaves: Sequence[Any]) -> Any:
         if s is None:
             return next(it)
         if s[0] == "dict":
-            return {k: build(c) for k, c in zip(s[1], s[2])}
+            return {k: build(c) for k, c in zip(s[1], s[2], strict=True)}
         children = [build(c) for c in s[1]]
         return children if s[0] == "list" else tuple(children)
 
@@ -182,7 +182,7 @@ class TreeSpec:
                 parts.append(f"unexpected leaves {extra}")
             return "tree structure changed: " + ("; ".join(parts) or "container types differ")
         for p, s0, s1, d0, d1 in zip(
-            self.path_strings, self.shapes, other.shapes, self.dtypes, other.dtypes
+            self.path_strings, self.shapes, other.shapes, self.dtypes, other.dtypes, strict=True
         ):
             if s0 != s1:
                 return f"leaf '{p}' has shape {s1}, expected {s0}"
@@ -230,7 +230,7 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
     if not leaves:
         raise ValueError(f"{name} has no array leaves")
     xp = None
-    for path, leaf in zip(paths, leaves):
+    for path, leaf in zip(paths, leaves, strict=True):
         where = f"{name} leaf '{path_str(path) or '<root>'}'"
         if not (isinstance(leaf, np.ndarray) or is_cupy_array(leaf)):
             raise TypeError(

@@ -35,9 +35,7 @@ def float_arrays(dtype: Any = None, shape: Any = None) -> st.SearchStrategy[np.n
     dtypes = float_dtypes() if dtype is None else st.just(np.dtype(dtype))
     shapes = leaf_shapes() if shape is None else st.just(shape)
     return st.tuples(dtypes, shapes).flatmap(
-        lambda ds: hnp.arrays(
-            ds[0], ds[1], elements=st.floats(-10, 10, width=ds[0].itemsize * 8)
-        )
+        lambda ds: hnp.arrays(ds[0], ds[1], elements=st.floats(-10, 10, width=ds[0].itemsize * 8))
     )
 
 

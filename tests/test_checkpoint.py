@@ -1,4 +1,4 @@
-"""Tests of eggroll_np.checkpoint: one .npz without pickle, exact round trip, bit-identical resume."""
+"""Tests of eggroll_np.checkpoint: one .npz without pickle, exact round trip, exact resume."""
 
 from __future__ import annotations
 
@@ -42,13 +42,15 @@ def _assert_same(p, q):
     lp, sp, _ = check_params(p)
     lq, sq, _ = check_params(q)
     assert sp == sq
-    for a, b in zip(lp, lq):
+    for a, b in zip(lp, lq, strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
 
 
 def _assert_same_state(s, t):
-    assert s.config == t.config and s.generation == t.generation and s.spec == t.spec
+    assert s.config == t.config
+    assert s.generation == t.generation
+    assert s.spec == t.spec
     assert s.info == t.info
     assert sorted(s.opt_state) == sorted(t.opt_state)
     for k in s.opt_state:
@@ -66,7 +68,8 @@ def test_round_trip(tmp_path):
     p2, s2 = egg.load(path)
     _assert_same(params, p2)
     _assert_same_state(state, s2)
-    assert isinstance(p2["net"][0], tuple) and isinstance(p2["net"], list)
+    assert isinstance(p2["net"][0], tuple)
+    assert isinstance(p2["net"], list)
     assert isinstance(p2["net"][1]["gain"], np.ndarray)
 
 
@@ -77,7 +80,8 @@ def test_file_is_plain_numeric_npz(tmp_path):
     with np.load(tmp_path / "c.npz", allow_pickle=False) as data:
         assert all(data[name].dtype != object for name in data.files)
         meta = json.loads(data["meta"].tobytes())
-    assert meta["generation"] == 0 and meta["config"]["population"] == 4
+    assert meta["generation"] == 0
+    assert meta["config"]["population"] == 4
 
 
 @pytest.mark.parametrize(

@@ -53,10 +53,12 @@ def _snapshot(params, state):
 def _assert_unchanged(params, state, snap):
     leaves, copies, generation, opt, info, opt_obj = snap
     now = tree.flatten(params)[0]
-    assert all(a is b for a, b in zip(now, leaves))
-    for a, b in zip(now, copies):
+    assert all(a is b for a, b in zip(now, leaves, strict=True))
+    for a, b in zip(now, copies, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert state.generation == generation and state.info == info and state.opt_state is opt_obj
+    assert state.generation == generation
+    assert state.info == info
+    assert state.opt_state is opt_obj
     assert sorted(state.opt_state) == sorted(opt)
     for k, v in opt.items():
         np.testing.assert_array_equal(state.opt_state[k], v)
@@ -77,8 +79,15 @@ def _assert_unchanged(params, state, snap):
 def test_black_box_members_and_sgd_update_follow_design(params, antithetic, rank, seed, lr, sigma):
     n = 6
     state = egg.init(
-        params, population=n, antithetic=antithetic, rank=rank, seed=seed, lr=lr, sigma=sigma,
-        optimizer="sgd", shaping="none",
+        params,
+        population=n,
+        antithetic=antithetic,
+        rank=rank,
+        seed=seed,
+        lr=lr,
+        sigma=sigma,
+        optimizer="sgd",
+        shaping="none",
     )
     leaves, _, _ = check_params(params)
     recorded = []
@@ -88,7 +97,8 @@ def test_black_box_members_and_sgd_update_follow_design(params, antithetic, rank
         return float(sum(np.sin(x).sum() for x in recorded[-1]))
 
     new_params, new_state = egg.step(params, fitness, state)
-    assert len(recorded) == n and new_state.generation == 1
+    assert len(recorded) == n
+    assert new_state.generation == 1
     f = np.array([float(sum(np.sin(x).sum() for x in r)) for r in recorded])
     for leaf, theta in enumerate(leaves):
         kind = state.config.kinds[leaf]
@@ -122,7 +132,7 @@ def test_black_box_and_batched_steps_agree_bit_for_bit():
 
         p_bb, s_bb = egg.step(params, _fitness, state)
         p_b, s_b = egg.step(params, batched, state, batched=True)
-        for a, b in zip(check_params(p_bb)[0], check_params(p_b)[0]):
+        for a, b in zip(check_params(p_bb)[0], check_params(p_b)[0], strict=True):
             np.testing.assert_array_equal(a, b)
         assert s_bb.info == s_b.info
 
@@ -134,7 +144,7 @@ def test_tell_equals_step():
     fitness = np.array([_fitness(pop.member(i)) for i in range(6)])
     p_tell, _ = egg.tell(params, fitness, state)
     p_step, _ = egg.step(params, _fitness, state)
-    for a, b in zip(check_params(p_tell)[0], check_params(p_step)[0]):
+    for a, b in zip(check_params(p_tell)[0], check_params(p_step)[0], strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -145,9 +155,9 @@ def test_same_seed_same_params_other_seed_differs():
             p, s = egg.step(p, _fitness, s)
         return check_params(p)[0]
 
-    for a, b in zip(run(7), run(7)):
+    for a, b in zip(run(7), run(7), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(run(7), run(8)))
+    assert any(not np.array_equal(a, b) for a, b in zip(run(7), run(8), strict=True))
 
 
 def test_minimize_equals_maximizing_the_negation():
@@ -155,7 +165,7 @@ def test_minimize_equals_maximizing_the_negation():
     loss = lambda p: -_fitness(p)  # noqa: E731
     p_min, s_min = egg.step(params, loss, egg.init(params, population=8, maximize=False))
     p_max, s_max = egg.step(params, _fitness, egg.init(params, population=8))
-    for a, b in zip(check_params(p_min)[0], check_params(p_max)[0]):
+    for a, b in zip(check_params(p_min)[0], check_params(p_max)[0], strict=True):
         np.testing.assert_array_equal(a, b)
     assert s_min.info["fitness_min"] == -s_max.info["fitness_max"]  # info reports raw values
 
@@ -178,17 +188,21 @@ def test_info_and_inputs_untouched():
     fitness = np.array([1.0, -2.0, 3.0, 0.5])
     new_params, new_state = egg.tell(params, fitness, state)
     info = new_state.info
-    assert info["generation"] == 0 and new_state.generation == 1 and state.generation == 0
+    assert info["generation"] == 0
+    assert new_state.generation == 1
+    assert state.generation == 0
     assert info["fitness_mean"] == pytest.approx(0.625)
     assert (info["fitness_max"], info["fitness_min"]) == (3.0, -2.0)
     assert info["fitness_std"] == pytest.approx(np.std(fitness))
-    delta = [a - b for a, b in zip(check_params(new_params)[0], check_params(params)[0])]
+    new_leaves, old_leaves = check_params(new_params)[0], check_params(params)[0]
+    delta = [a - b for a, b in zip(new_leaves, old_leaves, strict=True)]
     assert info["update_norm"] == pytest.approx(math.sqrt(sum(float((d * d).sum()) for d in delta)))
-    for a, b in zip(check_params(params)[0], snap_params):
+    for a, b in zip(check_params(params)[0], snap_params, strict=True):
         np.testing.assert_array_equal(a, b)
     assert state.info == {}
     assert isinstance(new_params["layers"][0]["W"], np.ndarray)
-    assert new_params["scale"].shape == () and isinstance(new_params["scale"], np.ndarray)
+    assert new_params["scale"].shape == ()
+    assert isinstance(new_params["scale"], np.ndarray)
 
 
 def test_step_without_state_uses_defaults():
@@ -196,9 +210,11 @@ def test_step_without_state_uses_defaults():
     calls = []
     _, state = egg.step(params, lambda p: calls.append(1) or 0.0)
     c = state.config
-    assert len(calls) == 256 and state.generation == 1
+    assert len(calls) == 256
+    assert state.generation == 1
     assert (c.population, c.sigma, c.lr, c.rank, c.seed) == (256, 0.02, 0.05, 1, 0)
-    assert (c.optimizer, c.shaping, c.antithetic, c.noise_reuse) == ("adam", "centered_rank", True, 1)
+    assert (c.optimizer, c.shaping) == ("adam", "centered_rank")
+    assert (c.antithetic, c.noise_reuse) == (True, 1)
 
 
 def test_weight_decay_skips_frozen_leaves():
@@ -211,7 +227,7 @@ def test_weight_decay_skips_frozen_leaves():
     np.testing.assert_allclose(new["W"], 1.0 - 0.05 * 0.5)
 
 
-# ---- per-leaf noise kinds -------------------------------------------------------------------------
+# ---- per-leaf noise kinds ----------------------------------------------------------------------
 
 
 def test_lowrank_choices():
@@ -266,8 +282,8 @@ def test_config_roundtrip():
         ({"lr": -1e-3}, ValueError, "lr must be"),
         ({"rank": 0}, ValueError, "rank must be >= 1"),
         ({"rank": 1.5}, TypeError, "rank must be an integer"),
-        ({"optimizer": "rmsprop"}, ValueError, r"optimizer must be one of \['adam', 'momentum', 'sgd'\]"),
-        ({"shaping": "rank"}, ValueError, r"shaping must be one of \['centered_rank', 'group_zscore'"),
+        ({"optimizer": "rmsprop"}, ValueError, r"optimizer must be one of \['adam', 'momentum'"),
+        ({"shaping": "rank"}, ValueError, r"shaping must be one of \['centered_rank', 'group_z"),
         ({"shaping": "group_zscore"}, ValueError, "needs group_size"),
         ({"shaping": "group_zscore", "group_size": 3}, ValueError, r"group_size \(3\) must divide"),
         ({"group_size": 0}, ValueError, "group_size must be >= 1"),
@@ -286,7 +302,7 @@ def test_bad_init_arguments(kwargs, exc, match):
     copies = [x.copy() for x in check_params(params)[0]]
     with pytest.raises(exc, match=match):
         egg.init(params, **kwargs)
-    for a, b in zip(check_params(params)[0], copies):
+    for a, b in zip(check_params(params)[0], copies, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -355,15 +371,14 @@ def test_params_changed_since_init(changed, match, call, tmp_path):
     state = egg.init(params, population=4)
     snap = _snapshot(changed, state)
     exc = TypeError if "dtype float32 or float64" in match else ValueError
+    calls = {
+        "ask": lambda: egg.ask(changed, state),
+        "tell": lambda: egg.tell(changed, np.zeros(4), state),
+        "step": lambda: egg.step(changed, _fitness, state),
+        "save": lambda: egg.save(tmp_path / "x.npz", changed, state),
+    }
     with pytest.raises(exc, match=match):
-        if call == "ask":
-            egg.ask(changed, state)
-        elif call == "tell":
-            egg.tell(changed, np.zeros(4), state)
-        elif call == "step":
-            egg.step(changed, _fitness, state)
-        else:
-            egg.save(tmp_path / "x.npz", changed, state)
+        calls[call]()
     _assert_unchanged(changed, state, snap)
     assert not (tmp_path / "x.npz").exists()
 
@@ -380,8 +395,11 @@ def test_mixed_numpy_cupy_leaves(monkeypatch):
     mixed = _params()
     mixed["layers"][1]["b"] = mixed["layers"][1]["b"].view(FakeGpuArray)
     snap = _snapshot(params, state)
-    for call in (lambda: egg.init(mixed), lambda: egg.ask(mixed, state),
-                 lambda: egg.tell(mixed, np.zeros(4), state)):
+    for call in (
+        lambda: egg.init(mixed),
+        lambda: egg.ask(mixed, state),
+        lambda: egg.tell(mixed, np.zeros(4), state),
+    ):
         with pytest.raises(TypeError, match="'layers/1/b'.*mixed NumPy/CuPy"):
             call()
     _assert_unchanged(params, state, snap)

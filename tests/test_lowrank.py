@@ -17,7 +17,8 @@ _TOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 def _close(got, ref, bound, dtype):
     """|got - ref| <= tol * bound, with bound the sum of |terms| (no cancellation assumed)."""
     assert got.dtype == dtype
-    np.testing.assert_array_less(np.abs(got - ref), _TOL[np.dtype(dtype)] * (bound + 1e-30) + 1e-300)
+    tol = _TOL[np.dtype(dtype)]
+    np.testing.assert_array_less(np.abs(got - ref), tol * (bound + 1e-30) + 1e-300)
 
 
 @settings(max_examples=60, deadline=None)
@@ -48,7 +49,8 @@ def test_contract_full():
     w = rng.standard_normal(6)
     got = lowrank.contract_full(E, w, 0.5)
     np.testing.assert_allclose(got, 0.5 * np.tensordot(w, E, axes=1), rtol=1e-5, atol=1e-6)
-    assert got.shape == (2, 3) and got.dtype == np.float32
+    assert got.shape == (2, 3)
+    assert got.dtype == np.float32
 
 
 @st.composite

@@ -28,7 +28,8 @@ def _unit_noise(seed, leaf, key, epoch, shape, kind, rank):
         A, B = noise.factors(seed, leaf, [key], epoch, shape, rank)
         return A[0].astype(np.float64) @ B[0].astype(np.float64).T / math.sqrt(rank)
     if kind is NoiseKind.FULL:
-        return noise.normals(seed, leaf, key, epoch, math.prod(shape)).astype(np.float64).reshape(shape)
+        eps = noise.normals(seed, leaf, key, epoch, math.prod(shape))
+        return eps.astype(np.float64).reshape(shape)
     return np.zeros(shape)
 
 
@@ -48,12 +49,20 @@ def test_members_follow_the_noise_contract(
 ):
     n = 2 * n_pairs
     pop, state = _pop(
-        params, generation, population=n, antithetic=antithetic, rank=rank, seed=seed,
-        noise_reuse=noise_reuse, sigma=sigma,
+        params,
+        generation,
+        population=n,
+        antithetic=antithetic,
+        rank=rank,
+        seed=seed,
+        noise_reuse=noise_reuse,
+        sigma=sigma,
     )
     leaves, spec, _ = check_params(params)
     epoch = generation // noise_reuse
-    assert pop.epoch == epoch and pop.size == n and pop.sigma == sigma
+    assert pop.epoch == epoch
+    assert pop.size == n
+    assert pop.sigma == sigma
     np.testing.assert_array_equal(pop.signs, noise.signs(n, antithetic))
     np.testing.assert_array_equal(pop.member_keys, noise.member_keys(n, antithetic))
     for i in range(n):
@@ -61,13 +70,14 @@ def test_members_follow_the_noise_contract(
         assert member_spec == spec
         key = i // 2 if antithetic else i
         s = -1.0 if antithetic and i % 2 else 1.0
-        for leaf, (theta, theta_i) in enumerate(zip(leaves, member_leaves)):
+        for leaf, (theta, theta_i) in enumerate(zip(leaves, member_leaves, strict=True)):
             kind = state.config.kinds[leaf]
             assert kind is (NoiseKind.LOWRANK if theta.ndim == 2 else NoiseKind.FULL)
             eps = _unit_noise(seed, leaf, key, epoch, theta.shape, kind, rank)
             tol = 1e-5 if theta.dtype == np.float32 else 1e-12
             np.testing.assert_allclose(
-                theta_i.astype(np.float64) - theta, sigma * s * eps,
+                theta_i.astype(np.float64) - theta,
+                sigma * s * eps,
                 atol=tol * (np.abs(theta).max() + sigma * np.abs(eps).max() + 1),
             )
             assert theta_i.dtype == theta.dtype
@@ -81,9 +91,12 @@ def matmul_case(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     params = {"W": rng.standard_normal((m, n)).astype(dtype), "b": np.zeros(3, dtype)}
     cfg = dict(
-        population=2 * draw(st.integers(1, 4)), rank=draw(st.integers(1, 4)),
-        seed=draw(st.integers(0, 1000)), sigma=draw(st.floats(0.01, 1.0)),
-        antithetic=draw(st.booleans()), lowrank={"W": kind},
+        population=2 * draw(st.integers(1, 4)),
+        rank=draw(st.integers(1, 4)),
+        seed=draw(st.integers(0, 1000)),
+        sigma=draw(st.floats(0.01, 1.0)),
+        antithetic=draw(st.booleans()),
+        lowrank={"W": kind},
     )
     transpose, shared = draw(st.booleans()), draw(st.booleans())
     bt = draw(st.integers(1, 4))
@@ -140,7 +153,8 @@ def test_frozen_leaves_are_not_perturbed():
     pop, state = _pop(params, population=4, lowrank={"emb": NoiseKind.FROZEN})
     for i in range(4):
         np.testing.assert_array_equal(pop.member(i)["emb"], params["emb"])
-    assert "mu/1" not in state.opt_state and "mu/0" in state.opt_state
+    assert "mu/1" not in state.opt_state
+    assert "mu/0" in state.opt_state
 
 
 def test_slice_has_the_same_members_and_noise():
@@ -196,14 +210,16 @@ def test_cache_holds_one_epoch_and_noise_reuse_shares_it():
     state = egg.init(params, population=4, noise_reuse=2, optimizer="sgd", lr=0.0)
     f = lambda p: float(p["W"].sum())  # noqa: E731
     p1, s1 = egg.step(params, f, state)
-    assert s1.cache is state.cache and len(s1.cache) == 1
+    assert s1.cache is state.cache
+    assert len(s1.cache) == 1
     pop0 = egg.ask(params, state)
     pop1 = egg.ask(p1, s1)
     assert pop1.epoch == pop0.epoch == 0
     np.testing.assert_array_equal(pop1.member(1)["W"], pop0.member(1)["W"])  # lr=0: same params
     _, s2 = egg.step(p1, f, s1)
     egg.ask(p1, s2).member(0)
-    assert len(s2.cache) == 1 and egg.ask(p1, s2).epoch == 1
+    assert len(s2.cache) == 1
+    assert egg.ask(p1, s2).epoch == 1
 
 
 def test_black_box_full_rank_leaves_are_not_cached():

@@ -23,7 +23,8 @@ def _apply(name, f):
 def test_every_shaping_is_pure_float64_and_finite(name, f):
     before = f.copy()
     w = _apply(name, f)
-    assert w.shape == f.shape and w.dtype == np.float64
+    assert w.shape == f.shape
+    assert w.dtype == np.float64
     assert np.all(np.isfinite(w))
     np.testing.assert_array_equal(f, before)  # input untouched
 
@@ -58,7 +59,8 @@ def test_centered_rank_values_and_ties():
 @given(f=fitness_vectors(16))
 def test_centered_rank_range_and_monotone_invariance(f):
     w = centered_rank(f)
-    assert w.min() >= -0.5 and w.max() <= 0.5
+    assert w.min() >= -0.5
+    assert w.max() <= 0.5
     np.testing.assert_array_equal(centered_rank(4.0 * f), w)  # an exact increasing map
     np.testing.assert_allclose(centered_rank(-f), -w, atol=1e-15)
     order = np.argsort(f, kind="stable")
@@ -84,7 +86,7 @@ def test_group_zscore_bad_group_size(g):
 
 
 def test_shape_fitness_validation():
-    with pytest.raises(ValueError, match=r"shaping must be one of \['centered_rank', 'group_zscore'"):
+    with pytest.raises(ValueError, match=r"shaping must be one of \['centered_rank', 'group_z"):
         shape_fitness(np.zeros(2), "rank")
     with pytest.raises(ValueError, match="needs group_size"):
         shape_fitness(np.zeros(2), "group_zscore")

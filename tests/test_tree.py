@@ -47,8 +47,9 @@ def test_flatten_unflatten_roundtrip(t):
     leaves, paths, structure = flatten(t)
     back = unflatten(structure, leaves)
     leaves2, paths2, structure2 = flatten(back)
-    assert paths2 == paths and structure2 == structure
-    assert all(x is y for x, y in zip(leaves, leaves2))
+    assert paths2 == paths
+    assert structure2 == structure
+    assert all(x is y for x, y in zip(leaves, leaves2, strict=True))
     assert type(back) is type(t)
 
 
@@ -65,7 +66,8 @@ def test_spec_json_roundtrip(t):
 
 def test_single_array_is_a_tree():
     _, spec, _ = check_params(np.zeros(3, np.float32))
-    assert spec.paths == ((),) and spec.index("") == 0
+    assert spec.paths == ((),)
+    assert spec.index("") == 0
 
 
 def test_map_leaves_keeps_structure():
@@ -133,9 +135,8 @@ def test_difference_messages():
     _, spec, _ = check_params(_tree())
     t = _tree()
     t["emb"] = np.zeros((5, 4), np.float32)
-    assert "'emb'" in spec.difference(check_params(t)[1]) and "shape" in spec.difference(
-        check_params(t)[1]
-    )
+    assert "'emb'" in spec.difference(check_params(t)[1])
+    assert "shape" in spec.difference(check_params(t)[1])
     t = _tree()
     t["emb"] = t["emb"].astype(np.float64)
     assert "dtype" in spec.difference(check_params(t)[1])
