@@ -353,7 +353,7 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
     sq = 0.0
     for i, d in deltas.items():
         new_leaves[i] = xp.asarray(leaves[i] + d)  # 0-d leaves stay arrays
-        sq += float((d * d).sum())
+        sq += float(xp.vdot(d.ravel(), d.ravel()))
     info = {
         "generation": state.generation,
         "fitness_mean": float(f.mean()),

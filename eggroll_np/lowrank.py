@@ -15,6 +15,9 @@ from .backend import namespace_of
 
 __all__ = ["correction", "correction_transposed", "contract", "contract_full"]
 
+# Values of the per-chunk product buffer in `correction` (4 MiB of float32).
+_CHUNK_VALUES = 1 << 20
+
 
 def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
     """out[i] += coef[i] * (x_i @ A[keys[i]]) @ B[keys[i]].T, in place.
@@ -32,14 +35,27 @@ def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
     """
     xp = namespace_of(out)
     K, m, r = A.shape
+    n_members, bt, n = out.shape
     if x.ndim == 2:
-        # One GEMM for every key: (Bt, m) @ (m, K*r), then gather per member.
-        xa = (x @ A.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r)
-        xa = xa.transpose(1, 0, 2)[keys]  # (N, Bt, r)
-    else:
-        xa = xp.matmul(x, A[keys])  # (N, Bt, m) @ (N, m, r)
-    xa *= coef.reshape(-1, 1, 1).astype(xa.dtype, copy=False)
-    out += xp.matmul(xa, B[keys].transpose(0, 2, 1))
+        # One GEMM for every key: (Bt, m) @ (m, K*r) -> (K, Bt, r), gathered per member below.
+        xa_keys = (x @ A.transpose(1, 0, 2).reshape(m, K * r)).reshape(bt, K, r)
+        xa_keys = xa_keys.transpose(1, 0, 2)
+    Bt = B.transpose(0, 2, 1)  # (K, r, n) view
+    # Members in chunks whose (c, Bt, n) product fits in a cache-sized buffer: no temporary as
+    # large as `out`, and the += runs on data that is still in cache.
+    step = max(1, _CHUNK_VALUES // max(1, bt * n))
+    tmp = xp.empty((min(step, n_members), bt, n), dtype=out.dtype)
+    for s in range(0, n_members, step):
+        sl = slice(s, s + step)
+        k = keys[sl]
+        c = k.shape[0]
+        xa = xa_keys[k] if x.ndim == 2 else xp.matmul(x[sl], A[k])  # (c, Bt, r)
+        xa *= coef[sl].reshape(-1, 1, 1).astype(xa.dtype, copy=False)
+        if r == 1:  # an outer product: broadcasting is several times faster than matmul here
+            xp.multiply(xa, Bt[k], out=tmp[:c])
+        else:
+            xp.matmul(xa, Bt[k], out=tmp[:c])
+        out[sl] += tmp[:c]
     return out
 
 

@@ -84,19 +84,30 @@ def update(
     lr, wd = float(config.lr), float(config.weight_decay)
     for i, g in grads.items():
         xp = namespace_of(g)
+        # In-place arithmetic on arrays this function allocated keeps the temporaries to one
+        # leaf-sized buffer at a time; nothing passed in is written to.
         if config.optimizer == "sgd":
-            d = g
+            d = lr * g
         elif config.optimizer == "momentum":
-            d = config.momentum * state[f"mu/{i}"] + g
-            new_state[f"mu/{i}"] = xp.asarray(d)
+            mu = config.momentum * state[f"mu/{i}"]
+            mu += g
+            new_state[f"mu/{i}"] = xp.asarray(mu)
+            d = lr * mu
         else:  # adam, with bias correction (Kingma & Ba 2015)
             b1, b2 = float(config.b1), float(config.b2)
-            mu = b1 * state[f"mu/{i}"] + (1.0 - b1) * g
-            nu = b2 * state[f"nu/{i}"] + (1.0 - b2) * (g * g)
+            mu = b1 * state[f"mu/{i}"]
+            mu += (1.0 - b1) * g
+            nu = g * g
+            nu *= 1.0 - b2
+            nu += b2 * state[f"nu/{i}"]
             new_state[f"mu/{i}"], new_state[f"nu/{i}"] = xp.asarray(mu), xp.asarray(nu)
-            mu_hat = mu / (1.0 - b1**count)
-            nu_hat = nu / (1.0 - b2**count)
-            d = mu_hat / (xp.sqrt(nu_hat) + float(config.eps))
+            d = nu / (1.0 - b2**count)  # nu_hat
+            d = xp.sqrt(d, out=d) if d.ndim else xp.sqrt(d)
+            d += float(config.eps)
+            d = mu / d
+            d *= lr / (1.0 - b1**count)  # lr * mu_hat / (sqrt(nu_hat) + eps)
+        if wd:
+            d -= (lr * wd) * params[i]
         # asarray: NumPy turns 0-d results into scalars, leaves must stay arrays
-        deltas[i] = xp.asarray(lr * (d - wd * params[i]) if wd else lr * d)
+        deltas[i] = xp.asarray(d)
     return deltas, new_state
