@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 
 import numpy as np
 import pytest
@@ -12,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import noise, tree
+from eggroll_np import tree
 from eggroll_np.es import ESConfig, make_config
 from eggroll_np.population import NoiseKind
 from eggroll_np.tree import check_params
 
+from .engine_helpers import FakeGpuArray, patch_fake_cupy, unit_noise
 from .strategies import param_trees
 
 
@@ -106,12 +106,7 @@ def test_black_box_members_and_sgd_update_follow_design(params, antithetic, rank
         for i in range(n):
             key = i // 2 if antithetic else i
             s = -1.0 if antithetic and i % 2 else 1.0
-            if kind is NoiseKind.LOWRANK:
-                A, B = noise.factors(seed, leaf, [key], 0, theta.shape, rank)
-                eps = A[0].astype(np.float64) @ B[0].astype(np.float64).T / math.sqrt(rank)
-            else:
-                eps = noise.normals(seed, leaf, key, 0, theta.size).astype(np.float64)
-                eps = eps.reshape(theta.shape)
+            eps = unit_noise(seed, leaf, key, 0, theta.shape, kind, rank)
             np.testing.assert_allclose(recorded[i][leaf] - theta, sigma * s * eps, atol=1e-12)
             g += f[i] * s * eps
         expected = theta + lr / (n * sigma) * g
@@ -384,12 +379,7 @@ def test_params_changed_since_init(changed, match, call, tmp_path):
 
 
 def test_mixed_numpy_cupy_leaves(monkeypatch):
-    class FakeGpuArray(np.ndarray):
-        pass
-
-    fake = types.SimpleNamespace(__name__="cupy", ndarray=FakeGpuArray)
-    monkeypatch.setattr(tree, "is_cupy_array", lambda x: isinstance(x, FakeGpuArray))
-    monkeypatch.setattr(tree, "namespace_of", lambda x: fake if isinstance(x, FakeGpuArray) else np)
+    patch_fake_cupy(monkeypatch)
     params = _params()
     state = egg.init(params, population=4)
     mixed = _params()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -15,22 +14,13 @@ from eggroll_np import noise
 from eggroll_np.population import NoiseKind
 from eggroll_np.tree import check_params
 
+from .engine_helpers import unit_noise
 from .strategies import float_dtypes, param_trees
 
 
 def _pop(params, generation=0, **kw):
     state = egg.init(params, **kw)
     return egg.ask(params, dataclasses.replace(state, generation=generation)), state
-
-
-def _unit_noise(seed, leaf, key, epoch, shape, kind, rank):
-    if kind is NoiseKind.LOWRANK:
-        A, B = noise.factors(seed, leaf, [key], epoch, shape, rank)
-        return A[0].astype(np.float64) @ B[0].astype(np.float64).T / math.sqrt(rank)
-    if kind is NoiseKind.FULL:
-        eps = noise.normals(seed, leaf, key, epoch, math.prod(shape))
-        return eps.astype(np.float64).reshape(shape)
-    return np.zeros(shape)
 
 
 @settings(max_examples=25, deadline=None)
@@ -73,7 +63,7 @@ def test_members_follow_the_noise_contract(
         for leaf, (theta, theta_i) in enumerate(zip(leaves, member_leaves, strict=True)):
             kind = state.config.kinds[leaf]
             assert kind is (NoiseKind.LOWRANK if theta.ndim == 2 else NoiseKind.FULL)
-            eps = _unit_noise(seed, leaf, key, epoch, theta.shape, kind, rank)
+            eps = unit_noise(seed, leaf, key, epoch, theta.shape, kind, rank)
             tol = 1e-5 if theta.dtype == np.float32 else 1e-12
             np.testing.assert_allclose(
                 theta_i.astype(np.float64) - theta,

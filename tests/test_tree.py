@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +9,7 @@ from hypothesis import given, settings
 from eggroll_np import tree
 from eggroll_np.tree import TreeSpec, check_params, flatten, leaf_paths, path_str, unflatten
 
+from .engine_helpers import FakeGpuArray, patch_fake_cupy
 from .strategies import param_trees
 
 
@@ -120,12 +119,7 @@ def test_empty_tree_rejected():
 
 
 def test_mixed_backends_name_the_leaf(monkeypatch):
-    class FakeGpuArray(np.ndarray):
-        pass
-
-    fake = types.SimpleNamespace(__name__="cupy", ndarray=FakeGpuArray)
-    monkeypatch.setattr(tree, "is_cupy_array", lambda x: isinstance(x, FakeGpuArray))
-    monkeypatch.setattr(tree, "namespace_of", lambda x: fake if isinstance(x, FakeGpuArray) else np)
+    patch_fake_cupy(monkeypatch)
     t = {"a": np.zeros(2, np.float32), "b": np.zeros(2, np.float32).view(FakeGpuArray)}
     with pytest.raises(TypeError, match="'b'.*mixed NumPy/CuPy"):
         check_params(t)
