@@ -15,6 +15,12 @@ struct KernelTable {
   // Normals [offset, offset + count) of stream (leaf, member_key, epoch) into out.
   void (*fill_normals)(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t epoch,
                        uint64_t offset, std::size_t count, float* out);
+  // xa (rows x r) = x (rows x m) @ a (m x r), all row-major.
+  void (*lowrank_project)(const float* x, std::size_t rows, std::size_t m, const float* a,
+                          std::size_t r, float* xa);
+  // out (rows x n) += coef * xa (rows x r) @ b^T, b (n x r) row-major.
+  void (*lowrank_expand)(const float* xa, std::size_t rows, std::size_t r, const float* b,
+                         std::size_t n, float coef, float* out);
 };
 
 #define EGG_DECLARE_ISA(isa)                                                                  \
@@ -23,6 +29,10 @@ struct KernelTable {
                      uint32_t* out);                                                          \
   void fill_normals(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t epoch,        \
                     uint64_t offset, std::size_t count, float* out);                          \
+  void lowrank_project(const float* x, std::size_t rows, std::size_t m, const float* a,       \
+                       std::size_t r, float* xa);                                             \
+  void lowrank_expand(const float* xa, std::size_t rows, std::size_t r, const float* b,       \
+                      std::size_t n, float coef, float* out);                                 \
   }
 
 EGG_DECLARE_ISA(baseline)
