@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 #include <algorithm>
+#include <cmath>
 
 #include "core/kernels.h"
 #include "core/parallel.h"
@@ -166,6 +167,37 @@ void lowrank_expand(const F32Array& xa, const U32Array& xa_rows, const F32Array&
   });
 }
 
+// One Adam step on float32 leaves: returns (theta_new, mu_new, nu_new), inputs untouched.
+py::tuple adam_step(const F32Array& theta, const F32Array& g, const F32Array& mu,
+                    const F32Array& nu, double lr, double b1, double b2, double eps, double wd,
+                    int64_t count) {
+  const py::ssize_t n = theta.size();
+  if (g.size() != n || mu.size() != n || nu.size() != n) {
+    throw py::value_error("theta, g, mu and nu must have the same size");
+  }
+  if (count < 1) throw py::value_error("count must be >= 1");
+  std::vector<py::ssize_t> shape(theta.shape(), theta.shape() + theta.ndim());
+  F32Array theta_out(shape), mu_out(shape), nu_out(shape);
+  const egg::AdamScalars s{static_cast<float>(lr),
+                           static_cast<float>(b1),
+                           static_cast<float>(b2),
+                           static_cast<float>(1.0 - b1),
+                           static_cast<float>(1.0 - b2),
+                           static_cast<float>(1.0 / (1.0 - std::pow(b1, count))),
+                           static_cast<float>(1.0 / (1.0 - std::pow(b2, count))),
+                           static_cast<float>(eps),
+                           static_cast<float>(wd)};
+  const float *tp = theta.data(), *gp = g.data(), *mp = mu.data(), *np_ = nu.data();
+  float *to = theta_out.mutable_data(), *mo = mu_out.mutable_data(), *no = nu_out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    egg::parallel_for(static_cast<std::size_t>(n), 1 << 17, [&](std::size_t b, std::size_t e) {
+      egg::kernels().adam_step(tp + b, gp + b, mp + b, np_ + b, e - b, s, to + b, mo + b, no + b);
+    });
+  }
+  return py::make_tuple(theta_out, mu_out, nu_out);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -181,6 +213,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("lowrank_expand", &lowrank_expand, py::arg("xa"), py::arg("xa_rows"), py::arg("b"),
         py::arg("keys"), py::arg("coef"), py::arg("out"),
         "out[i] += coef[i] * xa[xa_rows[i]] @ b[keys[i]].T; xa (R, rows, r), out (N, rows, n).");
+  m.def("adam_step", &adam_step, py::arg("theta"), py::arg("g"), py::arg("mu"), py::arg("nu"),
+        py::arg("lr"), py::arg("b1"), py::arg("b2"), py::arg("eps"), py::arg("wd"),
+        py::arg("count"),
+        "One fused Adam step (ascent direction g, decoupled weight decay) on float32 arrays -> "
+        "(theta, mu, nu).");
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
   m.def("num_threads", &egg::num_threads, "Threads the parallel kernels use.");
