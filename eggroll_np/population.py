@@ -244,7 +244,7 @@ class Population:
                 f"x is a {namespace_of(x).__name__} array but leaf '{name}' is a "
                 f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
             )
-        x = xp.asarray(x, dtype=W.dtype)
+        x = xp.ascontiguousarray(x, dtype=W.dtype)  # C order lets compiled kernels take it
         Wt = W.T if transpose else W
         m = Wt.shape[0]
         if x.ndim == 2 and x.shape[1] == m:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eggroll_np import lowrank
+from eggroll_np import _ext, lowrank
 
 from .strategies import float_dtypes, matrix_problem
 
@@ -72,9 +72,20 @@ def correction_case(draw):
     return A, B, keys, coef, x, transpose
 
 
+def _reference_transposed(x, A, B, keys, coef, out):
+    return lowrank.correction_reference(x, B, A, keys, coef, out)
+
+
+_IMPLS = {
+    "dispatch": (lowrank.correction, lowrank.correction_transposed),
+    "reference": (lowrank.correction_reference, _reference_transposed),
+}
+
+
+@pytest.mark.parametrize("impl", sorted(_IMPLS))
 @settings(max_examples=60, deadline=None)
-@given(correction_case())
-def test_correction_equals_dense(case):
+@given(case=correction_case())
+def test_correction_equals_dense(impl, case):
     A, B, keys, coef, x, transpose = case
     dtype = A.dtype
     rows = (B if transpose else A).shape[1]
@@ -82,7 +93,7 @@ def test_correction_equals_dense(case):
     base = np.random.default_rng(1).standard_normal((keys.size, x.shape[-2], out_cols))
     out = base.astype(dtype)
     start = out.copy()
-    fn = lowrank.correction_transposed if transpose else lowrank.correction
+    fn = _IMPLS[impl][1] if transpose else _IMPLS[impl][0]
     assert fn(x, A, B, keys, coef, out) is out
     xs = np.broadcast_to(x, (keys.size, *x.shape[-2:])).astype(np.float64)
     assert xs.shape[-1] == rows
@@ -97,7 +108,40 @@ def test_correction_equals_dense(case):
         _close(out[i], ref, bound, dtype)
 
 
-def test_correction_shared_x_uses_each_key_once(monkeypatch):
+@pytest.mark.skipif(_ext.core is None, reason="C++ core not built")
+@settings(max_examples=40, deadline=None)
+@given(
+    case=correction_case(),
+    n_chunks=st.integers(1, 3),
+)
+def test_core_kernels_match_the_numpy_reference(case, n_chunks):
+    A, B, keys, coef, x, transpose = case
+    A, B = A[:, :, :1].astype(np.float32), B[:, :, :1].astype(np.float32)  # rank 1, float32
+    x, coef = x.astype(np.float32), coef.astype(np.float32)
+    if transpose:
+        A, B = B, A
+    out_shape = (keys.size, x.shape[-2], B.shape[1])
+    start = np.random.default_rng(2).standard_normal(out_shape).astype(np.float32)
+    assert lowrank._use_core(x, A, B, start)
+    got = lowrank.correction(x, A, B, keys, coef, start.copy())
+    # the reference, also through its chunked loop (chunks of n_chunks members)
+    saved = lowrank._CHUNK_VALUES
+    lowrank._CHUNK_VALUES = out_shape[1] * out_shape[2] * n_chunks
+    try:
+        want = lowrank.correction_reference(x, A, B, keys, coef, start.copy())
+    finally:
+        lowrank._CHUNK_VALUES = saved
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * (1 + np.abs(want).max()))
+
+
+def test_reference_is_used_where_the_core_does_not_apply():
+    A = np.ones((1, 2, 2), np.float32)  # rank 2
+    assert not lowrank._use_core(np.ones((1, 2), np.float32), A, A, np.zeros((1, 1, 2), np.float32))
+    A1 = np.ones((1, 2, 1))
+    assert not lowrank._use_core(np.ones((1, 2)), A1, A1, np.zeros((1, 1, 2)))  # float64
+
+
+def test_correction_shared_x_uses_each_key_once():
     # members with the same key and opposite coef get exactly opposite corrections
     rng = np.random.default_rng(2)
     A, B = rng.standard_normal((2, 4, 2)), rng.standard_normal((2, 3, 2))
