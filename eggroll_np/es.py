@@ -348,12 +348,13 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
         w = -w
     pop = Population(leaves, state.spec, config, state.generation, state.cache)
     grads = pop.gradient(w)
-    deltas, opt_state = optim.update(grads, state.opt_state, dict(enumerate(leaves)), config)
+    updated, opt_state = optim.apply(grads, state.opt_state, dict(enumerate(leaves)), config)
     new_leaves = list(leaves)
     sq = 0.0
-    for i, d in deltas.items():
-        new_leaves[i] = xp.asarray(leaves[i] + d)  # 0-d leaves stay arrays
-        sq += float(xp.vdot(d.ravel(), d.ravel()))
+    for i, theta in updated.items():
+        new_leaves[i] = theta
+        d = (theta - leaves[i]).ravel()
+        sq += float(xp.vdot(d, d))
     info = {
         "generation": state.generation,
         "fitness_mean": float(f.mean()),

@@ -3,6 +3,8 @@
 The ES gradient estimate g is an ASCENT direction. Every optimizer turns it into a direction d
 and returns the step delta = lr * (d - weight_decay * theta) (decoupled weight decay, Loshchilov &
 Hutter 2019), so theta_new = theta + delta; sgd with weight_decay=0 is DESIGN.md's theta + lr * g.
+`update` is the NumPy/CuPy reference; `apply` returns the new parameters and hands float32 NumPy
+Adam leaves to the C++ core's fused one-pass step (tested against `update`).
 State is a flat dict of plain arrays (saved as-is by `checkpoint`): "count" (host int64 0-d) and,
 per updated leaf index i, "mu/i" (momentum, adam) and "nu/i" (adam), in the leaf's dtype/backend.
 """
@@ -14,9 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import _ext
 from .backend import namespace_of
 
-__all__ = ["OPTIMIZERS", "OptimizerConfig", "init", "update"]
+__all__ = ["OPTIMIZERS", "OptimizerConfig", "init", "update", "apply"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 """Valid optimizer names."""
@@ -111,3 +114,48 @@ def update(
         # asarray: NumPy turns 0-d results into scalars, leaves must stay arrays
         deltas[i] = xp.asarray(d)
     return deltas, new_state
+
+
+def _fused_adam(config: OptimizerConfig, *arrays: Any) -> bool:
+    # One pass over memory instead of ~10 NumPy passes (measured ~20x on a 1M-value leaf).
+    return (
+        config.optimizer == "adam"
+        and _ext.core is not None
+        and all(
+            isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+            for a in arrays
+        )
+    )
+
+
+def apply(
+    grads: Mapping[int, Any],
+    state: Mapping[str, Any],
+    params: Mapping[int, Any],
+    config: OptimizerConfig,
+) -> tuple[dict[int, Any], dict[str, Any]]:
+    """`update`, then theta + delta: the new parameters of each leaf in `grads`.
+
+    Same arguments as `update`; pure. Float32 NumPy leaves under Adam take the fused C++ step
+    (same formula, float32 arithmetic in a different order); everything else is `update`.
+
+    Returns:
+        (new_params, new_state): leaf index -> new parameter array, and the new state.
+    """
+    fused = [
+        i
+        for i, g in grads.items()
+        if _fused_adam(config, params[i], g, state.get(f"mu/{i}"), state.get(f"nu/{i}"))
+    ]
+    rest = {i: g for i, g in grads.items() if i not in fused}
+    deltas, new_state = update(rest, state, params, config)
+    new_params = {i: namespace_of(d).asarray(params[i] + d) for i, d in deltas.items()}
+    count = int(new_state["count"])
+    for i in fused:
+        theta, mu, nu = _ext.core.adam_step(
+            params[i], grads[i], state[f"mu/{i}"], state[f"nu/{i}"], float(config.lr),
+            float(config.b1), float(config.b2), float(config.eps), float(config.weight_decay),
+            count,
+        )  # fmt: skip
+        new_params[i], new_state[f"mu/{i}"], new_state[f"nu/{i}"] = theta, mu, nu
+    return new_params, new_state

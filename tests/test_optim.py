@@ -106,3 +106,32 @@ def test_state_holds_only_plain_arrays():
 def test_unknown_optimizer_lists_valid_ones():
     with pytest.raises(ValueError, match=r"\['sgd', 'momentum', 'adam'\].*'rmsprop'"):
         optim.init("rmsprop", {})
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_apply_is_theta_plus_update(name, dtype):
+    rng = np.random.default_rng(3)
+    theta = {0: rng.standard_normal((5, 3)).astype(dtype), 2: np.ones((), dtype)}
+    cfg = Cfg(optimizer=name, weight_decay=0.01)
+    state = optim.init(name, theta)
+    for _ in range(3):  # a few steps so that the moments matter
+        before = {k: v.copy() for k, v in state.items()}
+        grads = {i: rng.standard_normal(t.shape).astype(dtype) for i, t in theta.items()}
+        deltas, want_state = optim.update(grads, state, theta, cfg)
+        got, got_state = optim.apply(grads, state, theta, cfg)
+        for i, t in theta.items():
+            want = t + deltas[i]
+            assert isinstance(got[i], np.ndarray)
+            assert got[i].dtype == dtype
+            assert got[i].shape == t.shape
+            fused = name == "adam" and dtype == np.float32 and optim._ext.core is not None
+            if fused:  # the C++ step: same formula, float32 rounding in another order
+                np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(got[i], want)
+        for k, v in want_state.items():
+            np.testing.assert_allclose(got_state[k], v, rtol=1e-5, atol=1e-7)
+        for k, v in state.items():
+            np.testing.assert_array_equal(v, before[k])  # untouched
+        state, theta = got_state, got
