@@ -20,7 +20,7 @@ import numpy as np
 
 from . import optim, shaping
 from .backend import namespace_of, to_numpy
-from .noise import check_seed
+from .noise import check_seed, epoch_of
 from .population import NoiseCache, NoiseKind, Population
 from .tree import TreeSpec, check_params, path_str
 
@@ -363,7 +363,10 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
         "fitness_std": float(f.std()),
         "update_norm": math.sqrt(sq),
     }
-    new_state = ESState(config, state.generation + 1, opt_state, state.spec, info, state.cache)
+    # The noise stays cached only while the next generation is in the same epoch (noise_reuse).
+    same_epoch = epoch_of(state.generation + 1, config.noise_reuse) == pop.epoch
+    cache = state.cache if same_epoch else NoiseCache()
+    new_state = ESState(config, state.generation + 1, opt_state, state.spec, info, cache)
     return state.spec.unflatten(new_leaves), new_state
 
 

@@ -207,6 +207,8 @@ def test_cache_holds_one_epoch_and_noise_reuse_shares_it():
     assert pop1.epoch == pop0.epoch == 0
     np.testing.assert_array_equal(pop1.member(1)["W"], pop0.member(1)["W"])  # lr=0: same params
     _, s2 = egg.step(p1, f, s1)
+    assert s2.cache is not s1.cache
+    assert len(s2.cache) == 0
     egg.ask(p1, s2).member(0)
     assert len(s2.cache) == 1
     assert egg.ask(p1, s2).epoch == 1
@@ -237,3 +239,53 @@ def test_bad_population_queries():
     with pytest.raises(TypeError, match="member index"):
         pop.member(1.0)
     assert "size=4" in repr(pop)
+
+
+@st.composite
+def gradient_case(draw):
+    dtype = draw(float_dtypes())
+    m, n = draw(st.integers(1, 64)), draw(st.integers(1, 64))
+    antithetic = draw(st.booleans())
+    population = draw(st.integers(1, 32)) * 2 if antithetic else draw(st.integers(2, 64))
+    cfg = dict(
+        population=population,
+        antithetic=antithetic,
+        rank=draw(st.integers(1, 8)),
+        seed=draw(st.integers(0, 2**64 - 1)),
+        sigma=draw(st.floats(0.01, 1.0)),
+        noise_reuse=draw(st.integers(1, 3)),
+    )
+    generation = draw(st.integers(0, 5))
+    weights = draw(
+        st.lists(st.floats(-3, 3), min_size=population, max_size=population).map(np.array)
+    )
+    params = {"W": np.zeros((m, n), dtype), "b": np.zeros(n, dtype)}
+    return params, cfg, generation, weights
+
+
+@settings(max_examples=40, deadline=None)
+@given(gradient_case())
+def test_gradient_equals_dense_sum_over_members(case):
+    """g = 1/(N sigma) sum_i w_i s_i eps_i, with eps_i built densely per the contract."""
+    params, cfg, generation, w = case
+    pop, state = _pop(params, generation, **cfg)
+    grads = pop.gradient(w)
+    n_pop, sigma = cfg["population"], cfg["sigma"]
+    for leaf, path in enumerate(("W", "b")):
+        theta = params[path]
+        kind = state.config.kinds[leaf]
+        ref = np.zeros(theta.shape)
+        bound = np.zeros(theta.shape)
+        for i in range(n_pop):
+            key = i // 2 if cfg["antithetic"] else i
+            s = -1.0 if cfg["antithetic"] and i % 2 else 1.0
+            eps = unit_noise(cfg["seed"], leaf, key, pop.epoch, theta.shape, kind, cfg["rank"])
+            ref += w[i] * s * eps
+            bound += abs(w[i]) * np.abs(eps)
+        ref /= n_pop * sigma
+        bound /= n_pop * sigma
+        assert grads[leaf].dtype == theta.dtype
+        tol = 1e-5 if theta.dtype == np.float32 else 1e-12
+        # rounding is relative to the size of the terms (|eps| of the largest entry), not to
+        # each entry's own magnitude, which a low-rank sum can cancel
+        np.testing.assert_allclose(grads[leaf], ref, rtol=0, atol=tol * (bound.max() + 1e-30))
