@@ -114,22 +114,47 @@ def test_black_box_members_and_sgd_update_follow_design(params, antithetic, rank
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
 
 
-def test_black_box_and_batched_steps_agree_bit_for_bit():
-    params = _params()
-    for kw in ({}, {"noise": "full"}, {"optimizer": "momentum", "shaping": "zscore"}):
-        state = egg.init(params, population=8, seed=3, **kw)
-        fitness = [_fitness(egg.ask(params, state).member(i)) for i in range(8)]
+@settings(max_examples=25, deadline=None)
+@given(
+    params=param_trees(max_leaves=4),
+    n_pairs=st.integers(1, 4),
+    optimizer=st.sampled_from(["sgd", "momentum", "adam"]),
+    shaping_name=st.sampled_from(["none", "centered_rank", "zscore"]),
+    noise_mode=st.sampled_from(["lowrank", "full"]),
+    antithetic=st.booleans(),
+    seed=st.integers(0, 2**32),
+    data=st.data(),
+)
+def test_black_box_and_batched_steps_agree_bit_for_bit(
+    params, n_pairs, optimizer, shaping_name, noise_mode, antithetic, seed, data
+):
+    n = 2 * n_pairs
+    fitness = data.draw(st.lists(st.floats(-100, 100), min_size=n, max_size=n))
+    cfg = dict(
+        population=n,
+        optimizer=optimizer,
+        shaping=shaping_name,
+        noise=noise_mode,
+        antithetic=antithetic,
+        seed=seed,
+    )
+    calls = iter(fitness)
 
-        def batched(pop, fitness=fitness):
-            h = pop.matmul(np.ones((2, 4), np.float32), "layers/0/W")  # use the noise first
-            assert h.shape == (8, 2, 3)
-            return np.array(fitness)
+    def black_box(member):
+        check_params(member)
+        return next(calls)
 
-        p_bb, s_bb = egg.step(params, _fitness, state)
-        p_b, s_b = egg.step(params, batched, state, batched=True)
-        for a, b in zip(check_params(p_bb)[0], check_params(p_b)[0], strict=True):
-            np.testing.assert_array_equal(a, b)
-        assert s_bb.info == s_b.info
+    def batched(pop):
+        for path in pop.paths:  # touch every leaf's noise, as a real forward would
+            pop.perturbed(path)
+        return np.array(fitness)
+
+    # separate states: each step generates (and caches) its own noise
+    p_bb, s_bb = egg.step(params, black_box, egg.init(params, **cfg))
+    p_b, s_b = egg.step(params, batched, egg.init(params, **cfg), batched=True)
+    for a, b in zip(check_params(p_bb)[0], check_params(p_b)[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert s_bb.info == s_b.info
 
 
 def test_tell_equals_step():
