@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(core is None, reason=f"C++ core not built: {_ext
 LEVELS = core.available_simd_levels() if core is not None else []
 
 
-@pytest.fixture(params=LEVELS)
+@pytest.fixture(params=LEVELS, scope="module")
 def simd_level(request):
     before = core.simd_level()
     core.set_simd_level(request.param)
