@@ -115,7 +115,7 @@ class Population:
         # Unique keys (sorted) and each member's position among them.
         self._ukeys, local = np.unique(self.member_keys, return_inverse=True)
         self._local = local.reshape(-1)
-        self._local_xp = self._xp.asarray(self._local)
+        self._local_xp = self._xp.asarray(self._local.astype(np.uint32))  # as kernels take it
         self._tag = (config.seed, self.epoch, config.rank)
         self._last_full: tuple[tuple[int, int], Any] | None = None
 

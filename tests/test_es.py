@@ -429,3 +429,36 @@ def test_bad_state_and_flags():
         egg.step(params, _fitness, state, batched="yes")
     with pytest.raises(TypeError, match="fitness_fn must be callable"):
         egg.step(params, 3.0, state)
+
+
+def _cuda_usable() -> bool:
+    from eggroll_np import _ext
+    from eggroll_np.backend import cupy
+
+    return cupy is not None and _ext.cuda_device_count() > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_usable(), reason="needs CuPy and a CUDA device")
+def test_cupy_run_stays_on_device_and_matches_numpy():
+    from eggroll_np.backend import cupy
+
+    host = _params()
+    dev = tree.map_leaves(cupy.asarray, host)
+    # sgd + no shaping: the update is continuous in the fitness, so float32 differences stay small
+    cfg = dict(population=8, seed=5, optimizer="sgd", shaping="none", lr=0.01)
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+
+    def batched(pop):
+        xp = cupy if isinstance(pop.perturbed("scale"), cupy.ndarray) else np
+        h = xp.tanh(pop.matmul(xp.asarray(x), "layers/0/W") + pop.perturbed("layers/0/b")[:, None])
+        y = pop.matmul(h, "layers/1/W") + pop.perturbed("layers/1/b")[:, None]
+        return -((y - 0.5) ** 2).sum(axis=(1, 2))
+
+    hs, ds = egg.init(host, **cfg), egg.init(dev, **cfg)
+    for _ in range(2):
+        host, hs = egg.step(host, batched, hs, batched=True)
+        dev, ds = egg.step(dev, batched, ds, batched=True)
+    for a, b in zip(check_params(host)[0], check_params(dev)[0], strict=True):
+        assert isinstance(b, cupy.ndarray)
+        np.testing.assert_allclose(cupy.asnumpy(b), a, rtol=1e-4, atol=1e-5)
