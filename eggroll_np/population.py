@@ -28,7 +28,7 @@ __all__ = ["NoiseKind", "NoiseCache", "Population"]
 
 # Full-rank noise is generated/contracted in chunks of at most this many values (per leaf), so
 # the black-box path never holds all N dense perturbations of a large leaf.
-_FULL_CHUNK_VALUES = 1 << 22
+_FULL_CHUNK_VALUES = 1 << 21
 
 
 class NoiseKind(enum.Enum):
@@ -333,5 +333,6 @@ class Population:
             keys = self._ukeys[c : c + chunk]
             Ec = E[c : c + chunk] if E is not None else self._dense_keys(leaf, keys)
             g += lowrank.contract_full(Ec, xp.asarray(w[c : c + chunk].astype(dt)), 1.0)
+            del Ec  # free this chunk before the next one is generated
         g *= scale
         return g

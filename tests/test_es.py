@@ -462,3 +462,20 @@ def test_cupy_run_stays_on_device_and_matches_numpy():
     for a, b in zip(check_params(host)[0], check_params(dev)[0], strict=True):
         assert isinstance(b, cupy.ndarray)
         np.testing.assert_allclose(cupy.asnumpy(b), a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("noise_mode", ["lowrank", "full"])
+def test_black_box_step_never_holds_the_whole_population(noise_mode):
+    import tracemalloc
+
+    params = {"W": np.zeros((512, 512), np.float32)}  # 1 MiB
+    n = 128
+    state = egg.init(params, population=n, noise=noise_mode, optimizer="sgd")
+    all_members = n // 2 * params["W"].nbytes  # every unique perturbation at once: 64 MiB
+    tracemalloc.start()
+    try:
+        egg.step(params, lambda p: float(p["W"][0, 0]), state)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < all_members / 4  # measured: ~3 MiB low-rank, ~11 MiB full rank
