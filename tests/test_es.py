@@ -225,6 +225,29 @@ def test_info_and_inputs_untouched():
     assert isinstance(new_params["scale"], np.ndarray)
 
 
+@pytest.mark.parametrize("shaping_name", ["centered_rank", "zscore"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_fitness_values_are_fine(shaping_name, dtype):
+    params = _params(dtype)
+    state = egg.init(params, population=4, shaping=shaping_name, lr=0.0)
+    _, new_state = egg.tell(params, [1e308, -1e308, 1e308, -1e308], state)  # no warnings
+    info = new_state.info
+    assert info["fitness_mean"] == 0.0
+    assert info["fitness_std"] == pytest.approx(1e308)
+    assert info["fitness_max"] == 1e308
+
+
+@pytest.mark.parametrize(("dtype", "f"), [(np.float32, 1e18), (np.float64, 1e300)])
+def test_unshaped_fitness_that_would_overflow_is_rejected(dtype, f):
+    params = _params(dtype)
+    state = egg.init(params, population=4, shaping="none")
+    snap = _snapshot(params, state)
+    with pytest.raises(ValueError, match="fitness is too large for shaping='none'"):
+        egg.tell(params, [f, -f, 0.0, 0.0], state)
+    _assert_unchanged(params, state, snap)
+    egg.tell(params, [1e6, -1e6, 0.0, 0.0], state)  # large but fine
+
+
 def test_step_without_state_uses_defaults():
     params = {"W": np.zeros((2, 2), np.float32)}
     calls = []
