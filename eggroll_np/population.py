@@ -179,7 +179,10 @@ class Population:
         if kind is NoiseKind.LOWRANK:
             A, B = self._factors(leaf)
             coef = self.sigma * float(self.signs[i]) / math.sqrt(self._config.rank)
-            return theta + coef * (A[j] @ B[j].T)  # 2-D: stays an array
+            w = A[j] @ B[j].T  # the one (m, n) temporary: scaled and shifted in place
+            w *= coef
+            w += theta
+            return w
         E = self._cache.get(self._tag, self._key(leaf, "full", self._ukeys))
         if E is not None:
             eps = E[j]
