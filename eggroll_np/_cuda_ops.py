@@ -60,24 +60,19 @@ def _device_array(name: str, a: Any, dtypes: tuple[np.dtype, ...], ndims: tuple[
 
 def _member_vector(name: str, v: Any, dtype: type, size: int, device_id: int) -> Any:
     """A C-contiguous (size,) device vector from a CuPy or host array (host input is uploaded)."""
-    if is_cupy_array(v):
-        if v.dtype != dtype:
-            raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {v.dtype}")
-        if v.device.id != device_id:
-            raise ValueError(f"{name} is on device {v.device.id}, out on device {device_id}")
-    else:
+    on_device = is_cupy_array(v)
+    if not on_device:
         v = np.asarray(v)
-        if dtype is np.uint32:
-            if v.dtype.kind not in "iu":
-                raise TypeError(f"{name} must be integers, got dtype {v.dtype}")
-        elif v.dtype.kind not in "fiu":
-            raise TypeError(f"{name} must be real numbers, got dtype {v.dtype}")
+    kinds = "iu" if dtype is np.uint32 else "fiu"
+    if v.dtype.kind not in kinds:
+        what = "integers" if dtype is np.uint32 else "real numbers"
+        raise TypeError(f"{name} must be {what}, got dtype {v.dtype}")
     if v.shape != (size,):
         raise ValueError(f"{name} must have shape ({size},), got {tuple(v.shape)}")
-    if not is_cupy_array(v):
-        with cupy.cuda.Device(device_id):
-            v = cupy.asarray(v.astype(dtype, copy=False))
-    return cupy.ascontiguousarray(v)
+    if on_device and v.device.id != device_id:
+        raise ValueError(f"{name} is on device {v.device.id}, out on device {device_id}")
+    with cupy.cuda.Device(device_id):  # a cast on the device or an upload; never a download
+        return cupy.ascontiguousarray(cupy.asarray(v).astype(dtype, copy=False))
 
 
 def lowrank_correction(
@@ -103,10 +98,12 @@ def lowrank_correction(
             float16 (accumulated in float32). With transpose=True the rows have length n.
         A: CuPy float32 (K, m, r), the per-generation factor cache.
         B: CuPy float32 (K, n, r).
-        keys: (N,) uint32 factor index of each member, 0 <= keys[i] < K. A NumPy/list input is
-            range-checked and uploaded; a CuPy input is trusted (an out-of-range key makes that
+        keys: (N,) integer factor index of each member, 0 <= keys[i] < K (cast to uint32). A
+            NumPy/list input is range-checked and uploaded; a CuPy input is trusted, since
+            checking it would cost a device-to-host copy (an out-of-range key makes that
             member's rows NaN, never an out-of-bounds read).
-        coef: (N,) float32 scale of each member (e.g. sigma * s_i / sqrt(r)); CuPy or host.
+        coef: (N,) scale of each member (e.g. sigma * s_i / sqrt(r)), cast to float32; CuPy or
+            host.
         out: CuPy float32 (N, Bt, n) (transpose: (N, Bt, m)), C-contiguous, updated in place.
         transpose: use the transposed perturbation (x @ W.T).
         base: None, or CuPy float32 (Bt, n) (transpose: (Bt, m)) holding x @ W for shared x.
