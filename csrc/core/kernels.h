@@ -3,8 +3,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace egg {
+
+// Scalars of one Adam step, precomputed once per call (bias corrections as reciprocals).
+struct AdamScalars {
+  float lr, b1, b2, one_minus_b1, one_minus_b2, inv_bc1, inv_bc2, eps, wd;
+};
 
 // One set of kernels, compiled once per instruction set (see CMakeLists.txt).
 struct KernelTable {
@@ -15,6 +22,16 @@ struct KernelTable {
   // Normals [offset, offset + count) of stream (leaf, member_key, epoch) into out.
   void (*fill_normals)(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t epoch,
                        uint64_t offset, std::size_t count, float* out);
+  // xa (rows x r) = x (rows x m) @ a (m x r), all row-major.
+  void (*lowrank_project)(const float* x, std::size_t rows, std::size_t m, const float* a,
+                          std::size_t r, float* xa);
+  // out (rows x n) += coef * xa (rows x r) @ b^T, b (n x r) row-major.
+  void (*lowrank_expand)(const float* xa, std::size_t rows, std::size_t r, const float* b,
+                         std::size_t n, float coef, float* out);
+  // One Adam step over n elements; outputs may not alias inputs.
+  void (*adam_step)(const float* theta, const float* g, const float* mu, const float* nu,
+                    std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,
+                    float* nu_out);
 };
 
 #define EGG_DECLARE_ISA(isa)                                                                  \
@@ -23,13 +40,25 @@ struct KernelTable {
                      uint32_t* out);                                                          \
   void fill_normals(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t epoch,        \
                     uint64_t offset, std::size_t count, float* out);                          \
+  void lowrank_project(const float* x, std::size_t rows, std::size_t m, const float* a,       \
+                       std::size_t r, float* xa);                                             \
+  void lowrank_expand(const float* xa, std::size_t rows, std::size_t r, const float* b,       \
+                      std::size_t n, float coef, float* out);                                 \
+  void adam_step(const float* theta, const float* g, const float* mu, const float* nu,        \
+                 std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,        \
+                 float* nu_out);                                                              \
   }
 
 EGG_DECLARE_ISA(baseline)
 EGG_DECLARE_ISA(avx2)
 EGG_DECLARE_ISA(avx512)
 
-// The best kernel table this processor supports (chosen once).
+// The kernel table in use (the best this processor supports unless set_simd_level chose one).
 const KernelTable& kernels();
+// Instruction sets this build has and this processor supports, best first.
+std::vector<std::string> available_levels();
+// Switch kernels (for tests and benchmarks); false if `name` is not available. Not thread-safe
+// against kernels running at the same time.
+bool set_simd_level(const std::string& name);
 
 }  // namespace egg
