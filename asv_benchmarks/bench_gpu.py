@@ -1,4 +1,4 @@
-"""GPU speed of eggroll_np (asv): noise vs cupy.random, population forward and generation vs inference.
+"""GPU speed of eggroll_np (asv): noise vs cupy.random; forward and generation vs inference.
 
 Every class skips (NotImplementedError in setup) without CuPy or a usable CUDA device, so this
 file imports and runs anywhere. Timed bodies synchronise the device: kernel launches are

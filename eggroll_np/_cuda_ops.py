@@ -1,4 +1,4 @@
-"""Thin CuPy wrappers over eggroll_np._cuda: validate arrays, pass raw pointers and the current stream.
+"""Thin CuPy wrappers over eggroll_np._cuda: validated arrays in, raw pointers + current stream out.
 
 Policy lives here, the compiled module holds none: this layer checks dtypes, shapes, contiguity
 and devices (errors name the argument), allocates scratch from CuPy's memory pool and launches on
@@ -139,7 +139,9 @@ def lowrank_correction(
         )
     want_x = (members, batch, rows_left) if x.ndim == 3 else (batch, rows_left)
     if tuple(x.shape) != want_x:
-        raise ValueError(f"x must have shape {want_x} for out {tuple(out.shape)}, got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have shape {want_x} for out {tuple(out.shape)}, got {tuple(x.shape)}"
+        )
     device_id = out.device.id
     for name, a in (("x", x), ("A", A), ("B", B)):
         if a.device.id != device_id:
@@ -147,9 +149,7 @@ def lowrank_correction(
     if base is not None:
         base = _device_array("base", base, (np.dtype(np.float32),), (2,))
         if tuple(base.shape) != (batch, rows_right):
-            raise ValueError(
-                f"base must have shape {(batch, rows_right)}, got {tuple(base.shape)}"
-            )
+            raise ValueError(f"base must have shape {(batch, rows_right)}, got {tuple(base.shape)}")
         if base.device.id != device_id:
             raise ValueError(f"base is on device {base.device.id}, out on device {device_id}")
     keys_host = None if is_cupy_array(keys) else np.asarray(keys)
@@ -166,9 +166,22 @@ def lowrank_correction(
         base_c = None if base is None else cupy.ascontiguousarray(base)
         xa = cupy.empty(members * batch * rank, dtype=np.float32)
         cuda.lowrank_correction(
-            x_c.data.ptr, _X_DTYPES[x_c.dtype], x_c.ndim == 3, left_c.data.ptr, right_c.data.ptr,
-            keys_d.data.ptr, coef_d.data.ptr, members, batch, rows_left, rows_right, rank,
-            num_keys, xa.data.ptr, 0 if base_c is None else base_c.data.ptr, out.data.ptr,
+            x_c.data.ptr,
+            _X_DTYPES[x_c.dtype],
+            x_c.ndim == 3,
+            left_c.data.ptr,
+            right_c.data.ptr,
+            keys_d.data.ptr,
+            coef_d.data.ptr,
+            members,
+            batch,
+            rows_left,
+            rows_right,
+            rank,
+            num_keys,
+            xa.data.ptr,
+            0 if base_c is None else base_c.data.ptr,
+            out.data.ptr,
             current_stream_ptr(),
         )
     return out

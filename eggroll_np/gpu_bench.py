@@ -85,18 +85,19 @@ def build(workload: Workload, population: int, rank: int = 1, seed: int = 0) -> 
     widths = workload.widths
     weights = [
         cupy.asarray(rng.standard_normal((m, n), dtype=np.float32) / np.float32(math.sqrt(m)))
-        for m, n in zip(widths[:-1], widths[1:])
+        for m, n in zip(widths[:-1], widths[1:], strict=True)
     ]
-    x_shape = (workload.batch, widths[0]) if workload.shared_batch else (
-        population, workload.batch, widths[0]
+    x_shape = (
+        (workload.batch, widths[0])
+        if workload.shared_batch
+        else (population, workload.batch, widths[0])
     )
     x = cupy.asarray(rng.standard_normal(x_shape, dtype=np.float32))
     keys = noise.member_keys(population)
-    setup = GpuSetup(workload, population, weights, x, keys, cupy.asarray(keys), None, rank=rank,
-                     seed=seed)
-    setup.coef = cupy.asarray(
-        noise.signs(population) * np.float32(setup.sigma / math.sqrt(rank))
+    setup = GpuSetup(
+        workload, population, weights, x, keys, cupy.asarray(keys), None, rank=rank, seed=seed
     )
+    setup.coef = cupy.asarray(noise.signs(population) * np.float32(setup.sigma / math.sqrt(rank)))
     setup.factors = make_factors(setup)
     return setup
 
@@ -139,7 +140,7 @@ def population_forward(setup: GpuSetup, regenerate: bool = True) -> Any:
     n_pop, batch = setup.population, setup.workload.batch
     h = setup.x
     last = len(setup.weights) - 1
-    for j, (w, (a, b)) in enumerate(zip(setup.weights, factors)):
+    for j, (w, (a, b)) in enumerate(zip(setup.weights, factors, strict=True)):
         if h.ndim == 2:  # shared batch: x @ W once for every member
             out = cupy.empty((n_pop, batch, w.shape[1]), dtype=np.float32)
             _cuda_ops.lowrank_correction(h, a, b, setup.keys_d, setup.coef, out, base=h @ w)
@@ -180,8 +181,15 @@ def engine_state(setup: GpuSetup) -> Any:
     """An ESState for the setup's weights (a list tree: leaf paths "0", "1", ...)."""
     import eggroll_np as egg
 
-    return egg.init(setup.weights, population=setup.population, sigma=setup.sigma,
-                    rank=setup.rank, seed=setup.seed, optimizer="sgd", shaping="centered_rank")
+    return egg.init(
+        setup.weights,
+        population=setup.population,
+        sigma=setup.sigma,
+        rank=setup.rank,
+        seed=setup.seed,
+        optimizer="sgd",
+        shaping="centered_rank",
+    )
 
 
 def time_gpu(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
@@ -236,8 +244,6 @@ def _workload_figures(workload: Workload, population: int, repeat: int) -> dict[
     else:
         fig["generation_ms"] = None
         fig["generation_note"] = "engine API (egg.init/ask/tell) not available on this branch"
-    del setup, rows
-    cupy.get_default_memory_pool().free_all_blocks()
     return fig
 
 
@@ -257,9 +263,14 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     }
     for name, wl in WORKLOADS.items():
         if quick:
-            wl = Workload(wl.name, tuple(min(w, 256) for w in wl.widths), (64,), wl.batch,
-                          wl.shared_batch)
-        result["workloads"][name] = [_workload_figures(wl, p, repeat) for p in wl.populations]
+            wl = Workload(
+                wl.name, tuple(min(w, 256) for w in wl.widths), (64,), wl.batch, wl.shared_batch
+            )
+        figures = []
+        for population in wl.populations:
+            figures.append(_workload_figures(wl, population, repeat))
+            cupy.get_default_memory_pool().free_all_blocks()  # the case's arrays are garbage now
+        result["workloads"][name] = figures
     return result
 
 

@@ -1,4 +1,4 @@
-"""The CUDA backend: extension loading and no-GPU errors (run everywhere), kernels vs NumPy (GPU)."""
+"""CUDA backend: extension loading and no-GPU errors (everywhere); kernels vs NumPy (GPU only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import _cuda_ops, _ext, _reference, noise
+from eggroll_np import _cuda_ops, _ext, _reference, gpu_bench, noise, tree
 from eggroll_np.backend import cupy, to_numpy
 
 NO_DEVICE = r"no CUDA device"
@@ -65,8 +65,17 @@ def test_noise_on_cupy_without_device_is_a_clear_error():
         pytest.skip("CuPy is not installed")
     # noise.py allocates before it asks for the extension, so CuPy's own driver error may come
     # first; either way the message must say that there is no usable device.
-    with pytest.raises(RuntimeError, match=f"{NO_DEVICE}|cudaErrorInsufficientDriver|cudaErrorNoDevice"):
+    either = f"{NO_DEVICE}|cudaErrorInsufficientDriver|cudaErrorNoDevice"
+    with pytest.raises(RuntimeError, match=either):
         noise.normals(0, 0, 0, 0, 8, xp="cupy")
+
+
+@without_gpu
+def test_gpu_bench_without_device_says_so_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "figures.json"
+    assert gpu_bench.main(["--out", str(out)]) == 2
+    assert "nothing measured: no CUDA device" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_xp_fixture_gives_working_backend(xp):
@@ -106,7 +115,7 @@ def test_philox_known_answers_on_gpu():
         [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD],
         [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
     ]
-    for c, k, w in zip(counters, keys, want):
+    for c, k, w in zip(counters, keys, want, strict=True):
         got = noise.philox4x32_10(cupy.asarray(c[None]), np.array(k, dtype=np.uint32))
         np.testing.assert_array_equal(cupy.asnumpy(got)[0], np.array(w, dtype=np.uint32))
 
@@ -128,7 +137,7 @@ def test_normals_match_cpu_and_reference(seed, leaf, keys, epoch, count, offset)
     assert gpu.dtype == np.float32
     assert gpu.shape == (len(keys), count)
     np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-5)
-    for row, k in zip(gpu, keys):
+    for row, k in zip(gpu, keys, strict=True):
         ref = _reference.normals(seed, leaf, k, epoch, count, offset)
         np.testing.assert_allclose(row, ref, rtol=0, atol=1e-5)
 
@@ -159,8 +168,10 @@ def _correction_reference(x, a, b, keys, coef, transpose):
     left, right = (b, a) if transpose else (a, b)
     xl = x.astype(np.float64)
     left_i, right_i = left[keys].astype(np.float64), right[keys].astype(np.float64)
-    xa = np.einsum("ibm,imr->ibr", xl, left_i) if x.ndim == 3 else np.einsum(
-        "bm,imr->ibr", xl, left_i
+    xa = (
+        np.einsum("ibm,imr->ibr", xl, left_i)
+        if x.ndim == 3
+        else np.einsum("bm,imr->ibr", xl, left_i)
     )
     return coef[:, None, None] * np.einsum("ibr,inr->ibn", xa, right_i)
 
@@ -185,8 +196,14 @@ def test_lowrank_correction_matches_numpy(per_member, transpose, rank, m, n, use
     base = rng.standard_normal((batch, rows_out)).astype(np.float32)
     out = cupy.asarray(np.zeros_like(start) if use_base else start)
     got = _cuda_ops.lowrank_correction(
-        cupy.asarray(x), cupy.asarray(a), cupy.asarray(b), cupy.asarray(keys), coef, out,
-        transpose=transpose, base=cupy.asarray(base) if use_base else None,
+        cupy.asarray(x),
+        cupy.asarray(a),
+        cupy.asarray(b),
+        cupy.asarray(keys),
+        coef,
+        out,
+        transpose=transpose,
+        base=cupy.asarray(base) if use_base else None,
     )
     assert got is out
     want = _correction_reference(x, a, b, keys, coef, transpose)
@@ -227,11 +244,12 @@ def test_lowrank_correction_validation_names_the_argument():
     x = cupy.ones((1, 4), dtype=np.float32)
     out = cupy.zeros((2, 1, 4), dtype=np.float32)
     before = out.copy()
+    strided = cupy.zeros((2, 4, 1), dtype=np.float32).transpose(0, 2, 1)
     cases = [
         (TypeError, "x must be a cupy.ndarray", dict(x=np.ones((1, 4), np.float32))),
         (TypeError, "A must have dtype float32", dict(A=a.astype(np.float64))),
         (ValueError, "x must have shape", dict(x=cupy.ones((1, 5), np.float32))),
-        (ValueError, "out must be C-contiguous", dict(out=cupy.zeros((2, 4, 1), np.float32).transpose(0, 2, 1))),
+        (ValueError, "out must be C-contiguous", dict(out=strided)),
         (ValueError, "keys must be in", dict(keys=[0, 2])),
         (ValueError, "coef must have shape", dict(coef=[1.0])),
         (TypeError, "keys must be integers", dict(keys=[0.5, 1.0])),
@@ -256,32 +274,27 @@ def _engine():
 def _params(rng):
     return {
         "layers": [
-            {"W": rng.standard_normal((12, 10)).astype(np.float32) * 0.3,
-             "b": np.zeros(10, np.float32)},
-            {"W": rng.standard_normal((10, 3)).astype(np.float32) * 0.3,
-             "b": np.zeros(3, np.float32)},
+            {
+                "W": rng.standard_normal((12, 10)).astype(np.float32) * 0.3,
+                "b": np.zeros(10, np.float32),
+            },
+            {
+                "W": rng.standard_normal((10, 3)).astype(np.float32) * 0.3,
+                "b": np.zeros(3, np.float32),
+            },
         ]
     }
 
 
-def _to_gpu(tree):
-    if isinstance(tree, dict):
-        return {k: _to_gpu(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_to_gpu(v) for v in tree]
-    return cupy.asarray(tree)
+def _to_gpu(params):
+    return tree.map_leaves(cupy.asarray, params)
 
 
 def _assert_trees_close(gpu_tree, cpu_tree, rtol=1e-5):
-    if isinstance(cpu_tree, dict):
-        for k in cpu_tree:
-            _assert_trees_close(gpu_tree[k], cpu_tree[k], rtol)
-    elif isinstance(cpu_tree, list):
-        for g, c in zip(gpu_tree, cpu_tree):
-            _assert_trees_close(g, c, rtol)
-    else:
-        assert type(gpu_tree) is cupy.ndarray
-        np.testing.assert_allclose(cupy.asnumpy(gpu_tree), cpu_tree, rtol=rtol, atol=1e-6)
+    gpu_leaves, cpu_leaves = tree.flatten(gpu_tree)[0], tree.flatten(cpu_tree)[0]
+    for g, c in zip(gpu_leaves, cpu_leaves, strict=True):
+        assert type(g) is cupy.ndarray
+        np.testing.assert_allclose(cupy.asnumpy(g), c, rtol=rtol, atol=1e-6)
 
 
 @pytest.mark.gpu
@@ -335,5 +348,5 @@ def test_full_step_gpu_matches_cpu(optimizer, tmp_path):
 def test_mixed_numpy_and_cupy_leaves_are_rejected():
     e = _engine()
     params = {"a": np.zeros((3, 2), np.float32), "b": cupy.zeros(2, dtype=np.float32)}
-    with pytest.raises((TypeError, ValueError), match="(?i)mix|numpy|cupy|backend"):
+    with pytest.raises((TypeError, ValueError), match="(?i)mixed"):
         e.init(params, population=4)
