@@ -60,8 +60,8 @@ class GpuNoise:
     track_speed_vs_cupy.unit = "x (target >= 1)"
 
 
-class GpuForward:
-    """Population forward (cuBLAS base GEMMs + fused low-rank kernels) vs pure inference."""
+class _GpuCase:
+    """Shared setup of the workload cases: device inputs, factor cache and the inference rows."""
 
     params = [CASES]
     param_names = ["case"]
@@ -74,9 +74,13 @@ class GpuForward:
         _sync()
 
     def teardown(self, case):
-        self.s = self.rows = None
+        self.__dict__.clear()
         if cupy is not None:
             cupy.get_default_memory_pool().free_all_blocks()
+
+
+class GpuForward(_GpuCase):
+    """Population forward (cuBLAS base GEMMs + fused low-rank kernels) vs pure inference."""
 
     def time_inference(self, case):
         gpu_bench.inference(self.s, self.rows)
@@ -97,26 +101,15 @@ class GpuForward:
     track_forward_over_inference.unit = "throughput ratio (target >= 0.95)"
 
 
-class GpuGeneration:
+class GpuGeneration(_GpuCase):
     """A full generation (ask + forward + tell through the engine API) vs pure inference."""
-
-    params = [CASES]
-    param_names = ["case"]
-    timeout = 600
 
     def setup(self, case):
         _require_gpu()
         if not gpu_bench.engine_available():
             raise NotImplementedError("the engine API (egg.init/ask/tell) is not available")
-        self.s = _setup_case(case)
-        self.rows = gpu_bench._rows(self.s)
+        super().setup(case)
         self.state = gpu_bench.engine_state(self.s)
-        _sync()
-
-    def teardown(self, case):
-        self.s = self.rows = self.state = None
-        if cupy is not None:
-            cupy.get_default_memory_pool().free_all_blocks()
 
     def time_generation(self, case):
         gpu_bench.generation(self.s, self.state)

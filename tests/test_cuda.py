@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import _cuda_ops, _ext, _reference, gpu_bench, noise, tree
+from eggroll_np import _cuda_ops, _ext, _reference, gpu_bench, lowrank, noise, tree
 from eggroll_np.backend import cupy, to_numpy
 
 NO_DEVICE = r"no CUDA device"
@@ -163,17 +163,12 @@ def test_factors_match_cpu():
 # ---------------------------------------------------------------- the fused low-rank correction
 
 
-def _correction_reference(x, a, b, keys, coef, transpose):
-    """coef[i] * (x_i @ left_k) @ right_k.T in float64 (the test oracle)."""
+def _correction_reference(x, a, b, keys, coef, start, transpose):
+    """start + coef[i] * (x_i @ left_k) @ right_k.T by the engine's NumPy reference, in float64."""
     left, right = (b, a) if transpose else (a, b)
-    xl = x.astype(np.float64)
-    left_i, right_i = left[keys].astype(np.float64), right[keys].astype(np.float64)
-    xa = (
-        np.einsum("ibm,imr->ibr", xl, left_i)
-        if x.ndim == 3
-        else np.einsum("bm,imr->ibr", xl, left_i)
-    )
-    return coef[:, None, None] * np.einsum("ibr,inr->ibn", xa, right_i)
+    f64 = [np.asarray(v, dtype=np.float64) for v in (x, left, right, coef)]
+    out = np.array(start, dtype=np.float64)
+    return lowrank.correction_reference(f64[0], f64[1], f64[2], keys, f64[3], out)
 
 
 @pytest.mark.gpu
@@ -206,8 +201,8 @@ def test_lowrank_correction_matches_numpy(per_member, transpose, rank, m, n, use
         base=cupy.asarray(base) if use_base else None,
     )
     assert got is out
-    want = _correction_reference(x, a, b, keys, coef, transpose)
-    want += np.broadcast_to(base, want.shape) if use_base else start
+    begin = np.broadcast_to(base, start.shape) if use_base else start
+    want = _correction_reference(x, a, b, keys, coef, begin, transpose)
     np.testing.assert_allclose(cupy.asnumpy(out), want, rtol=1e-5, atol=1e-4)
 
 
@@ -222,7 +217,7 @@ def test_lowrank_correction_float16_input_and_large_rows():
     coef = 0.01 * noise.signs(members)
     out = cupy.zeros((members, 1, n), dtype=np.float32)
     _cuda_ops.lowrank_correction(cupy.asarray(x), cupy.asarray(a), cupy.asarray(b), keys, coef, out)
-    want = _correction_reference(x.astype(np.float32), a, b, keys, coef, False)
+    want = _correction_reference(x, a, b, keys, coef, np.zeros((members, 1, n)), False)
     np.testing.assert_allclose(cupy.asnumpy(out), want, rtol=1e-4, atol=1e-4)
 
 
