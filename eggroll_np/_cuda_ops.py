@@ -43,6 +43,11 @@ def require_device() -> ModuleType:
         raise RuntimeError(
             "no CUDA device can be used: CuPy is not installed (pip install 'eggroll_np[cuda]')"
         )
+    if _ext.cuda is None:
+        raise RuntimeError(
+            "no CUDA device can be used: eggroll_np was built without its CUDA extension "
+            f"({_ext.cuda_error or 'no CUDA compiler at build time'}); reinstall with nvcc on PATH"
+        )
     return _ext.require_cuda()
 
 
