@@ -43,4 +43,26 @@ inline dim3 grid_2d(std::size_t work_x, std::size_t rows, int threads) {
   return dim3(gx, gy, 1);
 }
 
+struct Launch {
+  dim3 grid;
+  dim3 block;
+};
+
+// 2-D blocks for `cols` independent items in each of `rows` rows: block x spans up to `threads`
+// items of a row (a power of two, down to 1 for narrow rows, so narrow outputs still fill whole
+// blocks), block y the rest of `threads` as rows. The grid is capped like grid_1d; kernels loop
+// over the remaining rows and columns.
+inline Launch grid_cols_rows(std::size_t cols, std::size_t rows, unsigned threads) {
+  unsigned tx = 1;
+  while (tx < cols && tx < threads) tx *= 2;
+  const unsigned ty = threads / tx;
+  const std::size_t cap = static_cast<std::size_t>(sm_count()) * kBlocksPerSM;
+  const std::size_t need_x = std::max<std::size_t>(1, (cols + tx - 1) / tx);
+  const std::size_t need_y = std::max<std::size_t>(1, (rows + ty - 1) / ty);
+  const std::size_t gx = std::min(need_x, cap);
+  const std::size_t gy = std::min({need_y, std::max<std::size_t>(1, cap / gx),
+                                   static_cast<std::size_t>(kMaxGridY)});
+  return {dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), 1), dim3(tx, ty, 1)};
+}
+
 }  // namespace egg_cuda

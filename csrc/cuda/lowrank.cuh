@@ -6,8 +6,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cuda/cuda_check.h"
-
 namespace egg_cuda {
 
 enum class XType : int { kFloat32 = 0, kFloat16 = 1 };
