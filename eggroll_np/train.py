@@ -1,4 +1,4 @@
-"""`eggroll-np train NAME`: the one training loop behind every workload (progress, logs, plot, resume)."""
+"""`eggroll-np train NAME`: one training loop for all workloads (progress, logs, plot, resume)."""
 
 from __future__ import annotations
 
@@ -27,14 +27,26 @@ RUN_FILE = "run.json"
 def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
     d = w.defaults
     g = p.add_argument_group("evolution strategy")
-    g.add_argument("--population", type=int, help=f"members per generation, even (default {d['population']})")
+    g.add_argument(
+        "--population", type=int, help=f"members per generation, even (default {d['population']})"
+    )
     g.add_argument("--sigma", type=float, help=f"noise scale (default {d['sigma']})")
     g.add_argument("--lr", type=float, help=f"learning rate (default {d['lr']})")
-    g.add_argument("--rank", type=int, help=f"rank of each matrix perturbation (default {d['rank']})")
-    g.add_argument("--generations", type=int, help=f"total generations (default {d['generations']})")
-    g.add_argument("--seed", type=int, help="seed of the noise, the data split and the minibatches (default 0)")
+    g.add_argument(
+        "--rank", type=int, help=f"rank of each matrix perturbation (default {d['rank']})"
+    )
+    g.add_argument(
+        "--generations", type=int, help=f"total generations (default {d['generations']})"
+    )
+    g.add_argument(
+        "--seed", type=int, help="seed of the noise, the data split and the minibatches (default 0)"
+    )
     g.add_argument("--optimizer", choices=optim.OPTIMIZERS, help=f"(default {d['optimizer']})")
-    g.add_argument("--shaping", choices=tuple(shaping.SHAPINGS), help=f"fitness shaping (default {d['shaping']})")
+    g.add_argument(
+        "--shaping",
+        choices=tuple(shaping.SHAPINGS),
+        help=f"fitness shaping (default {d['shaping']})",
+    )
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help=f"output directory (default runs/{w.name})")
     r.add_argument(
@@ -43,7 +55,11 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
         help="continue from a checkpoint.npz (the run's options are read from run.json beside it)",
     )
     r.add_argument(
-        "--checkpoint-every", type=int, default=50, metavar="K", help="save every K generations (default 50)"
+        "--checkpoint-every",
+        type=int,
+        default=50,
+        metavar="K",
+        help="save every K generations (default 50)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -56,8 +72,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         wp = sub.add_parser(
             name,
             help=w.help,
-            description=f"{w.help}. Writes {METRICS}, {PLOT}, {CHECKPOINT} and summary.json to --out; "
-            "Ctrl-C saves a checkpoint to resume from.",
+            description=f"{w.help}. Writes {METRICS}, {PLOT}, {CHECKPOINT} and summary.json "
+            "to --out; Ctrl-C saves a checkpoint to resume from.",
         )
         _common_arguments(wp, w)
         w.add_arguments(wp)
@@ -82,7 +98,9 @@ def resolve_config(
     return config
 
 
-def _resume_state(path: str, config: dict[str, Any], overrides: Mapping[str, Any]) -> tuple[Any, Any]:
+def _resume_state(
+    path: str, config: dict[str, Any], overrides: Mapping[str, Any]
+) -> tuple[Any, Any]:
     params, state = checkpoint.load(path)
     saved = state.config
     for key in ES_KEYS:
@@ -116,7 +134,10 @@ def plot_metrics(records: list[dict[str, Any]], path: str, title: str) -> None:
     gen = [r["generation"] for r in records]
     ax = axes[0]
     ax.fill_between(
-        gen, [r["fitness_min"] for r in records], [r["fitness_max"] for r in records], alpha=0.2,
+        gen,
+        [r["fitness_min"] for r in records],
+        [r["fitness_max"] for r in records],
+        alpha=0.2,
         label="population min-max",
     )
     ax.plot(gen, [r["fitness_mean"] for r in records], label="fitness mean")
@@ -124,7 +145,7 @@ def plot_metrics(records: list[dict[str, Any]], path: str, title: str) -> None:
     ax.set_ylabel("fitness")
     ax.set_title(title)
     ax.legend(loc="lower right")
-    for ax, key in zip(axes[1:], extra):
+    for ax, key in zip(axes[1:], extra, strict=True):
         pts = [(r["generation"], r[key]) for r in records if key in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts])
         ax.set_ylabel(key)
@@ -136,7 +157,12 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, initial=initial, unit="gen", desc="generation", disable=not enabled, dynamic_ncols=True,
+        total=total,
+        initial=initial,
+        unit="gen",
+        desc="generation",
+        disable=not enabled,
+        dynamic_ncols=True,
         file=sys.stderr,
     )
 
@@ -183,7 +209,11 @@ def run(
         The summary: workload, generations, wall_s, the evaluation's values, the baseline's.
     """
     w = get(name)
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+    if (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, int)
+        or checkpoint_every < 1
+    ):
         raise ValueError(f"--checkpoint-every must be an integer >= 1, got {checkpoint_every!r}")
     config = resolve_config(w, overrides, _saved_config(resume, name) if resume else None)
     if resume:
@@ -210,8 +240,17 @@ def run(
                 log.write(json.dumps(r) + "\n")
             while state.generation < generations:
                 params, state = es.step(params, task.fitness, state, batched=task.batched)
-                rec = {k: state.info[k] for k in ("generation", "fitness_mean", "fitness_max",
-                                                  "fitness_min", "fitness_std", "update_norm")}
+                rec = {
+                    k: state.info[k]
+                    for k in (
+                        "generation",
+                        "fitness_mean",
+                        "fitness_max",
+                        "fitness_min",
+                        "fitness_std",
+                        "update_norm",
+                    )
+                }
                 rec["elapsed_s"] = round(offset + time.perf_counter() - start, 4)
                 if task.monitor is not None:
                     rec.update(task.monitor(params))
@@ -264,7 +303,11 @@ def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
     )
 
 
-@command("train", "train a real workload (digits, mnist, cartpole, matching, hyperparams)", _add_arguments)
+@command(
+    "train",
+    "train a real workload (digits, mnist, cartpole, matching, hyperparams)",
+    _add_arguments,
+)
 def _run_train(args: argparse.Namespace) -> int:
     w = get(args.workload)
     skip = {"command", "workload", "out", "resume", "checkpoint_every", "quiet", "_run"}

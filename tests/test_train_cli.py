@@ -37,8 +37,19 @@ def test_help_lists_every_workload_and_option():
         assert name in proc.stdout
     proc = _run("train", "mnist", "--help")
     assert proc.returncode == 0
-    for option in ("--population", "--sigma", "--lr", "--rank", "--generations", "--seed",
-                   "--optimizer", "--shaping", "--out", "--resume", "--data"):
+    for option in (
+        "--population",
+        "--sigma",
+        "--lr",
+        "--rank",
+        "--generations",
+        "--seed",
+        "--optimizer",
+        "--shaping",
+        "--out",
+        "--resume",
+        "--data",
+    ):
         assert option in proc.stdout
     assert "nothing is downloaded" in " ".join(proc.stdout.split())
 
@@ -46,8 +57,18 @@ def test_help_lists_every_workload_and_option():
 def test_files_written_and_one_line_summary(tmp_path):
     out = tmp_path / "run"
     proc = _run(
-        "train", "matching", "--population", "16", "--generations", "5", "--inputs", "3",
-        "--outputs", "2", "--out", str(out),
+        "train",
+        "matching",
+        "--population",
+        "16",
+        "--generations",
+        "5",
+        "--inputs",
+        "3",
+        "--outputs",
+        "2",
+        "--out",
+        str(out),
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -61,7 +82,8 @@ def test_files_written_and_one_line_summary(tmp_path):
     assert [r["generation"] for r in records] == [0, 1, 2, 3, 4]
     assert {"fitness_mean", "fitness_max", "parameter_error", "elapsed_s"} <= set(records[0])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["generations"] == 5 and "parameter_error" in summary
+    assert summary["generations"] == 5
+    assert "parameter_error" in summary
 
 
 @pytest.mark.parametrize(
@@ -106,11 +128,25 @@ def test_cli_resume_equals_uninterrupted(tmp_path):
     assert cli.main(["train", "matching", *common, "--generations", "2", "--out", str(part)]) == 0
     ckpt = str(part / train.CHECKPOINT)
     # Options not given on resume come from the checkpoint and run.json beside it.
-    assert cli.main(["train", "matching", "--resume", ckpt, "--generations", "6", "--quiet",
-                     "--out", str(part)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "matching",
+                "--resume",
+                ckpt,
+                "--generations",
+                "6",
+                "--quiet",
+                "--out",
+                str(part),
+            ]
+        )
+        == 0
+    )
     a, _ = egg.load(full / train.CHECKPOINT)
     b, state = egg.load(part / train.CHECKPOINT)
     assert state.generation == 6
-    for la, lb in zip(a["layers"], b["layers"]):
+    for la, lb in zip(a["layers"], b["layers"], strict=True):
         np.testing.assert_array_equal(la["W"], lb["W"])
         np.testing.assert_array_equal(la["b"], lb["b"])

@@ -10,8 +10,7 @@ import pytest
 
 import eggroll_np as egg
 from eggroll_np import train
-from eggroll_np.workloads import NAMES, get
-from eggroll_np.workloads import cartpole, common, matching, mnist
+from eggroll_np.workloads import NAMES, cartpole, common, get, matching, mnist
 
 pytest.importorskip("sklearn")
 
@@ -54,7 +53,9 @@ def test_generation_rng_is_a_function_of_seed_and_generation():
     assert not np.array_equal(a, common.generation_rng(2, 5).random(3))
 
 
-@pytest.mark.parametrize(("fitness", "generations", "floor"), [("xent", 40, 0.5), ("accuracy", 60, 0.25)])
+@pytest.mark.parametrize(
+    ("fitness", "generations", "floor"), [("xent", 40, 0.5), ("accuracy", 60, 0.25)]
+)
 def test_digits_learns_well_above_chance(fitness, generations, floor):
     # Chance is 0.1; the non-differentiable accuracy fitness learns more slowly.
     config = _config(
@@ -163,7 +164,8 @@ def _write_idx_dir(directory, gz: bool):
 def test_mnist_reads_idx(tmp_path, gz):
     x_tr, y_tr, x_te, y_te = _write_idx_dir(tmp_path, gz)
     got = mnist.load(tmp_path)
-    assert got[0].shape == (120, 36) and got[0].dtype == np.float32
+    assert got[0].shape == (120, 36)
+    assert got[0].dtype == np.float32
     np.testing.assert_allclose(got[0], x_tr.reshape(120, 36) / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(got[1], y_tr)
     np.testing.assert_array_equal(got[3], y_te)
@@ -227,7 +229,7 @@ def _assert_same_run(a, b):
     la, sa = _leaves(a / train.CHECKPOINT)
     lb, sb = _leaves(b / train.CHECKPOINT)
     assert sa.generation == sb.generation
-    for x, y in zip(la, lb):
+    for x, y in zip(la, lb, strict=True):
         np.testing.assert_array_equal(x, y)
     for key, value in sa.opt_state.items():
         np.testing.assert_array_equal(value, sb.opt_state[key])
@@ -241,7 +243,9 @@ def test_resume_gives_the_uninterrupted_run(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     train.run("matching", out=str(full), generations=8, **kw)
     train.run("matching", out=str(part), generations=3, checkpoint_every=2, **kw)
-    summary = train.run("matching", out=str(part), resume=str(part / train.CHECKPOINT), generations=8)
+    summary = train.run(
+        "matching", out=str(part), resume=str(part / train.CHECKPOINT), generations=8
+    )
     assert summary["generations"] == 8
     _assert_same_run(full, part)
     assert (part / train.PLOT).stat().st_size > 0

@@ -9,8 +9,16 @@ from typing import Any
 import numpy as np
 
 from ..population import Population
-from .common import ACTIVATIONS, Task, Workload, generation_rng, init_mlp, mlp_forward
-from .common import mlp_population_forward, parse_sizes
+from .common import (
+    ACTIVATIONS,
+    Task,
+    Workload,
+    generation_rng,
+    init_mlp,
+    mlp_forward,
+    mlp_population_forward,
+    parse_sizes,
+)
 
 __all__ = ["WORKLOAD", "DEFAULTS", "CartPoleBatch", "make", "evaluate_gymnasium"]
 
@@ -171,12 +179,18 @@ def make(config: Mapping[str, Any]) -> Task:
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
-    p.add_argument("--hidden", type=parse_sizes, help=f"policy hidden sizes (default {d['hidden'][0]})")
     p.add_argument(
-        "--activation", choices=sorted(ACTIVATIONS), help=f"hidden activation (default {d['activation']})"
+        "--hidden", type=parse_sizes, help=f"policy hidden sizes (default {d['hidden'][0]})"
     )
     p.add_argument(
-        "--episodes", type=int, help=f"training episodes per member per generation (default {d['episodes']})"
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        help=f"hidden activation (default {d['activation']})",
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        help=f"training episodes per member per generation (default {d['episodes']})",
     )
     p.add_argument(
         "--eval-episodes",

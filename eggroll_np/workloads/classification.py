@@ -45,7 +45,9 @@ def add_model_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any])
         f"(default {defaults['fitness']})",
     )
     p.add_argument(
-        "--batch", type=int, help=f"training minibatch rows per generation (default {defaults['batch']})"
+        "--batch",
+        type=int,
+        help=f"training minibatch rows per generation (default {defaults['batch']})",
     )
     p.add_argument(
         "--baseline",
@@ -102,7 +104,9 @@ def make_classifier_task(
         logits = mlp_population_forward(pop, x, activation)  # (N, B, classes)
         if use_accuracy:
             return (logits.argmax(axis=-1) == y).mean(axis=1)
-        return np.take_along_axis(log_softmax(logits), y[None, :, None], axis=2)[..., 0].mean(axis=1)
+        return np.take_along_axis(log_softmax(logits), y[None, :, None], axis=2)[..., 0].mean(
+            axis=1
+        )
 
     def accuracy(p: Any, x: np.ndarray, y: np.ndarray) -> float:
         return float((mlp_forward(p, x, activation).argmax(axis=1) == y).mean())

@@ -95,7 +95,9 @@ def parse_sizes(text: str) -> tuple[int, ...]:
             f"expected comma-separated positive integers, got {text!r}"
         ) from None
     if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}"
+        )
     return sizes
 
 
@@ -108,7 +110,7 @@ def init_mlp(sizes: Sequence[int], rng: np.random.Generator, gain: float = 1.0) 
         gain: W ~ N(0, gain^2 / m) (LeCun scaling times gain).
     """
     layers = []
-    for m, n in zip(sizes[:-1], sizes[1:]):
+    for m, n in zip(sizes[:-1], sizes[1:], strict=True):
         w = rng.standard_normal((m, n)) * (gain / np.sqrt(m))
         layers.append({"W": w.astype(np.float32), "b": np.zeros(n, np.float32)})
     return {"layers": layers}

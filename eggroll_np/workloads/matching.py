@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
 def parameter_error(params: Any, target: Any) -> float:
     """Relative parameter error ||theta - theta*|| / ||theta*|| over every leaf."""
     num = den = 0.0
-    for got, want in zip(params["layers"], target["layers"]):
+    for got, want in zip(params["layers"], target["layers"], strict=True):
         for key in ("W", "b"):
             num += float(np.sum((np.asarray(got[key], np.float64) - want[key]) ** 2))
             den += float(np.sum(np.asarray(want[key], np.float64) ** 2))
