@@ -61,6 +61,14 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
         metavar="K",
         help="save every K generations (default 50)",
     )
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="T",
+        help="BLAS threads (default 1: the population's many small GEMMs run fastest on one; "
+        "0 leaves BLAS as it is)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -189,6 +197,7 @@ def run(
     resume: str | None = None,
     progress: bool = False,
     checkpoint_every: int = 50,
+    threads: int = 1,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Train workload `name`; the Python form of `eggroll-np train NAME`.
@@ -202,12 +211,39 @@ def run(
         progress: show the tqdm progress bar.
         checkpoint_every: save a checkpoint every this many generations (and at the end and on
             KeyboardInterrupt, which is re-raised after saving).
+        threads: BLAS threads during the run (threadpoolctl; 0: leave BLAS alone).
         **overrides: options of the workload (population, sigma, ..., hidden, fitness, ...);
             None means "not given".
 
     Returns:
         The summary: workload, generations, wall_s, the evaluation's values, the baseline's.
     """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"--threads must be an integer >= 0, got {threads!r}")
+    with _blas_threads(threads):
+        return _train(name, out, resume, progress, checkpoint_every, overrides)
+
+
+def _blas_threads(threads: int) -> Any:
+    import contextlib
+
+    if threads == 0:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ModuleNotFoundError:  # optional: without it BLAS keeps its own setting
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _train(
+    name: str,
+    out: str | None,
+    resume: str | None,
+    progress: bool,
+    checkpoint_every: int,
+    overrides: Mapping[str, Any],
+) -> dict[str, Any]:
     w = get(name)
     if (
         isinstance(checkpoint_every, bool)
@@ -310,7 +346,7 @@ def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
 )
 def _run_train(args: argparse.Namespace) -> int:
     w = get(args.workload)
-    skip = {"command", "workload", "out", "resume", "checkpoint_every", "quiet", "_run"}
+    skip = {"command", "workload", "out", "resume", "checkpoint_every", "threads", "quiet", "_run"}
     overrides = {k: v for k, v in vars(args).items() if k not in skip}
     out = args.out or os.path.join("runs", w.name)
     try:
@@ -320,6 +356,7 @@ def _run_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.quiet,
             checkpoint_every=args.checkpoint_every,
+            threads=args.threads,
             **overrides,
         )
     except ModuleNotFoundError as exc:
