@@ -15,10 +15,10 @@ __all__ = ["WORKLOAD", "DEFAULTS", "make", "parameter_error"]
 
 DEFAULTS: dict[str, Any] = {
     "population": 128,
-    "sigma": 0.02,
-    "lr": 0.01,
+    "sigma": 0.005,
+    "lr": 0.005,
     "rank": 1,
-    "generations": 600,
+    "generations": 1000,
     "optimizer": "adam",
     "shaping": "centered_rank",
     "inputs": 16,
