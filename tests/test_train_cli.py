@@ -98,7 +98,7 @@ def test_files_written_and_one_line_summary(tmp_path):
         (["train", "matching", "--sigma", "-1"], "sigma"),
         (["train", "matching", "--generations", "-2"], "--generations must be an integer >= 0"),
         (["train", "matching", "--checkpoint-every", "0"], "--checkpoint-every must be"),
-        (["train", "matching", "--inputs", "0"], "--inputs must be >= 1"),
+        (["train", "matching", "--inputs", "0"], "--inputs must be an integer >= 1"),
         (["train", "matching", "--threads", "-1"], "--threads must be an integer >= 0"),
         (["train", "mnist"], "--data is required"),
         (["train", "mnist", "--data", "/nonexistent/x"], "neither a directory nor an .npz"),

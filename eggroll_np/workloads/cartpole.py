@@ -10,14 +10,14 @@ import numpy as np
 
 from ..population import Population
 from .common import (
-    ACTIVATIONS,
     Task,
     Workload,
+    add_mlp_arguments,
+    check_options,
     generation_rng,
     init_mlp,
     mlp_forward,
     mlp_population_forward,
-    parse_sizes,
 )
 
 __all__ = ["WORKLOAD", "DEFAULTS", "CartPoleBatch", "make", "evaluate_gymnasium"]
@@ -154,11 +154,7 @@ def _random_policy_return(episodes: int) -> float:
 
 def make(config: Mapping[str, Any]) -> Task:
     """The CartPole Task: batched fitness = mean return over `episodes` simulated episodes."""
-    for key in ("episodes", "eval_episodes", "max_steps"):
-        if int(config[key]) < 1:
-            raise ValueError(f"--{key.replace('_', '-')} must be >= 1, got {config[key]}")
-    if config["activation"] not in ACTIVATIONS:
-        raise ValueError(f"--activation must be one of {sorted(ACTIVATIONS)}")
+    check_options(config, positive=("episodes", "eval_episodes", "max_steps"))
     seed, activation = int(config["seed"]), config["activation"]
     episodes, max_steps = int(config["episodes"]), int(config["max_steps"])
     params = init_mlp((4, *tuple(config["hidden"]), 2), np.random.default_rng([seed, 1]))
@@ -179,14 +175,7 @@ def make(config: Mapping[str, Any]) -> Task:
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
-    p.add_argument(
-        "--hidden", type=parse_sizes, help=f"policy hidden sizes (default {d['hidden'][0]})"
-    )
-    p.add_argument(
-        "--activation",
-        choices=sorted(ACTIVATIONS),
-        help=f"hidden activation (default {d['activation']})",
-    )
+    add_mlp_arguments(p, d)
     p.add_argument(
         "--episodes",
         type=int,

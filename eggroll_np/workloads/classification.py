@@ -10,14 +10,14 @@ import numpy as np
 
 from ..population import Population
 from .common import (
-    ACTIVATIONS,
     Task,
+    add_mlp_arguments,
+    check_options,
     generation_rng,
     init_mlp,
     log_softmax,
     mlp_forward,
     mlp_population_forward,
-    parse_sizes,
 )
 
 __all__ = ["FITNESSES", "add_model_arguments", "make_classifier_task", "mlp_baseline"]
@@ -27,16 +27,7 @@ FITNESSES = ("xent", "accuracy")
 
 def add_model_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:
     """Options of the MLP classifier (defaults None: the workload's defaults fill them in)."""
-    p.add_argument(
-        "--hidden",
-        type=parse_sizes,
-        help=f"hidden layer sizes, comma-separated (default {_join(defaults['hidden'])})",
-    )
-    p.add_argument(
-        "--activation",
-        choices=sorted(ACTIVATIONS),
-        help=f"hidden activation (default {defaults['activation']})",
-    )
+    add_mlp_arguments(p, defaults)
     p.add_argument(
         "--fitness",
         choices=FITNESSES,
@@ -57,17 +48,10 @@ def add_model_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any])
     )
 
 
-def _join(sizes: Any) -> str:
-    return ",".join(str(s) for s in sizes)
-
-
 def _check_config(config: Mapping[str, Any]) -> None:
-    if int(config["batch"]) < 1:
-        raise ValueError(f"--batch must be >= 1, got {config['batch']}")
+    check_options(config, positive=("batch",))
     if config["fitness"] not in FITNESSES:
         raise ValueError(f"--fitness must be one of {FITNESSES}, got {config['fitness']!r}")
-    if config["activation"] not in ACTIVATIONS:
-        raise ValueError(f"--activation must be one of {sorted(ACTIVATIONS)}")
 
 
 def make_classifier_task(

@@ -21,6 +21,8 @@ __all__ = [
     "generation_rng",
     "log_softmax",
     "parse_sizes",
+    "add_mlp_arguments",
+    "check_options",
 ]
 
 
@@ -157,3 +159,30 @@ def generation_rng(seed: int, generation: int, stream: int = 0) -> np.random.Gen
     Resuming at generation g therefore draws exactly what an uninterrupted run drew.
     """
     return np.random.default_rng([int(seed), int(generation), int(stream), 0x6567])
+
+
+def add_mlp_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:
+    """--hidden and --activation (defaults None: the workload's defaults fill them in)."""
+    hidden = ",".join(str(s) for s in defaults["hidden"])
+    p.add_argument(
+        "--hidden",
+        type=parse_sizes,
+        help=f"hidden layer sizes, comma-separated (default {hidden})",
+    )
+    p.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        help=f"hidden activation (default {defaults['activation']})",
+    )
+
+
+def check_options(config: Mapping[str, Any], positive: Sequence[str] = ()) -> None:
+    """ValueError naming the option: each of `positive` must be >= 1; activation must exist."""
+    for key in positive:
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be an integer >= 1, got {value!r}")
+    if "activation" in config and config["activation"] not in ACTIVATIONS:
+        raise ValueError(
+            f"--activation must be one of {sorted(ACTIVATIONS)}, got {config['activation']!r}"
+        )

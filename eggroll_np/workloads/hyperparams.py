@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import Task, Workload
+from .common import Task, Workload, check_options
 
 __all__ = ["WORKLOAD", "DEFAULTS", "make"]
 
@@ -49,7 +49,8 @@ def make(config: Mapping[str, Any]) -> Task:
     """
     from sklearn.datasets import load_digits
 
-    if int(config["folds"]) < 2:
+    check_options(config, positive=("samples", "folds"))
+    if config["folds"] < 2:
         raise ValueError(f"--folds must be >= 2, got {config['folds']}")
     data = load_digits()
     x, y = (data.data / 16.0), data.target

@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 
 from ..population import Population
-from .common import Task, Workload, generation_rng, init_mlp, mlp_forward, mlp_population_forward
+from .common import (
+    Task,
+    Workload,
+    check_options,
+    generation_rng,
+    init_mlp,
+    mlp_forward,
+    mlp_population_forward,
+)
 
 __all__ = ["WORKLOAD", "DEFAULTS", "make", "parameter_error"]
 
@@ -44,9 +52,7 @@ def make(config: Mapping[str, Any]) -> Task:
     units can be permuted) its parameters are identifiable from its outputs, so the parameter
     error is a meaningful measure of recovery and must go to zero.
     """
-    for key in ("inputs", "outputs", "batch"):
-        if int(config[key]) < 1:
-            raise ValueError(f"--{key} must be >= 1, got {config[key]}")
+    check_options(config, positive=("inputs", "outputs", "batch"))
     seed = int(config["seed"])
     sizes = (int(config["inputs"]), int(config["outputs"]))
     batch = int(config["batch"])
