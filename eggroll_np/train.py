@@ -275,9 +275,11 @@ def _train(
             for r in records:
                 log.write(json.dumps(r) + "\n")
             while state.generation < generations:
-                params, state = es.step(params, task.fitness, state, batched=task.batched)
+                # (params, state) advance only once the generation is logged, so a Ctrl-C
+                # anywhere saves a checkpoint that the log agrees with.
+                new_params, new_state = es.step(params, task.fitness, state, batched=task.batched)
                 rec = {
-                    k: state.info[k]
+                    k: new_state.info[k]
                     for k in (
                         "generation",
                         "fitness_mean",
@@ -289,10 +291,11 @@ def _train(
                 }
                 rec["elapsed_s"] = round(offset + time.perf_counter() - start, 4)
                 if task.monitor is not None:
-                    rec.update(task.monitor(params))
-                records.append(rec)
+                    rec.update(task.monitor(new_params))
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
+                records.append(rec)
+                params, state = new_params, new_state
                 bar.set_postfix(mean=f"{rec['fitness_mean']:.4g}", max=f"{rec['fitness_max']:.4g}")
                 bar.update()
                 if state.generation % checkpoint_every == 0:

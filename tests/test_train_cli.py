@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -151,3 +153,44 @@ def test_cli_resume_equals_uninterrupted(tmp_path):
     for la, lb in zip(a["layers"], b["layers"], strict=True):
         np.testing.assert_array_equal(la["W"], lb["W"])
         np.testing.assert_array_equal(la["b"], lb["b"])
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            *_entry_point(),
+            "train",
+            "matching",
+            "--generations",
+            "1000000",
+            "--population",
+            "16",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # Wait until a few generations are logged, then press Ctrl-C.
+        while len(train.read_metrics(str(out / train.METRICS))) < 3:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert "interrupted after generation" in err
+    assert "Traceback" not in err
+    _, state = egg.load(out / train.CHECKPOINT)
+    assert state.generation >= 3
+    # The log holds at least every generation the checkpoint has (a resume keeps exactly those).
+    assert len(train.read_metrics(str(out / train.METRICS))) >= state.generation
