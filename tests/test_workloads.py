@@ -7,6 +7,8 @@ import gzip
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np import train
@@ -287,3 +289,24 @@ def test_resume_rejects_changed_settings(tmp_path):
         train.run("digits", out=str(tmp_path), resume=ckpt)
     with pytest.raises(TypeError, match="no option"):
         train.run("matching", out=str(tmp_path), hidden=(3,))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 5), min_size=1, max_size=4),
+    dtype=st.sampled_from([">u1", ">i1", ">i2", ">i4", ">f4", ">f8"]),
+    gz=st.booleans(),
+    data=st.data(),
+)
+def test_read_idx_round_trips_every_idx_type(tmp_path_factory, shape, dtype, gz, data):
+    codes = {">u1": 0x08, ">i1": 0x09, ">i2": 0x0B, ">i4": 0x0C, ">f4": 0x0D, ">f8": 0x0E}
+    n = int(np.prod(shape))
+    values = data.draw(st.lists(st.integers(-100, 100), min_size=n, max_size=n))
+    arr = np.asarray(values).astype(dtype).reshape(shape)
+    raw = bytes([0, 0, codes[dtype], len(shape)]) + np.asarray(shape, ">u4").tobytes()
+    raw += arr.tobytes()
+    path = tmp_path_factory.mktemp("idx") / ("a.idx.gz" if gz else "a.idx")
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    got = mnist.read_idx(path)
+    assert got.shape == tuple(shape)
+    np.testing.assert_array_equal(got, arr)
