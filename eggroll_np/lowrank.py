@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _ext
-from .backend import namespace_of
+from .backend import is_cupy_array, namespace_of
 
 __all__ = [
     "correction",
@@ -50,6 +50,18 @@ def _use_core(x: Any, A: Any, B: Any, out: Any) -> bool:
     )
 
 
+def _use_cuda(x: Any, A: Any, B: Any, out: Any) -> bool:
+    # float32 CuPy work (x may be float16) goes to the fused CUDA kernels when they are built.
+    return (
+        _ext.cuda is not None
+        and is_cupy_array(out)
+        and out.dtype == np.float32
+        and A.dtype == B.dtype == np.float32
+        and x.dtype in (np.float32, np.float16)
+        and out.flags.c_contiguous
+    )
+
+
 def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
     """out[i] += coef[i] * (x_i @ A[keys[i]]) @ B[keys[i]].T, in place.
 
@@ -64,6 +76,10 @@ def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
     Returns:
         out.
     """
+    if _use_cuda(x, A, B, out):
+        from . import _cuda_ops  # imports CuPy: only on the GPU path
+
+        return _cuda_ops.lowrank_correction(x, A, B, keys, coef, out)
     if not _use_core(x, A, B, out):
         return correction_reference(x, A, B, keys, coef, out)
     keys32 = np.ascontiguousarray(keys, dtype=np.uint32)
