@@ -45,9 +45,10 @@ EVAL_SEED_BASE = 1_000_000
 class CartPoleBatch:
     """CartPole-v1's documented dynamics (Barto et al. 1983, as in Gymnasium) for many episodes.
 
-    Semi-implicit nothing: Euler integration, tau 0.02 s, force +-10 N, pole half-length 0.5 m;
-    an episode ends when |x| > 2.4, |theta| > 12 degrees or after `max_steps` steps; reward 1 per
-    step including the last. States are (..., 4): x, x_dot, theta, theta_dot, float64.
+    Explicit Euler integration (Gymnasium's default), tau 0.02 s, force +-10 N, pole half-length
+    0.5 m; an episode ends when |x| > 2.4, |theta| > 12 degrees or after `max_steps` steps;
+    reward 1 per step including the last. States are (..., 4): x, x_dot, theta, theta_dot,
+    float64.
     """
 
     gravity = 9.8
