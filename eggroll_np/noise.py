@@ -75,7 +75,11 @@ def philox4x32_10(counters: Any, key: Any) -> Any:
         c = xp.ascontiguousarray(counters)
         out = xp.empty_like(c)
         cuda.philox4x32_10(
-            c.data.ptr, c.shape[0], int(key_h[0]), int(key_h[1]), out.data.ptr,
+            c.data.ptr,
+            c.shape[0],
+            int(key_h[0]),
+            int(key_h[1]),
+            out.data.ptr,
             current_stream_ptr(),
         )
         return out
@@ -114,7 +118,14 @@ def _fill(seed: int, leaf: int, keys: np.ndarray, epoch: int, offset: int, out: 
         cuda = _ext.require_cuda()
         keys_d = namespace_of(out).asarray(keys)
         cuda.fill_normals(
-            seed, leaf, keys_d.data.ptr, epoch, offset, out.shape[0], count, out.data.ptr,
+            seed,
+            leaf,
+            keys_d.data.ptr,
+            epoch,
+            offset,
+            out.shape[0],
+            count,
+            out.data.ptr,
             current_stream_ptr(),
         )
     elif _ext.core is not None:
