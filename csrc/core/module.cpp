@@ -10,6 +10,9 @@
 #include <vector>
 #include <algorithm>
 #include <cmath>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "core/kernels.h"
 #include "core/parallel.h"
@@ -279,6 +282,25 @@ PYBIND11_MODULE(_core, m) {
   m.def("fill_normals_many", &fill_normals_many, py::arg("seed"), py::arg("leaves"),
         py::arg("member_keys"), py::arg("epoch"), py::arg("offsets"), py::arg("outs"),
         "Several fill_normals requests (one per leaf/offset/out) in one parallel pass.");
+  m.def(
+      "retain_heap_memory",
+      [](std::size_t mmap_threshold, std::size_t trim_threshold) {
+#if defined(__GLIBC__)
+        // Large blocks from the heap instead of fresh mmap()s, and freed memory kept rather than
+        // returned to the OS: a generation's arrays then reuse warm pages instead of taking a
+        // page fault (and the kernel's zeroing) per 4 KiB every generation.
+        const bool a = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold)) == 1;
+        const bool b = mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold)) == 1;
+        return a && b;
+#else
+        (void)mmap_threshold;
+        (void)trim_threshold;
+        return false;
+#endif
+      },
+      py::arg("mmap_threshold") = std::size_t{32} << 20,
+      py::arg("trim_threshold") = std::size_t{1} << 30,
+      "Tune glibc malloc for repeated large allocations (process-wide); False where not glibc.");
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
   m.def("available_simd_levels", &egg::available_levels,
