@@ -369,7 +369,6 @@ class Population:
         self._prefetch(full=False)
         grads: dict[int, Any] = {}
         for leaf, kind in enumerate(self._config.kinds):
-            dt = self._spec.dtypes[leaf]
             if kind is NoiseKind.LOWRANK:
                 A, B = self._factors(leaf)
                 wk = xp.asarray(w)  # float64: the scale folds in before the cast
