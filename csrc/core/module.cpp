@@ -116,20 +116,46 @@ void fill_normals_many(uint64_t seed, const std::vector<uint32_t>& leaves,
     first_item.push_back(first_item.back() + rows * chunks);
   }
   const uint32_t* keys = member_keys.data();
-  py::gil_scoped_release release;
-  egg::parallel_for(first_item.back(), 8, [&](std::size_t b, std::size_t e) {
-    const auto& k = egg::kernels();
-    std::size_t j = 0;
-    for (std::size_t item = b; item < e; ++item) {
+  // Split the items into one contiguous range per thread with about equal numbers of VALUES
+  // (jobs differ widely in row length: a 1024-wide factor next to a 16-wide bias).
+  const std::size_t n_items = first_item.back();
+  std::vector<std::size_t> item_end(n_items);  // values up to and including each item
+  {
+    std::size_t acc = 0, j = 0;
+    for (std::size_t item = 0; item < n_items; ++item) {
       while (item >= first_item[j + 1]) ++j;
-      const Job& job = spec[j];
-      const std::size_t chunks = (job.count + kChunk - 1) / kChunk;
-      const std::size_t local = item - first_item[j];
-      const std::size_t row = local / chunks, chunk = local % chunks;
-      const std::size_t start = chunk * kChunk;
-      const std::size_t len = std::min(kChunk, job.count - start);
-      k.fill_normals(seed, job.leaf, keys[row], epoch, job.offset + start, len,
-                     job.dst + row * job.count + start);
+      const std::size_t chunks = (spec[j].count + kChunk - 1) / kChunk;
+      const std::size_t start = ((item - first_item[j]) % chunks) * kChunk;
+      acc += std::min(kChunk, spec[j].count - start);
+      item_end[item] = acc;
+    }
+  }
+  const std::size_t total = n_items ? item_end.back() : 0;
+  const std::size_t parts =
+      std::max<std::size_t>(1, std::min<std::size_t>(egg::num_threads(), total / (1 << 15)));
+  std::vector<std::size_t> bound(parts + 1, n_items);
+  bound[0] = 0;
+  for (std::size_t t = 1; t < parts; ++t) {
+    const std::size_t target = total * t / parts;
+    bound[t] = static_cast<std::size_t>(
+        std::lower_bound(item_end.begin(), item_end.end(), target) - item_end.begin());
+  }
+  py::gil_scoped_release release;
+  egg::parallel_for(parts, 1, [&](std::size_t p0, std::size_t p1) {
+    const auto& k = egg::kernels();
+    for (std::size_t part = p0; part < p1; ++part) {
+      std::size_t j = 0;
+      for (std::size_t item = bound[part]; item < bound[part + 1]; ++item) {
+        while (item >= first_item[j + 1]) ++j;
+        const Job& job = spec[j];
+        const std::size_t chunks = (job.count + kChunk - 1) / kChunk;
+        const std::size_t local = item - first_item[j];
+        const std::size_t row = local / chunks, chunk = local % chunks;
+        const std::size_t start = chunk * kChunk;
+        const std::size_t len = std::min(kChunk, job.count - start);
+        k.fill_normals(seed, job.leaf, keys[row], epoch, job.offset + start, len,
+                       job.dst + row * job.count + start);
+      }
     }
   });
 }
