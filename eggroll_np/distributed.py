@@ -213,8 +213,12 @@ class _Replica:
                     f"{stop - start} members"
                 )
         else:
+            es = _engine()
             values = np.array(
-                [float(self._fitness(self._pop.member(i))) for i in range(start, stop)],
+                [
+                    es._member_fitness(self._fitness(self._pop.member(i)), i)
+                    for i in range(start, stop)
+                ],
                 dtype=np.float64,
             )
         return start, stop, values
@@ -225,10 +229,6 @@ class _Replica:
         self._params, self._state = _engine().tell(self._params, fitness, self._state)
         self._pop = None
         return int(self._state.generation), checksum(self._params, self._state)
-
-    def ping(self) -> int:
-        """The actor's process id (lets tests and users see which process holds a replica)."""
-        return os.getpid()
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -333,11 +333,15 @@ class RayEvaluator:
         self._pending_broadcast = 0
         self._actors: list[Any] = [None] * workers
         self._loads: dict[int, Any] = {}
-        for slot in range(workers):
-            self._start_actor(slot)
-        self.setup_bytes += self._pending_broadcast
-        self._pending_broadcast = 0
-        self._confirm_loads()
+        try:
+            for slot in range(workers):
+                self._start_actor(slot)
+            self.setup_bytes += self._pending_broadcast
+            self._pending_broadcast = 0
+            self._confirm_loads()
+        except BaseException:
+            self.shutdown()
+            raise
 
     # -- driver replica -------------------------------------------------------------------
     @property
@@ -378,13 +382,20 @@ class RayEvaluator:
         self._broadcast(slot)
 
     def _confirm_loads(self) -> None:
-        """Wait for queued loads; a replica that loaded something else is an internal error."""
+        """Wait for queued loads, replacing actors that die first (up to `max_failures`)."""
         ray = self._ray
+        failures = 0
         while self._loads:
             slot, ref = self._loads.popitem()
             try:
                 gen, crc = ray.get(ref)
-            except ray.exceptions.RayActorError:
+            except ray.exceptions.RayActorError as exc:
+                failures += 1
+                if failures > self._max_failures:
+                    # E.g. a fitness factory that raises: every new actor dies in __init__.
+                    raise RuntimeError(
+                        f"could not start a worker ({failures} tries); last error: {exc}"
+                    ) from exc
                 self._start_actor(slot)
                 continue
             if (gen, crc) != (int(self._state.generation), self._checksum):

@@ -58,6 +58,15 @@ def crashing_fitness(trigger: str, p: dict[str, np.ndarray]) -> float:
     os._exit(1)
 
 
+def make_member_fitness():
+    """A fitness factory: each actor calls it once (for environments built on the worker)."""
+    return member_fitness
+
+
+def broken_factory():
+    raise OSError("no simulator on this worker")
+
+
 def single_process(params, state, fitness, generations: int, batched: bool = False):
     for _ in range(generations):
         params, state = egg.step(params, fitness, state, batched=batched)
@@ -164,6 +173,21 @@ def test_distributed_run_is_bit_identical_to_single_process(
     assert_same_params(got, expected)
     assert checksum(got, got_state) == checksum(expected, expected_state)
     assert [r.restarts + r.resyncs + r.reassigned for r in ev.reports] == [0] * 4
+
+
+def test_fitness_factory_runs_on_each_worker(evaluator_factory):
+    params = make_params()
+    state = egg.init(params, population=POP, seed=11)
+    expected, _ = single_process(params, state, member_fitness, 2)
+    ev = evaluator_factory(params, state, make_member_fitness, workers=2, factory=True)
+    assert_same_params(ev.run(2)[0], expected)
+
+
+def test_failing_factory_gives_up_with_its_error(evaluator_factory):
+    params = make_params()
+    state = egg.init(params, population=POP)
+    with pytest.raises(RuntimeError, match="no simulator"):
+        evaluator_factory(params, state, broken_factory, factory=True, max_failures=1)
 
 
 def test_killed_actor_between_generations_is_replaced(evaluator_factory, ray_local):
