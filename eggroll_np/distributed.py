@@ -57,11 +57,12 @@ class GenerationReport:
     Attributes:
         generation: the generation that was evaluated and told.
         seconds: wall time of the whole generation on the driver.
-        bytes_sent: driver -> workers: task arguments and the fitness vector put in the object
-            store (pickle protocol-5 sizes; object references count as their id's size).
-        bytes_received: workers -> driver: fitness slices and checksums.
-        broadcast_bytes: (params, state) snapshots sent because of restarts or resyncs (0 in a
-            healthy generation; included in neither of the two fields above).
+        bytes_sent: driver -> workers: the fitness vector as stored in Ray's object store, plus
+            the task arguments (pickle protocol-5 sizes; an object reference counts as its id).
+        bytes_received: workers -> driver: fitness slices and checksums (pickled sizes).
+        broadcast_bytes: (params, state) snapshots delivered because of restarts or resyncs,
+            object-store size times the actors that loaded it (0 in a healthy generation;
+            included in neither of the two fields above).
         reassigned: members whose evaluation was lost with a dead actor and redone elsewhere.
         restarts: actors replaced during this generation.
         resyncs: replicas overwritten from the driver after a checksum mismatch.
@@ -80,6 +81,15 @@ class GenerationReport:
 def payload_nbytes(obj: Any) -> int:
     """Serialized size of a Python object as pickle protocol 5 writes it (arrays in-band)."""
     return len(pickle.dumps(obj, protocol=5))
+
+
+def _stored_nbytes(ray: Any, ref: Any, obj: Any) -> int:
+    """Size of a `ray.put` object as Ray's object store holds it (pickled size if unknown)."""
+    try:
+        size = ray.experimental.get_object_locations([ref])[ref]["object_size"]
+    except Exception:  # noqa: BLE001 - a best-effort lookup; the pickled size is close
+        size = None
+    return int(size) if size else payload_nbytes(obj)
 
 
 def _ref_nbytes(ref: Any) -> int:
@@ -364,8 +374,9 @@ class RayEvaluator:
         gen = int(self._state.generation)
         if self._snapshot is None or self._snapshot[0] != gen:
             snap = (self._params, _portable(self._state))
-            self._snapshot = (gen, self._ray.put(snap))
-            self._snapshot_bytes = payload_nbytes(snap)
+            ref = self._ray.put(snap)
+            self._snapshot = (gen, ref)
+            self._snapshot_bytes = _stored_nbytes(self._ray, ref, snap)
         return self._snapshot[1]
 
     def _broadcast(self, slot: int) -> None:
@@ -476,7 +487,7 @@ class RayEvaluator:
         ray = self._ray
         self._confirm_loads()  # replacements started during the gather must be at `gen` first
         fit_ref = ray.put(fitness)
-        tally["sent"] += payload_nbytes(fitness)
+        tally["sent"] += _stored_nbytes(ray, fit_ref, fitness)
         tells = {}
         for slot, actor in enumerate(self._actors):
             tells[actor.tell.remote(gen, fit_ref)] = slot
