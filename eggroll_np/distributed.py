@@ -1,20 +1,13 @@
 """Distributed populations on Ray: replicas of params/state on every worker, only fitness travels.
 
-EGGROLL's noise is a pure function of (seed, leaf, member, epoch), so a worker that holds the
-parameters and the ES state can regenerate any member's perturbation itself. `RayEvaluator`
-starts K Ray actors, broadcasts (params, state) to them once, and then, every generation:
-
-1. hands each actor a contiguous slice [start, stop) of member indices; the actor builds the
-   population with `ask` and evaluates its slice (`pop.slice` when batched, `pop.member(i)` for a
-   black-box fitness);
-2. gathers the (N,) fitness vector, puts it in the object store once, and sends its reference to
-   every actor; every actor, and the driver, applies the same `tell`;
-3. compares a checksum of every replica's params and optimizer state with the driver's.
-
-Per generation only O(N) fitness scalars, slice bounds and checksums cross process boundaries,
-whatever the parameter count. An actor that dies is replaced by a new one that receives the
-driver's params and state by broadcast, and its unfinished members are re-evaluated on the other
-actors, so a run completes with the same result as a single-process run.
+EGGROLL noise is a pure function of (seed, leaf, member, epoch), so a worker holding the params
+and the ES state regenerates any member's perturbation itself. `RayEvaluator` broadcasts
+(params, state) to K Ray actors once; then, per generation, each actor evaluates a contiguous
+slice of members (`ask`, then `pop.slice` or `pop.member(i)`), the driver gathers the (N,)
+fitness, puts it in the object store once, and every actor and the driver apply the same `tell`
+and compare checksums. Only O(N) scalars cross process boundaries, whatever the parameter count.
+A dead actor is replaced (the new one gets the driver's replica by broadcast) and its members
+are re-evaluated on the others, so a run ends with the same params as a single process.
 
 Needs the `ray` extra: ``pip install 'eggroll_np[ray]'``.
 """
@@ -308,11 +301,7 @@ class RayEvaluator:
             raise TypeError(f"fitness must be callable, got {type(fitness).__name__}")
         if on_mismatch not in ("raise", "resync"):
             raise ValueError(f"on_mismatch must be 'raise' or 'resync', got {on_mismatch!r}")
-        for attr in ("generation", "config", "opt_state"):
-            if not hasattr(state, attr):
-                raise TypeError(
-                    f"state must be an ESState from egg.init, got {type(state).__name__}"
-                )
+        _engine().check_state(params, state)
         ray = _require_ray()
         self._ray = ray
         self._owns_ray = False
@@ -451,7 +440,7 @@ class RayEvaluator:
         def submit(slot: int, start: int, stop: int) -> None:
             actor = self._actors[slot]
             pending[actor.evaluate.remote(gen, start, stop)] = (actor, slot, start, stop)
-            tally["sent"] += payload_nbytes((gen, start, stop))
+            tally["bytes_sent"] += payload_nbytes((gen, start, stop))
 
         for slot, (start, stop) in enumerate(split_members(n, len(self._actors), self._multiple)):
             submit(slot, start, stop)
@@ -478,7 +467,7 @@ class RayEvaluator:
                 for target, (a, b) in zip(targets, parts, strict=False):  # parts may be fewer
                     submit(target, start + a, start + b)
                 continue
-            tally["received"] += payload_nbytes(result)
+            tally["bytes_received"] += payload_nbytes(result)
             fitness[start:stop] = result[2]
         return fitness
 
@@ -487,11 +476,11 @@ class RayEvaluator:
         ray = self._ray
         self._confirm_loads()  # replacements started during the gather must be at `gen` first
         fit_ref = ray.put(fitness)
-        tally["sent"] += _stored_nbytes(ray, fit_ref, fitness)
+        tally["bytes_sent"] += _stored_nbytes(ray, fit_ref, fitness)
         tells = {}
         for slot, actor in enumerate(self._actors):
             tells[actor.tell.remote(gen, fit_ref)] = slot
-            tally["sent"] += payload_nbytes(gen) + _ref_nbytes(fit_ref)
+            tally["bytes_sent"] += payload_nbytes(gen) + _ref_nbytes(fit_ref)
         try:  # runs while the actors do the same work
             params, state = _engine().tell(self._params, fitness, self._state)
         except BaseException:
@@ -517,7 +506,7 @@ class RayEvaluator:
             except Exception:  # noqa: BLE001 - the driver's tell succeeded, this one did not
                 result = None
             else:
-                tally["received"] += payload_nbytes(result)
+                tally["bytes_received"] += payload_nbytes(result)
             if result != expected:
                 mismatched.append((slot, result))
         if mismatched and self._on_mismatch == "resync":
@@ -557,7 +546,7 @@ class RayEvaluator:
             )
         start_time = time.perf_counter()
         gen = int(self._state.generation)
-        tally = dict(sent=0, received=0, reassigned=0, restarts=0, resyncs=0)
+        tally = dict(bytes_sent=0, bytes_received=0, reassigned=0, restarts=0, resyncs=0)
         self._pending_broadcast = 0
         fitness = self._gather_fitness(gen, tally)
         self._tell_everywhere(gen, fitness, tally)
@@ -565,12 +554,8 @@ class RayEvaluator:
             GenerationReport(
                 generation=gen,
                 seconds=time.perf_counter() - start_time,
-                bytes_sent=tally["sent"],
-                bytes_received=tally["received"],
                 broadcast_bytes=self._pending_broadcast,
-                reassigned=tally["reassigned"],
-                restarts=tally["restarts"],
-                resyncs=tally["resyncs"],
+                **tally,
             )
         )
         self._pending_broadcast = 0
