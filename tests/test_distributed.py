@@ -122,6 +122,15 @@ def test_payload_nbytes_grows_with_array_size():
     assert 990 * 8 <= grown <= 990 * 8 + 16  # the data plus a wider length prefix
 
 
+def test_without_ray_the_error_says_how_to_install(monkeypatch):
+    from eggroll_np.distributed import RayEvaluator
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
+    params = make_params()
+    with pytest.raises(ImportError, match=r"eggroll_np\[ray\]"):
+        RayEvaluator(params, egg.init(params, population=POP), member_fitness)
+
+
 # ---- on a local Ray ------------------------------------------------------------------------
 
 
