@@ -1,14 +1,31 @@
-"""eggroll_np: EGGROLL evolution strategies (low-rank population perturbations) for NumPy and CuPy."""
+"""eggroll_np: EGGROLL evolution strategies (low-rank population perturbations), NumPy and CuPy."""
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import noise
+from . import noise, tree
+from .checkpoint import load, save
+from .es import ESConfig, ESState, ask, init, step, tell
+from .population import NoiseKind, Population
 
 try:
     __version__ = version("eggroll_np")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "noise"]
+__all__ = [
+    "__version__",
+    "noise",
+    "tree",
+    "init",
+    "step",
+    "ask",
+    "tell",
+    "save",
+    "load",
+    "Population",
+    "ESConfig",
+    "ESState",
+    "NoiseKind",
+]

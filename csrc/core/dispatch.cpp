@@ -16,15 +16,18 @@ KernelTable make_table() {
 #if defined(EGG_HAVE_AVX512)
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")) {
-    return {"avx512", &avx512::philox_blocks, &avx512::fill_normals};
+    return {"avx512", &avx512::philox_blocks, &avx512::fill_normals, &avx512::lowrank_project,
+            &avx512::lowrank_expand, &avx512::adam_step};
   }
 #endif
 #if defined(EGG_HAVE_AVX2)
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    return {"avx2", &avx2::philox_blocks, &avx2::fill_normals};
+    return {"avx2", &avx2::philox_blocks, &avx2::fill_normals, &avx2::lowrank_project,
+            &avx2::lowrank_expand, &avx2::adam_step};
   }
 #endif
-  return {"baseline", &baseline::philox_blocks, &baseline::fill_normals};
+  return {"baseline", &baseline::philox_blocks, &baseline::fill_normals, &baseline::lowrank_project,
+            &baseline::lowrank_expand, &baseline::adam_step};
 }
 
 int default_threads() {

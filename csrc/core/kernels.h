@@ -6,6 +6,11 @@
 
 namespace egg {
 
+// Scalars of one Adam step, precomputed once per call (bias corrections as reciprocals).
+struct AdamScalars {
+  float lr, b1, b2, one_minus_b1, one_minus_b2, inv_bc1, inv_bc2, eps, wd;
+};
+
 // One set of kernels, compiled once per instruction set (see CMakeLists.txt).
 struct KernelTable {
   const char* name;
@@ -15,6 +20,16 @@ struct KernelTable {
   // Normals [offset, offset + count) of stream (leaf, member_key, epoch) into out.
   void (*fill_normals)(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t epoch,
                        uint64_t offset, std::size_t count, float* out);
+  // xa (rows x r) = x (rows x m) @ a (m x r), all row-major.
+  void (*lowrank_project)(const float* x, std::size_t rows, std::size_t m, const float* a,
+                          std::size_t r, float* xa);
+  // out (rows x n) += coef * xa (rows x r) @ b^T, b (n x r) row-major.
+  void (*lowrank_expand)(const float* xa, std::size_t rows, std::size_t r, const float* b,
+                         std::size_t n, float coef, float* out);
+  // One Adam step over n elements; outputs may not alias inputs.
+  void (*adam_step)(const float* theta, const float* g, const float* mu, const float* nu,
+                    std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,
+                    float* nu_out);
 };
 
 #define EGG_DECLARE_ISA(isa)                                                                  \
@@ -23,6 +38,13 @@ struct KernelTable {
                      uint32_t* out);                                                          \
   void fill_normals(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t epoch,        \
                     uint64_t offset, std::size_t count, float* out);                          \
+  void lowrank_project(const float* x, std::size_t rows, std::size_t m, const float* a,       \
+                       std::size_t r, float* xa);                                             \
+  void lowrank_expand(const float* xa, std::size_t rows, std::size_t r, const float* b,       \
+                      std::size_t n, float coef, float* out);                                 \
+  void adam_step(const float* theta, const float* g, const float* mu, const float* nu,        \
+                 std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,        \
+                 float* nu_out);                                                              \
   }
 
 EGG_DECLARE_ISA(baseline)

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
+#include <algorithm>
+#include <cmath>
 
 #include "core/kernels.h"
 #include "core/parallel.h"
@@ -70,6 +73,131 @@ void fill_normals(uint64_t seed, uint32_t leaf, const U32Array& member_keys, uin
   });
 }
 
+// Checks shared by the low-rank entry points; returns (N, K, rows, r).
+struct LowrankDims {
+  std::size_t members, keys, rows, r;
+};
+
+LowrankDims check_lowrank(const F32Array& fac, const F32Array& other_fac, const U32Array& keys,
+                          const F32Array& coef, const F32Array& out, std::size_t out_width) {
+  if (fac.ndim() != 3 || other_fac.ndim() != 3) throw py::value_error("factors must be 3-D (K, dim, r)");
+  if (fac.shape(0) != other_fac.shape(0) || fac.shape(2) != other_fac.shape(2)) {
+    throw py::value_error("A and B must agree on K and r");
+  }
+  if (keys.ndim() != 1 || coef.ndim() != 1 || coef.shape(0) != keys.shape(0)) {
+    throw py::value_error("keys and coef must be 1-D of length N");
+  }
+  if (out.ndim() != 3 || out.shape(0) != keys.shape(0) ||
+      static_cast<std::size_t>(out.shape(2)) != out_width) {
+    throw py::value_error("out must have shape (N, rows, n)");
+  }
+  LowrankDims d{static_cast<std::size_t>(keys.shape(0)), static_cast<std::size_t>(fac.shape(0)),
+                static_cast<std::size_t>(out.shape(1)), static_cast<std::size_t>(fac.shape(2))};
+  for (std::size_t i = 0; i < d.members; ++i) {
+    if (keys.data()[i] >= d.keys) throw py::value_error("keys must index the factors' first axis");
+  }
+  return d;
+}
+
+F32Array writable_out(py::array out_obj) {
+  if (!py::isinstance<F32Array>(out_obj) || !(out_obj.flags() & py::array::c_style) ||
+      !out_obj.writeable()) {
+    throw py::type_error("out must be a writeable C-contiguous float32 array");
+  }
+  return py::reinterpret_borrow<F32Array>(out_obj);
+}
+
+// out[i] += coef[i] * (x[i] @ A[keys[i]]) @ B[keys[i]]^T for per-member x (N, rows, m).
+void lowrank_correction(const F32Array& x, const F32Array& a, const F32Array& b,
+                        const U32Array& keys, const F32Array& coef, py::array out_obj) {
+  F32Array out = writable_out(out_obj);
+  const std::size_t n = b.ndim() == 3 ? static_cast<std::size_t>(b.shape(1)) : 0;
+  const LowrankDims d = check_lowrank(a, b, keys, coef, out, n);
+  const std::size_t m = static_cast<std::size_t>(a.shape(1));
+  if (x.ndim() != 3 || static_cast<std::size_t>(x.shape(0)) != d.members ||
+      static_cast<std::size_t>(x.shape(1)) != d.rows || static_cast<std::size_t>(x.shape(2)) != m) {
+    throw py::value_error("x must have shape (N, rows, m)");
+  }
+  const float *xp = x.data(), *ap = a.data(), *bp = b.data(), *cp = coef.data();
+  const uint32_t* kp = keys.data();
+  float* op = out.mutable_data();
+  py::gil_scoped_release release;
+  const std::size_t per_member = d.rows * (m + n) * d.r;
+  egg::parallel_for(d.members, std::max<std::size_t>(1, (1 << 16) / std::max<std::size_t>(1, per_member)),
+                    [&](std::size_t lo, std::size_t hi) {
+    const auto& k = egg::kernels();
+    std::vector<float> xa(d.rows * d.r);
+    for (std::size_t i = lo; i < hi; ++i) {
+      const std::size_t key = kp[i];
+      k.lowrank_project(xp + i * d.rows * m, d.rows, m, ap + key * m * d.r, d.r, xa.data());
+      k.lowrank_expand(xa.data(), d.rows, d.r, bp + key * n * d.r, n, cp[i], op + i * d.rows * n);
+    }
+  });
+}
+
+// out[i] += coef[i] * xa[xa_rows[i]] @ B[keys[i]]^T, xa (R, rows, r) precomputed (shared x).
+void lowrank_expand(const F32Array& xa, const U32Array& xa_rows, const F32Array& b,
+                    const U32Array& keys, const F32Array& coef, py::array out_obj) {
+  F32Array out = writable_out(out_obj);
+  const std::size_t n = b.ndim() == 3 ? static_cast<std::size_t>(b.shape(1)) : 0;
+  const LowrankDims d = check_lowrank(b, b, keys, coef, out, n);
+  if (xa.ndim() != 3 || static_cast<std::size_t>(xa.shape(1)) != d.rows ||
+      static_cast<std::size_t>(xa.shape(2)) != d.r) {
+    throw py::value_error("xa must have shape (R, rows, r)");
+  }
+  if (xa_rows.ndim() != 1 || static_cast<std::size_t>(xa_rows.shape(0)) != d.members) {
+    throw py::value_error("xa_rows must be 1-D of length N");
+  }
+  const std::size_t n_xa = static_cast<std::size_t>(xa.shape(0));
+  for (std::size_t i = 0; i < d.members; ++i) {
+    if (xa_rows.data()[i] >= n_xa) throw py::value_error("xa_rows must index xa's first axis");
+  }
+  const float *xap = xa.data(), *bp = b.data(), *cp = coef.data();
+  const uint32_t *kp = keys.data(), *rp = xa_rows.data();
+  float* op = out.mutable_data();
+  py::gil_scoped_release release;
+  const std::size_t per_member = d.rows * n * d.r;
+  egg::parallel_for(d.members, std::max<std::size_t>(1, (1 << 16) / std::max<std::size_t>(1, per_member)),
+                    [&](std::size_t lo, std::size_t hi) {
+    const auto& k = egg::kernels();
+    for (std::size_t i = lo; i < hi; ++i) {
+      k.lowrank_expand(xap + rp[i] * d.rows * d.r, d.rows, d.r, bp + kp[i] * n * d.r, n, cp[i],
+                       op + i * d.rows * n);
+    }
+  });
+}
+
+// One Adam step on float32 leaves: returns (theta_new, mu_new, nu_new), inputs untouched.
+py::tuple adam_step(const F32Array& theta, const F32Array& g, const F32Array& mu,
+                    const F32Array& nu, double lr, double b1, double b2, double eps, double wd,
+                    int64_t count) {
+  const py::ssize_t n = theta.size();
+  if (g.size() != n || mu.size() != n || nu.size() != n) {
+    throw py::value_error("theta, g, mu and nu must have the same size");
+  }
+  if (count < 1) throw py::value_error("count must be >= 1");
+  std::vector<py::ssize_t> shape(theta.shape(), theta.shape() + theta.ndim());
+  F32Array theta_out(shape), mu_out(shape), nu_out(shape);
+  const egg::AdamScalars s{static_cast<float>(lr),
+                           static_cast<float>(b1),
+                           static_cast<float>(b2),
+                           static_cast<float>(1.0 - b1),
+                           static_cast<float>(1.0 - b2),
+                           static_cast<float>(1.0 / (1.0 - std::pow(b1, count))),
+                           static_cast<float>(1.0 / (1.0 - std::pow(b2, count))),
+                           static_cast<float>(eps),
+                           static_cast<float>(wd)};
+  const float *tp = theta.data(), *gp = g.data(), *mp = mu.data(), *np_ = nu.data();
+  float *to = theta_out.mutable_data(), *mo = mu_out.mutable_data(), *no = nu_out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    egg::parallel_for(static_cast<std::size_t>(n), 1 << 17, [&](std::size_t b, std::size_t e) {
+      egg::kernels().adam_step(tp + b, gp + b, mp + b, np_ + b, e - b, s, to + b, mo + b, no + b);
+    });
+  }
+  return py::make_tuple(theta_out, mu_out, nu_out);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -79,6 +207,17 @@ PYBIND11_MODULE(_core, m) {
   m.def("fill_normals", &fill_normals, py::arg("seed"), py::arg("leaf"), py::arg("member_keys"),
         py::arg("epoch"), py::arg("offset"), py::arg("out"),
         "Write normals [offset, offset + out.shape[1]) of each member's stream into out (float32).");
+  m.def("lowrank_correction", &lowrank_correction, py::arg("x"), py::arg("a"), py::arg("b"),
+        py::arg("keys"), py::arg("coef"), py::arg("out"),
+        "out[i] += coef[i] * (x[i] @ a[keys[i]]) @ b[keys[i]].T; x (N, rows, m), out (N, rows, n).");
+  m.def("lowrank_expand", &lowrank_expand, py::arg("xa"), py::arg("xa_rows"), py::arg("b"),
+        py::arg("keys"), py::arg("coef"), py::arg("out"),
+        "out[i] += coef[i] * xa[xa_rows[i]] @ b[keys[i]].T; xa (R, rows, r), out (N, rows, n).");
+  m.def("adam_step", &adam_step, py::arg("theta"), py::arg("g"), py::arg("mu"), py::arg("nu"),
+        py::arg("lr"), py::arg("b1"), py::arg("b2"), py::arg("eps"), py::arg("wd"),
+        py::arg("count"),
+        "One fused Adam step (ascent direction g, decoupled weight decay) on float32 arrays -> "
+        "(theta, mu, nu).");
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
   m.def("num_threads", &egg::num_threads, "Threads the parallel kernels use.");

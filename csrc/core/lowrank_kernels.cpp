@@ -1,0 +1,67 @@
+// lowrank_kernels.cpp: per-member low-rank projection and expansion; compiled once per ISA.
+//
+// A member's correction to x @ W is coef * (x @ A_k) @ B_k^T with A_k (m, r), B_k (n, r), r tiny.
+// `project` forms xa = x @ A_k (rows x r); `expand` adds coef * xa @ B_k^T onto out in one pass,
+// so out is read and written once. Both are written so that r == 1 (the common case) becomes a
+// vector dot product and a vector axpy.
+#include <cstddef>
+
+#include "core/kernels.h"
+
+#ifndef EGG_ISA
+#error "EGG_ISA must name the instruction set this file is compiled for"
+#endif
+
+namespace egg {
+namespace EGG_ISA {
+
+void lowrank_project(const float* __restrict x, std::size_t rows, std::size_t m,
+                     const float* __restrict a, std::size_t r, float* __restrict xa) {
+  for (std::size_t b = 0; b < rows; ++b) {
+    const float* xb = x + b * m;
+    if (r == 1) {
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (std::size_t j = 0; j < m; ++j) s += xb[j] * a[j];
+      xa[b] = s;
+      continue;
+    }
+    for (std::size_t q = 0; q < r; ++q) xa[b * r + q] = 0.0f;
+    for (std::size_t j = 0; j < m; ++j) {
+      const float xv = xb[j];
+      const float* aj = a + j * r;
+#pragma omp simd
+      for (std::size_t q = 0; q < r; ++q) xa[b * r + q] += xv * aj[q];
+    }
+  }
+}
+
+void lowrank_expand(const float* __restrict xa, std::size_t rows, std::size_t r,
+                    const float* __restrict bmat, std::size_t n, float coef,
+                    float* __restrict out) {
+  constexpr std::size_t kMaxRank = 64;
+  float t[kMaxRank];
+  for (std::size_t b = 0; b < rows; ++b) {
+    float* ob = out + b * n;
+    if (r == 1) {
+      const float tv = coef * xa[b];
+#pragma omp simd
+      for (std::size_t j = 0; j < n; ++j) ob[j] += tv * bmat[j];
+      continue;
+    }
+    for (std::size_t q0 = 0; q0 < r; q0 += kMaxRank) {
+      const std::size_t qn = (r - q0 < kMaxRank) ? r - q0 : kMaxRank;
+      for (std::size_t q = 0; q < qn; ++q) t[q] = coef * xa[b * r + q0 + q];
+#pragma omp simd
+      for (std::size_t j = 0; j < n; ++j) {
+        const float* bj = bmat + j * r + q0;
+        float s = 0.0f;
+        for (std::size_t q = 0; q < qn; ++q) s += t[q] * bj[q];
+        ob[j] += s;
+      }
+    }
+  }
+}
+
+}  // namespace EGG_ISA
+}  // namespace egg

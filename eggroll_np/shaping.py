@@ -1,0 +1,82 @@
+"""Fitness shaping: pure functions from raw fitness (N,) float64 to weights (N,) float64.
+
+Shaping makes the update invariant to the scale (zscore) or to any monotone transform
+(centered_rank; Salimans et al. 2017, "Evolution Strategies as a Scalable Alternative to RL") of
+the fitness. `SHAPINGS` is the registry that `ESConfig` validates against and tests loop over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["none", "centered_rank", "zscore", "group_zscore", "SHAPINGS", "shape_fitness"]
+
+
+def none(f: np.ndarray) -> np.ndarray:
+    """Identity: the raw fitness as float64 (a copy)."""
+    return np.array(f, dtype=np.float64)
+
+
+def centered_rank(f: np.ndarray) -> np.ndarray:
+    """Ranks scaled to [-0.5, 0.5]: the worst member gets -0.5, the best +0.5.
+
+    Tied values get the average of their ranks, so the weights sum to zero and the result is
+    exactly antisymmetric under f -> -f. A population of one gets 0.
+    """
+    f = np.asarray(f, dtype=np.float64)
+    n = f.shape[0]
+    if n < 2:
+        return np.zeros(n)
+    _, inverse, counts = np.unique(f, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts  # rank of the first member of each tie group
+    ranks = (first + (counts - 1) / 2.0)[inverse.reshape(-1)]
+    return ranks / (n - 1) - 0.5
+
+
+def zscore(f: np.ndarray) -> np.ndarray:
+    """(f - mean) / std over the population (ddof 0); all zeros when the std is 0."""
+    f = np.asarray(f, dtype=np.float64)
+    std = f.std() if f.size else 0.0
+    if std == 0.0:
+        return np.zeros_like(f)
+    return (f - f.mean()) / std
+
+
+def group_zscore(f: np.ndarray, group_size: int) -> np.ndarray:
+    """zscore within consecutive groups of `group_size` members (a group with std 0 gets zeros).
+
+    Args:
+        f: (N,) fitness, N a multiple of group_size.
+        group_size: members per group.
+    """
+    f = np.asarray(f, dtype=np.float64)
+    if group_size < 1 or f.shape[0] % group_size:
+        raise ValueError(
+            f"group_size must be >= 1 and divide the population ({f.shape[0]}), got {group_size}"
+        )
+    g = f.reshape(-1, group_size)
+    std = g.std(axis=1, keepdims=True)
+    safe = np.where(std == 0.0, 1.0, std)
+    return np.where(std == 0.0, 0.0, (g - g.mean(axis=1, keepdims=True)) / safe).reshape(-1)
+
+
+SHAPINGS: dict[str, Callable[..., np.ndarray]] = {
+    "none": none,
+    "centered_rank": centered_rank,
+    "zscore": zscore,
+    "group_zscore": group_zscore,
+}
+"""Shaping name -> function; group_zscore also takes group_size."""
+
+
+def shape_fitness(f: np.ndarray, name: str, group_size: int | None = None) -> np.ndarray:
+    """Apply the shaping called `name` (validated by ESConfig) to fitness f (N,) -> (N,) float64."""
+    if name not in SHAPINGS:
+        raise ValueError(f"shaping must be one of {sorted(SHAPINGS)}, got {name!r}")
+    if name == "group_zscore":
+        if group_size is None:
+            raise ValueError("shaping='group_zscore' needs group_size")
+        return group_zscore(f, group_size)
+    return SHAPINGS[name](f)

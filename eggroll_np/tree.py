@@ -1,0 +1,255 @@
+"""Parameter trees: canonical flattening of nested dict/list/tuple trees, leaf paths and TreeSpec.
+
+The canonical order (dicts by sorted key, lists and tuples in order, depth first) is normative: a
+leaf's position in it is the `leaf` field of its noise counter (DESIGN.md, "Noise contract").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Union
+
+import numpy as np
+
+from .backend import is_cupy_array, namespace_of
+
+__all__ = [
+    "Path",
+    "TreeSpec",
+    "flatten",
+    "unflatten",
+    "leaf_paths",
+    "path_str",
+    "map_leaves",
+    "check_params",
+]
+
+Path = tuple[Union[str, int], ...]
+"""A leaf path as a tuple: dict keys (str) and list/tuple positions (int), outermost first."""
+
+# A tree's structure without its leaves, hashable and JSON-friendly once listified:
+# None (a leaf), ("dict", keys, children), ("list", children) or ("tuple", children).
+Structure = Any
+
+_FLOAT_DTYPES = ("float32", "float64")
+
+
+def path_str(path: Path | str) -> str:
+    """'layers/0/W' for the path ('layers', 0, 'W'); strings pass through unchanged."""
+    if isinstance(path, str):
+        return path
+    return "/".join(str(p) for p in path)
+
+
+def _flatten(node: Any, path: Path, out: list[tuple[Path, Any]]) -> Structure:
+    if isinstance(node, dict):
+        for key in node:
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"dict keys of a parameter tree must be str, got {key!r} at "
+                    f"'{path_str(path) or '<root>'}'"
+                )
+            if "/" in key:
+                raise ValueError(
+                    f"dict key {key!r} at '{path_str(path) or '<root>'}' contains '/', "
+                    "which separates the parts of a leaf path"
+                )
+        keys = tuple(sorted(node))
+        return ("dict", keys, tuple(_flatten(node[k], (*path, k), out) for k in keys))
+    if isinstance(node, (list, tuple)):
+        kind = "list" if isinstance(node, list) else "tuple"
+        return (kind, tuple(_flatten(c, (*path, i), out) for i, c in enumerate(node)))
+    out.append((path, node))
+    return None
+
+
+def flatten(tree: Any) -> tuple[list[Any], list[Path], Structure]:
+    """Flatten a tree in canonical order.
+
+    Args:
+        tree: nested dict (str keys) / list / tuple; anything else is a leaf.
+
+    Returns:
+        (leaves, paths, structure): leaves and their paths in canonical order (leaf index =
+        position), and the hashable structure that `unflatten` turns back into a tree.
+    """
+    pairs: list[tuple[Path, Any]] = []
+    structure = _flatten(tree, (), pairs)
+    return [leaf for _, leaf in pairs], [p for p, _ in pairs], structure
+
+
+def leaf_paths(tree: Any) -> list[str]:
+    """The leaf paths of a tree as 'a/0/b' strings, in canonical order."""
+    return [path_str(p) for p in flatten(tree)[1]]
+
+
+def unflatten(structure: Structure, leaves: Sequence[Any]) -> Any:
+    """Rebuild a tree of `structure` (from `flatten`) from leaves in canonical order."""
+    it = iter(leaves)
+
+    def build(s: Structure) -> Any:
+        if s is None:
+            return next(it)
+        if s[0] == "dict":
+            return {k: build(c) for k, c in zip(s[1], s[2], strict=True)}
+        children = [build(c) for c in s[1]]
+        return children if s[0] == "list" else tuple(children)
+
+    tree = build(structure)
+    if next(it, None) is not None:
+        raise ValueError("more leaves than the structure has places for")
+    return tree
+
+
+def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """The tree with fn applied to each leaf (structure kept)."""
+    leaves, _, structure = flatten(tree)
+    return unflatten(structure, [fn(x) for x in leaves])
+
+
+def _listify(s: Structure) -> Any:
+    if s is None:
+        return None
+    if s[0] == "dict":
+        return ["dict", list(s[1]), [_listify(c) for c in s[2]]]
+    return [s[0], [_listify(c) for c in s[1]]]
+
+
+def _tuplify(s: Any) -> Structure:
+    if s is None:
+        return None
+    if s[0] == "dict":
+        return ("dict", tuple(s[1]), tuple(_tuplify(c) for c in s[2]))
+    return (s[0], tuple(_tuplify(c) for c in s[1]))
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    """Structure, leaf paths, shapes and dtypes of a parameter tree (what must not change).
+
+    Attributes:
+        structure: hashable tree structure (see `flatten`).
+        paths: leaf paths in canonical order.
+        shapes: leaf shapes.
+        dtypes: leaf dtype names ("float32" or "float64").
+    """
+
+    structure: Structure
+    paths: tuple[Path, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[str, ...]
+
+    @property
+    def num_leaves(self) -> int:
+        """Number of leaves."""
+        return len(self.paths)
+
+    @property
+    def path_strings(self) -> tuple[str, ...]:
+        """Leaf paths as 'a/0/b' strings."""
+        return tuple(path_str(p) for p in self.paths)
+
+    def index(self, path: Path | str) -> int:
+        """Leaf index of a path given as 'a/0/b' or ('a', 0, 'b'); ValueError if absent."""
+        key = path_str(tuple(path) if isinstance(path, list) else path)
+        try:
+            return self.path_strings.index(key)
+        except ValueError:
+            raise ValueError(
+                f"path {key!r} is not a leaf of the parameter tree; leaves: "
+                f"{', '.join(self.path_strings)}"
+            ) from None
+
+    def unflatten(self, leaves: Sequence[Any]) -> Any:
+        """A tree of this structure from leaves in canonical order."""
+        return unflatten(self.structure, leaves)
+
+    def difference(self, other: TreeSpec) -> str | None:
+        """None if equal, else a sentence naming the first leaf (or the structure) that differs."""
+        if self == other:
+            return None
+        if self.paths != other.paths:
+            mine, theirs = set(self.path_strings), set(other.path_strings)
+            missing = sorted(mine - theirs)
+            extra = sorted(theirs - mine)
+            parts = []
+            if missing:
+                parts.append(f"missing leaves {missing}")
+            if extra:
+                parts.append(f"unexpected leaves {extra}")
+            return "tree structure changed: " + ("; ".join(parts) or "container types differ")
+        for p, s0, s1, d0, d1 in zip(
+            self.path_strings, self.shapes, other.shapes, self.dtypes, other.dtypes, strict=True
+        ):
+            if s0 != s1:
+                return f"leaf '{p}' has shape {s1}, expected {s0}"
+            if d0 != d1:
+                return f"leaf '{p}' has dtype {d1}, expected {d0}"
+        return "tree structure changed: container types differ (dict/list/tuple)"
+
+    def to_json(self) -> str:
+        """A JSON string that `from_json` turns back into an equal TreeSpec."""
+        return json.dumps(
+            {
+                "structure": _listify(self.structure),
+                "paths": [list(p) for p in self.paths],
+                "shapes": [list(s) for s in self.shapes],
+                "dtypes": list(self.dtypes),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TreeSpec:
+        """Inverse of `to_json`."""
+        d = json.loads(text)
+        return cls(
+            structure=_tuplify(d["structure"]),
+            paths=tuple(tuple(p) for p in d["paths"]),
+            shapes=tuple(tuple(int(n) for n in s) for s in d["shapes"]),
+            dtypes=tuple(d["dtypes"]),
+        )
+
+
+def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec, ModuleType]:
+    """Flatten and validate a parameter tree.
+
+    Every leaf must be a float32 or float64 NumPy or CuPy array, all on one backend.
+
+    Returns:
+        (leaves, spec, xp): leaves in canonical order, their TreeSpec, and numpy or cupy.
+
+    Raises:
+        TypeError: a leaf that is not a float array, or leaves on different backends; the message
+            names the leaf path.
+        ValueError: a tree without leaves.
+    """
+    leaves, paths, structure = flatten(params)
+    if not leaves:
+        raise ValueError(f"{name} has no array leaves")
+    xp = None
+    for path, leaf in zip(paths, leaves, strict=True):
+        where = f"{name} leaf '{path_str(path) or '<root>'}'"
+        if not (isinstance(leaf, np.ndarray) or is_cupy_array(leaf)):
+            raise TypeError(
+                f"{where} must be a float32 or float64 NumPy/CuPy array, got {type(leaf).__name__}"
+            )
+        if leaf.dtype.name not in _FLOAT_DTYPES:
+            raise TypeError(f"{where} must have dtype float32 or float64, got {leaf.dtype}")
+        leaf_xp = namespace_of(leaf)
+        if xp is None:
+            xp = leaf_xp
+        elif leaf_xp is not xp:
+            raise TypeError(
+                f"{where} is a {leaf_xp.__name__} array but earlier leaves are {xp.__name__} "
+                "arrays; mixed NumPy/CuPy trees are not supported"
+            )
+    spec = TreeSpec(
+        structure=structure,
+        paths=tuple(paths),
+        shapes=tuple(tuple(int(n) for n in leaf.shape) for leaf in leaves),
+        dtypes=tuple(leaf.dtype.name for leaf in leaves),
+    )
+    return leaves, spec, xp

@@ -1,0 +1,38 @@
+"""Helpers shared by the engine's tests: the noise contract evaluated densely, a fake CuPy."""
+
+from __future__ import annotations
+
+import math
+import types
+from typing import Any
+
+import numpy as np
+
+from eggroll_np import noise, tree
+from eggroll_np.population import NoiseKind
+
+__all__ = ["unit_noise", "FakeGpuArray", "patch_fake_cupy"]
+
+
+def unit_noise(
+    seed: int, leaf: int, key: int, epoch: int, shape: tuple[int, ...], kind: NoiseKind, rank: int
+) -> np.ndarray:
+    """eps of one (leaf, member key, epoch) per DESIGN.md's contract, as dense float64."""
+    if kind is NoiseKind.LOWRANK:
+        A, B = noise.factors(seed, leaf, [key], epoch, shape, rank)
+        return A[0].astype(np.float64) @ B[0].astype(np.float64).T / math.sqrt(rank)
+    if kind is NoiseKind.FULL:
+        eps = noise.normals(seed, leaf, key, epoch, math.prod(shape))
+        return eps.astype(np.float64).reshape(shape)
+    return np.zeros(shape)
+
+
+class FakeGpuArray(np.ndarray):
+    """A NumPy array that `patch_fake_cupy` makes eggroll_np.tree take for a CuPy array."""
+
+
+def patch_fake_cupy(monkeypatch: Any) -> None:
+    """Make tree validation see FakeGpuArray leaves as CuPy arrays (mixed-backend tests)."""
+    fake = types.SimpleNamespace(__name__="cupy", ndarray=FakeGpuArray)
+    monkeypatch.setattr(tree, "is_cupy_array", lambda x: isinstance(x, FakeGpuArray))
+    monkeypatch.setattr(tree, "namespace_of", lambda x: fake if isinstance(x, FakeGpuArray) else np)

@@ -1,0 +1,131 @@
+"""Tests of eggroll_np.checkpoint: one .npz without pickle, exact round trip, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import eggroll_np as egg
+from eggroll_np.tree import check_params
+
+
+def _params():
+    rng = np.random.default_rng(5)
+    return {
+        "net": [
+            (rng.standard_normal((3, 4)).astype(np.float32), np.zeros(4, np.float32)),
+            {"W": rng.standard_normal((4, 2)), "gain": np.ones((), np.float64)},
+        ],
+        "emb": rng.standard_normal((2, 2, 2)).astype(np.float32),
+    }
+
+
+def _fitness(p):
+    x = np.ones((2, 3), np.float32)
+    h = np.tanh(x @ p["net"][0][0] + p["net"][0][1])
+    return -float(((h @ p["net"][1]["W"] * p["net"][1]["gain"] - 1.0) ** 2).sum()) - float(
+        (p["emb"] ** 2).sum()
+    )
+
+
+def _batched(pop):
+    x = np.ones((2, 3), np.float32)
+    h = np.tanh(pop.matmul(x, "net/0/0") + pop.perturbed("net/0/1")[:, None, :])
+    y = pop.matmul(h, "net/1/W") * pop.perturbed("net/1/gain")[:, None, None]
+    emb = pop.perturbed("emb").reshape(pop.size, -1)
+    return -((y - 1.0) ** 2).sum(axis=(1, 2)) - (emb**2).sum(axis=1)
+
+
+def _assert_same(p, q):
+    lp, sp, _ = check_params(p)
+    lq, sq, _ = check_params(q)
+    assert sp == sq
+    for a, b in zip(lp, lq, strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def _assert_same_state(s, t):
+    assert s.config == t.config
+    assert s.generation == t.generation
+    assert s.spec == t.spec
+    assert s.info == t.info
+    assert sorted(s.opt_state) == sorted(t.opt_state)
+    for k in s.opt_state:
+        assert s.opt_state[k].dtype == t.opt_state[k].dtype
+        np.testing.assert_array_equal(s.opt_state[k], t.opt_state[k])
+
+
+def test_round_trip(tmp_path):
+    params = _params()
+    state = egg.init(params, population=6, optimizer="adam", lowrank={"emb": "frozen"}, seed=2**63)
+    params, state = egg.step(params, _fitness, state)
+    path = tmp_path / "run.ckpt"  # the exact name is used: no ".npz" appended
+    egg.save(path, params, state)
+    assert [f.name for f in tmp_path.iterdir()] == ["run.ckpt"]
+    p2, s2 = egg.load(path)
+    _assert_same(params, p2)
+    _assert_same_state(state, s2)
+    assert isinstance(p2["net"][0], tuple)
+    assert isinstance(p2["net"], list)
+    assert isinstance(p2["net"][1]["gain"], np.ndarray)
+
+
+def test_file_is_plain_numeric_npz(tmp_path):
+    params = _params()
+    state = egg.init(params, population=4)
+    egg.save(tmp_path / "c.npz", params, state)
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as data:
+        assert all(data[name].dtype != object for name in data.files)
+        meta = json.loads(data["meta"].tobytes())
+    assert meta["generation"] == 0
+    assert meta["config"]["population"] == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"optimizer": "adam"},
+        {"optimizer": "momentum", "noise_reuse": 3, "shaping": "zscore"},
+        {"optimizer": "sgd", "noise": "full", "antithetic": False, "population": 5},
+        {"optimizer": "adam", "weight_decay": 0.1, "shaping": "group_zscore", "group_size": 2},
+    ],
+)
+@pytest.mark.parametrize("batched", [False, True])
+def test_resume_is_bit_identical(tmp_path, kwargs, batched):
+    fn = _batched if batched else _fitness
+    kwargs = {"population": 6, "seed": 11, **kwargs}
+    params = _params()
+    state = egg.init(params, **kwargs)
+    for _ in range(2):
+        params, state = egg.step(params, fn, state, batched=batched)
+    egg.save(tmp_path / "k.npz", params, state)
+    for _ in range(3):
+        params, state = egg.step(params, fn, state, batched=batched)
+    resumed, rstate = egg.load(tmp_path / "k.npz")
+    for _ in range(3):
+        resumed, rstate = egg.step(resumed, fn, rstate, batched=batched)
+    _assert_same(params, resumed)
+    _assert_same_state(state, rstate)
+
+
+def test_not_a_checkpoint(tmp_path):
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match="not an eggroll_np checkpoint"):
+        egg.load(tmp_path / "other.npz")
+
+
+def test_unknown_format_version(tmp_path):
+    meta = json.dumps({"format_version": 99}).encode()
+    np.savez(tmp_path / "future.npz", meta=np.frombuffer(meta, np.uint8))
+    with pytest.raises(ValueError, match="format 99"):
+        egg.load(tmp_path / "future.npz")
+
+
+def test_load_bad_backend(tmp_path):
+    params = _params()
+    egg.save(tmp_path / "c.npz", params, egg.init(params, population=2))
+    with pytest.raises(ValueError, match="xp must be numpy or cupy"):
+        egg.load(tmp_path / "c.npz", xp="torch")

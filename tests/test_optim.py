@@ -1,0 +1,137 @@
+"""Tests of eggroll_np.optim: exact sgd, momentum and adam against hand-written loops, purity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from eggroll_np import optim
+
+
+@dataclass
+class Cfg:
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+
+def _run(cfg, grads, theta):
+    state = optim.init(cfg.optimizer, {0: theta})
+    for g in grads:
+        deltas, state = optim.update({0: g}, state, {0: theta}, cfg)
+        theta = theta + deltas[0]
+    return theta, state
+
+
+def _grads(dtype, n=5):
+    rng = np.random.default_rng(1)
+    return [rng.standard_normal(4).astype(dtype) for _ in range(n)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_is_exactly_theta_plus_lr_g(dtype):
+    theta = np.arange(4, dtype=dtype)
+    g = _grads(dtype, 1)[0]
+    state = optim.init("sgd", {0: theta})
+    deltas, _ = optim.update({0: g}, state, {0: theta}, Cfg(lr=0.05))
+    np.testing.assert_array_equal(theta + deltas[0], theta + 0.05 * g)
+    assert deltas[0].dtype == dtype
+
+
+def test_momentum_matches_reference():
+    grads, theta0 = _grads(np.float64), np.ones(4)
+    theta, v = theta0.copy(), np.zeros(4)
+    for g in grads:
+        v = 0.8 * v + g
+        theta = theta + 0.1 * v
+    got, state = _run(Cfg(optimizer="momentum", momentum=0.8), grads, theta0)
+    np.testing.assert_allclose(got, theta, rtol=1e-12)
+    np.testing.assert_allclose(state["mu/0"], v, rtol=1e-12)
+    assert int(state["count"]) == len(grads)
+
+
+def test_adam_matches_reference_with_bias_correction():
+    grads, theta0 = _grads(np.float64), np.ones(4)
+    theta, m, v = theta0.copy(), np.zeros(4), np.zeros(4)
+    for t, g in enumerate(grads, 1):
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        theta = theta + 0.1 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    got, _ = _run(Cfg(optimizer="adam"), grads, theta0)
+    np.testing.assert_allclose(got, theta, rtol=1e-12)
+    # First adam step moves every coordinate by ~lr * sign(g).
+    first, _ = _run(Cfg(optimizer="adam"), grads[:1], theta0)
+    np.testing.assert_allclose(first - theta0, 0.1 * np.sign(grads[0]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_decoupled_weight_decay(name):
+    theta = np.full(4, 2.0)
+    zero = np.zeros(4)
+    state = optim.init(name, {0: theta})
+    deltas, _ = optim.update({0: zero}, state, {0: theta}, Cfg(optimizer=name, weight_decay=0.5))
+    # direction 0 (g = 0): theta <- theta + lr * (0 - wd * theta)
+    np.testing.assert_allclose(deltas[0], -0.1 * 0.5 * theta)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_is_pure_and_keeps_dtype(name, dtype):
+    theta = np.ones(4, dtype)
+    g = _grads(dtype, 1)[0]
+    state = optim.init(name, {0: theta})
+    state = optim.update({0: g}, state, {0: theta}, Cfg(optimizer=name))[1]
+    snapshot = {k: v.copy() for k, v in state.items()}
+    deltas, new = optim.update({0: g}, state, {0: theta}, Cfg(optimizer=name, weight_decay=0.1))
+    for k, v in state.items():
+        np.testing.assert_array_equal(v, snapshot[k])
+        assert new[k] is not v
+    assert deltas[0].dtype == dtype
+    assert all(v.dtype == dtype for k, v in new.items() if k != "count")
+    np.testing.assert_array_equal(theta, 1)
+
+
+def test_state_holds_only_plain_arrays():
+    state = optim.init("adam", {0: np.zeros(3), 2: np.zeros((2, 2))})
+    assert sorted(state) == ["count", "mu/0", "mu/2", "nu/0", "nu/2"]
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+
+
+def test_unknown_optimizer_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"\['sgd', 'momentum', 'adam'\].*'rmsprop'"):
+        optim.init("rmsprop", {})
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_apply_is_theta_plus_update(name, dtype):
+    rng = np.random.default_rng(3)
+    theta = {0: rng.standard_normal((5, 3)).astype(dtype), 2: np.ones((), dtype)}
+    cfg = Cfg(optimizer=name, weight_decay=0.01)
+    state = optim.init(name, theta)
+    for _ in range(3):  # a few steps so that the moments matter
+        before = {k: v.copy() for k, v in state.items()}
+        grads = {i: rng.standard_normal(t.shape).astype(dtype) for i, t in theta.items()}
+        deltas, want_state = optim.update(grads, state, theta, cfg)
+        got, got_state = optim.apply(grads, state, theta, cfg)
+        for i, t in theta.items():
+            want = t + deltas[i]
+            assert isinstance(got[i], np.ndarray)
+            assert got[i].dtype == dtype
+            assert got[i].shape == t.shape
+            fused = name == "adam" and dtype == np.float32 and optim._ext.core is not None
+            if fused:  # the C++ step: same formula, float32 rounding in another order
+                np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(got[i], want)
+        for k, v in want_state.items():
+            np.testing.assert_allclose(got_state[k], v, rtol=1e-5, atol=1e-7)
+        for k, v in state.items():
+            np.testing.assert_array_equal(v, before[k])  # untouched
+        state, theta = got_state, got

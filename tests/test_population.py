@@ -1,0 +1,291 @@
+"""Tests of eggroll_np.population: members per the noise contract, matmul/perturbed vs dense."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import eggroll_np as egg
+from eggroll_np import noise
+from eggroll_np.population import NoiseKind
+from eggroll_np.tree import check_params
+
+from .engine_helpers import unit_noise
+from .strategies import float_dtypes, param_trees
+
+
+def _pop(params, generation=0, **kw):
+    state = egg.init(params, **kw)
+    return egg.ask(params, dataclasses.replace(state, generation=generation)), state
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    params=param_trees(),
+    n_pairs=st.integers(1, 3),
+    antithetic=st.booleans(),
+    rank=st.integers(1, 4),
+    seed=st.integers(0, 2**64 - 1),
+    generation=st.integers(0, 9),
+    noise_reuse=st.integers(1, 3),
+    sigma=st.floats(1e-3, 1.0),
+)
+def test_members_follow_the_noise_contract(
+    params, n_pairs, antithetic, rank, seed, generation, noise_reuse, sigma
+):
+    n = 2 * n_pairs
+    pop, state = _pop(
+        params,
+        generation,
+        population=n,
+        antithetic=antithetic,
+        rank=rank,
+        seed=seed,
+        noise_reuse=noise_reuse,
+        sigma=sigma,
+    )
+    leaves, spec, _ = check_params(params)
+    epoch = generation // noise_reuse
+    assert pop.epoch == epoch
+    assert pop.size == n
+    assert pop.sigma == sigma
+    np.testing.assert_array_equal(pop.signs, noise.signs(n, antithetic))
+    np.testing.assert_array_equal(pop.member_keys, noise.member_keys(n, antithetic))
+    for i in range(n):
+        member_leaves, member_spec, _ = check_params(pop.member(i))
+        assert member_spec == spec
+        key = i // 2 if antithetic else i
+        s = -1.0 if antithetic and i % 2 else 1.0
+        for leaf, (theta, theta_i) in enumerate(zip(leaves, member_leaves, strict=True)):
+            kind = state.config.kinds[leaf]
+            assert kind is (NoiseKind.LOWRANK if theta.ndim == 2 else NoiseKind.FULL)
+            eps = unit_noise(seed, leaf, key, epoch, theta.shape, kind, rank)
+            tol = 1e-5 if theta.dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(
+                theta_i.astype(np.float64) - theta,
+                sigma * s * eps,
+                atol=tol * (np.abs(theta).max() + sigma * np.abs(eps).max() + 1),
+            )
+            assert theta_i.dtype == theta.dtype
+
+
+@st.composite
+def matmul_case(draw):
+    dtype = draw(float_dtypes())
+    m, n = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    kind = draw(st.sampled_from(list(NoiseKind)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    params = {"W": rng.standard_normal((m, n)).astype(dtype), "b": np.zeros(3, dtype)}
+    cfg = dict(
+        population=2 * draw(st.integers(1, 4)),
+        rank=draw(st.integers(1, 4)),
+        seed=draw(st.integers(0, 1000)),
+        sigma=draw(st.floats(0.01, 1.0)),
+        antithetic=draw(st.booleans()),
+        lowrank={"W": kind},
+    )
+    transpose, shared = draw(st.booleans()), draw(st.booleans())
+    bt = draw(st.integers(1, 4))
+    cols = n if transpose else m
+    shape = (bt, cols) if shared else (cfg["population"], bt, cols)
+    x = rng.standard_normal(shape).astype(dtype)
+    return params, cfg, x, transpose
+
+
+@settings(max_examples=60, deadline=None)
+@given(matmul_case())
+def test_matmul_equals_dense_member_matmul(case):
+    params, cfg, x, transpose = case
+    pop, _ = _pop(params, **cfg)
+    before = x.copy()
+    out = pop.matmul(x, "W", transpose=transpose)
+    np.testing.assert_array_equal(x, before)
+    dtype = params["W"].dtype
+    assert out.dtype == dtype
+    assert out.shape == (pop.size, x.shape[-2], params["W"].shape[0 if transpose else 1])
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for i in range(pop.size):
+        Wi = pop.member(i)["W"].astype(np.float64)
+        xi = (x if x.ndim == 2 else x[i]).astype(np.float64)
+        ref = xi @ (Wi.T if transpose else Wi)
+        scale = np.abs(xi) @ np.abs(Wi.T if transpose else Wi) + 1
+        np.testing.assert_array_less(np.abs(out[i] - ref), tol * scale)
+
+
+def test_matmul_tuple_path_and_nested_tree():
+    params = {"layers": [{"W": np.ones((3, 2), np.float32)}]}
+    pop, _ = _pop(params, population=4)
+    x = np.ones((1, 3), np.float32)
+    np.testing.assert_array_equal(pop.matmul(x, ("layers", 0, "W")), pop.matmul(x, "layers/0/W"))
+
+
+@pytest.mark.parametrize("kind", list(NoiseKind))
+def test_perturbed_stacks_members(kind):
+    rng = np.random.default_rng(3)
+    params = {"W": rng.standard_normal((4, 3)), "b": rng.standard_normal(5)}
+    pop, _ = _pop(params, population=6, lowrank={"W": kind}, sigma=0.3)
+    for path in ("W", "b"):
+        stack = pop.perturbed(path)
+        assert stack.shape == (6, *params[path].shape)
+        for i in range(6):
+            np.testing.assert_allclose(stack[i], pop.member(i)[path], rtol=1e-12, atol=1e-12)
+    # the returned stacks are fresh arrays: writing to them changes nothing else
+    pop.perturbed("b")[:] = 0
+    np.testing.assert_allclose(pop.perturbed("b")[0], pop.member(0)["b"])
+
+
+def test_frozen_leaves_are_not_perturbed():
+    params = {"W": np.ones((2, 2)), "emb": np.arange(3.0)}
+    pop, state = _pop(params, population=4, lowrank={"emb": NoiseKind.FROZEN})
+    for i in range(4):
+        np.testing.assert_array_equal(pop.member(i)["emb"], params["emb"])
+    assert "mu/1" not in state.opt_state
+    assert "mu/0" in state.opt_state
+
+
+def test_slice_has_the_same_members_and_noise():
+    rng = np.random.default_rng(4)
+    params = {"W": rng.standard_normal((5, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
+    pop, _ = _pop(params, population=8)
+    part = pop.slice(3, 7)
+    assert part.size == 4
+    np.testing.assert_array_equal(part.signs, pop.signs[3:7])
+    np.testing.assert_array_equal(part.member_keys, pop.member_keys[3:7])
+    x = rng.standard_normal((2, 5)).astype(np.float32)
+    np.testing.assert_allclose(part.matmul(x, "W"), pop.matmul(x, "W")[3:7], rtol=1e-6)
+    np.testing.assert_array_equal(part.perturbed("b"), pop.perturbed("b")[3:7])
+    for j in range(4):
+        np.testing.assert_array_equal(part.member(j)["W"], pop.member(3 + j)["W"])
+    assert pop.slice(2, 2).size == 0
+    with pytest.raises(ValueError, match="stop"):
+        pop.slice(5, 4)
+    with pytest.raises(ValueError, match="start"):
+        pop.slice(-1, 4)
+    with pytest.raises(ValueError, match="whole population"):
+        part.gradient(np.zeros(4))
+
+
+def test_noise_generated_once_per_generation_for_unique_keys(monkeypatch):
+    calls = []
+    real = noise.factors
+
+    def counting(seed, leaf, keys, *args, **kwargs):
+        calls.append((leaf, len(keys)))
+        return real(seed, leaf, keys, *args, **kwargs)
+
+    monkeypatch.setattr(noise, "factors", counting)
+    params = {"W": np.ones((6, 5), np.float32), "V": np.ones((5, 2), np.float32)}
+    state = egg.init(params, population=8)
+    x = np.ones((3, 6), np.float32)
+
+    def fitness(pop):
+        h = pop.matmul(x, "W")
+        out = pop.matmul(h, "V")
+        pop.member(0)
+        return out.sum(axis=(1, 2))
+
+    params2, state2 = egg.step(params, fitness, state, batched=True)
+    assert sorted(calls) == [(0, 4), (1, 4)]  # once per leaf, K = N/2 keys (antithetic)
+    calls.clear()
+    egg.step(params2, fitness, state2, batched=True)  # next epoch: regenerated once
+    assert sorted(calls) == [(0, 4), (1, 4)]
+
+
+def test_cache_holds_one_epoch_and_noise_reuse_shares_it():
+    params = {"W": np.ones((3, 3), np.float32)}
+    state = egg.init(params, population=4, noise_reuse=2, optimizer="sgd", lr=0.0)
+    f = lambda p: float(p["W"].sum())  # noqa: E731
+    p1, s1 = egg.step(params, f, state)
+    assert s1.cache is state.cache
+    assert len(s1.cache) == 1
+    pop0 = egg.ask(params, state)
+    pop1 = egg.ask(p1, s1)
+    assert pop1.epoch == pop0.epoch == 0
+    np.testing.assert_array_equal(pop1.member(1)["W"], pop0.member(1)["W"])  # lr=0: same params
+    _, s2 = egg.step(p1, f, s1)
+    assert s2.cache is not s1.cache
+    assert len(s2.cache) == 0
+    egg.ask(p1, s2).member(0)
+    assert len(s2.cache) == 1
+    assert egg.ask(p1, s2).epoch == 1
+
+
+def test_black_box_full_rank_leaves_are_not_cached():
+    params = {"W": np.ones((40, 30)), "b": np.zeros(30)}
+    state = egg.init(params, population=16, noise="full")
+    _, s1 = egg.step(params, lambda p: float(p["b"].sum()), state)
+    assert len(s1.cache) == 0  # full-rank noise regenerated per key, never N dense copies
+
+
+def test_bad_population_queries():
+    params = {"W": np.ones((3, 2), np.float32), "b": np.zeros(2, np.float32)}
+    pop, _ = _pop(params, population=4)
+    with pytest.raises(ValueError, match="2-D leaf, 'b'"):
+        pop.matmul(np.ones((1, 2), np.float32), "b")
+    with pytest.raises(ValueError, match=r"\(B, 3\) or \(4, B, 3\).*'W'"):
+        pop.matmul(np.ones((1, 2), np.float32), "W")
+    with pytest.raises(ValueError, match=r"'W' \(transposed\)"):
+        pop.matmul(np.ones((1, 3), np.float32), "W", transpose=True)
+    with pytest.raises(ValueError, match=r"\(4, B, 3\)"):
+        pop.matmul(np.ones((3, 1, 3), np.float32), "W")
+    with pytest.raises(ValueError, match="'V' is not a leaf"):
+        pop.matmul(np.ones((1, 3), np.float32), "V")
+    with pytest.raises(ValueError, match="member index"):
+        pop.member(4)
+    with pytest.raises(TypeError, match="member index"):
+        pop.member(1.0)
+    assert "size=4" in repr(pop)
+
+
+@st.composite
+def gradient_case(draw):
+    dtype = draw(float_dtypes())
+    m, n = draw(st.integers(1, 64)), draw(st.integers(1, 64))
+    antithetic = draw(st.booleans())
+    population = draw(st.integers(1, 32)) * 2 if antithetic else draw(st.integers(2, 64))
+    cfg = dict(
+        population=population,
+        antithetic=antithetic,
+        rank=draw(st.integers(1, 8)),
+        seed=draw(st.integers(0, 2**64 - 1)),
+        sigma=draw(st.floats(0.01, 1.0)),
+        noise_reuse=draw(st.integers(1, 3)),
+    )
+    generation = draw(st.integers(0, 5))
+    weights = draw(
+        st.lists(st.floats(-3, 3), min_size=population, max_size=population).map(np.array)
+    )
+    params = {"W": np.zeros((m, n), dtype), "b": np.zeros(n, dtype)}
+    return params, cfg, generation, weights
+
+
+@settings(max_examples=40, deadline=None)
+@given(gradient_case())
+def test_gradient_equals_dense_sum_over_members(case):
+    """g = 1/(N sigma) sum_i w_i s_i eps_i, with eps_i built densely per the contract."""
+    params, cfg, generation, w = case
+    pop, state = _pop(params, generation, **cfg)
+    grads = pop.gradient(w)
+    n_pop, sigma = cfg["population"], cfg["sigma"]
+    for leaf, path in enumerate(("W", "b")):
+        theta = params[path]
+        kind = state.config.kinds[leaf]
+        ref = np.zeros(theta.shape)
+        bound = np.zeros(theta.shape)
+        for i in range(n_pop):
+            key = i // 2 if cfg["antithetic"] else i
+            s = -1.0 if cfg["antithetic"] and i % 2 else 1.0
+            eps = unit_noise(cfg["seed"], leaf, key, pop.epoch, theta.shape, kind, cfg["rank"])
+            ref += w[i] * s * eps
+            bound += abs(w[i]) * np.abs(eps)
+        ref /= n_pop * sigma
+        bound /= n_pop * sigma
+        assert grads[leaf].dtype == theta.dtype
+        tol = 1e-5 if theta.dtype == np.float32 else 1e-12
+        # rounding is relative to the size of the terms (|eps| of the largest entry), not to
+        # each entry's own magnitude, which a low-rank sum can cancel
+        np.testing.assert_allclose(grads[leaf], ref, rtol=0, atol=tol * (bound.max() + 1e-30))
