@@ -330,6 +330,7 @@ class RayEvaluator:
         self._snapshot: tuple[int, Any] | None = None
         self._diverged = False
         self._pending_broadcast = 0
+        self._fitness_nbytes: int | None = None
         self._actors: list[Any] = [None] * workers
         self._loads: dict[int, Any] = {}
         try:
@@ -476,7 +477,9 @@ class RayEvaluator:
         ray = self._ray
         self._confirm_loads()  # replacements started during the gather must be at `gen` first
         fit_ref = ray.put(fitness)
-        tally["bytes_sent"] += _stored_nbytes(ray, fit_ref, fitness)
+        if self._fitness_nbytes is None:  # (N,) float64 every generation: look it up once
+            self._fitness_nbytes = _stored_nbytes(ray, fit_ref, fitness)
+        tally["bytes_sent"] += self._fitness_nbytes
         tells = {}
         for slot, actor in enumerate(self._actors):
             tells[actor.tell.remote(gen, fit_ref)] = slot
