@@ -15,7 +15,6 @@ Needs the `ray` extra: ``pip install 'eggroll_np[ray]'``.
 from __future__ import annotations
 
 import dataclasses
-import operator
 import os
 import pickle
 import time
@@ -234,16 +233,6 @@ class _Replica:
         return int(self._state.generation), checksum(self._params, self._state)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if v < 1:
-        raise ValueError(f"{name} must be >= 1, got {v}")
-    return v
-
-
 class RayEvaluator:
     """Runs ES generations with the population spread over Ray actors.
 
@@ -294,14 +283,15 @@ class RayEvaluator:
         on_mismatch: str = "raise",
         max_failures: int = 8,
     ) -> None:
-        workers = _positive_int("workers", workers)
-        cpus_per_worker = _positive_int("cpus_per_worker", cpus_per_worker)
-        max_failures = _positive_int("max_failures", max_failures)
+        es = _engine()  # the engine's validators: same messages as egg.init
+        workers = es._int("workers", workers, 1)
+        cpus_per_worker = es._int("cpus_per_worker", cpus_per_worker, 1)
+        max_failures = es._int("max_failures", max_failures, 1)
         if not callable(fitness):
             raise TypeError(f"fitness must be callable, got {type(fitness).__name__}")
         if on_mismatch not in ("raise", "resync"):
             raise ValueError(f"on_mismatch must be 'raise' or 'resync', got {on_mismatch!r}")
-        _engine().check_state(params, state)
+        es.check_state(params, state)
         ray = _require_ray()
         self._ray = ray
         self._owns_ray = False
@@ -566,10 +556,7 @@ class RayEvaluator:
 
     def run(self, generations: int) -> tuple[Any, Any]:
         """Run `generations` generations; returns the final (params, state)."""
-        generations = operator.index(generations)
-        if generations < 0:
-            raise ValueError(f"generations must be >= 0, got {generations}")
-        for _ in range(generations):
+        for _ in range(_engine()._int("generations", generations, 0)):
             self.step()
         return self._params, self._state
 
