@@ -199,17 +199,18 @@ def test_failing_factory_gives_up_with_its_error(evaluator_factory):
         evaluator_factory(params, state, broken_factory, factory=True, max_failures=1)
 
 
-def test_killed_actor_between_generations_is_replaced(evaluator_factory, ray_local):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_killed_actor_between_generations_is_replaced(evaluator_factory, ray_local, workers):
     params = make_params()
     state = egg.init(params, population=POP, seed=3)
     expected, _ = single_process(params, state, member_fitness, 4)
-    ev = evaluator_factory(params, state, member_fitness, workers=2)
+    ev = evaluator_factory(params, state, member_fitness, workers=workers)
     ev.run(2)
     ray_local.kill(ev.actors[0])
     got, _ = ev.run(2)
     assert_same_params(got, expected)
     assert sum(r.restarts for r in ev.reports) == 1
-    assert sum(r.reassigned for r in ev.reports) == POP // 2
+    assert sum(r.reassigned for r in ev.reports) == POP // workers
     assert sum(r.broadcast_bytes for r in ev.reports) > 0  # the replacement got a snapshot
 
 
