@@ -263,6 +263,8 @@ class RayEvaluator:
             mismatch (call `resync()` to recover and continue); "resync" repairs the replica
             from the driver at once and counts it in the generation's report.
         max_failures: actor deaths tolerated within one generation before giving up.
+        start_timeout: seconds to wait for a new actor to start and load its replica (on a
+            cluster that lost a node, a replacement may find no free resources).
 
     Raises:
         ImportError: Ray is not installed.
@@ -282,6 +284,7 @@ class RayEvaluator:
         cpus_per_worker: int = 1,
         on_mismatch: str = "raise",
         max_failures: int = 8,
+        start_timeout: float = 300.0,
     ) -> None:
         es = _engine()  # the engine's validators: same messages as egg.init
         workers = es._int("workers", workers, 1)
@@ -289,6 +292,7 @@ class RayEvaluator:
         max_failures = es._int("max_failures", max_failures, 1)
         if not callable(fitness):
             raise TypeError(f"fitness must be callable, got {type(fitness).__name__}")
+        start_timeout = es._float("start_timeout", start_timeout, 0.0, True)
         if on_mismatch not in ("raise", "resync"):
             raise ValueError(f"on_mismatch must be 'raise' or 'resync', got {on_mismatch!r}")
         es.check_state(params, state)
@@ -307,13 +311,15 @@ class RayEvaluator:
             self._owns_ray = True
         self._params, self._state = params, state
         self._checksum = checksum(params, state)
-        self._batched = bool(batched)
+        self._batched = es._bool("batched", batched)
         self._on_mismatch = on_mismatch
         self._max_failures = max_failures
+        self._start_timeout = start_timeout
         self._multiple = 2 if state.config.antithetic else 1
         self._remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_Replica)
         self._fitness_ref = ray.put(fitness)
-        self._actor_args = (self._fitness_ref, bool(factory), self._batched, cpus_per_worker)
+        factory = es._bool("factory", factory)
+        self._actor_args = (self._fitness_ref, factory, self._batched, cpus_per_worker)
         # Ray ships callables with cloudpickle (closures and lambdas included).
         self.setup_bytes = len(ray.cloudpickle.dumps(fitness, protocol=5))
         self.reports: list[GenerationReport] = []
@@ -379,7 +385,12 @@ class RayEvaluator:
         while self._loads:
             slot, ref = self._loads.popitem()
             try:
-                gen, crc = ray.get(ref)
+                gen, crc = ray.get(ref, timeout=self._start_timeout)
+            except ray.exceptions.GetTimeoutError:
+                raise RuntimeError(
+                    f"worker {slot} did not start and load the params within "
+                    f"{self._start_timeout} s (no free resources on the cluster?)"
+                ) from None
             except ray.exceptions.RayActorError as exc:
                 failures += 1
                 if failures > self._max_failures:

@@ -199,6 +199,13 @@ def test_failing_factory_gives_up_with_its_error(evaluator_factory):
         evaluator_factory(params, state, broken_factory, factory=True, max_failures=1)
 
 
+def test_worker_that_cannot_be_placed_times_out(evaluator_factory):
+    params = make_params()
+    state = egg.init(params, population=POP)
+    with pytest.raises(RuntimeError, match="did not start"):  # the local Ray has 2 CPUs
+        evaluator_factory(params, state, member_fitness, cpus_per_worker=3, start_timeout=1.0)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_killed_actor_between_generations_is_replaced(evaluator_factory, ray_local, workers):
     params = make_params()
@@ -321,6 +328,8 @@ def test_nan_fitness_is_rejected_like_tell_and_leaves_state(evaluator_factory):
         ({"workers": 1.5}, TypeError, "workers"),
         ({"on_mismatch": "ignore"}, ValueError, "on_mismatch"),
         ({"cpus_per_worker": 0}, ValueError, "cpus_per_worker"),
+        ({"start_timeout": 0}, ValueError, "start_timeout"),
+        ({"batched": "yes"}, TypeError, "batched"),
     ],
 )
 def test_bad_arguments_raise_before_starting_anything(ray_local, kwargs, error, match):
