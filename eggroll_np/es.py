@@ -327,6 +327,32 @@ def _fitness_array(fitness: Any, n: int) -> np.ndarray:
     return f
 
 
+# |z| <= sqrt(-2 ln 2^-24) ~ 5.77 for the contract's normals (u >= 2^-24), so a unit low-rank
+# entry is at most 5.77^2 * r / sqrt(r) and a full-rank one at most 5.77.
+_MAX_NORMAL = math.sqrt(-2.0 * math.log(2.0**-24))
+
+
+def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
+    """ValueError if the shaped fitness could overflow the update (only possible unshaped)."""
+    kinds = [
+        (k, d) for k, d in zip(config.kinds, spec.dtypes, strict=True) if k is not NoiseKind.FROZEN
+    ]
+    if not kinds:
+        return
+    eps_max = _MAX_NORMAL
+    if any(k is NoiseKind.LOWRANK for k, _ in kinds):
+        eps_max = _MAX_NORMAL**2 * math.sqrt(config.rank)
+    bound = float(np.abs(w).sum()) / (config.population * config.sigma) * eps_max
+    # sqrt(max): the optimizer squares g (adam), which must not overflow either.
+    limit = min(math.sqrt(float(np.finfo(d).max)) for _, d in kinds)
+    if not bound <= limit:
+        raise ValueError(
+            f"fitness is too large for shaping={config.shaping!r} and sigma={config.sigma}: the "
+            f"update could reach {bound:.3g}, beyond what the leaves' dtype can hold "
+            "(use a shaping such as 'centered_rank', or rescale the fitness)"
+        )
+
+
 def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
     """Update params from the fitness of every member of generation `state.generation`.
 
@@ -346,6 +372,7 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
     w = shaping.shape_fitness(f, config.shaping, config.group_size)
     if not config.maximize:
         w = -w
+    _check_update_range(w, config, state.spec)
     pop = Population(leaves, state.spec, config, state.generation, state.cache)
     grads = pop.gradient(w)
     updated, opt_state = optim.apply(grads, state.opt_state, dict(enumerate(leaves)), config)
@@ -355,12 +382,14 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
         new_leaves[i] = theta
         d = (theta - leaves[i]).ravel()
         sq += float(xp.vdot(d, d))
+    # mean and std of f / max|f|, scaled back: no overflow for fitness near the float64 limit
+    scale = float(np.abs(f).max()) or 1.0
     info = {
         "generation": state.generation,
-        "fitness_mean": float(f.mean()),
+        "fitness_mean": float((f / scale).mean()) * scale,
         "fitness_max": float(f.max()),
         "fitness_min": float(f.min()),
-        "fitness_std": float(f.std()),
+        "fitness_std": float((f / scale).std()) * scale,
         "update_norm": math.sqrt(sq),
     }
     # The noise stays cached only while the next generation is in the same epoch (noise_reuse).

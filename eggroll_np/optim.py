@@ -142,16 +142,16 @@ def apply(
     Returns:
         (new_params, new_state): leaf index -> new parameter array, and the new state.
     """
-    fused = [
+    fused = {
         i
         for i, g in grads.items()
         if _fused_adam(config, params[i], g, state.get(f"mu/{i}"), state.get(f"nu/{i}"))
-    ]
+    }
     rest = {i: g for i, g in grads.items() if i not in fused}
     deltas, new_state = update(rest, state, params, config)
     new_params = {i: namespace_of(d).asarray(params[i] + d) for i, d in deltas.items()}
     count = int(new_state["count"])
-    for i in fused:
+    for i in sorted(fused):
         theta, mu, nu = _ext.core.adam_step(
             params[i], grads[i], state[f"mu/{i}"], state[f"nu/{i}"], float(config.lr),
             float(config.b1), float(config.b2), float(config.eps), float(config.weight_decay),

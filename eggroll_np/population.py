@@ -28,7 +28,7 @@ __all__ = ["NoiseKind", "NoiseCache", "Population"]
 
 # Full-rank noise is generated/contracted in chunks of at most this many values (per leaf), so
 # the black-box path never holds all N dense perturbations of a large leaf.
-_FULL_CHUNK_VALUES = 1 << 22
+_FULL_CHUNK_VALUES = 1 << 21
 
 
 class NoiseKind(enum.Enum):
@@ -115,7 +115,7 @@ class Population:
         # Unique keys (sorted) and each member's position among them.
         self._ukeys, local = np.unique(self.member_keys, return_inverse=True)
         self._local = local.reshape(-1)
-        self._local_xp = self._xp.asarray(self._local)
+        self._local_xp = self._xp.asarray(self._local.astype(np.uint32))  # as kernels take it
         self._tag = (config.seed, self.epoch, config.rank)
         self._last_full: tuple[tuple[int, int], Any] | None = None
 
@@ -179,7 +179,10 @@ class Population:
         if kind is NoiseKind.LOWRANK:
             A, B = self._factors(leaf)
             coef = self.sigma * float(self.signs[i]) / math.sqrt(self._config.rank)
-            return theta + coef * (A[j] @ B[j].T)  # 2-D: stays an array
+            w = A[j] @ B[j].T  # the one (m, n) temporary: scaled and shifted in place
+            w *= coef
+            w += theta
+            return w
         E = self._cache.get(self._tag, self._key(leaf, "full", self._ukeys))
         if E is not None:
             eps = E[j]
@@ -333,5 +336,6 @@ class Population:
             keys = self._ukeys[c : c + chunk]
             Ec = E[c : c + chunk] if E is not None else self._dense_keys(leaf, keys)
             g += lowrank.contract_full(Ec, xp.asarray(w[c : c + chunk].astype(dt)), 1.0)
+            del Ec  # free this chunk before the next one is generated
         g *= scale
         return g

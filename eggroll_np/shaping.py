@@ -38,14 +38,16 @@ def centered_rank(f: np.ndarray) -> np.ndarray:
 def zscore(f: np.ndarray) -> np.ndarray:
     """(f - mean) / std over the population (ddof 0); all zeros when the std is 0."""
     f = np.asarray(f, dtype=np.float64)
-    std = f.std() if f.size else 0.0
-    if std == 0.0:
-        return np.zeros_like(f)
-    return (f - f.mean()) / std
+    return group_zscore(f, f.shape[0]) if f.size else f.copy()
+
+
+# A spread below this fraction of max|f| is rounding noise (e.g. the mean of three 0.1s is not
+# exactly 0.1), so such a group counts as constant and gets zeros, not amplified noise.
+_FLAT = 64 * np.finfo(np.float64).eps
 
 
 def group_zscore(f: np.ndarray, group_size: int) -> np.ndarray:
-    """zscore within consecutive groups of `group_size` members (a group with std 0 gets zeros).
+    """zscore within consecutive groups of `group_size` members (a constant group gets zeros).
 
     Args:
         f: (N,) fitness, N a multiple of group_size.
@@ -57,9 +59,13 @@ def group_zscore(f: np.ndarray, group_size: int) -> np.ndarray:
             f"group_size must be >= 1 and divide the population ({f.shape[0]}), got {group_size}"
         )
     g = f.reshape(-1, group_size)
+    # zscore is scale invariant: dividing by max|f| first keeps squares of huge fitness finite.
+    scale = np.abs(g).max(axis=1, keepdims=True)
+    g = g / np.where(scale == 0.0, 1.0, scale)
     std = g.std(axis=1, keepdims=True)
-    safe = np.where(std == 0.0, 1.0, std)
-    return np.where(std == 0.0, 0.0, (g - g.mean(axis=1, keepdims=True)) / safe).reshape(-1)
+    flat = std <= _FLAT
+    z = (g - g.mean(axis=1, keepdims=True)) / np.where(flat, 1.0, std)
+    return np.where(flat, 0.0, z).reshape(-1)
 
 
 SHAPINGS: dict[str, Callable[..., np.ndarray]] = {

@@ -129,3 +129,22 @@ def test_load_bad_backend(tmp_path):
     egg.save(tmp_path / "c.npz", params, egg.init(params, population=2))
     with pytest.raises(ValueError, match="xp must be numpy or cupy"):
         egg.load(tmp_path / "c.npz", xp="torch")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        np.ones((3, 2), np.float32),  # a bare array is a one-leaf tree
+        {"a": {}, "b": [np.ones(2)], "c": ()},  # empty containers keep their place
+    ],
+)
+def test_round_trip_of_unusual_trees(tmp_path, params):
+    state = egg.init(params, population=4)
+    params, state = egg.step(params, lambda p: 1.0, state)
+    egg.save(tmp_path / "u.npz", params, state)
+    p2, s2 = egg.load(tmp_path / "u.npz")
+    _assert_same(params, p2)
+    _assert_same_state(state, s2)
+    if isinstance(params, dict):
+        assert p2["a"] == {}
+        assert p2["c"] == ()

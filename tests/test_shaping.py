@@ -71,6 +71,23 @@ def test_zscore():
     w = zscore(np.array([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_allclose([w.mean(), w.std()], [0.0, 1.0], atol=1e-12)
     np.testing.assert_array_equal(zscore(np.full(5, 2.5)), np.zeros(5))
+    # the float mean of three 0.1s is not 0.1: rounding noise must not become +-1 weights
+    np.testing.assert_array_equal(zscore(np.full(3, 0.1)), np.zeros(3))
+    np.testing.assert_array_equal(zscore(np.zeros(0)), np.zeros(0))
+
+
+@pytest.mark.parametrize("name", sorted(SHAPINGS))
+def test_extreme_fitness_values_stay_finite_without_warnings(name):
+    for f in (np.array([1e308, -1e308, 5e307, 0.0]), np.array([1e-320, 0.0, 0.0, 5e-321])):
+        w = _apply(name, f)  # filterwarnings=error: no overflow/underflow warning either
+        assert np.all(np.isfinite(w))
+    np.testing.assert_allclose(zscore(np.array([1e300, -1e300])), [1.0, -1.0])  # huge but exact
+
+
+@settings(max_examples=30, deadline=None)
+@given(f=fitness_vectors(12))
+def test_zscore_is_one_group(f):
+    np.testing.assert_array_equal(zscore(f), group_zscore(f, 12))
 
 
 def test_group_zscore_normalises_each_group():

@@ -1,5 +1,7 @@
 // dispatch.cpp: picks the best compiled kernel set for this processor, and owns the thread count.
 #include <atomic>
+#include <string>
+#include <vector>
 #include <cstdlib>
 #include <thread>
 
@@ -9,26 +11,37 @@
 namespace egg {
 
 namespace {
-KernelTable make_table() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-#endif
+KernelTable table_for(const std::string& name) {
 #if defined(EGG_HAVE_AVX512)
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")) {
+  if (name == "avx512") {
     return {"avx512", &avx512::philox_blocks, &avx512::fill_normals, &avx512::lowrank_project,
             &avx512::lowrank_expand, &avx512::adam_step};
   }
 #endif
 #if defined(EGG_HAVE_AVX2)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  if (name == "avx2") {
     return {"avx2", &avx2::philox_blocks, &avx2::fill_normals, &avx2::lowrank_project,
             &avx2::lowrank_expand, &avx2::adam_step};
   }
 #endif
-  return {"baseline", &baseline::philox_blocks, &baseline::fill_normals, &baseline::lowrank_project,
-            &baseline::lowrank_expand, &baseline::adam_step};
+  return {"baseline", &baseline::philox_blocks, &baseline::fill_normals,
+          &baseline::lowrank_project, &baseline::lowrank_expand, &baseline::adam_step};
 }
+
+bool cpu_supports(const std::string& name) {
+  if (name == "baseline") return true;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (name == "avx512") {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  }
+#endif
+  return false;
+}
+
+KernelTable make_table() { return table_for(available_levels().front()); }  // best first
 
 int default_threads() {
   if (const char* env = std::getenv("EGGROLL_NUM_THREADS")) {
@@ -42,9 +55,35 @@ int default_threads() {
 std::atomic<int> g_threads{0};
 }  // namespace
 
-const KernelTable& kernels() {
-  static const KernelTable table = make_table();
+std::vector<std::string> available_levels() {
+  std::vector<std::string> out;
+#if defined(EGG_HAVE_AVX512)
+  if (cpu_supports("avx512")) out.push_back("avx512");
+#endif
+#if defined(EGG_HAVE_AVX2)
+  if (cpu_supports("avx2")) out.push_back("avx2");
+#endif
+  out.push_back("baseline");
+  return out;
+}
+
+namespace {
+KernelTable& current_table() {
+  static KernelTable table = make_table();
   return table;
+}
+}  // namespace
+
+const KernelTable& kernels() { return current_table(); }
+
+bool set_simd_level(const std::string& name) {
+  for (const auto& level : available_levels()) {
+    if (level == name) {
+      current_table() = table_for(name);
+      return true;
+    }
+  }
+  return false;
 }
 
 int num_threads() {

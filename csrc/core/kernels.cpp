@@ -6,6 +6,10 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "core/kernels.h"
 #include "philox.h"
 
@@ -19,24 +23,84 @@ namespace EGG_ISA {
 namespace {
 constexpr int kLanes = 16;  // counters per vector batch: 16 x 32-bit = one AVX-512 register
 
-// Philox over kLanes counters held as four arrays.
+// Philox over kLanes counters held as four arrays. With AVX-512/AVX2 the 32x32->64 products are
+// done with vpmuludq on even and odd lanes (compilers otherwise widen to 64-bit lanes and use the
+// slow vpmullq); the scalar loop is the portable fallback. Tests check all three bit for bit.
+#if defined(__AVX512F__)
+inline void mulhilo(__m512i a, __m512i m, __m512i& hi, __m512i& lo) {
+  const __m512i even = _mm512_mul_epu32(a, m);                        // lanes 0,2,..: 64-bit
+  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // lanes 1,3,..
+  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+}
+
 inline void philox_soa(uint32_t* __restrict c0, uint32_t* __restrict c1, uint32_t* __restrict c2,
                        uint32_t* __restrict c3, uint32_t k0, uint32_t k1) {
-#pragma GCC unroll 10
+  __m512i x0 = _mm512_load_si512(c0), x1 = _mm512_load_si512(c1);
+  __m512i x2 = _mm512_load_si512(c2), x3 = _mm512_load_si512(c3);
+  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(kPhiloxM0));
+  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(kPhiloxM1));
   for (int r = 0; r < 10; ++r) {
-#pragma GCC ivdep
-    for (int j = 0; j < kLanes; ++j) {
-      uint32_t a = c0[j], b = c1[j], c = c2[j], d = c3[j];
-      philox_round(a, b, c, d, k0, k1);
-      c0[j] = a;
-      c1[j] = b;
-      c2[j] = c;
-      c3[j] = d;
-    }
+    __m512i hi0, lo0, hi1, lo1;
+    mulhilo(x0, m0, hi0, lo0);
+    mulhilo(x2, m1, hi1, lo1);
+    // 0x96 is three-way XOR.
+    x0 = _mm512_ternarylogic_epi32(hi1, x1, _mm512_set1_epi32(static_cast<int>(k0)), 0x96);
+    x1 = lo1;
+    x2 = _mm512_ternarylogic_epi32(hi0, x3, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
+    x3 = lo0;
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
+  _mm512_store_si512(c0, x0);
+  _mm512_store_si512(c1, x1);
+  _mm512_store_si512(c2, x2);
+  _mm512_store_si512(c3, x3);
 }
+#elif defined(__AVX2__)
+inline void mulhilo(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
+  const __m256i even = _mm256_mul_epu32(a, m);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+inline void philox_soa(uint32_t* __restrict c0, uint32_t* __restrict c1, uint32_t* __restrict c2,
+                       uint32_t* __restrict c3, uint32_t k0, uint32_t k1) {
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
+  for (int half = 0; half < kLanes; half += 8) {
+    auto ld = [half](const uint32_t* p) {
+      return _mm256_load_si256(reinterpret_cast<const __m256i*>(p + half));
+    };
+    __m256i x0 = ld(c0), x1 = ld(c1), x2 = ld(c2), x3 = ld(c3);
+    uint32_t a = k0, b = k1;
+    for (int r = 0; r < 10; ++r) {
+      __m256i hi0, lo0, hi1, lo1;
+      mulhilo(x0, m0, hi0, lo0);
+      mulhilo(x2, m1, hi1, lo1);
+      x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32(static_cast<int>(a)));
+      x1 = lo1;
+      x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32(static_cast<int>(b)));
+      x3 = lo0;
+      a += kPhiloxW0;
+      b += kPhiloxW1;
+    }
+    auto st = [half](uint32_t* p, __m256i v) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(p + half), v);
+    };
+    st(c0, x0);
+    st(c1, x1);
+    st(c2, x2);
+    st(c3, x3);
+  }
+}
+#else
+inline void philox_soa(uint32_t* __restrict c0, uint32_t* __restrict c1, uint32_t* __restrict c2,
+                       uint32_t* __restrict c3, uint32_t k0, uint32_t k1) {
+  for (int j = 0; j < kLanes; ++j) philox4x32_10(c0[j], c1[j], c2[j], c3[j], k0, k1);
+}
+#endif
 
 // 16 consecutive blocks starting at `block` -> 64 consecutive stream values in `out`.
 inline void normals_16_blocks(uint32_t block, uint32_t leaf, uint32_t member_key, uint32_t epoch,

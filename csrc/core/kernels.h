@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace egg {
 
@@ -51,7 +53,12 @@ EGG_DECLARE_ISA(baseline)
 EGG_DECLARE_ISA(avx2)
 EGG_DECLARE_ISA(avx512)
 
-// The best kernel table this processor supports (chosen once).
+// The kernel table in use (the best this processor supports unless set_simd_level chose one).
 const KernelTable& kernels();
+// Instruction sets this build has and this processor supports, best first.
+std::vector<std::string> available_levels();
+// Switch kernels (for tests and benchmarks); false if `name` is not available. Not thread-safe
+// against kernels running at the same time.
+bool set_simd_level(const std::string& name);
 
 }  // namespace egg

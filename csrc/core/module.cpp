@@ -2,6 +2,7 @@
 // buffers (dtype, shape, contiguity), releases the GIL and calls the dispatched kernels.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <stdexcept>
@@ -220,6 +221,17 @@ PYBIND11_MODULE(_core, m) {
         "(theta, mu, nu).");
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
+  m.def("available_simd_levels", &egg::available_levels,
+        "Instruction sets this build has and this processor supports, best first.");
+  m.def(
+      "set_simd_level",
+      [](const std::string& name) {
+        if (!egg::set_simd_level(name)) {
+          throw py::value_error("simd level '" + name + "' is not available here; available: " +
+                                py::str(py::cast(egg::available_levels())).cast<std::string>());
+        }
+      },
+      py::arg("name"), "Use the kernels of one instruction set (for tests and benchmarks).");
   m.def("num_threads", &egg::num_threads, "Threads the parallel kernels use.");
   m.def("set_num_threads", &egg::set_num_threads, py::arg("n"),
         "Set the kernels' thread count (n <= 0 restores the default).");

@@ -1,0 +1,138 @@
+"""CPU speed and memory of eggroll_np on the reference workloads (rl, sup), with ratios."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import eggroll_np as egg
+from eggroll_np import bench, noise
+
+
+def _best_of(fn, repeats=5):
+    fn()
+    return min(_timed(fn) for _ in range(repeats))
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+class Noise:
+    """Counter-based normals vs NumPy's generator."""
+
+    params = [10**6, 10**7]
+    param_names = ["count"]
+
+    def setup(self, count):
+        self.rng = np.random.default_rng(0)
+
+    def time_eggroll_normals(self, count):
+        noise.normals(0, 0, 0, 0, count)
+
+    def time_numpy_standard_normal(self, count):
+        self.rng.standard_normal(count, dtype=np.float32)
+
+    def track_speedup_vs_numpy(self, count):
+        t_np = _best_of(lambda: self.rng.standard_normal(count, dtype=np.float32))
+        t_egg = _best_of(lambda: noise.normals(0, 0, 0, 0, count))
+        return t_np / t_egg
+
+    track_speedup_vs_numpy.unit = "x"
+
+
+class Workload:
+    """Population forward, full generation and pure inference on rl and sup."""
+
+    params = ["rl", "sup"]
+    param_names = ["workload"]
+    timeout = 300
+
+    def setup(self, name):
+        self.w = bench.WORKLOADS[name]
+        self.params_tree = bench.make_params(self.w)
+        self.x = bench.make_inputs(self.w)
+        self.rows = bench.inference_rows(self.w, self.x)
+        self.fitness = bench.make_fitness(self.w, self.x)
+        state = egg.init(
+            self.params_tree, population=self.w.population, sigma=0.02, lr=0.01, rank=1, seed=0
+        )
+        # Every call evaluates a new generation, so its noise is generated anew (a state's
+        # noise cache would otherwise let repeated calls skip noise generation).
+        self._states = bench.fresh_states(state)
+        self._calls = 0
+
+    def _state(self):
+        self._calls += 1
+        return self._states(self._calls)
+
+    def _forward(self):
+        return self.fitness(egg.ask(self.params_tree, self._state()))
+
+    def _step(self):
+        return egg.step(self.params_tree, self.fitness, self._state(), batched=True)
+
+    def _inference(self):
+        return bench.inference(self.params_tree, self.rows)
+
+    def time_inference(self, name):
+        self._inference()
+
+    def time_population_forward(self, name):
+        self._forward()
+
+    def time_step(self, name):
+        self._step()
+
+    def peakmem_inference(self, name):
+        self._inference()
+
+    def peakmem_step(self, name):
+        self._step()
+
+    def track_forward_throughput_ratio(self, name):
+        return _best_of(self._inference) / _best_of(self._forward)
+
+    track_forward_throughput_ratio.unit = "ratio (forward throughput / inference)"
+
+    def track_generation_over_inference(self, name):
+        return _best_of(self._step) / _best_of(self._inference)
+
+    track_generation_over_inference.unit = "ratio (generation time / inference)"
+
+
+class NaiveES:
+    """The library's own full-rank ES path: what EGGROLL is compared against."""
+
+    params = ["rl", "sup"]
+    param_names = ["workload"]
+    timeout = 600
+    number = 1
+    repeat = 1
+
+    def setup(self, name):
+        w = bench.WORKLOADS[name]
+        self.params_tree = bench.make_params(w)
+        x = bench.make_inputs(w)
+        self.fitness = bench.make_fitness(w, x)
+        kw = dict(population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0)
+        self.naive = bench.fresh_states(egg.init(self.params_tree, noise="full", **kw))
+        self.lowrank = bench.fresh_states(egg.init(self.params_tree, **kw))
+        self._calls = 0
+
+    def _step(self, states):
+        self._calls += 1
+        egg.step(self.params_tree, self.fitness, states(self._calls), batched=True)
+
+    def time_naive_step(self, name):
+        self._step(self.naive)
+
+    def track_speedup_vs_naive(self, name):
+        t_naive = _timed(lambda: self._step(self.naive))
+        t_egg = _best_of(lambda: self._step(self.lowrank))
+        return t_naive / t_egg
+
+    track_speedup_vs_naive.unit = "x"

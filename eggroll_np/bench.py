@@ -1,0 +1,296 @@
+"""`eggroll-np bench`: the reference workloads (rl, sup) timed against pure inference and naive ES."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .cli import command
+
+__all__ = [
+    "Workload",
+    "WORKLOADS",
+    "make_params",
+    "make_inputs",
+    "inference",
+    "population_forward",
+    "make_fitness",
+    "run_workload",
+    "format_table",
+]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A reference workload: an MLP, a population, and how the inputs are shared."""
+
+    name: str
+    sizes: tuple[int, ...]
+    population: int
+    rows: int  # rows per member
+    shared: bool  # one batch shared by every member (sup) or one input per member (rl)
+
+    @property
+    def inference_rows(self) -> int:
+        """Rows that pure inference pushes through the MLP (all members' rows at once)."""
+        return self.population * self.rows
+
+
+WORKLOADS = {
+    "rl": Workload("rl", (1024, 1024, 1024, 16), population=1024, rows=1, shared=False),
+    "sup": Workload("sup", (784, 256, 256, 10), population=256, rows=128, shared=True),
+}
+
+
+def make_params(w: Workload, seed: int = 0) -> dict[str, Any]:
+    """He-initialised float32 MLP: {"layers": [{"W": (m, n), "b": (n,)}, ...]}."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for m, n in zip(w.sizes[:-1], w.sizes[1:]):
+        layers.append(
+            {
+                "W": (rng.standard_normal((m, n), dtype=np.float32) * np.float32(np.sqrt(2.0 / m))),
+                "b": np.zeros(n, dtype=np.float32),
+            }
+        )
+    return {"layers": layers}
+
+
+def make_inputs(w: Workload, seed: int = 1) -> np.ndarray:
+    """rl: (N, rows, m) one input per member; sup: (rows, m) shared by all members."""
+    rng = np.random.default_rng(seed)
+    shape = (w.rows, w.sizes[0]) if w.shared else (w.population, w.rows, w.sizes[0])
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def inference(params: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Plain NumPy MLP on rows x (R, m) with the unperturbed weights -> (R, n_out)."""
+    h = x
+    layers = params["layers"]
+    for j, layer in enumerate(layers):
+        h = h @ layer["W"]
+        h += layer["b"]
+        if j < len(layers) - 1:
+            np.maximum(h, 0, out=h)
+    return h
+
+
+def inference_rows(w: Workload, x: np.ndarray) -> np.ndarray:
+    """The rows pure inference runs on: every member's rows, (N * rows, m)."""
+    if w.shared:
+        return np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, x.shape[-1]).copy()
+    return x.reshape(-1, x.shape[-1])
+
+
+def population_forward(pop: Any, x: np.ndarray, n_layers: int) -> np.ndarray:
+    """MLP forward of every member through `pop.matmul`: (N, rows, n_out)."""
+    h = x
+    for j in range(n_layers):
+        h = pop.matmul(h, f"layers/{j}/W")
+        h += pop.perturbed(f"layers/{j}/b")[:, None, :]
+        if j < n_layers - 1:
+            np.maximum(h, 0, out=h)
+    return h
+
+
+def make_fitness(w: Workload, x: np.ndarray) -> Callable[[Any], np.ndarray]:
+    """A batched fitness (pop -> (N,)): minus the mean squared output (a smooth, cheap score)."""
+    n_layers = len(w.sizes) - 1
+
+    def fitness(pop: Any) -> np.ndarray:
+        out = population_forward(pop, x, n_layers)
+        return -np.mean(out * out, axis=(1, 2), dtype=np.float64)
+
+    return fitness
+
+
+def _median_time(fn: Callable[[Any], Any], repeats: int, make_arg: Callable[[int], Any]) -> float:
+    """Median seconds of fn(make_arg(k)) over `repeats` calls after one warm-up call.
+
+    make_arg runs outside the timed region; it gives each call a fresh generation so that the
+    noise of every timed call is generated anew (a state's noise cache would otherwise make
+    every call after the first skip noise generation).
+    """
+    fn(make_arg(0))  # warm-up: first-touch page faults, BLAS thread start
+    times = []
+    for k in range(1, repeats + 1):
+        arg = make_arg(k)
+        t0 = time.perf_counter()
+        fn(arg)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fresh_states(state: Any) -> Callable[[int], Any]:
+    """k -> a copy of `state` at generation state.generation + k with an empty noise cache."""
+    from .population import NoiseCache
+
+    return lambda k: dataclasses.replace(state, generation=state.generation + k, cache=NoiseCache())
+
+
+def _peak_bytes(fn: Callable[[], Any]) -> int:
+    """Peak bytes allocated (NumPy reports to tracemalloc) while fn runs."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base, _ = tracemalloc.get_traced_memory()
+    try:
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return max(0, peak - base)
+
+
+def _peak_rss_child(name: str, what: str) -> int:
+    """In a fresh process: build workload `name`, run `what` once, return peak RSS in bytes."""
+    import resource
+    import sys
+
+    from . import init, step
+
+    w = WORKLOADS[name]
+    params = make_params(w)
+    x = make_inputs(w)
+    if what == "inference":
+        inference(params, inference_rows(w, x))
+    else:
+        state = init(params, population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0)
+        step(params, make_fitness(w, x), state, batched=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
+
+
+def peak_rss(name: str, what: str) -> int:
+    """Peak resident memory (bytes) of a fresh process that runs `what` ("inference" or "step")
+    once on workload `name`, setup included: what asv's peakmem_* measures."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return int(pool.apply(_peak_rss_child, (name, what)))
+
+
+def run_workload(
+    name: str, repeats: int = 7, naive: bool = True, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Time one workload; returns seconds (medians), ratios and peak bytes."""
+    from . import ask, init, step
+
+    w = WORKLOADS[name]
+    say = progress or (lambda _msg: None)
+    params = make_params(w)
+    x = make_inputs(w)
+    rows = inference_rows(w, x)
+    fitness = make_fitness(w, x)
+    cfg = dict(population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0, antithetic=True)
+    state = init(params, optimizer="adam", shaping="centered_rank", **cfg)
+
+    states = fresh_states(state)
+    say("pure inference")
+    t_inf = _median_time(lambda _: inference(params, rows), repeats, lambda k: None)
+    say("population forward")
+    t_fwd = _median_time(lambda s: fitness(ask(params, s)), repeats, states)
+    say("full generation")
+    t_gen = _median_time(lambda s: step(params, fitness, s, batched=True), repeats, states)
+    say("peak memory")
+    alloc_inf = _peak_bytes(lambda: inference(params, rows))
+    alloc_gen = _peak_bytes(lambda: step(params, fitness, states(repeats + 1), batched=True))
+    rss_inf, rss_gen = peak_rss(name, "inference"), peak_rss(name, "step")
+    result: dict[str, Any] = {
+        "workload": name,
+        "population": w.population,
+        "sizes": list(w.sizes),
+        "rows_per_member": w.rows,
+        "shared_input": w.shared,
+        "inference_s": t_inf,
+        "forward_s": t_fwd,
+        "generation_s": t_gen,
+        "forward_throughput_ratio": t_inf / t_fwd,
+        "generation_over_inference": t_gen / t_inf,
+        "peak_rss_inference_bytes": rss_inf,
+        "peak_rss_generation_bytes": rss_gen,
+        "peak_ratio": rss_gen / max(rss_inf, 1),
+        "alloc_peak_inference_bytes": alloc_inf,
+        "alloc_peak_generation_bytes": alloc_gen,
+        "param_bytes": sum(int(v.nbytes) for layer in params["layers"] for v in layer.values()),
+    }
+    if naive:
+        say("naive full-rank ES")
+        naive_state = init(params, optimizer="adam", shaping="centered_rank", noise="full", **cfg)
+        t_naive = _median_time(
+            lambda s: step(params, fitness, s, batched=True),
+            max(1, repeats // 4),
+            fresh_states(naive_state),
+        )
+        result["naive_generation_s"] = t_naive
+        result["speedup_vs_naive"] = t_naive / t_gen
+    return result
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """A plain-text table of bench results."""
+    header = (
+        f"{'workload':<9}{'inference':>11}{'forward':>10}{'fwd/inf thr':>13}{'generation':>12}"
+        f"{'gen/inf':>9}{'naive ES':>10}{'speedup':>9}{'peak RSS gen/inf':>18}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        naive = f"{r['naive_generation_s'] * 1e3:>8.0f}ms" if "naive_generation_s" in r else f"{'-':>10}"
+        speed = f"{r['speedup_vs_naive']:>8.1f}x" if "speedup_vs_naive" in r else f"{'-':>9}"
+        lines.append(
+            f"{r['workload']:<9}{r['inference_s'] * 1e3:>9.2f}ms{r['forward_s'] * 1e3:>8.2f}ms"
+            f"{r['forward_throughput_ratio']:>13.3f}{r['generation_s'] * 1e3:>10.2f}ms"
+            f"{r['generation_over_inference']:>9.2f}{naive}{speed}{r['peak_ratio']:>18.2f}"
+        )
+    return "\n".join(lines)
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
+    p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+
+
+@command("bench", "time the rl/sup workloads against pure inference and naive ES", _bench_args)
+def _run_bench(args: argparse.Namespace) -> int:
+    from .sysinfo import system_info
+
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    steps_per = 5 if not args.no_naive else 4
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(names) * steps_per, desc="bench", unit="step")
+    except ImportError:
+        bar = None
+    results = []
+    for name in names:
+
+        def progress(msg: str, name: str = name) -> None:
+            if bar is not None:
+                bar.set_postfix_str(f"{name}: {msg}")
+                bar.update(1)
+            else:
+                print(f"[{name}] {msg}", flush=True)
+
+        results.append(run_workload(name, args.repeats, not args.no_naive, progress))
+    if bar is not None:
+        bar.close()
+    print(format_table(results))
+    if args.json:
+        info = system_info()
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"system": info, "results": results}, fh, indent=2, default=str)
+        print(f"wrote {args.json}")
+    return 0
