@@ -167,14 +167,19 @@ def evaluator_factory(ray_local):
 
 
 @pytest.mark.parametrize(
-    ("fitness", "batched", "antithetic"),
-    [(member_fitness, False, True), (batched_fitness, True, True), (member_fitness, False, False)],
+    ("fitness", "batched", "config"),
+    [
+        (member_fitness, False, {}),
+        (batched_fitness, True, {}),
+        (member_fitness, False, {"antithetic": False, "optimizer": "sgd", "shaping": "none"}),
+        (batched_fitness, True, {"rank": 2, "noise_reuse": 2, "optimizer": "momentum"}),
+    ],
 )
 def test_distributed_run_is_bit_identical_to_single_process(
-    evaluator_factory, fitness, batched, antithetic
+    evaluator_factory, fitness, batched, config
 ):
     params = make_params()
-    state = egg.init(params, population=POP, seed=7, antithetic=antithetic)
+    state = egg.init(params, population=POP, seed=7, **config)
     expected, expected_state = single_process(params, state, fitness, 4, batched)
     ev = evaluator_factory(params, state, fitness, workers=2, batched=batched)
     got, got_state = ev.run(4)
