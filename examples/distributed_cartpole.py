@@ -74,12 +74,19 @@ def cartpole_fitness(pop: Any) -> np.ndarray:
     return steps
 
 
-def _workload(hidden: int) -> tuple[dict[str, np.ndarray], Any, str]:
-    try:  # the workloads engineer's CartPole, once it exists
-        from eggroll_np.workloads import cartpole  # type: ignore[attr-defined]
+def _workload(population: int | None, hidden: int) -> tuple[Any, Any, dict[str, Any], str]:
+    """(params, fitness, init kwargs, source): the workloads' CartPole when it exists."""
+    try:
+        from eggroll_np import workloads
     except ImportError:
-        return make_policy(hidden), cartpole_fitness, "NumPy CartPole of this script"
-    return cartpole.make_params(), cartpole.batched_fitness, "eggroll_np.workloads.cartpole"
+        es = {"population": population or 256, "sigma": 0.1, "lr": 0.05, "seed": 0}
+        return make_policy(hidden), cartpole_fitness, es, "NumPy CartPole of this script"
+    wl = workloads.get("cartpole")
+    task = wl.make(wl.config(hidden=[hidden]))
+    es = {k: v for k, v in wl.es_defaults().items() if k != "generations"}
+    if population:
+        es["population"] = population
+    return task.params, task.fitness, es, "eggroll_np.workloads cartpole"
 
 
 def _report(label: str, seconds: float, generations: int, state: Any, extra: str = "") -> None:
@@ -91,7 +98,7 @@ def _report(label: str, seconds: float, generations: int, state: Any, extra: str
 def main(argv: list[str] | None = None) -> None:
     """Time the three configurations and print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--population", type=int, default=256)
+    ap.add_argument("--population", type=int, default=None, help="default: the workload's")
     ap.add_argument("--generations", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--warmup", type=int, default=2, help="untimed generations per config")
@@ -102,9 +109,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from eggroll_np.distributed import RayEvaluator
 
-    params, fitness, source = _workload(args.hidden)
-    state = egg.init(params, population=args.population, sigma=0.1, lr=0.05, seed=0)
-    print(f"workload: {source}; population {args.population}, {args.generations} generations")
+    params, fitness, es, source = _workload(args.population, args.hidden)
+    state = egg.init(params, **es)
+    print(f"workload: {source}; {es}; {args.generations} generations")
 
     p, s = params, state
     for _ in range(args.warmup):
