@@ -138,7 +138,12 @@ def main(argv: list[str] | None = None) -> None:
                 timed = ev.reports[args.warmup :]
                 sent = np.mean([r.bytes_sent for r in timed])
                 received = np.mean([r.bytes_received for r in timed])
-                same = all(np.array_equal(p[k], reference[k]) for k in p)
+                same = all(
+                    np.array_equal(a, b)
+                    for a, b in zip(
+                        egg.tree.flatten(p)[0], egg.tree.flatten(reference)[0], strict=True
+                    )
+                )
                 _report(
                     f"{workers} actor(s) x {cpus} CPU",
                     seconds,
