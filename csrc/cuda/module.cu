@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.h"
+#include "cuda/lowrank.cuh"
 #include "cuda/noise.cuh"
 
 namespace py = pybind11;
@@ -65,4 +66,29 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("seed"), py::arg("leaf"), py::arg("member_keys"), py::arg("epoch"),
       py::arg("offset"), py::arg("rows"), py::arg("count"), py::arg("out"), py::arg("stream"));
+  m.def(
+      "lowrank_correction",
+      [](std::uintptr_t x, int x_dtype, bool x_per_member, std::uintptr_t left,
+         std::uintptr_t right, std::uintptr_t keys, std::uintptr_t coef, std::size_t members,
+         std::size_t batch, std::size_t rows_left, std::size_t rows_right, std::size_t rank,
+         std::size_t num_keys, std::uintptr_t xa, std::uintptr_t base, std::uintptr_t out,
+         std::uintptr_t stream) {
+        if (x_dtype != static_cast<int>(egg_cuda::XType::kFloat32) &&
+            x_dtype != static_cast<int>(egg_cuda::XType::kFloat16)) {
+          throw py::value_error("x_dtype must be 0 (float32) or 1 (float16)");
+        }
+        const egg_cuda::LowrankShape shape{members, batch, rows_left, rows_right, rank, num_keys};
+        py::gil_scoped_release release;
+        egg_cuda::lowrank_correction(
+            ptr<const void>(x), static_cast<egg_cuda::XType>(x_dtype), x_per_member,
+            ptr<const float>(left), ptr<const float>(right), ptr<const uint32_t>(keys),
+            ptr<const float>(coef), shape, ptr<float>(xa), ptr<const float>(base), ptr<float>(out),
+            stream_of(stream));
+      },
+      py::arg("x"), py::arg("x_dtype"), py::arg("x_per_member"), py::arg("left"),
+      py::arg("right"), py::arg("keys"), py::arg("coef"), py::arg("members"), py::arg("batch"),
+      py::arg("rows_left"), py::arg("rows_right"), py::arg("rank"), py::arg("num_keys"),
+      py::arg("xa"), py::arg("base"), py::arg("out"), py::arg("stream"),
+      "out[i, b, :] (+)= coef[i] * (x_i[b] @ left[keys[i]]) @ right[keys[i]].T on raw device "
+      "pointers (base = 0: accumulate into out; else out = base[b] + correction).");
 }

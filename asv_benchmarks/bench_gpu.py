@@ -1,0 +1,122 @@
+"""GPU speed of eggroll_np (asv): noise vs cupy.random; forward and generation vs inference.
+
+Every class skips (NotImplementedError in setup) without CuPy or a usable CUDA device, so this
+file imports and runs anywhere. Timed bodies synchronise the device: kernel launches are
+asynchronous and would otherwise time nothing. Inputs come from `eggroll_np.gpu_bench`, the
+one-command script that writes the same figures as JSON.
+"""
+
+from __future__ import annotations
+
+from eggroll_np import _cuda_ops, gpu_bench, noise
+from eggroll_np.backend import cupy
+
+__all__ = ["GpuNoise", "GpuForward", "GpuGeneration"]
+
+# "workload:population" cases of the issue: rl scaled to 4096-wide layers, and sup.
+CASES = ["rl-4096:4096", "rl-4096:16384", "sup:256"]
+
+
+def _require_gpu() -> None:
+    if not _cuda_ops.gpu_available():
+        raise NotImplementedError("needs CuPy and a CUDA device")
+
+
+def _sync() -> None:
+    cupy.cuda.get_current_stream().synchronize()
+
+
+def _setup_case(case: str) -> gpu_bench.GpuSetup:
+    name, population = case.split(":")
+    return gpu_bench.build(gpu_bench.WORKLOADS[name], int(population))
+
+
+class GpuNoise:
+    """10^8 float32 normals: eggroll's counter-based Philox vs cupy.random.standard_normal."""
+
+    params = [gpu_bench.NOISE_VALUES]
+    param_names = ["values"]
+    timeout = 300
+
+    def setup(self, values):
+        _require_gpu()
+        self.ours = lambda: noise.normals_batch(0, 0, [0], 0, values, xp="cupy")
+        self.ref = lambda: cupy.random.standard_normal(values, dtype="float32")
+        self.ours()
+        self.ref()
+        _sync()
+
+    def time_eggroll_normals(self, values):
+        self.ours()
+        _sync()
+
+    def time_cupy_standard_normal(self, values):
+        self.ref()
+        _sync()
+
+    def track_speed_vs_cupy(self, values):
+        return gpu_bench.time_gpu(self.ref) / gpu_bench.time_gpu(self.ours)
+
+    track_speed_vs_cupy.unit = "x (target >= 1)"
+
+
+class _GpuCase:
+    """Shared setup of the workload cases: device inputs, factor cache and the inference rows."""
+
+    params = [CASES]
+    param_names = ["case"]
+    timeout = 600
+
+    def setup(self, case):
+        _require_gpu()
+        self.s = _setup_case(case)
+        self.rows = gpu_bench._rows(self.s)
+        _sync()
+
+    def teardown(self, case):
+        self.__dict__.clear()
+        if cupy is not None:
+            cupy.get_default_memory_pool().free_all_blocks()
+
+
+class GpuForward(_GpuCase):
+    """Population forward (cuBLAS base GEMMs + fused low-rank kernels) vs pure inference."""
+
+    def time_inference(self, case):
+        gpu_bench.inference(self.s, self.rows)
+        _sync()
+
+    def time_forward(self, case):
+        gpu_bench.population_forward(self.s, regenerate=True)
+        _sync()
+
+    def time_forward_cached_factors(self, case):
+        gpu_bench.population_forward(self.s, regenerate=False)
+        _sync()
+
+    def track_forward_over_inference(self, case):
+        infer = gpu_bench.time_gpu(lambda: gpu_bench.inference(self.s, self.rows))
+        return infer / gpu_bench.time_gpu(lambda: gpu_bench.population_forward(self.s))
+
+    track_forward_over_inference.unit = "throughput ratio (target >= 0.95)"
+
+
+class GpuGeneration(_GpuCase):
+    """A full generation (ask + forward + tell through the engine API) vs pure inference."""
+
+    def setup(self, case):
+        _require_gpu()
+        if not gpu_bench.engine_available():
+            raise NotImplementedError("the engine API (egg.init/ask/tell) is not available")
+        super().setup(case)
+        self.state = gpu_bench.engine_state(self.s)
+
+    def time_generation(self, case):
+        gpu_bench.generation(self.s, self.state)
+        _sync()
+
+    def track_generation_over_inference(self, case):
+        gen = gpu_bench.time_gpu(lambda: gpu_bench.generation(self.s, self.state))
+        return gen / gpu_bench.time_gpu(lambda: gpu_bench.inference(self.s, self.rows))
+
+    track_generation_over_inference.unit = "time ratio (target <= 2.2 at population 16384)"

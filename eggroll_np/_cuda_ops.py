@@ -1,0 +1,192 @@
+"""Thin CuPy wrappers over eggroll_np._cuda: validated arrays in, raw pointers + current stream out.
+
+Policy lives here, the compiled module holds none: this layer checks dtypes, shapes, contiguity
+and devices (errors name the argument), allocates scratch from CuPy's memory pool and launches on
+CuPy's current stream. Nothing here synchronises the device or copies to the host, so the calls
+can sit in a training loop's hot path. The NumPy reference of the same math is in the engine
+(`eggroll_np.lowrank`); tests compare the two.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _ext
+from .backend import cupy, current_stream_ptr, is_cupy_array
+
+__all__ = ["gpu_available", "require_device", "lowrank_correction"]
+
+_X_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+
+
+def gpu_available() -> bool:
+    """True when CuPy is installed, the CUDA extension is built and a device is usable."""
+    if cupy is None or _ext.cuda_device_count() == 0:
+        return False
+    try:
+        return int(cupy.cuda.runtime.getDeviceCount()) > 0
+    except Exception:  # noqa: BLE001 - CuPy raises CUDARuntimeError subclasses without a driver
+        return False
+
+
+def require_device() -> ModuleType:
+    """The _cuda module when CuPy arrays can be used, else a RuntimeError saying why.
+
+    Raises:
+        RuntimeError: "no CUDA device ..." on a machine without a usable GPU, or a message
+            naming the missing piece (CuPy, the CUDA extension).
+    """
+    if cupy is None:
+        raise RuntimeError(
+            "no CUDA device can be used: CuPy is not installed (pip install 'eggroll_np[cuda]')"
+        )
+    if _ext.cuda is None:
+        raise RuntimeError(
+            "no CUDA device can be used: eggroll_np was built without its CUDA extension "
+            f"({_ext.cuda_error or 'no CUDA compiler at build time'}); reinstall with nvcc on PATH"
+        )
+    return _ext.require_cuda()
+
+
+def _device_array(name: str, a: Any, dtypes: tuple[np.dtype, ...], ndims: tuple[int, ...]) -> Any:
+    if not is_cupy_array(a):
+        raise TypeError(f"{name} must be a cupy.ndarray, got {type(a).__name__}")
+    if a.dtype not in dtypes:
+        want = " or ".join(str(d) for d in dtypes)
+        raise TypeError(f"{name} must have dtype {want}, got {a.dtype}")
+    if a.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ValueError(f"{name} must be {want}, got shape {tuple(a.shape)}")
+    return a
+
+
+def _member_vector(name: str, v: Any, dtype: type, size: int, device_id: int) -> Any:
+    """A C-contiguous (size,) device vector from a CuPy or host array (host input is uploaded)."""
+    on_device = is_cupy_array(v)
+    if not on_device:
+        v = np.asarray(v)
+    kinds = "iu" if dtype is np.uint32 else "fiu"
+    if v.dtype.kind not in kinds:
+        what = "integers" if dtype is np.uint32 else "real numbers"
+        raise TypeError(f"{name} must be {what}, got dtype {v.dtype}")
+    if v.shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {tuple(v.shape)}")
+    if on_device and v.device.id != device_id:
+        raise ValueError(f"{name} is on device {v.device.id}, out on device {device_id}")
+    with cupy.cuda.Device(device_id):  # a cast on the device or an upload; never a download
+        return cupy.ascontiguousarray(cupy.asarray(v).astype(dtype, copy=False))
+
+
+def lowrank_correction(
+    x: Any,
+    A: Any,
+    B: Any,
+    keys: Any,
+    coef: Any,
+    out: Any,
+    transpose: bool = False,
+    base: Any = None,
+) -> Any:
+    """Add every member's low-rank perturbation onto a population matmul, in place, on the GPU.
+
+    Computes ``out[i, b, :] += coef[i] * sum_r (x_i[b] . A_k[:, r]) * B_k[:, r]`` with
+    ``k = keys[i]``: the term ``x_i @ (coef_i * A_k @ B_k.T)`` of ``x_i @ W_i`` without forming any
+    (m, n) matrix. With ``transpose=True`` the roles of A and B swap (the term of ``x_i @ W_i.T``).
+    With ``base`` given, ``out = base[b] + correction`` and ``out``'s old contents are not read
+    (the shared-batch case, where ``base = x @ W`` is computed once for all members).
+
+    Args:
+        x: CuPy array (Bt, m) shared by all members or (N, Bt, m) per member; float32 or
+            float16 (accumulated in float32). With transpose=True the rows have length n.
+        A: CuPy float32 (K, m, r), the per-generation factor cache.
+        B: CuPy float32 (K, n, r).
+        keys: (N,) integer factor index of each member, 0 <= keys[i] < K (cast to uint32). A
+            NumPy/list input is range-checked and uploaded; a CuPy input is trusted, since
+            checking it would cost a device-to-host copy (an out-of-range key makes that
+            member's rows NaN, never an out-of-bounds read).
+        coef: (N,) scale of each member (e.g. sigma * s_i / sqrt(r)), cast to float32; CuPy or
+            host.
+        out: CuPy float32 (N, Bt, n) (transpose: (N, Bt, m)), C-contiguous, updated in place.
+        transpose: use the transposed perturbation (x @ W.T).
+        base: None, or CuPy float32 (Bt, n) (transpose: (Bt, m)) holding x @ W for shared x.
+
+    Returns:
+        `out`.
+
+    Raises:
+        RuntimeError: no CUDA device / no CuPy / no CUDA extension.
+        TypeError, ValueError: an argument of the wrong type, dtype, shape, layout or device;
+            the message names it. Nothing is written on error.
+    """
+    cuda = require_device()
+    out = _device_array("out", out, (np.dtype(np.float32),), (3,))
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous (it is written in place)")
+    A = _device_array("A", A, (np.dtype(np.float32),), (3,))
+    B = _device_array("B", B, (np.dtype(np.float32),), (3,))
+    x = _device_array("x", x, tuple(_X_DTYPES), (2, 3))
+    if A.shape[0] != B.shape[0] or A.shape[2] != B.shape[2]:
+        raise ValueError(
+            f"A (K, m, r) and B (K, n, r) must agree on K and r, got {tuple(A.shape)} and "
+            f"{tuple(B.shape)}"
+        )
+    left, right = (B, A) if transpose else (A, B)
+    num_keys, rows_left, rank = left.shape
+    rows_right = right.shape[1]
+    members, batch = out.shape[0], out.shape[1]
+    if out.shape[2] != rows_right:
+        raise ValueError(
+            f"out must have shape (N, Bt, {rows_right}) for {'B' if not transpose else 'A'} "
+            f"{tuple(right.shape)}, got {tuple(out.shape)}"
+        )
+    want_x = (members, batch, rows_left) if x.ndim == 3 else (batch, rows_left)
+    if tuple(x.shape) != want_x:
+        raise ValueError(
+            f"x must have shape {want_x} for out {tuple(out.shape)}, got {tuple(x.shape)}"
+        )
+    device_id = out.device.id
+    for name, a in (("x", x), ("A", A), ("B", B)):
+        if a.device.id != device_id:
+            raise ValueError(f"{name} is on device {a.device.id}, out on device {device_id}")
+    if base is not None:
+        base = _device_array("base", base, (np.dtype(np.float32),), (2,))
+        if tuple(base.shape) != (batch, rows_right):
+            raise ValueError(f"base must have shape {(batch, rows_right)}, got {tuple(base.shape)}")
+        if base.device.id != device_id:
+            raise ValueError(f"base is on device {base.device.id}, out on device {device_id}")
+    keys_host = None if is_cupy_array(keys) else np.asarray(keys)
+    if keys_host is not None and keys_host.size and keys_host.dtype.kind in "iu":
+        if int(keys_host.min()) < 0 or int(keys_host.max()) >= num_keys:
+            raise ValueError(f"keys must be in [0, {num_keys}) (K factor sets)")
+    keys_d = _member_vector("keys", keys, np.uint32, members, device_id)
+    coef_d = _member_vector("coef", coef, np.float32, members, device_id)
+    if out.size == 0 or rank == 0:
+        return out
+    with cupy.cuda.Device(device_id):
+        x_c = cupy.ascontiguousarray(x)
+        left_c, right_c = cupy.ascontiguousarray(left), cupy.ascontiguousarray(right)
+        base_c = None if base is None else cupy.ascontiguousarray(base)
+        xa = cupy.empty(members * batch * rank, dtype=np.float32)
+        cuda.lowrank_correction(
+            x_c.data.ptr,
+            _X_DTYPES[x_c.dtype],
+            x_c.ndim == 3,
+            left_c.data.ptr,
+            right_c.data.ptr,
+            keys_d.data.ptr,
+            coef_d.data.ptr,
+            members,
+            batch,
+            rows_left,
+            rows_right,
+            rank,
+            num_keys,
+            xa.data.ptr,
+            0 if base_c is None else base_c.data.ptr,
+            out.data.ptr,
+            current_stream_ptr(),
+        )
+    return out

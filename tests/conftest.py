@@ -1,0 +1,45 @@
+"""Shared pytest fixtures and markers: the `gpu` skip marker and the `xp` backend fixture."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from eggroll_np import _cuda_ops, _ext
+from eggroll_np.backend import cupy
+
+__all__ = ["GPU_SKIP_REASON", "gpu_skip_reason"]
+
+
+def gpu_skip_reason() -> str | None:
+    """Why GPU tests cannot run here, or None when CuPy and a CUDA device are usable."""
+    if cupy is None:
+        return "CuPy is not installed (pip install 'eggroll_np[cuda]')"
+    if _ext.cuda is None:
+        return f"eggroll_np._cuda was not built ({_ext.cuda_error or 'no nvcc at build time'})"
+    if _ext.cuda_device_count() == 0:
+        return "no CUDA device (eggroll_np._ext.cuda_device_count() == 0)"
+    if not _cuda_ops.gpu_available():
+        return "CuPy sees no CUDA device"
+    return None
+
+
+GPU_SKIP_REASON = gpu_skip_reason()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip every test marked `gpu` (directly or through a parameter) when no GPU is usable."""
+    if GPU_SKIP_REASON is None:
+        return
+    skip = pytest.mark.skip(reason=f"needs a GPU: {GPU_SKIP_REASON}")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def xp(request: pytest.FixtureRequest) -> ModuleType:
+    """The array module under test: numpy always, cupy where a GPU is usable."""
+    return np if request.param == "numpy" else cupy
