@@ -37,5 +37,7 @@ def require_cuda() -> ModuleType:
             f"({cuda_error or 'no CUDA compiler at build time'}); reinstall with nvcc on PATH"
         )
     if cuda.device_count() == 0:
-        raise RuntimeError("no CUDA device: the CUDA extension is built but no GPU/driver is usable")
+        raise RuntimeError(
+            "no CUDA device: the CUDA extension is built but no GPU/driver is usable"
+        )
     return cuda

@@ -1,4 +1,4 @@
-"""`eggroll-np bench`: the reference workloads (rl, sup) timed against pure inference and naive ES."""
+"""`eggroll-np bench`: the rl and sup workloads timed against pure inference and naive ES."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def make_params(w: Workload, seed: int = 0) -> dict[str, Any]:
     """He-initialised float32 MLP: {"layers": [{"W": (m, n), "b": (n,)}, ...]}."""
     rng = np.random.default_rng(seed)
     layers = []
-    for m, n in zip(w.sizes[:-1], w.sizes[1:]):
+    for m, n in zip(w.sizes[:-1], w.sizes[1:], strict=True):
         layers.append(
             {
                 "W": (rng.standard_normal((m, n), dtype=np.float32) * np.float32(np.sqrt(2.0 / m))),
@@ -243,7 +243,11 @@ def format_table(results: list[dict[str, Any]]) -> str:
     )
     lines = [header, "-" * len(header)]
     for r in results:
-        naive = f"{r['naive_generation_s'] * 1e3:>8.0f}ms" if "naive_generation_s" in r else f"{'-':>10}"
+        naive = (
+            f"{r['naive_generation_s'] * 1e3:>8.0f}ms"
+            if "naive_generation_s" in r
+            else f"{'-':>10}"
+        )
         speed = f"{r['speedup_vs_naive']:>8.1f}x" if "speedup_vs_naive" in r else f"{'-':>9}"
         lines.append(
             f"{r['workload']:<9}{r['inference_s'] * 1e3:>9.2f}ms{r['forward_s'] * 1e3:>8.2f}ms"

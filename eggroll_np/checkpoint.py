@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -46,11 +47,24 @@ def save(path: str | os.PathLike[str], params: Any, state: ESState) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
+        # mkstemp creates 0600 files; give the checkpoint the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _open_archive(fh: Any, path: str | os.PathLike[str]) -> Any:
+    try:
+        return np.load(fh, allow_pickle=False)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a readable eggroll_np checkpoint: {exc}"
+        ) from None
 
 
 def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
@@ -65,7 +79,8 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
         them gives exactly the parameters an uninterrupted run would.
     """
     xp = get_xp(xp)
-    with np.load(os.fspath(path), allow_pickle=False) as data:
+    # np.load on an open file: a corrupt archive must not leak the file handle.
+    with open(os.fspath(path), "rb") as fh, _open_archive(fh, path) as data:
         if "meta" not in data.files:
             raise ValueError(f"{os.fspath(path)!r} is not an eggroll_np checkpoint (no 'meta')")
         meta = json.loads(data["meta"].tobytes().decode("utf-8"))

@@ -377,11 +377,12 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
     grads = pop.gradient(w)
     updated, opt_state = optim.apply(grads, state.opt_state, dict(enumerate(leaves)), config)
     new_leaves = list(leaves)
-    sq = 0.0
+    norms = []  # read back only after every leaf's work is queued (one wait on a GPU)
     for i, theta in updated.items():
         new_leaves[i] = theta
         d = (theta - leaves[i]).ravel()
-        sq += float(xp.vdot(d, d))
+        norms.append(xp.vdot(d, d))
+    sq = sum(float(v) for v in norms)
     # mean and std of f / max|f|, scaled back: no overflow for fitness near the float64 limit
     scale = float(np.abs(f).max()) or 1.0
     info = {

@@ -14,6 +14,7 @@ builders here.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
@@ -36,6 +37,7 @@ __all__ = [
     "population_forward",
     "generation",
     "engine_available",
+    "fresh_generation_states",
     "time_gpu",
     "run",
     "main",
@@ -192,6 +194,17 @@ def engine_state(setup: GpuSetup) -> Any:
     )
 
 
+def fresh_generation_states(setup: GpuSetup) -> Callable[[], Any]:
+    """A callable giving, per call, the setup's run at its next generation with an empty noise
+    cache: every timed generation then generates its noise anew, as a real run does (reusing one
+    state would time every call after the first with the factors already cached)."""
+    from .bench import fresh_states
+
+    states = fresh_states(engine_state(setup))
+    calls = itertools.count()
+    return lambda: states(next(calls))
+
+
 def time_gpu(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
     """Median milliseconds of fn() on the current stream, measured with CUDA events."""
     for _ in range(warmup):
@@ -237,8 +250,8 @@ def _workload_figures(workload: Workload, population: int, repeat: int) -> dict[
         "forward_cached_over_inference": infer / fwd_cached,
     }
     if engine_available():
-        state = engine_state(setup)
-        gen = time_gpu(lambda: generation(setup, state), repeat)
+        next_state = fresh_generation_states(setup)
+        gen = time_gpu(lambda: generation(setup, next_state()), repeat)
         fig["generation_ms"] = gen
         fig["generation_over_inference"] = gen / infer  # time ratio, target <= 2.2 at 16384
     else:

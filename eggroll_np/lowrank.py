@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _ext
-from .backend import namespace_of
+from .backend import is_cupy_array, namespace_of
 
 __all__ = [
     "correction",
@@ -50,7 +50,19 @@ def _use_core(x: Any, A: Any, B: Any, out: Any) -> bool:
     )
 
 
-def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
+def _use_cuda(x: Any, A: Any, B: Any, out: Any) -> bool:
+    # float32 CuPy work (x may be float16) goes to the fused CUDA kernels when they are built.
+    return (
+        _ext.cuda is not None
+        and is_cupy_array(out)
+        and out.dtype == np.float32
+        and A.dtype == B.dtype == np.float32
+        and x.dtype in (np.float32, np.float16)
+        and out.flags.c_contiguous
+    )
+
+
+def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any, base: Any = None) -> Any:
     """out[i] += coef[i] * (x_i @ A[keys[i]]) @ B[keys[i]].T, in place.
 
     Args:
@@ -60,10 +72,18 @@ def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
         keys: (N,) integer index of each member's factors in [0, K).
         coef: (N,) per-member scale (sigma * s_i / sqrt(r) for the population forward).
         out: (N, Bt, n) array to accumulate into (same dtype as A, B and x).
+        base: None, or (Bt, n) x @ W of a shared x: out[i] is then SET to base + correction
+            (out's old contents are not read; on the GPU one pass over out instead of three).
 
     Returns:
         out.
     """
+    if _use_cuda(x, A, B, out) and (base is None or _use_cuda(x, A, B, base)):
+        from . import _cuda_ops  # imports CuPy: only on the GPU path
+
+        return _cuda_ops.lowrank_correction(x, A, B, keys, coef, out, base=base)
+    if base is not None:
+        out[...] = base
     if not _use_core(x, A, B, out):
         return correction_reference(x, A, B, keys, coef, out)
     keys32 = np.ascontiguousarray(keys, dtype=np.uint32)
@@ -102,12 +122,15 @@ def correction_reference(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any)
     return out
 
 
-def correction_transposed(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
+def correction_transposed(
+    x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any, base: Any = None
+) -> Any:
     """out[i] += coef[i] * x_i @ (A[keys[i]] @ B[keys[i]].T).T = coef[i] * (x_i @ B_k) @ A_k.T.
 
-    Shapes as in `correction` with m and n swapped: x (Bt, n) or (N, Bt, n), out (N, Bt, m).
+    Shapes as in `correction` with m and n swapped: x (Bt, n) or (N, Bt, n), out (N, Bt, m),
+    base (Bt, m).
     """
-    return correction(x, B, A, keys, coef, out)
+    return correction(x, B, A, keys, coef, out, base)
 
 
 def contract(A: Any, B: Any, w: Any, scale: float) -> Any:

@@ -75,7 +75,11 @@ def philox4x32_10(counters: Any, key: Any) -> Any:
         c = xp.ascontiguousarray(counters)
         out = xp.empty_like(c)
         cuda.philox4x32_10(
-            c.data.ptr, c.shape[0], int(key_h[0]), int(key_h[1]), out.data.ptr,
+            c.data.ptr,
+            c.shape[0],
+            int(key_h[0]),
+            int(key_h[1]),
+            out.data.ptr,
             current_stream_ptr(),
         )
         return out
@@ -97,6 +101,14 @@ def _keys_array(member_keys: Any) -> np.ndarray:
     return keys.astype(np.uint32, copy=False)
 
 
+def _device_xp(xp: ModuleType | str | None) -> ModuleType:
+    """get_xp, plus a clear "no CUDA device" error before CuPy allocates anything."""
+    mod = get_xp(xp)
+    if mod is not np:
+        _ext.require_cuda()
+    return mod
+
+
 def _fill(seed: int, leaf: int, keys: np.ndarray, epoch: int, offset: int, out: Any) -> Any:
     """out[i, :] = values [offset, offset + out.shape[1]) of stream (leaf, keys[i], epoch)."""
     count = out.shape[1]
@@ -106,7 +118,14 @@ def _fill(seed: int, leaf: int, keys: np.ndarray, epoch: int, offset: int, out: 
         cuda = _ext.require_cuda()
         keys_d = namespace_of(out).asarray(keys)
         cuda.fill_normals(
-            seed, leaf, keys_d.data.ptr, epoch, offset, out.shape[0], count, out.data.ptr,
+            seed,
+            leaf,
+            keys_d.data.ptr,
+            epoch,
+            offset,
+            out.shape[0],
+            count,
+            out.data.ptr,
             current_stream_ptr(),
         )
     elif _ext.core is not None:
@@ -137,7 +156,7 @@ def normals_batch(
     count = _check_uint("count", count, _STREAM_VALUES + 1)
     offset = _check_uint("offset", offset, _STREAM_VALUES)
     keys = _keys_array(member_keys)
-    xp = get_xp(xp)
+    xp = _device_xp(xp)
     out = xp.empty((keys.size, count), dtype=np.float32)
     return _fill(seed, leaf, keys, epoch, offset, out)
 
@@ -190,7 +209,7 @@ def factors(
     leaf = _check_uint("leaf", leaf, _U32)
     epoch = _check_uint("epoch", epoch, _U32)
     keys = _keys_array(member_keys)
-    xp = get_xp(xp)
+    xp = _device_xp(xp)
     a = xp.empty((keys.size, m * r), dtype=np.float32)
     b = xp.empty((keys.size, n * r), dtype=np.float32)
     _fill(seed, leaf, keys, epoch, 0, a)

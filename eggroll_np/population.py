@@ -118,6 +118,7 @@ class Population:
         self._local_xp = self._xp.asarray(self._local.astype(np.uint32))  # as kernels take it
         self._tag = (config.seed, self.epoch, config.rank)
         self._last_full: tuple[tuple[int, int], Any] | None = None
+        self._coefs: dict[int, Any] = {}
 
     def __repr__(self) -> str:
         return (
@@ -164,10 +165,14 @@ class Population:
 
     def _coef(self, leaf: int) -> Any:
         """(N,) sigma * s_i (/ sqrt(r) for low-rank leaves) in the leaf's dtype and backend."""
-        c = self.sigma * self.signs.astype(np.float64)
-        if self._kind(leaf) is NoiseKind.LOWRANK:
-            c = c / math.sqrt(self._config.rank)
-        return self._xp.asarray(c.astype(self._spec.dtypes[leaf]))
+        # Kept per population: on CuPy each upload is a host-to-device copy in the forward.
+        coef = self._coefs.get(leaf)
+        if coef is None:
+            c = self.sigma * self.signs.astype(np.float64)
+            if self._kind(leaf) is NoiseKind.LOWRANK:
+                c = c / math.sqrt(self._config.rank)
+            coef = self._coefs[leaf] = self._xp.asarray(c.astype(self._spec.dtypes[leaf]))
+        return coef
 
     def _member_leaf(self, i: int, leaf: int) -> Any:
         """Member i's value of one leaf (a new array)."""
@@ -250,9 +255,10 @@ class Population:
         x = xp.ascontiguousarray(x, dtype=W.dtype)  # C order lets compiled kernels take it
         Wt = W.T if transpose else W
         m = Wt.shape[0]
+        base = None
         if x.ndim == 2 and x.shape[1] == m:
+            base = x @ Wt  # the shared GEMM, once for the whole population
             out = xp.empty((self.size, x.shape[0], Wt.shape[1]), dtype=W.dtype)
-            out[...] = x @ Wt  # the shared GEMM, once for the whole population
         elif x.ndim == 3 and x.shape[0] == self.size and x.shape[2] == m:
             out = (x.reshape(-1, m) @ Wt).reshape(self.size, x.shape[1], Wt.shape[1])
         else:
@@ -261,11 +267,14 @@ class Population:
                 f"{' (transposed)' if transpose else ''}, got {tuple(x.shape)}"
             )
         kind = self._kind(leaf)
-        if kind is NoiseKind.LOWRANK:
+        if kind is NoiseKind.LOWRANK:  # with base: out = base + correction, in one pass on a GPU
             A, B = self._factors(leaf)
             fn = lowrank.correction_transposed if transpose else lowrank.correction
-            fn(x, A, B, self._local_xp, self._coef(leaf), out)
-        elif kind is NoiseKind.FULL:
+            fn(x, A, B, self._local_xp, self._coef(leaf), out, base)
+            return out
+        if base is not None:
+            out[...] = base
+        if kind is NoiseKind.FULL:
             E = self._full(leaf)
             Et = E.transpose(0, 2, 1) if transpose else E
             coef = self._coef(leaf).reshape(-1, 1, 1)

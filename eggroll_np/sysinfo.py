@@ -64,11 +64,12 @@ def system_info() -> dict[str, Any]:
 
 def format_info(info: dict[str, Any]) -> str:
     """Human-readable lines for `eggroll-np info`."""
+    core = "loaded" if info["core_extension"] else f"MISSING: {info['core_error']}"
     lines = [
         f"eggroll_np      {info['eggroll_np']}",
         f"python          {info['python']} ({info['machine']})",
         f"numpy           {info['numpy']}",
-        f"C++ core        {'loaded' if info['core_extension'] else 'MISSING: ' + str(info['core_error'])}",
+        f"C++ core        {core}",
         f"SIMD level      {info['simd_level']}",
         f"core threads    {info['threads']}",
     ]
@@ -76,7 +77,8 @@ def format_info(info: dict[str, Any]) -> str:
         devs = info["cuda_devices"]
         if devs:
             desc = "; ".join(
-                f"{d['name']} (sm_{d['compute_capability'][0]}{d['compute_capability'][1]})" for d in devs
+                f"{d['name']} (sm_{d['compute_capability'][0]}{d['compute_capability'][1]})"
+                for d in devs
             )
         else:
             desc = "built, but no CUDA device is usable here"

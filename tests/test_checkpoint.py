@@ -148,3 +148,32 @@ def test_round_trip_of_unusual_trees(tmp_path, params):
     if isinstance(params, dict):
         assert p2["a"] == {}
         assert p2["c"] == ()
+
+
+def test_checkpoint_permissions_follow_umask(tmp_path):
+    import os
+    import stat
+
+    import numpy as np
+
+    import eggroll_np as egg
+
+    params = {"W": np.zeros((2, 3), np.float32)}
+    state = egg.init(params, population=4)
+    old = os.umask(0o022)
+    try:
+        egg.save(tmp_path / "c.npz", params, state)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "c.npz").st_mode) == 0o644
+
+
+def test_corrupt_checkpoint_is_a_clear_error_without_leaking(tmp_path):
+    import pytest
+
+    import eggroll_np as egg
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    with pytest.raises(ValueError, match="bad.npz.*not a readable eggroll_np checkpoint"):
+        egg.load(bad)

@@ -38,11 +38,11 @@ def test_adam_step_matches_float64_formula(n, lr, b1, b2, wd, count, seed):
     inputs = [a.copy() for a in (theta, g, mu, nu)]
     got = core.adam_step(theta, g, mu, nu, lr, b1, b2, 1e-8, wd, count)
     want = _adam_reference(theta, g, mu, nu, lr, b1, b2, 1e-8, wd, count)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert a.dtype == np.float32
         assert a.shape == (n,)
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    for before, after in zip(inputs, (theta, g, mu, nu)):
+    for before, after in zip(inputs, (theta, g, mu, nu), strict=True):
         np.testing.assert_array_equal(before, after)  # inputs untouched
 
 

@@ -160,3 +160,19 @@ def test_correction_keeps_dtype(dtype):
     lowrank.correction(np.ones((1, 2), dtype), A, B, np.zeros(2, np.uint32), np.ones(2, dtype), out)
     np.testing.assert_array_equal(out, 2.0)
     assert out.dtype == dtype
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_correction_with_base_sets_out_from_the_shared_product(transpose):
+    # base (Bt, n) = x @ W of a shared x: out[i] = base + correction, out's old contents unread.
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((3, 5, 2)).astype(np.float32)
+    B = rng.standard_normal((3, 4, 2)).astype(np.float32)
+    keys, coef = np.array([2, 0, 1, 2], np.uint32), rng.standard_normal(4).astype(np.float32)
+    x = rng.standard_normal((6, 4 if transpose else 5)).astype(np.float32)
+    base = rng.standard_normal((6, 5 if transpose else 4)).astype(np.float32)
+    fn = lowrank.correction_transposed if transpose else lowrank.correction
+    want = fn(x, A, B, keys, coef, np.broadcast_to(base, (4, *base.shape)).copy())
+    out = np.full((4, *base.shape), np.nan, np.float32)
+    assert fn(x, A, B, keys, coef, out, base) is out
+    np.testing.assert_array_equal(out, want)

@@ -45,7 +45,9 @@ def test_core_is_the_default_cpu_path():
 
 @needs_core
 @settings(max_examples=40, deadline=None)
-@given(ctrs=st.lists(st.tuples(U32, U32, U32, U32), min_size=0, max_size=70), key=st.tuples(U32, U32))
+@given(
+    ctrs=st.lists(st.tuples(U32, U32, U32, U32), min_size=0, max_size=70), key=st.tuples(U32, U32)
+)
 def test_core_philox_blocks_match_reference(ctrs, key):
     c = np.array(ctrs, dtype=np.uint32).reshape(-1, 4)
     k = np.array(key, dtype=np.uint32)

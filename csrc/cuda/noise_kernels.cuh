@@ -24,7 +24,9 @@ __global__ void philox_kernel(const uint32_t* __restrict__ counters, std::size_t
 }
 
 // out[row, k - offset] = value k of stream (leaf, member_keys[row], epoch) for k in
-// [offset, offset + count). Thread x-index walks the row's Philox blocks, y-index the rows.
+// [offset, offset + count). Thread x-index walks the row's Philox blocks, y-index the rows
+// (blockDim.y > 1 packs several short rows into one thread block: a B factor of a 16-wide
+// layer is 4 Philox blocks per row, which would leave 252 of 256 threads idle).
 // kAligned: offset % 4 == 0, count % 4 == 0 and out 16-byte aligned, so each block is one
 // whole float4 of the row; otherwise the partial first/last blocks are stored lane by lane.
 template <bool kAligned>
@@ -35,7 +37,9 @@ __global__ void normals_kernel(uint32_t k0, uint32_t k1, uint32_t leaf,
   const uint64_t first_block = offset / 4;
   const uint64_t blocks = (offset + count + 3) / 4 - first_block;
   const uint64_t stride_x = static_cast<uint64_t>(gridDim.x) * blockDim.x;
-  for (std::size_t row = blockIdx.y; row < rows; row += gridDim.y) {
+  const std::size_t stride_y = static_cast<std::size_t>(gridDim.y) * blockDim.y;
+  for (std::size_t row = blockIdx.y * static_cast<std::size_t>(blockDim.y) + threadIdx.y;
+       row < rows; row += stride_y) {
     const uint32_t key = member_keys[row];
     float* dst = out + row * count;
     for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < blocks;

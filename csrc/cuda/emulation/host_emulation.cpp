@@ -147,11 +147,15 @@ void noise_case(uint64_t offset, std::size_t count, std::size_t rows, bool tiny_
   for (std::size_t i = 0; i < rows; ++i) keys[i] = static_cast<uint32_t>(i * 7 + 1);
   std::vector<float> out(rows * count + 1, -99.0f);
   const std::size_t blocks = (offset + count + 3) / 4 - offset / 4;
-  const dim3 grid = tiny_grid ? dim3(1, 2, 1) : grid_2d(blocks, rows, 256);
+  // The launch geometry of noise.cu (short rows packed into blocks), or a tiny grid whose
+  // grid-stride loops must cover everything.
+  const Launch l = tiny_grid ? Launch{dim3(1, 2, 1), dim3(256, 1, 1)}
+                             : grid_cols_rows(blocks, rows, 256);
+  const dim3 grid = l.grid;
   const bool aligned = offset % 4 == 0 && count % 4 == 0;
   const uint64_t seed = 0x123456789abcdefULL;
   const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
-  launch(grid, dim3(256), [&] {
+  launch(grid, l.block, [&] {
     if (aligned)
       noise_detail::normals_kernel<true>(k0, k1, 5, keys.data(), 2, offset, rows, count, out.data());
     else
@@ -167,9 +171,9 @@ void noise_case(uint64_t offset, std::size_t count, std::size_t rows, bool tiny_
     }
   if (out[rows * count] != -99.0f) ++bad;  // nothing written past the end
   if (bad) ++failures;
-  std::printf("%s noise offset=%llu count=%zu rows=%zu aligned=%d grid=(%u,%u) bad=%d\n",
-              bad ? "FAIL" : "ok  ", (unsigned long long)offset, count, rows, aligned, grid.x,
-              grid.y, bad);
+  std::printf("%s noise offset=%llu count=%zu rows=%zu aligned=%d grid=(%u,%u) block=(%u,%u) "
+              "bad=%d\n", bad ? "FAIL" : "ok  ", (unsigned long long)offset, count, rows, aligned,
+              grid.x, grid.y, l.block.x, l.block.y, bad);
 }
 
 int main() {
@@ -190,6 +194,9 @@ int main() {
   noise_case(5, 1, 4);
   noise_case(0, 2052, 5, true);
   noise_case(2, 2050, 5, true);
+  noise_case(0, 16, 70);   // short rows: several rows per thread block
+  noise_case(1, 9, 33);    // short unaligned rows
+  noise_case(4, 12, 9, true);
   std::printf("%d failure(s)\n", failures);
   return failures != 0;
 }

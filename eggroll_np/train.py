@@ -1,0 +1,371 @@
+"""`eggroll-np train NAME`: one training loop for all workloads (progress, logs, plot, resume)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import checkpoint, es, optim, shaping
+from .cli import command
+from .workloads import NAMES, Task, Workload, get
+
+__all__ = ["ES_KEYS", "resolve_config", "run", "plot_metrics", "read_metrics"]
+
+# Options passed to eggroll_np.init; a checkpoint's values win over the workload's defaults.
+ES_KEYS = ("population", "sigma", "lr", "rank", "seed", "optimizer", "shaping")
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.npz"
+PLOT = "learning_curve.png"
+RUN_FILE = "run.json"
+
+
+def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
+    d = w.defaults
+    g = p.add_argument_group("evolution strategy")
+    g.add_argument(
+        "--population", type=int, help=f"members per generation, even (default {d['population']})"
+    )
+    g.add_argument("--sigma", type=float, help=f"noise scale (default {d['sigma']})")
+    g.add_argument("--lr", type=float, help=f"learning rate (default {d['lr']})")
+    g.add_argument(
+        "--rank", type=int, help=f"rank of each matrix perturbation (default {d['rank']})"
+    )
+    g.add_argument(
+        "--generations", type=int, help=f"total generations (default {d['generations']})"
+    )
+    g.add_argument(
+        "--seed", type=int, help="seed of the noise, the data split and the minibatches (default 0)"
+    )
+    g.add_argument("--optimizer", choices=optim.OPTIMIZERS, help=f"(default {d['optimizer']})")
+    g.add_argument(
+        "--shaping",
+        choices=tuple(shaping.SHAPINGS),
+        help=f"fitness shaping (default {d['shaping']})",
+    )
+    r = p.add_argument_group("run")
+    r.add_argument("--out", metavar="DIR", help=f"output directory (default runs/{w.name})")
+    r.add_argument(
+        "--resume",
+        metavar="CKPT",
+        help="continue from a checkpoint.npz (the run's options are read from run.json beside it)",
+    )
+    r.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=50,
+        metavar="K",
+        help="save every K generations (default 50)",
+    )
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="T",
+        help="BLAS threads (default 1: the population's many small GEMMs run fastest on one; "
+        "0 leaves BLAS as it is)",
+    )
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="workload", metavar="NAME")
+    sub.required = True
+    for name in NAMES:
+        w = get(name)
+        wp = sub.add_parser(
+            name,
+            help=w.help,
+            description=f"{w.help}. Writes {METRICS}, {PLOT}, {CHECKPOINT} and summary.json "
+            "to --out; Ctrl-C saves a checkpoint to resume from.",
+        )
+        _common_arguments(wp, w)
+        w.add_arguments(wp)
+
+
+def resolve_config(
+    w: Workload, overrides: Mapping[str, Any], saved: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Defaults, then a resumed run's saved options, then the options given (None = not given)."""
+    config: dict[str, Any] = {**w.defaults, "seed": 0}
+    if saved:
+        config.update({k: v for k, v in saved.items() if k in config})
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise TypeError(f"{w.name} has no option(s) {', '.join(unknown)}")
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(config.get("hidden"), list):
+        config["hidden"] = tuple(config["hidden"])
+    g = config["generations"]
+    if isinstance(g, bool) or not isinstance(g, int) or g < 0:
+        raise ValueError(f"--generations must be an integer >= 0, got {g!r}")
+    return config
+
+
+def _resume_state(
+    path: str, config: dict[str, Any], overrides: Mapping[str, Any]
+) -> tuple[Any, Any]:
+    params, state = checkpoint.load(path)
+    saved = state.config
+    for key in ES_KEYS:
+        given = overrides.get(key)
+        if given is not None and given != getattr(saved, key):
+            raise ValueError(
+                f"--{key} {given} differs from the checkpoint's {getattr(saved, key)}; "
+                "drop it to resume, or start a new run"
+            )
+        config[key] = getattr(saved, key)
+    return params, state
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (an empty list when it does not exist)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def plot_metrics(records: list[dict[str, Any]], path: str, title: str) -> None:
+    """Learning curve PNG: fitness mean/max (and min-max band), plus each monitored value."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, no GUI
+
+    base = {"generation", "fitness_mean", "fitness_max", "fitness_min", "fitness_std"}
+    base |= {"update_norm", "elapsed_s"}
+    extra = [k for k in (records[0] if records else {}) if k not in base]
+    fig = Figure(figsize=(7, 3.2 * (1 + len(extra))), layout="constrained")
+    axes = fig.subplots(1 + len(extra), 1, squeeze=False)[:, 0]
+    gen = [r["generation"] for r in records]
+    ax = axes[0]
+    ax.fill_between(
+        gen,
+        [r["fitness_min"] for r in records],
+        [r["fitness_max"] for r in records],
+        alpha=0.2,
+        label="population min-max",
+    )
+    ax.plot(gen, [r["fitness_mean"] for r in records], label="fitness mean")
+    ax.plot(gen, [r["fitness_max"] for r in records], lw=0.8, label="fitness max")
+    ax.set_ylabel("fitness")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    for ax, key in zip(axes[1:], extra, strict=True):
+        pts = [(r["generation"], r[key]) for r in records if key in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts])
+        ax.set_ylabel(key)
+    axes[-1].set_xlabel("generation")
+    fig.savefig(path, dpi=100)
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="gen",
+        desc="generation",
+        disable=not enabled,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+
+
+def _write_run_file(out: str, name: str, config: Mapping[str, Any]) -> None:
+    with open(os.path.join(out, RUN_FILE), "w", encoding="utf-8") as fh:
+        json.dump({"workload": name, "config": dict(config)}, fh, indent=2, default=list)
+
+
+def _saved_config(resume: str, name: str) -> dict[str, Any] | None:
+    path = os.path.join(os.path.dirname(os.path.abspath(resume)), RUN_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        saved = json.load(fh)
+    if saved.get("workload") != name:
+        raise ValueError(f"--resume {resume!r} is a {saved.get('workload')!r} run, not {name!r}")
+    return saved["config"]
+
+
+def run(
+    name: str,
+    out: str | None = None,
+    resume: str | None = None,
+    progress: bool = False,
+    checkpoint_every: int = 50,
+    threads: int = 1,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train workload `name`; the Python form of `eggroll-np train NAME`.
+
+    Args:
+        name: a workload name (eggroll_np.workloads.NAMES).
+        out: output directory (created), default runs/NAME: metrics.jsonl (one JSON record per
+            generation), learning_curve.png, checkpoint.npz, run.json, summary.json.
+        resume: a checkpoint to continue from; its ES settings and the run.json beside it win
+            over the defaults, and continuing gives exactly the params of an uninterrupted run.
+        progress: show the tqdm progress bar.
+        checkpoint_every: save a checkpoint every this many generations (and at the end and on
+            KeyboardInterrupt, which is re-raised after saving).
+        threads: BLAS threads during the run (threadpoolctl; 0: leave BLAS alone).
+        **overrides: options of the workload (population, sigma, ..., hidden, fitness, ...);
+            None means "not given".
+
+    Returns:
+        The summary: workload, generations, wall_s, the evaluation's values, the baseline's.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"--threads must be an integer >= 0, got {threads!r}")
+    with _blas_threads(threads):
+        return _train(name, out, resume, progress, checkpoint_every, overrides)
+
+
+def _blas_threads(threads: int) -> Any:
+    import contextlib
+
+    if threads == 0:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ModuleNotFoundError:  # optional: without it BLAS keeps its own setting
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _train(
+    name: str,
+    out: str | None,
+    resume: str | None,
+    progress: bool,
+    checkpoint_every: int,
+    overrides: Mapping[str, Any],
+) -> dict[str, Any]:
+    w = get(name)
+    if (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, int)
+        or checkpoint_every < 1
+    ):
+        raise ValueError(f"--checkpoint-every must be an integer >= 1, got {checkpoint_every!r}")
+    config = resolve_config(w, overrides, _saved_config(resume, name) if resume else None)
+    if resume:
+        params, state = _resume_state(resume, config, overrides)
+    task: Task = w.make(config)
+    if resume:
+        es.check_state(params, state)  # a changed model (e.g. --hidden) cannot resume
+    else:
+        params = task.params
+        state = es.init(params, **{k: config[k] for k in ES_KEYS})
+    out = out or os.path.join("runs", name)
+    os.makedirs(out, exist_ok=True)
+    _write_run_file(out, name, config)
+    metrics_path, ckpt_path = os.path.join(out, METRICS), os.path.join(out, CHECKPOINT)
+    # Keep the log of the generations the resumed state has already done, drop the rest.
+    records = [r for r in read_metrics(metrics_path) if r["generation"] < state.generation]
+    offset = records[-1]["elapsed_s"] if records else 0.0
+    generations = int(config["generations"])
+    start = time.perf_counter()
+    bar = _progress(generations, min(state.generation, generations), progress)
+    try:
+        with open(metrics_path, "w", encoding="utf-8") as log:
+            for r in records:
+                log.write(json.dumps(r) + "\n")
+            while state.generation < generations:
+                # (params, state) advance only once the generation is logged, so a Ctrl-C
+                # anywhere saves a checkpoint that the log agrees with.
+                new_params, new_state = es.step(params, task.fitness, state, batched=task.batched)
+                rec = {
+                    k: new_state.info[k]
+                    for k in (
+                        "generation",
+                        "fitness_mean",
+                        "fitness_max",
+                        "fitness_min",
+                        "fitness_std",
+                        "update_norm",
+                    )
+                }
+                rec["elapsed_s"] = round(offset + time.perf_counter() - start, 4)
+                if task.monitor is not None:
+                    rec.update(task.monitor(new_params))
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                records.append(rec)
+                params, state = new_params, new_state
+                bar.set_postfix(mean=f"{rec['fitness_mean']:.4g}", max=f"{rec['fitness_max']:.4g}")
+                bar.update()
+                if state.generation % checkpoint_every == 0:
+                    checkpoint.save(ckpt_path, params, state)
+    except KeyboardInterrupt:
+        bar.close()
+        checkpoint.save(ckpt_path, params, state)
+        print(
+            f"interrupted after generation {state.generation}; checkpoint {ckpt_path}; continue "
+            f"with: eggroll-np train {name} --resume {ckpt_path} --out {out}",
+            file=sys.stderr,
+        )
+        raise
+    bar.close()
+    train_s = time.perf_counter() - start
+    checkpoint.save(ckpt_path, params, state)
+    if records:
+        plot_metrics(records, os.path.join(out, PLOT), f"eggroll-np train {name}")
+    summary: dict[str, Any] = {
+        "workload": name,
+        "generations": state.generation,
+        "train_s": round(train_s, 2),
+        **task.evaluate(params),
+    }
+    if task.baseline is not None:
+        summary.update(task.baseline())
+    summary["wall_s"] = round(time.perf_counter() - start, 2)
+    with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
+
+
+def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
+    """One line: the workload's metric first, then everything else evaluated."""
+    skip = {"workload", "generations", "train_s", "wall_s", metric}
+    rest = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in summary.items()
+        if k not in skip
+    )
+    return (
+        f"{summary['workload']}: {metric} {summary[metric]:.4g} ({rest}) after "
+        f"{summary['generations']} generations in {summary['wall_s']:.1f} s -> {out}"
+    )
+
+
+@command(
+    "train",
+    "train a real workload (digits, mnist, cartpole, matching, hyperparams)",
+    _add_arguments,
+)
+def _run_train(args: argparse.Namespace) -> int:
+    w = get(args.workload)
+    skip = {"command", "workload", "out", "resume", "checkpoint_every", "threads", "quiet", "_run"}
+    overrides = {k: v for k, v in vars(args).items() if k not in skip}
+    out = args.out or os.path.join("runs", w.name)
+    try:
+        summary = run(
+            w.name,
+            out=out,
+            resume=args.resume,
+            progress=not args.quiet,
+            checkpoint_every=args.checkpoint_every,
+            threads=args.threads,
+            **overrides,
+        )
+    except ModuleNotFoundError as exc:
+        # The workloads' dependencies are the optional `examples` extra.
+        raise ValueError(
+            f"{w.name} needs the package {exc.name!r}: pip install 'eggroll_np[examples]'"
+        ) from None
+    print(format_summary(summary, w.metric, out))
+    return 0

@@ -1,0 +1,144 @@
+"""MLP classification by EGGROLL on in-memory arrays (the model behind `digits` and `mnist`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..population import Population
+from .common import (
+    Task,
+    add_mlp_arguments,
+    check_options,
+    generation_rng,
+    init_mlp,
+    log_softmax,
+    mlp_forward,
+    mlp_population_forward,
+)
+
+__all__ = ["FITNESSES", "add_model_arguments", "make_classifier_task", "mlp_baseline"]
+
+FITNESSES = ("xent", "accuracy")
+
+
+def add_model_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:
+    """Options of the MLP classifier (defaults None: the workload's defaults fill them in)."""
+    add_mlp_arguments(p, defaults)
+    p.add_argument(
+        "--fitness",
+        choices=FITNESSES,
+        help="fitness of a member on the generation's training minibatch: xent (negative "
+        "cross-entropy) or accuracy (non-differentiable) "
+        f"(default {defaults['fitness']})",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        help=f"training minibatch rows per generation (default {defaults['batch']})",
+    )
+    p.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        help="also train scikit-learn's MLPClassifier with the same hidden sizes and print it "
+        f"beside the result (default {'on' if defaults['baseline'] else 'off'})",
+    )
+
+
+def _check_config(config: Mapping[str, Any]) -> None:
+    check_options(config, positive=("batch",))
+    if config["fitness"] not in FITNESSES:
+        raise ValueError(f"--fitness must be one of {FITNESSES}, got {config['fitness']!r}")
+
+
+def make_classifier_task(
+    config: Mapping[str, Any],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+) -> Task:
+    """A Task training an MLP (x rows -> class logits) with batched-population fitness.
+
+    Args:
+        config: hidden (tuple of ints), activation, fitness ("xent" | "accuracy"), batch, seed,
+            baseline (bool).
+        x_train, x_test: (R, m) float32 features, already scaled.
+        y_train, y_test: (R,) integer labels in [0, classes).
+
+    Returns:
+        Task whose fitness draws a minibatch from (seed, generation) shared by every member, and
+        whose evaluate gives train_accuracy and test_accuracy of the unperturbed params.
+    """
+    _check_config(config)
+    seed = int(config["seed"])
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    sizes = (x_train.shape[1], *tuple(config["hidden"]), classes)
+    activation = config["activation"]
+    batch = min(int(config["batch"]), len(x_train))
+    params = init_mlp(sizes, np.random.default_rng([seed, 1]))
+    use_accuracy = config["fitness"] == "accuracy"
+
+    def fitness(pop: Population) -> np.ndarray:
+        rows = generation_rng(seed, pop.generation).choice(len(x_train), batch, replace=False)
+        x, y = x_train[rows], y_train[rows]
+        logits = mlp_population_forward(pop, x, activation)  # (N, B, classes)
+        if use_accuracy:
+            return (logits.argmax(axis=-1) == y).mean(axis=1)
+        return np.take_along_axis(log_softmax(logits), y[None, :, None], axis=2)[..., 0].mean(
+            axis=1
+        )
+
+    def accuracy(p: Any, x: np.ndarray, y: np.ndarray) -> float:
+        return float((mlp_forward(p, x, activation).argmax(axis=1) == y).mean())
+
+    def evaluate(p: Any) -> dict[str, float]:
+        return {
+            "train_accuracy": accuracy(p, x_train, y_train),
+            "test_accuracy": accuracy(p, x_test, y_test),
+        }
+
+    def monitor(p: Any) -> dict[str, float]:
+        return {"test_accuracy": accuracy(p, x_test, y_test)}
+
+    def baseline() -> dict[str, float]:
+        return mlp_baseline(config, x_train, y_train, x_test, y_test)
+
+    return Task(
+        params=params,
+        fitness=fitness,
+        batched=True,
+        evaluate=evaluate,
+        monitor=monitor,
+        baseline=baseline if config["baseline"] else None,
+    )
+
+
+def mlp_baseline(
+    config: Mapping[str, Any],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+) -> dict[str, float]:
+    """scikit-learn's MLPClassifier (Adam, backprop) with the same hidden sizes and activation."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    # sklearn has no GELU; relu is its closest activation.
+    act = config["activation"] if config["activation"] in ("relu", "tanh") else "relu"
+    clf = MLPClassifier(
+        hidden_layer_sizes=tuple(config["hidden"]),
+        activation=act,
+        max_iter=300,
+        random_state=int(config["seed"]),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x_train, y_train)
+    return {"baseline_test_accuracy": float(clf.score(x_test, y_test))}

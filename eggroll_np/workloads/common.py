@@ -1,0 +1,188 @@
+"""Helpers shared by the workloads: the Task contract, MLPs (plain and over a Population), RNGs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..population import Population
+
+__all__ = [
+    "Task",
+    "Workload",
+    "ACTIVATIONS",
+    "init_mlp",
+    "mlp_forward",
+    "mlp_population_forward",
+    "generation_rng",
+    "log_softmax",
+    "parse_sizes",
+    "add_mlp_arguments",
+    "check_options",
+]
+
+
+@dataclass
+class Task:
+    """One configured run of a workload, as `eggroll_np.train` drives it.
+
+    Attributes:
+        params: initial parameter tree (float32 arrays).
+        fitness: batched: Population -> (N,) float array; black-box: member tree -> float.
+            Any minibatch or episode randomness is derived from (seed, pop.generation), so a
+            resumed run evaluates exactly what an uninterrupted one would.
+        batched: which of the two fitness forms `fitness` is.
+        evaluate: params -> {name: value} for the final summary (the workload's `metric` in it).
+        monitor: optional params -> {name: value} logged every generation (cheap).
+        baseline: optional () -> {name: value} printed beside the result (e.g. scikit-learn's).
+    """
+
+    params: Any
+    fitness: Callable[[Any], Any]
+    batched: bool
+    evaluate: Callable[[Any], dict[str, float]]
+    monitor: Callable[[Any], dict[str, float]] | None = None
+    baseline: Callable[[], dict[str, float]] | None = None
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named workload: its defaults, its own CLI options and `make(config) -> Task`.
+
+    Attributes:
+        name: the `eggroll-np train NAME` name.
+        help: one line for `--help`.
+        metric: the key of `Task.evaluate`'s result that the final summary reports.
+        defaults: every option's default, ES hyperparameters (population, sigma, lr, rank,
+            generations, optimizer, shaping, ...) and the workload's own ones.
+        add_arguments: adds the workload's own options to an argparse parser (defaults None).
+        make: config (a mapping with every key of `defaults`, plus seed) -> Task.
+    """
+
+    name: str
+    help: str
+    metric: str
+    defaults: Mapping[str, Any]
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    make: Callable[[Mapping[str, Any]], Task]
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    # tanh approximation (Hendrycks & Gimpel 2016); exact erf is not in NumPy.
+    c = np.asarray(np.sqrt(2.0 / np.pi), dtype=x.dtype)
+    return 0.5 * x * (1.0 + np.tanh(c * (x + np.asarray(0.044715, x.dtype) * x * x * x)))
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "gelu": _gelu,
+    "relu": _relu,
+    "tanh": np.tanh,
+}
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """'64' or '64,32' -> (64,) / (64, 32); argparse type for --hidden."""
+    try:
+        sizes = tuple(int(s) for s in str(text).split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}"
+        )
+    return sizes
+
+
+def init_mlp(sizes: Sequence[int], rng: np.random.Generator, gain: float = 1.0) -> dict[str, Any]:
+    """MLP params {"layers": [{"W": (m, n), "b": (n,)}, ...]} float32, scaled-normal W, zero b.
+
+    Args:
+        sizes: (inputs, hidden..., outputs).
+        rng: NumPy Generator.
+        gain: W ~ N(0, gain^2 / m) (LeCun scaling times gain).
+    """
+    layers = []
+    for m, n in zip(sizes[:-1], sizes[1:], strict=True):
+        w = rng.standard_normal((m, n)) * (gain / np.sqrt(m))
+        layers.append({"W": w.astype(np.float32), "b": np.zeros(n, np.float32)})
+    return {"layers": layers}
+
+
+def mlp_forward(params: Mapping[str, Any], x: np.ndarray, activation: str) -> np.ndarray:
+    """Plain MLP on rows x (B, m) -> (B, n_out) logits; activation between layers only."""
+    act = ACTIVATIONS[activation]
+    h = x
+    layers = params["layers"]
+    for j, layer in enumerate(layers):
+        h = h @ layer["W"] + layer["b"]
+        if j < len(layers) - 1:
+            h = act(h)
+    return h
+
+
+def mlp_population_forward(pop: Population, x: np.ndarray, activation: str) -> np.ndarray:
+    """Every member's MLP at once: x (B, m) shared or (N, B, m) per member -> (N, B, n_out).
+
+    The first layer with a shared x computes x @ W once plus each member's low-rank term
+    (`Population.matmul`); later layers take per-member inputs. Biases come from
+    `pop.perturbed` as (N, n) and broadcast over the rows.
+    """
+    act = ACTIVATIONS[activation]
+    n_layers = sum(1 for p in pop.paths if p.endswith("/W"))
+    h = x
+    for j in range(n_layers):
+        h = pop.matmul(h, f"layers/{j}/W") + pop.perturbed(f"layers/{j}/b")[:, None, :]
+        if j < n_layers - 1:
+            h = act(h)
+    return h
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Numerically stable log-softmax over the last axis."""
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def generation_rng(seed: int, generation: int, stream: int = 0) -> np.random.Generator:
+    """The RNG of one generation's data (minibatch, episode starts): a pure function of its inputs.
+
+    Resuming at generation g therefore draws exactly what an uninterrupted run drew.
+    """
+    return np.random.default_rng([int(seed), int(generation), int(stream), 0x6567])
+
+
+def add_mlp_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:
+    """--hidden and --activation (defaults None: the workload's defaults fill them in)."""
+    hidden = ",".join(str(s) for s in defaults["hidden"])
+    p.add_argument(
+        "--hidden",
+        type=parse_sizes,
+        help=f"hidden layer sizes, comma-separated (default {hidden})",
+    )
+    p.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        help=f"hidden activation (default {defaults['activation']})",
+    )
+
+
+def check_options(config: Mapping[str, Any], positive: Sequence[str] = ()) -> None:
+    """ValueError naming the option: each of `positive` must be >= 1; activation must exist."""
+    for key in positive:
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be an integer >= 1, got {value!r}")
+    if "activation" in config and config["activation"] not in ACTIVATIONS:
+        raise ValueError(
+            f"--activation must be one of {sorted(ACTIVATIONS)}, got {config['activation']!r}"
+        )
