@@ -67,6 +67,13 @@ def broken_factory():
     raise OSError("no simulator on this worker")
 
 
+def workload_fitness(name: str, config: dict) -> object:
+    """A factory that rebuilds a workload's fitness on the worker (as `train --workers` would)."""
+    from eggroll_np.workloads import get
+
+    return get(name).make(config).fitness
+
+
 def single_process(params, state, fitness, generations: int, batched: bool = False):
     for _ in range(generations):
         params, state = egg.step(params, fitness, state, batched=batched)
@@ -195,6 +202,22 @@ def test_fitness_factory_runs_on_each_worker(evaluator_factory):
     expected, _ = single_process(params, state, member_fitness, 2)
     ev = evaluator_factory(params, state, make_member_fitness, workers=2, factory=True)
     assert_same_params(ev.run(2)[0], expected)
+
+
+def test_cartpole_workload_on_two_workers_matches_one_process(evaluator_factory):
+    from eggroll_np.train import ES_KEYS, resolve_config
+    from eggroll_np.workloads import get
+
+    workload = get("cartpole")
+    config = resolve_config(workload, {"population": 16, "episodes": 2, "max_steps": 60})
+    task = workload.make(config)
+    state = egg.init(task.params, **{k: config[k] for k in ES_KEYS})
+    expected, _ = single_process(task.params, state, task.fitness, 3, batched=True)
+    factory = partial(workload_fitness, "cartpole", config)
+    ev = evaluator_factory(task.params, state, factory, workers=2, batched=True, factory=True)
+    got, _ = ev.run(3)
+    for a, b in zip(egg.tree.flatten(got)[0], egg.tree.flatten(expected)[0], strict=True):
+        np.testing.assert_array_equal(a, b, strict=True)
 
 
 def test_failing_factory_gives_up_with_its_error(evaluator_factory):
