@@ -22,6 +22,7 @@ __all__ = [
     "philox4x32_10",
     "normals",
     "normals_batch",
+    "normals_many",
     "factors",
     "member_keys",
     "signs",
@@ -176,6 +177,40 @@ def normals(
     """
     key = _check_uint("member_key", member_key, _U32)
     return normals_batch(seed, leaf, [key], epoch, count, 0, xp)[0]
+
+
+def normals_many(
+    seed: int,
+    epoch: int,
+    member_keys: Sequence[int] | np.ndarray,
+    requests: Sequence[tuple[int, int, int]],
+    xp: ModuleType | str | None = None,
+) -> list[Any]:
+    """Several stream reads for the same members and epoch, generated in ONE parallel pass.
+
+    Args:
+        requests: (leaf, offset, count) triples.
+
+    Returns:
+        One float32 array of shape (len(member_keys), count) per request, on backend `xp`;
+        request j equals normals_batch(seed, leaf_j, member_keys, epoch, count_j, offset_j).
+    """
+    seed = check_seed(seed)
+    epoch = _check_uint("epoch", epoch, _U32)
+    keys = _keys_array(member_keys)
+    xp = _device_xp(xp)
+    leaves, offsets, outs = [], [], []
+    for j, (leaf, offset, count) in enumerate(requests):
+        leaves.append(_check_uint(f"requests[{j}] leaf", leaf, _U32))
+        offsets.append(_check_uint(f"requests[{j}] offset", offset, _STREAM_VALUES))
+        count = _check_uint(f"requests[{j}] count", count, _STREAM_VALUES + 1)
+        outs.append(xp.empty((keys.size, count), dtype=np.float32))
+    if xp is np and _ext.core is not None:
+        _ext.core.fill_normals_many(seed, leaves, keys, epoch, offsets, outs)
+    else:
+        for leaf, offset, out in zip(leaves, offsets, outs, strict=True):
+            _fill(seed, leaf, keys, epoch, offset, out)
+    return outs
 
 
 def factors(

@@ -29,6 +29,9 @@ __all__ = ["NoiseKind", "NoiseCache", "Population"]
 # Full-rank noise is generated/contracted in chunks of at most this many values (per leaf), so
 # the black-box path never holds all N dense perturbations of a large leaf.
 _FULL_CHUNK_VALUES = 1 << 21
+# Full-rank leaves whose noise for all unique keys is at most this many values are generated
+# together with the low-rank factors when a batched forward starts (biases, norms).
+_PREFETCH_FULL_VALUES = 1 << 22
 
 
 class NoiseKind(enum.Enum):
@@ -131,6 +134,44 @@ class Population:
     def _key(self, leaf: int, what: str, keys: np.ndarray) -> tuple:
         return (what, leaf, self._xp.__name__, self._spec.dtypes[leaf], keys.tobytes())
 
+    def _prefetch(self, full: bool) -> None:
+        """Generate the noise of every low-rank leaf (and, with `full`, of every small full-rank
+        leaf) that the cache lacks, in ONE call: both cores work on one large job instead of
+        being woken per leaf, which matters most right after BLAS has held them."""
+        c = self._config
+        jobs: list[tuple[str, int, tuple]] = []
+        requests: list[tuple[int, int, int]] = []
+        for leaf, kind in enumerate(c.kinds):
+            shape = self._spec.shapes[leaf]
+            if kind is NoiseKind.LOWRANK:
+                key = self._key(leaf, "factors", self._ukeys)
+                if self._cache.get(self._tag, key) is None:
+                    m, n = shape
+                    jobs.append(("factors", leaf, key))
+                    requests += [(leaf, 0, m * c.rank), (leaf, m * c.rank, n * c.rank)]
+            elif full and kind is NoiseKind.FULL:
+                size = math.prod(shape)
+                key = self._key(leaf, "full", self._ukeys)
+                if self._ukeys.size * size <= _PREFETCH_FULL_VALUES and (
+                    self._cache.get(self._tag, key) is None
+                ):
+                    jobs.append(("full", leaf, key))
+                    requests.append((leaf, 0, size))
+        if not jobs:
+            return
+        outs = iter(noise.normals_many(c.seed, self.epoch, self._ukeys, requests, self._xp))
+        K = self._ukeys.size
+        for what, leaf, key in jobs:
+            dt = self._spec.dtypes[leaf]
+            shape = self._spec.shapes[leaf]
+            if what == "factors":
+                A = next(outs).reshape(K, shape[0], c.rank).astype(dt, copy=False)
+                B = next(outs).reshape(K, shape[1], c.rank).astype(dt, copy=False)
+                value: Any = (A, B)
+            else:
+                value = next(outs).astype(dt, copy=False).reshape(K, *shape)
+            self._cache.get(self._tag, key, lambda v=value: v)
+
     def _factors(self, leaf: int) -> tuple[Any, Any]:
         """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype."""
 
@@ -204,6 +245,7 @@ class Population:
     def member(self, i: int) -> Any:
         """Member i's full parameter tree (new arrays), 0 <= i < size."""
         i = _check_index("member index i", i, self.size)
+        self._prefetch(full=False)  # black-box: full-rank noise stays one key at a time
         return self._spec.unflatten(
             [self._member_leaf(i, leaf) for leaf in range(len(self._leaves))]
         )
@@ -220,6 +262,7 @@ class Population:
         xp = self._xp
         if kind is NoiseKind.FROZEN:
             return xp.broadcast_to(theta, (self.size, *theta.shape)).copy()
+        self._prefetch(full=True)
         coef = self._coef(leaf).reshape(-1, *([1] * theta.ndim))
         if kind is NoiseKind.LOWRANK:
             A, B = self._factors(leaf)
@@ -255,17 +298,20 @@ class Population:
         x = xp.ascontiguousarray(x, dtype=W.dtype)  # C order lets compiled kernels take it
         Wt = W.T if transpose else W
         m = Wt.shape[0]
-        base = None
-        if x.ndim == 2 and x.shape[1] == m:
-            base = x @ Wt  # the shared GEMM, once for the whole population
-            out = xp.empty((self.size, x.shape[0], Wt.shape[1]), dtype=W.dtype)
-        elif x.ndim == 3 and x.shape[0] == self.size and x.shape[2] == m:
-            out = (x.reshape(-1, m) @ Wt).reshape(self.size, x.shape[1], Wt.shape[1])
-        else:
+        shared = x.ndim == 2 and x.shape[1] == m
+        if not shared and not (x.ndim == 3 and x.shape[0] == self.size and x.shape[2] == m):
             raise ValueError(
                 f"x must have shape (B, {m}) or ({self.size}, B, {m}) for leaf '{name}'"
                 f"{' (transposed)' if transpose else ''}, got {tuple(x.shape)}"
             )
+        # Noise first: generating it right after a GEMM would compete with BLAS's spinning threads.
+        self._prefetch(full=True)
+        base = None
+        if shared:
+            base = x @ Wt  # the shared GEMM, once for the whole population
+            out = xp.empty((self.size, x.shape[0], Wt.shape[1]), dtype=W.dtype)
+        else:
+            out = (x.reshape(-1, m) @ Wt).reshape(self.size, x.shape[1], Wt.shape[1])
         kind = self._kind(leaf)
         if kind is NoiseKind.LOWRANK:  # with base: out = base + correction, in one pass on a GPU
             A, B = self._factors(leaf)
@@ -320,6 +366,7 @@ class Population:
         K = self._ukeys.size
         w = np.bincount(self._local, weights=weights * self.signs, minlength=K)
         scale = 1.0 / (self.size * self.sigma)
+        self._prefetch(full=False)
         grads: dict[int, Any] = {}
         for leaf, kind in enumerate(self._config.kinds):
             dt = self._spec.dtypes[leaf]

@@ -257,3 +257,18 @@ def test_cupy_request_without_gpu_is_a_clear_error():
         pytest.skip("a CUDA device is present")
     with pytest.raises((ValueError, RuntimeError), match=r"(?i)cupy|cuda"):
         noise.normals(0, 0, 0, 0, 8, xp="cupy")
+
+
+def test_normals_many_equals_separate_reads():
+    keys = np.array([3, 0, 7], np.uint32)
+    requests = [(0, 0, 100), (0, 100, 37), (5, 3, 1), (2, 0, 0), (9, 64, 5000)]
+    outs = noise.normals_many(11, 4, keys, requests)
+    assert len(outs) == len(requests)
+    for (leaf, offset, count), out in zip(requests, outs, strict=True):
+        assert out.shape == (3, count)
+        np.testing.assert_array_equal(out, noise.normals_batch(11, leaf, keys, 4, count, offset))
+
+
+def test_normals_many_bad_request_names_it():
+    with pytest.raises(ValueError, match=r"requests\[1\] offset"):
+        noise.normals_many(0, 0, [0], [(0, 0, 4), (0, -1, 4)])

@@ -171,13 +171,15 @@ def test_slice_has_the_same_members_and_noise():
 
 def test_noise_generated_once_per_generation_for_unique_keys(monkeypatch):
     calls = []
-    real = noise.factors
+    batches = []
+    real = noise.normals_many
 
-    def counting(seed, leaf, keys, *args, **kwargs):
-        calls.append((leaf, len(keys)))
-        return real(seed, leaf, keys, *args, **kwargs)
+    def counting(seed, epoch, keys, requests, *args, **kwargs):
+        batches.append(len(requests))
+        calls.extend((leaf, len(keys)) for leaf, offset, _ in requests if offset == 0)
+        return real(seed, epoch, keys, requests, *args, **kwargs)
 
-    monkeypatch.setattr(noise, "factors", counting)
+    monkeypatch.setattr(noise, "normals_many", counting)
     params = {"W": np.ones((6, 5), np.float32), "V": np.ones((5, 2), np.float32)}
     state = egg.init(params, population=8)
     x = np.ones((3, 6), np.float32)
@@ -190,6 +192,7 @@ def test_noise_generated_once_per_generation_for_unique_keys(monkeypatch):
 
     params2, state2 = egg.step(params, fitness, state, batched=True)
     assert sorted(calls) == [(0, 4), (1, 4)]  # once per leaf, K = N/2 keys (antithetic)
+    assert batches == [4]  # A and B of both leaves in ONE generator call
     calls.clear()
     egg.step(params2, fitness, state2, batched=True)  # next epoch: regenerated once
     assert sorted(calls) == [(0, 4), (1, 4)]

@@ -74,6 +74,63 @@ void fill_normals(uint64_t seed, uint32_t leaf, const U32Array& member_keys, uin
   });
 }
 
+F32Array writable_out(py::array out_obj);
+
+// Several fills in one parallel pass: outs[j][i, :] = values [offsets[j], ...) of stream
+// (leaves[j], member_keys[i], epoch). One call per generation keeps both threads busy on one
+// large job instead of waking them for many small ones.
+void fill_normals_many(uint64_t seed, const std::vector<uint32_t>& leaves,
+                       const U32Array& member_keys, uint32_t epoch,
+                       const std::vector<uint64_t>& offsets, const py::list& outs) {
+  const std::size_t jobs = leaves.size();
+  if (offsets.size() != jobs || static_cast<std::size_t>(py::len(outs)) != jobs) {
+    throw py::value_error("leaves, offsets and outs must have the same length");
+  }
+  if (member_keys.ndim() != 1) throw py::value_error("member_keys must be 1-D");
+  const std::size_t rows = static_cast<std::size_t>(member_keys.shape(0));
+  struct Job {
+    uint32_t leaf;
+    uint64_t offset;
+    std::size_t count;
+    float* dst;
+  };
+  std::vector<Job> spec;
+  std::vector<F32Array> keep;  // hold references while the GIL is released
+  constexpr std::size_t kChunk = 1 << 14;
+  std::vector<std::size_t> first_item{0};
+  for (std::size_t j = 0; j < jobs; ++j) {
+    F32Array out = writable_out(outs[j]);
+    if (out.ndim() != 2 || static_cast<std::size_t>(out.shape(0)) != rows) {
+      throw py::value_error("each out must have shape (len(member_keys), count)");
+    }
+    const std::size_t count = static_cast<std::size_t>(out.shape(1));
+    if (offsets[j] + count > (uint64_t{1} << 34)) {
+      throw py::value_error("offset + count exceeds the 2^34 values of one Philox stream");
+    }
+    spec.push_back({leaves[j], offsets[j], count, out.mutable_data()});
+    keep.push_back(out);
+    const std::size_t chunks = (count + kChunk - 1) / kChunk;
+    first_item.push_back(first_item.back() + rows * chunks);
+  }
+  const uint32_t* keys = member_keys.data();
+  py::gil_scoped_release release;
+  egg::parallel_for(first_item.back(), 8, [&](std::size_t b, std::size_t e) {
+    const auto& k = egg::kernels();
+    std::size_t j = 0;
+    for (std::size_t item = b; item < e; ++item) {
+      while (item >= first_item[j + 1]) ++j;
+      const Job& job = spec[j];
+      const std::size_t chunks = (job.count + kChunk - 1) / kChunk;
+      const std::size_t local = item - first_item[j];
+      const std::size_t row = local / chunks, chunk = local % chunks;
+      const std::size_t start = chunk * kChunk;
+      const std::size_t len = std::min(kChunk, job.count - start);
+      k.fill_normals(seed, job.leaf, keys[row], epoch, job.offset + start, len,
+                     job.dst + row * job.count + start);
+    }
+  });
+}
+
 // Checks shared by the low-rank entry points; returns (N, K, rows, r).
 struct LowrankDims {
   std::size_t members, keys, rows, r;
@@ -219,6 +276,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("count"),
         "One fused Adam step (ascent direction g, decoupled weight decay) on float32 arrays -> "
         "(theta, mu, nu).");
+  m.def("fill_normals_many", &fill_normals_many, py::arg("seed"), py::arg("leaves"),
+        py::arg("member_keys"), py::arg("epoch"), py::arg("offsets"), py::arg("outs"),
+        "Several fill_normals requests (one per leaf/offset/out) in one parallel pass.");
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
   m.def("available_simd_levels", &egg::available_levels,
