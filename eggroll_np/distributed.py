@@ -161,6 +161,30 @@ def _engine() -> Any:
     return es
 
 
+def _build() -> tuple[str, bool, str]:
+    """(version, C++ core loaded, package directory) of the eggroll_np this process runs."""
+    from . import __version__, _ext
+
+    return __version__, _ext.core is not None, os.path.dirname(os.path.abspath(__file__))
+
+
+def _check_build(slot: int, worker: tuple[str, bool, str]) -> None:
+    # Ray puts the driver's working directory first on the workers' sys.path, so a driver
+    # started in a source checkout, with eggroll_np installed elsewhere, has workers that
+    # import the uncompiled sources: their numbers would differ from the driver's.
+    driver = _build()
+    if worker[:2] != driver[:2]:
+
+        def describe(b: tuple[str, bool, str]) -> str:
+            return f"{b[0]} from {b[2]} ({'with' if b[1] else 'WITHOUT'} its C++ core)"
+
+        raise RuntimeError(
+            f"worker {slot} runs eggroll_np {describe(worker)}, the driver {describe(driver)}. "
+            "Ray puts the driver's working directory first on the workers' sys.path: start the "
+            "driver outside the source tree, or install it with `pip install -e .`"
+        )
+
+
 def _copy_if_numpy(x: Any) -> Any:
     return x.copy() if isinstance(x, np.ndarray) else x
 
@@ -186,15 +210,19 @@ class _Replica:
         self._state: Any = None
         self._pop: Any = None
 
-    def load(self, snapshot: tuple[Any, Any]) -> tuple[int, int]:
-        """Replace the replica by a broadcast (params, state); returns (generation, checksum)."""
+    def load(self, snapshot: tuple[Any, Any]) -> tuple[int, int, tuple[str, bool, str]]:
+        """Replace the replica by a broadcast (params, state).
+
+        Returns:
+            (generation, checksum, build) with build = (version, C++ core loaded, package dir).
+        """
         params, state = snapshot
         # Arrays read from Ray's object store are read-only views of shared memory.
         self._params = tree.map_leaves(_copy_if_numpy, params)
         opt_state = {k: _copy_if_numpy(v) for k, v in state.opt_state.items()}
         self._state = dataclasses.replace(state, opt_state=opt_state)
         self._pop = None
-        return int(state.generation), checksum(self._params, self._state)
+        return int(state.generation), checksum(self._params, self._state), _build()
 
     def _check_generation(self, generation: int) -> None:
         if self._state is None or int(self._state.generation) != generation:
@@ -231,6 +259,48 @@ class _Replica:
         self._params, self._state = _engine().tell(self._params, fitness, self._state)
         self._pop = None
         return int(self._state.generation), checksum(self._params, self._state)
+
+
+def _worker_class() -> type:
+    """The Ray actor class: a shell that Ray ships by value, around a `_Replica`.
+
+    Ray puts the driver's working directory first on a worker's sys.path, so in a source
+    checkout a worker would import the uncompiled sources rather than the installed package the
+    driver uses. This shell, pickled by value (it is defined in a function), imports nothing from
+    eggroll_np until its __init__ has loaded the driver's copy (when that path exists on the
+    worker's machine); the fitness arrives as a nested reference for the same reason.
+    """
+
+    class Worker:
+        def __init__(self, package_dir: str, fitness_refs: list, *args: Any) -> None:
+            import importlib.util
+            import os
+            import sys
+
+            import ray
+
+            init = os.path.join(package_dir, "__init__.py")
+            if "eggroll_np" not in sys.modules and os.path.isfile(init):
+                spec = importlib.util.spec_from_file_location(
+                    "eggroll_np", init, submodule_search_locations=[package_dir]
+                )
+                module = importlib.util.module_from_spec(spec)
+                sys.modules["eggroll_np"] = module
+                spec.loader.exec_module(module)
+            from eggroll_np.distributed import _Replica
+
+            self._replica = _Replica(ray.get(fitness_refs[0]), *args)
+
+        def load(self, snapshot: Any) -> Any:
+            return self._replica.load(snapshot)
+
+        def evaluate(self, generation: int, start: int, stop: int) -> Any:
+            return self._replica.evaluate(generation, start, stop)
+
+        def tell(self, generation: int, fitness: Any) -> Any:
+            return self._replica.tell(generation, fitness)
+
+    return Worker
 
 
 class RayEvaluator:
@@ -316,10 +386,17 @@ class RayEvaluator:
         self._max_failures = max_failures
         self._start_timeout = start_timeout
         self._multiple = 2 if state.config.antithetic else 1
-        self._remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_Replica)
+        self._remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_worker_class())
         self._fitness_ref = ray.put(fitness)
         factory = es._bool("factory", factory)
-        self._actor_args = (self._fitness_ref, factory, self._batched, cpus_per_worker)
+        package_dir = os.path.dirname(os.path.abspath(__file__))
+        self._actor_args = (
+            package_dir,
+            [self._fitness_ref],
+            factory,
+            self._batched,
+            cpus_per_worker,
+        )
         # Ray ships callables with cloudpickle (closures and lambdas included).
         self.setup_bytes = len(ray.cloudpickle.dumps(fitness, protocol=5))
         self.reports: list[GenerationReport] = []
@@ -385,7 +462,7 @@ class RayEvaluator:
         while self._loads:
             slot, ref = self._loads.popitem()
             try:
-                gen, crc = ray.get(ref, timeout=self._start_timeout)
+                gen, crc, build = ray.get(ref, timeout=self._start_timeout)
             except ray.exceptions.GetTimeoutError:
                 raise RuntimeError(
                     f"worker {slot} did not start and load the params within "
@@ -400,6 +477,7 @@ class RayEvaluator:
                     ) from exc
                 self._start_actor(slot)
                 continue
+            _check_build(slot, build)
             if (gen, crc) != (int(self._state.generation), self._checksum):
                 raise ReplicaMismatchError(
                     f"worker {slot} loaded generation {gen} with checksum {crc:#010x}; the driver "

@@ -80,6 +80,19 @@ def single_process(params, state, fitness, generations: int, batched: bool = Fal
     return params, state
 
 
+def kill_and_wait(ray, actor) -> None:
+    """ray.kill returns before the actor is gone: poll until calls fail with RayActorError."""
+    ray.kill(actor)
+    for _ in range(1000):
+        try:
+            ray.get(actor.evaluate.remote(-1, 0, 0))  # rejected (wrong generation) while alive
+        except ray.exceptions.RayActorError:
+            return
+        except Exception:  # noqa: BLE001 - alive and rejecting the call
+            time.sleep(0.01)
+    raise AssertionError("the killed actor is still alive after 10 s")
+
+
 def assert_same_params(a, b) -> None:
     assert sorted(a) == sorted(b)
     for key in a:
@@ -241,7 +254,7 @@ def test_killed_actor_between_generations_is_replaced(evaluator_factory, ray_loc
     expected, _ = single_process(params, state, member_fitness, 4)
     ev = evaluator_factory(params, state, member_fitness, workers=workers)
     ev.run(2)
-    ray_local.kill(ev.actors[0])
+    kill_and_wait(ray_local, ev.actors[0])
     got, _ = ev.run(2)
     assert_same_params(got, expected)
     assert sum(r.restarts for r in ev.reports) == 1
