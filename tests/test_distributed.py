@@ -137,6 +137,15 @@ def test_checksum_sees_every_bit_of_params_and_optimizer_state():
     assert checksum(params, told) != base  # generation and Adam moments differ
 
 
+def test_a_worker_running_another_build_is_named_with_the_fix():
+    from eggroll_np.distributed import _build, _check_build
+
+    version, core, path = _build()
+    _check_build(0, (version, core, "/elsewhere/eggroll_np"))  # another path, same build: fine
+    with pytest.raises(RuntimeError, match="pip install -e"):
+        _check_build(1, (version, not core, "/src/eggroll_np"))
+
+
 def test_payload_nbytes_grows_with_array_size():
     grown = payload_nbytes(np.zeros(1000)) - payload_nbytes(np.zeros(10))
     assert 990 * 8 <= grown <= 990 * 8 + 16  # the data plus a wider length prefix
