@@ -1,25 +1,22 @@
 """Distributed populations on Ray: replicas of params/state on every worker, only fitness travels.
 
-EGGROLL noise is a pure function of (seed, leaf, member, epoch), so a worker holding the params
-and the ES state regenerates any member's perturbation itself. `RayEvaluator` broadcasts
-(params, state) to K Ray actors once; then, per generation, each actor evaluates a contiguous
-slice of members (`ask`, then `pop.slice` or `pop.member(i)`), the driver gathers the (N,)
-fitness, puts it in the object store once, and every actor and the driver apply the same `tell`
-and compare checksums. Only O(N) scalars cross process boundaries, whatever the parameter count.
-A dead actor is replaced (the new one gets the driver's replica by broadcast) and its members
-are re-evaluated on the others, so a run ends with the same params as a single process.
-
+Noise is a pure function of (seed, leaf, member, epoch), so a worker holding (params, state)
+regenerates any member's perturbation. Each generation, every actor evaluates a slice of members,
+the driver gathers the (N,) fitness and sends it to all, and every replica (the driver's too)
+applies the same `tell` and compares checksums: O(N) scalars per generation, whatever the
+parameter count. A dead actor is replaced by broadcast and its members re-evaluated elsewhere.
 Needs the `ray` extra: ``pip install 'eggroll_np[ray]'``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,17 +44,13 @@ class GenerationReport:
     """What one distributed generation cost and survived.
 
     Attributes:
-        generation: the generation that was evaluated and told.
-        seconds: wall time of the whole generation on the driver.
-        bytes_sent: driver -> workers: the fitness vector as stored in Ray's object store, plus
-            the task arguments (pickle protocol-5 sizes; an object reference counts as its id).
+        generation, seconds: the generation told, and its wall time on the driver.
+        bytes_sent: driver -> workers: the fitness vector's object-store size plus the task
+            arguments' pickled sizes (an object reference counts as its id).
         bytes_received: workers -> driver: fitness slices and checksums (pickled sizes).
-        broadcast_bytes: (params, state) snapshots delivered because of restarts or resyncs,
-            object-store size times the actors that loaded it (0 in a healthy generation;
-            included in neither of the two fields above).
-        reassigned: members whose evaluation was lost with a dead actor and redone elsewhere.
-        restarts: actors replaced during this generation.
-        resyncs: replicas overwritten from the driver after a checksum mismatch.
+        broadcast_bytes: (params, state) snapshots loaded by restarted or resynced actors (0 in
+            a healthy generation; in neither field above).
+        reassigned, restarts: members re-evaluated after an actor died, actors replaced.
     """
 
     generation: int
@@ -67,7 +60,6 @@ class GenerationReport:
     broadcast_bytes: int = 0
     reassigned: int = 0
     restarts: int = 0
-    resyncs: int = 0
 
 
 def payload_nbytes(obj: Any) -> int:
@@ -84,35 +76,15 @@ def _stored_nbytes(ray: Any, ref: Any, obj: Any) -> int:
     return int(size) if size else payload_nbytes(obj)
 
 
-def _ref_nbytes(ref: Any) -> int:
-    # What travels for an ObjectRef passed as a task argument is its id (28 bytes in Ray 2.x).
-    return len(ref.binary())
-
-
-def _state_arrays(params: Any, state: Any) -> Iterator[tuple[str, Any]]:
-    leaves, paths, _ = tree.flatten(params)
-    for path, leaf in zip(paths, leaves, strict=True):
-        yield "params/" + tree.path_str(path), leaf
-    for key in sorted(state.opt_state):  # a flat dict of plain arrays (eggroll_np.optim)
-        yield "opt_state/" + key, state.opt_state[key]
-
-
 def checksum(params: Any, state: Any) -> int:
-    """CRC-32 of the generation, every params leaf and every optimizer-state array.
-
-    Hashes the exact bytes (with path, dtype and shape), so two replicas agree only when they
-    are bit-identical; CRC-32 runs at several GB/s, a small cost next to a generation. CuPy
-    leaves are copied to the host first.
-
-    Args:
-        params: parameter tree (NumPy or CuPy leaves).
-        state: the ES state (`ESState`) that goes with `params`.
-
-    Returns:
-        An unsigned 32-bit integer.
-    """
+    """CRC-32 (an int) of the generation and the exact bytes, dtype and shape of every params
+    leaf and optimizer-state array: replicas agree only when bit-identical. Runs at several GB/s;
+    CuPy leaves are copied to the host first."""
+    leaves, paths, _ = tree.flatten(params)
+    named = [("params/" + tree.path_str(p), x) for p, x in zip(paths, leaves, strict=True)]
+    named += [("opt_state/" + k, state.opt_state[k]) for k in sorted(state.opt_state)]
     crc = zlib.crc32(str(int(state.generation)).encode())
-    for path, leaf in _state_arrays(params, state):
+    for path, leaf in named:
         arr = np.ascontiguousarray(to_numpy(leaf))
         crc = zlib.crc32(f"{path}:{arr.dtype.str}:{arr.shape}".encode(), crc)
         crc = zlib.crc32(memoryview(arr).cast("B") if arr.size else b"", crc)
@@ -168,18 +140,16 @@ def _build() -> tuple[str, bool, str]:
     return __version__, _ext.core is not None, os.path.dirname(os.path.abspath(__file__))
 
 
+def _describe(build: tuple[str, bool, str]) -> str:
+    return f"{build[0]} from {build[2]} ({'with' if build[1] else 'WITHOUT'} its C++ core)"
+
+
 def _check_build(slot: int, worker: tuple[str, bool, str]) -> None:
-    # Ray puts the driver's working directory first on the workers' sys.path, so a driver
-    # started in a source checkout, with eggroll_np installed elsewhere, has workers that
-    # import the uncompiled sources: their numbers would differ from the driver's.
+    # A worker that could not load the driver's copy (see _worker_class) may run other code.
     driver = _build()
     if worker[:2] != driver[:2]:
-
-        def describe(b: tuple[str, bool, str]) -> str:
-            return f"{b[0]} from {b[2]} ({'with' if b[1] else 'WITHOUT'} its C++ core)"
-
         raise RuntimeError(
-            f"worker {slot} runs eggroll_np {describe(worker)}, the driver {describe(driver)}. "
+            f"worker {slot} runs eggroll_np {_describe(worker)}, the driver {_describe(driver)}. "
             "Ray puts the driver's working directory first on the workers' sys.path: start the "
             "driver outside the source tree, or install it with `pip install -e .`"
         )
@@ -262,13 +232,12 @@ class _Replica:
 
 
 def _worker_class() -> type:
-    """The Ray actor class: a shell that Ray ships by value, around a `_Replica`.
+    """The Ray actor class: a shell around a `_Replica`, shipped by value (defined in here).
 
-    Ray puts the driver's working directory first on a worker's sys.path, so in a source
-    checkout a worker would import the uncompiled sources rather than the installed package the
-    driver uses. This shell, pickled by value (it is defined in a function), imports nothing from
-    eggroll_np until its __init__ has loaded the driver's copy (when that path exists on the
-    worker's machine); the fitness arrives as a nested reference for the same reason.
+    Ray puts the driver's working directory first on a worker's sys.path: in a source checkout
+    a worker would import the uncompiled sources, not the driver's installed package. The shell
+    imports no eggroll_np until __init__ has loaded the driver's copy (when that path exists on
+    the worker's machine); the fitness comes as a nested reference for the same reason.
     """
 
     class Worker:
@@ -306,9 +275,8 @@ def _worker_class() -> type:
 class RayEvaluator:
     """Runs ES generations with the population spread over Ray actors.
 
-    Every actor holds a replica of (params, state); per generation only member ranges, fitness
-    scalars and checksums travel. The driver keeps its own replica too (it applies the same
-    `tell`), which is what restarts and resyncs broadcast.
+    The driver keeps its own replica (it applies the same `tell`): restarts and `resync()`
+    broadcast it. A checksum mismatch raises `ReplicaMismatchError`; `resync()` recovers.
 
     Example:
         >>> state = egg.init(params, population=64, seed=0)
@@ -318,20 +286,14 @@ class RayEvaluator:
     Args:
         params: parameter tree (NumPy leaves; CuPy leaves work when every actor has a GPU).
         state: ES state from `egg.init(params, ...)`.
-        fitness: a picklable callable: member tree -> float, or with `batched=True`
-            Population slice -> (stop - start,) array. With `factory=True`, a picklable
-            zero-argument callable that each actor calls once to build that function (for
-            environments or datasets that should be created on the worker, not shipped).
+        fitness: picklable: member tree -> float, or (`batched=True`) Population slice ->
+            (stop - start,) array; with `factory=True`, a picklable zero-argument callable that
+            each actor calls once to build it (for data or environments made on the worker).
         workers: number of actors K.
-        batched: evaluate each slice with one call on `pop.slice(start, stop)` instead of one
-            call per `pop.member(i)`.
-        factory: see `fitness`.
-        address: address of an existing Ray cluster ("auto", "ray://host:10001", ...); None
-            starts a local Ray (without dashboard) unless one is already initialised.
+        batched, factory: see `fitness`.
+        address: an existing Ray cluster ("auto", "HOST:6379", ...); None starts a local Ray
+            (no dashboard) unless Ray is already initialised.
         cpus_per_worker: CPUs Ray reserves for each actor; also the actor's C++ thread count.
-        on_mismatch: "raise" (default) raises `ReplicaMismatchError` after a checksum
-            mismatch (call `resync()` to recover and continue); "resync" repairs the replica
-            from the driver at once and counts it in the generation's report.
         max_failures: actor deaths tolerated within one generation before giving up.
         start_timeout: seconds to wait for a new actor to start and load its replica (on a
             cluster that lost a node, a replacement may find no free resources).
@@ -352,7 +314,6 @@ class RayEvaluator:
         factory: bool = False,
         address: str | None = None,
         cpus_per_worker: int = 1,
-        on_mismatch: str = "raise",
         max_failures: int = 8,
         start_timeout: float = 300.0,
     ) -> None:
@@ -363,8 +324,6 @@ class RayEvaluator:
         if not callable(fitness):
             raise TypeError(f"fitness must be callable, got {type(fitness).__name__}")
         start_timeout = es._float("start_timeout", start_timeout, 0.0, True)
-        if on_mismatch not in ("raise", "resync"):
-            raise ValueError(f"on_mismatch must be 'raise' or 'resync', got {on_mismatch!r}")
         es.check_state(params, state)
         ray = _require_ray()
         self._ray = ray
@@ -382,7 +341,6 @@ class RayEvaluator:
         self._params, self._state = params, state
         self._checksum = checksum(params, state)
         self._batched = es._bool("batched", batched)
-        self._on_mismatch = on_mismatch
         self._max_failures = max_failures
         self._start_timeout = start_timeout
         self._multiple = 2 if state.config.antithetic else 1
@@ -397,7 +355,6 @@ class RayEvaluator:
             self._batched,
             cpus_per_worker,
         )
-        # Ray ships callables with cloudpickle (closures and lambdas included).
         self.setup_bytes = len(ray.cloudpickle.dumps(fitness, protocol=5))
         self.reports: list[GenerationReport] = []
         self._snapshot: tuple[int, Any] | None = None
@@ -416,7 +373,6 @@ class RayEvaluator:
             self.shutdown()
             raise
 
-    # -- driver replica -------------------------------------------------------------------
     @property
     def params(self) -> Any:
         """The driver's replica of the parameters (identical to every worker's)."""
@@ -432,7 +388,6 @@ class RayEvaluator:
         """The current actor handles, one per worker slot (replaced ones included)."""
         return list(self._actors)
 
-    # -- actors ---------------------------------------------------------------------------
     def _snapshot_ref(self) -> Any:
         gen = int(self._state.generation)
         if self._snapshot is None or self._snapshot[0] != gen:
@@ -562,15 +517,16 @@ class RayEvaluator:
         tells = {}
         for slot, actor in enumerate(self._actors):
             tells[actor.tell.remote(gen, fit_ref)] = slot
-            tally["bytes_sent"] += payload_nbytes(gen) + _ref_nbytes(fit_ref)
+            tally["bytes_sent"] += payload_nbytes(gen) + len(fit_ref.binary())  # ref: its id
         try:  # runs while the actors do the same work
             params, state = _engine().tell(self._params, fitness, self._state)
         except BaseException:
-            # `tell` is pure, so replicas that failed the same way are unchanged; one that
+            # `tell` is pure: replicas that failed the same way are unchanged; one that
             # succeeded where the driver failed gets the driver's replica back.
-            ok = [s for r, s in tells.items() if _succeeded(ray, r)]
-            for slot in ok:
-                self._broadcast(slot)
+            for ref, slot in tells.items():
+                with contextlib.suppress(Exception):
+                    ray.get(ref)
+                    self._broadcast(slot)
             self._confirm_loads()
             raise
         self._params, self._state = params, state
@@ -591,12 +547,8 @@ class RayEvaluator:
                 tally["bytes_received"] += payload_nbytes(result)
             if result != expected:
                 mismatched.append((slot, result))
-        if mismatched and self._on_mismatch == "resync":
-            for slot, _ in mismatched:
-                self._broadcast(slot)
-                tally["resyncs"] += 1
         self._confirm_loads()
-        if mismatched and self._on_mismatch == "raise":
+        if mismatched:
             self._diverged = True
             detail = ", ".join(
                 f"worker {slot}: {'error' if r is None else f'{r[1]:#010x}'}"
@@ -608,17 +560,13 @@ class RayEvaluator:
             )
 
     def step(self) -> tuple[Any, Any]:
-        """Run one generation across the workers.
-
-        Returns:
-            (params, state) after `tell`, the driver's replica (bit-identical to the workers').
+        """One generation across the workers: the driver's (params, state) after `tell`.
 
         Raises:
-            ReplicaMismatchError: a worker's checksum differs (with on_mismatch="raise"); the
-                driver has advanced, call `resync()` before the next step.
+            ReplicaMismatchError: a worker's checksum differs; the driver has advanced, call
+                `resync()` before the next step.
             RuntimeError: more than `max_failures` actor deaths in this generation.
-            Exception: whatever the fitness function or `tell` raised (params and state of the
-                driver are then unchanged).
+            Exception: what the fitness or `tell` raised (the driver's replica is unchanged).
         """
         if self._actors[0] is None:
             raise RuntimeError("this RayEvaluator was shut down")
@@ -628,7 +576,7 @@ class RayEvaluator:
             )
         start_time = time.perf_counter()
         gen = int(self._state.generation)
-        tally = dict(bytes_sent=0, bytes_received=0, reassigned=0, restarts=0, resyncs=0)
+        tally = dict(bytes_sent=0, bytes_received=0, reassigned=0, restarts=0)
         self._pending_broadcast = 0
         fitness = self._gather_fitness(gen, tally)
         self._tell_everywhere(gen, fitness, tally)
@@ -648,11 +596,3 @@ class RayEvaluator:
         for _ in range(_engine()._int("generations", generations, 0)):
             self.step()
         return self._params, self._state
-
-
-def _succeeded(ray: Any, ref: Any) -> bool:
-    try:
-        ray.get(ref)
-    except Exception:  # noqa: BLE001 - any failure means "this replica did not advance"
-        return False
-    return True

@@ -215,7 +215,7 @@ def test_distributed_run_is_bit_identical_to_single_process(
     assert got_state.generation == 4
     assert_same_params(got, expected)
     assert checksum(got, got_state) == checksum(expected, expected_state)
-    assert [r.restarts + r.resyncs + r.reassigned for r in ev.reports] == [0] * 4
+    assert [r.restarts + r.reassigned for r in ev.reports] == [0] * 4
 
 
 def test_fitness_factory_runs_on_each_worker(evaluator_factory):
@@ -339,16 +339,6 @@ def test_mismatch_raises_and_resync_recovers(evaluator_factory, ray_local):
     assert_same_params(ev.step()[0], expected)
 
 
-def test_on_mismatch_resync_repairs_in_place(evaluator_factory, ray_local):
-    params = make_params()
-    state = egg.init(params, population=POP, seed=2)
-    ev = evaluator_factory(params, state, member_fitness, workers=2, on_mismatch="resync")
-    wrong = {k: v - np.float32(0.25) for k, v in params.items()}
-    ray_local.get(ev.actors[0].load.remote((wrong, state)))
-    ev.run(2)
-    assert [r.resyncs for r in ev.reports] == [1, 0]
-
-
 def test_fitness_error_propagates_and_leaves_driver_unchanged(evaluator_factory):
     params = make_params()
     state = egg.init(params, population=POP, seed=4)
@@ -376,7 +366,6 @@ def test_nan_fitness_is_rejected_like_tell_and_leaves_state(evaluator_factory):
     [
         ({"workers": 0}, ValueError, "workers"),
         ({"workers": 1.5}, TypeError, "workers"),
-        ({"on_mismatch": "ignore"}, ValueError, "on_mismatch"),
         ({"cpus_per_worker": 0}, ValueError, "cpus_per_worker"),
         ({"start_timeout": 0}, ValueError, "start_timeout"),
         ({"batched": "yes"}, TypeError, "batched"),
