@@ -8,6 +8,10 @@ import numpy as np
 
 import eggroll_np as egg
 from eggroll_np import bench, noise
+from eggroll_np.tuning import retain_heap_memory
+
+# As `eggroll-np bench` and `eggroll-np train` do: freed large arrays are reused, not re-faulted.
+retain_heap_memory()
 
 
 def _best_of(fn, repeats=5):

@@ -137,6 +137,48 @@ def fresh_states(state: Any) -> Callable[[int], Any]:
     return lambda k: dataclasses.replace(state, generation=state.generation + k, cache=NoiseCache())
 
 
+def _interleaved(
+    infer: Callable[[], Any],
+    forward: Callable[[Any], Any],
+    generation: Callable[[Any], Any],
+    states: Callable[[int], Any],
+    repeats: int,
+) -> tuple[float, float, float, float, float]:
+    """Time inference, population forward and generation in alternation, `repeats` rounds.
+
+    On a shared machine the speed drifts over seconds; alternating the three and taking the
+    median of each round's own ratio compares them under the same conditions.
+
+    Returns:
+        (inference_s, forward_s, generation_s) medians, and the medians of the per-round
+        ratios inference/forward (throughput ratio) and generation/inference.
+    """
+    infer()
+    forward(states(0))
+    generation(states(1))
+    t_i, t_f, t_g = [], [], []
+    for k in range(repeats):
+        s_fwd, s_gen = states(2 * k + 2), states(2 * k + 3)
+        t0 = time.perf_counter()
+        infer()
+        t1 = time.perf_counter()
+        forward(s_fwd)
+        t2 = time.perf_counter()
+        generation(s_gen)
+        t3 = time.perf_counter()
+        t_i.append(t1 - t0)
+        t_f.append(t2 - t1)
+        t_g.append(t3 - t2)
+    med = statistics.median
+    return (
+        med(t_i),
+        med(t_f),
+        med(t_g),
+        med(i / f for i, f in zip(t_i, t_f, strict=True)),
+        med(g / i for g, i in zip(t_g, t_i, strict=True)),
+    )
+
+
 def _peak_bytes(fn: Callable[[], Any]) -> int:
     """Peak bytes allocated (NumPy reports to tracemalloc) while fn runs."""
     tracemalloc.start()
@@ -156,6 +198,9 @@ def _peak_rss_child(name: str, what: str) -> int:
     import sys
 
     from . import init, step
+    from .tuning import retain_heap_memory
+
+    retain_heap_memory()
 
     w = WORKLOADS[name]
     params = make_params(w)
@@ -194,12 +239,14 @@ def run_workload(
     state = init(params, optimizer="adam", shaping="centered_rank", **cfg)
 
     states = fresh_states(state)
-    say("pure inference")
-    t_inf = _median_time(lambda _: inference(params, rows), repeats, lambda k: None)
-    say("population forward")
-    t_fwd = _median_time(lambda s: fitness(ask(params, s)), repeats, states)
-    say("full generation")
-    t_gen = _median_time(lambda s: step(params, fitness, s, batched=True), repeats, states)
+    say("inference / forward / generation, interleaved")
+    t_inf, t_fwd, t_gen, r_fwd, r_gen = _interleaved(
+        lambda: inference(params, rows),
+        lambda s: fitness(ask(params, s)),
+        lambda s: step(params, fitness, s, batched=True),
+        states,
+        repeats,
+    )
     say("peak memory")
     alloc_inf = _peak_bytes(lambda: inference(params, rows))
     alloc_gen = _peak_bytes(lambda: step(params, fitness, states(repeats + 1), batched=True))
@@ -213,8 +260,8 @@ def run_workload(
         "inference_s": t_inf,
         "forward_s": t_fwd,
         "generation_s": t_gen,
-        "forward_throughput_ratio": t_inf / t_fwd,
-        "generation_over_inference": t_gen / t_inf,
+        "forward_throughput_ratio": r_fwd,
+        "generation_over_inference": r_gen,
         "peak_rss_inference_bytes": rss_inf,
         "peak_rss_generation_bytes": rss_gen,
         "peak_ratio": rss_gen / max(rss_inf, 1),
@@ -270,8 +317,11 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    from .tuning import retain_heap_memory
+
+    retain_heap_memory()  # same process for inference and EGGROLL: both benefit alike
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
-    steps_per = 5 if not args.no_naive else 4
+    steps_per = 3 if not args.no_naive else 2
     try:
         from tqdm import tqdm
 

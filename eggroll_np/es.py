@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import optim, shaping
-from .backend import namespace_of, to_numpy
+from .backend import to_numpy
 from .noise import check_seed, epoch_of
 from .population import NoiseCache, NoiseKind, Population
 from .tree import TreeSpec, check_params, path_str
@@ -366,7 +366,6 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
         `info` describes this generation.
     """
     leaves = check_state(params, state)
-    xp = namespace_of(leaves[0])
     config = state.config
     f = _fitness_array(fitness, config.population)
     w = shaping.shape_fitness(f, config.shaping, config.group_size)
@@ -375,14 +374,14 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
     _check_update_range(w, config, state.spec)
     pop = Population(leaves, state.spec, config, state.generation, state.cache)
     grads = pop.gradient(w)
-    updated, opt_state = optim.apply(grads, state.opt_state, dict(enumerate(leaves)), config)
+    norms: dict[int, Any] = {}  # read back only after every leaf's work is queued (GPU: one wait)
+    updated, opt_state = optim.apply(
+        grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
+    )
     new_leaves = list(leaves)
-    norms = []  # read back only after every leaf's work is queued (one wait on a GPU)
     for i, theta in updated.items():
         new_leaves[i] = theta
-        d = (theta - leaves[i]).ravel()
-        norms.append(xp.vdot(d, d))
-    sq = sum(float(v) for v in norms)
+    sq = sum(float(norms[i]) for i in sorted(norms))
     # mean and std of f / max|f|, scaled back: no overflow for fitness near the float64 limit
     scale = float(np.abs(f).max()) or 1.0
     info = {

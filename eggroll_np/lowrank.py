@@ -137,18 +137,23 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
     """scale * sum_k w[k] * A[k] @ B[k].T as one GEMM.
 
     Args:
-        A: (K, m, r), B: (K, n, r) factors; w: (K,) weights (cast to the factors' dtype).
-        scale: a Python float applied once to the (m, n) result.
+        A: (K, m, r), B: (K, n, r) factors; w: (K,) weights.
+        scale: a Python float folded into the weights (w * scale, then cast to the factors'
+            dtype), so the (m, n) result is written once.
 
     Returns:
         (m, n) array in the factors' dtype. The sum is high rank: it is NOT
         (sum_k w_k A_k) @ (sum_k w_k B_k).T.
     """
-    xp = namespace_of(A)
-    aw = A * w.astype(A.dtype, copy=False).reshape(-1, 1, 1)
-    g = xp.tensordot(aw, B, axes=([0, 2], [0, 2]))  # (m, K*r) @ (K*r, n)
-    g *= scale
-    return g
+    K, m, r = A.shape
+    n = B.shape[1]
+    ws = (w * scale).astype(A.dtype, copy=False).reshape(-1, 1, 1)
+    aw = A * ws  # (K, m, r): the only pass over a factor besides the GEMM itself
+    if r == 1:
+        # (K, m)^T @ (K, n): BLAS reads the transposed operand in place, no copies.
+        return aw.reshape(K, m).T @ B.reshape(K, n)
+    # (m, K*r) @ (K*r, n) with the stacked rank index contracted together with the keys.
+    return aw.transpose(0, 2, 1).reshape(K * r, m).T @ B.transpose(0, 2, 1).reshape(K * r, n)
 
 
 def contract_full(E: Any, w: Any, scale: float) -> Any:

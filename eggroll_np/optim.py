@@ -133,11 +133,14 @@ def apply(
     state: Mapping[str, Any],
     params: Mapping[int, Any],
     config: OptimizerConfig,
+    sq_norms: dict[int, Any] | None = None,
 ) -> tuple[dict[int, Any], dict[str, Any]]:
     """`update`, then theta + delta: the new parameters of each leaf in `grads`.
 
     Same arguments as `update`; pure. Float32 NumPy leaves under Adam take the fused C++ step
     (same formula, float32 arithmetic in a different order); everything else is `update`.
+    If `sq_norms` is a dict, it receives leaf index -> squared norm of the step (a float, or a
+    0-d device array on CuPy), computed without another pass over the leaf where possible.
 
     Returns:
         (new_params, new_state): leaf index -> new parameter array, and the new state.
@@ -150,12 +153,18 @@ def apply(
     rest = {i: g for i, g in grads.items() if i not in fused}
     deltas, new_state = update(rest, state, params, config)
     new_params = {i: namespace_of(d).asarray(params[i] + d) for i, d in deltas.items()}
+    if sq_norms is not None:
+        for i in deltas:
+            step = (new_params[i] - params[i]).ravel()  # the step as applied, after rounding
+            sq_norms[i] = namespace_of(step).vdot(step, step)
     count = int(new_state["count"])
     for i in sorted(fused):
-        theta, mu, nu = _ext.core.adam_step(
+        theta, mu, nu, sq = _ext.core.adam_step(
             params[i], grads[i], state[f"mu/{i}"], state[f"nu/{i}"], float(config.lr),
             float(config.b1), float(config.b2), float(config.eps), float(config.weight_decay),
             count,
         )  # fmt: skip
         new_params[i], new_state[f"mu/{i}"], new_state[f"nu/{i}"] = theta, mu, nu
+        if sq_norms is not None:
+            sq_norms[i] = sq
     return new_params, new_state

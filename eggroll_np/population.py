@@ -369,10 +369,9 @@ class Population:
         self._prefetch(full=False)
         grads: dict[int, Any] = {}
         for leaf, kind in enumerate(self._config.kinds):
-            dt = self._spec.dtypes[leaf]
             if kind is NoiseKind.LOWRANK:
                 A, B = self._factors(leaf)
-                wk = xp.asarray(w.astype(dt))
+                wk = xp.asarray(w)  # float64: the scale folds in before the cast
                 grads[leaf] = lowrank.contract(A, B, wk, scale / math.sqrt(self._config.rank))
             elif kind is NoiseKind.FULL:
                 grads[leaf] = self._full_gradient(leaf, w, scale)

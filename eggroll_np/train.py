@@ -352,6 +352,9 @@ def _run_train(args: argparse.Namespace) -> int:
     skip = {"command", "workload", "out", "resume", "checkpoint_every", "threads", "quiet", "_run"}
     overrides = {k: v for k, v in vars(args).items() if k not in skip}
     out = args.out or os.path.join("runs", w.name)
+    from .tuning import retain_heap_memory
+
+    retain_heap_memory()  # a CLI run owns its process: reuse freed arrays' pages
     try:
         summary = run(
             w.name,

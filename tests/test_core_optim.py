@@ -36,8 +36,10 @@ def test_adam_step_matches_float64_formula(n, lr, b1, b2, wd, count, seed):
     theta, g, mu = (rng.standard_normal((n,), dtype=np.float32) for _ in range(3))
     nu = np.abs(rng.standard_normal((n,), dtype=np.float32))
     inputs = [a.copy() for a in (theta, g, mu, nu)]
-    got = core.adam_step(theta, g, mu, nu, lr, b1, b2, 1e-8, wd, count)
+    *got, sq = core.adam_step(theta, g, mu, nu, lr, b1, b2, 1e-8, wd, count)
     want = _adam_reference(theta, g, mu, nu, lr, b1, b2, 1e-8, wd, count)
+    step = got[0].astype(np.float64) - theta
+    assert sq == pytest.approx(float(step @ step), rel=1e-9, abs=1e-30)
     for a, b in zip(got, want, strict=True):
         assert a.dtype == np.float32
         assert a.shape == (n,)
@@ -48,7 +50,7 @@ def test_adam_step_matches_float64_formula(n, lr, b1, b2, wd, count, seed):
 
 def test_adam_step_keeps_shape_and_rejects_mismatch():
     a = np.ones((3, 4), np.float32)
-    theta, mu, nu = core.adam_step(a, a, a, a, 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
+    theta, mu, nu, _ = core.adam_step(a, a, a, a, 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
     assert theta.shape == mu.shape == nu.shape == (3, 4)
     with pytest.raises(ValueError, match="same size"):
         core.adam_step(a, a[:2], a, a, 0.1, 0.9, 0.999, 1e-8, 0.0, 1)

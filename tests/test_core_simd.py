@@ -63,7 +63,7 @@ def test_each_level_lowrank_and_adam(simd_level):
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
     t, g, mu = (rng.standard_normal(100, dtype=np.float32) for _ in range(3))
     nu = np.abs(t)
-    new_t, new_mu, new_nu = core.adam_step(t, g, mu, nu, 0.1, 0.9, 0.99, 1e-8, 0.01, 2)
+    new_t, new_mu, new_nu, _ = core.adam_step(t, g, mu, nu, 0.1, 0.9, 0.99, 1e-8, 0.01, 2)
     np.testing.assert_allclose(new_mu, 0.9 * mu + 0.1 * g, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(new_nu, 0.99 * nu + 0.01 * g * g, rtol=1e-6, atol=1e-7)
     assert np.isfinite(new_t).all()

@@ -28,8 +28,9 @@ struct KernelTable {
   // out (rows x n) += coef * xa (rows x r) @ b^T, b (n x r) row-major.
   void (*lowrank_expand)(const float* xa, std::size_t rows, std::size_t r, const float* b,
                          std::size_t n, float coef, float* out);
-  // One Adam step over n elements; outputs may not alias inputs.
-  void (*adam_step)(const float* theta, const float* g, const float* mu, const float* nu,
+  // One Adam step over n elements; outputs may not alias inputs. Returns the squared norm of
+  // theta_out - theta.
+  double (*adam_step)(const float* theta, const float* g, const float* mu, const float* nu,
                     std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,
                     float* nu_out);
 };
@@ -44,7 +45,7 @@ struct KernelTable {
                        std::size_t r, float* xa);                                             \
   void lowrank_expand(const float* xa, std::size_t rows, std::size_t r, const float* b,       \
                       std::size_t n, float coef, float* out);                                 \
-  void adam_step(const float* theta, const float* g, const float* mu, const float* nu,        \
+  double adam_step(const float* theta, const float* g, const float* mu, const float* nu,      \
                  std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,        \
                  float* nu_out);                                                              \
   }

@@ -10,6 +10,9 @@
 #include <vector>
 #include <algorithm>
 #include <cmath>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "core/kernels.h"
 #include "core/parallel.h"
@@ -113,20 +116,46 @@ void fill_normals_many(uint64_t seed, const std::vector<uint32_t>& leaves,
     first_item.push_back(first_item.back() + rows * chunks);
   }
   const uint32_t* keys = member_keys.data();
-  py::gil_scoped_release release;
-  egg::parallel_for(first_item.back(), 8, [&](std::size_t b, std::size_t e) {
-    const auto& k = egg::kernels();
-    std::size_t j = 0;
-    for (std::size_t item = b; item < e; ++item) {
+  // Split the items into one contiguous range per thread with about equal numbers of VALUES
+  // (jobs differ widely in row length: a 1024-wide factor next to a 16-wide bias).
+  const std::size_t n_items = first_item.back();
+  std::vector<std::size_t> item_end(n_items);  // values up to and including each item
+  {
+    std::size_t acc = 0, j = 0;
+    for (std::size_t item = 0; item < n_items; ++item) {
       while (item >= first_item[j + 1]) ++j;
-      const Job& job = spec[j];
-      const std::size_t chunks = (job.count + kChunk - 1) / kChunk;
-      const std::size_t local = item - first_item[j];
-      const std::size_t row = local / chunks, chunk = local % chunks;
-      const std::size_t start = chunk * kChunk;
-      const std::size_t len = std::min(kChunk, job.count - start);
-      k.fill_normals(seed, job.leaf, keys[row], epoch, job.offset + start, len,
-                     job.dst + row * job.count + start);
+      const std::size_t chunks = (spec[j].count + kChunk - 1) / kChunk;
+      const std::size_t start = ((item - first_item[j]) % chunks) * kChunk;
+      acc += std::min(kChunk, spec[j].count - start);
+      item_end[item] = acc;
+    }
+  }
+  const std::size_t total = n_items ? item_end.back() : 0;
+  const std::size_t parts =
+      std::max<std::size_t>(1, std::min<std::size_t>(egg::num_threads(), total / (1 << 15)));
+  std::vector<std::size_t> bound(parts + 1, n_items);
+  bound[0] = 0;
+  for (std::size_t t = 1; t < parts; ++t) {
+    const std::size_t target = total * t / parts;
+    bound[t] = static_cast<std::size_t>(
+        std::lower_bound(item_end.begin(), item_end.end(), target) - item_end.begin());
+  }
+  py::gil_scoped_release release;
+  egg::parallel_for(parts, 1, [&](std::size_t p0, std::size_t p1) {
+    const auto& k = egg::kernels();
+    for (std::size_t part = p0; part < p1; ++part) {
+      std::size_t j = 0;
+      for (std::size_t item = bound[part]; item < bound[part + 1]; ++item) {
+        while (item >= first_item[j + 1]) ++j;
+        const Job& job = spec[j];
+        const std::size_t chunks = (job.count + kChunk - 1) / kChunk;
+        const std::size_t local = item - first_item[j];
+        const std::size_t row = local / chunks, chunk = local % chunks;
+        const std::size_t start = chunk * kChunk;
+        const std::size_t len = std::min(kChunk, job.count - start);
+        k.fill_normals(seed, job.leaf, keys[row], epoch, job.offset + start, len,
+                       job.dst + row * job.count + start);
+      }
     }
   });
 }
@@ -247,13 +276,24 @@ py::tuple adam_step(const F32Array& theta, const F32Array& g, const F32Array& mu
                            static_cast<float>(wd)};
   const float *tp = theta.data(), *gp = g.data(), *mp = mu.data(), *np_ = nu.data();
   float *to = theta_out.mutable_data(), *mo = mu_out.mutable_data(), *no = nu_out.mutable_data();
+  // Fixed blocks, partial sums added in block order: the norm does not depend on the threads.
+  constexpr std::size_t kBlock = 1 << 16;
+  const std::size_t total = static_cast<std::size_t>(n);
+  const std::size_t blocks = (total + kBlock - 1) / kBlock;
+  std::vector<double> partial(blocks, 0.0);
   {
     py::gil_scoped_release release;
-    egg::parallel_for(static_cast<std::size_t>(n), 1 << 17, [&](std::size_t b, std::size_t e) {
-      egg::kernels().adam_step(tp + b, gp + b, mp + b, np_ + b, e - b, s, to + b, mo + b, no + b);
+    egg::parallel_for(blocks, 2, [&](std::size_t lo, std::size_t hi) {
+      for (std::size_t blk = lo; blk < hi; ++blk) {
+        const std::size_t b = blk * kBlock, e = std::min(total, b + kBlock);
+        partial[blk] = egg::kernels().adam_step(tp + b, gp + b, mp + b, np_ + b, e - b, s, to + b,
+                                                mo + b, no + b);
+      }
     });
   }
-  return py::make_tuple(theta_out, mu_out, nu_out);
+  double sq = 0.0;
+  for (double p : partial) sq += p;
+  return py::make_tuple(theta_out, mu_out, nu_out, sq);
 }
 
 }  // namespace
@@ -275,10 +315,29 @@ PYBIND11_MODULE(_core, m) {
         py::arg("lr"), py::arg("b1"), py::arg("b2"), py::arg("eps"), py::arg("wd"),
         py::arg("count"),
         "One fused Adam step (ascent direction g, decoupled weight decay) on float32 arrays -> "
-        "(theta, mu, nu).");
+        "(theta, mu, nu, squared norm of the step).");
   m.def("fill_normals_many", &fill_normals_many, py::arg("seed"), py::arg("leaves"),
         py::arg("member_keys"), py::arg("epoch"), py::arg("offsets"), py::arg("outs"),
         "Several fill_normals requests (one per leaf/offset/out) in one parallel pass.");
+  m.def(
+      "retain_heap_memory",
+      [](std::size_t mmap_threshold, std::size_t trim_threshold) {
+#if defined(__GLIBC__)
+        // Large blocks from the heap instead of fresh mmap()s, and freed memory kept rather than
+        // returned to the OS: a generation's arrays then reuse warm pages instead of taking a
+        // page fault (and the kernel's zeroing) per 4 KiB every generation.
+        const bool a = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold)) == 1;
+        const bool b = mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold)) == 1;
+        return a && b;
+#else
+        (void)mmap_threshold;
+        (void)trim_threshold;
+        return false;
+#endif
+      },
+      py::arg("mmap_threshold") = std::size_t{32} << 20,
+      py::arg("trim_threshold") = std::size_t{1} << 30,
+      "Tune glibc malloc for repeated large allocations (process-wide); False where not glibc.");
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
   m.def("available_simd_levels", &egg::available_levels,
