@@ -1,0 +1,598 @@
+"""Distributed populations on Ray: replicas of params/state on every worker, only fitness travels.
+
+Noise is a pure function of (seed, leaf, member, epoch), so a worker holding (params, state)
+regenerates any member's perturbation. Each generation, every actor evaluates a slice of members,
+the driver gathers the (N,) fitness and sends it to all, and every replica (the driver's too)
+applies the same `tell` and compares checksums: O(N) scalars per generation, whatever the
+parameter count. A dead actor is replaced by broadcast and its members re-evaluated elsewhere.
+Needs the `ray` extra: ``pip install 'eggroll_np[ray]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pickle
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import tree
+from .backend import to_numpy
+
+__all__ = [
+    "RayEvaluator",
+    "GenerationReport",
+    "ReplicaMismatchError",
+    "checksum",
+    "split_members",
+    "payload_nbytes",
+]
+
+
+class ReplicaMismatchError(RuntimeError):
+    """A worker's params/state checksum differs from the driver's after `tell`."""
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    """What one distributed generation cost and survived.
+
+    Attributes:
+        generation, seconds: the generation told, and its wall time on the driver.
+        bytes_sent: driver -> workers: the fitness vector's object-store size plus the task
+            arguments' pickled sizes (an object reference counts as its id).
+        bytes_received: workers -> driver: fitness slices and checksums (pickled sizes).
+        broadcast_bytes: (params, state) snapshots loaded by restarted or resynced actors (0 in
+            a healthy generation; in neither field above).
+        reassigned, restarts: members re-evaluated after an actor died, actors replaced.
+    """
+
+    generation: int
+    seconds: float
+    bytes_sent: int
+    bytes_received: int
+    broadcast_bytes: int = 0
+    reassigned: int = 0
+    restarts: int = 0
+
+
+def payload_nbytes(obj: Any) -> int:
+    """Serialized size of a Python object as pickle protocol 5 writes it (arrays in-band)."""
+    return len(pickle.dumps(obj, protocol=5))
+
+
+def _stored_nbytes(ray: Any, ref: Any, obj: Any) -> int:
+    """Size of a `ray.put` object as Ray's object store holds it (pickled size if unknown)."""
+    try:
+        size = ray.experimental.get_object_locations([ref])[ref]["object_size"]
+    except Exception:  # noqa: BLE001 - a best-effort lookup; the pickled size is close
+        size = None
+    return int(size) if size else payload_nbytes(obj)
+
+
+def checksum(params: Any, state: Any) -> int:
+    """CRC-32 (an int) of the generation and the exact bytes, dtype and shape of every params
+    leaf and optimizer-state array: replicas agree only when bit-identical. Runs at several GB/s;
+    CuPy leaves are copied to the host first."""
+    leaves, paths, _ = tree.flatten(params)
+    named = [("params/" + tree.path_str(p), x) for p, x in zip(paths, leaves, strict=True)]
+    named += [("opt_state/" + k, state.opt_state[k]) for k in sorted(state.opt_state)]
+    crc = zlib.crc32(str(int(state.generation)).encode())
+    for path, leaf in named:
+        arr = np.ascontiguousarray(to_numpy(leaf))
+        crc = zlib.crc32(f"{path}:{arr.dtype.str}:{arr.shape}".encode(), crc)
+        crc = zlib.crc32(memoryview(arr).cast("B") if arr.size else b"", crc)
+    return crc
+
+
+def split_members(population: int, parts: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """Split member indices [0, population) into at most `parts` contiguous, balanced ranges.
+
+    Boundaries fall on multiples of `multiple` (2 keeps antithetic pairs together); empty
+    ranges are dropped, so fewer than `parts` ranges come back when there are few members.
+
+    Returns:
+        A list of (start, stop) pairs covering [0, population) in order.
+    """
+    if population < 0 or parts < 1 or multiple < 1:
+        raise ValueError(
+            f"need population >= 0, parts >= 1, multiple >= 1; got {population}, {parts}, "
+            f"{multiple}"
+        )
+    units = -(-population // multiple)
+    base, extra = divmod(units, parts)
+    ranges, start = [], 0
+    for p in range(parts):
+        stop = min(population, start + (base + (p < extra)) * multiple)
+        if stop > start:
+            ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(
+            "eggroll_np.distributed needs Ray: pip install 'eggroll_np[ray]'"
+        ) from exc
+    return ray
+
+
+def _engine() -> Any:
+    # Imported lazily: the engine imports nothing from here, and actors import it on arrival.
+    from . import es
+
+    return es
+
+
+def _build() -> tuple[str, bool, str]:
+    """(version, C++ core loaded, package directory) of the eggroll_np this process runs."""
+    from . import __version__, _ext
+
+    return __version__, _ext.core is not None, os.path.dirname(os.path.abspath(__file__))
+
+
+def _describe(build: tuple[str, bool, str]) -> str:
+    return f"{build[0]} from {build[2]} ({'with' if build[1] else 'WITHOUT'} its C++ core)"
+
+
+def _check_build(slot: int, worker: tuple[str, bool, str]) -> None:
+    # A worker that could not load the driver's copy (see _worker_class) may run other code.
+    driver = _build()
+    if worker[:2] != driver[:2]:
+        raise RuntimeError(
+            f"worker {slot} runs eggroll_np {_describe(worker)}, the driver {_describe(driver)}. "
+            "Ray puts the driver's working directory first on the workers' sys.path: start the "
+            "driver outside the source tree, or install it with `pip install -e .`"
+        )
+
+
+def _copy_if_numpy(x: Any) -> Any:
+    return x.copy() if isinstance(x, np.ndarray) else x
+
+
+def _portable(state: Any) -> Any:
+    """The state without its transient noise cache (which may hold a whole epoch's factors)."""
+    return dataclasses.replace(state, cache=type(state.cache)())
+
+
+class _Replica:
+    """A Ray actor's body: one replica of (params, state) and the fitness function."""
+
+    def __init__(self, fitness: Callable[..., Any], factory: bool, batched: bool, threads: int):
+        if threads > 0:
+            # Ray sets OMP_NUM_THREADS for BLAS; the C++ core has its own thread count.
+            from . import _ext
+
+            if _ext.core is not None:
+                _ext.core.set_num_threads(threads)
+        self._fitness = fitness() if factory else fitness
+        self._batched = batched
+        self._params: Any = None
+        self._state: Any = None
+        self._pop: Any = None
+
+    def load(self, snapshot: tuple[Any, Any]) -> tuple[int, int, tuple[str, bool, str]]:
+        """Replace the replica by a broadcast (params, state).
+
+        Returns:
+            (generation, checksum, build) with build = (version, C++ core loaded, package dir).
+        """
+        params, state = snapshot
+        # Arrays read from Ray's object store are read-only views of shared memory.
+        self._params = tree.map_leaves(_copy_if_numpy, params)
+        opt_state = {k: _copy_if_numpy(v) for k, v in state.opt_state.items()}
+        self._state = dataclasses.replace(state, opt_state=opt_state)
+        self._pop = None
+        return int(state.generation), checksum(self._params, self._state), _build()
+
+    def _check_generation(self, generation: int) -> None:
+        if self._state is None or int(self._state.generation) != generation:
+            have = None if self._state is None else int(self._state.generation)
+            raise RuntimeError(f"replica is at generation {have}, driver asked for {generation}")
+
+    def evaluate(self, generation: int, start: int, stop: int) -> tuple[int, int, np.ndarray]:
+        """Fitness of members [start, stop) of `generation`, float64 of shape (stop - start,)."""
+        self._check_generation(generation)
+        if self._pop is None:  # one `ask` per generation, reused by every slice given to us
+            self._pop = _engine().ask(self._params, self._state)
+        if self._batched:
+            values = to_numpy(self._fitness(self._pop.slice(start, stop)))
+            values = np.asarray(values, dtype=np.float64).reshape(-1)
+            if values.shape != (stop - start,):
+                raise ValueError(
+                    f"batched fitness returned {values.size} values for a slice of "
+                    f"{stop - start} members"
+                )
+        else:
+            es = _engine()
+            values = np.array(
+                [
+                    es._member_fitness(self._fitness(self._pop.member(i)), i)
+                    for i in range(start, stop)
+                ],
+                dtype=np.float64,
+            )
+        return start, stop, values
+
+    def tell(self, generation: int, fitness: np.ndarray) -> tuple[int, int]:
+        """Apply the gathered (N,) fitness; returns (new generation, checksum)."""
+        self._check_generation(generation)
+        self._params, self._state = _engine().tell(self._params, fitness, self._state)
+        self._pop = None
+        return int(self._state.generation), checksum(self._params, self._state)
+
+
+def _worker_class() -> type:
+    """The Ray actor class: a shell around a `_Replica`, shipped by value (defined in here).
+
+    Ray puts the driver's working directory first on a worker's sys.path: in a source checkout
+    a worker would import the uncompiled sources, not the driver's installed package. The shell
+    imports no eggroll_np until __init__ has loaded the driver's copy (when that path exists on
+    the worker's machine); the fitness comes as a nested reference for the same reason.
+    """
+
+    class Worker:
+        def __init__(self, package_dir: str, fitness_refs: list, *args: Any) -> None:
+            import importlib.util
+            import os
+            import sys
+
+            import ray
+
+            init = os.path.join(package_dir, "__init__.py")
+            if "eggroll_np" not in sys.modules and os.path.isfile(init):
+                spec = importlib.util.spec_from_file_location(
+                    "eggroll_np", init, submodule_search_locations=[package_dir]
+                )
+                module = importlib.util.module_from_spec(spec)
+                sys.modules["eggroll_np"] = module
+                spec.loader.exec_module(module)
+            from eggroll_np.distributed import _Replica
+
+            self._replica = _Replica(ray.get(fitness_refs[0]), *args)
+
+        def load(self, snapshot: Any) -> Any:
+            return self._replica.load(snapshot)
+
+        def evaluate(self, generation: int, start: int, stop: int) -> Any:
+            return self._replica.evaluate(generation, start, stop)
+
+        def tell(self, generation: int, fitness: Any) -> Any:
+            return self._replica.tell(generation, fitness)
+
+    return Worker
+
+
+class RayEvaluator:
+    """Runs ES generations with the population spread over Ray actors.
+
+    The driver keeps its own replica (it applies the same `tell`): restarts and `resync()`
+    broadcast it. A checksum mismatch raises `ReplicaMismatchError`; `resync()` recovers.
+
+    Example:
+        >>> state = egg.init(params, population=64, seed=0)
+        >>> with RayEvaluator(params, state, fitness_fn, workers=2) as ev:
+        ...     params, state = ev.run(100)
+
+    Args:
+        params: parameter tree (NumPy leaves; CuPy leaves work when every actor has a GPU).
+        state: ES state from `egg.init(params, ...)`.
+        fitness: picklable: member tree -> float, or (`batched=True`) Population slice ->
+            (stop - start,) array; with `factory=True`, a picklable zero-argument callable that
+            each actor calls once to build it (for data or environments made on the worker).
+        workers: number of actors K.
+        batched, factory: see `fitness`.
+        address: an existing Ray cluster ("auto", "HOST:6379", ...); None starts a local Ray
+            (no dashboard) unless Ray is already initialised.
+        cpus_per_worker: CPUs Ray reserves for each actor; also the actor's C++ thread count.
+        max_failures: actor deaths tolerated within one generation before giving up.
+        start_timeout: seconds to wait for a new actor to start and load its replica (on a
+            cluster that lost a node, a replacement may find no free resources).
+
+    Raises:
+        ImportError: Ray is not installed.
+        TypeError, ValueError: invalid arguments (nothing is started then).
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        state: Any,
+        fitness: Callable[..., Any],
+        *,
+        workers: int = 2,
+        batched: bool = False,
+        factory: bool = False,
+        address: str | None = None,
+        cpus_per_worker: int = 1,
+        max_failures: int = 8,
+        start_timeout: float = 300.0,
+    ) -> None:
+        es = _engine()  # the engine's validators: same messages as egg.init
+        workers = es._int("workers", workers, 1)
+        cpus_per_worker = es._int("cpus_per_worker", cpus_per_worker, 1)
+        max_failures = es._int("max_failures", max_failures, 1)
+        if not callable(fitness):
+            raise TypeError(f"fitness must be callable, got {type(fitness).__name__}")
+        start_timeout = es._float("start_timeout", start_timeout, 0.0, True)
+        es.check_state(params, state)
+        ray = _require_ray()
+        self._ray = ray
+        self._owns_ray = False
+        if not ray.is_initialized():
+            if address is None:
+                ray.init(
+                    num_cpus=max(os.cpu_count() or 1, workers * cpus_per_worker),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
+            else:
+                ray.init(address=address, log_to_driver=False)
+            self._owns_ray = True
+        self._params, self._state = params, state
+        self._checksum = checksum(params, state)
+        self._batched = es._bool("batched", batched)
+        self._max_failures = max_failures
+        self._start_timeout = start_timeout
+        self._multiple = 2 if state.config.antithetic else 1
+        self._remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_worker_class())
+        self._fitness_ref = ray.put(fitness)
+        factory = es._bool("factory", factory)
+        package_dir = os.path.dirname(os.path.abspath(__file__))
+        self._actor_args = (
+            package_dir,
+            [self._fitness_ref],
+            factory,
+            self._batched,
+            cpus_per_worker,
+        )
+        self.setup_bytes = len(ray.cloudpickle.dumps(fitness, protocol=5))
+        self.reports: list[GenerationReport] = []
+        self._snapshot: tuple[int, Any] | None = None
+        self._diverged = False
+        self._pending_broadcast = 0
+        self._fitness_nbytes: int | None = None
+        self._actors: list[Any] = [None] * workers
+        self._loads: dict[int, Any] = {}
+        try:
+            for slot in range(workers):
+                self._start_actor(slot)
+            self.setup_bytes += self._pending_broadcast
+            self._pending_broadcast = 0
+            self._confirm_loads()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    @property
+    def params(self) -> Any:
+        """The driver's replica of the parameters (identical to every worker's)."""
+        return self._params
+
+    @property
+    def state(self) -> Any:
+        """The driver's replica of the ES state."""
+        return self._state
+
+    @property
+    def actors(self) -> list[Any]:
+        """The current actor handles, one per worker slot (replaced ones included)."""
+        return list(self._actors)
+
+    def _snapshot_ref(self) -> Any:
+        gen = int(self._state.generation)
+        if self._snapshot is None or self._snapshot[0] != gen:
+            snap = (self._params, _portable(self._state))
+            ref = self._ray.put(snap)
+            self._snapshot = (gen, ref)
+            self._snapshot_bytes = _stored_nbytes(self._ray, ref, snap)
+        return self._snapshot[1]
+
+    def _broadcast(self, slot: int) -> None:
+        """Send the driver's (params, state) to the actor in `slot` (a queued `load`)."""
+        ref = self._snapshot_ref()
+        self._loads[slot] = self._actors[slot].load.remote(ref)
+        self._pending_broadcast += self._snapshot_bytes
+
+    def _start_actor(self, slot: int) -> None:
+        old = self._actors[slot]
+        if old is not None:
+            self._ray.kill(old, no_restart=True)
+        self._actors[slot] = self._remote.remote(*self._actor_args)
+        self._broadcast(slot)
+
+    def _confirm_loads(self) -> None:
+        """Wait for queued loads, replacing actors that die first (up to `max_failures`)."""
+        ray = self._ray
+        failures = 0
+        while self._loads:
+            slot, ref = self._loads.popitem()
+            try:
+                gen, crc, build = ray.get(ref, timeout=self._start_timeout)
+            except ray.exceptions.GetTimeoutError:
+                raise RuntimeError(
+                    f"worker {slot} did not start and load the params within "
+                    f"{self._start_timeout} s (no free resources on the cluster?)"
+                ) from None
+            except ray.exceptions.RayActorError as exc:
+                failures += 1
+                if failures > self._max_failures:
+                    # E.g. a fitness factory that raises: every new actor dies in __init__.
+                    raise RuntimeError(
+                        f"could not start a worker ({failures} tries); last error: {exc}"
+                    ) from exc
+                self._start_actor(slot)
+                continue
+            _check_build(slot, build)
+            if (gen, crc) != (int(self._state.generation), self._checksum):
+                raise ReplicaMismatchError(
+                    f"worker {slot} loaded generation {gen} with checksum {crc:#010x}; the driver "
+                    f"has generation {self._state.generation}, checksum {self._checksum:#010x}"
+                )
+
+    def resync(self) -> None:
+        """Overwrite every worker's replica with the driver's (params, state)."""
+        for slot in range(len(self._actors)):
+            self._broadcast(slot)
+        self._confirm_loads()
+        self._pending_broadcast = 0
+        self._diverged = False
+
+    def shutdown(self) -> None:
+        """Stop the actors, and Ray itself when this evaluator started it."""
+        for actor in self._actors:
+            if actor is not None:
+                self._ray.kill(actor, no_restart=True)
+        self._actors = [None] * len(self._actors)
+        self._snapshot = None
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns_ray = False
+
+    def __enter__(self) -> RayEvaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- one generation -------------------------------------------------------------------
+    def _gather_fitness(self, gen: int, tally: dict[str, int]) -> np.ndarray:
+        """Evaluate every member of generation `gen` across the actors: float64 (N,)."""
+        ray = self._ray
+        n = int(self._state.config.population)
+        fitness = np.empty(n, dtype=np.float64)
+        pending: dict[Any, tuple[Any, int, int, int]] = {}
+
+        def submit(slot: int, start: int, stop: int) -> None:
+            actor = self._actors[slot]
+            pending[actor.evaluate.remote(gen, start, stop)] = (actor, slot, start, stop)
+            tally["bytes_sent"] += payload_nbytes((gen, start, stop))
+
+        for slot, (start, stop) in enumerate(split_members(n, len(self._actors), self._multiple)):
+            submit(slot, start, stop)
+        failures = 0
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            actor, slot, start, stop = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                failures += 1
+                if failures > self._max_failures:
+                    raise RuntimeError(
+                        f"{failures} worker failures in generation {gen}; giving up"
+                    ) from None
+                if self._actors[slot] is actor:  # not replaced yet by an earlier failure
+                    self._start_actor(slot)  # the replacement gets the pre-tell snapshot
+                    tally["restarts"] += 1
+                tally["reassigned"] += stop - start
+                # Lost members go to the other actors (their `ask` for this generation is
+                # already done), or to the replacement when there is no other actor.
+                targets = [s for s in range(len(self._actors)) if s != slot] or [slot]
+                parts = split_members(stop - start, len(targets), self._multiple)
+                for target, (a, b) in zip(targets, parts, strict=False):  # parts may be fewer
+                    submit(target, start + a, start + b)
+                continue
+            tally["bytes_received"] += payload_nbytes(result)
+            fitness[start:stop] = result[2]
+        return fitness
+
+    def _tell_everywhere(self, gen: int, fitness: np.ndarray, tally: dict[str, int]) -> None:
+        """Apply `tell` on every actor and on the driver; compare the checksums."""
+        ray = self._ray
+        self._confirm_loads()  # replacements started during the gather must be at `gen` first
+        fit_ref = ray.put(fitness)
+        if self._fitness_nbytes is None:  # (N,) float64 every generation: look it up once
+            self._fitness_nbytes = _stored_nbytes(ray, fit_ref, fitness)
+        tally["bytes_sent"] += self._fitness_nbytes
+        tells = {}
+        for slot, actor in enumerate(self._actors):
+            tells[actor.tell.remote(gen, fit_ref)] = slot
+            tally["bytes_sent"] += payload_nbytes(gen) + len(fit_ref.binary())  # ref: its id
+        try:  # runs while the actors do the same work
+            params, state = _engine().tell(self._params, fitness, self._state)
+        except BaseException:
+            # `tell` is pure: replicas that failed the same way are unchanged; one that
+            # succeeded where the driver failed gets the driver's replica back.
+            for ref, slot in tells.items():
+                with contextlib.suppress(Exception):
+                    ray.get(ref)
+                    self._broadcast(slot)
+            self._confirm_loads()
+            raise
+        self._params, self._state = params, state
+        self._checksum = checksum(params, state)
+        self._snapshot = None
+        expected = (int(state.generation), self._checksum)
+        mismatched = []
+        for ref, slot in tells.items():
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                self._start_actor(slot)  # restarted with the post-tell snapshot
+                tally["restarts"] += 1
+                continue
+            except Exception:  # noqa: BLE001 - the driver's tell succeeded, this one did not
+                result = None
+            else:
+                tally["bytes_received"] += payload_nbytes(result)
+            if result != expected:
+                mismatched.append((slot, result))
+        self._confirm_loads()
+        if mismatched:
+            self._diverged = True
+            detail = ", ".join(
+                f"worker {slot}: {'error' if r is None else f'{r[1]:#010x}'}"
+                for slot, r in mismatched
+            )
+            raise ReplicaMismatchError(
+                f"after generation {gen} the driver's checksum is {self._checksum:#010x} but "
+                f"{detail}; call resync() to copy the driver's params and state to the workers"
+            )
+
+    def step(self) -> tuple[Any, Any]:
+        """One generation across the workers: the driver's (params, state) after `tell`.
+
+        Raises:
+            ReplicaMismatchError: a worker's checksum differs; the driver has advanced, call
+                `resync()` before the next step.
+            RuntimeError: more than `max_failures` actor deaths in this generation.
+            Exception: what the fitness or `tell` raised (the driver's replica is unchanged).
+        """
+        if self._actors[0] is None:
+            raise RuntimeError("this RayEvaluator was shut down")
+        if self._diverged:
+            raise ReplicaMismatchError(
+                "the workers' replicas differ from the driver's; call resync() before step()"
+            )
+        start_time = time.perf_counter()
+        gen = int(self._state.generation)
+        tally = dict(bytes_sent=0, bytes_received=0, reassigned=0, restarts=0)
+        self._pending_broadcast = 0
+        fitness = self._gather_fitness(gen, tally)
+        self._tell_everywhere(gen, fitness, tally)
+        self.reports.append(
+            GenerationReport(
+                generation=gen,
+                seconds=time.perf_counter() - start_time,
+                broadcast_bytes=self._pending_broadcast,
+                **tally,
+            )
+        )
+        self._pending_broadcast = 0
+        return self._params, self._state
+
+    def run(self, generations: int) -> tuple[Any, Any]:
+        """Run `generations` generations; returns the final (params, state)."""
+        for _ in range(_engine()._int("generations", generations, 0)):
+            self.step()
+        return self._params, self._state
