@@ -7,7 +7,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from . import checkpoint, es, optim, shaping
@@ -70,6 +71,19 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
         "0 leaves BLAS as it is)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    d = p.add_argument_group("distributed (needs the ray extra)")
+    d.add_argument(
+        "--workers",
+        type=int,
+        metavar="K",
+        help="evaluate the population on K Ray actors that exchange only fitness scalars "
+        "(default: in this process)",
+    )
+    d.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="an existing Ray cluster, e.g. auto or HOST:6379 (default: start a local Ray)",
+    )
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -198,6 +212,8 @@ def run(
     progress: bool = False,
     checkpoint_every: int = 50,
     threads: int = 1,
+    workers: int | None = None,
+    ray_address: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Train workload `name`; the Python form of `eggroll-np train NAME`.
@@ -212,6 +228,9 @@ def run(
         checkpoint_every: save a checkpoint every this many generations (and at the end and on
             KeyboardInterrupt, which is re-raised after saving).
         threads: BLAS threads during the run (threadpoolctl; 0: leave BLAS alone).
+        workers: evaluate the population on this many Ray actors (`eggroll_np.distributed`,
+            the `ray` extra); None runs in this process. The params are the same either way.
+        ray_address: an existing Ray cluster for `workers` (None: start a local Ray).
         **overrides: options of the workload (population, sigma, ..., hidden, fitness, ...);
             None means "not given".
 
@@ -220,8 +239,14 @@ def run(
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"--threads must be an integer >= 0, got {threads!r}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ValueError(f"--workers must be an integer >= 1, got {workers!r}")
     with _blas_threads(threads):
-        return _train(name, out, resume, progress, checkpoint_every, overrides)
+        return _train(
+            name, out, resume, progress, checkpoint_every, overrides, workers, ray_address
+        )
 
 
 def _blas_threads(threads: int) -> Any:
@@ -243,6 +268,8 @@ def _train(
     progress: bool,
     checkpoint_every: int,
     overrides: Mapping[str, Any],
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     w = get(name)
     if (
@@ -268,6 +295,19 @@ def _train(
     records = [r for r in read_metrics(metrics_path) if r["generation"] < state.generation]
     offset = records[-1]["elapsed_s"] if records else 0.0
     generations = int(config["generations"])
+    evaluator = None
+    if workers is not None:
+        from .distributed import RayEvaluator
+
+        evaluator = RayEvaluator(
+            params,
+            state,
+            partial(_workload_fitness, name, dict(config)),
+            workers=workers,
+            batched=task.batched,
+            factory=True,
+            address=ray_address,
+        )
     start = time.perf_counter()
     bar = _progress(generations, min(state.generation, generations), progress)
     try:
@@ -277,7 +317,12 @@ def _train(
             while state.generation < generations:
                 # (params, state) advance only once the generation is logged, so a Ctrl-C
                 # anywhere saves a checkpoint that the log agrees with.
-                new_params, new_state = es.step(params, task.fitness, state, batched=task.batched)
+                if evaluator is None:
+                    new_params, new_state = es.step(
+                        params, task.fitness, state, batched=task.batched
+                    )
+                else:  # the workers and the evaluator's own replica advance together
+                    new_params, new_state = evaluator.step()
                 rec = {
                     k: new_state.info[k]
                     for k in (
@@ -309,6 +354,9 @@ def _train(
             file=sys.stderr,
         )
         raise
+    finally:
+        if evaluator is not None:
+            evaluator.shutdown()
     bar.close()
     train_s = time.perf_counter() - start
     checkpoint.save(ckpt_path, params, state)
@@ -326,6 +374,11 @@ def _train(
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
     return summary
+
+
+def _workload_fitness(name: str, config: Mapping[str, Any]) -> Callable[[Any], Any]:
+    """The fitness of workload `name`, rebuilt on a Ray worker (its data is made there)."""
+    return get(name).make(config).fitness
 
 
 def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
@@ -350,6 +403,7 @@ def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
 def _run_train(args: argparse.Namespace) -> int:
     w = get(args.workload)
     skip = {"command", "workload", "out", "resume", "checkpoint_every", "threads", "quiet", "_run"}
+    skip |= {"workers", "ray_address"}
     overrides = {k: v for k, v in vars(args).items() if k not in skip}
     out = args.out or os.path.join("runs", w.name)
     from .tuning import retain_heap_memory
@@ -363,6 +417,8 @@ def _run_train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             checkpoint_every=args.checkpoint_every,
             threads=args.threads,
+            workers=args.workers,
+            ray_address=args.ray_address,
             **overrides,
         )
     except ModuleNotFoundError as exc:

@@ -102,6 +102,7 @@ def test_files_written_and_one_line_summary(tmp_path):
         (["train", "matching", "--checkpoint-every", "0"], "--checkpoint-every must be"),
         (["train", "matching", "--inputs", "0"], "--inputs must be an integer >= 1"),
         (["train", "matching", "--threads", "-1"], "--threads must be an integer >= 0"),
+        (["train", "matching", "--workers", "0"], "--workers must be an integer >= 1"),
         (["train", "mnist"], "--data is required"),
         (["train", "mnist", "--data", "/nonexistent/x"], "neither a directory nor an .npz"),
         (["train", "matching", "--resume", "/nonexistent/ckpt.npz"], "No such file"),
@@ -194,3 +195,21 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     assert state.generation >= 3
     # The log holds at least every generation the checkpoint has (a resume keeps exactly those).
     assert len(train.read_metrics(str(out / train.METRICS))) >= state.generation
+
+
+def _leaves_equal(a, b):
+    la, _, _ = egg.tree.flatten(a)
+    lb, _, _ = egg.tree.flatten(b)
+    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
+
+
+def test_workers_give_the_same_params_as_one_process(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'eggroll_np[ray]')")
+    kw = dict(population=16, episodes=1, eval_episodes=1, generations=3)
+    train.run("cartpole", out=str(tmp_path / "a"), **kw)
+    train.run("cartpole", out=str(tmp_path / "b"), workers=2, **kw)
+    pa, sa = egg.load(tmp_path / "a" / "checkpoint.npz")
+    pb, sb = egg.load(tmp_path / "b" / "checkpoint.npz")
+    assert sa.generation == sb.generation == 3
+    assert _leaves_equal(pa, pb)
+
