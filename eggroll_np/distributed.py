@@ -324,6 +324,8 @@ class RayEvaluator:
         if not callable(fitness):
             raise TypeError(f"fitness must be callable, got {type(fitness).__name__}")
         start_timeout = es._float("start_timeout", start_timeout, 0.0, True)
+        batched = es._bool("batched", batched)
+        factory = es._bool("factory", factory)
         es.check_state(params, state)
         ray = _require_ray()
         self._ray = ray
@@ -340,22 +342,10 @@ class RayEvaluator:
             self._owns_ray = True
         self._params, self._state = params, state
         self._checksum = checksum(params, state)
-        self._batched = es._bool("batched", batched)
+        self._batched = batched
         self._max_failures = max_failures
         self._start_timeout = start_timeout
         self._multiple = 2 if state.config.antithetic else 1
-        self._remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_worker_class())
-        self._fitness_ref = ray.put(fitness)
-        factory = es._bool("factory", factory)
-        package_dir = os.path.dirname(os.path.abspath(__file__))
-        self._actor_args = (
-            package_dir,
-            [self._fitness_ref],
-            factory,
-            self._batched,
-            cpus_per_worker,
-        )
-        self.setup_bytes = len(ray.cloudpickle.dumps(fitness, protocol=5))
         self.reports: list[GenerationReport] = []
         self._snapshot: tuple[int, Any] | None = None
         self._diverged = False
@@ -363,7 +353,18 @@ class RayEvaluator:
         self._fitness_nbytes: int | None = None
         self._actors: list[Any] = [None] * workers
         self._loads: dict[int, Any] = {}
-        try:
+        try:  # from here on a failure (an unpicklable fitness too) shuts down what was started
+            self._remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_worker_class())
+            self._fitness_ref = ray.put(fitness)
+            package_dir = os.path.dirname(os.path.abspath(__file__))
+            self._actor_args = (
+                package_dir,
+                [self._fitness_ref],
+                factory,
+                self._batched,
+                cpus_per_worker,
+            )
+            self.setup_bytes = len(ray.cloudpickle.dumps(fitness, protocol=5))
             for slot in range(workers):
                 self._start_actor(slot)
             self.setup_bytes += self._pending_broadcast

@@ -120,7 +120,9 @@ class Population:
         self._local = local.reshape(-1)
         self._local_xp = self._xp.asarray(self._local.astype(np.uint32))  # as kernels take it
         self._tag = (config.seed, self.epoch, config.rank)
-        self._last_full: tuple[tuple[int, int], Any] | None = None
+        self._ukeys_bytes = self._ukeys.tobytes()  # once: member() would pay O(K) per call
+        # Black-box full-rank noise: the last key's noise per leaf (antithetic pairs share it).
+        self._last_full: dict[int, tuple[int, Any]] = {}
         self._coefs: dict[int, Any] = {}
 
     def __repr__(self) -> str:
@@ -131,8 +133,9 @@ class Population:
 
     # ---- noise -------------------------------------------------------------------------------
 
-    def _key(self, leaf: int, what: str, keys: np.ndarray) -> tuple:
-        return (what, leaf, self._xp.__name__, self._spec.dtypes[leaf], keys.tobytes())
+    def _key(self, leaf: int, what: str) -> tuple:
+        """Cache key of one leaf's noise for this population's unique keys."""
+        return (what, leaf, self._xp.__name__, self._spec.dtypes[leaf], self._ukeys_bytes)
 
     def _prefetch(self, full: bool) -> None:
         """Generate the noise of every low-rank leaf (and, with `full`, of every small full-rank
@@ -144,14 +147,14 @@ class Population:
         for leaf, kind in enumerate(c.kinds):
             shape = self._spec.shapes[leaf]
             if kind is NoiseKind.LOWRANK:
-                key = self._key(leaf, "factors", self._ukeys)
+                key = self._key(leaf, "factors")
                 if self._cache.get(self._tag, key) is None:
                     m, n = shape
                     jobs.append(("factors", leaf, key))
                     requests += [(leaf, 0, m * c.rank), (leaf, m * c.rank, n * c.rank)]
             elif full and kind is NoiseKind.FULL:
                 size = math.prod(shape)
-                key = self._key(leaf, "full", self._ukeys)
+                key = self._key(leaf, "full")
                 if self._ukeys.size * size <= _PREFETCH_FULL_VALUES and (
                     self._cache.get(self._tag, key) is None
                 ):
@@ -183,7 +186,7 @@ class Population:
             dt = self._spec.dtypes[leaf]
             return A.astype(dt, copy=False), B.astype(dt, copy=False)
 
-        return self._cache.get(self._tag, self._key(leaf, "factors", self._ukeys), make)
+        return self._cache.get(self._tag, self._key(leaf, "factors"), make)
 
     def _dense_keys(self, leaf: int, keys: np.ndarray) -> Any:
         """Full-rank unit noise of `keys` for a leaf: (len(keys), *shape) in leaf dtype."""
@@ -197,7 +200,7 @@ class Population:
         """Full-rank unit noise of the unique keys, (K, *shape), cached for the epoch."""
         return self._cache.get(
             self._tag,
-            self._key(leaf, "full", self._ukeys),
+            self._key(leaf, "full"),
             lambda: self._dense_keys(leaf, self._ukeys),
         )
 
@@ -229,14 +232,18 @@ class Population:
             w *= coef
             w += theta
             return w
-        E = self._cache.get(self._tag, self._key(leaf, "full", self._ukeys))
+        E = self._cache.get(self._tag, self._key(leaf, "full"))
         if E is not None:
             eps = E[j]
         else:  # black-box path: one key at a time (antithetic pairs are adjacent, reuse it)
-            want = (leaf, int(self._ukeys[j]))
-            if self._last_full is None or self._last_full[0] != want:
-                self._last_full = (want, self._dense_keys(leaf, self._ukeys[j : j + 1])[0])
-            eps = self._last_full[1]
+            key = int(self._ukeys[j])
+            last = self._last_full.get(leaf)
+            if last is None or last[0] != key:
+                last = self._last_full[leaf] = (
+                    key,
+                    self._dense_keys(leaf, self._ukeys[j : j + 1])[0],
+                )
+            eps = last[1]
         # asarray: NumPy turns 0-d results into scalars, leaves must stay arrays
         return self._xp.asarray(theta + (self.sigma * float(self.signs[i])) * eps)
 
@@ -367,11 +374,11 @@ class Population:
         w = np.bincount(self._local, weights=weights * self.signs, minlength=K)
         scale = 1.0 / (self.size * self.sigma)
         self._prefetch(full=False)
+        wk = xp.asarray(w)  # float64 (the scale folds in before the cast), one upload on a GPU
         grads: dict[int, Any] = {}
         for leaf, kind in enumerate(self._config.kinds):
             if kind is NoiseKind.LOWRANK:
                 A, B = self._factors(leaf)
-                wk = xp.asarray(w)  # float64: the scale folds in before the cast
                 grads[leaf] = lowrank.contract(A, B, wk, scale / math.sqrt(self._config.rank))
             elif kind is NoiseKind.FULL:
                 grads[leaf] = self._full_gradient(leaf, w, scale)
@@ -383,7 +390,7 @@ class Population:
         xp = self._xp
         shape = self._spec.shapes[leaf]
         dt = self._spec.dtypes[leaf]
-        E = self._cache.get(self._tag, self._key(leaf, "full", self._ukeys))
+        E = self._cache.get(self._tag, self._key(leaf, "full"))
         size = max(1, math.prod(shape))
         chunk = max(1, _FULL_CHUNK_VALUES // size)
         g = xp.zeros(shape, dtype=dt)

@@ -295,22 +295,22 @@ def _train(
     records = [r for r in read_metrics(metrics_path) if r["generation"] < state.generation]
     offset = records[-1]["elapsed_s"] if records else 0.0
     generations = int(config["generations"])
-    evaluator = None
-    if workers is not None:
-        from .distributed import RayEvaluator
-
-        evaluator = RayEvaluator(
-            params,
-            state,
-            partial(_workload_fitness, name, dict(config)),
-            workers=workers,
-            batched=task.batched,
-            factory=True,
-            address=ray_address,
-        )
-    start = time.perf_counter()
     bar = _progress(generations, min(state.generation, generations), progress)
+    evaluator = None
+    start = time.perf_counter()
     try:
+        if workers is not None:
+            from .distributed import RayEvaluator
+
+            evaluator = RayEvaluator(
+                params,
+                state,
+                partial(_workload_fitness, name, dict(config)),
+                workers=workers,
+                batched=task.batched,
+                factory=True,
+                address=ray_address,
+            )
         with open(metrics_path, "w", encoding="utf-8") as log:
             for r in records:
                 log.write(json.dumps(r) + "\n")
@@ -346,7 +346,7 @@ def _train(
                 if state.generation % checkpoint_every == 0:
                     checkpoint.save(ckpt_path, params, state)
     except KeyboardInterrupt:
-        bar.close()
+        bar.close()  # before the message below (close is idempotent)
         checkpoint.save(ckpt_path, params, state)
         print(
             f"interrupted after generation {state.generation}; checkpoint {ckpt_path}; continue "
@@ -355,9 +355,9 @@ def _train(
         )
         raise
     finally:
+        bar.close()
         if evaluator is not None:
             evaluator.shutdown()
-    bar.close()
     train_s = time.perf_counter() - start
     checkpoint.save(ckpt_path, params, state)
     if records:

@@ -6,6 +6,8 @@ from . import _ext
 
 __all__ = ["retain_heap_memory"]
 
+_INT_MAX = 2**31 - 1
+
 
 def retain_heap_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
     """Let glibc's malloc keep and reuse the memory of large freed arrays.
@@ -21,8 +23,9 @@ def retain_heap_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
     Returns:
         True if the allocator accepted the settings (False off glibc or without the C++ core).
     """
+    for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
+        if not 0 <= value <= _INT_MAX:  # mallopt takes a C int: larger values would wrap
+            raise ValueError(f"{name} must be in [0, 2^31 - 1], got {value}")
     if _ext.core is None:
         return False
-    if mmap_threshold < 0 or trim_threshold < 0:
-        raise ValueError("mmap_threshold and trim_threshold must be >= 0")
     return bool(_ext.core.retain_heap_memory(int(mmap_threshold), int(trim_threshold)))

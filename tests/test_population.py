@@ -292,3 +292,22 @@ def test_gradient_equals_dense_sum_over_members(case):
         # rounding is relative to the size of the terms (|eps| of the largest entry), not to
         # each entry's own magnitude, which a low-rank sum can cancel
         np.testing.assert_allclose(grads[leaf], ref, rtol=0, atol=tol * (bound.max() + 1e-30))
+
+
+def test_black_box_full_noise_is_generated_once_per_key_and_leaf(monkeypatch):
+    # Antithetic pairs share a key: with two full-rank leaves each key's noise of each leaf is
+    # generated once, not once per member (the reuse must be kept per leaf).
+    calls = []
+    real = noise.normals_batch
+
+    def counting(seed, leaf, keys, *args, **kwargs):
+        calls.append((leaf, tuple(int(k) for k in np.atleast_1d(keys))))
+        return real(seed, leaf, keys, *args, **kwargs)
+
+    monkeypatch.setattr(noise, "normals_batch", counting)
+    params = {"a": np.zeros(3, np.float32), "b": np.zeros(2, np.float32)}
+    state = egg.init(params, population=8, optimizer="sgd")
+    pop = egg.ask(params, state)
+    for i in range(pop.size):
+        pop.member(i)
+    assert sorted(calls) == sorted((leaf, (k,)) for leaf in (0, 1) for k in range(4))

@@ -20,5 +20,9 @@ def test_retain_heap_memory_is_accepted_on_glibc_and_keeps_results():
 
 
 def test_retain_heap_memory_rejects_negative_sizes():
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(ValueError, match="mmap_threshold"):
         retain_heap_memory(-1)
+    with pytest.raises(ValueError, match="mmap_threshold"):
+        retain_heap_memory(1 << 32)  # would wrap to 0 in mallopt's int
+    with pytest.raises(ValueError, match="trim_threshold"):
+        retain_heap_memory(1 << 20, (1 << 32) + 5)

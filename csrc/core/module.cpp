@@ -44,13 +44,11 @@ py::array_t<uint32_t> philox(const U32Array& counters, const U32Array& key) {
 }
 
 // out[i, :] = normals [offset, offset + count) of stream (leaf, member_keys[i], epoch).
+F32Array writable_out(py::array out_obj);  // below, with the other buffer checks
+
 void fill_normals(uint64_t seed, uint32_t leaf, const U32Array& member_keys, uint32_t epoch,
                   uint64_t offset, py::array out_obj) {
-  if (!py::isinstance<F32Array>(out_obj) || !(out_obj.flags() & py::array::c_style) ||
-      !out_obj.writeable()) {
-    throw py::type_error("out must be a writeable C-contiguous float32 array");
-  }
-  auto out = py::reinterpret_borrow<F32Array>(out_obj);
+  F32Array out = writable_out(out_obj);
   if (member_keys.ndim() != 1) throw py::value_error("member_keys must be 1-D");
   if (out.ndim() != 2 || out.shape(0) != member_keys.shape(0)) {
     throw py::value_error("out must have shape (len(member_keys), count)");
@@ -76,8 +74,6 @@ void fill_normals(uint64_t seed, uint32_t leaf, const U32Array& member_keys, uin
     }
   });
 }
-
-F32Array writable_out(py::array out_obj);
 
 // Several fills in one parallel pass: outs[j][i, :] = values [offsets[j], ...) of stream
 // (leaves[j], member_keys[i], epoch). One call per generation keeps both threads busy on one
