@@ -24,6 +24,8 @@ __all__ = [
     "normals_batch",
     "normals_many",
     "factors",
+    "factor_requests",
+    "as_factors",
     "member_keys",
     "signs",
     "epoch_of",
@@ -240,16 +242,22 @@ def factors(
         raise TypeError(f"rank must be an integer, got {type(rank).__name__}") from None
     if r < 1:
         raise ValueError(f"rank must be >= 1, got {r}")
-    seed = check_seed(seed)
     leaf = _check_uint("leaf", leaf, _U32)
-    epoch = _check_uint("epoch", epoch, _U32)
-    keys = _keys_array(member_keys)
-    xp = _device_xp(xp)
-    a = xp.empty((keys.size, m * r), dtype=np.float32)
-    b = xp.empty((keys.size, n * r), dtype=np.float32)
-    _fill(seed, leaf, keys, epoch, 0, a)
-    _fill(seed, leaf, keys, epoch, m * r, b)
-    return a.reshape(keys.size, m, r), b.reshape(keys.size, n, r)
+    a, b = normals_many(seed, epoch, member_keys, factor_requests(leaf, (m, n), r), xp)
+    return as_factors(a, b, (m, n), r)
+
+
+def factor_requests(leaf: int, shape: tuple[int, int], rank: int) -> list[tuple[int, int, int]]:
+    """The two stream reads of a matrix leaf's factors, for `normals_many`: A's values
+    [0, m*r), then B's [m*r, (m+n)*r) (the contract's layout, in one place)."""
+    m, n = shape
+    return [(leaf, 0, m * rank), (leaf, m * rank, n * rank)]
+
+
+def as_factors(a: Any, b: Any, shape: tuple[int, int], rank: int) -> tuple[Any, Any]:
+    """The reads of `factor_requests`, (K, m*r) and (K, n*r), as A (K, m, r) and B (K, n, r)."""
+    m, n = shape
+    return a.reshape(a.shape[0], m, rank), b.reshape(b.shape[0], n, rank)
 
 
 def member_keys(population: int, antithetic: bool = True) -> np.ndarray:

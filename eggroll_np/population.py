@@ -149,9 +149,8 @@ class Population:
             if kind is NoiseKind.LOWRANK:
                 key = self._key(leaf, "factors")
                 if self._cache.get(self._tag, key) is None:
-                    m, n = shape
                     jobs.append(("factors", leaf, key))
-                    requests += [(leaf, 0, m * c.rank), (leaf, m * c.rank, n * c.rank)]
+                    requests += noise.factor_requests(leaf, shape, c.rank)
             elif full and kind is NoiseKind.FULL:
                 size = math.prod(shape)
                 key = self._key(leaf, "full")
@@ -168,9 +167,8 @@ class Population:
             dt = self._spec.dtypes[leaf]
             shape = self._spec.shapes[leaf]
             if what == "factors":
-                A = next(outs).reshape(K, shape[0], c.rank).astype(dt, copy=False)
-                B = next(outs).reshape(K, shape[1], c.rank).astype(dt, copy=False)
-                value: Any = (A, B)
+                A, B = noise.as_factors(next(outs), next(outs), shape, c.rank)
+                value: Any = (A.astype(dt, copy=False), B.astype(dt, copy=False))
             else:
                 value = next(outs).astype(dt, copy=False).reshape(K, *shape)
             self._cache.get(self._tag, key, lambda v=value: v)
