@@ -175,16 +175,8 @@ class Population:
 
     def _factors(self, leaf: int) -> tuple[Any, Any]:
         """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype."""
-
-        def make() -> tuple[Any, Any]:
-            c = self._config
-            A, B = noise.factors(
-                c.seed, leaf, self._ukeys, self.epoch, self._spec.shapes[leaf], c.rank, self._xp
-            )
-            dt = self._spec.dtypes[leaf]
-            return A.astype(dt, copy=False), B.astype(dt, copy=False)
-
-        return self._cache.get(self._tag, self._key(leaf, "factors"), make)
+        self._prefetch(full=False)  # the one place factors are made; a no-op once cached
+        return self._cache.get(self._tag, self._key(leaf, "factors"))
 
     def _dense_keys(self, leaf: int, keys: np.ndarray) -> Any:
         """Full-rank unit noise of `keys` for a leaf: (len(keys), *shape) in leaf dtype."""
