@@ -305,15 +305,35 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
+    from . import tables
+
+    sub = p.add_subparsers(dest="bench_what", metavar="tables")
+    tp = sub.add_parser(
+        "tables",
+        help="the reference pages' tables (model size, population, rank, matching, CNN)",
+        description="Measure the reference benchmark pages' tables on this machine: writes "
+        "tables.json, tables.md (beside the pages' claims) and PNG plots to --out.",
+    )
+    tables.add_arguments(tp)
     p.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
     p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
 
 
-@command("bench", "time the rl/sup workloads against pure inference and naive ES", _bench_args)
+@command(
+    "bench",
+    "time the rl/sup workloads against pure inference and naive ES; `bench tables`: the "
+    "reference pages' tables",
+    _bench_args,
+)
 def _run_bench(args: argparse.Namespace) -> int:
     from .sysinfo import system_info
+
+    if getattr(args, "bench_what", None) == "tables":
+        from . import tables
+
+        return tables.main(args)
 
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")

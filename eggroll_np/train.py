@@ -243,22 +243,12 @@ def run(
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise ValueError(f"--workers must be an integer >= 1, got {workers!r}")
-    with _blas_threads(threads):
+    from .tuning import blas_threads
+
+    with blas_threads(threads):
         return _train(
             name, out, resume, progress, checkpoint_every, overrides, workers, ray_address
         )
-
-
-def _blas_threads(threads: int) -> Any:
-    import contextlib
-
-    if threads == 0:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ModuleNotFoundError:  # optional: without it BLAS keeps its own setting
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def _train(
@@ -286,7 +276,7 @@ def _train(
         es.check_state(params, state)  # a changed model (e.g. --hidden) cannot resume
     else:
         params = task.params
-        state = es.init(params, **{k: config[k] for k in ES_KEYS})
+        state = es.init(params, **{k: config[k] for k in ES_KEYS}, **task.es_options)
     out = out or os.path.join("runs", name)
     os.makedirs(out, exist_ok=True)
     _write_run_file(out, name, config)
@@ -370,6 +360,8 @@ def _train(
     }
     if task.baseline is not None:
         summary.update(task.baseline())
+    if task.sample is not None:
+        summary["sample"] = task.sample(params)
     summary["wall_s"] = round(time.perf_counter() - start, 2)
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
@@ -383,7 +375,7 @@ def _workload_fitness(name: str, config: Mapping[str, Any]) -> Callable[[Any], A
 
 def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
     """One line: the workload's metric first, then everything else evaluated."""
-    skip = {"workload", "generations", "train_s", "wall_s", metric}
+    skip = {"workload", "generations", "train_s", "wall_s", "sample", metric}
     rest = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
         for k, v in summary.items()
@@ -397,7 +389,7 @@ def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
 
 @command(
     "train",
-    "train a real workload (digits, mnist, cartpole, matching, hyperparams)",
+    f"train a real workload ({', '.join(NAMES)})",
     _add_arguments,
 )
 def _run_train(args: argparse.Namespace) -> int:
@@ -427,4 +419,6 @@ def _run_train(args: argparse.Namespace) -> int:
             f"{w.name} needs the package {exc.name!r}: pip install 'eggroll_np[examples]'"
         ) from None
     print(format_summary(summary, w.metric, out))
+    if "sample" in summary:
+        print(f"sample:\n{summary['sample']}")
     return 0

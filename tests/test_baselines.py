@@ -1,4 +1,4 @@
-"""The charlm corpus loader and count models, and the NumPy backprop baselines (finite differences)."""
+"""charlm's corpus loader and count models; the NumPy backprop baselines vs finite differences."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def test_default_corpus_is_pydoc_data():
     assert data.dtype == np.uint8
     assert 300_000 < len(data) < 2_000_000
     text = corpus.decode(data)
-    assert "for" in text and "class" in text
+    assert "for" in text
+    assert "class" in text
 
 
 def test_data_file_is_read_as_utf8(tmp_path):
@@ -51,7 +52,8 @@ def test_held_out_split_is_never_trained_on():
     data[::7] = ord("b")
     data[900:] = ord("Z")
     train, val = corpus.split(data, 0.1)
-    assert len(train) == 900 and len(val) == 100
+    assert len(train) == 900
+    assert len(val) == 100
     np.testing.assert_array_equal(np.concatenate([train, val]), data)
     rng = np.random.default_rng(0)
     for _ in range(50):

@@ -195,6 +195,4 @@ def sgd(
         if callback is not None and callback(done, unflatten(structure, theta)):
             break
     out = unflatten(structure, [t.astype(np.float32) for t in theta])
-    return SGDResult(
-        params=out, steps=done, train_s=time.perf_counter() - start, losses=losses
-    )
+    return SGDResult(params=out, steps=done, train_s=time.perf_counter() - start, losses=losses)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,9 @@ class Task:
         evaluate: params -> {name: value} for the final summary (the workload's `metric` in it).
         monitor: optional params -> {name: value} logged every generation (cheap).
         baseline: optional () -> {name: value} printed beside the result (e.g. scikit-learn's).
+        es_options: extra keyword arguments of `eggroll_np.init` (e.g. `lowrank=` marking conv
+            kernels low-rank); part of the model, so a resumed run gets them from its checkpoint.
+        sample: optional params -> text shown after the summary (e.g. generated text).
     """
 
     params: Any
@@ -47,6 +50,8 @@ class Task:
     evaluate: Callable[[Any], dict[str, float]]
     monitor: Callable[[Any], dict[str, float]] | None = None
     baseline: Callable[[], dict[str, float]] | None = None
+    es_options: Mapping[str, Any] = field(default_factory=dict)
+    sample: Callable[[Any], str] | None = None
 
 
 @dataclass(frozen=True)

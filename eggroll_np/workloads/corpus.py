@@ -68,7 +68,7 @@ def encode(text: str) -> np.ndarray:
 
 
 def decode(data: np.ndarray) -> str:
-    """Text of uint8 bytes (a malformed sequence, e.g. a sample cut mid-character, shows as U+FFFD)."""
+    """Text of uint8 bytes (a malformed sequence, e.g. cut mid-character, shows as U+FFFD)."""
     return np.asarray(data, dtype=np.uint8).tobytes().decode("utf-8", errors="replace")
 
 

@@ -1,0 +1,160 @@
+"""`eggroll-np bench tables`: the reference pages' benchmark tables, measured on this machine.
+
+Five sections (model_size, population_scaling, rank, matching_convergence, cnn) written to
+DIR/tables.json, DIR/tables.md (beside the pages' claimed figures) and DIR/*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..tuning import blas_threads
+from .report import CLAIMS, markdown, plot
+from .sections import FULL, QUICK, SECTIONS, Settings
+
+__all__ = ["SECTIONS", "CLAIMS", "Settings", "FULL", "QUICK", "run_tables", "add_arguments", "main"]
+
+
+def _write_atomic(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _machine() -> str:
+    cores = os.cpu_count()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    text = f"{platform.processor() or platform.machine()}, {cores} cores"
+    if load is not None:
+        text += f", load average {load[0]:.1f} at start"
+    return text
+
+
+def run_tables(
+    out: str,
+    settings: Settings,
+    command: str = "",
+    say: Callable[[str], None] | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Measure every section with `settings`; write tables.json, tables.md and the plots to `out`.
+
+    `threads` limits BLAS as `eggroll-np train --threads` does (1: the population's many small
+    GEMMs run fastest on one thread; both methods get the same setting).
+
+    Returns:
+        The tables: {section name: {..., "rows": [...]}, "meta": {...}}.
+    """
+    say = say or (lambda _m: None)
+    os.makedirs(out, exist_ok=True)
+    meta: dict[str, Any] = {
+        "command": command,
+        "machine": _machine(),
+        "settings": dataclasses.asdict(settings),
+        "blas_threads": threads,
+    }
+    tables: dict[str, Any] = {}
+    start = time.perf_counter()
+    with blas_threads(threads):
+        for name, section in SECTIONS.items():
+            t0 = time.perf_counter()
+            tables[name] = section(settings, lambda m, name=name: say(f"{name}: {m}"))
+            tables[name]["section_s"] = round(time.perf_counter() - t0, 1)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    meta["wall_s"] = time.perf_counter() - start
+    if load is not None:
+        meta["machine"] += f", {load[0]:.1f} at the end"
+    tables["meta"] = meta
+    _write_atomic(os.path.join(out, "tables.json"), json.dumps(tables, indent=2) + "\n")
+    _write_atomic(os.path.join(out, "tables.md"), markdown(tables))
+    plot(tables, out)
+    return tables
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(float(v)) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `eggroll-np bench tables`."""
+    p.add_argument("--out", metavar="DIR", required=True, help="directory for the results")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small models and budgets (every section still filled; about 5 minutes or less)",
+    )
+    p.add_argument(
+        "--sizes", type=_ints, metavar="P,P,...", help="model_size: parameter counts (e.g. 1e6)"
+    )
+    p.add_argument("--populations", type=_ints, metavar="N,N,...", help="population_scaling")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="T",
+        help="BLAS threads (default 1, as `train`; 0 leaves BLAS as it is)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply every generation/epoch budget by F (default 1)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """FULL or QUICK with the overrides given on the command line."""
+    s = QUICK if args.quick else FULL
+    if args.sizes:
+        s = dataclasses.replace(s, sizes=args.sizes)
+    if args.populations:
+        odd = [n for n in args.populations if n % 2]
+        if odd:
+            raise ValueError(f"--populations must be even (antithetic pairs), got {odd}")
+        s = dataclasses.replace(s, populations=args.populations)
+    if not args.budget > 0:
+        raise ValueError(f"--budget must be > 0, got {args.budget}")
+    return s.scaled(args.budget)
+
+
+def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    """Run `eggroll-np bench tables` from parsed arguments."""
+    settings = settings_from_args(args)
+    command = "eggroll-np " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+    def say(message: str) -> None:
+        print(f"[tables] {message}", file=sys.stderr, flush=True)
+
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    from ..tuning import retain_heap_memory
+
+    retain_heap_memory()  # as `bench` and `train`: freed large arrays are reused
+    tables = run_tables(args.out, settings, command, say, args.threads)
+    print(markdown(tables))
+    print(f"wrote {os.path.join(args.out, 'tables.json')}, tables.md and plots")
+    return 0

@@ -1,0 +1,194 @@
+"""`cnn`: the Simple CNN (Conv2d -> Conv2d -> Linear -> Linear) on digits (8x8) or MNIST."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..population import Population
+from . import convnet
+from .common import Task, Workload, check_options, generation_rng, log_softmax, parse_sizes
+
+__all__ = ["WORKLOAD", "DEFAULTS", "BASELINE", "load_images", "make", "sgd_baseline"]
+
+DEFAULTS: dict[str, Any] = {
+    "population": 256,
+    "sigma": 0.05,
+    "lr": 0.01,
+    "rank": 1,
+    "generations": 400,
+    "optimizer": "adam",
+    "shaping": "centered_rank",
+    "channels": (8, 16),
+    "hidden": 32,
+    "batch": 128,
+    "data": None,
+    "test_fraction": 0.2,
+    "baseline": True,
+}
+
+BASELINE = "SGD (momentum 0.9, exact backprop gradients) on the same CNN"
+
+
+def load_images(config: Mapping[str, Any]) -> tuple[np.ndarray, ...]:
+    """(x_train, y_train, x_test, y_test), images (R, 1, side, side) float32 in [0, 1].
+
+    scikit-learn's digits (8x8) without --data; MNIST (28x28) from --data (`mnist.load`).
+    """
+    if config["data"] is None:
+        from .digits import load
+
+        arrays = load(config["seed"], config["test_fraction"])
+    else:
+        from .mnist import load
+
+        arrays = load(config["data"])
+    x_tr, y_tr, x_te, y_te = arrays
+    side = int(round(np.sqrt(x_tr.shape[1])))
+    if side * side != x_tr.shape[1]:
+        raise ValueError(f"--data: images of {x_tr.shape[1]} pixels are not square")
+    return (
+        x_tr.reshape(-1, 1, side, side),
+        y_tr,
+        x_te.reshape(-1, 1, side, side),
+        y_te,
+    )
+
+
+def _check(config: Mapping[str, Any]) -> None:
+    check_options(config, positive=("hidden", "batch"))
+    channels = config["channels"]
+    if len(tuple(channels)) != 2 or min(channels) < 1:
+        raise ValueError(f"--channels must be two integers >= 1, got {channels!r}")
+
+
+def make(config: Mapping[str, Any]) -> Task:
+    """The cnn Task: fitness = minus the cross-entropy on a minibatch shared by every member.
+
+    Both conv kernels are low-rank (their (O, C*3*3) matrix view); the minibatch is drawn from
+    (seed, generation), so a resumed run sees what an uninterrupted one saw.
+    """
+    _check(config)
+    seed = int(config["seed"])
+    x_tr, y_tr, x_te, y_te = load_images(config)
+    classes = int(max(y_tr.max(), y_te.max())) + 1
+    batch = min(int(config["batch"]), len(x_tr))
+    params = convnet.init_cnn(
+        x_tr.shape[1:],
+        config["channels"],
+        int(config["hidden"]),
+        classes,
+        np.random.default_rng([seed, 1]),
+    )
+
+    def fitness(pop: Population) -> np.ndarray:
+        rows = generation_rng(seed, pop.generation).choice(len(x_tr), batch, replace=False)
+        logits = convnet.cnn_population_forward(pop, x_tr[rows])  # (N, B, classes)
+        logp = np.take_along_axis(log_softmax(logits), y_tr[rows][None, :, None], axis=2)
+        return logp[..., 0].mean(axis=1, dtype=np.float64)
+
+    def accuracy(p: Any, x: np.ndarray, y: np.ndarray) -> float:
+        hits = sum(
+            int((convnet.cnn_forward(p, x[i : i + 1024]).argmax(axis=1) == y[i : i + 1024]).sum())
+            for i in range(0, len(x), 1024)
+        )
+        return hits / len(x)
+
+    def evaluate(p: Any) -> dict[str, float]:
+        return {"train_accuracy": accuracy(p, x_tr, y_tr), "test_accuracy": accuracy(p, x_te, y_te)}
+
+    def monitor(p: Any) -> dict[str, float]:
+        return {"test_accuracy": accuracy(p, x_te, y_te)}
+
+    def baseline() -> dict[str, float]:
+        return sgd_baseline(config, x_tr, y_tr, x_te, y_te)
+
+    return Task(
+        params=params,
+        fitness=fitness,
+        batched=True,
+        evaluate=evaluate,
+        monitor=monitor,
+        baseline=baseline if config["baseline"] else None,
+        es_options={"lowrank": convnet.lowrank_kernels(params)},
+    )
+
+
+def sgd_baseline(
+    config: Mapping[str, Any],
+    x_tr: np.ndarray,
+    y_tr: np.ndarray,
+    x_te: np.ndarray,
+    y_te: np.ndarray,
+    epochs: int = 30,
+    lr: float = 0.05,
+) -> dict[str, float]:
+    """`BASELINE`: the same CNN from the same initial params, minibatches of 64, `epochs` passes."""
+    from .backprop import cnn_loss_and_grad, sgd
+
+    seed = int(config["seed"])
+    params = convnet.init_cnn(
+        x_tr.shape[1:],
+        config["channels"],
+        int(config["hidden"]),
+        int(max(y_tr.max(), y_te.max())) + 1,
+        np.random.default_rng([seed, 1]),
+    )
+    per_epoch = max(1, len(x_tr) // 64)
+
+    def batches():
+        for epoch in range(epochs):
+            order = np.random.default_rng([seed, 9, epoch]).permutation(len(x_tr))
+            for k in range(per_epoch):
+                rows = order[k * 64 : (k + 1) * 64]
+                yield x_tr[rows], y_tr[rows]
+
+    result = sgd(params, cnn_loss_and_grad, batches(), epochs * per_epoch, lr)
+    pred = convnet.cnn_forward(result["params"], x_te).argmax(axis=1)
+    return {
+        "baseline_test_accuracy": float((pred == y_te).mean()),
+        "baseline_train_s": round(result["train_s"], 2),
+    }
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    d = DEFAULTS
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="MNIST (28x28) as for `train mnist --data` (default: scikit-learn's 8x8 digits)",
+    )
+    p.add_argument(
+        "--channels",
+        type=parse_sizes,
+        help=f"output channels of the two convolutions (default {d['channels'][0]},"
+        f"{d['channels'][1]})",
+    )
+    p.add_argument("--hidden", type=int, help=f"width of the first Linear (default {d['hidden']})")
+    p.add_argument(
+        "--batch", type=int, help=f"minibatch images per generation (default {d['batch']})"
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        help=f"digits only: held-out fraction (default {d['test_fraction']})",
+    )
+    p.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        help=f"also train the CNN by {BASELINE} and print it beside the result (default on)",
+    )
+
+
+WORKLOAD = Workload(
+    name="cnn",
+    help="Simple CNN (Conv2d-Conv2d-Linear-Linear, low-rank conv kernels) on digits or MNIST; "
+    "SGD backprop baseline beside it",
+    metric="test_accuracy",
+    defaults=DEFAULTS,
+    add_arguments=_add_arguments,
+    make=make,
+)
