@@ -104,13 +104,25 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 def resolve_config(
     w: Workload, overrides: Mapping[str, Any], saved: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Defaults, then a resumed run's saved options, then the options given (None = not given)."""
+    """Defaults, a recipe's values, a resumed run's saved options, then the options given.
+
+    None means "not given". The recipe (`--recipe`, workloads that have recipes) comes from the
+    options given or else from the saved run.
+    """
     config: dict[str, Any] = {**w.defaults, "seed": 0}
-    if saved:
-        config.update({k: v for k, v in saved.items() if k in config})
     unknown = sorted(set(overrides) - set(config))
     if unknown:
         raise TypeError(f"{w.name} has no option(s) {', '.join(unknown)}")
+    recipe = overrides.get("recipe") or (saved or {}).get("recipe")
+    if recipe is not None:
+        if recipe not in w.recipes:
+            raise ValueError(
+                f"--recipe must be one of {sorted(w.recipes)} for {w.name}, got {recipe!r}"
+            )
+        config.update(w.recipes[recipe])
+        config["recipe"] = recipe
+    if saved:
+        config.update({k: v for k, v in saved.items() if k in config})
     config.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(config.get("hidden"), list):
         config["hidden"] = tuple(config["hidden"])

@@ -65,11 +65,13 @@ def make(config: Mapping[str, Any]) -> Task:
         windows = corpus.training_windows(
             train, generation_rng(seed, pop.generation), batch, length
         )
-        out = recurrent.population_logits(pop, windows[:, :-1])  # (N, B, T, 256)
+        out = recurrent.population_logits(pop, windows[:, :-1])  # (N, T, B, 256)
+        target = np.take_along_axis(out, windows[:, 1:].T[None, :, :, None], axis=-1)
         top = out.max(axis=-1, keepdims=True)
-        logz = np.log(np.exp(out - top).sum(axis=-1)) + top[..., 0]
-        target = np.take_along_axis(out, windows[None, :, 1:, None], axis=-1)[..., 0]
-        return (target - logz).mean(axis=(1, 2), dtype=np.float64)
+        out -= top
+        np.exp(out, out=out)
+        logz = np.log(out.sum(axis=-1)) + top[..., 0]
+        return (target[..., 0] - logz).mean(axis=(1, 2), dtype=np.float64)
 
     baselines = {
         "unigram_bits_per_byte": corpus.unigram_bits_per_byte(train, val),

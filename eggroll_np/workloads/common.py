@@ -66,6 +66,8 @@ class Workload:
             generations, optimizer, shaping, ...) and the workload's own ones.
         add_arguments: adds the workload's own options to an argparse parser (defaults None).
         make: config (a mapping with every key of `defaults`, plus seed) -> Task.
+        recipes: named sets of option values (`--recipe NAME`) that replace the defaults; options
+            given explicitly still win.
     """
 
     name: str
@@ -74,6 +76,7 @@ class Workload:
     defaults: Mapping[str, Any]
     add_arguments: Callable[[argparse.ArgumentParser], None]
     make: Callable[[Mapping[str, Any]], Task]
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:

@@ -54,17 +54,21 @@ def init_lm(
     }
 
 
-def scan(z: np.ndarray, c: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
-    """h_t = (1 - z_t) h_(t-1) + z_t c_t along axis -2 of z, c (..., T, H); h_(-1) = h0 or 0.
+def scan(z: np.ndarray, c: np.ndarray, axis: int, h0: np.ndarray | None = None) -> np.ndarray:
+    """h_t = (1 - z_t) h_(t-1) + z_t c_t along `axis` (time) of z and c; h_(-1) = h0 or 0.
 
-    Returns a new (..., T, H) array; z and c are not modified.
+    Returns a new array shaped like z; z and c are not modified. h0 has z's shape without the
+    time axis.
     """
     h = z * c
     a = 1.0 - z
+    hv, av = np.moveaxis(h, axis, 0), np.moveaxis(a, axis, 0)  # views, time first
     if h0 is not None:
-        h[..., 0, :] += a[..., 0, :] * h0
-    for t in range(1, h.shape[-2]):
-        h[..., t, :] += a[..., t, :] * h[..., t - 1, :]
+        hv[0] += av[0] * h0
+    tmp = np.empty_like(hv[0])
+    for t in range(1, hv.shape[0]):
+        np.multiply(av[t], hv[t - 1], out=tmp)  # no temporary per step
+        hv[t] += tmp
     return h
 
 
@@ -84,23 +88,26 @@ def logits(
     for j, cell in enumerate(params["cells"]):
         z = _sigmoid(h @ cell["Wz"] + cell["bz"])
         c = np.tanh(h @ cell["Wh"] + cell["bh"])
-        h = scan(z, c, None if state is None else state[j])
+        h = scan(z, c, axis=1, h0=None if state is None else state[j])
         final.append(h[..., -1, :].copy())
     return h @ params["head"]["W"] + params["head"]["b"], final
 
 
 def population_logits(pop: Population, ids: np.ndarray) -> np.ndarray:
-    """Every member's logits (N, B, T, 256) for shared byte ids (B, T)."""
+    """Every member's logits for shared byte ids (B, T), TIME-MAJOR: (N, T, B, 256).
+
+    Time-major rows make each step of the recurrence a slice of N contiguous (B, H) blocks.
+    """
     b, t = ids.shape
-    h = pop.embed(ids, "embed")  # (N, B, T, d): each member's own embedding rows
+    h = pop.embed(np.ascontiguousarray(ids.T), "embed")  # (N, T, B, d), each member's rows
     n = h.shape[0]
-    h = h.reshape(n, b * t, -1)
+    h = h.reshape(n, t * b, -1)
     layers = sum(1 for p in pop.paths if p.startswith("cells/") and p.endswith("/Wz"))
     for j in range(layers):
         z = pop.linear(h, f"cells/{j}/Wz", f"cells/{j}/bz", activation="sigmoid")
         c = pop.linear(h, f"cells/{j}/Wh", f"cells/{j}/bh", activation="tanh")
-        h = scan(z.reshape(n, b, t, -1), c.reshape(n, b, t, -1)).reshape(n, b * t, -1)
-    return pop.linear(h, "head/W", "head/b").reshape(n, b, t, -1)
+        h = scan(z.reshape(n, t, b, -1), c.reshape(n, t, b, -1), axis=1).reshape(n, t * b, -1)
+    return pop.linear(h, "head/W", "head/b").reshape(n, t, b, -1)
 
 
 def bits_per_byte(params: dict[str, Any], text: np.ndarray, chunk: int = 4096) -> float:
