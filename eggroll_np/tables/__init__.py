@@ -111,6 +111,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--populations", type=_ints, metavar="N,N,...", help="population_scaling")
     p.add_argument(
+        "--population",
+        type=int,
+        metavar="N",
+        help="population of every other table (default 256, the reference pages' setting)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -136,6 +142,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if odd:
             raise ValueError(f"--populations must be even (antithetic pairs), got {odd}")
         s = dataclasses.replace(s, populations=args.populations)
+    if args.population is not None:
+        if args.population < 2 or args.population % 2:
+            raise ValueError(f"--population must be even and >= 2, got {args.population}")
+        s = dataclasses.replace(s, population=args.population)
     if not args.budget > 0:
         raise ValueError(f"--budget must be > 0, got {args.budget}")
     return s.scaled(args.budget)

@@ -27,6 +27,7 @@ __all__ = [
     "param_count",
     "traced",
     "median_generation_s",
+    "setup_generation",
     "measure_mlp_generation",
 ]
 
@@ -62,16 +63,26 @@ def traced(fn: Callable[[], Any]) -> tuple[Any, int]:
 
 
 def median_generation_s(
-    params: Any, fitness: Callable[[Any], Any], state: es.ESState, batched: bool, repeats: int
+    params: Any,
+    fitness: Callable[[Any], Any],
+    state: es.ESState,
+    batched: bool,
+    repeats: int,
+    budget_s: float = 30.0,
 ) -> float:
-    """Median seconds of `repeats` generations, each on a fresh generation's noise."""
+    """Median seconds of up to `repeats` generations, each on a fresh generation's noise.
+
+    Stops early (after at least one) once the timed generations have taken `budget_s`.
+    """
     states = fresh_states(state)
-    times = []
+    times: list[float] = []
     for k in range(1, repeats + 1):
         s = states(k)
         t0 = time.perf_counter()
         es.step(params, fitness, s, batched=batched)
         times.append(time.perf_counter() - t0)
+        if sum(times) >= budget_s:
+            break
     return statistics.median(times)
 
 
@@ -98,6 +109,30 @@ def _fitness(method: str, x: np.ndarray, y: np.ndarray) -> tuple[Callable[[Any],
     return member, False
 
 
+def setup_generation(
+    sizes: tuple[int, ...], population: int, method: str, seed: int = 0
+) -> tuple[Any, Callable[[Any], Any], es.ESState, bool]:
+    """(params, fitness, state, batched) of one method on the MLP `sizes`: what is timed.
+
+    The fitness is minus the MSE to fixed random targets on 16 shared input rows.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    x, y = _problem(sizes, seed)
+    fitness, batched = _fitness(method, x, y)
+    params = init_mlp(sizes, np.random.default_rng([seed, 12]))
+    state = es.init(
+        params,
+        population=population,
+        sigma=0.01,
+        lr=0.001,
+        rank=1,
+        seed=seed,
+        noise="lowrank" if method == "eggroll" else "full",
+    )
+    return params, fitness, state, batched
+
+
 def measure_mlp_generation(
     sizes: tuple[int, ...], population: int, method: str, repeats: int, seed: int = 0
 ) -> dict[str, Any]:
@@ -110,21 +145,13 @@ def measure_mlp_generation(
     Returns:
         {"params", "population", "seconds", "peak_mb"}.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    x, y = _problem(sizes, seed)
-    fitness, batched = _fitness(method, x, y)
-    noise = "lowrank" if method == "eggroll" else "full"
 
-    def setup_and_step() -> tuple[Any, es.ESState]:
-        params = init_mlp(sizes, np.random.default_rng([seed, 12]))
-        state = es.init(
-            params, population=population, sigma=0.01, lr=0.001, rank=1, seed=seed, noise=noise
-        )
+    def setup_and_step() -> tuple[Any, Callable[[Any], Any], es.ESState, bool]:
+        params, fitness, state, batched = setup_generation(sizes, population, method, seed)
         es.step(params, fitness, state, batched=batched)  # also the warm-up of the timing
-        return params, state
+        return params, fitness, state, batched
 
-    (params, state), peak = traced(setup_and_step)
+    (params, fitness, state, batched), peak = traced(setup_and_step)
     seconds = median_generation_s(params, fitness, state, batched, repeats)
     return {
         "params": param_count(sizes),

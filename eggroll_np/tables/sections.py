@@ -67,7 +67,7 @@ QUICK = Settings(
     cnn_generations=15,
     sgd_epochs=2,
     repeats=2,
-    max_standard_s=5.0,
+    max_standard_s=60.0,
 )
 
 
