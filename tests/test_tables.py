@@ -59,6 +59,17 @@ def test_bench_tables_quick_writes_every_section(tmp_path, capsys):
     for png in ("model_size.png", "population_scaling.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## cnn" in capsys.readouterr().out
+    # --only re-measures one section and keeps the others
+    before = data["model_size"]
+    rc = cli.main(
+        ["bench", "tables", "--quick", "--only", "rank", "--population", "16", "--budget", "0.05",
+         "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    again = json.loads((out / "tables.json").read_text())
+    assert again["model_size"] == before
+    assert "--only rank" in again["rank"]["measured_by"]["command"]
+    assert set(tables.SECTIONS) <= set(again)
 
 
 def test_mlp_sizes_hit_the_requested_parameter_counts():
@@ -98,4 +109,6 @@ def test_bad_options_are_rejected(tmp_path):
     with pytest.raises(SystemExit) as exc:
         cli.main(["bench", "tables", "--populations", "7", "--out", str(tmp_path)])
     assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "tables", "--only", "nope", "--out", str(tmp_path / "x")])
     assert not any(tmp_path.iterdir())  # nothing written

@@ -45,21 +45,42 @@ def _machine() -> str:
     return text
 
 
+def _previous(path: str) -> dict[str, Any]:
+    """The tables of an earlier run in `path` (empty when there is none)."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path!r} is not a tables.json: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path!r} is not a tables.json: not an object")
+    return data
+
+
 def run_tables(
     out: str,
     settings: Settings,
     command: str = "",
     say: Callable[[str], None] | None = None,
     threads: int = 1,
+    only: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Measure every section with `settings`; write tables.json, tables.md and the plots to `out`.
 
-    `threads` limits BLAS as `eggroll-np train --threads` does (1: the population's many small
-    GEMMs run fastest on one thread; both methods get the same setting).
+    `only` measures just those sections and keeps the others of an earlier tables.json in
+    `out` (each section records the command and machine that measured it). `threads` limits
+    BLAS as `eggroll-np train --threads` does (1: the population's many small GEMMs run fastest
+    on one thread; both methods get the same setting).
 
     Returns:
         The tables: {section name: {..., "rows": [...]}, "meta": {...}}.
     """
+    names = list(SECTIONS) if only is None else list(only)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise ValueError(f"--only: unknown section(s) {unknown}; choose from {list(SECTIONS)}")
     say = say or (lambda _m: None)
     os.makedirs(out, exist_ok=True)
     meta: dict[str, Any] = {
@@ -68,19 +89,21 @@ def run_tables(
         "settings": dataclasses.asdict(settings),
         "blas_threads": threads,
     }
-    tables: dict[str, Any] = {}
+    json_path = os.path.join(out, "tables.json")
+    tables: dict[str, Any] = {} if only is None else _previous(json_path)
     start = time.perf_counter()
     with blas_threads(threads):
-        for name, section in SECTIONS.items():
+        for name in names:
             t0 = time.perf_counter()
-            tables[name] = section(settings, lambda m, name=name: say(f"{name}: {m}"))
+            tables[name] = SECTIONS[name](settings, lambda m, name=name: say(f"{name}: {m}"))
             tables[name]["section_s"] = round(time.perf_counter() - t0, 1)
+            tables[name]["measured_by"] = {"command": command, "machine": meta["machine"]}
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     meta["wall_s"] = time.perf_counter() - start
     if load is not None:
         meta["machine"] += f", {load[0]:.1f} at the end"
     tables["meta"] = meta
-    _write_atomic(os.path.join(out, "tables.json"), json.dumps(tables, indent=2) + "\n")
+    _write_atomic(json_path, json.dumps(tables, indent=2) + "\n")
     _write_atomic(os.path.join(out, "tables.md"), markdown(tables))
     plot(tables, out)
     return tables
@@ -117,6 +140,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="population of every other table (default 256, the reference pages' setting)",
     )
     p.add_argument(
+        "--only",
+        type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()),
+        metavar="SECTION,...",
+        help=f"measure only these sections ({', '.join(SECTIONS)}) and keep the others of an "
+        "earlier run in --out",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -151,10 +181,28 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return s.scaled(args.budget)
 
 
-def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+def _command(args: argparse.Namespace) -> str:
+    """The command line that `args` stands for (recorded beside the figures)."""
+    parts = ["eggroll-np", "bench", "tables"]
+    if args.quick:
+        parts.append("--quick")
+    for key in ("sizes", "populations", "only"):
+        value = getattr(args, key)
+        if value:
+            parts += [f"--{key}", ",".join(str(v) for v in value)]
+    if args.population is not None:
+        parts += ["--population", str(args.population)]
+    if args.budget != 1.0:
+        parts += ["--budget", str(args.budget)]
+    if args.threads != 1:
+        parts += ["--threads", str(args.threads)]
+    return shlex.join([*parts, "--out", args.out])
+
+
+def main(args: argparse.Namespace) -> int:
     """Run `eggroll-np bench tables` from parsed arguments."""
     settings = settings_from_args(args)
-    command = "eggroll-np " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = _command(args)
 
     def say(message: str) -> None:
         print(f"[tables] {message}", file=sys.stderr, flush=True)
@@ -164,7 +212,7 @@ def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     from ..tuning import retain_heap_memory
 
     retain_heap_memory()  # as `bench` and `train`: freed large arrays are reused
-    tables = run_tables(args.out, settings, command, say, args.threads)
+    tables = run_tables(args.out, settings, command, say, args.threads, args.only)
     print(markdown(tables))
     print(f"wrote {os.path.join(args.out, 'tables.json')}, tables.md and plots")
     return 0

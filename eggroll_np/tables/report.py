@@ -116,8 +116,8 @@ def markdown(tables: Mapping[str, Any]) -> str:
     meta = tables.get("meta", {})
     if meta:
         lines += [
-            f"Command: `{meta.get('command', '')}`; machine: {meta.get('machine', '')}; "
-            f"{meta.get('wall_s', 0):.0f} s in all.",
+            f"Last command: `{meta.get('command', '')}`; machine: {meta.get('machine', '')}; "
+            f"{meta.get('wall_s', 0):.0f} s.",
             "",
             'Standard ES is the library\'s `noise="full"` path evaluated member by member '
             "(each dense perturbation regenerated from its counters and dropped after use); "
@@ -134,6 +134,9 @@ def markdown(tables: Mapping[str, Any]) -> str:
                 r["speedup"] = _ratio(r.get("standard_es_s"), r.get("eggroll_s"))
         lines += [f"## {name}", "", f"Reference pages claim: {CLAIMS[name]}.", ""]
         lines += [f"Ours: {_describe(name, section)}", ""]
+        by = section.get("measured_by")
+        if by:
+            lines += [f"Measured by `{by['command']}` ({by['machine']}).", ""]
         lines += _table(rows, columns)
         for why in section.get("skipped", []):
             lines.append(f"\nSkipped: {why}.")
