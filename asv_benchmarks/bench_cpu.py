@@ -64,8 +64,7 @@ class Workload:
         state = egg.init(
             self.params_tree, population=self.w.population, sigma=0.02, lr=0.01, rank=1, seed=0
         )
-        # Every call evaluates a new generation, so its noise is generated anew (a state's
-        # noise cache would otherwise let repeated calls skip noise generation).
+        # Every call evaluates a new generation, with its own noise, as a real run does.
         self._states = bench.fresh_states(state)
         self._calls = 0
 

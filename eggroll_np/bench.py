@@ -116,9 +116,8 @@ def make_fitness(w: Workload, x: np.ndarray) -> Callable[[Any], np.ndarray]:
 def _median_time(fn: Callable[[Any], Any], repeats: int, make_arg: Callable[[int], Any]) -> float:
     """Median seconds of fn(make_arg(k)) over `repeats` calls after one warm-up call.
 
-    make_arg runs outside the timed region; it gives each call a fresh generation so that the
-    noise of every timed call is generated anew (a state's noise cache would otherwise make
-    every call after the first skip noise generation).
+    make_arg runs outside the timed region; it gives each call a fresh generation, so that
+    every timed call generates (other) noise, as a real run does.
     """
     fn(make_arg(0))  # warm-up: first-touch page faults, BLAS thread start
     times = []
@@ -131,10 +130,8 @@ def _median_time(fn: Callable[[Any], Any], repeats: int, make_arg: Callable[[int
 
 
 def fresh_states(state: Any) -> Callable[[int], Any]:
-    """k -> a copy of `state` at generation state.generation + k with an empty noise cache."""
-    from .population import NoiseCache
-
-    return lambda k: dataclasses.replace(state, generation=state.generation + k, cache=NoiseCache())
+    """k -> a copy of `state` at generation state.generation + k (other noise, made anew)."""
+    return lambda k: dataclasses.replace(state, generation=state.generation + k)
 
 
 def _interleaved(

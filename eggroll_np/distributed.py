@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import tree
+from . import _checks, tree
 from .backend import to_numpy
 
 __all__ = [
@@ -157,11 +157,6 @@ def _check_build(slot: int, worker: tuple[str, bool, str]) -> None:
 
 def _copy_if_numpy(x: Any) -> Any:
     return x.copy() if isinstance(x, np.ndarray) else x
-
-
-def _portable(state: Any) -> Any:
-    """The state without its transient noise cache (which may hold a whole epoch's factors)."""
-    return dataclasses.replace(state, cache=type(state.cache)())
 
 
 class _Replica:
@@ -317,16 +312,14 @@ class RayEvaluator:
         max_failures: int = 8,
         start_timeout: float = 300.0,
     ) -> None:
-        es = _engine()  # the engine's validators: same messages as egg.init
-        workers = es._int("workers", workers, 1)
-        cpus_per_worker = es._int("cpus_per_worker", cpus_per_worker, 1)
-        max_failures = es._int("max_failures", max_failures, 1)
-        if not callable(fitness):
-            raise TypeError(f"fitness must be callable, got {type(fitness).__name__}")
-        start_timeout = es._float("start_timeout", start_timeout, 0.0, True)
-        batched = es._bool("batched", batched)
-        factory = es._bool("factory", factory)
-        es.check_state(params, state)
+        workers = _checks.integer("workers", workers, 1)
+        cpus_per_worker = _checks.integer("cpus_per_worker", cpus_per_worker, 1)
+        max_failures = _checks.integer("max_failures", max_failures, 1)
+        _checks.callable_("fitness", fitness)
+        start_timeout = _checks.real("start_timeout", start_timeout, 0.0, True)
+        batched = _checks.boolean("batched", batched)
+        factory = _checks.boolean("factory", factory)
+        _engine().check_state(params, state)
         ray = _require_ray()
         self._ray = ray
         self._owns_ray = False
@@ -392,7 +385,7 @@ class RayEvaluator:
     def _snapshot_ref(self) -> Any:
         gen = int(self._state.generation)
         if self._snapshot is None or self._snapshot[0] != gen:
-            snap = (self._params, _portable(self._state))
+            snap = (self._params, self._state)
             ref = self._ray.put(snap)
             self._snapshot = (gen, ref)
             self._snapshot_bytes = _stored_nbytes(self._ray, ref, snap)
@@ -594,6 +587,6 @@ class RayEvaluator:
 
     def run(self, generations: int) -> tuple[Any, Any]:
         """Run `generations` generations; returns the final (params, state)."""
-        for _ in range(_engine()._int("generations", generations, 0)):
+        for _ in range(_checks.integer("generations", generations, 0)):
             self.step()
         return self._params, self._state

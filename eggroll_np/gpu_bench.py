@@ -195,9 +195,8 @@ def engine_state(setup: GpuSetup) -> Any:
 
 
 def fresh_generation_states(setup: GpuSetup) -> Callable[[], Any]:
-    """A callable giving, per call, the setup's run at its next generation with an empty noise
-    cache: every timed generation then generates its noise anew, as a real run does (reusing one
-    state would time every call after the first with the factors already cached)."""
+    """A callable giving, per call, the setup's run at its next generation: every timed
+    generation then generates its own noise, as a real run does."""
     from .bench import fresh_states
 
     states = fresh_states(engine_state(setup))

@@ -137,24 +137,26 @@ def get(name: Any) -> Optimizer:
 def hyperparams(name: str, **given: Any) -> Any:
     """The validated hyperparameters of optimizer `name` (defaults for those not given).
 
-    A hyperparameter of another optimizer (b1 with optimizer="sgd") is an error naming it:
-    silently ignoring it would hide a mistake in the run's configuration.
+    A hyperparameter of another optimizer (b1 with optimizer="sgd") is a ValueError naming it:
+    silently ignoring it would hide a mistake in the run's configuration. A name that is no
+    optimizer's hyperparameter is a TypeError (an unknown keyword argument).
     """
     opt = get(name)
-    fields = {f.name for f in dataclasses.fields(opt.hyperparams)}
+    fields = _fields(opt)
     for key in given:
         if key not in fields:
-            owners = [
-                o.name
-                for o in _REGISTRY.values()
-                if key in {f.name for f in dataclasses.fields(o.hyperparams)}
-            ]
-            valid = sorted(fields) or "none"
+            owners = [o.name for o in _REGISTRY.values() if key in _fields(o)]
+            if not owners:
+                raise TypeError(f"unexpected keyword argument {key!r}")
             raise ValueError(
-                f"{key} is a hyperparameter of {' and '.join(owners) or 'no optimizer'}, not of "
-                f"optimizer={name!r} (its hyperparameters: {valid})"
+                f"{key} is a hyperparameter of {' and '.join(owners)}, not of "
+                f"optimizer={name!r} (its hyperparameters: {sorted(fields) or 'none'})"
             )
     return opt.hyperparams(**given)
+
+
+def _fields(opt: Optimizer) -> set[str]:
+    return {f.name for f in dataclasses.fields(opt.hyperparams)}
 
 
 class OptimizerConfig(Protocol):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from eggroll_np import noise, tree
-from eggroll_np.population import NoiseKind
+from eggroll_np.config import NoiseKind
 
 __all__ = ["unit_noise", "FakeGpuArray", "patch_fake_cupy"]
 
