@@ -33,6 +33,8 @@ __all__ = [
 _U32 = 1 << 32
 _U64 = 1 << 64
 _STREAM_VALUES = 1 << 34  # 2^32 Philox blocks of 4 values each
+# Values of one stream the pure-NumPy fallback generates at a time (its temporaries: ~2.5 MiB).
+_REFERENCE_PIECE = 1 << 16
 
 
 def check_seed(seed: Any) -> int:
@@ -122,9 +124,11 @@ def _fill(seed: int, leaf: int, keys: np.ndarray, epoch: int, offset: int, out: 
         )
     elif _ext.core is not None:
         _ext.core.fill_normals(seed, leaf, keys, epoch, offset, out)
-    else:
+    else:  # no C++ core: the reference, in pieces (it holds ~40 bytes of temporaries a value)
         for i, k in enumerate(keys):
-            out[i] = _reference.normals(seed, leaf, int(k), epoch, count, offset)
+            for a in range(0, count, _REFERENCE_PIECE):
+                b = min(count, a + _REFERENCE_PIECE)
+                out[i, a:b] = _reference.normals(seed, leaf, int(k), epoch, b - a, offset + a)
     return out
 
 
