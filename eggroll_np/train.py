@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from . import checkpoint, es, optim, shaping
+from . import _checks, checkpoint, es, optim, shaping
 from .cli import command
 from .workloads import NAMES, Task, Workload, get
 
@@ -114,9 +114,7 @@ def resolve_config(
     config.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(config.get("hidden"), list):
         config["hidden"] = tuple(config["hidden"])
-    g = config["generations"]
-    if isinstance(g, bool) or not isinstance(g, int) or g < 0:
-        raise ValueError(f"--generations must be an integer >= 0, got {g!r}")
+    _checks.integer("--generations", config["generations"], 0)
     return config
 
 
@@ -237,12 +235,9 @@ def run(
     Returns:
         The summary: workload, generations, wall_s, the evaluation's values, the baseline's.
     """
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ValueError(f"--threads must be an integer >= 0, got {threads!r}")
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise ValueError(f"--workers must be an integer >= 1, got {workers!r}")
+    threads = _checks.integer("--threads", threads, 0)
+    if workers is not None:
+        workers = _checks.integer("--workers", workers, 1)
     with _blas_threads(threads):
         return _train(
             name, out, resume, progress, checkpoint_every, overrides, workers, ray_address
@@ -272,12 +267,7 @@ def _train(
     ray_address: str | None = None,
 ) -> dict[str, Any]:
     w = get(name)
-    if (
-        isinstance(checkpoint_every, bool)
-        or not isinstance(checkpoint_every, int)
-        or checkpoint_every < 1
-    ):
-        raise ValueError(f"--checkpoint-every must be an integer >= 1, got {checkpoint_every!r}")
+    checkpoint_every = _checks.integer("--checkpoint-every", checkpoint_every, 1)
     config = resolve_config(w, overrides, _saved_config(resume, name) if resume else None)
     if resume:
         params, state = _resume_state(resume, config, overrides)
