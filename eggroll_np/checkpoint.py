@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_xp, to_numpy
 from . import optim
+from .backend import get_xp, to_numpy
 from .config import ESConfig
 from .es import ESState, check_state
 from .tree import TreeSpec

@@ -1,9 +1,10 @@
 """The ES engine: `init`, `ask`, `tell`, `step` and `ESState` (plain data, nothing mutable).
 
 One generation: `ask` gives the `Population` of the current generation, the user (or `step`)
-evaluates it, and `tell` shapes the fitness, estimates the gradient from the same noise and
-applies the optimizer (docs/noise-contract.md, "Update"). Every argument is validated before anything is
-computed, and no input (params, state, fitness) is ever modified.
+evaluates it, and `tell` shapes the fitness, estimates the gradient from the same noise
+(`gradient.estimate`) and applies the optimizer (docs/noise-contract.md, "Update"). Every
+argument is validated before anything is computed, and no input (params, state, fitness) is
+ever modified.
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np import tree
-from eggroll_np.config import ESConfig, make_config
-from eggroll_np.config import NoiseKind
+from eggroll_np.config import ESConfig, NoiseKind, make_config
 from eggroll_np.tree import check_params
 
 from .engine_helpers import FakeGpuArray, patch_fake_cupy, unit_noise

@@ -50,7 +50,11 @@ def _digest(tree: dict[str, np.ndarray]) -> str:
 PINNED = [
     ("batched", {}, "774dd0db3df232f4ab7d90653994c3b81a2e3d35459d7d81cf4379a5aa6d78c2"),
     ("blackbox", {}, "774dd0db3df232f4ab7d90653994c3b81a2e3d35459d7d81cf4379a5aa6d78c2"),
-    ("batched", {"noise_reuse": 2}, "af2a623bbfae23f45717f1909582a5f6a0317ca20735e0dfba5d91a51116d53f"),
+    (
+        "batched",
+        {"noise_reuse": 2},
+        "af2a623bbfae23f45717f1909582a5f6a0317ca20735e0dfba5d91a51116d53f",
+    ),
     (
         "blackbox",
         {"noise": "full", "optimizer": "momentum", "weight_decay": 0.1},
@@ -75,6 +79,7 @@ def test_a_0_1_0_checkpoint_loads_and_resumes_bit_identically() -> None:
     p, state = egg.load(DATA / "checkpoint_0.1.0.npz")
     assert state.generation == 2
     assert state.config.optimizer == "adam"
-    assert state.config.population == 8 and state.config.seed == 3
+    assert (state.config.population, state.config.seed) == (8, 3)
+    assert state.config.hyperparams == egg.optim.Adam(b1=0.8)
     p, state = egg.step(p, _blackbox, state)
     assert _digest(p) == "0aabc98445966604304d83e3e3b5dc0352340002e5b0da400e6cf928cb7598c7"
