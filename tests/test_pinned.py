@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 import eggroll_np as egg
+from eggroll_np import _ext
 
+# The digests come from the C++ core's kernels (noise, fused low-rank correction, fused Adam);
+# the pure-NumPy fallback rounds differently (within the contract's tolerance, not bit for bit).
+pytestmark = pytest.mark.skipif(
+    _ext.core is None, reason=f"digests recorded with the C++ core, not built: {_ext.core_error}"
+)
 DATA = Path(__file__).parent / "data"
 X = np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32)
 
