@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import _checks
 from ..tuning import blas_threads
 from .report import CLAIMS, markdown, plot
 from .sections import FULL, QUICK, SECTIONS, Settings
@@ -173,12 +174,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise ValueError(f"--populations must be even (antithetic pairs), got {odd}")
         s = dataclasses.replace(s, populations=args.populations)
     if args.population is not None:
-        if args.population < 2 or args.population % 2:
-            raise ValueError(f"--population must be even and >= 2, got {args.population}")
+        if _checks.integer("--population", args.population, 2) % 2:
+            raise ValueError(f"--population must be even (antithetic pairs), got {args.population}")
         s = dataclasses.replace(s, population=args.population)
-    if not args.budget > 0:
-        raise ValueError(f"--budget must be > 0, got {args.budget}")
-    return s.scaled(args.budget)
+    return s.scaled(_checks.real("--budget", args.budget, 0.0, lo_open=True))
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -207,8 +206,7 @@ def main(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(f"[tables] {message}", file=sys.stderr, flush=True)
 
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    _checks.integer("--threads", args.threads, 0)
     from ..tuning import retain_heap_memory
 
     retain_heap_memory()  # as `bench` and `train`: freed large arrays are reused

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from ..population import Population
 from . import corpus, recurrent
 from .common import Task, Workload, check_options, generation_rng
@@ -44,9 +45,7 @@ def make(config: Mapping[str, Any]) -> Task:
     ever evaluated.
     """
     check_options(config, positive=("embed", "hidden", "layers", "batch", "length"))
-    sample_bytes = config["sample_bytes"]
-    if isinstance(sample_bytes, bool) or not isinstance(sample_bytes, int) or sample_bytes < 0:
-        raise ValueError(f"--sample-bytes must be an integer >= 0, got {sample_bytes!r}")
+    sample_bytes = _checks.integer("--sample-bytes", config["sample_bytes"], 0)
     seed = int(config["seed"])
     data, _source = corpus.load_text(config["data"])
     train, val = corpus.split(data, config["val_fraction"])

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from ..population import Population
 from . import convnet
 from .common import Task, Workload, check_options, generation_rng, log_softmax, parse_sizes
@@ -60,9 +61,11 @@ def load_images(config: Mapping[str, Any]) -> tuple[np.ndarray, ...]:
 
 def _check(config: Mapping[str, Any]) -> None:
     check_options(config, positive=("hidden", "batch"))
-    channels = config["channels"]
-    if len(tuple(channels)) != 2 or min(channels) < 1:
-        raise ValueError(f"--channels must be two integers >= 1, got {channels!r}")
+    channels = tuple(config["channels"])
+    if len(channels) != 2:
+        raise ValueError(f"--channels must be two integers, got {config['channels']!r}")
+    for c in channels:
+        _checks.integer("--channels", c, 1)
 
 
 def make(config: Mapping[str, Any]) -> Task:

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from .. import _checks
+
 __all__ = [
     "VOCAB",
     "load_text",
@@ -77,9 +79,8 @@ def split(data: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray
 
     One contiguous tail, not random windows: no training window can overlap the held-out text.
     """
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise ValueError(f"--val-fraction must be in (0, 1), got {val_fraction}")
-    n_val = int(round(len(data) * float(val_fraction)))
+    val_fraction = _checks.real("--val-fraction", val_fraction, 0.0, lo_open=True, hi=1.0)
+    n_val = int(round(len(data) * val_fraction))
     if n_val < 2 or len(data) - n_val < 2:
         raise ValueError(
             f"--val-fraction {val_fraction} of {len(data)} bytes leaves a split under 2 bytes"
