@@ -115,9 +115,11 @@ def test_charlm_population_logits_match_each_member():
     task = get("charlm").make(config)
     state = _init(task, config)
     pop = egg.ask(task.params, state)
-    ids = np.random.default_rng(0).integers(0, 256, (3, 7))
+    vocab_size = task.params["embed"].shape[0]
+    assert 90 < vocab_size < 120  # the bytes of pydoc_data's training split, plus one
+    ids = np.random.default_rng(0).integers(0, vocab_size, (3, 7))
     got = recurrent.population_logits(pop, ids)  # time-major
-    assert got.shape == (4, 7, 3, 256)
+    assert got.shape == (4, 7, 3, vocab_size)
     for i in range(4):
         want, _ = recurrent.logits(pop.member(i), ids)
         np.testing.assert_allclose(got[i].transpose(1, 0, 2), want, rtol=1e-4, atol=1e-5)
@@ -125,15 +127,23 @@ def test_charlm_population_logits_match_each_member():
 
 def test_charlm_bits_per_byte_and_carried_state():
     rng = np.random.default_rng(1)
-    params = recurrent.init_lm(256, 8, 12, 2, rng)
-    text = rng.integers(0, 256, 50).astype(np.uint8)
+    vocab = corpus.Vocabulary(corpus.encode("abcdefgh"))
+    assert vocab.size == 9
+    assert vocab.unseen == 248
+    params = recurrent.init_lm(vocab.size, 8, 12, 2, rng)
+    text = corpus.encode("abcxhgfedcbaxxha" * 3)  # 'x' was never seen in training
     # chunked evaluation carries the state: same value as one chunk
-    one = recurrent.bits_per_byte(params, text, chunk=1000)
-    assert recurrent.bits_per_byte(params, text, chunk=7) == pytest.approx(one, rel=1e-9)
-    out, _ = recurrent.logits(params, text[None, :-1].astype(np.int64))
+    one = recurrent.bits_per_byte(params, text, vocab, chunk=1000)
+    assert recurrent.bits_per_byte(params, text, vocab, chunk=7) == pytest.approx(one, rel=1e-9)
+    tokens = vocab.to_token[text]
+    out, _ = recurrent.logits(params, tokens[None, :-1])
     logp = out[0] - np.log(np.exp(out[0]).sum(-1, keepdims=True))
-    want = -logp[np.arange(49), text[1:]].mean() / np.log(2)
-    assert one == pytest.approx(want, rel=1e-6)
+    bits = -logp[np.arange(len(text) - 1), tokens[1:]] / np.log(2)
+    bits += np.where(text[1:] == ord("x"), np.log2(248), 0.0)  # one of the 248 unseen bytes
+    assert one == pytest.approx(bits.mean(), rel=1e-6)
+    drawn = recurrent.sample(params, text[:5], 40, vocab, np.random.default_rng(0), 1.0)
+    assert drawn.dtype == np.uint8
+    assert drawn.shape == (40,)
 
 
 def test_charlm_learns_on_a_small_file_and_reports_baselines(tmp_path, capsys):

@@ -16,18 +16,18 @@ from .common import Task, Workload, check_options, generation_rng
 __all__ = ["WORKLOAD", "DEFAULTS", "make"]
 
 DEFAULTS: dict[str, Any] = {
-    "population": 256,
+    "population": 128,
     "sigma": 0.03,
     "lr": 0.02,
     "rank": 1,
-    "generations": 600,
+    "generations": 400,
     "optimizer": "adam",
     "shaping": "centered_rank",
     "data": None,
     "val_fraction": 0.1,
     "embed": 32,
-    "hidden": 128,
-    "layers": 2,
+    "hidden": 64,
+    "layers": 1,
     "batch": 8,
     "length": 64,
     "sample_bytes": 300,
@@ -49,10 +49,12 @@ def make(config: Mapping[str, Any]) -> Task:
     seed = int(config["seed"])
     data, _source = corpus.load_text(config["data"])
     train, val = corpus.split(data, config["val_fraction"])
+    vocab = corpus.Vocabulary(train)
+    train_tokens = vocab.to_token[train]
     batch, length = int(config["batch"]), int(config["length"])
     corpus.training_windows(train, np.random.default_rng(0), 1, length)  # length fits?
     params = recurrent.init_lm(
-        corpus.VOCAB,
+        vocab.size,
         int(config["embed"]),
         int(config["hidden"]),
         int(config["layers"]),
@@ -62,9 +64,9 @@ def make(config: Mapping[str, Any]) -> Task:
 
     def fitness(pop: Population) -> np.ndarray:
         windows = corpus.training_windows(
-            train, generation_rng(seed, pop.generation), batch, length
+            train_tokens, generation_rng(seed, pop.generation), batch, length
         )
-        out = recurrent.population_logits(pop, windows[:, :-1])  # (N, T, B, 256)
+        out = recurrent.population_logits(pop, windows[:, :-1])  # (N, T, B, V)
         target = np.take_along_axis(out, windows[:, 1:].T[None, :, :, None], axis=-1)
         top = out.max(axis=-1, keepdims=True)
         out -= top
@@ -78,14 +80,14 @@ def make(config: Mapping[str, Any]) -> Task:
     }
 
     def evaluate(p: Any) -> dict[str, float]:
-        return {"val_bits_per_byte": recurrent.bits_per_byte(p, val), **baselines}
+        return {"val_bits_per_byte": recurrent.bits_per_byte(p, val, vocab), **baselines}
 
     def monitor(p: Any) -> dict[str, float]:
-        return {"val_bits_per_byte_4k": recurrent.bits_per_byte(p, monitor_text)}
+        return {"val_bits_per_byte_4k": recurrent.bits_per_byte(p, monitor_text, vocab)}
 
     def text_sample(p: Any) -> str:
         prompt = val[:64]
-        drawn = recurrent.sample(p, prompt, sample_bytes, np.random.default_rng([seed, 7]))
+        drawn = recurrent.sample(p, prompt, sample_bytes, vocab, np.random.default_rng([seed, 7]))
         return corpus.decode(np.concatenate([prompt, drawn]))
 
     return Task(

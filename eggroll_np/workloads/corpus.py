@@ -22,6 +22,7 @@ __all__ = [
     "decode",
     "split",
     "training_windows",
+    "Vocabulary",
     "unigram_probs",
     "bigram_probs",
     "unigram_bits_per_byte",
@@ -104,6 +105,34 @@ def training_windows(
         )
     starts = rng.integers(0, len(train) - span + 1, size=batch)
     return train[starts[:, None] + np.arange(span)]
+
+
+class Vocabulary:
+    """The model's tokens: each byte value seen in training, plus one token for all others.
+
+    A byte never seen in training maps to the last token, whose probability is shared evenly by
+    the `unseen` byte values, so bits per byte stay exact over all 256 values while the output
+    layer and its softmax shrink to the bytes the text uses (~100 for English).
+
+    Attributes:
+        size: number of tokens (seen byte values + 1).
+        unseen: byte values that share the last token.
+        to_token: (256,) int64, byte value -> token.
+        to_byte: (size - 1,) uint8, token -> byte value (the last token has none).
+    """
+
+    def __init__(self, train: np.ndarray) -> None:
+        seen = np.unique(np.asarray(train, np.uint8))
+        self.size = len(seen) + 1
+        self.unseen = VOCAB - len(seen)
+        self.to_token = np.full(VOCAB, len(seen), np.int64)
+        self.to_token[seen] = np.arange(len(seen))
+        self.to_byte = seen
+
+    def log2_share(self, tokens: np.ndarray) -> np.ndarray:
+        """log2 of the share of its token's probability that one byte gets (0, or -log2 unseen)."""
+        other = np.log2(self.unseen) if self.unseen else 0.0
+        return np.where(np.asarray(tokens) == self.size - 1, -other, 0.0)
 
 
 def unigram_probs(train: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ c_t = tanh(x_t Wh + bh), h_t = (1 - z_t) * h_(t-1) + z_t * c_t. The gates read o
 input, so each layer's matrices act on all T positions in ONE population GEMM (per-member
 hidden states of the layer below are its input) and only the cheap elementwise recurrence
 runs step by step. Params:
-    {"embed": (256, d), "cells": [{"Wz", "bz", "Wh", "bh"}, ...], "head": {"W": (H, 256), "b"}}
+    {"embed": (V, d), "cells": [{"Wz", "bz", "Wh", "bh"}, ...], "head": {"W": (H, V), "b"}}
+over the V tokens of a `corpus.Vocabulary` (the bytes seen in training, plus one for the rest).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..population import Population
 from .common import log_softmax
+from .corpus import Vocabulary
 
 __all__ = [
     "init_lm",
@@ -79,7 +81,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def logits(
     params: dict[str, Any], ids: np.ndarray, state: list[np.ndarray] | None = None
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Plain forward of byte ids (B, T) -> (logits (B, T, 256), final hidden state per layer).
+    """Plain forward of token ids (B, T) -> (logits (B, T, V), final hidden state per layer).
 
     `state` (from a previous call) continues the sequences where they stopped.
     """
@@ -94,7 +96,7 @@ def logits(
 
 
 def population_logits(pop: Population, ids: np.ndarray) -> np.ndarray:
-    """Every member's logits for shared byte ids (B, T), TIME-MAJOR: (N, T, B, 256).
+    """Every member's logits for shared token ids (B, T), TIME-MAJOR: (N, T, B, V).
 
     Time-major rows make each step of the recurrence a slice of N contiguous (B, H) blocks.
     """
@@ -110,33 +112,41 @@ def population_logits(pop: Population, ids: np.ndarray) -> np.ndarray:
     return pop.linear(h, "head/W", "head/b").reshape(n, t, b, -1)
 
 
-def bits_per_byte(params: dict[str, Any], text: np.ndarray, chunk: int = 4096) -> float:
-    """Mean -log2 p(text[j] | text[:j]) over j >= 1: one sequence, state carried across chunks."""
-    text = np.asarray(text, np.int64)
+def bits_per_byte(
+    params: dict[str, Any], text: np.ndarray, vocab: Vocabulary, chunk: int = 4096
+) -> float:
+    """Mean -log2 p(text[j] | text[:j]) over j >= 1: one sequence, state carried across chunks.
+
+    A byte outside the model's vocabulary gets its share of the unseen-bytes token.
+    """
+    tokens = vocab.to_token[np.asarray(text, np.uint8)]
     total, state = 0.0, None
-    for start in range(0, len(text) - 1, chunk):
-        inp = text[start : start + chunk][None]
-        tgt = text[start + 1 : start + chunk + 1]
-        inp = inp[:, : len(tgt)]
+    for start in range(0, len(tokens) - 1, chunk):
+        tgt = tokens[start + 1 : start + chunk + 1]
+        inp = tokens[start : start + len(tgt)][None]
         out, state = logits(params, inp, state)
-        total -= float(log_softmax(out[0].astype(np.float64))[np.arange(len(tgt)), tgt].sum())
-    return total / (len(text) - 1) / np.log(2.0)
+        logp = log_softmax(out[0].astype(np.float64))[np.arange(len(tgt)), tgt] / np.log(2.0)
+        total -= float((logp + vocab.log2_share(tgt)).sum())
+    return total / (len(tokens) - 1)
 
 
 def sample(
     params: dict[str, Any],
     prompt: np.ndarray,
     length: int,
+    vocab: Vocabulary,
     rng: np.random.Generator,
     temperature: float = 0.8,
 ) -> np.ndarray:
-    """`length` bytes drawn after `prompt` (uint8), one at a time at the given temperature."""
-    out, state = logits(params, np.asarray(prompt, np.int64)[None])
+    """`length` bytes (uint8) drawn after the bytes `prompt`, one at a time, at a temperature."""
+    unseen = np.setdiff1d(np.arange(256), vocab.to_byte).astype(np.uint8)
+    out, state = logits(params, vocab.to_token[np.asarray(prompt, np.uint8)][None])
     last = out[0, -1]
     drawn = np.empty(length, np.uint8)
     for k in range(length):
         p = np.exp(log_softmax(last.astype(np.float64) / temperature))
-        drawn[k] = rng.choice(len(p), p=p / p.sum())
-        out, state = logits(params, drawn[k : k + 1].astype(np.int64)[None], state)
+        token = int(rng.choice(len(p), p=p / p.sum()))
+        drawn[k] = vocab.to_byte[token] if token < len(vocab.to_byte) else rng.choice(unseen)
+        out, state = logits(params, np.array([[token]]), state)
         last = out[0, -1]
     return drawn
