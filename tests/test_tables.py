@@ -98,6 +98,8 @@ def test_markdown_marks_skips_and_ratios():
     md = report.markdown({"model_size": section})
     assert "| 1,000 | 2 | 0.5 | 4 | 3 | 1 |" in md
     assert "| 100,000,000 | skipped | 1.5 | skipped | skipped | 900 |" in md
+    assert report._fmt(2712.4) == "2,712"
+    assert report._fmt(0.01234) == "0.0123"
     assert "Skipped: standard_es at 100,000,000 params" in md
 
 

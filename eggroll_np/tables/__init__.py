@@ -37,10 +37,21 @@ def _write_atomic(path: str, text: str) -> None:
         raise
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine() -> str:
     cores = os.cpu_count()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    text = f"{platform.processor() or platform.machine()}, {cores} cores"
+    text = f"{_cpu_name()}, {cores} cores"
     if load is not None:
         text += f", load average {load[0]:.1f} at start"
     return text

@@ -22,17 +22,17 @@ CLAIMS: dict[str, str] = {
 }
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def _fmt(value: Any, none: str = "skipped") -> str:
     if value is None:
-        return "skipped"
+        return none
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-            return f"{value:.{digits}g}"
-        return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:,.{digits}g}"
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.3g}"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return str(value)
 
 
@@ -40,7 +40,13 @@ def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
     lines = ["| " + " | ".join(title for _, title in columns) + " |"]
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(key)) for key, _ in columns) + " |")
+        cells = [
+            _fmt(
+                row.get(key), "not within budget" if key == "generations_to_converge" else "skipped"
+            )
+            for key, _ in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -102,7 +108,7 @@ def _describe(name: str, section: Mapping[str, Any]) -> str:
         return (
             f"one tanh layer {section['inputs']} -> {section['outputs']}, population "
             f"{section['population']}, budget {section['budget']} generations (SGD: steps); "
-            f"converged = parameter error <= {section['threshold']} (never: skipped)."
+            f"converged = parameter error <= {section['threshold']}."
         )
     return (
         f"Simple CNN on {section['data']}, channels {section['channels']}, hidden "
