@@ -20,7 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "sigma": 0.03,
     "lr": 0.02,
     "rank": 1,
-    "generations": 400,
+    "generations": 500,
     "optimizer": "adam",
     "shaping": "centered_rank",
     "data": None,
