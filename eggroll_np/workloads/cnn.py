@@ -20,7 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "sigma": 0.05,
     "lr": 0.01,
     "rank": 1,
-    "generations": 400,
+    "generations": 700,
     "optimizer": "adam",
     "shaping": "centered_rank",
     "channels": (4, 8),
