@@ -8,10 +8,16 @@
 
 namespace egg {
 
-// Scalars of one Adam step, precomputed once per call (bias corrections as reciprocals).
+// Scalars of one Adam step, rounded to float32 once per call exactly as NumPy rounds the Python
+// floats of optim.update (bc2 = 1 - b2**t, lr_bc1 = lr / (1 - b1**t), lr_wd = lr * wd), so the
+// fused step and the NumPy step give the same bits.
 struct AdamScalars {
-  float lr, b1, b2, one_minus_b1, one_minus_b2, inv_bc1, inv_bc2, eps, wd;
+  float b1, b2, one_minus_b1, one_minus_b2, bc2, eps, lr_bc1, lr_wd;
+  bool decay;  // wd != 0 (NumPy skips the decay term entirely when wd == 0)
 };
+
+// Rows of one tile of the deterministic contraction (columns: KernelTable::contract_cols).
+constexpr std::size_t kContractRows = 4;
 
 // One set of kernels, compiled once per instruction set (see CMakeLists.txt).
 struct KernelTable {
@@ -33,6 +39,15 @@ struct KernelTable {
   double (*adam_step)(const float* theta, const float* g, const float* mu, const float* nu,
                     std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,
                     float* nu_out);
+  // Columns of one contraction tile for float32 / float64 (a whole number of vectors).
+  std::size_t contract_cols_f32, contract_cols_f64;
+  // out (rows x cols, row-major, cols = contract_cols_*) = sum over p in [0, np) IN ORDER of
+  // a[p * rows + i] * q[p * ldq + j]; each product and each sum rounded on its own (no FMA), so
+  // the bits do not depend on the instruction set. rows is 1 or kContractRows.
+  void (*contract_tile_f32)(const float* a, std::size_t rows, const float* q, std::size_t ldq,
+                            std::size_t np, float* out);
+  void (*contract_tile_f64)(const double* a, std::size_t rows, const double* q, std::size_t ldq,
+                            std::size_t np, double* out);
 };
 
 #define EGG_DECLARE_ISA(isa)                                                                  \
@@ -48,6 +63,11 @@ struct KernelTable {
   double adam_step(const float* theta, const float* g, const float* mu, const float* nu,      \
                  std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,        \
                  float* nu_out);                                                              \
+  extern const std::size_t contract_cols_f32, contract_cols_f64;                              \
+  void contract_tile_f32(const float* a, std::size_t rows, const float* q, std::size_t ldq,   \
+                         std::size_t np, float* out);                                         \
+  void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq, \
+                         std::size_t np, double* out);                                        \
   }
 
 EGG_DECLARE_ISA(baseline)

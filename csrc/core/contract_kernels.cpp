@@ -1,0 +1,96 @@
+// contract_kernels.cpp: one register tile of the deterministic update contraction; compiled
+// once per ISA.
+//
+// out[i][j] = sum_p a[p][i] * q[p][j] with p strictly in order and every product and sum rounded
+// on its own (the kernel objects are built with -ffp-contract=off, so `acc += a * b` never becomes
+// an FMA). Only the tile's width (how many columns share one pass over p) depends on the
+// instruction set; the arithmetic of each output element does not, so every ISA, thread count
+// and machine gives the same bits. BLAS cannot promise that: its kernels, blocking and (for
+// skinny shapes) split-K threading change the summation order.
+#include <cstddef>
+
+#include "core/kernels.h"
+
+#ifndef EGG_ISA
+#error "EGG_ISA must name the instruction set this file is compiled for"
+#endif
+
+namespace egg {
+namespace EGG_ISA {
+
+namespace {
+#if defined(__AVX512F__)
+constexpr std::size_t kVecBytes = 64;
+constexpr std::size_t kVecs = 4;  // 4 rows x 4 vectors: 16 of the 32 zmm registers accumulate
+#elif defined(__AVX2__)
+constexpr std::size_t kVecBytes = 32;
+constexpr std::size_t kVecs = 3;  // 12 accumulators + 3 loads + 1 broadcast = 16 ymm registers
+#else
+constexpr std::size_t kVecBytes = 16;
+constexpr std::size_t kVecs = 3;
+#endif
+
+// GCC vector extensions: one source for SSE2/NEON, AVX2 and AVX-512 registers.
+template <class T>
+struct Vec {
+  typedef T type __attribute__((vector_size(kVecBytes), aligned(sizeof(T)), may_alias));
+  static constexpr std::size_t lanes = kVecBytes / sizeof(T);
+  static constexpr std::size_t cols = lanes * kVecs;
+};
+
+template <class T, std::size_t Rows>
+inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, std::size_t np,
+                 T* __restrict out) {
+  using V = typename Vec<T>::type;
+  constexpr std::size_t L = Vec<T>::lanes;
+  V acc[Rows][kVecs];
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < Rows; ++r) {
+#pragma GCC unroll 16
+    for (std::size_t v = 0; v < kVecs; ++v) acc[r][v] = V{};
+  }
+  for (std::size_t p = 0; p < np; ++p, a += Rows, q += ldq) {
+    V b[kVecs];
+#pragma GCC unroll 16
+    for (std::size_t v = 0; v < kVecs; ++v) b[v] = *reinterpret_cast<const V*>(q + v * L);
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < Rows; ++r) {
+      const V av = V{} + a[r];  // broadcast
+#pragma GCC unroll 16
+      for (std::size_t v = 0; v < kVecs; ++v) acc[r][v] += av * b[v];
+    }
+  }
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < Rows; ++r) {
+#pragma GCC unroll 16
+    for (std::size_t v = 0; v < kVecs; ++v) {
+      *reinterpret_cast<V*>(out + r * Vec<T>::cols + v * L) = acc[r][v];
+    }
+  }
+}
+
+template <class T>
+void tile_rows(const T* a, std::size_t rows, const T* q, std::size_t ldq, std::size_t np, T* out) {
+  if (rows == kContractRows) {
+    tile<T, kContractRows>(a, q, ldq, np, out);
+  } else {
+    tile<T, 1>(a, q, ldq, np, out);
+  }
+}
+}  // namespace
+
+extern const std::size_t contract_cols_f32 = Vec<float>::cols;
+extern const std::size_t contract_cols_f64 = Vec<double>::cols;
+
+void contract_tile_f32(const float* a, std::size_t rows, const float* q, std::size_t ldq,
+                       std::size_t np, float* out) {
+  tile_rows(a, rows, q, ldq, np, out);
+}
+
+void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq,
+                       std::size_t np, double* out) {
+  tile_rows(a, rows, q, ldq, np, out);
+}
+
+}  // namespace EGG_ISA
+}  // namespace egg
