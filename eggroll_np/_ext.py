@@ -51,7 +51,8 @@ def _force_simd(core: ModuleType | None) -> bool:
         )
     if core is None:
         raise ValueError(
-            f"{SIMD_ENV}={value!r} needs eggroll_np's C++ core, which did not load ({core_error})"
+            f"{SIMD_ENV}={value!r} needs eggroll_np's C++ core, which is not loaded "
+            f"({core_error or 'not built'})"
         )
     available = list(core.available_simd_levels())
     if value not in available:

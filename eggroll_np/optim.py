@@ -129,7 +129,7 @@ def _fused_adam(config: OptimizerConfig, *arrays: Any) -> bool:
 
 def _c32(a: np.ndarray) -> np.ndarray:
     """a as a C-contiguous native float32 array (no copy when it already is one)."""
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return np.asarray(a, dtype=np.float32, order="C")  # not ascontiguousarray: keeps 0-d
 
 
 def apply(
