@@ -3,7 +3,8 @@
 `normals` is the ONE float32 operation sequence of csrc/philox.h written in NumPy float32
 arithmetic (every operation correctly rounded, none fused), so every compiled backend and SIMD
 level must match it bit for bit; `normals_f64` evaluates the same formula in float64 for the
-contract's accuracy bound. `contract` is the update's sum over keys in its fixed order.
+contract's accuracy bound. `contract` is the update's sum over keys in its fixed order (`fma32`:
+an exact float32 fused multiply-add in NumPy).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "box_muller",
     "box_muller_f32",
     "contract",
+    "fma32",
 ]
 
 _M0 = np.uint64(0xD2511F53)
@@ -158,16 +160,39 @@ def normals_f64(
     return z.reshape(-1)[start : start + count]
 
 
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """a * b + c for float32 arrays (broadcast), rounded ONCE to float32, as a hardware FMA.
+
+    The product is exact in float64 (24 + 24 bits); the sum is rounded to odd in float64 (round
+    to nearest, then an inexact result with an even last bit moves one ulp towards the exact
+    value, found by TwoSum), and rounding that to float32 is the correctly rounded result
+    (Boldo & Melquiond 2008: round-to-odd with >= 2 extra bits makes double rounding exact).
+    """
+    p = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
+    c64 = np.asarray(c, dtype=np.float64)
+    s = p + c64
+    bb = s - p
+    err = (p - (s - bb)) + (c64 - bb)  # exact: s + err == p + c64
+    even = (s.view(np.int64) & 1) == 0
+    nudge = (err != 0) & even & np.isfinite(s)
+    s = np.where(nudge, np.nextafter(s, np.copysign(np.inf, err)), s)
+    return s.astype(np.float32)
+
+
 def contract(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
     """sum_k sum_q (w[k] * A[k, :, q]) outer B[k, :, q] for A (K, m, r), B (K, n, r), w (K,).
 
-    The terms are added in (k, q) order starting from zero, each product and sum rounded to the
-    factors' dtype on its own: the operation sequence `_core.contract` runs on every machine.
+    w * A is rounded to the factors' dtype first; then the terms are added in (k, q) order
+    starting from zero: float32 as one FMA per term, float64 as a product and a sum rounded on
+    their own. This is the operation sequence `_core.contract` runs on every machine.
     """
     K, m, r = A.shape
     aw = A * np.asarray(w, dtype=A.dtype).reshape(-1, 1, 1)
     out = np.zeros((m, B.shape[1]), dtype=A.dtype)
     for k in range(K):
         for q in range(r):
-            out += aw[k, :, q, None] * B[k, None, :, q]
+            if A.dtype == np.float32:
+                out = fma32(aw[k, :, q, None], B[k, None, :, q], out)
+            else:
+                out += aw[k, :, q, None] * B[k, None, :, q]
     return out

@@ -326,3 +326,50 @@ def test_tell_is_bit_identical_for_any_input_layout(config):
         for k in params:
             np.testing.assert_array_equal(other[k], params[k])  # same values, other memory
         _assert_same_run(_tell_twice(other, config), want, name)
+
+
+@needs_core
+def test_forward_correction_is_bit_identical_at_every_level():
+    # The rank-1 projection x @ A is a dot product: summed over fixed lanes, not per-ISA widths.
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 3, 1001), dtype=np.float32)
+    a = rng.standard_normal((4, 1001, 1), dtype=np.float32)
+    b = rng.standard_normal((4, 77, 1), dtype=np.float32)
+    keys = np.array([0, 1, 2, 3, 1, 0], np.uint32)
+    coef = rng.standard_normal(6).astype(np.float32)
+    outs = []
+    for level in LEVELS:
+        with kernels(level, 2):
+            out = np.zeros((6, 3, 77), np.float32)
+            core.lowrank_correction(x, a, b, keys, coef, out)
+            outs.append(out)
+    for level, out in zip(LEVELS, outs, strict=True):
+        np.testing.assert_array_equal(bits(out), bits(outs[0]), err_msg=level)
+
+
+def _nearest_f32(exact) -> np.float32:
+    """The float32 nearest a Fraction, ties to an even last bit (exact values in range only)."""
+    from fractions import Fraction
+
+    x = np.float32(float(exact))  # within one float32 ulp of the answer
+    cands = [x, np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))]
+    return min(
+        (c for c in cands if np.isfinite(c)),
+        key=lambda c: (abs(Fraction(float(c)) - exact), int(c.view(np.int32)) & 1),
+    )
+
+
+def test_fma32_is_the_exactly_rounded_fused_multiply_add():
+    from fractions import Fraction
+
+    rng = np.random.default_rng(8)
+    a, b, c = (rng.standard_normal(4000).astype(np.float32) for _ in range(3))
+    c *= np.float32(2.0) ** rng.integers(-30, 30, 4000).astype(np.float32)
+    got = _reference.fma32(a, b, c)
+    want = [
+        _nearest_f32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+        for x, y, z in zip(a, b, c, strict=True)
+    ]
+    np.testing.assert_array_equal(got, np.array(want, dtype=np.float32))
+    # ... and it is not multiply-then-add: rounding twice differs on some of these.
+    assert np.count_nonzero(got != a * b + c) > 10

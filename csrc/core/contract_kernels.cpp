@@ -1,13 +1,20 @@
 // contract_kernels.cpp: one register tile of the deterministic update contraction; compiled
 // once per ISA.
 //
-// out[i][j] = sum_p a[p][i] * q[p][j] with p strictly in order and every product and sum rounded
-// on its own (the kernel objects are built with -ffp-contract=off, so `acc += a * b` never becomes
-// an FMA). Only the tile's width (how many columns share one pass over p) depends on the
-// instruction set; the arithmetic of each output element does not, so every ISA, thread count
-// and machine gives the same bits. BLAS cannot promise that: its kernels, blocking and (for
-// skinny shapes) split-K threading change the summation order.
+// out[i][j] = sum_p a[p][i] * q[p][j] with p strictly in order. float32: acc = fma(a, q, acc)
+// (one rounding per term, an explicit FMA at every level: vfmadd on AVX2/AVX-512, std::fma
+// lane by lane on the baseline); float64: product and sum rounded on their own (no FMA: the
+// objects are built with -ffp-contract=off). Only the tile's width (how many columns share one
+// pass over p) depends on the instruction set; the arithmetic of each output element does not,
+// so every ISA, thread count and machine gives the same bits. BLAS cannot promise that: its
+// kernels, blocking and (for skinny shapes) split-K threading change the summation order.
+#include <cmath>
 #include <cstddef>
+#include <type_traits>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "core/kernels.h"
 
@@ -38,6 +45,26 @@ struct Vec {
   static constexpr std::size_t cols = lanes * kVecs;
 };
 
+// One term: float32 fused (acc + a * b rounded once), float64 multiply then add.
+template <class T>
+inline typename Vec<T>::type term(typename Vec<T>::type a, typename Vec<T>::type b,
+                                  typename Vec<T>::type acc) {
+  using V = typename Vec<T>::type;
+  if constexpr (std::is_same_v<T, float>) {
+#if defined(__AVX512F__)
+    return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc);
+#elif defined(__AVX2__)
+    return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
+#else
+    V out;
+    for (std::size_t l = 0; l < Vec<T>::lanes; ++l) out[l] = std::fma(a[l], b[l], acc[l]);
+    return out;
+#endif
+  } else {
+    return acc + a * b;
+  }
+}
+
 template <class T, std::size_t Rows>
 inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, std::size_t np,
                  T* __restrict out) {
@@ -57,7 +84,7 @@ inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, 
     for (std::size_t r = 0; r < Rows; ++r) {
       const V av = V{} + a[r];  // broadcast
 #pragma GCC unroll 16
-      for (std::size_t v = 0; v < kVecs; ++v) acc[r][v] += av * b[v];
+      for (std::size_t v = 0; v < kVecs; ++v) acc[r][v] = term<T>(av, b[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 16

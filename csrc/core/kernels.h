@@ -42,8 +42,9 @@ struct KernelTable {
   // Columns of one contraction tile for float32 / float64 (a whole number of vectors).
   std::size_t contract_cols_f32, contract_cols_f64;
   // out (rows x cols, row-major, cols = contract_cols_*) = sum over p in [0, np) IN ORDER of
-  // a[p * rows + i] * q[p * ldq + j]; each product and each sum rounded on its own (no FMA), so
-  // the bits do not depend on the instruction set. rows is 1 or kContractRows.
+  // a[p * rows + i] * q[p * ldq + j]; float32 one FMA per term, float64 product and sum rounded
+  // on their own, at every level alike: the bits do not depend on the instruction set. rows is
+  // 1 or kContractRows.
   void (*contract_tile_f32)(const float* a, std::size_t rows, const float* q, std::size_t ldq,
                             std::size_t np, float* out);
   void (*contract_tile_f64)(const double* a, std::size_t rows, const double* q, std::size_t ldq,
