@@ -63,6 +63,21 @@ def init(name: str, leaves: Mapping[int, Any]) -> dict[str, Any]:
     return state
 
 
+def _power(b: float, n: int) -> float:
+    """b**n by binary exponentiation in IEEE double (the C++ core's `power`, step for step).
+
+    Not `b**n`: that is libm's pow, which may round differently on another machine.
+    """
+    result = 1.0
+    while n > 0:
+        if n & 1:
+            result *= b
+        n >>= 1
+        if n > 0:
+            b *= b
+    return result
+
+
 def update(
     grads: Mapping[int, Any],
     state: Mapping[str, Any],
@@ -104,11 +119,11 @@ def update(
             nu *= 1.0 - b2
             nu += b2 * state[f"nu/{i}"]
             new_state[f"mu/{i}"], new_state[f"nu/{i}"] = xp.asarray(mu), xp.asarray(nu)
-            d = nu / (1.0 - b2**count)  # nu_hat
+            d = nu / (1.0 - _power(b2, count))  # nu_hat
             d = xp.sqrt(d, out=d) if d.ndim else xp.sqrt(d)
             d += float(config.eps)
             d = mu / d
-            d *= lr / (1.0 - b1**count)  # lr * mu_hat / (sqrt(nu_hat) + eps)
+            d *= lr / (1.0 - _power(b1, count))  # lr * mu_hat / (sqrt(nu_hat) + eps)
         if wd:
             d -= (lr * wd) * params[i]
         # asarray: NumPy turns 0-d results into scalars, leaves must stay arrays

@@ -230,11 +230,12 @@ class _Adam:
 @pytest.mark.parametrize("wd", [0.0, 0.05])
 def test_fused_adam_step_is_numpys_step_bit_for_bit(wd):
     rng = np.random.default_rng(2)
-    theta = {0: rng.standard_normal(70_001).astype(np.float32), 1: np.float32(rng.random())}
+    theta = {0: rng.standard_normal(70_001).astype(np.float32), 1: np.asarray(0.3, np.float32)}
     state = optim.init("adam", theta)
     cfg = _Adam(wd)
-    for count in range(1, 4):
-        grads = {i: (rng.standard_normal(np.shape(t)) * 10.0**count).astype(np.float32)
+    for count in (1, 2, 3, 999, 123_456):
+        state = {**state, "count": np.asarray(count - 1, dtype=np.int64)}
+        grads = {i: (rng.standard_normal(np.shape(t)) * 10.0 ** min(count, 5)).astype(np.float32)
                  for i, t in theta.items()}  # fmt: skip
         deltas, want_state = optim.update(grads, state, theta, cfg)
         want = {i: np.asarray(theta[i] + deltas[i]) for i in theta}
@@ -373,3 +374,16 @@ def test_fma32_is_the_exactly_rounded_fused_multiply_add():
     np.testing.assert_array_equal(got, np.array(want, dtype=np.float32))
     # ... and it is not multiply-then-add: rounding twice differs on some of these.
     assert np.count_nonzero(got != a * b + c) > 10
+
+
+@pytest.mark.parametrize("b", [0.9, 0.999, 0.5])
+def test_bias_correction_power_is_accurate(b):
+    # optim._power squares in IEEE double (libm's pow may round differently elsewhere): its
+    # relative error grows at most like n ulps, far below float32's resolution of 1 - b**n.
+    from fractions import Fraction
+
+    for n in (0, 1, 2, 3, 7, 64, 1000, 123_457):
+        exact = Fraction(b) ** n
+        got = optim._power(b, n)
+        tiny = Fraction(float(np.finfo(np.float64).smallest_subnormal))
+        assert abs(Fraction(got) - exact) <= (2 * n + 1) * exact * Fraction(2) ** -53 + tiny

@@ -251,6 +251,18 @@ void lowrank_expand(const F32Array& xa, const U32Array& xa_rows, const F32Array&
   });
 }
 
+// b**n by binary exponentiation in IEEE double, exactly as optim._power: libm's pow may round
+// differently on another machine (or its FMA variant), a fixed sequence of products cannot.
+double power(double b, int64_t n) {
+  double result = 1.0;
+  while (n > 0) {
+    if (n & 1) result *= b;
+    n >>= 1;
+    if (n > 0) b *= b;
+  }
+  return result;
+}
+
 // One Adam step on float32 leaves: returns (theta_new, mu_new, nu_new), inputs untouched.
 py::tuple adam_step(const F32Array& theta, const F32Array& g, const F32Array& mu,
                     const F32Array& nu, double lr, double b1, double b2, double eps, double wd,
@@ -262,8 +274,8 @@ py::tuple adam_step(const F32Array& theta, const F32Array& g, const F32Array& mu
   if (count < 1) throw py::value_error("count must be >= 1");
   std::vector<py::ssize_t> shape(theta.shape(), theta.shape() + theta.ndim());
   F32Array theta_out(shape), mu_out(shape), nu_out(shape);
-  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(count));
-  const double bc2 = 1.0 - std::pow(b2, static_cast<double>(count));
+  const double bc1 = 1.0 - power(b1, count);
+  const double bc2 = 1.0 - power(b2, count);
   const egg::AdamScalars s{static_cast<float>(b1),          static_cast<float>(b2),
                            static_cast<float>(1.0 - b1),    static_cast<float>(1.0 - b2),
                            static_cast<float>(bc2),         static_cast<float>(eps),
