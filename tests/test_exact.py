@@ -220,7 +220,7 @@ def test_core_contract_rejects_mixed_dtypes_and_shapes():
 
 
 class _Adam:
-    optimizer, lr, momentum, b1, b2, eps = "adam", 0.01, 0.9, 0.9, 0.999, 1e-8
+    optimizer, lr, hyperparams = "adam", 0.01, optim.Adam(b1=0.9, b2=0.999, eps=1e-8)
 
     def __init__(self, weight_decay: float) -> None:
         self.weight_decay = weight_decay
