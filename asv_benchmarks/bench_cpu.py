@@ -61,7 +61,7 @@ class UpdateContraction:
     def setup(self, name):
         if _ext.core is None:
             raise NotImplementedError("needs the C++ core")
-        w = bench.WORKLOADS[name]
+        w = reference.WORKLOADS[name]
         rng = np.random.default_rng(0)
         k, m, n = w.population // 2, w.sizes[0], w.sizes[1]
         self.A = rng.standard_normal((k, m, 1), dtype=np.float32)

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "core/kernels.h"
@@ -44,16 +45,21 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
   const std::size_t nr = Tiles<T>::cols(k);
   const std::size_t rows = m == 1 ? 1 : kContractRows;  // a row vector (full-rank leaves): 1
   const std::size_t row_tiles = (m + rows - 1) / rows;
-  // pa[(t * np + p) * rows + i] = w[k] * a[k][t * rows + i][q], zero past row m.
-  std::vector<T> pa(row_tiles * np * rows);
+  // pa[(t * np + p) * rows + i] = w[k] * a[k][t * rows + i][q], zero past row m. Blocks of
+  // kPackP terms: the rows of a they read stay in cache while every row tile takes its part.
+  constexpr std::size_t kPackP = 16;
+  std::unique_ptr<T[]> pa(new T[row_tiles * np * rows]);  // every value is written below
   parallel_for(row_tiles, 16, [&](std::size_t t0, std::size_t t1) {
-    for (std::size_t t = t0; t < t1; ++t) {
-      for (std::size_t p = 0; p < np; ++p) {
-        const std::size_t kk = p / r, qq = p % r;
-        T* dst = pa.data() + (t * np + p) * rows;
-        for (std::size_t i = 0; i < rows; ++i) {
-          const std::size_t row = t * rows + i;
-          dst[i] = row < m ? w[kk] * a[(kk * m + row) * r + qq] : T(0);
+    for (std::size_t p0 = 0; p0 < np; p0 += kPackP) {
+      const std::size_t p1 = std::min(np, p0 + kPackP);
+      for (std::size_t t = t0; t < t1; ++t) {
+        for (std::size_t p = p0; p < p1; ++p) {
+          const std::size_t kk = p / r, qq = p % r;
+          T* dst = pa.get() + (t * np + p) * rows;
+          for (std::size_t i = 0; i < rows; ++i) {
+            const std::size_t row = t * rows + i;
+            dst[i] = row < m ? w[kk] * a[(kk * m + row) * r + qq] : T(0);
+          }
         }
       }
     }
@@ -85,7 +91,7 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
         ldq = nr;
       }
       for (std::size_t t = 0; t < row_tiles; ++t) {
-        tile(pa.data() + t * np * rows, rows, q, ldq, np, res.data());
+        tile(pa.get() + t * np * rows, rows, q, ldq, np, res.data());
         const std::size_t height = std::min(rows, m - t * rows);
         for (std::size_t i = 0; i < height; ++i) {
           std::memcpy(out + (t * rows + i) * n + j0, res.data() + i * nr, width * sizeof(T));
