@@ -9,6 +9,8 @@ an exact float32 fused multiply-add in NumPy).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = [
@@ -133,31 +135,42 @@ def _stream_bits(
     return philox4x32_10(ctr, key), offset - 4 * first
 
 
+def _stream(
+    seed: int,
+    leaf: int,
+    member_key: int,
+    epoch: int,
+    count: int,
+    offset: int,
+    pair: Any,
+    dtype: Any,
+) -> np.ndarray:
+    # Values [offset, offset + count) of one stream, each block's two lane pairs through `pair`.
+    if count == 0:
+        return np.zeros(0, dtype=dtype)
+    bits, start = _stream_bits(seed, leaf, member_key, epoch, count, offset)
+    z = np.empty(bits.shape, dtype=dtype)
+    z[:, 0], z[:, 1] = pair(bits[:, 0], bits[:, 1])
+    z[:, 2], z[:, 3] = pair(bits[:, 2], bits[:, 3])
+    return z.reshape(-1)[start : start + count]
+
+
+def _box_muller_f64(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return box_muller(uniforms_from_bits(xa), uniforms_from_bits(xb))
+
+
 def normals(
     seed: int, leaf: int, member_key: int, epoch: int, count: int, offset: int = 0
 ) -> np.ndarray:
     """Values [offset, offset + count) of one stream: float32, bit-exact for every backend."""
-    if count == 0:
-        return np.zeros(0, dtype=np.float32)
-    bits, start = _stream_bits(seed, leaf, member_key, epoch, count, offset)
-    z = np.empty(bits.shape, dtype=np.float32)
-    z[:, 0], z[:, 1] = box_muller_f32(bits[:, 0], bits[:, 1])
-    z[:, 2], z[:, 3] = box_muller_f32(bits[:, 2], bits[:, 3])
-    return z.reshape(-1)[start : start + count]
+    return _stream(seed, leaf, member_key, epoch, count, offset, box_muller_f32, np.float32)
 
 
 def normals_f64(
     seed: int, leaf: int, member_key: int, epoch: int, count: int, offset: int = 0
 ) -> np.ndarray:
     """The same values from a float64 evaluation of the formula (the contract's 1e-5 bound)."""
-    if count == 0:
-        return np.zeros(0, dtype=np.float64)
-    bits, start = _stream_bits(seed, leaf, member_key, epoch, count, offset)
-    u = uniforms_from_bits(bits)
-    z = np.empty_like(u)
-    z[:, 0], z[:, 1] = box_muller(u[:, 0], u[:, 1])
-    z[:, 2], z[:, 3] = box_muller(u[:, 2], u[:, 3])
-    return z.reshape(-1)[start : start + count]
+    return _stream(seed, leaf, member_key, epoch, count, offset, _box_muller_f64, np.float64)
 
 
 def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
