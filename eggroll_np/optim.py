@@ -283,7 +283,7 @@ def apply(
             # the array library: no BLAS, so no thread-dependent order.
             xp = namespace_of(new_params[i])
             step = xp.subtract(new_params[i], params[i], dtype=xp.float64).ravel()
-            sq_norms[i] = xp.add.reduce(xp.square(step, out=step))
+            sq_norms[i] = xp.square(step, out=step).sum()
     count = int(new_state["count"])
     hp = config.hyperparams
     for i in sorted(fused):
