@@ -1,6 +1,6 @@
 // contract.cpp: packing and threading around the per-ISA tiles of contract_kernels.cpp.
 //
-// The left operand (w * a, p = k * r + q) is packed once into panels of kContractRows rows; each
+// The left operand (w * a, p = k * r + q) is packed once into panels of contract_rows rows; each
 // thread takes whole column tiles, packs its slice of b and runs every row tile over it. An
 // output element is produced by exactly one tile, in one pass over p, so neither the thread
 // split nor the tile width changes its bits.
@@ -43,7 +43,7 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
   const KernelTable& k = kernels();
   const auto tile = Tiles<T>::fn(k);
   const std::size_t nr = Tiles<T>::cols(k);
-  const std::size_t rows = m == 1 ? 1 : kContractRows;  // a row vector (full-rank leaves): 1
+  const std::size_t rows = m == 1 ? 1 : k.contract_rows;  // a row vector (full-rank leaves): 1
   const std::size_t row_tiles = (m + rows - 1) / rows;
   // pa[(t * np + p) * rows + i] = w[k] * a[k][t * rows + i][q], zero past row m. Blocks of
   // kPackP terms: the rows of a they read stay in cache while every row tile takes its part.
@@ -91,8 +91,12 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
         ldq = nr;
       }
       for (std::size_t t = 0; t < row_tiles; ++t) {
-        tile(pa.get() + t * np * rows, rows, q, ldq, np, res.data());
         const std::size_t height = std::min(rows, m - t * rows);
+        if (height == rows && width == nr) {  // a whole tile: straight into out
+          tile(pa.get() + t * np * rows, rows, q, ldq, np, out + t * rows * n + j0, n);
+          continue;
+        }
+        tile(pa.get() + t * np * rows, rows, q, ldq, np, res.data(), nr);
         for (std::size_t i = 0; i < height; ++i) {
           std::memcpy(out + (t * rows + i) * n + j0, res.data() + i * nr, width * sizeof(T));
         }

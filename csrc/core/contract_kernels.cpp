@@ -28,12 +28,15 @@ namespace EGG_ISA {
 namespace {
 #if defined(__AVX512F__)
 constexpr std::size_t kVecBytes = 64;
-constexpr std::size_t kVecs = 4;  // 4 rows x 4 vectors: 16 of the 32 zmm registers accumulate
+constexpr std::size_t kRows = 6;  // 6 rows x 4 vectors: 24 accumulators + 4 loads + 1 broadcast
+constexpr std::size_t kVecs = 4;  // of the 32 zmm registers; 64 columns divide common widths
 #elif defined(__AVX2__)
 constexpr std::size_t kVecBytes = 32;
+constexpr std::size_t kRows = 4;
 constexpr std::size_t kVecs = 3;  // 12 accumulators + 3 loads + 1 broadcast = 16 ymm registers
 #else
 constexpr std::size_t kVecBytes = 16;
+constexpr std::size_t kRows = 4;
 constexpr std::size_t kVecs = 3;
 #endif
 
@@ -67,7 +70,7 @@ inline typename Vec<T>::type term(typename Vec<T>::type a, typename Vec<T>::type
 
 template <class T, std::size_t Rows>
 inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, std::size_t np,
-                 T* __restrict out) {
+                 T* __restrict out, std::size_t ldo) {
   using V = typename Vec<T>::type;
   constexpr std::size_t L = Vec<T>::lanes;
   V acc[Rows][kVecs];
@@ -91,32 +94,34 @@ inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, 
   for (std::size_t r = 0; r < Rows; ++r) {
 #pragma GCC unroll 16
     for (std::size_t v = 0; v < kVecs; ++v) {
-      *reinterpret_cast<V*>(out + r * Vec<T>::cols + v * L) = acc[r][v];
+      *reinterpret_cast<V*>(out + r * ldo + v * L) = acc[r][v];
     }
   }
 }
 
 template <class T>
-void tile_rows(const T* a, std::size_t rows, const T* q, std::size_t ldq, std::size_t np, T* out) {
-  if (rows == kContractRows) {
-    tile<T, kContractRows>(a, q, ldq, np, out);
+void tile_rows(const T* a, std::size_t rows, const T* q, std::size_t ldq, std::size_t np, T* out,
+               std::size_t ldo) {
+  if (rows == kRows) {
+    tile<T, kRows>(a, q, ldq, np, out, ldo);
   } else {
-    tile<T, 1>(a, q, ldq, np, out);
+    tile<T, 1>(a, q, ldq, np, out, ldo);
   }
 }
 }  // namespace
 
+extern const std::size_t contract_rows = kRows;
 extern const std::size_t contract_cols_f32 = Vec<float>::cols;
 extern const std::size_t contract_cols_f64 = Vec<double>::cols;
 
 void contract_tile_f32(const float* a, std::size_t rows, const float* q, std::size_t ldq,
-                       std::size_t np, float* out) {
-  tile_rows(a, rows, q, ldq, np, out);
+                       std::size_t np, float* out, std::size_t ldo) {
+  tile_rows(a, rows, q, ldq, np, out, ldo);
 }
 
 void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq,
-                       std::size_t np, double* out) {
-  tile_rows(a, rows, q, ldq, np, out);
+                       std::size_t np, double* out, std::size_t ldo) {
+  tile_rows(a, rows, q, ldq, np, out, ldo);
 }
 
 }  // namespace EGG_ISA

@@ -16,9 +16,6 @@ struct AdamScalars {
   bool decay;  // wd != 0 (NumPy skips the decay term entirely when wd == 0)
 };
 
-// Rows of one tile of the deterministic contraction (columns: KernelTable::contract_cols).
-constexpr std::size_t kContractRows = 4;
-
 // One set of kernels, compiled once per instruction set (see CMakeLists.txt).
 struct KernelTable {
   const char* name;
@@ -39,16 +36,16 @@ struct KernelTable {
   double (*adam_step)(const float* theta, const float* g, const float* mu, const float* nu,
                     std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,
                     float* nu_out);
-  // Columns of one contraction tile for float32 / float64 (a whole number of vectors).
-  std::size_t contract_cols_f32, contract_cols_f64;
-  // out (rows x cols, row-major, cols = contract_cols_*) = sum over p in [0, np) IN ORDER of
+  // Rows of one contraction tile, and its columns for float32 / float64 (whole vectors).
+  std::size_t contract_rows, contract_cols_f32, contract_cols_f64;
+  // out[i * ldo + j] (i < rows, j < cols = contract_cols_*) = sum over p in [0, np) IN ORDER of
   // a[p * rows + i] * q[p * ldq + j]; float32 one FMA per term, float64 product and sum rounded
   // on their own, at every level alike: the bits do not depend on the instruction set. rows is
-  // 1 or kContractRows.
+  // 1 or contract_rows.
   void (*contract_tile_f32)(const float* a, std::size_t rows, const float* q, std::size_t ldq,
-                            std::size_t np, float* out);
+                            std::size_t np, float* out, std::size_t ldo);
   void (*contract_tile_f64)(const double* a, std::size_t rows, const double* q, std::size_t ldq,
-                            std::size_t np, double* out);
+                            std::size_t np, double* out, std::size_t ldo);
 };
 
 #define EGG_DECLARE_ISA(isa)                                                                  \
@@ -64,11 +61,11 @@ struct KernelTable {
   double adam_step(const float* theta, const float* g, const float* mu, const float* nu,      \
                  std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,        \
                  float* nu_out);                                                              \
-  extern const std::size_t contract_cols_f32, contract_cols_f64;                              \
+  extern const std::size_t contract_rows, contract_cols_f32, contract_cols_f64;               \
   void contract_tile_f32(const float* a, std::size_t rows, const float* q, std::size_t ldq,   \
-                         std::size_t np, float* out);                                         \
+                         std::size_t np, float* out, std::size_t ldo);                        \
   void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq, \
-                         std::size_t np, double* out);                                        \
+                         std::size_t np, double* out, std::size_t ldo);                       \
   }
 
 EGG_DECLARE_ISA(baseline)
