@@ -14,6 +14,13 @@ from eggroll_np.workloads import cnn, convnet, corpus, get, recurrent
 
 pytest.importorskip("sklearn")
 
+# The workloads run on the population layers of issue 12; without them only the loaders, the
+# baselines and the recipe can be tested.
+needs_layers = pytest.mark.skipif(
+    not all(hasattr(egg.Population, f) for f in ("linear", "conv2d", "embed")),
+    reason="needs the population layers pop.linear/conv2d/embed (issue 12)",
+)
+
 
 def _config(name, **kw):
     return train.resolve_config(get(name), kw)
@@ -35,6 +42,7 @@ def _train(task, config, generations):
 # ---- cnn ---------------------------------------------------------------------------------------
 
 
+@needs_layers
 @pytest.mark.parametrize("side", [8, 20])
 def test_cnn_population_forward_matches_each_member(side):
     rng = np.random.default_rng(0)
@@ -51,6 +59,7 @@ def test_cnn_population_forward_matches_each_member(side):
         np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-5)
 
 
+@needs_layers
 def test_cnn_kernels_are_lowrank_and_it_learns():
     config = _config("cnn", population=32, batch=64, baseline=False, lr=0.03)
     task = get("cnn").make(config)
@@ -95,6 +104,7 @@ def tiny_mnist(tmp_path):
     return tmp_path
 
 
+@needs_layers
 def test_cnn_reads_mnist_from_data(tiny_mnist, tmp_path):
     out = tmp_path / "run"
     rc = cli.main(
@@ -110,6 +120,7 @@ def test_cnn_reads_mnist_from_data(tiny_mnist, tmp_path):
 # ---- charlm ------------------------------------------------------------------------------------
 
 
+@needs_layers
 def test_charlm_population_logits_match_each_member():
     config = _config("charlm", population=4, embed=8, hidden=12, layers=2)
     task = get("charlm").make(config)
@@ -146,6 +157,7 @@ def test_charlm_bits_per_byte_and_carried_state():
     assert drawn.shape == (40,)
 
 
+@needs_layers
 def test_charlm_learns_on_a_small_file_and_reports_baselines(tmp_path, capsys):
     path = tmp_path / "corpus.txt"
     path.write_text("the cat sat on the mat. " * 200, encoding="utf-8")
