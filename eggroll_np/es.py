@@ -185,9 +185,10 @@ def _resolve_kinds(spec: TreeSpec, lowrank: LowrankSpec, full: bool) -> tuple[No
             k = default or (NoiseKind.LOWRANK if len(shape) == 2 else NoiseKind.FULL)
         if full and k is NoiseKind.LOWRANK:
             k = NoiseKind.FULL  # noise="full" / rank=None: classic OpenAI-ES everywhere
-        if k is NoiseKind.LOWRANK and len(shape) != 2:
+        if k is NoiseKind.LOWRANK and len(shape) < 2:
             raise ValueError(
-                f"lowrank: leaf '{p}' has shape {shape}; only 2-D leaves can be low-rank"
+                f"lowrank: leaf '{p}' has shape {shape}; only leaves with ndim >= 2 can be "
+                "low-rank (ndim >= 3 uses the matrix view (shape[0], prod(shape[1:])))"
             )
         kinds.append(k)
     return tuple(kinds)

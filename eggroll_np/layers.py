@@ -1,0 +1,416 @@
+"""Population layers on explicit noise arrays: fused linear and embedding (conv2d is in `conv`).
+
+Every function here takes a `LeafNoise` (a leaf's value theta plus its members' noise: low-rank
+factors, dense noise or none) instead of a Population, so the math has no dependence on how a
+generation's noise is produced or cached. Member i's leaf is theta + coef_i * eps_(keys[i]),
+eps = A_k @ B_k.T (reshaped to the leaf for ndim >= 3) for a low-rank leaf, E_k for a full-rank
+one, 0 for a frozen one. A low-rank leaf never becomes N dense matrices: a shared input is
+multiplied by theta once and each member adds its rank-r correction.
+
+After the base GEMM the rest of a layer is ONE pass over the output (`epilogue`): base (shared
+or per member) + low-rank correction + per-member bias + activation, on the C++ core for float32
+NumPy arrays and on the CUDA core for float32 CuPy arrays; `epilogue_reference` is the NumPy/CuPy
+array code both are tested against.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _ext
+from .backend import is_cupy_array, namespace_of
+
+__all__ = [
+    "ACTIVATIONS",
+    "LeafNoise",
+    "activation_code",
+    "apply_activation",
+    "as_input",
+    "check_bias",
+    "check_pair",
+    "epilogue",
+    "epilogue_reference",
+    "linear",
+    "embed",
+]
+
+ACTIVATIONS: tuple[str | None, ...] = (None, "relu", "tanh", "sigmoid", "gelu")
+_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+_GELU_C = float(np.sqrt(2.0 / np.pi))
+# Members per chunk of the reference expansion: (c, rows, n) products stay cache-sized.
+_CHUNK_VALUES = 1 << 20
+
+
+@dataclass(frozen=True)
+class LeafNoise:
+    """One leaf of a generation as the layers read it.
+
+    Attributes:
+        name: the leaf's path (errors name it).
+        theta: the leaf's value (NumPy or CuPy array, float32/float64).
+        kind: "lowrank", "full" or "frozen".
+        keys: (N,) uint32 array on theta's backend: member i uses unique noise key keys[i].
+        coef: (N,) array in theta's dtype: sigma * s_i (divided by sqrt(r) when low-rank).
+        A: (K, m, r) low-rank factors of the matrix view (m, n) = (shape[0], prod(shape[1:])).
+        B: (K, n, r).
+        E: (K, *shape) full-rank unit noise.
+    """
+
+    name: str
+    theta: Any
+    kind: str
+    keys: Any
+    coef: Any
+    A: Any = None
+    B: Any = None
+    E: Any = None
+
+    @property
+    def size(self) -> int:
+        """Members N."""
+        return int(self.keys.shape[0])
+
+
+def activation_code(activation: Any) -> int:
+    """The kernels' code of an activation name (None 0, relu 1, tanh 2, sigmoid 3, gelu 4)."""
+    if activation is not None and not isinstance(activation, str):
+        raise TypeError(
+            f"activation must be None or one of {list(ACTIVATIONS[1:])}, "
+            f"got {type(activation).__name__}"
+        )
+    if activation not in _CODES:
+        raise ValueError(
+            f"activation must be None or one of {list(ACTIVATIONS[1:])}, got {activation!r}"
+        )
+    return _CODES[activation]
+
+
+def apply_activation(h: Any, code: int) -> Any:
+    """The activation of `code` applied to h in place (the reference of the kernels); h."""
+    xp = namespace_of(h)
+    if code == 1:
+        xp.maximum(h, 0, out=h)
+    elif code == 2:
+        xp.tanh(h, out=h)
+    elif code == 3:  # 1 / (1 + exp(-h)) as 0.5 * (1 + tanh(h / 2)): no overflow for large |h|
+        h *= 0.5
+        xp.tanh(h, out=h)
+        h += 1
+        h *= 0.5
+    elif code == 4:  # gelu, tanh approximation: 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3)))
+        u = h * h
+        u *= 0.044715
+        u += 1
+        u *= h
+        u *= _GELU_C
+        xp.tanh(u, out=u)
+        u += 1
+        u *= 0.5
+        h *= u
+    return h
+
+
+def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
+    """x as a C-contiguous array of theta's backend and dtype (mixed NumPy/CuPy is a TypeError)."""
+    xp = namespace_of(theta)
+    if namespace_of(x) is not xp and not isinstance(x, (list, tuple, float, int)):
+        raise TypeError(
+            f"{what} is a {namespace_of(x).__name__} array but leaf '{name}' is a "
+            f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
+        )
+    return xp.ascontiguousarray(x, dtype=theta.dtype)
+
+
+def check_bias(b: LeafNoise | None, width: int, w: LeafNoise) -> None:
+    """A bias leaf must be 1-D of the layer's output width, w's dtype and backend, not low-rank."""
+    if b is None:
+        return
+    t = b.theta
+    if t.ndim != 1 or t.shape[0] != width:
+        raise ValueError(f"b: leaf '{b.name}' must have shape ({width},), got {tuple(t.shape)}")
+    if t.dtype != w.theta.dtype or namespace_of(t) is not namespace_of(w.theta):
+        raise TypeError(
+            f"b: leaf '{b.name}' ({t.dtype}) must have the dtype and backend of w '{w.name}' "
+            f"({w.theta.dtype})"
+        )
+    if b.kind == "lowrank":  # unreachable through init (1-D leaves are never low-rank)
+        raise ValueError(f"b: leaf '{b.name}' is low-rank; a bias must be full-rank or frozen")
+
+
+def _expand_reference(xa: Any, xa_rows: Any, R: Any, keys: Any, coef: Any, out: Any) -> None:
+    """out[i] += coef[i] * xa[xa_rows[i]] @ R[keys[i]].T, members in cache-sized chunks."""
+    xp = namespace_of(out)
+    n_members, rows, n = out.shape
+    step = max(1, _CHUNK_VALUES // max(1, rows * n))
+    for s in range(0, n_members, step):
+        sl = slice(s, s + step)
+        t = xa[xa_rows[sl]] * coef[sl].reshape(-1, 1, 1)
+        out[sl] += xp.matmul(t, R[keys[sl]].transpose(0, 2, 1))
+
+
+def _bias_rows(b: LeafNoise, sl: slice | None = None) -> Any:
+    """(N, n) per-member bias (or (n,) for a frozen one)."""
+    if b.kind == "frozen":
+        return b.theta
+    keys = b.keys if sl is None else b.keys[sl]
+    coef = b.coef if sl is None else b.coef[sl]
+    return b.theta + coef.reshape(-1, 1) * b.E[keys]
+
+
+def epilogue_reference(
+    out: Any,
+    base: Any,
+    xa: Any,
+    xa_rows: Any,
+    w: LeafNoise | None,
+    right: Any,
+    b: LeafNoise | None,
+    code: int,
+) -> Any:
+    """`epilogue` in array code (any dtype or rank, NumPy or CuPy): the reference."""
+    if base is not None:
+        out[...] = base
+    if w is not None and xa is not None:
+        _expand_reference(xa, xa_rows, right, w.keys, w.coef, out)
+    if b is not None:
+        out += _bias_rows(b).reshape(-1, 1, out.shape[2]) if b.kind != "frozen" else b.theta
+    return apply_activation(out, code)
+
+
+def _core_epilogue_ok(arrays: list[Any]) -> bool:
+    return (
+        _ext.core is not None
+        and hasattr(_ext.core, "linear_epilogue")
+        and all(
+            isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+            for a in arrays
+            if a is not None
+        )
+    )
+
+
+def _cuda_epilogue_ok(arrays: list[Any]) -> bool:
+    return (
+        _ext.cuda is not None
+        and hasattr(_ext.cuda, "linear_epilogue")
+        and all(is_cupy_array(a) and a.dtype == np.float32 for a in arrays if a is not None)
+    )
+
+
+def epilogue(
+    out: Any,
+    base: Any,
+    w: LeafNoise | None,
+    b: LeafNoise | None,
+    code: int,
+    *,
+    x: Any = None,
+    left: Any = None,
+    xa: Any = None,
+    xa_rows: Any = None,
+    right: Any = None,
+) -> Any:
+    """The one pass after the base GEMM, in place on out (N, rows, n):
+
+        out[i, j, :] = act(src + coef_i * t_ij @ right[keys[i]].T + bias_i)
+
+    src is base[j] (shared (rows, n)) or out's own contents (base None); t_ij is x[i, j] @
+    left[keys[i]] (per-member input; x (N, rows, m), left (K, m, r)) or xa[xa_rows[i], j]
+    (precomputed (R, rows, r): a shared projection or gathered embedding rows); right (K, n, r).
+    No correction when w is None or the leaf is not low-rank; bias_i = b's theta + coef_b,i *
+    E_b[keys[i]] (full) or theta (frozen).
+    """
+    lowrank = w is not None and w.kind == "lowrank"
+    if lowrank and x is not None:
+        operands = [out, x, left, right]
+        if not (_core_epilogue_ok(operands) or _cuda_epilogue_ok(operands)):
+            xp = namespace_of(out)
+            xa, xa_rows = xp.matmul(x, left[w.keys]), xp.arange(out.shape[0])
+            x = None
+    bias = None if b is None else b.theta
+    bias_e = None if b is None or b.kind == "frozen" else b.E
+    arrays = [out, base, x, left, xa, right, bias, bias_e] if lowrank else [out, base, bias, bias_e]
+    keys = w.keys if w is not None else (b.keys if b is not None else None)
+    if _core_epilogue_ok(arrays) or _cuda_epilogue_ok(arrays):
+        ops = _ext.core if isinstance(out, np.ndarray) else _cuda_kernels()
+        ops.linear_epilogue(
+            out,
+            base,
+            x if lowrank else None,
+            left if lowrank else None,
+            xa if lowrank else None,
+            None if not lowrank or xa_rows is None else _u32(xa_rows),
+            right if lowrank else None,
+            None if keys is None else _u32(keys),
+            w.coef if lowrank else None,
+            bias,
+            bias_e,
+            None if bias_e is None else b.coef,
+            code,
+        )
+        return out
+    return epilogue_reference(out, base, xa, xa_rows, w if lowrank else None, right, b, code)
+
+
+def _cuda_kernels() -> Any:
+    from . import _cuda_ops  # imports CuPy: only on the GPU path
+
+    return _cuda_ops
+
+
+def _u32(a: Any) -> Any:
+    xp = namespace_of(a)
+    return xp.ascontiguousarray(a, dtype=np.uint32)
+
+
+def _rows_input(x: Any, m: int, n_members: int, name: str, what: str) -> bool:
+    """True for a shared (B, m) input, False for per-member (N, B, m); else a ValueError."""
+    if x.ndim == 2 and x.shape[1] == m:
+        return True
+    if x.ndim == 3 and x.shape[0] == n_members and x.shape[2] == m:
+        return False
+    raise ValueError(
+        f"x must have shape (B, {m}) or ({n_members}, B, {m}) for leaf '{name}'{what}, "
+        f"got {tuple(x.shape)}"
+    )
+
+
+def linear(
+    x: Any, w: LeafNoise, b: LeafNoise | None = None, activation: str | None = None,
+    transpose: bool = False,
+) -> Any:  # fmt: skip
+    """act(x @ W_i + b_i) for every member: the base GEMM, then one fused pass.
+
+    Args:
+        x: shared (B, m) or per-member (N, B, m) input, cast to w's dtype.
+        w: a 2-D leaf (m, n) (low-rank, full-rank or frozen).
+        b: None or a 1-D leaf (n,) (full-rank or frozen).
+        activation: None, "relu", "tanh", "sigmoid" or "gelu" (tanh approximation).
+        transpose: use W_i.T (x then has n columns, the output m).
+
+    Returns:
+        (N, B, n) array in w's dtype and backend.
+    """
+    code = activation_code(activation)
+    if not isinstance(transpose, (bool, np.bool_)):
+        raise TypeError(f"transpose must be True or False, got {transpose!r}")
+    W = w.theta
+    if W.ndim != 2:
+        raise ValueError(f"w: linear needs a 2-D leaf, '{w.name}' has shape {tuple(W.shape)}")
+    x = as_input(x, W, w.name)
+    Wt = W.T if transpose else W
+    m, n = Wt.shape
+    N = w.size
+    shared = _rows_input(x, m, N, w.name, " (transposed)" if transpose else "")
+    check_bias(b, n, w)
+    xp = namespace_of(W)
+    if shared:
+        base = x @ Wt  # the shared GEMM, once for the whole population
+        out = xp.empty((N, x.shape[0], n), dtype=W.dtype)
+    else:
+        base = None
+        out = (x.reshape(-1, m) @ Wt).reshape(N, x.shape[1], n)
+    if w.kind == "full":  # dense noise: its own GEMMs, then the epilogue adds bias/activation
+        if base is not None:
+            out[...] = base
+            base = None
+        Et = w.E.transpose(0, 2, 1) if transpose else w.E
+        corr = xp.matmul(x, Et)[w.keys] if shared else xp.matmul(x, Et[w.keys])
+        out += w.coef.reshape(-1, 1, 1) * corr
+        return epilogue(out, None, None, b, code)
+    if w.kind == "frozen":
+        return epilogue(out, base, None, b, code)
+    left, right = (w.B, w.A) if transpose else (w.A, w.B)
+    if shared:  # x @ left_k for every key as ONE GEMM: (B, m) @ (m, K*r) -> (K, B, r)
+        K, _, r = left.shape
+        xa = (x @ left.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r)
+        xa = xp.ascontiguousarray(xa.transpose(1, 0, 2))
+        return epilogue(out, base, w, b, code, xa=xa, xa_rows=w.keys, right=right)
+    return epilogue(out, None, w, b, code, x=x, left=left, right=right)
+
+
+def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
+    """Rows of every member's table W_i at integer ids, without forming any W_i.
+
+    Args:
+        ids: integers of any shape S in [0, V) (shared), or (N, *S) with per_member=True.
+        w: a 2-D leaf (V, d).
+        per_member: ids[i] are member i's own ids.
+
+    Returns:
+        (N, *S, d) array in w's dtype and backend.
+    """
+    if not isinstance(per_member, (bool, np.bool_)):
+        raise TypeError(f"per_member must be True or False, got {per_member!r}")
+    W = w.theta
+    if W.ndim != 2:
+        raise ValueError(f"w: embed needs a 2-D leaf (V, d), '{w.name}' has shape {tuple(W.shape)}")
+    xp = namespace_of(W)
+    if namespace_of(ids) is not xp and not isinstance(ids, (list, tuple, int)):
+        raise TypeError(
+            f"ids is a {namespace_of(ids).__name__} array but leaf '{w.name}' is a "
+            f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
+        )
+    ids = xp.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+    V, d = W.shape
+    N = w.size
+    if per_member and (ids.ndim < 1 or ids.shape[0] != N):
+        raise ValueError(
+            f"ids must have shape ({N}, ...) with per_member=True, got {tuple(ids.shape)}"
+        )
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
+        raise ValueError(
+            f"ids must be in [0, {V}) for leaf '{w.name}', got values in "
+            f"[{int(ids.min())}, {int(ids.max())}]"
+        )
+    shape = ids.shape[1:] if per_member else ids.shape
+    flat = ids.reshape(N, -1) if per_member else ids.reshape(-1)
+    L = flat.shape[-1]
+    if per_member:
+        out = W[flat]  # (N, L, d), a gather: each member's own rows
+        base = None
+    else:
+        base = W[flat]  # (L, d), shared by every member
+        out = xp.empty((N, L, d), dtype=W.dtype)
+    if w.kind == "full":
+        if base is not None:
+            out[...] = base
+        out += w.coef.reshape(-1, 1, 1) * w.E[w.keys[:, None], flat]  # (N, L, d) gathered rows
+        return out.reshape(N, *shape, d)
+    if w.kind == "frozen":
+        if base is not None:
+            out[...] = base
+        return out.reshape(N, *shape, d)
+    if per_member:  # rows of A_k at member i's ids: (N, L, r)
+        xa = xp.ascontiguousarray(w.A[w.keys[:, None], flat])
+        xa_rows = xp.arange(N)
+    else:  # rows of every key's A at the shared ids: (K, L, r)
+        xa = xp.ascontiguousarray(w.A[:, flat])
+        xa_rows = w.keys
+    epilogue(out, base, w, None, 0, xa=xa, xa_rows=xa_rows, right=w.B)
+    return out.reshape(N, *shape, d)
+
+
+def check_pair(name: str, value: Any, lo: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= lo, as a pair (stride, padding)."""
+    vals = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(vals) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    out = []
+    for v in vals:
+        if isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        try:
+            iv = operator.index(v)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+        if iv < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {value!r}")
+        out.append(iv)
+    return out[0], out[1]
