@@ -1,0 +1,162 @@
+"""The C++ fused epilogues of the population layers against the NumPy reference, every SIMD level."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import eggroll_np as egg
+from eggroll_np import _ext, conv, layers
+
+pytestmark = pytest.mark.skipif(
+    _ext.core is None or not hasattr(_ext.core, "linear_epilogue"),
+    reason=f"eggroll_np._core is not built with the layer epilogues ({_ext.core_error})",
+)
+
+LEVELS = _ext.core.available_simd_levels() if _ext.core is not None else []
+
+
+@pytest.fixture(params=LEVELS)
+def simd(request):
+    before = _ext.core.simd_level()
+    _ext.core.set_simd_level(request.param)
+    yield request.param
+    _ext.core.set_simd_level(before)
+
+
+def _reference(monkeypatch, fn):
+    """fn() computed with the compiled epilogues switched off (the array-code reference)."""
+    with monkeypatch.context() as mp:
+        mp.setattr(layers, "_core_epilogue_ok", lambda arrays: False)
+        mp.setattr(conv, "_core_ok", lambda arrays: False)
+        return fn()
+
+
+def _close(got, want):
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * scale)
+
+
+@pytest.mark.parametrize("act", layers.ACTIVATIONS)
+def test_activations_match_float64_definitions(simd, act):
+    h = np.concatenate([np.linspace(-60, 60, 4001), [0.0, -0.0, 1e-30, -1e-30, 1e-6, -88, 90]])
+    h = h.astype(np.float32)
+    out = np.empty((1, 1, h.size), np.float32)
+    code = layers.activation_code(act)
+    _ext.core.linear_epilogue(out, h.reshape(1, -1), *[None] * 10, code)
+    want = layers.apply_activation(h.astype(np.float64), code)
+    np.testing.assert_allclose(out[0, 0], want, rtol=3e-6, atol=1e-7)
+    nan = np.full((1, 5), np.nan, np.float32)
+    got = np.empty((1, 1, 5), np.float32)
+    _ext.core.linear_epilogue(got, nan, *[None] * 10, code)
+    assert np.isnan(got).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_out=st.sampled_from([1, 7, 16, 513, 1030]),
+    m=st.sampled_from([1, 5, 64]),
+    batch=st.integers(1, 5),
+    rank=st.integers(1, 3),
+    w_kind=st.sampled_from(["lowrank", "full", "frozen"]),
+    b_kind=st.sampled_from(["none", "full", "frozen"]),
+    act=st.sampled_from(layers.ACTIVATIONS),
+    shared=st.booleans(),
+    transpose=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_linear_core_matches_reference(
+    n_out, m, batch, rank, w_kind, b_kind, act, shared, transpose, seed
+):
+    rng = np.random.default_rng(seed)
+    N = 6
+    shape = (n_out, m) if transpose else (m, n_out)
+    params = {"W": rng.standard_normal(shape).astype(np.float32)}
+    kinds = {"W": w_kind}
+    if b_kind != "none":
+        params["b"] = rng.standard_normal(n_out).astype(np.float32)
+        kinds["b"] = b_kind
+    state = egg.init(params, population=N, sigma=0.2, rank=rank, seed=seed, lowrank=kinds)
+    pop = egg.ask(params, dataclasses.replace(state, generation=3))
+    x = rng.standard_normal((batch, m) if shared else (N, batch, m)).astype(np.float32)
+    b = "b" if b_kind != "none" else None
+    got = pop.linear(x, "W", b, act, transpose)
+    with pytest.MonkeyPatch.context() as mp:
+        want = _reference(mp, lambda: pop.linear(x, "W", b, act, transpose))
+    _close(got, want)
+
+
+def test_linear_core_every_simd_level(simd, monkeypatch):
+    rng = np.random.default_rng(1)
+    params = {"W": rng.standard_normal((33, 700)).astype(np.float32),
+              "b": rng.standard_normal(700).astype(np.float32)}  # fmt: skip
+    for rank in (1, 2):
+        pop = egg.ask(params, egg.init(params, population=8, rank=rank, sigma=0.3))
+        for x in (rng.standard_normal((3, 33)), rng.standard_normal((8, 3, 33))):
+            x = x.astype(np.float32)
+            for act in layers.ACTIVATIONS:
+                got = pop.linear(x, "W", "b", act)
+                _close(got, _reference(monkeypatch, lambda a=act, x=x: pop.linear(x, "W", "b", a)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    C=st.integers(1, 3),
+    O=st.integers(1, 5),
+    k=st.integers(1, 3),
+    size=st.integers(3, 9),
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 1),
+    rank=st.integers(1, 3),
+    w_kind=st.sampled_from(["lowrank", "full", "frozen"]),
+    b_kind=st.sampled_from(["none", "full", "frozen"]),
+    act=st.sampled_from(layers.ACTIVATIONS),
+    shared=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_conv_core_matches_reference(
+    C, O, k, size, stride, padding, rank, w_kind, b_kind, act, shared, seed
+):  # noqa: E741
+    rng = np.random.default_rng(seed)
+    N, batch = 4, 2
+    params = {"K": rng.standard_normal((O, C, k, k)).astype(np.float32)}
+    kinds = {"K": w_kind}
+    if b_kind != "none":
+        params["c"] = rng.standard_normal(O).astype(np.float32)
+        kinds["c"] = b_kind
+    state = egg.init(params, population=N, sigma=0.2, rank=rank, seed=seed, lowrank=kinds)
+    pop = egg.ask(params, state)
+    x = rng.standard_normal((batch, C, size, size) if shared else (N, batch, C, size, size))
+    x = x.astype(np.float32)
+    b = "c" if b_kind != "none" else None
+    got = pop.conv2d(x, "K", b, stride, padding, act)
+    with pytest.MonkeyPatch.context() as mp:
+        want = _reference(mp, lambda: pop.conv2d(x, "K", b, stride, padding, act))
+    _close(got, want)
+
+
+def test_epilogue_buffer_checks():
+    out = np.zeros((2, 3, 4), np.float32)
+    none = [None] * 10
+    with pytest.raises(ValueError, match="act"):
+        _ext.core.linear_epilogue(out, None, *none, 9)
+    with pytest.raises(ValueError, match="base"):
+        _ext.core.linear_epilogue(out, np.zeros((3, 5), np.float32), *none, 0)
+    with pytest.raises(TypeError, match="float32"):
+        _ext.core.linear_epilogue(out.astype(np.float64), None, *none, 0)
+    b = np.zeros((2, 4, 1), np.float32)
+    xa = np.zeros((2, 3, 1), np.float32)
+    coef = np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="keys must be < 2"):
+        _ext.core.linear_epilogue(out, None, None, None, xa, np.zeros(2, np.uint32), b,
+                                  np.array([0, 2], np.uint32), coef, None, None, None, 0)  # fmt: skip
+    with pytest.raises(ValueError, match="xa_rows"):
+        _ext.core.linear_epilogue(out, None, None, None, xa, None, b,
+                                  np.array([0, 1], np.uint32), coef, None, None, None, 0)  # fmt: skip
+    with pytest.raises(ValueError, match="src"):
+        _ext.core.conv_epilogue(np.zeros((2, 1, 3, 4), np.float32), np.zeros((3, 1, 3, 4), np.float32),
+                                None, None, None, None, None, None, None, None, 0)  # fmt: skip
