@@ -1,4 +1,4 @@
-"""The C++ fused epilogues of the population layers against the NumPy reference, every SIMD level."""
+"""The C++ fused epilogues of the population layers against the NumPy reference, all SIMD levels."""
 
 from __future__ import annotations
 
@@ -100,13 +100,14 @@ def test_linear_core_every_simd_level(simd, monkeypatch):
             x = x.astype(np.float32)
             for act in layers.ACTIVATIONS:
                 got = pop.linear(x, "W", "b", act)
-                _close(got, _reference(monkeypatch, lambda a=act, x=x: pop.linear(x, "W", "b", a)))
+                want = _reference(monkeypatch, lambda p=pop, a=act, x=x: p.linear(x, "W", "b", a))
+                _close(got, want)
 
 
 @settings(max_examples=25, deadline=None)
 @given(
     C=st.integers(1, 3),
-    O=st.integers(1, 5),
+    Co=st.integers(1, 5),
     k=st.integers(1, 3),
     size=st.integers(3, 9),
     stride=st.integers(1, 2),
@@ -119,14 +120,14 @@ def test_linear_core_every_simd_level(simd, monkeypatch):
     seed=st.integers(0, 2**32 - 1),
 )
 def test_conv_core_matches_reference(
-    C, O, k, size, stride, padding, rank, w_kind, b_kind, act, shared, seed
-):  # noqa: E741
+    C, Co, k, size, stride, padding, rank, w_kind, b_kind, act, shared, seed
+):
     rng = np.random.default_rng(seed)
     N, batch = 4, 2
-    params = {"K": rng.standard_normal((O, C, k, k)).astype(np.float32)}
+    params = {"K": rng.standard_normal((Co, C, k, k)).astype(np.float32)}
     kinds = {"K": w_kind}
     if b_kind != "none":
-        params["c"] = rng.standard_normal(O).astype(np.float32)
+        params["c"] = rng.standard_normal(Co).astype(np.float32)
         kinds["c"] = b_kind
     state = egg.init(params, population=N, sigma=0.2, rank=rank, seed=seed, lowrank=kinds)
     pop = egg.ask(params, state)
@@ -151,12 +152,18 @@ def test_epilogue_buffer_checks():
     b = np.zeros((2, 4, 1), np.float32)
     xa = np.zeros((2, 3, 1), np.float32)
     coef = np.ones(2, np.float32)
+    rows = np.zeros(2, np.uint32)
     with pytest.raises(ValueError, match="keys must be < 2"):
-        _ext.core.linear_epilogue(out, None, None, None, xa, np.zeros(2, np.uint32), b,
-                                  np.array([0, 2], np.uint32), coef, None, None, None, 0)  # fmt: skip
+        _ext.core.linear_epilogue(
+            out, None, None, None, xa, rows, b, np.array([0, 2], np.uint32), coef, None, None,
+            None, 0,
+        )  # fmt: skip
     with pytest.raises(ValueError, match="xa_rows"):
-        _ext.core.linear_epilogue(out, None, None, None, xa, None, b,
-                                  np.array([0, 1], np.uint32), coef, None, None, None, 0)  # fmt: skip
+        _ext.core.linear_epilogue(
+            out, None, None, None, xa, None, b, rows, coef, None, None, None, 0
+        )  # fmt: skip
     with pytest.raises(ValueError, match="src"):
-        _ext.core.conv_epilogue(np.zeros((2, 1, 3, 4), np.float32), np.zeros((3, 1, 3, 4), np.float32),
-                                None, None, None, None, None, None, None, None, 0)  # fmt: skip
+        _ext.core.conv_epilogue(
+            np.zeros((2, 1, 3, 4), np.float32), np.zeros((3, 1, 3, 4), np.float32),
+            *[None] * 8, 0,
+        )  # fmt: skip
