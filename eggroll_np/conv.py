@@ -138,7 +138,7 @@ def conv_epilogue(
 
 
 def _cuda_ops() -> Any:
-    from . import _cuda_ops as ops  # imports CuPy: only on the GPU path
+    from . import _cuda_layers as ops  # imports CuPy: only on the GPU path
 
     return ops
 

@@ -257,9 +257,9 @@ def epilogue(
 
 
 def _cuda_kernels() -> Any:
-    from . import _cuda_ops  # imports CuPy: only on the GPU path
+    from . import _cuda_layers  # imports CuPy: only on the GPU path
 
-    return _cuda_ops
+    return _cuda_layers
 
 
 def _u32(a: Any) -> Any:
