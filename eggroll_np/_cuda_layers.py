@@ -82,15 +82,15 @@ def conv_epilogue(
     out = _f32("out", out, 4)
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous (it is written in place)")
-    N, Bt, O, P = out.shape
+    N, Bt, Co, P = out.shape
     src = _f32("src", src, 4, contiguous=False)
-    if src.shape[0] not in (1, N) or src.shape[1:] != (Bt, O, P):
-        raise ValueError(f"src must have shape (1 or {N}, {Bt}, {O}, {P}), got {src.shape}")
+    if src.shape[0] not in (1, N) or src.shape[1:] != (Bt, Co, P):
+        raise ValueError(f"src must have shape (1 or {N}, {Bt}, {Co}, {P}), got {src.shape}")
     a, v = _f32("a", a, 3), _f32("v", v, 4, contiguous=False)
     rank = v_count = 0
     if a is not None:
         rank, v_count = a.shape[2], v.shape[0]
-        if a.shape[1] != O or v.shape[1:] != (Bt, rank, P):
+        if a.shape[1] != Co or v.shape[1:] != (Bt, rank, P):
             raise ValueError(f"a {a.shape} / v {v.shape} do not match out {out.shape}")
     bias, bias_noise = _f32("bias", bias, 1), _f32("bias_noise", bias_noise, 2)
     bound = min(
@@ -101,6 +101,6 @@ def conv_epilogue(
             _ptr(out), _ptr(src), _strides(src), src.shape[0] == 1, _ptr(a), _ptr(v),
             _strides(v) if v is not None else [0, 0, 0, 0], _ptr(_u32(v_index)), _ptr(_u32(keys)),
             _ptr(_f32("coef", coef, 1)), _ptr(bias), _ptr(bias_noise),
-            _ptr(_f32("bias_coef", bias_coef, 1)), int(act), N, Bt, O, P, rank, v_count, bound,
+            _ptr(_f32("bias_coef", bias_coef, 1)), int(act), N, Bt, Co, P, rank, v_count, bound,
             current_stream_ptr(),
         )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The Simple CNN (Conv2d -> Conv2d -> Linear -> Linear): parameters, pure inference, population forward.
+"""The Simple CNN (Conv2d -> Conv2d -> Linear -> Linear): parameters, inference, population forward.
 
 The architecture of eggroll-trainer's Simple CNN benchmark, sized by the input: two 3x3 convs
 with stride 2 and padding 1 (ReLU), a hidden linear layer (ReLU) and the class logits. Conv
@@ -59,12 +59,13 @@ def init_params(arch: SimpleCNN, seed: int = 0, dtype: Any = np.float32) -> dict
 
     c_in = arch.in_shape[0]
     c1, c2 = arch.channels
+    f, hid, cls = arch.features, arch.hidden, arch.classes
     return {
         "conv1": {"W": he((c1, c_in, 3, 3), c_in * 9), "b": np.zeros(c1, dtype)},
         "conv2": {"W": he((c2, c1, 3, 3), c1 * 9), "b": np.zeros(c2, dtype)},
-        "fc1": {"W": he((arch.features, arch.hidden), arch.features), "b": np.zeros(arch.hidden, dtype)},
-        "fc2": {"W": he((arch.hidden, arch.classes), arch.hidden), "b": np.zeros(arch.classes, dtype)},
-    }  # fmt: skip
+        "fc1": {"W": he((f, hid), f), "b": np.zeros(hid, dtype)},
+        "fc2": {"W": he((hid, cls), hid), "b": np.zeros(cls, dtype)},
+    }
 
 
 def lowrank_choices() -> dict[str, str]:
