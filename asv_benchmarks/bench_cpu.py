@@ -1,4 +1,4 @@
-"""CPU speed and memory of eggroll_np on the reference workloads (rl, sup), with ratios."""
+"""CPU speed and memory of eggroll_np on the reference workloads (rl, sup, cnn), with ratios."""
 
 from __future__ import annotations
 
@@ -49,20 +49,17 @@ class Noise:
 
 
 class Workload:
-    """Population forward, full generation and pure inference on rl and sup."""
+    """Population forward, full generation and pure inference on rl, sup and cnn."""
 
-    params = ["rl", "sup"]
+    params = ["rl", "sup", "cnn"]
     param_names = ["workload"]
     timeout = 300
 
     def setup(self, name):
-        self.w = bench.WORKLOADS[name]
-        self.params_tree = bench.make_params(self.w)
-        self.x = bench.make_inputs(self.w)
-        self.rows = bench.inference_rows(self.w, self.x)
-        self.fitness = bench.make_fitness(self.w, self.x)
+        self.w, self.params_tree, self._infer, self.fitness, extra = bench.setup_workload(name)
         state = egg.init(
-            self.params_tree, population=self.w.population, sigma=0.02, lr=0.01, rank=1, seed=0
+            self.params_tree, population=self.w.population, sigma=0.02, lr=0.01, rank=1, seed=0,
+            **extra,
         )
         # Every call evaluates a new generation, so its noise is generated anew (a state's
         # noise cache would otherwise let repeated calls skip noise generation).
@@ -80,7 +77,7 @@ class Workload:
         return egg.step(self.params_tree, self.fitness, self._state(), batched=True)
 
     def _inference(self):
-        return bench.inference(self.params_tree, self.rows)
+        return self._infer()
 
     def time_inference(self, name):
         self._inference()
@@ -111,20 +108,17 @@ class Workload:
 class NaiveES:
     """The library's own full-rank ES path: what EGGROLL is compared against."""
 
-    params = ["rl", "sup"]
+    params = ["rl", "sup", "cnn"]
     param_names = ["workload"]
     timeout = 600
     number = 1
     repeat = 1
 
     def setup(self, name):
-        w = bench.WORKLOADS[name]
-        self.params_tree = bench.make_params(w)
-        x = bench.make_inputs(w)
-        self.fitness = bench.make_fitness(w, x)
+        w, self.params_tree, _, self.fitness, extra = bench.setup_workload(name)
         kw = dict(population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0)
         self.naive = bench.fresh_states(egg.init(self.params_tree, noise="full", **kw))
-        self.lowrank = bench.fresh_states(egg.init(self.params_tree, **kw))
+        self.lowrank = bench.fresh_states(egg.init(self.params_tree, **kw, **extra))
         self._calls = 0
 
     def _step(self, states):

@@ -1,4 +1,4 @@
-"""`eggroll-np bench`: the rl and sup workloads timed against pure inference and naive ES."""
+"""`eggroll-np bench`: the rl, sup and cnn workloads timed against pure inference and naive ES."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from . import simple_cnn
 from .cli import command
+from .simple_cnn import MNIST_CNN, SimpleCNN
 
 __all__ = [
     "Workload",
@@ -24,6 +26,9 @@ __all__ = [
     "inference",
     "population_forward",
     "make_fitness",
+    "CNNWorkload",
+    "CNN_WORKLOAD",
+    "setup_workload",
     "run_workload",
     "format_table",
 ]
@@ -92,13 +97,11 @@ def inference_rows(w: Workload, x: np.ndarray) -> np.ndarray:
 
 
 def population_forward(pop: Any, x: np.ndarray, n_layers: int) -> np.ndarray:
-    """MLP forward of every member through `pop.matmul`: (N, rows, n_out)."""
+    """MLP forward of every member through `pop.linear` (bias and ReLU fused): (N, rows, n_out)."""
     h = x
     for j in range(n_layers):
-        h = pop.matmul(h, f"layers/{j}/W")
-        h += pop.perturbed(f"layers/{j}/b")[:, None, :]
-        if j < n_layers - 1:
-            np.maximum(h, 0, out=h)
+        act = "relu" if j < n_layers - 1 else None
+        h = pop.linear(h, f"layers/{j}/W", f"layers/{j}/b", activation=act)
     return h
 
 
@@ -111,6 +114,48 @@ def make_fitness(w: Workload, x: np.ndarray) -> Callable[[Any], np.ndarray]:
         return -np.mean(out * out, axis=(1, 2), dtype=np.float64)
 
     return fitness
+
+
+@dataclass(frozen=True)
+class CNNWorkload:
+    """The Simple CNN (`eggroll_np.simple_cnn`) on one batch of images shared by every member."""
+
+    name: str
+    arch: SimpleCNN
+    population: int
+    rows: int  # images, shared by every member
+
+    shared = True
+
+    @property
+    def inference_rows(self) -> int:
+        """Images that pure inference pushes through the CNN (all members' images at once)."""
+        return self.population * self.rows
+
+
+# MNIST-sized (1x28x28) so that the convolutions carry real weight; 32 images per generation.
+CNN_WORKLOAD = CNNWorkload("cnn", MNIST_CNN, population=256, rows=32)
+
+
+def setup_workload(name: str) -> tuple[Any, dict[str, Any], Callable[[], Any], Callable, dict]:
+    """(workload, params, pure inference of all N*B rows, batched fitness, init kwargs)."""
+    if name == "cnn":
+        w = CNN_WORKLOAD
+        params = simple_cnn.init_params(w.arch)
+        x = np.random.default_rng(1).standard_normal((w.rows, *w.arch.in_shape), np.float32)
+        rows = np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, *x.shape[1:]).copy()
+
+        def fitness(pop: Any) -> np.ndarray:
+            out = simple_cnn.population_forward(pop, x, w.arch)
+            return -np.mean(out * out, axis=(1, 2), dtype=np.float64)
+
+        infer = lambda: simple_cnn.inference(params, rows, w.arch)  # noqa: E731
+        return w, params, infer, fitness, {"lowrank": simple_cnn.lowrank_choices()}
+    wm = WORKLOADS[name]
+    params = make_params(wm)
+    x = make_inputs(wm)
+    rows = inference_rows(wm, x)
+    return wm, params, lambda: inference(params, rows), make_fitness(wm, x), {}
 
 
 def _median_time(fn: Callable[[Any], Any], repeats: int, make_arg: Callable[[int], Any]) -> float:
@@ -202,14 +247,12 @@ def _peak_rss_child(name: str, what: str) -> int:
 
     retain_heap_memory()
 
-    w = WORKLOADS[name]
-    params = make_params(w)
-    x = make_inputs(w)
+    w, params, infer, fitness, extra = setup_workload(name)
     if what == "inference":
-        inference(params, inference_rows(w, x))
+        infer()
     else:
-        state = init(params, population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0)
-        step(params, make_fitness(w, x), state, batched=True)
+        state = init(params, population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0, **extra)
+        step(params, fitness, state, batched=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
 
@@ -229,32 +272,28 @@ def run_workload(
     """Time one workload; returns seconds (medians), ratios and peak bytes."""
     from . import ask, init, step
 
-    w = WORKLOADS[name]
     say = progress or (lambda _msg: None)
-    params = make_params(w)
-    x = make_inputs(w)
-    rows = inference_rows(w, x)
-    fitness = make_fitness(w, x)
+    w, params, infer, fitness, extra = setup_workload(name)
     cfg = dict(population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0, antithetic=True)
-    state = init(params, optimizer="adam", shaping="centered_rank", **cfg)
+    state = init(params, optimizer="adam", shaping="centered_rank", **cfg, **extra)
 
     states = fresh_states(state)
     say("inference / forward / generation, interleaved")
     t_inf, t_fwd, t_gen, r_fwd, r_gen = _interleaved(
-        lambda: inference(params, rows),
+        infer,
         lambda s: fitness(ask(params, s)),
         lambda s: step(params, fitness, s, batched=True),
         states,
         repeats,
     )
     say("peak memory")
-    alloc_inf = _peak_bytes(lambda: inference(params, rows))
+    alloc_inf = _peak_bytes(infer)
     alloc_gen = _peak_bytes(lambda: step(params, fitness, states(repeats + 1), batched=True))
     rss_inf, rss_gen = peak_rss(name, "inference"), peak_rss(name, "step")
     result: dict[str, Any] = {
         "workload": name,
         "population": w.population,
-        "sizes": list(w.sizes),
+        "sizes": list(w.sizes) if hasattr(w, "sizes") else repr(w.arch),
         "rows_per_member": w.rows,
         "shared_input": w.shared,
         "inference_s": t_inf,
@@ -267,7 +306,7 @@ def run_workload(
         "peak_ratio": rss_gen / max(rss_inf, 1),
         "alloc_peak_inference_bytes": alloc_inf,
         "alloc_peak_generation_bytes": alloc_gen,
-        "param_bytes": sum(int(v.nbytes) for layer in params["layers"] for v in layer.values()),
+        "param_bytes": sum(int(v.nbytes) for v in _leaves(params)),
     }
     if naive:
         say("naive full-rank ES")
@@ -280,6 +319,12 @@ def run_workload(
         result["naive_generation_s"] = t_naive
         result["speedup_vs_naive"] = t_naive / t_gen
     return result
+
+
+def _leaves(tree: Any) -> list[Any]:
+    from .tree import flatten
+
+    return flatten(tree)[0]
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
@@ -305,13 +350,13 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    p.add_argument("--workload", choices=[*WORKLOADS, "cnn", "all"], default="all")
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
     p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
 
 
-@command("bench", "time the rl/sup workloads against pure inference and naive ES", _bench_args)
+@command("bench", "time the rl/sup/cnn workloads against pure inference and naive ES", _bench_args)
 def _run_bench(args: argparse.Namespace) -> int:
     from .sysinfo import system_info
 
@@ -320,7 +365,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     from .tuning import retain_heap_memory
 
     retain_heap_memory()  # same process for inference and EGGROLL: both benefit alike
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    names = [*WORKLOADS, "cnn"] if args.workload == "all" else [args.workload]
     steps_per = 3 if not args.no_naive else 2
     try:
         from tqdm import tqdm

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import layers
+from eggroll_np import layers, simple_cnn
 from eggroll_np.population import NoiseKind
 
 from .engine_helpers import unit_noise
@@ -266,3 +266,22 @@ def test_activation_reference_matches_the_definitions():
     for code, name in enumerate(layers.ACTIVATIONS):
         got = layers.apply_activation(h.copy(), code)
         np.testing.assert_allclose(got, _act(h, name), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_simple_cnn_population_forward_equals_member_inference(shared):
+    arch = simple_cnn.SimpleCNN(in_shape=(2, 9, 7), channels=(3, 4), hidden=5, classes=3)
+    params = simple_cnn.init_params(arch, seed=2)
+    N, B = 4, 3
+    state = egg.init(params, population=N, sigma=0.1, rank=2, seed=5,
+                     lowrank=simple_cnn.lowrank_choices())  # fmt: skip
+    assert state.config.kinds[0] is NoiseKind.LOWRANK  # conv1/W
+    pop = egg.ask(params, state)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, *arch.in_shape) if shared else (N, B, *arch.in_shape))
+    x = x.astype(np.float32)
+    got = simple_cnn.population_forward(pop, x, arch)
+    assert got.shape == (N, B, arch.classes)
+    for i in range(N):
+        want = simple_cnn.inference(pop.member(i), x if shared else x[i], arch)
+        np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-4)
