@@ -23,12 +23,16 @@ tokens = lookup[np.frombuffer(text, np.uint8)]
 V, D, H, CONTEXT = vocab.size, 32, 128, 4
 
 rng = np.random.default_rng(0)
+
+
+def dense(m, n, scale):
+    return {"W": (rng.standard_normal((m, n)) * scale).astype(np.float32), "b": np.zeros(n, np.float32)}
+
+
 params = {
-    "emb": rng.standard_normal((V, D)).astype(np.float32) * 0.3,
-    "hidden": {"W": (rng.standard_normal((CONTEXT * D, H)) / np.sqrt(CONTEXT * D)).astype(np.float32),
-               "b": np.zeros(H, np.float32)},
-    "out": {"W": (rng.standard_normal((H, V)) / np.sqrt(H)).astype(np.float32),
-            "b": np.zeros(V, np.float32)},
+    "emb": (rng.standard_normal((V, D)) * 0.3).astype(np.float32),
+    "hidden": dense(CONTEXT * D, H, 1 / np.sqrt(CONTEXT * D)),
+    "out": dense(H, V, 1 / np.sqrt(H)),
 }
 state = egg.init(params, population=128, sigma=0.05, lr=0.02, seed=0)
 

@@ -98,8 +98,10 @@ class _EmulatedLayers:
     """`_cuda.linear_epilogue` / `conv_epilogue`'s contract (csrc/cuda/layers.cuh) in NumPy."""
 
     @staticmethod
-    def linear_epilogue(out, base, xa, xa_rows, xa_scaled, right, keys, coef, bias, bias_noise,
-                        bias_coef, act, members, rows, n, rank, xa_count, keys_bound, _s):  # fmt: skip
+    def linear_epilogue(
+        out, base, xa, xa_rows, xa_scaled, right, keys, coef, bias, bias_noise, bias_coef, act,
+        members, rows, n, rank, xa_count, keys_bound, _s,
+    ):  # fmt: skip
         o = _at(out, members * rows * n, np.float32).reshape(members, rows, n)
         h = (o if base == 0 else _at(base, rows * n, np.float32).reshape(rows, n)).astype(float)
         h = np.broadcast_to(h, o.shape).copy()
