@@ -26,7 +26,8 @@ rng = np.random.default_rng(0)
 
 
 def dense(m, n, scale):
-    return {"W": (rng.standard_normal((m, n)) * scale).astype(np.float32), "b": np.zeros(n, np.float32)}
+    w = (rng.standard_normal((m, n)) * scale).astype(np.float32)
+    return {"W": w, "b": np.zeros(n, np.float32)}
 
 
 params = {
