@@ -354,6 +354,12 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
     p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="BLAS and eggroll_np threads for the whole run (0: leave both at their defaults)",
+    )
 
 
 @command("bench", "time the rl/sup/cnn workloads against pure inference and naive ES", _bench_args)
@@ -362,6 +368,17 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        from . import _ext
+
+        # Held until this function returns: inference and EGGROLL run under the same limits.
+        limits = threadpool_limits(limits=args.threads, user_api="blas")  # noqa: F841
+        if _ext.core is not None:
+            _ext.core.set_num_threads(args.threads)
     from .tuning import retain_heap_memory
 
     retain_heap_memory()  # same process for inference and EGGROLL: both benefit alike
