@@ -137,12 +137,18 @@ class CNNWorkload:
 CNN_WORKLOAD = CNNWorkload("cnn", MNIST_CNN, population=256, rows=32)
 
 
+def _cnn_images() -> np.ndarray:
+    """The cnn workload's shared batch (rows, C, H, W), float32."""
+    w = CNN_WORKLOAD
+    return np.random.default_rng(1).standard_normal((w.rows, *w.arch.in_shape), np.float32)
+
+
 def setup_workload(name: str) -> tuple[Any, dict[str, Any], Callable[[], Any], Callable, dict]:
     """(workload, params, pure inference of all N*B rows, batched fitness, init kwargs)."""
     if name == "cnn":
         w = CNN_WORKLOAD
         params = simple_cnn.init_params(w.arch)
-        x = np.random.default_rng(1).standard_normal((w.rows, *w.arch.in_shape), np.float32)
+        x = _cnn_images()
         rows = np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, *x.shape[1:]).copy()
 
         def fitness(pop: Any) -> np.ndarray:
@@ -318,7 +324,21 @@ def run_workload(
         )
         result["naive_generation_s"] = t_naive
         result["speedup_vs_naive"] = t_naive / t_gen
+        if name == "cnn":  # what a CNN cost before the population layers: N dense members
+            say("black-box full-rank ES")
+            member_fitness = _cnn_member_fitness(params)
+            t_bb = _median_time(
+                lambda s: step(params, member_fitness, s), 1, fresh_states(naive_state)
+            )
+            result["blackbox_generation_s"] = t_bb
+            result["speedup_vs_blackbox"] = t_bb / t_gen
     return result
+
+
+def _cnn_member_fitness(params: dict[str, Any]) -> Callable[[Any], float]:
+    """The cnn workload's fitness of ONE member tree (black-box ES: plain inference per member)."""
+    w, x = CNN_WORKLOAD, _cnn_images()
+    return lambda tree: -float(np.mean(simple_cnn.inference(tree, x, w.arch) ** 2))
 
 
 def _leaves(tree: Any) -> list[Any]:
@@ -346,6 +366,13 @@ def format_table(results: list[dict[str, Any]]) -> str:
             f"{r['forward_throughput_ratio']:>13.3f}{r['generation_s'] * 1e3:>10.2f}ms"
             f"{r['generation_over_inference']:>9.2f}{naive}{speed}{r['peak_ratio']:>18.2f}"
         )
+    for r in results:
+        if "blackbox_generation_s" in r:
+            lines.append(
+                f"{r['workload']}: black-box full-rank ES (one dense member at a time) "
+                f"{r['blackbox_generation_s'] * 1e3:.0f}ms per generation, "
+                f"{r['speedup_vs_blackbox']:.1f}x slower than EGGROLL"
+            )
     return "\n".join(lines)
 
 
@@ -383,11 +410,11 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     retain_heap_memory()  # same process for inference and EGGROLL: both benefit alike
     names = [*WORKLOADS, "cnn"] if args.workload == "all" else [args.workload]
-    steps_per = 3 if not args.no_naive else 2
+    steps_per = {n: 2 + (not args.no_naive) + (n == "cnn" and not args.no_naive) for n in names}
     try:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(names) * steps_per, desc="bench", unit="step")
+        bar = tqdm(total=sum(steps_per.values()), desc="bench", unit="step")
     except ImportError:
         bar = None
     results = []
