@@ -9,6 +9,7 @@ import numpy as np
 import eggroll_np as egg
 from eggroll_np import bench, noise
 from eggroll_np.tuning import retain_heap_memory
+from eggroll_np.workloads import reference
 
 # As `eggroll-np bench` and `eggroll-np train` do: freed large arrays are reused, not re-faulted.
 retain_heap_memory()
@@ -51,18 +52,17 @@ class Noise:
 class Workload:
     """Population forward, full generation and pure inference on rl, sup and cnn."""
 
-    params = ["rl", "sup", "cnn"]
+    params = list(reference.NAMES)
     param_names = ["workload"]
     timeout = 300
 
     def setup(self, name):
-        self.w, self.params_tree, self._infer, self.fitness, extra = bench.setup_workload(name)
+        self.w, self.params_tree, self._infer, self.fitness, extra = reference.setup(name)
         state = egg.init(
             self.params_tree, population=self.w.population, sigma=0.02, lr=0.01, rank=1, seed=0,
             **extra,
         )
-        # Every call evaluates a new generation, so its noise is generated anew (a state's
-        # noise cache would otherwise let repeated calls skip noise generation).
+        # Every call evaluates a new generation, with its own noise, as a real run does.
         self._states = bench.fresh_states(state)
         self._calls = 0
 
@@ -108,14 +108,14 @@ class Workload:
 class NaiveES:
     """The library's own full-rank ES path: what EGGROLL is compared against."""
 
-    params = ["rl", "sup", "cnn"]
+    params = list(reference.NAMES)
     param_names = ["workload"]
     timeout = 600
     number = 1
     repeat = 1
 
     def setup(self, name):
-        w, self.params_tree, _, self.fitness, extra = bench.setup_workload(name)
+        w, self.params_tree, _, self.fitness, extra = reference.setup(name)
         kw = dict(population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0)
         self.naive = bench.fresh_states(egg.init(self.params_tree, noise="full", **kw))
         self.lowrank = bench.fresh_states(egg.init(self.params_tree, **kw, **extra))

@@ -1,175 +1,28 @@
-"""`eggroll-np bench`: the rl, sup and cnn workloads timed against pure inference and naive ES."""
+"""Timing of the reference workloads (`workloads.reference`) against pure inference and naive ES.
+
+The `eggroll-np bench` command (`eggroll_np.cli.bench`) and asv call `run_workload`.
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from .tree import flatten
+from .workloads.reference import cnn_member_fitness, setup
 
-from . import simple_cnn
-from .cli import command
-from .simple_cnn import MNIST_CNN, SimpleCNN
-
-__all__ = [
-    "Workload",
-    "WORKLOADS",
-    "make_params",
-    "make_inputs",
-    "inference",
-    "population_forward",
-    "make_fitness",
-    "CNNWorkload",
-    "CNN_WORKLOAD",
-    "setup_workload",
-    "run_workload",
-    "format_table",
-]
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A reference workload: an MLP, a population, and how the inputs are shared."""
-
-    name: str
-    sizes: tuple[int, ...]
-    population: int
-    rows: int  # rows per member
-    shared: bool  # one batch shared by every member (sup) or one input per member (rl)
-
-    @property
-    def inference_rows(self) -> int:
-        """Rows that pure inference pushes through the MLP (all members' rows at once)."""
-        return self.population * self.rows
-
-
-WORKLOADS = {
-    "rl": Workload("rl", (1024, 1024, 1024, 16), population=1024, rows=1, shared=False),
-    "sup": Workload("sup", (784, 256, 256, 10), population=256, rows=128, shared=True),
-}
-
-
-def make_params(w: Workload, seed: int = 0) -> dict[str, Any]:
-    """He-initialised float32 MLP: {"layers": [{"W": (m, n), "b": (n,)}, ...]}."""
-    rng = np.random.default_rng(seed)
-    layers = []
-    for m, n in zip(w.sizes[:-1], w.sizes[1:], strict=True):
-        layers.append(
-            {
-                "W": (rng.standard_normal((m, n), dtype=np.float32) * np.float32(np.sqrt(2.0 / m))),
-                "b": np.zeros(n, dtype=np.float32),
-            }
-        )
-    return {"layers": layers}
-
-
-def make_inputs(w: Workload, seed: int = 1) -> np.ndarray:
-    """rl: (N, rows, m) one input per member; sup: (rows, m) shared by all members."""
-    rng = np.random.default_rng(seed)
-    shape = (w.rows, w.sizes[0]) if w.shared else (w.population, w.rows, w.sizes[0])
-    return rng.standard_normal(shape, dtype=np.float32)
-
-
-def inference(params: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """Plain NumPy MLP on rows x (R, m) with the unperturbed weights -> (R, n_out)."""
-    h = x
-    layers = params["layers"]
-    for j, layer in enumerate(layers):
-        h = h @ layer["W"]
-        h += layer["b"]
-        if j < len(layers) - 1:
-            np.maximum(h, 0, out=h)
-    return h
-
-
-def inference_rows(w: Workload, x: np.ndarray) -> np.ndarray:
-    """The rows pure inference runs on: every member's rows, (N * rows, m)."""
-    if w.shared:
-        return np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, x.shape[-1]).copy()
-    return x.reshape(-1, x.shape[-1])
-
-
-def population_forward(pop: Any, x: np.ndarray, n_layers: int) -> np.ndarray:
-    """MLP forward of every member through `pop.linear` (bias and ReLU fused): (N, rows, n_out)."""
-    h = x
-    for j in range(n_layers):
-        act = "relu" if j < n_layers - 1 else None
-        h = pop.linear(h, f"layers/{j}/W", f"layers/{j}/b", activation=act)
-    return h
-
-
-def make_fitness(w: Workload, x: np.ndarray) -> Callable[[Any], np.ndarray]:
-    """A batched fitness (pop -> (N,)): minus the mean squared output (a smooth, cheap score)."""
-    n_layers = len(w.sizes) - 1
-
-    def fitness(pop: Any) -> np.ndarray:
-        out = population_forward(pop, x, n_layers)
-        return -np.mean(out * out, axis=(1, 2), dtype=np.float64)
-
-    return fitness
-
-
-@dataclass(frozen=True)
-class CNNWorkload:
-    """The Simple CNN (`eggroll_np.simple_cnn`) on one batch of images shared by every member."""
-
-    name: str
-    arch: SimpleCNN
-    population: int
-    rows: int  # images, shared by every member
-
-    shared = True
-
-    @property
-    def inference_rows(self) -> int:
-        """Images that pure inference pushes through the CNN (all members' images at once)."""
-        return self.population * self.rows
-
-
-# MNIST-sized (1x28x28) so that the convolutions carry real weight; 32 images per generation.
-CNN_WORKLOAD = CNNWorkload("cnn", MNIST_CNN, population=256, rows=32)
-
-
-def _cnn_images() -> np.ndarray:
-    """The cnn workload's shared batch (rows, C, H, W), float32."""
-    w = CNN_WORKLOAD
-    return np.random.default_rng(1).standard_normal((w.rows, *w.arch.in_shape), np.float32)
-
-
-def setup_workload(name: str) -> tuple[Any, dict[str, Any], Callable[[], Any], Callable, dict]:
-    """(workload, params, pure inference of all N*B rows, batched fitness, init kwargs)."""
-    if name == "cnn":
-        w = CNN_WORKLOAD
-        params = simple_cnn.init_params(w.arch)
-        x = _cnn_images()
-        rows = np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, *x.shape[1:]).copy()
-
-        def fitness(pop: Any) -> np.ndarray:
-            out = simple_cnn.population_forward(pop, x, w.arch)
-            return -np.mean(out * out, axis=(1, 2), dtype=np.float64)
-
-        infer = lambda: simple_cnn.inference(params, rows, w.arch)  # noqa: E731
-        return w, params, infer, fitness, {"lowrank": simple_cnn.lowrank_choices()}
-    wm = WORKLOADS[name]
-    params = make_params(wm)
-    x = make_inputs(wm)
-    rows = inference_rows(wm, x)
-    return wm, params, lambda: inference(params, rows), make_fitness(wm, x), {}
+__all__ = ["fresh_states", "peak_rss", "run_workload"]
 
 
 def _median_time(fn: Callable[[Any], Any], repeats: int, make_arg: Callable[[int], Any]) -> float:
     """Median seconds of fn(make_arg(k)) over `repeats` calls after one warm-up call.
 
-    make_arg runs outside the timed region; it gives each call a fresh generation so that the
-    noise of every timed call is generated anew (a state's noise cache would otherwise make
-    every call after the first skip noise generation).
+    make_arg runs outside the timed region; it gives each call a fresh generation, so that
+    every timed call generates (other) noise, as a real run does.
     """
     fn(make_arg(0))  # warm-up: first-touch page faults, BLAS thread start
     times = []
@@ -182,10 +35,8 @@ def _median_time(fn: Callable[[Any], Any], repeats: int, make_arg: Callable[[int
 
 
 def fresh_states(state: Any) -> Callable[[int], Any]:
-    """k -> a copy of `state` at generation state.generation + k with an empty noise cache."""
-    from .population import NoiseCache
-
-    return lambda k: dataclasses.replace(state, generation=state.generation + k, cache=NoiseCache())
+    """k -> a copy of `state` at generation state.generation + k (other noise, made anew)."""
+    return lambda k: dataclasses.replace(state, generation=state.generation + k)
 
 
 def _interleaved(
@@ -253,7 +104,7 @@ def _peak_rss_child(name: str, what: str) -> int:
 
     retain_heap_memory()
 
-    w, params, infer, fitness, extra = setup_workload(name)
+    w, params, infer, fitness, extra = setup(name)
     if what == "inference":
         infer()
     else:
@@ -279,7 +130,7 @@ def run_workload(
     from . import ask, init, step
 
     say = progress or (lambda _msg: None)
-    w, params, infer, fitness, extra = setup_workload(name)
+    w, params, infer, fitness, extra = setup(name)
     cfg = dict(population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0, antithetic=True)
     state = init(params, optimizer="adam", shaping="centered_rank", **cfg, **extra)
 
@@ -312,7 +163,7 @@ def run_workload(
         "peak_ratio": rss_gen / max(rss_inf, 1),
         "alloc_peak_inference_bytes": alloc_inf,
         "alloc_peak_generation_bytes": alloc_gen,
-        "param_bytes": sum(int(v.nbytes) for v in _leaves(params)),
+        "param_bytes": sum(int(v.nbytes) for v in flatten(params)[0]),
     }
     if naive:
         say("naive full-rank ES")
@@ -326,114 +177,10 @@ def run_workload(
         result["speedup_vs_naive"] = t_naive / t_gen
         if name == "cnn":  # what a CNN cost before the population layers: N dense members
             say("black-box full-rank ES")
-            member_fitness = _cnn_member_fitness(params)
+            member_fitness = cnn_member_fitness()
             t_bb = _median_time(
                 lambda s: step(params, member_fitness, s), 1, fresh_states(naive_state)
             )
             result["blackbox_generation_s"] = t_bb
             result["speedup_vs_blackbox"] = t_bb / t_gen
     return result
-
-
-def _cnn_member_fitness(params: dict[str, Any]) -> Callable[[Any], float]:
-    """The cnn workload's fitness of ONE member tree (black-box ES: plain inference per member)."""
-    w, x = CNN_WORKLOAD, _cnn_images()
-    return lambda tree: -float(np.mean(simple_cnn.inference(tree, x, w.arch) ** 2))
-
-
-def _leaves(tree: Any) -> list[Any]:
-    from .tree import flatten
-
-    return flatten(tree)[0]
-
-
-def format_table(results: list[dict[str, Any]]) -> str:
-    """A plain-text table of bench results."""
-    header = (
-        f"{'workload':<9}{'inference':>11}{'forward':>10}{'fwd/inf thr':>13}{'generation':>12}"
-        f"{'gen/inf':>9}{'naive ES':>10}{'speedup':>9}{'peak RSS gen/inf':>18}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in results:
-        naive = (
-            f"{r['naive_generation_s'] * 1e3:>8.0f}ms"
-            if "naive_generation_s" in r
-            else f"{'-':>10}"
-        )
-        speed = f"{r['speedup_vs_naive']:>8.1f}x" if "speedup_vs_naive" in r else f"{'-':>9}"
-        lines.append(
-            f"{r['workload']:<9}{r['inference_s'] * 1e3:>9.2f}ms{r['forward_s'] * 1e3:>8.2f}ms"
-            f"{r['forward_throughput_ratio']:>13.3f}{r['generation_s'] * 1e3:>10.2f}ms"
-            f"{r['generation_over_inference']:>9.2f}{naive}{speed}{r['peak_ratio']:>18.2f}"
-        )
-    for r in results:
-        if "blackbox_generation_s" in r:
-            lines.append(
-                f"{r['workload']}: black-box full-rank ES (one dense member at a time) "
-                f"{r['blackbox_generation_s'] * 1e3:.0f}ms per generation, "
-                f"{r['speedup_vs_blackbox']:.1f}x slower than EGGROLL"
-            )
-    return "\n".join(lines)
-
-
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", choices=[*WORKLOADS, "cnn", "all"], default="all")
-    p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
-    p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="BLAS and eggroll_np threads for the whole run (0: leave both at their defaults)",
-    )
-
-
-@command("bench", "time the rl/sup/cnn workloads against pure inference and naive ES", _bench_args)
-def _run_bench(args: argparse.Namespace) -> int:
-    from .sysinfo import system_info
-
-    if args.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        from . import _ext
-
-        # Held until this function returns: inference and EGGROLL run under the same limits.
-        limits = threadpool_limits(limits=args.threads, user_api="blas")  # noqa: F841
-        if _ext.core is not None:
-            _ext.core.set_num_threads(args.threads)
-    from .tuning import retain_heap_memory
-
-    retain_heap_memory()  # same process for inference and EGGROLL: both benefit alike
-    names = [*WORKLOADS, "cnn"] if args.workload == "all" else [args.workload]
-    steps_per = {n: 2 + (not args.no_naive) + (n == "cnn" and not args.no_naive) for n in names}
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(steps_per.values()), desc="bench", unit="step")
-    except ImportError:
-        bar = None
-    results = []
-    for name in names:
-
-        def progress(msg: str, name: str = name) -> None:
-            if bar is not None:
-                bar.set_postfix_str(f"{name}: {msg}")
-                bar.update(1)
-            else:
-                print(f"[{name}] {msg}", flush=True)
-
-        results.append(run_workload(name, args.repeats, not args.no_naive, progress))
-    if bar is not None:
-        bar.close()
-    print(format_table(results))
-    if args.json:
-        info = system_info()
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"system": info, "results": results}, fh, indent=2, default=str)
-        print(f"wrote {args.json}")
-    return 0

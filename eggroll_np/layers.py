@@ -15,13 +15,12 @@ array code both are tested against.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _ext
+from . import _checks, _ext
 from .backend import is_cupy_array, namespace_of
 
 __all__ = [
@@ -296,8 +295,7 @@ def linear(
         (N, B, n) array in w's dtype and backend.
     """
     code = activation_code(activation)
-    if not isinstance(transpose, (bool, np.bool_)):
-        raise TypeError(f"transpose must be True or False, got {transpose!r}")
+    _checks.boolean("transpose", transpose)
     W = w.theta
     if W.ndim != 2:
         raise ValueError(f"w: linear needs a 2-D leaf, '{w.name}' has shape {tuple(W.shape)}")
@@ -344,8 +342,7 @@ def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
     Returns:
         (N, *S, d) array in w's dtype and backend.
     """
-    if not isinstance(per_member, (bool, np.bool_)):
-        raise TypeError(f"per_member must be True or False, got {per_member!r}")
+    _checks.boolean("per_member", per_member)
     W = w.theta
     if W.ndim != 2:
         raise ValueError(f"w: embed needs a 2-D leaf (V, d), '{w.name}' has shape {tuple(W.shape)}")
@@ -398,19 +395,8 @@ def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
 
 
 def check_pair(name: str, value: Any, lo: int) -> tuple[int, int]:
-    """An int or a pair of ints, each >= lo, as a pair (stride, padding)."""
+    """An int or a pair of ints, each >= lo, as a pair (conv2d's stride and padding)."""
     vals = value if isinstance(value, (tuple, list)) else (value, value)
     if len(vals) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    out = []
-    for v in vals:
-        if isinstance(v, (bool, np.bool_)):
-            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-        try:
-            iv = operator.index(v)
-        except TypeError:
-            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-        if iv < lo:
-            raise ValueError(f"{name} must be >= {lo}, got {value!r}")
-        out.append(iv)
-    return out[0], out[1]
+    return _checks.integer(name, vals[0], lo), _checks.integer(name, vals[1], lo)

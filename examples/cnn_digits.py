@@ -31,7 +31,7 @@ for gen in range(120):
     rows = generation_rng(0, pop.generation).choice(len(x_train), 32, replace=False)
     logits = simple_cnn.population_forward(pop, x_train[rows], arch)  # (N, 32, 10)
     logp = np.take_along_axis(log_softmax(logits), y_train[rows][None, :, None], axis=2)
-    params, state = egg.tell(params, logp[..., 0].mean(axis=1), state)
+    params, state = egg.tell(params, logp[..., 0].mean(axis=1), state, population=pop)
     if gen % 20 == 0:
         print(f"generation {gen}: fitness {state.info['fitness_mean']:.3f}, "
               f"test accuracy {accuracy(params, x_test, y_test):.3f}")

@@ -52,7 +52,7 @@ for gen in range(150):
     target = tokens[starts + CONTEXT]
     logp = np.take_along_axis(log_softmax(population_logits(pop, ctx)),
                               target[None, :, None], axis=2)[..., 0]
-    params, state = egg.tell(params, logp.mean(axis=1), state)
+    params, state = egg.tell(params, logp.mean(axis=1), state, population=pop)
     if gen % 25 == 0:
         bits = -state.info["fitness_mean"] / np.log(2)
         print(f"generation {gen}: {bits:.2f} bits per character (population mean)")

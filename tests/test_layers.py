@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np import layers, simple_cnn
-from eggroll_np.population import NoiseKind
+from eggroll_np.config import NoiseKind
 
 from .engine_helpers import unit_noise
 

@@ -1,0 +1,186 @@
+"""The reference workloads (rl, sup, cnn) that `eggroll-np bench`, the GPU bench and asv time.
+
+rl: MLP 1024-1024-1024-16, 1024 members, one input row per member (an RL policy's step).
+sup: MLP 784-256-256-10, 256 members sharing one batch of 128 rows (supervised learning).
+ReLU hidden layers, He-initialised float32 weights, zero biases.
+cnn: the Simple CNN (`eggroll_np.simple_cnn.MNIST_CNN`, 1x28x28 -> conv 8 -> conv 16 -> 128 ->
+10, conv kernels low-rank), 256 members sharing one batch of 32 images.
+One definition for every tool; `setup(name)` gives any of them in one form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import simple_cnn
+from ..backend import namespace_of
+from ..population import Population
+from ..simple_cnn import MNIST_CNN, SimpleCNN
+
+__all__ = [
+    "Workload",
+    "WORKLOADS",
+    "make_params",
+    "make_inputs",
+    "inference",
+    "inference_rows",
+    "population_forward",
+    "make_fitness",
+    "CNNWorkload",
+    "CNN_WORKLOAD",
+    "NAMES",
+    "setup",
+    "cnn_member_fitness",
+]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A reference workload: an MLP, a population, and how the inputs are shared."""
+
+    name: str
+    sizes: tuple[int, ...]
+    population: int
+    rows: int  # rows per member
+    shared: bool  # one batch shared by every member (sup) or one input per member (rl)
+
+    def scaled(self, width: int, population: int) -> Workload:
+        """The same MLP with hidden layers `width` wide (and input too, for rl) and another
+        population: the GPU figures use rl at width 4096 and populations 4096 / 16384."""
+        first = width if not self.shared else self.sizes[0]
+        sizes = (first, *[width] * (len(self.sizes) - 2), self.sizes[-1])
+        return Workload(f"{self.name}-{width}", sizes, population, self.rows, self.shared)
+
+    @property
+    def inference_rows(self) -> int:
+        """Rows that pure inference pushes through the MLP (all members' rows at once)."""
+        return self.population * self.rows
+
+
+WORKLOADS = {
+    "rl": Workload("rl", (1024, 1024, 1024, 16), population=1024, rows=1, shared=False),
+    "sup": Workload("sup", (784, 256, 256, 10), population=256, rows=128, shared=True),
+}
+
+
+def make_params(w: Workload, seed: int = 0) -> dict[str, Any]:
+    """He-initialised float32 MLP: {"layers": [{"W": (m, n), "b": (n,)}, ...]}."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for m, n in zip(w.sizes[:-1], w.sizes[1:], strict=True):
+        layers.append(
+            {
+                "W": (rng.standard_normal((m, n), dtype=np.float32) * np.float32(np.sqrt(2.0 / m))),
+                "b": np.zeros(n, dtype=np.float32),
+            }
+        )
+    return {"layers": layers}
+
+
+def make_inputs(w: Workload, seed: int = 1) -> np.ndarray:
+    """rl: (N, rows, m) one input per member; sup: (rows, m) shared by all members."""
+    rng = np.random.default_rng(seed)
+    shape = (w.rows, w.sizes[0]) if w.shared else (w.population, w.rows, w.sizes[0])
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def inference(params: dict[str, Any], x: Any) -> Any:
+    """Plain MLP on rows x (R, m) with the unperturbed weights -> (R, n_out) (NumPy or CuPy)."""
+    xp = namespace_of(x)
+    h = x
+    layers = params["layers"]
+    for j, layer in enumerate(layers):
+        h = h @ layer["W"]
+        h += layer["b"]
+        if j < len(layers) - 1:
+            xp.maximum(h, 0, out=h)
+    return h
+
+
+def inference_rows(w: Workload, x: np.ndarray) -> np.ndarray:
+    """The rows pure inference runs on: every member's rows, (N * rows, m)."""
+    if w.shared:
+        return np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, x.shape[-1]).copy()
+    return x.reshape(-1, x.shape[-1])
+
+
+def population_forward(pop: Population, x: Any, n_layers: int) -> Any:
+    """MLP forward of every member through `pop.linear` (bias and ReLU fused into the pass that
+    adds the low-rank term): (N, rows, n_out) (NumPy or CuPy)."""
+    h = x
+    for j in range(n_layers):
+        act = "relu" if j < n_layers - 1 else None
+        h = pop.linear(h, f"layers/{j}/W", f"layers/{j}/b", activation=act)
+    return h
+
+
+def make_fitness(w: Workload, x: Any) -> Callable[[Population], Any]:
+    """A batched fitness (pop -> (N,)): minus the mean squared output (a smooth, cheap score)."""
+    n_layers = len(w.sizes) - 1
+
+    def fitness(pop: Population) -> Any:
+        out = population_forward(pop, x, n_layers)
+        return -namespace_of(out).mean(out * out, axis=(1, 2), dtype=np.float64)
+
+    return fitness
+
+
+@dataclass(frozen=True)
+class CNNWorkload:
+    """The Simple CNN on one batch of images shared by every member."""
+
+    name: str
+    arch: SimpleCNN
+    population: int
+    rows: int  # images, shared by every member
+    shared: bool = True
+
+    @property
+    def inference_rows(self) -> int:
+        """Images that pure inference pushes through the CNN (all members' images at once)."""
+        return self.population * self.rows
+
+
+# MNIST-sized (1x28x28) so that the convolutions carry real weight; 32 images per generation.
+CNN_WORKLOAD = CNNWorkload("cnn", MNIST_CNN, population=256, rows=32)
+NAMES = (*WORKLOADS, CNN_WORKLOAD.name)
+
+
+def _cnn_images() -> np.ndarray:
+    """The cnn workload's shared batch (rows, C, H, W), float32."""
+    w = CNN_WORKLOAD
+    return np.random.default_rng(1).standard_normal((w.rows, *w.arch.in_shape), np.float32)
+
+
+def setup(name: str) -> tuple[Any, dict[str, Any], Callable[[], Any], Callable, dict[str, Any]]:
+    """(workload, params, pure inference of all N*rows rows, batched fitness, extra init kwargs)
+    of the reference workload `name` (one of NAMES)."""
+    if name == CNN_WORKLOAD.name:
+        w = CNN_WORKLOAD
+        params = simple_cnn.init_params(w.arch)
+        x = _cnn_images()
+        rows = np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, *x.shape[1:]).copy()
+
+        def fitness(pop: Population) -> Any:
+            out = simple_cnn.population_forward(pop, x, w.arch)
+            return -np.mean(out * out, axis=(1, 2), dtype=np.float64)
+
+        def infer() -> Any:
+            return simple_cnn.inference(params, rows, w.arch)
+
+        return w, params, infer, fitness, {"lowrank": simple_cnn.lowrank_choices()}
+    wm = WORKLOADS[name]
+    params = make_params(wm)
+    x = make_inputs(wm)
+    mlp_rows = inference_rows(wm, x)
+    return wm, params, lambda: inference(params, mlp_rows), make_fitness(wm, x), {}
+
+
+def cnn_member_fitness() -> Callable[[Any], float]:
+    """The cnn workload's fitness of ONE member tree (black-box ES: plain inference per member)."""
+    w, x = CNN_WORKLOAD, _cnn_images()
+    return lambda tree: -float(np.mean(simple_cnn.inference(tree, x, w.arch) ** 2))
