@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from . import _ext
-from .backend import is_cupy_array, namespace_of
+from . import layers
+from .backend import namespace_of
 from .layers import LeafNoise, activation_code, apply_activation, as_input, check_bias, check_pair
 
 __all__ = ["conv2d", "conv_output_size", "im2col", "conv2d_inference", "conv_epilogue"]
@@ -82,24 +80,6 @@ def conv2d_inference(
     return out
 
 
-def _core_ok(arrays: list[Any]) -> bool:
-    return (
-        _ext.core is not None
-        and hasattr(_ext.core, "conv_epilogue")
-        and all(
-            isinstance(a, np.ndarray) and a.dtype == np.float32 for a in arrays if a is not None
-        )
-    )
-
-
-def _cuda_ok(arrays: list[Any]) -> bool:
-    return (
-        _ext.cuda is not None
-        and hasattr(_ext.cuda, "conv_epilogue")
-        and all(is_cupy_array(a) and a.dtype == np.float32 for a in arrays if a is not None)
-    )
-
-
 def conv_epilogue(
     out: Any, src: Any, w: LeafNoise | None, v: Any, v_index: Any, b: LeafNoise | None, code: int
 ) -> Any:
@@ -116,8 +96,9 @@ def conv_epilogue(
     bias = None if b is None else b.theta
     bias_e = None if b is None or b.kind == "frozen" else b.E
     arrays = [out, src, bias, bias_e] + ([w.A, v] if lowrank else [])
-    if _core_ok(arrays) or _cuda_ok(arrays):
-        ops = _ext.core if isinstance(out, np.ndarray) else _cuda_ops()
+    # src and v may be strided views (the kernels take their strides)
+    ops = layers.compiled_ops("conv_epilogue", arrays, contiguous=False)
+    if ops is not None:
         keys = w.keys if w is not None else b.keys if b is not None else None
         u32 = namespace_of(out).uint32
         ops.conv_epilogue(
@@ -135,12 +116,6 @@ def conv_epilogue(
         )
         return out
     return _conv_epilogue_reference(out, src, w if lowrank else None, v, v_index, b, code)
-
-
-def _cuda_ops() -> Any:
-    from . import _cuda_layers as ops  # imports CuPy: only on the GPU path
-
-    return ops
 
 
 def _conv_epilogue_reference(

@@ -31,6 +31,7 @@ __all__ = [
     "as_input",
     "check_bias",
     "check_pair",
+    "compiled_ops",
     "epilogue",
     "epilogue_reference",
     "linear",
@@ -180,24 +181,31 @@ def epilogue_reference(
     return apply_activation(out, code)
 
 
-def _core_epilogue_ok(arrays: list[Any]) -> bool:
-    return (
+def compiled_ops(kernel: str, arrays: list[Any], contiguous: bool = True) -> Any:
+    """The compiled ops that run `kernel` on these arrays: `_core` for float32 NumPy arrays (C
+    order unless `contiguous` is False), the CUDA wrappers for float32 CuPy arrays, else None
+    (the array-code reference runs instead)."""
+    present = [a for a in arrays if a is not None]
+    if (
         _ext.core is not None
-        and hasattr(_ext.core, "linear_epilogue")
+        and hasattr(_ext.core, kernel)
         and all(
-            isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
-            for a in arrays
-            if a is not None
+            isinstance(a, np.ndarray)
+            and a.dtype == np.float32
+            and (a.flags.c_contiguous or not contiguous)
+            for a in present
         )
-    )
-
-
-def _cuda_epilogue_ok(arrays: list[Any]) -> bool:
-    return (
+    ):
+        return _ext.core
+    if (
         _ext.cuda is not None
-        and hasattr(_ext.cuda, "linear_epilogue")
-        and all(is_cupy_array(a) and a.dtype == np.float32 for a in arrays if a is not None)
-    )
+        and hasattr(_ext.cuda, kernel)
+        and all(is_cupy_array(a) and a.dtype == np.float32 for a in present)
+    ):
+        from . import _cuda_layers  # imports CuPy: only on the GPU path
+
+        return _cuda_layers
+    return None
 
 
 def epilogue(
@@ -225,8 +233,7 @@ def epilogue(
     """
     lowrank = w is not None and w.kind == "lowrank"
     if lowrank and x is not None:
-        operands = [out, x, left, right]
-        if not (_core_epilogue_ok(operands) or _cuda_epilogue_ok(operands)):
+        if compiled_ops("linear_epilogue", [out, x, left, right]) is None:
             xp = namespace_of(out)
             xa, xa_rows = xp.matmul(x, left[w.keys]), xp.arange(out.shape[0])
             x = None
@@ -234,8 +241,8 @@ def epilogue(
     bias_e = None if b is None or b.kind == "frozen" else b.E
     arrays = [out, base, x, left, xa, right, bias, bias_e] if lowrank else [out, base, bias, bias_e]
     keys = w.keys if w is not None else (b.keys if b is not None else None)
-    if _core_epilogue_ok(arrays) or _cuda_epilogue_ok(arrays):
-        ops = _ext.core if isinstance(out, np.ndarray) else _cuda_kernels()
+    ops = compiled_ops("linear_epilogue", arrays)
+    if ops is not None:
         ops.linear_epilogue(
             out,
             base,
@@ -253,12 +260,6 @@ def epilogue(
         )
         return out
     return epilogue_reference(out, base, xa, xa_rows, w if lowrank else None, right, b, code)
-
-
-def _cuda_kernels() -> Any:
-    from . import _cuda_layers  # imports CuPy: only on the GPU path
-
-    return _cuda_layers
 
 
 def _u32(a: Any) -> Any:
