@@ -34,6 +34,11 @@ def _u32(a: Any) -> Any:
     return None if a is None else cupy.ascontiguousarray(cupy.asarray(a), dtype=np.uint32)
 
 
+def _keys_bound(*indexed: Any) -> int:
+    """The number of noise keys every key-indexed operand has (keys must be below it)."""
+    return min([t.shape[0] for t in indexed if t is not None], default=np.iinfo(np.uint32).max)
+
+
 def _strides(a: Any) -> list[int]:
     return [s // a.itemsize for s in a.strides]
 
@@ -60,9 +65,7 @@ def linear_epilogue(
         if b.shape[1] != n or xa.shape[1:] != (rows, rank):
             raise ValueError(f"b {b.shape} / xa {xa.shape} do not match out {out.shape}")
     bias, bias_noise = _f32("bias", bias, 1), _f32("bias_noise", bias_noise, 2)
-    bound = min(
-        [t.shape[0] for t in (b, bias_noise) if t is not None], default=np.iinfo(np.uint32).max
-    )
+    bound = _keys_bound(b, bias_noise)
     with cupy.cuda.Device(out.device.id):
         cuda.linear_epilogue(
             _ptr(out), _ptr(base), _ptr(xa if b is not None else None),
@@ -93,9 +96,7 @@ def conv_epilogue(
         if a.shape[1] != Co or v.shape[1:] != (Bt, rank, P):
             raise ValueError(f"a {a.shape} / v {v.shape} do not match out {out.shape}")
     bias, bias_noise = _f32("bias", bias, 1), _f32("bias_noise", bias_noise, 2)
-    bound = min(
-        [t.shape[0] for t in (a, bias_noise) if t is not None], default=np.iinfo(np.uint32).max
-    )
+    bound = _keys_bound(a, bias_noise)
     with cupy.cuda.Device(out.device.id):
         cuda.conv_epilogue(
             _ptr(out), _ptr(src), _strides(src), src.shape[0] == 1, _ptr(a), _ptr(v),

@@ -93,8 +93,7 @@ def conv_epilogue(
     when w is None or not low-rank. Bias as in `layers.epilogue`.
     """
     lowrank = w is not None and w.kind == "lowrank"
-    bias = None if b is None else b.theta
-    bias_e = None if b is None or b.kind == "frozen" else b.E
+    bias, bias_e, bias_c = layers.bias_operands(b)
     arrays = [out, src, bias, bias_e] + ([w.A, v] if lowrank else [])
     # src and v may be strided views (the kernels take their strides)
     ops = layers.compiled_ops("conv_epilogue", arrays, contiguous=False)
@@ -111,7 +110,7 @@ def conv_epilogue(
             w.coef if lowrank else None,
             bias,
             bias_e,
-            None if bias_e is None else b.coef,
+            bias_c,
             code,
         )
         return out

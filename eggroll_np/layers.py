@@ -31,6 +31,7 @@ __all__ = [
     "as_input",
     "check_bias",
     "check_pair",
+    "bias_operands",
     "compiled_ops",
     "epilogue",
     "epilogue_reference",
@@ -181,6 +182,16 @@ def epilogue_reference(
     return apply_activation(out, code)
 
 
+def bias_operands(b: LeafNoise | None) -> tuple[Any, Any, Any]:
+    """(theta, E, coef) of a bias leaf as the compiled epilogues take it (None where absent:
+    no bias; E and coef of a frozen bias)."""
+    if b is None:
+        return None, None, None
+    if b.kind == "frozen":
+        return b.theta, None, None
+    return b.theta, b.E, b.coef
+
+
 def compiled_ops(kernel: str, arrays: list[Any], contiguous: bool = True) -> Any:
     """The compiled ops that run `kernel` on these arrays: `_core` for float32 NumPy arrays (C
     order unless `contiguous` is False), the CUDA wrappers for float32 CuPy arrays, else None
@@ -237,8 +248,7 @@ def epilogue(
             xp = namespace_of(out)
             xa, xa_rows = xp.matmul(x, left[w.keys]), xp.arange(out.shape[0])
             x = None
-    bias = None if b is None else b.theta
-    bias_e = None if b is None or b.kind == "frozen" else b.E
+    bias, bias_e, bias_c = bias_operands(b)
     arrays = [out, base, x, left, xa, right, bias, bias_e] if lowrank else [out, base, bias, bias_e]
     keys = w.keys if w is not None else (b.keys if b is not None else None)
     ops = compiled_ops("linear_epilogue", arrays)
@@ -255,7 +265,7 @@ def epilogue(
             w.coef if lowrank else None,
             bias,
             bias_e,
-            None if bias_e is None else b.coef,
+            bias_c,
             code,
         )
         return out
