@@ -67,7 +67,7 @@ void activate(const float* __restrict in, std::size_t n, int act, float* __restr
   switch (act) {
     case kRelu:
 #pragma omp simd
-      for (std::size_t j = 0; j < n; ++j) out[j] = in[j] > 0.0f ? in[j] : 0.0f;
+      for (std::size_t j = 0; j < n; ++j) out[j] = in[j] < 0.0f ? 0.0f : in[j];  // NaN stays
       break;
     case kTanh:
 #pragma omp simd
@@ -92,7 +92,7 @@ void activate(const float* __restrict in, std::size_t n, int act, float* __restr
       for (std::size_t j = 0; j < n; ++j) out[j] = in[j];
   }
   // NaN in, NaN out (the clamps in exp_approx would otherwise turn it into a number).
-  if (act == kNone) return;
+  if (act == kNone || act == kRelu) return;
   for (std::size_t j = 0; j < n; ++j) {
     if (in[j] != in[j]) out[j] = in[j];
   }
