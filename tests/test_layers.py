@@ -285,3 +285,18 @@ def test_simple_cnn_population_forward_equals_member_inference(shared):
     for i in range(N):
         want = simple_cnn.inference(pop.member(i), x if shared else x[i], arch)
         np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-4)
+
+
+def test_reference_workloads_setup_gives_consistent_pieces():
+    from eggroll_np.workloads import reference
+
+    assert reference.NAMES == ("rl", "sup", "cnn")
+    w, params, infer, fitness, extra = reference.setup("cnn")
+    assert w.inference_rows == 256 * 32
+    state = egg.init(params, population=w.population, rank=1, seed=0, **extra)
+    assert state.config.kinds[0] is NoiseKind.LOWRANK  # conv1/W through its matrix view
+    f = fitness(egg.ask(params, state))
+    assert f.shape == (w.population,)
+    assert np.isfinite(f).all()
+    member = reference.cnn_member_fitness()
+    assert np.isfinite(member(params))
