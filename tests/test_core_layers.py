@@ -166,3 +166,17 @@ def test_epilogue_buffer_checks():
             np.zeros((2, 1, 3, 4), np.float32), np.zeros((3, 1, 3, 4), np.float32),
             *[None] * 8, 0,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_linear_core_row_blocks(rank, monkeypatch):
+    # 40 rows of 700 outputs: the kernel splits each member's rows into blocks of 23 (its 16K
+    # values per work item), so the per-member projection runs block by block.
+    rng = np.random.default_rng(rank)
+    params = {"W": rng.standard_normal((9, 700)).astype(np.float32),
+              "b": rng.standard_normal(700).astype(np.float32)}  # fmt: skip
+    pop = egg.ask(params, egg.init(params, population=4, rank=rank, sigma=0.3))
+    for x in (rng.standard_normal((40, 9)), rng.standard_normal((4, 40, 9))):
+        x = x.astype(np.float32)
+        got = pop.linear(x, "W", "b", "tanh")
+        _close(got, _reference(monkeypatch, lambda x=x: pop.linear(x, "W", "b", "tanh")))

@@ -300,3 +300,22 @@ def test_reference_workloads_setup_gives_consistent_pieces():
     assert np.isfinite(f).all()
     member = reference.cnn_member_fitness()
     assert np.isfinite(member(params))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_conv2d_in_chunks_equals_one_chunk(shared, monkeypatch):
+    # Per-member inputs are processed in member chunks sized by _PATCH_VALUES, and the reference
+    # epilogue in chunks of _CHUNK_VALUES: tiny budgets must give the same values.
+    from eggroll_np import conv
+
+    rng = np.random.default_rng(3)
+    params = {"K": rng.standard_normal((3, 2, 3, 3)).astype(np.float32),
+              "c": rng.standard_normal(3).astype(np.float32)}  # fmt: skip
+    pop = _pop(params, 6, 1, 2, {"K": "lowrank"})
+    x = rng.standard_normal((2, 2, 5, 5) if shared else (6, 2, 2, 5, 5)).astype(np.float32)
+    want = pop.conv2d(x, "K", "c", 1, 1, "relu")
+    monkeypatch.setattr(conv, "_PATCH_VALUES", 1)
+    monkeypatch.setattr(conv, "_CHUNK_VALUES", 1)
+    monkeypatch.setattr(layers, "compiled_ops", lambda kernel, arrays, contiguous=True: None)
+    got = pop.conv2d(x, "K", "c", 1, 1, "relu")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
