@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import layers
+from . import epilogue
 from .backend import namespace_of
-from .layers import LeafNoise, activation_code, apply_activation, as_input, check_bias, check_pair
+from .epilogue import LeafNoise, activation_code, apply_activation
+from .layers import as_input, check_bias, check_pair
 
 __all__ = ["conv2d", "conv_output_size", "im2col", "conv2d_inference", "conv_epilogue"]
 
@@ -90,13 +91,13 @@ def conv_epilogue(
 
     src: (N or 1, Bt, O, P) view (any strides: a shared base, or a per-member GEMM output read
     transposed); v: (X, Bt, r, P) view of the projections P @ B_k (any strides); no correction
-    when w is None or not low-rank. Bias as in `layers.epilogue`.
+    when w is None or not low-rank. Bias as in `epilogue.epilogue`.
     """
     lowrank = w is not None and w.kind == "lowrank"
-    bias, bias_e, bias_c = layers.bias_operands(b)
+    bias, bias_e, bias_c = epilogue.bias_operands(b)
     arrays = [out, src, bias, bias_e] + ([w.A, v] if lowrank else [])
     # src and v may be strided views (the kernels take their strides)
-    ops = layers.compiled_ops("conv_epilogue", arrays, contiguous=False)
+    ops = epilogue.compiled_ops("conv_epilogue", arrays, contiguous=False)
     if ops is not None:
         keys = w.keys if w is not None else b.keys if b is not None else None
         u32 = namespace_of(out).uint32

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, conv, layers, lowrank
+from . import _checks, conv, epilogue, layers, lowrank
 from .backend import namespace_of
 from .config import NoiseKind
 from .perturbation import GenerationNoise
@@ -187,7 +187,7 @@ class Population:
                 out += coef * xp.matmul(x, Et[self._local_xp])
         return out
 
-    def _leaf_noise(self, path: Path | str) -> layers.LeafNoise:
+    def _leaf_noise(self, path: Path | str) -> epilogue.LeafNoise:
         """One leaf and its members' noise, as the layer functions take it."""
         leaf = self._spec.index(path)
         kind = self._kind(leaf)
@@ -197,7 +197,7 @@ class Population:
         elif kind is NoiseKind.FULL:
             E = self.noise.full(leaf)
         coef = self._coef(leaf) if kind is not NoiseKind.FROZEN else None
-        return layers.LeafNoise(
+        return epilogue.LeafNoise(
             self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E
         )
 
@@ -223,7 +223,7 @@ class Population:
         Returns:
             (N, B, n) array ((N, B, m) with transpose), W's dtype and backend.
         """
-        layers.activation_code(activation)  # before any noise is made
+        epilogue.activation_code(activation)  # before any noise is made
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
         bn = None if b is None else self._leaf_noise(b)
         return layers.linear(x, self._leaf_noise(w), bn, activation, transpose)
@@ -251,7 +251,7 @@ class Population:
         Returns:
             (N, B, O, H', W') array, H' = (H + 2 pad - kh) // stride + 1 (likewise W').
         """
-        layers.activation_code(activation)
+        epilogue.activation_code(activation)
         self.noise.prefetch(full=True)
         bn = None if b is None else self._leaf_noise(b)
         return conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import _ext, layers
+from eggroll_np import _ext, epilogue
 
 pytestmark = pytest.mark.skipif(
     _ext.core is None or not hasattr(_ext.core, "linear_epilogue"),
@@ -31,7 +31,7 @@ def simd(request):
 def _reference(monkeypatch, fn):
     """fn() computed with the compiled epilogues switched off (the array-code reference)."""
     with monkeypatch.context() as mp:
-        mp.setattr(layers, "compiled_ops", lambda kernel, arrays, contiguous=True: None)
+        mp.setattr(epilogue, "compiled_ops", lambda kernel, arrays, contiguous=True: None)
         return fn()
 
 
@@ -40,14 +40,14 @@ def _close(got, want):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * scale)
 
 
-@pytest.mark.parametrize("act", layers.ACTIVATIONS)
+@pytest.mark.parametrize("act", epilogue.ACTIVATIONS)
 def test_activations_match_float64_definitions(simd, act):
     h = np.concatenate([np.linspace(-60, 60, 4001), [0.0, -0.0, 1e-30, -1e-30, 1e-6, -88, 90]])
     h = h.astype(np.float32)
     out = np.empty((1, 1, h.size), np.float32)
-    code = layers.activation_code(act)
+    code = epilogue.activation_code(act)
     _ext.core.linear_epilogue(out, h.reshape(1, -1), *[None] * 10, code)
-    want = layers.apply_activation(h.astype(np.float64), code)
+    want = epilogue.apply_activation(h.astype(np.float64), code)
     np.testing.assert_allclose(out[0, 0], want, rtol=3e-6, atol=1e-7)
     nan = np.full((1, 5), np.nan, np.float32)
     got = np.empty((1, 1, 5), np.float32)
@@ -63,7 +63,7 @@ def test_activations_match_float64_definitions(simd, act):
     rank=st.integers(1, 3),
     w_kind=st.sampled_from(["lowrank", "full", "frozen"]),
     b_kind=st.sampled_from(["none", "full", "frozen"]),
-    act=st.sampled_from(layers.ACTIVATIONS),
+    act=st.sampled_from(epilogue.ACTIVATIONS),
     shared=st.booleans(),
     transpose=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
@@ -97,7 +97,7 @@ def test_linear_core_every_simd_level(simd, monkeypatch):
         pop = egg.ask(params, egg.init(params, population=8, rank=rank, sigma=0.3))
         for x in (rng.standard_normal((3, 33)), rng.standard_normal((8, 3, 33))):
             x = x.astype(np.float32)
-            for act in layers.ACTIVATIONS:
+            for act in epilogue.ACTIVATIONS:
                 got = pop.linear(x, "W", "b", act)
                 want = _reference(monkeypatch, lambda p=pop, a=act, x=x: p.linear(x, "W", "b", a))
                 _close(got, want)
@@ -114,7 +114,7 @@ def test_linear_core_every_simd_level(simd, monkeypatch):
     rank=st.integers(1, 3),
     w_kind=st.sampled_from(["lowrank", "full", "frozen"]),
     b_kind=st.sampled_from(["none", "full", "frozen"]),
-    act=st.sampled_from(layers.ACTIVATIONS),
+    act=st.sampled_from(epilogue.ACTIVATIONS),
     shared=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )

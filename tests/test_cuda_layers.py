@@ -89,9 +89,9 @@ def _strided(ptr, shape, strides):
 
 
 def _act(h, code):
-    from eggroll_np import layers
+    from eggroll_np import epilogue
 
-    return layers.apply_activation(h, code)
+    return epilogue.apply_activation(h, code)
 
 
 class _EmulatedLayers:

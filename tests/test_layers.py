@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import layers, simple_cnn
+from eggroll_np import epilogue, simple_cnn
 from eggroll_np.config import NoiseKind
 
 from .engine_helpers import unit_noise
@@ -263,8 +263,8 @@ def test_bad_input_names_the_argument(call, exc, match):
 
 def test_activation_reference_matches_the_definitions():
     h = np.linspace(-30, 30, 601)
-    for code, name in enumerate(layers.ACTIVATIONS):
-        got = layers.apply_activation(h.copy(), code)
+    for code, name in enumerate(epilogue.ACTIVATIONS):
+        got = epilogue.apply_activation(h.copy(), code)
         np.testing.assert_allclose(got, _act(h, name), rtol=1e-12, atol=1e-12)
 
 
@@ -316,6 +316,6 @@ def test_conv2d_in_chunks_equals_one_chunk(shared, monkeypatch):
     want = pop.conv2d(x, "K", "c", 1, 1, "relu")
     monkeypatch.setattr(conv, "_PATCH_VALUES", 1)
     monkeypatch.setattr(conv, "_CHUNK_VALUES", 1)
-    monkeypatch.setattr(layers, "compiled_ops", lambda kernel, arrays, contiguous=True: None)
+    monkeypatch.setattr(epilogue, "compiled_ops", lambda kernel, arrays, contiguous=True: None)
     got = pop.conv2d(x, "K", "c", 1, 1, "relu")
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
