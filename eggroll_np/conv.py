@@ -94,24 +94,18 @@ def conv_epilogue(
     when w is None or not low-rank. Bias as in `epilogue.epilogue`.
     """
     lowrank = w is not None and w.kind == "lowrank"
-    bias, bias_e, bias_c = epilogue.bias_operands(b)
-    arrays = [out, src, bias, bias_e] + ([w.A, v] if lowrank else [])
+    members = epilogue.member_operands(w, b)
+    arrays = [out, src, members[2], members[3]] + ([w.A, v] if lowrank else [])
     # src and v may be strided views (the kernels take their strides)
     ops = epilogue.compiled_ops("conv_epilogue", arrays, contiguous=False)
     if ops is not None:
-        keys = w.keys if w is not None else b.keys if b is not None else None
-        u32 = namespace_of(out).uint32
         ops.conv_epilogue(
             out,
             src,
             w.A if lowrank else None,
             v if lowrank else None,
-            v_index.astype(u32) if lowrank else None,
-            None if keys is None else keys.astype(u32),
-            w.coef if lowrank else None,
-            bias,
-            bias_e,
-            bias_c,
+            v_index.astype(namespace_of(out).uint32) if lowrank else None,
+            *members,
             code,
         )
         return out

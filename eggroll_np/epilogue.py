@@ -22,7 +22,7 @@ __all__ = [
     "LeafNoise",
     "activation_code",
     "apply_activation",
-    "bias_operands",
+    "member_operands",
     "compiled_ops",
     "epilogue",
     "epilogue_reference",
@@ -144,14 +144,19 @@ def epilogue_reference(
     return apply_activation(out, code)
 
 
-def bias_operands(b: LeafNoise | None) -> tuple[Any, Any, Any]:
-    """(theta, E, coef) of a bias leaf as the compiled epilogues take it (None where absent:
-    no bias; E and coef of a frozen bias)."""
+def member_operands(w: LeafNoise | None, b: LeafNoise | None) -> tuple[Any, ...]:
+    """(keys, coef, bias, bias_noise, bias_coef): the per-member operands of the compiled
+    epilogues, in their argument order (None where absent: no low-rank correction, no bias, the
+    noise and coefficients of a frozen bias)."""
+    lowrank = w is not None and w.kind == "lowrank"
+    keys = w.keys if w is not None else (b.keys if b is not None else None)
     if b is None:
-        return None, None, None
-    if b.kind == "frozen":
-        return b.theta, None, None
-    return b.theta, b.E, b.coef
+        bias = (None, None, None)
+    elif b.kind == "frozen":
+        bias = (b.theta, None, None)
+    else:
+        bias = (b.theta, b.E, b.coef)
+    return (None if keys is None else _u32(keys), w.coef if lowrank else None, *bias)
 
 
 def compiled_ops(kernel: str, arrays: list[Any], contiguous: bool = True) -> Any:
@@ -210,9 +215,9 @@ def epilogue(
             xp = namespace_of(out)
             xa, xa_rows = xp.matmul(x, left[w.keys]), xp.arange(out.shape[0])
             x = None
-    bias, bias_e, bias_c = bias_operands(b)
+    members = member_operands(w, b)
+    bias, bias_e = members[2], members[3]
     arrays = [out, base, x, left, xa, right, bias, bias_e] if lowrank else [out, base, bias, bias_e]
-    keys = w.keys if w is not None else (b.keys if b is not None else None)
     ops = compiled_ops("linear_epilogue", arrays)
     if ops is not None:
         ops.linear_epilogue(
@@ -223,11 +228,7 @@ def epilogue(
             xa if lowrank else None,
             None if not lowrank or xa_rows is None else _u32(xa_rows),
             right if lowrank else None,
-            None if keys is None else _u32(keys),
-            w.coef if lowrank else None,
-            bias,
-            bias_e,
-            bias_c,
+            *members,
             code,
         )
         return out
