@@ -180,3 +180,32 @@ def test_linear_core_row_blocks(rank, monkeypatch):
         x = x.astype(np.float32)
         got = pop.linear(x, "W", "b", "tanh")
         _close(got, _reference(monkeypatch, lambda x=x: pop.linear(x, "W", "b", "tanh")))
+
+
+def test_float32_numpy_layers_run_on_the_compiled_epilogues(monkeypatch):
+    calls = []
+    core = _ext.core
+
+    class Spy:
+        def __getattr__(self, name):
+            attr = getattr(core, name)
+            if name not in ("linear_epilogue", "conv_epilogue"):
+                return attr
+
+            def call(*args):
+                calls.append(name)
+                return attr(*args)
+
+            return call
+
+    monkeypatch.setattr(_ext, "core", Spy())
+    f = np.float32
+    params = {"W": np.ones((4, 5), f), "b": np.ones(5, f), "K": np.ones((3, 2, 3, 3), f),
+              "E": np.ones((7, 3), f)}  # fmt: skip
+    pop = egg.ask(params, egg.init(params, population=4, lowrank={"K": "lowrank"}))
+    pop.linear(np.ones((2, 4)), "W", "b", "relu")
+    pop.linear(np.ones((4, 2, 4)), "W", "b", "gelu")
+    pop.conv2d(np.ones((2, 2, 5, 5)), "K", None, 1, 1)
+    pop.conv2d(np.ones((4, 2, 2, 5, 5)), "K", None, 1, 1)
+    pop.embed(np.array([1, 2]), "E")
+    assert calls == ["linear_epilogue"] * 2 + ["conv_epilogue"] * 2 + ["linear_epilogue"]
