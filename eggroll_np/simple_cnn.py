@@ -1,7 +1,8 @@
 """The Simple CNN (Conv2d -> Conv2d -> Linear -> Linear): parameters, inference, population forward.
 
 The architecture of eggroll-trainer's Simple CNN benchmark, sized by the input: two 3x3 convs
-with stride 2 and padding 1 (ReLU), a hidden linear layer (ReLU) and the class logits. Conv
+with padding 1 and a stride each (ReLU; a stride of 2 does the downsampling a pooling layer
+would), a hidden linear layer (ReLU) and the class logits. Conv
 kernels are low-rank leaves through `lowrank_choices` (their matrix view (O, C*9)); the linear
 layers are 2-D leaves, low-rank by default; biases full-rank.
 """
@@ -22,20 +23,20 @@ __all__ = ["SimpleCNN", "DIGITS_CNN", "MNIST_CNN", "init_params", "lowrank_choic
 
 @dataclass(frozen=True)
 class SimpleCNN:
-    """Shapes of the Simple CNN: input (C, H, W), conv channels, hidden units, classes."""
+    """The Simple CNN's shapes: input (C, H, W), conv channels and strides, hidden, classes."""
 
     in_shape: tuple[int, int, int] = (1, 28, 28)
     channels: tuple[int, int] = (8, 16)
     hidden: int = 128
     classes: int = 10
-    stride: int = 2
+    strides: tuple[int, int] = (2, 2)
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
         """(C, H, W) after the two convs (the input of the flatten)."""
         _, h, w = self.in_shape
-        for _ in range(2):
-            h, w = conv_output_size(h, 3, self.stride, 1), conv_output_size(w, 3, self.stride, 1)
+        for s in self.strides:
+            h, w = conv_output_size(h, 3, s, 1), conv_output_size(w, 3, s, 1)
         return self.channels[1], h, w
 
     @property
@@ -44,8 +45,8 @@ class SimpleCNN:
         return int(np.prod(self.feature_shape))
 
 
-# scikit-learn's digits (1x8x8): stride 1 keeps the 8x8 maps (16 x 8 x 8 = 1024 features).
-DIGITS_CNN = SimpleCNN(in_shape=(1, 8, 8), channels=(8, 16), hidden=64, stride=1)
+# scikit-learn's digits (1x8x8): 8 -> 8 -> 4, 16 x 4 x 4 = 256 features.
+DIGITS_CNN = SimpleCNN(in_shape=(1, 8, 8), channels=(8, 16), hidden=64, strides=(1, 2))
 # MNIST (1x28x28): 28 -> 14 -> 7, 16 x 7 x 7 = 784 features.
 MNIST_CNN = SimpleCNN()
 
@@ -75,9 +76,9 @@ def lowrank_choices() -> dict[str, str]:
 
 def inference(params: dict[str, Any], x: Any, arch: SimpleCNN) -> Any:
     """Logits (B, classes) of images x (B, C, H, W) with the unperturbed parameters."""
-    s = arch.stride
-    h = conv2d_inference(x, params["conv1"]["W"], params["conv1"]["b"], s, 1, "relu")
-    h = conv2d_inference(h, params["conv2"]["W"], params["conv2"]["b"], s, 1, "relu")
+    s1, s2 = arch.strides
+    h = conv2d_inference(x, params["conv1"]["W"], params["conv1"]["b"], s1, 1, "relu")
+    h = conv2d_inference(h, params["conv2"]["W"], params["conv2"]["b"], s2, 1, "relu")
     h = h.reshape(h.shape[0], -1) @ params["fc1"]["W"]
     h += params["fc1"]["b"]
     namespace_of(h).maximum(h, 0, out=h)
@@ -88,8 +89,8 @@ def inference(params: dict[str, Any], x: Any, arch: SimpleCNN) -> Any:
 
 def population_forward(pop: Any, x: Any, arch: SimpleCNN) -> Any:
     """Logits (N, B, classes) of every member on images x (B, C, H, W) shared or (N, B, C, H, W)."""
-    s = arch.stride
-    h = pop.conv2d(x, "conv1/W", "conv1/b", s, 1, "relu")
-    h = pop.conv2d(h, "conv2/W", "conv2/b", s, 1, "relu")
+    s1, s2 = arch.strides
+    h = pop.conv2d(x, "conv1/W", "conv1/b", s1, 1, "relu")
+    h = pop.conv2d(h, "conv2/W", "conv2/b", s2, 1, "relu")
     h = pop.linear(h.reshape(h.shape[0], h.shape[1], -1), "fc1/W", "fc1/b", "relu")
     return pop.linear(h, "fc2/W", "fc2/b")
