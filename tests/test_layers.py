@@ -319,3 +319,21 @@ def test_conv2d_in_chunks_equals_one_chunk(shared, monkeypatch):
     monkeypatch.setattr(epilogue, "compiled_ops", lambda kernel, arrays, contiguous=True: None)
     got = pop.conv2d(x, "K", "c", 1, 1, "relu")
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_layers_on_a_population_slice_equal_the_whole_populations_rows():
+    # Workers evaluate pop.slice(a, b): its layers must give the same members' outputs.
+    rng = np.random.default_rng(4)
+    params = {"W": rng.standard_normal((5, 6)).astype(np.float32),
+              "b": rng.standard_normal(6).astype(np.float32),
+              "K": rng.standard_normal((2, 3, 3, 3)).astype(np.float32),
+              "E": rng.standard_normal((9, 4)).astype(np.float32)}  # fmt: skip
+    pop = _pop(params, 8, 2, 2, {"K": "lowrank"})
+    part = pop.slice(3, 7)
+    x = rng.standard_normal((2, 5)).astype(np.float32)
+    img = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    ids = rng.integers(0, 9, (8, 3))
+    same = np.testing.assert_array_equal
+    same(part.linear(x, "W", "b", "relu"), pop.linear(x, "W", "b", "relu")[3:7])
+    same(part.conv2d(img, "K", None, 2, 1), pop.conv2d(img, "K", None, 2, 1)[3:7])
+    same(part.embed(ids[3:7], "E", per_member=True), pop.embed(ids, "E", per_member=True)[3:7])
