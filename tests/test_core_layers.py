@@ -209,3 +209,28 @@ def test_float32_numpy_layers_run_on_the_compiled_epilogues(monkeypatch):
     pop.conv2d(np.ones((4, 2, 2, 5, 5)), "K", None, 1, 1)
     pop.embed(np.array([1, 2]), "E")
     assert calls == ["linear_epilogue"] * 2 + ["conv_epilogue"] * 2 + ["linear_epilogue"]
+
+
+def test_layers_give_the_same_bits_at_every_simd_level():
+    # The epilogue kernels are built like the others (-ffp-contract=off, plain arithmetic in the
+    # activations), so every instruction set writes the same float32 bits (DESIGN: exactness).
+    rng = np.random.default_rng(7)
+    params = {"W": rng.standard_normal((33, 700)).astype(np.float32),
+              "b": rng.standard_normal(700).astype(np.float32),
+              "K": rng.standard_normal((4, 3, 3, 3)).astype(np.float32)}  # fmt: skip
+    pop = egg.ask(params, egg.init(params, population=6, rank=2, lowrank={"K": "lowrank"}))
+    x = rng.standard_normal((6, 5, 33)).astype(np.float32) * 3
+    img = rng.standard_normal((6, 2, 3, 7, 7)).astype(np.float32)
+    before = _ext.core.simd_level()
+    outs = {}
+    try:
+        for level in LEVELS:
+            _ext.core.set_simd_level(level)
+            outs[level] = [pop.linear(x, "W", "b", act) for act in epilogue.ACTIVATIONS]
+            outs[level].append(pop.conv2d(img, "K", None, 1, 1, "gelu"))
+    finally:
+        _ext.core.set_simd_level(before)
+    first = outs[LEVELS[0]]
+    for level in LEVELS[1:]:
+        for a, b in zip(first, outs[level], strict=True):
+            np.testing.assert_array_equal(a, b)
