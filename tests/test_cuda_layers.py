@@ -15,7 +15,10 @@ import eggroll_np as egg
 from eggroll_np import _ext
 from eggroll_np.backend import cupy
 
-from .test_cuda import _FAKE_CUPY, _at, _fake_asarray, _FakeDeviceArray
+try:  # the fake device memory of the low-rank wrapper's plumbing tests (moved by the cuda branch)
+    from .test_cuda_plumbing import _FAKE_CUPY, _at, _fake_asarray, _FakeDeviceArray
+except ImportError:
+    from .test_cuda import _FAKE_CUPY, _at, _fake_asarray, _FakeDeviceArray
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_HOME = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
