@@ -1,8 +1,9 @@
 // layers_emulation.cpp: runs the population layers' CUDA epilogue kernels on the CPU.
 //
 // The kernels of layers_kernels.cuh use no shared memory or warp primitives, so every CUDA
-// thread of the launch geometry of layers.cu (grid_1d from launch.cuh, or a deliberately tiny
-// grid so every grid-stride loop takes several turns) runs one after the other. Results are
+// thread of a launch runs one after the other: 256-thread blocks as layers.cu launches, on a
+// grid capped at a few blocks (or a deliberately tiny one) so that every grid-stride loop takes
+// several turns (launch.cuh, which holds the <<<>>> launches, is not included). Results are
 // compared with double-precision loops of the documented formula (layers.cuh), including NaN
 // poisoning of out-of-range keys and strided sources. tests/test_cuda_layers.py builds and runs
 // it (g++ with the CUDA headers; no GPU needed):
@@ -11,6 +12,7 @@
 //     -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread && /tmp/layers_emulation
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -23,11 +25,15 @@ thread_local dim3 emu_blockDim, emu_gridDim;
 #define blockDim emu_blockDim
 #define gridDim emu_gridDim
 
-#include "cuda/launch.cuh"
 #include "cuda/layers_kernels.cuh"
 
 using namespace egg_cuda;
 static int failures = 0;
+
+// Blocks for `total` values at 256 threads each, capped like grid_1d on a small device.
+unsigned grid_for(std::size_t total) {
+  return static_cast<unsigned>(std::min<std::size_t>((total + 255) / 256, 6));
+}
 
 template <class F>
 void launch(unsigned grid, unsigned block, F f) {
@@ -73,7 +79,7 @@ void linear_case(std::size_t n, std::size_t r, bool use_base, bool use_rows, boo
                    keys.data(), coef.data(), use_bias ? bias.data() : nullptr,
                    use_bias ? bn.data() : nullptr, bc.data(), act, N, rows, n, r, R, K};
   const std::size_t total = N * rows * n;
-  launch(tiny ? 1 : grid_1d(total, 256), tiny ? 32 : 256,
+  launch(tiny ? 1 : grid_for(total), tiny ? 32 : 256,
          [&] { layers_detail::linear_epilogue_kernel(a); });
   double worst = 0;
   bool ok = true;
@@ -137,7 +143,7 @@ void conv_case(std::size_t O, std::size_t P, std::size_t r, bool shared, bool ch
   e.members = N, e.batch = Bt, e.channels = O, e.positions = P, e.rank = r;
   e.v_count = X, e.keys_bound = K;
   const std::size_t total = N * Bt * O * P;
-  launch(tiny ? 2 : grid_1d(total, 256), tiny ? 32 : 256,
+  launch(tiny ? 2 : grid_for(total), tiny ? 32 : 256,
          [&] { layers_detail::conv_epilogue_kernel(e); });
   double worst = 0;
   bool ok = true;
