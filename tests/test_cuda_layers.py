@@ -206,3 +206,18 @@ def test_conv_epilogue_plumbing_with_emulated_binding(emulated, shared):
     dev["v"] = v.view(_FakeDeviceArray)  # keeps its strides: the wrapper passes them on
     emulated.conv_epilogue(got, src.view(_FakeDeviceArray), **dev)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(
+    _ext.cuda is None or _ext.cuda_device_count() > 0,
+    reason="needs the CUDA extension built and no usable device",
+)
+def test_epilogue_entry_points_report_no_device():
+    # Null pointers are never dereferenced: without a driver the launch itself fails.
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        _ext.cuda.linear_epilogue(0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        _ext.cuda.conv_epilogue(0, 0, [0] * 4, True, 0, 0, [0] * 4, 0, 0, 0, 0, 0, 0, 0,
+                                1, 1, 1, 1, 0, 0, 0, 0)  # fmt: skip
+    with pytest.raises(ValueError, match="act"):
+        _ext.cuda.linear_epilogue(0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0, 9, 1, 1, 1, 0, 0, 0, 0)
