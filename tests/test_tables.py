@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from eggroll_np import cli, tables
-from eggroll_np.population import Population
 from eggroll_np.tables import measure, report
 
 pytest.importorskip("sklearn")
@@ -16,10 +15,6 @@ pytest.importorskip("matplotlib")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not hasattr(Population, "conv2d"),
-    reason="the cnn section needs the population layers (issue 12)",
-)
 def test_bench_tables_quick_writes_every_section(tmp_path, capsys):
     # The --quick preset with smaller models and budgets: the real code path, CI-sized.
     out = tmp_path / "tables"

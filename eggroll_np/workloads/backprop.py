@@ -12,12 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from ..conv import im2col
+from ..simple_cnn import SimpleCNN
+from ..tree import flatten, unflatten
 from .common import log_softmax
-from .convnet import col2im, im2col, strides_for
 
 __all__ = [
     "mlp_loss_and_grad",
     "cnn_loss_and_grad",
+    "col2im",
     "sgd",
     "SGDResult",
 ]
@@ -103,26 +106,44 @@ def mlp_loss_and_grad(
     return value, {"layers": grads}
 
 
+def col2im(
+    cols: np.ndarray, x_shape: tuple[int, ...], kernel: int, stride: int, padding: int
+) -> np.ndarray:
+    """Adjoint of `conv.im2col`: patch gradients (B, H'*W', C*k*k) summed into (B, C, H, W)."""
+    b, c, h, w = x_shape
+    ho = (h + 2 * padding - kernel) // stride + 1
+    wo = (w + 2 * padding - kernel) // stride + 1
+    cols = cols.reshape(b, ho, wo, c, kernel, kernel)
+    out = np.zeros((b, c, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
+    for i in range(kernel):
+        for j in range(kernel):
+            out[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride] += cols[
+                :, :, :, :, i, j
+            ].transpose(0, 3, 1, 2)
+    return out[:, :, padding : padding + h, padding : padding + w]
+
+
 def cnn_loss_and_grad(
-    params: dict[str, Any], x: np.ndarray, y: np.ndarray
+    params: dict[str, Any], x: np.ndarray, y: np.ndarray, arch: SimpleCNN
 ) -> tuple[float, dict[str, Any]]:
-    """Mean cross-entropy of the Simple CNN (`convnet.cnn_forward`) and its exact gradient.
+    """Mean cross-entropy of the Simple CNN (`simple_cnn.inference`) and its exact gradient.
 
     Args:
-        x: (B, C, H, W) images; y: (B,) integer labels.
+        x: (B, C, H, W) images; y: (B,) integer labels; arch: the network's shapes (stride).
 
     Returns:
         (loss, grads) with grads a tree like params (float64).
     """
     x = np.asarray(x, np.float64)
-    strides = strides_for(x.shape[-1])
+    s = arch.stride
     h, convs = x, []
-    for name, stride in zip(("conv1", "conv2"), strides, strict=True):
+    for name in ("conv1", "conv2"):
         w = np.asarray(params[name]["W"], np.float64)
-        cols = im2col(h, w.shape[2], stride, 1)  # (B, H', W', C*k*k)
-        z = cols @ w.reshape(len(w), -1).T + params[name]["b"]  # (B, H', W', O)
-        convs.append((h.shape, cols, z > 0, stride))
-        h = np.maximum(z, 0).transpose(0, 3, 1, 2)
+        cols = im2col(h, 3, 3, (s, s), (1, 1))  # (B, H'*W', C*9)
+        z = cols @ w.reshape(len(w), -1).T + params[name]["b"]  # (B, H'*W', O)
+        ho = (h.shape[2] + 2 - 3) // s + 1
+        convs.append((h.shape, cols, z > 0))
+        h = np.maximum(z, 0).transpose(0, 2, 1).reshape(len(h), len(w), ho, -1)
     conv_shape = h.shape
     flat = h.reshape(len(h), -1)
     z1 = flat @ params["fc1"]["W"] + params["fc1"]["b"]
@@ -133,11 +154,9 @@ def cnn_loss_and_grad(
     d = (d @ np.asarray(params["fc2"]["W"], np.float64).T) * (z1 > 0)
     g["fc1"] = {"W": flat.T @ d, "b": d.sum(axis=0)}
     d = (d @ np.asarray(params["fc1"]["W"], np.float64).T).reshape(conv_shape)
-    for name, (in_shape, cols, mask, stride) in zip(
-        ("conv2", "conv1"), reversed(convs), strict=True
-    ):
+    for name, (in_shape, cols, mask) in zip(("conv2", "conv1"), reversed(convs), strict=True):
         w = np.asarray(params[name]["W"], np.float64)
-        dz = d.transpose(0, 2, 3, 1) * mask  # (B, H', W', O)
+        dz = d.reshape(d.shape[0], d.shape[1], -1).transpose(0, 2, 1) * mask  # (B, H'W', O)
         dz2 = dz.reshape(-1, dz.shape[-1])
         g[name] = {
             "W": (dz2.T @ cols.reshape(len(dz2), -1)).reshape(w.shape),
@@ -145,8 +164,7 @@ def cnn_loss_and_grad(
         }
         if name == "conv1":
             break  # the images need no gradient
-        dcols = dz @ w.reshape(len(w), -1)  # (B, H', W', C*k*k)
-        d = col2im(dcols, in_shape, w.shape[2], stride, 1)
+        d = col2im(dz @ w.reshape(len(w), -1), in_shape, 3, s, 1)
     return value, g
 
 
@@ -174,8 +192,6 @@ def sgd(
     Returns:
         SGDResult(params=..., steps=..., train_s=..., losses=[...]).
     """
-    from ..tree import flatten, unflatten
-
     leaves, _, structure = flatten(params)
     theta = [np.array(v, np.float64) for v in leaves]
     velocity = [np.zeros_like(v) for v in theta]

@@ -8,12 +8,19 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, simple_cnn
 from ..population import Population
-from . import convnet
 from .common import Task, Workload, check_options, generation_rng, log_softmax, parse_sizes
 
-__all__ = ["WORKLOAD", "DEFAULTS", "BASELINE", "load_images", "make", "sgd_baseline"]
+__all__ = [
+    "WORKLOAD",
+    "DEFAULTS",
+    "BASELINE",
+    "load_images",
+    "architecture",
+    "make",
+    "sgd_baseline",
+]
 
 DEFAULTS: dict[str, Any] = {
     "population": 128,
@@ -68,37 +75,40 @@ def _check(config: Mapping[str, Any]) -> None:
         _checks.integer("--channels", c, 1)
 
 
+def architecture(config: Mapping[str, Any], image_shape: tuple[int, ...], classes: int) -> Any:
+    """The `simple_cnn.SimpleCNN` of a config: stride 1 on images up to 16 pixels wide (digits'
+    8x8 keep their size), else stride 2 (MNIST's 28 -> 14 -> 7)."""
+    _check(config)
+    c, side, _ = (int(v) for v in image_shape)
+    return simple_cnn.SimpleCNN(
+        in_shape=(c, side, side),
+        channels=tuple(int(v) for v in config["channels"]),
+        hidden=int(config["hidden"]),
+        classes=int(classes),
+        stride=1 if side <= 16 else 2,
+    )
+
+
 def make(config: Mapping[str, Any]) -> Task:
     """The cnn Task: fitness = minus the cross-entropy on a minibatch shared by every member.
 
     Both conv kernels are low-rank (their (O, C*3*3) matrix view); the minibatch is drawn from
     (seed, generation), so a resumed run sees what an uninterrupted one saw.
     """
-    _check(config)
     seed = int(config["seed"])
     x_tr, y_tr, x_te, y_te = load_images(config)
-    classes = int(max(y_tr.max(), y_te.max())) + 1
+    arch = architecture(config, x_tr.shape[1:], int(max(y_tr.max(), y_te.max())) + 1)
     batch = min(int(config["batch"]), len(x_tr))
-    params = convnet.init_cnn(
-        x_tr.shape[1:],
-        config["channels"],
-        int(config["hidden"]),
-        classes,
-        np.random.default_rng([seed, 1]),
-    )
+    params = simple_cnn.init_params(arch, seed=seed)
 
     def fitness(pop: Population) -> np.ndarray:
         rows = generation_rng(seed, pop.generation).choice(len(x_tr), batch, replace=False)
-        logits = convnet.cnn_population_forward(pop, x_tr[rows])  # (N, B, classes)
+        logits = simple_cnn.population_forward(pop, x_tr[rows], arch)  # (N, B, classes)
         logp = np.take_along_axis(log_softmax(logits), y_tr[rows][None, :, None], axis=2)
         return logp[..., 0].mean(axis=1, dtype=np.float64)
 
     def accuracy(p: Any, x: np.ndarray, y: np.ndarray) -> float:
-        hits = sum(
-            int((convnet.cnn_forward(p, x[i : i + 1024]).argmax(axis=1) == y[i : i + 1024]).sum())
-            for i in range(0, len(x), 1024)
-        )
-        return hits / len(x)
+        return float((simple_cnn.inference(p, x, arch).argmax(axis=1) == y).mean())
 
     def evaluate(p: Any) -> dict[str, float]:
         return {"train_accuracy": accuracy(p, x_tr, y_tr), "test_accuracy": accuracy(p, x_te, y_te)}
@@ -116,7 +126,7 @@ def make(config: Mapping[str, Any]) -> Task:
         evaluate=evaluate,
         monitor=monitor,
         baseline=baseline if config["baseline"] else None,
-        es_options={"lowrank": convnet.lowrank_kernels(params)},
+        es_options={"lowrank": simple_cnn.lowrank_choices()},
     )
 
 
@@ -133,13 +143,8 @@ def sgd_baseline(
     from .backprop import cnn_loss_and_grad, sgd
 
     seed = int(config["seed"])
-    params = convnet.init_cnn(
-        x_tr.shape[1:],
-        config["channels"],
-        int(config["hidden"]),
-        int(max(y_tr.max(), y_te.max())) + 1,
-        np.random.default_rng([seed, 1]),
-    )
+    arch = architecture(config, x_tr.shape[1:], int(max(y_tr.max(), y_te.max())) + 1)
+    params = simple_cnn.init_params(arch, seed=seed)
     per_epoch = max(1, len(x_tr) // 64)
 
     def batches():
@@ -149,8 +154,11 @@ def sgd_baseline(
                 rows = order[k * 64 : (k + 1) * 64]
                 yield x_tr[rows], y_tr[rows]
 
-    result = sgd(params, cnn_loss_and_grad, batches(), epochs * per_epoch, lr)
-    pred = convnet.cnn_forward(result["params"], x_te).argmax(axis=1)
+    def loss_and_grad(p: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, Any]:
+        return cnn_loss_and_grad(p, x, y, arch)
+
+    result = sgd(params, loss_and_grad, batches(), epochs * per_epoch, lr)
+    pred = simple_cnn.inference(result["params"], x_te, arch).argmax(axis=1)
     return {
         "baseline_test_accuracy": float((pred == y_te).mean()),
         "baseline_train_s": round(result["train_s"], 2),
