@@ -141,11 +141,11 @@ def test_mlp_gradient_matches_finite_differences(activation, loss, out_act):
     _finite_difference_check(loss_fn, params, grads, rng)
 
 
-@pytest.mark.parametrize(("side", "stride"), [(8, 1), (9, 2)])
-def test_cnn_gradient_matches_finite_differences(side, stride):
+@pytest.mark.parametrize(("side", "strides"), [(8, (1, 2)), (9, (2, 2)), (7, (1, 1))])
+def test_cnn_gradient_matches_finite_differences(side, strides):
     rng = np.random.default_rng(1)
     arch = simple_cnn.SimpleCNN(in_shape=(2, side, side), channels=(3, 4), hidden=5, classes=3,
-                                stride=stride)  # fmt: skip
+                                strides=strides)  # fmt: skip
     params = _as64(simple_cnn.init_params(arch, seed=1, dtype=np.float64))
     for layer in params.values():
         layer["b"] += rng.standard_normal(layer["b"].shape) * 0.1

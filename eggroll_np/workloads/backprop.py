@@ -129,20 +129,19 @@ def cnn_loss_and_grad(
     """Mean cross-entropy of the Simple CNN (`simple_cnn.inference`) and its exact gradient.
 
     Args:
-        x: (B, C, H, W) images; y: (B,) integer labels; arch: the network's shapes (stride).
+        x: (B, C, H, W) images; y: (B,) integer labels; arch: the network's shapes (strides).
 
     Returns:
         (loss, grads) with grads a tree like params (float64).
     """
     x = np.asarray(x, np.float64)
-    s = arch.stride
     h, convs = x, []
-    for name in ("conv1", "conv2"):
+    for name, s in zip(("conv1", "conv2"), arch.strides, strict=True):
         w = np.asarray(params[name]["W"], np.float64)
         cols = im2col(h, 3, 3, (s, s), (1, 1))  # (B, H'*W', C*9)
         z = cols @ w.reshape(len(w), -1).T + params[name]["b"]  # (B, H'*W', O)
         ho = (h.shape[2] + 2 - 3) // s + 1
-        convs.append((h.shape, cols, z > 0))
+        convs.append((h.shape, cols, z > 0, s))
         h = np.maximum(z, 0).transpose(0, 2, 1).reshape(len(h), len(w), ho, -1)
     conv_shape = h.shape
     flat = h.reshape(len(h), -1)
@@ -154,7 +153,7 @@ def cnn_loss_and_grad(
     d = (d @ np.asarray(params["fc2"]["W"], np.float64).T) * (z1 > 0)
     g["fc1"] = {"W": flat.T @ d, "b": d.sum(axis=0)}
     d = (d @ np.asarray(params["fc1"]["W"], np.float64).T).reshape(conv_shape)
-    for name, (in_shape, cols, mask) in zip(("conv2", "conv1"), reversed(convs), strict=True):
+    for name, (in_shape, cols, mask, s) in zip(("conv2", "conv1"), reversed(convs), strict=True):
         w = np.asarray(params[name]["W"], np.float64)
         dz = d.reshape(d.shape[0], d.shape[1], -1).transpose(0, 2, 1) * mask  # (B, H'W', O)
         dz2 = dz.reshape(-1, dz.shape[-1])

@@ -76,8 +76,8 @@ def _check(config: Mapping[str, Any]) -> None:
 
 
 def architecture(config: Mapping[str, Any], image_shape: tuple[int, ...], classes: int) -> Any:
-    """The `simple_cnn.SimpleCNN` of a config: stride 1 on images up to 16 pixels wide (digits'
-    8x8 keep their size), else stride 2 (MNIST's 28 -> 14 -> 7)."""
+    """The `simple_cnn.SimpleCNN` of a config: strides (1, 2) on images up to 16 pixels wide
+    (digits: 8 -> 8 -> 4, as `simple_cnn.DIGITS_CNN`), else (2, 2) (MNIST: 28 -> 14 -> 7)."""
     _check(config)
     c, side, _ = (int(v) for v in image_shape)
     return simple_cnn.SimpleCNN(
@@ -85,7 +85,7 @@ def architecture(config: Mapping[str, Any], image_shape: tuple[int, ...], classe
         channels=tuple(int(v) for v in config["channels"]),
         hidden=int(config["hidden"]),
         classes=int(classes),
-        stride=1 if side <= 16 else 2,
+        strides=(1, 2) if side <= 16 else (2, 2),
     )
 
 
