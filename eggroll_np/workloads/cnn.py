@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import _checks, simple_cnn
 from ..population import Population
+from .classification import accuracy_task
 from .common import Task, Workload, check_options, generation_rng, log_softmax, parse_sizes
 
 __all__ = [
@@ -107,26 +108,19 @@ def make(config: Mapping[str, Any]) -> Task:
         logp = np.take_along_axis(log_softmax(logits), y_tr[rows][None, :, None], axis=2)
         return logp[..., 0].mean(axis=1, dtype=np.float64)
 
-    def accuracy(p: Any, x: np.ndarray, y: np.ndarray) -> float:
-        return float((simple_cnn.inference(p, x, arch).argmax(axis=1) == y).mean())
-
-    def evaluate(p: Any) -> dict[str, float]:
-        return {"train_accuracy": accuracy(p, x_tr, y_tr), "test_accuracy": accuracy(p, x_te, y_te)}
-
-    def monitor(p: Any) -> dict[str, float]:
-        return {"test_accuracy": accuracy(p, x_te, y_te)}
+    def predict(p: Any, x: np.ndarray) -> np.ndarray:
+        return simple_cnn.inference(p, x, arch)
 
     def baseline() -> dict[str, float]:
         return sgd_baseline(config, x_tr, y_tr, x_te, y_te)
 
-    return Task(
-        params=params,
-        fitness=fitness,
-        batched=True,
-        evaluate=evaluate,
-        monitor=monitor,
-        baseline=baseline if config["baseline"] else None,
-        es_options={"lowrank": simple_cnn.lowrank_choices()},
+    return accuracy_task(
+        params,
+        fitness,
+        predict,
+        (x_tr, y_tr, x_te, y_te),
+        baseline if config["baseline"] else None,
+        {"lowrank": simple_cnn.lowrank_choices()},
     )
 
 
