@@ -4,8 +4,8 @@ Member i of a population perturbs a matrix leaf W (m, n) by coef_i * A_k @ B_k.T
 A (K, m, r) and B (K, n, r) the stacked factors of the K unique member keys. These functions never
 form an (m, n) matrix per member: the forward adds (x_i @ A_k) @ B_k.T to x_i @ W, and the update
 sums sum_k w_k A_k @ B_k.T as ONE GEMM of (m, K*r) by (K*r, n). The code is generic over NumPy and
-CuPy (the array module of the inputs); `correction` hands rank-1 float32 NumPy work to the C++
-core's fused kernels (`_core.lowrank_correction` / `_core.lowrank_expand`), and
+CuPy (the array module of the inputs); `correction` hands float32 NumPy work of rank <= 8 to the
+C++ core's fused kernels (`_core.lowrank_correction` / `_core.lowrank_expand`), and
 `correction_reference` is the NumPy version they are tested against.
 """
 
@@ -36,12 +36,17 @@ def _shared_projection(x: Any, A: Any) -> Any:
     return (x @ A.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r).transpose(1, 0, 2)
 
 
+# Ranks the C++ kernels take: measured faster than NumPy's batched matmul for r <= 8 (rank 1:
+# 3.5-7x; ranks 2-8: 0.8-2.3x, near parity at r = 8 with many rows per member; docs/benchmarks.md,
+# "Low-rank correction kernels"); larger ranks are BLAS's.
+_CORE_MAX_RANK = 8
+
+
 def _use_core(x: Any, A: Any, B: Any, out: Any) -> bool:
-    # The C++ kernels win for rank 1 (measured 2x on 1024-wide layers, see the engine notes) and
-    # lose to batched BLAS for r >= 2; they need float32 NumPy buffers laid out in C order.
+    # float32 NumPy buffers laid out in C order, and a rank the kernels win at.
     return (
         _ext.core is not None
-        and A.shape[2] == 1
+        and A.shape[2] <= _CORE_MAX_RANK
         and all(
             isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
             for a in (x, A, B, out)
