@@ -98,7 +98,7 @@ def bit_check(seed: int = 0x9E3779B97F4A7C15) -> dict[str, Any]:
             compared, bad = compared + want_p.size, bad + _differ(gpu_philox, want_p)
         report[level] = {"values": compared, "mismatches": bad}
     failing = {lv: r["mismatches"] for lv, r in report.items() if r["mismatches"]}
-    assert not failing, f"GPU noise differs from the CPU's (mismatching values per level): {failing}"
+    assert not failing, f"GPU noise differs from the CPU's (mismatches per level): {failing}"
     return report
 
 
@@ -244,10 +244,11 @@ def odd_shapes() -> dict[str, Any]:
             out = cupy.zeros((4, batch, n), np.float32)
             _cuda_ops.lowrank_correction(x, A, B, keys, np.ones(4), out)
             base = None if per_member else cupy.ones((batch, n), np.float32)
-            _cuda_ops.lowrank_correction(x.astype(np.float16), A, B, keys, np.ones(4), out, base=base)
+            half = x.astype(np.float16)
+            _cuda_ops.lowrank_correction(half, A, B, keys, np.ones(4), out, base=base)
             xt = cupy.ones((4, batch, n) if per_member else (batch, n), np.float32)
-            _cuda_ops.lowrank_correction(xt, A, B, keys, np.ones(4), cupy.zeros((4, batch, m), np.float32),
-                                         transpose=True)  # fmt: skip
+            out_t = cupy.zeros((4, batch, m), np.float32)
+            _cuda_ops.lowrank_correction(xt, A, B, keys, np.ones(4), out_t, transpose=True)
     cupy.cuda.Device().synchronize()
     return {"ok": True}
 

@@ -106,6 +106,6 @@ def test_exception_in_a_worker_thread_is_a_python_error(tmp_path):
     done = subprocess.run(  # cwd: away from a source tree that would shadow the build
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
-    assert done.returncode == 0, f"the process died (status {done.returncode}): {done.stderr[-2000:]}"
+    assert done.returncode == 0, f"the process died ({done.returncode}): {done.stderr[-2000:]}"
     assert "raised" in done.stdout
     assert "still works 24.0" in done.stdout

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import inspect
+import re
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import _cuda_ops, _ext, _reference, gpu_bench, lowrank, noise, tree
+from eggroll_np import _cuda_ops, _ext, _reference, gpu_bench, gpu_probes, lowrank, noise, tree
 from eggroll_np.backend import cupy, to_numpy
 
 NO_DEVICE = r"no CUDA device"
@@ -28,16 +31,66 @@ GPU_SETTINGS = settings(max_examples=25, deadline=None)
 # ---------------------------------------------------------------- everywhere (no GPU needed)
 
 
+def _nvidia_gpus() -> int | None:
+    """GPUs the NVIDIA kernel driver lists (/proc/driver/nvidia/gpus), None if unknowable."""
+    root = Path("/proc/driver/nvidia/gpus")
+    if root.is_dir():
+        return sum(1 for _ in root.iterdir())
+    return 0 if Path("/proc/self").is_dir() else None  # Linux without the driver: no GPU
+
+
 @needs_extension
-def test_extension_loads_and_counts_devices():
-    assert callable(_ext.cuda.lowrank_correction)
-    assert callable(_ext.cuda.fill_normals)
-    count = _ext.cuda.device_count()
-    assert isinstance(count, int)
-    assert count >= 0
-    assert _ext.cuda_device_count() == count
-    if count == 0 or cupy is None:
-        assert not _cuda_ops.gpu_available()
+def test_device_count_agrees_with_the_driver():
+    # The extension's count decides whether every GPU path is taken; it must be what the
+    # kernel driver sees (0 on a machine without the driver), and CuPy must agree.
+    driver = _nvidia_gpus()
+    if driver is None:
+        pytest.skip("cannot read the NVIDIA driver's GPU list on this platform")
+    assert _ext.cuda.device_count() == driver
+    assert _ext.cuda_device_count() == driver
+    assert _cuda_ops.gpu_available() == (driver > 0 and cupy is not None)
+
+
+def _signature(binding) -> list[str]:
+    """Parameter names of a pybind11 function, from the signature line of its docstring."""
+    head = binding.__doc__.splitlines()[0]
+    params = head[head.index("(") + 1 : head.rindex(")")].split(",")
+    return [p.split(":")[0].strip() for p in params]
+
+
+@needs_extension
+def test_emulated_bindings_have_the_real_signatures():
+    # The plumbing tests below drive the Python wrappers against NumPy stand-ins of the
+    # bindings; they only prove something if the stand-ins take the same arguments.
+    for name, fake in (
+        ("lowrank_correction", _EmulatedBinding.lowrank_correction),
+        ("fill_normals_many", _EmulatedBinding.fill_normals_many),
+    ):
+        names = list(inspect.signature(fake).parameters)
+        assert _signature(getattr(_ext.cuda, name)) == names, name
+
+
+def _ptx_entries(path: Path) -> dict[str, str]:
+    """Kernel name -> PTX body, read from the PTX that nvcc embeds in the module."""
+    text = path.read_bytes().decode("latin-1").replace("\x00", "\n")
+    entries = {}
+    for m in re.finditer(r"\.entry (\S+)\(", text):
+        entries[m.group(1)] = text[m.end() : text.find("\n}\n", m.end())]
+    return entries
+
+
+@needs_extension
+def test_noise_kernels_are_built_without_fma_contraction():
+    # nvcc fuses a*b + c into one FMA by default (-fmad=true), which rounds once instead of
+    # twice: the GPU's normals would then differ from the CPU's by an ulp in some values.
+    # CMakeLists.txt builds noise.cu with --fmad=false; its kernels' PTX must hold no fma.
+    entries = _ptx_entries(Path(_ext.cuda.__file__))
+    noise_kernels = {k: v for k, v in entries.items() if "noise_detail" in k and "normals" in k}
+    if not noise_kernels:
+        pytest.skip("no PTX of the noise kernels in the module (compressed fatbinary?)")
+    fused = {k: v.count("fma.rn.f32") for k, v in noise_kernels.items() if "fma.rn.f32" in v}
+    assert not fused, f"noise kernels with contracted multiply-adds: {fused}"
+    assert all("mul.rn.f32" in v for v in noise_kernels.values())  # really the float code
 
 
 @needs_extension
@@ -154,7 +207,7 @@ def test_normals_match_cpu_and_reference(seed, leaf, keys, epoch, count, offset)
     cpu = noise.normals_batch(seed, leaf, keys, epoch, count, offset)
     assert gpu.dtype == np.float32
     assert gpu.shape == (len(keys), count)
-    np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(gpu, cpu)  # the same float32 operations, bit for bit
     for row, k in zip(gpu, keys, strict=True):
         ref = _reference.normals(seed, leaf, k, epoch, count, offset)
         np.testing.assert_allclose(row, ref, rtol=0, atol=1e-5)
@@ -164,18 +217,45 @@ def test_normals_match_cpu_and_reference(seed, leaf, keys, epoch, count, offset)
 def test_normals_long_row_and_many_rows():
     # One long aligned row (grid-stride over blocks) and more rows than one grid column holds.
     long_gpu = cupy.asnumpy(noise.normals(7, 1, 3, 2, 1 << 20, xp="cupy"))
-    np.testing.assert_allclose(long_gpu, noise.normals(7, 1, 3, 2, 1 << 20), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(long_gpu, noise.normals(7, 1, 3, 2, 1 << 20))
     keys = np.arange(70_000, dtype=np.uint32)
     many = cupy.asnumpy(noise.normals_batch(9, 0, keys, 0, 6, 2, xp="cupy"))
-    np.testing.assert_allclose(many, noise.normals_batch(9, 0, keys, 0, 6, 2), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(many, noise.normals_batch(9, 0, keys, 0, 6, 2))
 
 
 @pytest.mark.gpu
-def test_factors_match_cpu():
-    a_g, b_g = noise.factors(3, 2, [0, 1, 5], 4, (33, 17), 3, xp="cupy")
-    a_c, b_c = noise.factors(3, 2, [0, 1, 5], 4, (33, 17), 3)
-    np.testing.assert_allclose(cupy.asnumpy(a_g), a_c, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(cupy.asnumpy(b_g), b_c, atol=1e-5, rtol=0)
+@pytest.mark.parametrize("rank", [1, 3])
+def test_factors_match_cpu_bit_for_bit(rank):
+    a_g, b_g = noise.factors(3, 2, [0, 1, 5], 4, (33, 17), rank, xp="cupy")
+    a_c, b_c = noise.factors(3, 2, [0, 1, 5], 4, (33, 17), rank)
+    np.testing.assert_array_equal(cupy.asnumpy(a_g), a_c)
+    np.testing.assert_array_equal(cupy.asnumpy(b_g), b_c)
+    # stored rank-major on the GPU, so the kernels read them without a copy
+    assert a_g.transpose(0, 2, 1).flags.c_contiguous
+    assert b_g.transpose(0, 2, 1).flags.c_contiguous
+
+
+@pytest.mark.gpu
+def test_normals_many_equals_one_request_at_a_time():
+    requests = [(0, 0, 12), (1, 3, 5), (2, 0, 0), (0, 12, 1000)] * 10  # 40: two launches
+    got = noise.normals_many(5, 2, [0, 3, 9], requests, xp="cupy")
+    for (leaf, offset, count), g in zip(requests, got, strict=True):
+        want = noise.normals_batch(5, leaf, [0, 3, 9], 2, count, offset)
+        np.testing.assert_array_equal(cupy.asnumpy(g), want)
+
+
+@pytest.mark.gpu
+def test_gpu_noise_bit_identical_to_cpu_at_every_simd_level():
+    report = gpu_probes.bit_check()
+    assert set(report) == set(gpu_probes.simd_levels())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("probe", sorted(gpu_probes.PROBES))
+def test_gpu_probe(probe):
+    # Grid-stride loops at real sizes (more rows than a grid, > 2^31 values), a non-default
+    # stream, misaligned views, and the engine's Population taking the _cuda path.
+    gpu_probes.PROBES[probe]()
 
 
 # ---------------------------------------------------------------- the fused low-rank correction
@@ -322,12 +402,15 @@ class _EmulatedBinding:
 
     @staticmethod
     def lowrank_correction(x, x_dtype, x_per_member, left, right, keys, coef, members, batch,
-                           rows_left, rows_right, rank, num_keys, xa, base, out, _s):  # fmt: skip
+                           rows_left, rows_right, rank, num_keys, xa, base, out,
+                           stream):  # fmt: skip
         xdt = {0: np.float32, 1: np.float16}[x_dtype]
         xs = _at(x, (members if x_per_member else 1) * batch * rows_left, xdt).astype(np.float64)
         xs = np.broadcast_to(xs.reshape(-1, batch, rows_left), (members, batch, rows_left))
-        lf = _at(left, num_keys * rows_left * rank, np.float32).reshape(-1, rows_left, rank)
-        rt = _at(right, num_keys * rows_right * rank, np.float32).reshape(-1, rows_right, rank)
+        # rank-major factors: left (K, r, m), right (K, r, n)
+        lf = _at(left, num_keys * rows_left * rank, np.float32).reshape(-1, rank, rows_left)
+        rt = _at(right, num_keys * rows_right * rank, np.float32).reshape(-1, rank, rows_right)
+        lf, rt = lf.transpose(0, 2, 1), rt.transpose(0, 2, 1)
         k, c = _at(keys, members, np.uint32), _at(coef, members, np.float32)
         o = _at(out, members * batch * rows_right, np.float32).reshape(members, batch, rows_right)
         _at(xa, members * batch * rank, np.float32)  # the scratch must be large enough
@@ -338,6 +421,16 @@ class _EmulatedBinding:
             else:
                 o[i] = start[i] if base == 0 else start
                 o[i] += c[i] * (xs[i] @ lf[k[i]]) @ rt[k[i]].T
+
+    calls: list[str] = []
+
+    @staticmethod
+    def fill_normals_many(seed, epoch, member_keys, rows, leaves, offsets, counts, outs, stream):
+        _EmulatedBinding.calls.append("fill_normals_many")
+        keys = _at(member_keys, rows, np.uint32).copy()
+        for leaf, offset, count, out in zip(leaves, offsets, counts, outs, strict=True):
+            o = _at(out, rows * count, np.float32).reshape(rows, count)
+            o[...] = noise.normals_batch(seed, leaf, keys, epoch, count, offset)
 
 
 @settings(max_examples=40, deadline=None)
@@ -471,3 +564,44 @@ def test_mixed_numpy_and_cupy_leaves_are_rejected():
     params = {"a": np.zeros((3, 2), np.float32), "b": cupy.zeros(2, dtype=np.float32)}
     with pytest.raises((TypeError, ValueError), match="(?i)mixed"):
         e.init(params, population=4)
+
+
+def test_normals_many_on_cupy_uploads_keys_once_and_makes_one_call():
+    uploads = []
+
+    def asarray(a):
+        uploads.append(np.asarray(a).copy())
+        return _fake_asarray(a)
+
+    fake_xp = types.SimpleNamespace(
+        asarray=asarray, empty=lambda shape, dtype: np.empty(shape, dtype).view(_FakeDeviceArray)
+    )
+    requests = [(0, 0, 12), (4, 3, 5), (2, 0, 0), (1, 12, 40)] * 9
+    _EmulatedBinding.calls.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(noise, "_device_xp", lambda xp: fake_xp)
+        mp.setattr(noise, "current_stream_ptr", lambda: 0)
+        mp.setattr(_ext, "require_cuda", lambda: _EmulatedBinding)
+        got = noise.normals_many(9, 3, [0, 5, 7], requests, xp="cupy")
+    assert _EmulatedBinding.calls == ["fill_normals_many"]
+    assert len(uploads) == 1
+    np.testing.assert_array_equal(uploads[0], [0, 5, 7])
+    for (leaf, offset, count), g in zip(requests, got, strict=True):
+        want = noise.normals_batch(9, leaf, [0, 5, 7], 3, count, offset)
+        np.testing.assert_array_equal(np.asarray(g), want)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 5])
+def test_cupy_factors_are_rank_major_and_reach_the_kernels_without_a_copy(rank):
+    a = np.arange(3 * 4 * rank, dtype=np.float32).reshape(3, 4 * rank)
+    b = -np.arange(3 * 6 * rank, dtype=np.float32).reshape(3, 6 * rank)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(noise, "is_cupy_array", lambda v: True)
+        A, B = noise.as_factors(a, b, (4, 6), rank)
+        mp.setattr(_cuda_ops, "cupy", _FAKE_CUPY)
+        left = _cuda_ops.rank_major(A)
+    np.testing.assert_array_equal(A, a.reshape(3, 4, rank))  # the contract's values
+    np.testing.assert_array_equal(B, b.reshape(3, 6, rank))
+    assert A.transpose(0, 2, 1).flags.c_contiguous
+    assert np.shares_memory(left, A)  # a view: no per-call transposing copy
+    np.testing.assert_array_equal(left, a.reshape(3, 4, rank).transpose(0, 2, 1))

@@ -87,7 +87,8 @@ class Cases:
 
     def run(self, exe: Path) -> str:
         (self.dir / "cases.txt").write_text("\n".join(self.lines) + "\n")
-        done = subprocess.run([str(exe), str(self.dir)], capture_output=True, text=True, timeout=900)
+        cmd = [str(exe), str(self.dir)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
         return done.stdout
 
