@@ -39,16 +39,18 @@ def require_device() -> ModuleType:
         RuntimeError: "no CUDA device ..." on a machine without a usable GPU, or a message
             naming the missing piece (CuPy, the CUDA extension).
     """
+    shadow = _ext.shadowed_build() if _ext.cuda is None else None
+    if shadow is not None:  # the likeliest cause, and a surprising one: say it first
+        raise RuntimeError(f"no CUDA device can be used: {shadow}")
     if cupy is None:
         raise RuntimeError(
             "no CUDA device can be used: CuPy is not installed (pip install 'eggroll_np[cuda]')"
         )
     if _ext.cuda is None:
-        why = _ext.shadowed_build() or (
-            "eggroll_np was built without its CUDA extension "
+        raise RuntimeError(
+            "no CUDA device can be used: eggroll_np was built without its CUDA extension "
             f"({_ext.cuda_error or 'no CUDA compiler at build time'}); reinstall with nvcc on PATH"
         )
-        raise RuntimeError(f"no CUDA device can be used: {why}")
     return _ext.require_cuda()
 
 

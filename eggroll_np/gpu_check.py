@@ -1,4 +1,4 @@
-"""Everything a first GPU hour must verify, in one command: ``python -m eggroll_np.gpu_check --out DIR``.
+"""What a first GPU hour must verify, in one command: ``python -m eggroll_np.gpu_check --out DIR``.
 
 Runs, on the current CUDA device and in under 12 minutes (an H100/H200-class GPU):
   1. device: the device, driver, CUDA runtime and CuPy versions (and `nvidia-smi` where present);
@@ -234,8 +234,11 @@ def _no_gpu_reason() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (see the module docstring); returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m eggroll_np.gpu_check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m eggroll_np.gpu_check",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", required=True, help="directory for the report")
     parser.add_argument("--tests", default=None, help="the repository's tests/ (default ./tests)")
     parser.add_argument("--quick", action="store_true", help="bench at small sizes (smoke run)")
