@@ -38,7 +38,8 @@ __all__ = ["STEPS", "junit_summary", "render_markdown", "main"]
 # Runs pytest without the current directory on sys.path, so that the source tree of a checkout
 # does not shadow the installed build (`python -P` does the same from Python 3.11 on).
 _PYTEST = "import sys; sys.path.pop(0); import pytest; sys.exit(pytest.main(sys.argv[1:]))"
-_MISSING_GPU = ("GPU", "CUDA", "CuPy", "cupy")
+# Skip reasons that mean "no GPU usable here" (conftest's gpu marker, test_cuda's checks).
+_MISSING_GPU = ("needs a GPU", "no CUDA device", "CuPy", "_cuda was not built", "shadows the")
 _GPU_PRESENT_SKIP = "this machine has a GPU"  # tests of the no-GPU error path skip on a GPU
 _PROBES_IN_PROCESS = "not test_gpu_probe and not test_gpu_noise_bit_identical"
 
