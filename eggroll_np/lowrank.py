@@ -36,9 +36,9 @@ def _shared_projection(x: Any, A: Any) -> Any:
     return (x @ A.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r).transpose(1, 0, 2)
 
 
-# Ranks the C++ kernels take: measured faster than NumPy's batched matmul for r <= 8 (rank 1:
-# 3.5-7x; ranks 2-8: 0.8-2.3x, near parity at r = 8 with many rows per member; docs/benchmarks.md,
-# "Low-rank correction kernels"); larger ranks are BLAS's.
+# Ranks the C++ kernels take: measured against NumPy's batched matmul at ranks 1-16 (one run,
+# docs/benchmarks.md, "Low-rank correction kernels by rank"): faster at ranks 1-4 on every case,
+# 0.9-3.2x at rank 8, mixed at 16, where BLAS keeps the work.
 _CORE_MAX_RANK = 8
 
 

@@ -17,13 +17,33 @@ namespace egg {
 namespace EGG_ISA {
 
 namespace {
-// Rows of one member from which transposing its B (once per call) pays for itself.
+// Rows of one member from which transposing its factor (once per call) pays for itself.
 constexpr std::size_t kTransposeRows = 4;
+
+// x . a over m values: 16 fixed lanes folded in a fixed order, so that every SIMD width sums in
+// the same order and gives the same bits (a `simd reduction` would let each ISA pick its own).
+inline float dot(const float* __restrict x, const float* __restrict a, std::size_t m) {
+  constexpr std::size_t kL = 16;
+  float acc[kL] = {};
+  std::size_t j = 0;
+  for (; j + kL <= m; j += kL) {
+    for (std::size_t l = 0; l < kL; ++l) acc[l] += x[j + l] * a[j + l];
+  }
+  for (std::size_t l = 0; j < m; ++j, ++l) acc[l] += x[j] * a[j];
+  for (std::size_t half = kL / 2; half > 0; half /= 2) {
+    for (std::size_t l = 0; l < half; ++l) acc[l] += acc[l + half];
+  }
+  return acc[0];
+}
 }  // namespace
 
 void lowrank_project(const float* __restrict x, std::size_t rows, std::size_t m,
                      const float* __restrict a, std::size_t r, float* __restrict xa) {
-  if (r > 1 && rows >= kTransposeRows) {
+  if (r == 1) {
+    for (std::size_t b = 0; b < rows; ++b) xa[b] = dot(x + b * m, a, m);
+    return;
+  }
+  if (rows >= kTransposeRows) {
     // Many rows share this A: transpose it once to (r, m) so that each xa value is one
     // contiguous dot product (vector loads of x and A) instead of a loop over r per x value.
     thread_local std::vector<float> scratch;
@@ -33,26 +53,12 @@ void lowrank_project(const float* __restrict x, std::size_t rows, std::size_t m,
       for (std::size_t q = 0; q < r; ++q) at[q * m + j] = a[j * r + q];
     }
     for (std::size_t b = 0; b < rows; ++b) {
-      const float* xb = x + b * m;
-      for (std::size_t q = 0; q < r; ++q) {
-        const float* aq = at + q * m;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (std::size_t j = 0; j < m; ++j) s += xb[j] * aq[j];
-        xa[b * r + q] = s;
-      }
+      for (std::size_t q = 0; q < r; ++q) xa[b * r + q] = dot(x + b * m, at + q * m, m);
     }
     return;
   }
   for (std::size_t b = 0; b < rows; ++b) {
     const float* xb = x + b * m;
-    if (r == 1) {
-      float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-      for (std::size_t j = 0; j < m; ++j) s += xb[j] * a[j];
-      xa[b] = s;
-      continue;
-    }
     for (std::size_t q = 0; q < r; ++q) xa[b * r + q] = 0.0f;
     for (std::size_t j = 0; j < m; ++j) {
       const float xv = xb[j];
