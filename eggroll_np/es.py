@@ -183,13 +183,14 @@ def tell(
         `info` describes this generation.
     """
     leaves = check_state(params, state)
+    noise = _told_noise(leaves, state, population)
     config = state.config
     f = _fitness_array(fitness, config.population)
     w = shaping.shape_fitness(f, config.shaping, config.group_size)
     if not config.maximize:
         w = -w
     _check_update_range(w, config, state.spec)
-    grads = gradient.estimate(_told_noise(leaves, state, population), w)
+    grads = gradient.estimate(noise, w)
     norms: dict[int, Any] = {}  # read back only after every leaf's work is queued (GPU: one wait)
     updated, opt_state = optim.apply(
         grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
@@ -248,7 +249,7 @@ def step(
     state: ESState | None = None,
     batched: bool = False,
 ) -> tuple[Any, ESState]:
-    """One generation: ask, evaluate, tell.
+    """One generation: ask, evaluate, tell (the noise is generated once, for both).
 
     Args:
         params: tree of float32/float64 arrays.
