@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import _cuda_ops, _ext, noise, tree
-from .backend import cupy
+from .backend import cupy, to_numpy
 from .workloads import reference
 
 __all__ = [
@@ -208,8 +208,8 @@ def check_output(setup: GpuSetup) -> dict[str, Any]:
     """
     import eggroll_np as egg
 
-    params_cpu = tree.map_leaves(cupy.asnumpy, setup.params)
-    x_cpu = cupy.asnumpy(setup.x)
+    params_cpu = tree.map_leaves(to_numpy, setup.params)
+    x_cpu = to_numpy(setup.x)
     kwargs = dict(population=setup.size, sigma=setup.sigma, rank=setup.rank, seed=setup.seed)
     n_layers = len(setup.workload.sizes) - 1
     gpu = reference.population_forward(
@@ -219,7 +219,7 @@ def check_output(setup: GpuSetup) -> dict[str, Any]:
         egg.ask(params_cpu, egg.init(params_cpu, **kwargs)), x_cpu, n_layers
     )
     scale = float(np.abs(cpu).max()) or 1.0
-    err = float(np.abs(cupy.asnumpy(gpu).astype(np.float64) - cpu).max()) / scale
+    err = float(np.abs(to_numpy(gpu).astype(np.float64) - cpu).max()) / scale
     tol = 1e-2 if os.environ.get("CUPY_TF32") == "1" else 1e-3
     return {"workload": setup.workload.name, "population": setup.size,
             "max_error_over_scale": err, "tolerance": tol, "ok": err <= tol}  # fmt: skip

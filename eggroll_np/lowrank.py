@@ -37,8 +37,9 @@ def _shared_projection(x: Any, A: Any) -> Any:
 
 
 # Ranks the C++ kernels take: measured against NumPy's batched matmul at ranks 1-16 (one run,
-# docs/benchmarks.md, "Low-rank correction kernels by rank"): faster at ranks 1-4 on every case,
-# 0.9-3.2x at rank 8, mixed at 16, where BLAS keeps the work.
+# docs/benchmarks.md, "Low-rank correction kernels by rank"): faster at ranks 1-8 on every case
+# (1.1-24x) but rank 2 with one row per member (0.85-1.05, parity); mixed at 16, where BLAS
+# keeps the work.
 _CORE_MAX_RANK = 8
 
 

@@ -161,6 +161,32 @@ def test_gpu_bench_times_the_engines_population_path_on_the_reference_workload()
     assert state.generation == 1
 
 
+def test_gpu_bench_output_check_compares_with_the_cpu_path(monkeypatch):
+    # On NumPy the "GPU" forward IS the CPU path: the check must pass with no error at all, and
+    # fail once the device side is off (here: its weights scaled).
+    from eggroll_np.workloads import reference
+
+    w = reference.WORKLOADS["sup"].scaled(16, 8)
+    x = reference.make_inputs(w)
+    setup = gpu_bench.GpuSetup(w, reference.make_params(w), x, reference.inference_rows(w, x))
+    check = gpu_bench.check_output(setup)
+    assert check["ok"]
+    assert check["max_error_over_scale"] == 0.0
+    real = gpu_bench.reference.population_forward
+    calls = []
+
+    def device_side_off(pop, xs, n):  # the device forward runs first, then the CPU's
+        calls.append(n)
+        return real(pop, xs, n) * (1.01 if len(calls) == 1 else 1.0)
+
+    monkeypatch.setattr(gpu_bench.reference, "population_forward", device_side_off)
+    bad = gpu_bench.check_output(setup)
+    assert not bad["ok"]
+    assert bad["max_error_over_scale"] == pytest.approx(0.01, rel=1e-3)
+    result = {"workloads": {"sup": [{"output_check": check}, {}], "rl": [{"output_check": bad}]}}
+    assert gpu_bench.output_checks(result) == [check, bad]
+
+
 @without_gpu
 def test_gpu_bench_without_device_says_so_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "figures.json"
