@@ -13,10 +13,11 @@
 // defined here too, but kernels.cpp restates its rounds with AVX2/AVX-512 intrinsics for speed;
 // tests compare those bit for bit with this definition and with the NumPy reference. One
 // definition alone does not give equal bits: a compiler that contracts a * b + c into an FMA
-// rounds once where this code rounds twice. The builds therefore forbid contraction
-// (-ffp-contract=off for the CPU kernels, --fmad=false for noise.cu; CMakeLists.txt), and tests
-// check it (the PTX of the noise kernels holds no fma; every SIMD level gives the same normals;
-// `python -m eggroll_np.gpu_check` compares GPU and CPU bit for bit).
+// rounds once where this code rounds twice, so every build of this header must forbid
+// contraction. noise.cu is compiled with --fmad=false (CMakeLists.txt; tests/test_cuda.py checks
+// that the noise kernels' PTX holds no fma), the CPU kernel objects need -ffp-contract=off (GCC's
+// gnu++17 default is to contract where the ISA has FMA), and `python -m eggroll_np.gpu_check`
+// compares the GPU's normals with the CPU's at every SIMD level bit for bit.
 #pragma once
 
 #include <cstdint>
