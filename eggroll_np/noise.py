@@ -181,7 +181,10 @@ def normals_many(
     requests: Sequence[tuple[int, int, int]],
     xp: ModuleType | str | None = None,
 ) -> list[Any]:
-    """Several stream reads for the same members and epoch, generated in ONE parallel pass.
+    """Several stream reads for the same members and epoch, generated together.
+
+    NumPy: one parallel pass of the C++ core over every request. CuPy: the member keys are
+    uploaded once and the requests run as one kernel launch per 32 (a job table).
 
     Args:
         requests: (leaf, offset, count) triples.
