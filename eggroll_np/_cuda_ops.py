@@ -89,6 +89,9 @@ def rank_major(F: Any) -> Any:
     Free (a view) when F is already stored rank-major, as the factors `noise.as_factors` makes on
     CuPy are, and for r = 1; otherwise one transposing copy.
     """
+    K, rows, r = F.shape
+    if r == 1 and F.flags.c_contiguous:
+        return F.reshape(K, 1, rows)
     t = F.transpose(0, 2, 1)
     return t if t.flags.c_contiguous else cupy.ascontiguousarray(t)
 
