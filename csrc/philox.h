@@ -14,10 +14,10 @@
 // tests compare those bit for bit with this definition and with the NumPy reference. One
 // definition alone does not give equal bits: a compiler that contracts a * b + c into an FMA
 // rounds once where this code rounds twice, so every build of this header must forbid
-// contraction. noise.cu is compiled with --fmad=false (CMakeLists.txt; tests/test_cuda.py checks
-// that the noise kernels' PTX holds no fma), the CPU kernel objects need -ffp-contract=off (GCC's
-// gnu++17 default is to contract where the ISA has FMA), and `python -m eggroll_np.gpu_check`
-// compares the GPU's normals with the CPU's at every SIMD level bit for bit.
+// contraction. noise.cu is compiled with --fmad=false (CMakeLists.txt; tests/test_cuda_plumbing.py
+// checks that the noise kernels' PTX holds no fma), the CPU kernel objects need -ffp-contract=off
+// (GCC's gnu++17 default is to contract where the ISA has FMA), and `python -m
+// eggroll_np.gpu_check` compares the GPU's normals with the CPU's at every SIMD level bit for bit.
 #pragma once
 
 #include <cstdint>

@@ -2,7 +2,7 @@
 
 Runs, on the current CUDA device and in under 12 minutes (an H100/H200-class GPU):
   1. device: the device, driver, CUDA runtime and CuPy versions (and `nvidia-smi` where present);
-  2. gpu-tests: tests/test_cuda.py, tests/test_cuda_emulation.py and every test marked `gpu`,
+  2. gpu-tests: tests/test_cuda*.py (device, plumbing, emulation) and every test marked `gpu`,
      in a child process with EGGROLL_REQUIRE_GPU=1; a test skipped for want of a GPU, CuPy or
      the CUDA extension counts as a failure here;
   3. bit-check: GPU normals, factors and Philox blocks against the CPU's at every SIMD level;
@@ -109,7 +109,7 @@ def _pytest(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedP
 def _gpu_tests(out: Path, tests: Path, budget: float) -> dict[str, Any]:
     common = ["-q", "-p", "no:cacheprovider", "-rs"]
     runs = {
-        "cuda": [str(tests / "test_cuda.py"), str(tests / "test_cuda_emulation.py"),
+        "cuda": [*(str(tests / f"test_cuda{s}.py") for s in ("", "_plumbing", "_emulation")),
                  "-k", _PROBES_IN_PROCESS],
         "marked_gpu": [str(tests), "-m", "gpu", "-k", f"{_PROBES_IN_PROCESS} and not test_cuda"],
     }  # fmt: skip

@@ -118,7 +118,7 @@ struct FastDivmod {
     if (!narrow) return;
     d32 = static_cast<uint32_t>(d);
     while ((uint64_t{1} << shift) < d32) ++shift;  // shift = ceil(log2 d)
-    // mul = floor(2^32 * (2^shift - d) / d) + 1, which fits in 32 bits for 2^(shift-1) < d <= 2^shift.
+    // mul = floor(2^32 * (2^shift - d) / d) + 1: 32 bits suffice, as 2^(shift-1) < d <= 2^shift.
     mul = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << shift) - d32)) / d32 + 1);
   }
 

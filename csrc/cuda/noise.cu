@@ -9,8 +9,8 @@
 //
 // CMakeLists.txt compiles this file with --fmad=false: nvcc would otherwise fuse philox.h's
 // products and sums into FMAs, and the normals would differ from the CPU's (which is built
-// without contraction) by an ulp in a few values in a thousand. tests/test_cuda.py reads the
-// kernels' PTX out of the built module to check that no fma.rn.f32 is left.
+// without contraction) by an ulp in a few values in a thousand. tests/test_cuda_plumbing.py reads
+// the kernels' PTX out of the built module to check that no fma.rn.f32 is left.
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
@@ -43,8 +43,8 @@ void philox_blocks(const uint32_t* counters, std::size_t n, uint32_t k0, uint32_
   if (n == 0) return;
   const unsigned grid = grid_1d(n, kBlockThreads);
   if (aligned16(counters) && aligned16(out)) {
-    launch("philox kernel launch", noise_detail::philox_kernel<true>, dim3(grid), dim3(kBlockThreads),
-           stream, counters, n, k0, k1, out);
+    launch("philox kernel launch", noise_detail::philox_kernel<true>, dim3(grid),
+           dim3(kBlockThreads), stream, counters, n, k0, k1, out);
   } else {
     launch("philox kernel launch", noise_detail::philox_kernel<false>, dim3(grid),
            dim3(kBlockThreads), stream, counters, n, k0, k1, out);

@@ -11,8 +11,8 @@
 //
 // It checks indexing, grid-stride loops, alignment handling, the float4 and scalar paths, NaN
 // poisoning of bad keys and float16 input. It cannot check timing, memory ordering, occupancy or
-// what nvcc's code generation does to float rounding (the PTX check in tests/test_cuda.py covers
-// contraction): only a GPU run can.
+// what nvcc's code generation does to float rounding (the PTX check in
+// tests/test_cuda_plumbing.py covers contraction): only a GPU run can.
 //
 // tests/test_cuda_emulation.py builds it with the system C++ compiler and the CUDA headers:
 //   c++ -std=c++20 -O1 -ffp-contract=off -Wno-attributes -Wno-unknown-pragmas -Icsrc
@@ -113,7 +113,8 @@ void run_grid(dim3 grid, dim3 block, Body&& body) {
       for (unsigned by = 0; by < grid.y; ++by)
         for (unsigned bx = 0; bx < grid.x; ++bx)
           for (unsigned t = lane; t < nt; t += kLanes) {
-            emu_threadIdx = make_uint3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+            const unsigned plane = block.x * block.y;
+            emu_threadIdx = make_uint3(t % block.x, (t / block.x) % block.y, t / plane);
             emu_blockIdx = make_uint3(bx, by, bz);
             emu_blockDim = block;
             emu_gridDim = grid;
@@ -163,7 +164,8 @@ template <class T>
 struct Shifted {
   std::vector<T> raw;
   std::size_t shift, count;
-  Shifted(std::size_t n, std::size_t s, T fill) : raw(n + s + 64 / sizeof(T) + 1, fill), shift(s), count(n) {}
+  Shifted(std::size_t n, std::size_t s, T fill)
+      : raw(n + s + 64 / sizeof(T) + 1, fill), shift(s), count(n) {}
   T* data() {
     auto p = reinterpret_cast<std::uintptr_t>(raw.data());
     const std::size_t pad = ((64 - p % 64) % 64) / sizeof(T);
@@ -226,7 +228,8 @@ void run_case(const std::string& dir, std::istringstream& in) {
     in >> seed >> leaf >> epoch >> offset >> count >> rows >> shift;
     const auto keys = read_bin<uint32_t>(p + ".keys.bin", rows);
     Shifted<float> out(rows * count, shift, -99.0f);
-    egg_cuda::fill_normals(seed, leaf, keys.data(), epoch, offset, rows, count, out.data(), nullptr);
+    egg_cuda::fill_normals(seed, leaf, keys.data(), epoch, offset, rows, count, out.data(),
+                           nullptr);
     if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
     write_bin(p + ".out.bin", out.data(), rows * count * sizeof(float));
   } else if (op == "many") {
@@ -271,7 +274,8 @@ void run_case(const std::string& dir, std::istringstream& in) {
     std::memcpy(bs.data(), base.data(), base.size() * sizeof(float));
     std::vector<float> xa(members * batch * rank);
     const egg_cuda::LowrankShape shape{members, batch, m, n, rank, keys_n};
-    egg_cuda::lowrank_correction(xraw.data(), half ? egg_cuda::XType::kFloat16 : egg_cuda::XType::kFloat32,
+    const auto xtype_id = half ? egg_cuda::XType::kFloat16 : egg_cuda::XType::kFloat32;
+    egg_cuda::lowrank_correction(xraw.data(), xtype_id,
                                  per_member != 0, left.data(), right.data(), keys.data(),
                                  coef.data(), shape, xa.data(), use_base ? bs.data() : nullptr,
                                  out.data(), nullptr);
