@@ -268,6 +268,13 @@ def odd_shapes() -> dict[str, Any]:
             xt = cupy.ones((4, batch, n) if per_member else (batch, n), np.float32)
             out_t = cupy.zeros((4, batch, m), np.float32)
             _cuda_ops.lowrank_correction(xt, A, B, keys, np.ones(4), out_t, transpose=True)
+    for shift in (1, 3):  # views at 4- and 12-byte offsets: the scalar paths
+        buf = cupy.zeros(4 * 37 + shift, dtype=np.uint32)
+        noise.philox4x32_10(buf[shift:].reshape(37, 4), np.array([1, 2], np.uint32))
+        A, B = noise.factors(0, 1, [0, 1], 0, (9, 12), 2, xp="cupy")
+        flat = cupy.zeros(2 * 3 * 12 + shift, np.float32)
+        out = flat[shift:].reshape(2, 3, 12)
+        _cuda_ops.lowrank_correction(cupy.ones((3, 9), np.float32), A, B, [0, 1], [1.0, 1.0], out)
     cupy.cuda.Device().synchronize()
     return {"ok": True}
 
