@@ -91,3 +91,28 @@ def test_source_tree_shadowing_the_build_is_reported(tmp_path, module):
     assert done.returncode == 2, done.stderr
     assert "shadows the installed build" in done.stderr
     assert str(installed) in done.stderr
+
+
+def _fake_tests(root: Path, skip_reason: str) -> Path:
+    tests = root / "tests"
+    tests.mkdir(parents=True)
+    (tests / "test_cuda_fake.py").write_text(
+        "import pytest\n\n"
+        "def test_runs():\n    assert True\n\n"
+        f"@pytest.mark.skip(reason={skip_reason!r})\n"
+        "def test_skipped():\n    pass\n"
+    )
+    return tests
+
+
+def test_gpu_tests_step_fails_on_a_skip_for_want_of_a_gpu(tmp_path):
+    # The step's whole pipeline (child pytest, JUnit report, skip classification) on a fake
+    # tests/ folder: a "needs a GPU" skip fails it, a skip for another reason does not.
+    bad = _fake_tests(tmp_path / "a", "needs a GPU: no CUDA device")
+    with pytest.raises(AssertionError, match="gpu_skips=1"):
+        gpu_check._gpu_tests(tmp_path / "a", bad, 240)
+    good = _fake_tests(tmp_path / "b", "checks the no-GPU path; this machine has a GPU")
+    result = gpu_check._gpu_tests(tmp_path / "b", good, 240)
+    assert result["cuda"]["tests"] == 2
+    assert result["cuda"]["skipped"] == 1
+    assert result["marked_gpu"]["returncode"] == 5  # nothing marked gpu outside the CUDA files
