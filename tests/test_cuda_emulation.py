@@ -141,6 +141,7 @@ NORMALS = [  # (offset, count, rows, shift of out in floats)
     (1, 9, 33, 0),
     (0, 12, 9, 1),  # aligned offset and count but out at a 4-byte offset: scalar stores
     (2**34 - 40, 40, 2, 0),  # the last values of a stream
+    (0, 4, 20_000, 0),  # one block per row, more rows than the emulated grid holds
 ]
 
 
@@ -197,6 +198,8 @@ LOWRANK = [  # (x dtype, per_member, members, batch, m, n, rank, use_base, bad_k
     ("f32", False, 6, 3, 40, 16, 1, True, False, 1),
     ("f16", True, 6, 2, 70, 12, 1, False, False, 0),
     ("f16", False, 6, 2, 70, 9, 3, True, False, 0),
+    ("f32", False, 3, 2, 5, 70_001, 2, True, False, 0),  # wide rows: columns and rows grid-stride
+    ("f32", True, 3, 2, 5, 70_000, 1, False, False, 0),  # the same on the float4 path
 ]
 
 
