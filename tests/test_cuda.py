@@ -63,6 +63,12 @@ def test_extension_calls_report_no_device():
         _ext.cuda.fill_normals(0, 0, 0, 0, 0, 1, 4, 0, 0)
     with pytest.raises(RuntimeError, match=NO_DEVICE):
         _ext.cuda.lowrank_correction(0, 0, False, 0, 0, 0, 0, 2, 1, 4, 4, 1, 1, 0, 0, 0, 0)
+    with pytest.raises(RuntimeError, match=NO_DEVICE):
+        _ext.cuda.fill_normals_many(0, 0, 0, 1, [0], [0], [4], [0], 0)
+    with pytest.raises(RuntimeError, match=NO_DEVICE):
+        _ext.cuda.philox4x32_10(0, 1, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="same length"):  # checked before any launch
+        _ext.cuda.fill_normals_many(0, 0, 0, 1, [0, 1], [0], [4], [0], 0)
 
 
 @without_gpu
