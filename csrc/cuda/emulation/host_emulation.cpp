@@ -14,7 +14,8 @@
 // what nvcc's code generation does to float rounding (the PTX check in
 // tests/test_cuda_plumbing.py covers contraction): only a GPU run can.
 //
-// tests/test_cuda_emulation.py builds it with the system C++ compiler and the CUDA headers:
+// tests/test_cuda_emulation.py builds it with the system C++ compiler and the CUDA headers (and
+// with -fsanitize=address,undefined where available, so out-of-bounds kernel accesses stop it):
 //   c++ -std=c++20 -O1 -ffp-contract=off -Wno-attributes -Wno-unknown-pragmas -Icsrc
 //     -I/usr/local/cuda/include csrc/cuda/emulation/host_emulation.cpp -o host_emulation -lpthread
 // and runs `host_emulation selftest` (the fast divisor) and `host_emulation DIR`, where DIR holds
