@@ -248,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=[s[0] for s in STEPS],
                         help="run only these steps (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out}: exists and is not a directory")
     reason = _no_gpu_reason()
     if reason is not None:
         print(f"gpu_check: no usable GPU, nothing checked: {reason}", file=sys.stderr)

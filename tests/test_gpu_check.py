@@ -30,6 +30,16 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(tmp_path, capsys):
     assert not out.exists()  # nothing written
 
 
+def test_out_must_be_a_directory(tmp_path, capsys):
+    target = tmp_path / "file.txt"
+    target.write_text("keep")
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.main(["--out", str(target)])
+    assert exc.value.code == 2
+    assert "--out" in capsys.readouterr().err
+    assert target.read_text() == "keep"
+
+
 _JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
 <testcase classname="tests.test_cuda" name="test_a"/>
 <testcase classname="tests.test_cuda" name="test_b"><skipped message="needs a GPU: CuPy is not
