@@ -2,9 +2,8 @@
 
 The emulator is built here with the system C++ compiler and the CUDA headers (no GPU, no driver,
 no CUDA library needed); without either the tests skip and say which is missing. Normals are
-compared bit for bit with the C++ core at its baseline SIMD level (no FMA instructions exist
-there, so no contraction can hide a difference); the low-rank correction with the NumPy
-reference in float64.
+compared bit for bit with the C++ core at every SIMD level (built without contraction, like
+noise.cu); the low-rank correction with the NumPy reference in float64.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,14 +100,19 @@ class Cases:
 
 
 @pytest.fixture
-def baseline_core() -> Iterator[None]:
-    """The C++ core at its baseline SIMD level for the duration of a test."""
+def simd_levels() -> Iterator[Callable[[], Iterator[str]]]:
+    """Iterates the C++ core's SIMD levels (the kernels switched to each in turn), then restores."""
     if _ext.core is None:
         pytest.skip(f"the C++ core is not built: {_ext.core_error}")
     before = _ext.core.simd_level()
-    _ext.core.set_simd_level("baseline")
+
+    def each() -> Iterator[str]:
+        for level in _ext.core.available_simd_levels():
+            _ext.core.set_simd_level(level)
+            yield level
+
     try:
-        yield
+        yield each
     finally:
         _ext.core.set_simd_level(before)
 
@@ -152,7 +156,7 @@ NORMALS = [  # (offset, count, rows, shift of out in floats)
 ]
 
 
-def test_normals_kernel_bit_identical_to_cpu(emulator, tmp_path, baseline_core):
+def test_normals_kernel_bit_identical_to_cpu(emulator, tmp_path, simd_levels):
     cases = Cases(tmp_path)
     seed, leaf, epoch = 0x123456789ABCDEF, 5, 2
     for j, (offset, count, rows, shift) in enumerate(NORMALS):
@@ -160,14 +164,15 @@ def test_normals_kernel_bit_identical_to_cpu(emulator, tmp_path, baseline_core):
         cases.put(f"n{j}", keys=keys)
         cases.lines.append(f"normals n{j} {seed} {leaf} {epoch} {offset} {count} {rows} {shift}")
     cases.run(emulator)
-    for j, (offset, count, rows, _) in enumerate(NORMALS):
-        keys = np.arange(rows, dtype=np.uint32) * 7 + 1
-        want = noise.normals_batch(seed, leaf, keys, epoch, count, offset)
-        got = cases.get(f"n{j}", "out", np.float32, (rows, count))
-        np.testing.assert_array_equal(got, want, err_msg=f"case {NORMALS[j]}")
+    for level in simd_levels():  # the CPU gives the same bits at every level
+        for j, (offset, count, rows, _) in enumerate(NORMALS):
+            keys = np.arange(rows, dtype=np.uint32) * 7 + 1
+            want = noise.normals_batch(seed, leaf, keys, epoch, count, offset)
+            got = cases.get(f"n{j}", "out", np.float32, (rows, count))
+            np.testing.assert_array_equal(got, want, err_msg=f"{level}: case {NORMALS[j]}")
 
 
-def test_batched_normals_kernel_matches_one_request_at_a_time(emulator, tmp_path, baseline_core):
+def test_batched_normals_kernel_matches_one_request_at_a_time(emulator, tmp_path, simd_levels):
     # 37 requests: more than one launch's job table (32), a zero-length one, unaligned ones and
     # outputs at 4/8-byte offsets; every request equals normals_batch on the CPU.
     rng = np.random.default_rng(3)
@@ -181,12 +186,14 @@ def test_batched_normals_kernel_matches_one_request_at_a_time(emulator, tmp_path
     cases.lines.append(f"many many {seed} {epoch} {rows} {len(requests)} {spec}")
     cases.run(emulator)
     flat = np.fromfile(tmp_path / "many.out.bin", dtype=np.float32)
-    at = 0
-    for leaf, off, cnt in requests:
-        got = flat[at : at + rows * cnt].reshape(rows, cnt)
-        at += rows * cnt
-        np.testing.assert_array_equal(got, noise.normals_batch(seed, leaf, keys, epoch, cnt, off))
-    assert at == flat.size
+    for level in simd_levels():
+        at = 0
+        for leaf, off, cnt in requests:
+            got = flat[at : at + rows * cnt].reshape(rows, cnt)
+            at += rows * cnt
+            want = noise.normals_batch(seed, leaf, keys, epoch, cnt, off)
+            np.testing.assert_array_equal(got, want, err_msg=level)
+        assert at == flat.size
 
 
 LOWRANK = [  # (x dtype, per_member, members, batch, m, n, rank, use_base, bad_key, shift)
