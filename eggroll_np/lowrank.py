@@ -39,10 +39,9 @@ def _shared_projection(x: Any, A: Any) -> Any:
     return (x @ A.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r).transpose(1, 0, 2)
 
 
-# Ranks the C++ kernels take: measured against NumPy's batched matmul at ranks 1-16 (one run,
-# docs/benchmarks.md, "Low-rank correction kernels by rank"): faster at ranks 1-8 on every case
-# (1.1-24x) but rank 2 with one row per member (0.85-1.05, parity); mixed at 16, where BLAS
-# keeps the work.
+# Ranks the C++ kernels take: measured against NumPy's batched matmul at ranks 1-16 (three runs,
+# docs/benchmarks.md, "Low-rank correction kernels by rank"): faster on rl and sup at every rank
+# up to 8, a draw on per-member multi-row inputs at ranks 4-8, mixed at 16 (BLAS keeps r > 8).
 _CORE_MAX_RANK = 8
 
 
