@@ -68,9 +68,13 @@ void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block,
   (void)what;
   (void)stream;
   egg_emu::run_grid(grid, block, [&] { kernel(static_cast<Params>(args)...); });
-#else
+#elif defined(__CUDACC__)
   kernel<<<grid, block, 0, stream>>>(static_cast<Params>(args)...);
   check(cudaGetLastError(), what);
+#else
+  // A host compiler (an emulator of other kernels) may include this header for grid sizing; it
+  // cannot parse <<<>>>, and launches nothing.
+  static_assert(sizeof...(Args) < 0, "egg_cuda::launch needs nvcc or EGG_HOST_EMULATION");
 #endif
 }
 
