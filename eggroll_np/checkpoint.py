@@ -8,8 +8,10 @@ pure function of (seed, leaf, member, epoch), so a resumed run regenerates the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import tempfile
 import zipfile
 from typing import Any
@@ -25,13 +27,47 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 FORMAT_VERSION = 1
 
 
+def _check_target(path: str) -> None:
+    """ValueError unless `path` is absent or a regular file (never follow or replace a symlink,
+    FIFO, directory or device node: writing there would clobber something that is not ours)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(
+            f"cannot save to {path!r}: it is a {_file_kind(st.st_mode)}, not a regular file"
+        )
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
 def save(path: str | os.PathLike[str], params: Any, state: ESState) -> None:
-    """Write params and state to `path` (exactly that name; written atomically).
+    """Write params and state to `path` (exactly that name), atomically.
+
+    The file is written to a temporary name in the same directory, flushed to disk and renamed
+    over `path`, so a crash or error leaves either the old checkpoint or the new one, never a
+    half-written file (and no temporary file behind).
 
     Raises:
-        TypeError / ValueError: params that do not match the state (nothing is written).
+        TypeError / ValueError: params that do not match the state, or a `path` that exists and
+            is not a regular file (a symlink, FIFO, directory or device); nothing is written.
     """
     leaves = check_state(params, state)
+    path = os.fspath(path)
+    _check_target(path)
     meta = {
         "format_version": FORMAT_VERSION,
         "config": state.config.to_dict(),
@@ -42,20 +78,38 @@ def save(path: str | os.PathLike[str], params: Any, state: ESState) -> None:
     arrays = {f"param/{i}": to_numpy(x) for i, x in enumerate(leaves)}
     arrays.update({f"opt/{k}": to_numpy(v) for k, v in state.opt_state.items()})
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".npz.tmp")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".eggroll-", suffix=".npz.tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())  # the data is on disk before the rename makes it visible
         # mkstemp creates 0600 files; give the checkpoint the permissions a plain open() would.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        _check_target(path)  # again: something may have appeared there meanwhile
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    # Makes the rename itself durable; not every platform/filesystem lets a directory be opened.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _open_archive(fh: Any, path: str | os.PathLike[str]) -> Any:
