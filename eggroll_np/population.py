@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import math
 import operator
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -318,14 +318,28 @@ class Population:
         if base is not None:
             out[...] = base
         if kind is NoiseKind.FULL:
-            E = self._full(leaf)
-            Et = E.transpose(0, 2, 1) if transpose else E
-            coef = self._coef(leaf).reshape(-1, 1, 1)
-            if x.ndim == 2:
-                out += coef * xp.matmul(x, Et)[self._local_xp]
-            else:
-                out += coef * xp.matmul(x, Et[self._local_xp])
+            self._full_matmul(leaf, x, out, transpose)
         return out
+
+    def _full_matmul(self, leaf: int, x: Any, out: Any, transpose: bool) -> None:
+        """out[i] += sigma*s_i * x(_i) @ eps_i (or eps_i.T) of a full-rank leaf, key chunk by key
+        chunk: a large leaf (naive ES on a 1024x1024 layer) never has all N dense perturbations
+        in memory at once, only a chunk of at most _FULL_CHUNK_VALUES noise values."""
+        xp = self._xp
+        coef = self._coef(leaf)
+        for c, keys, E in self._full_chunks(leaf):
+            rows = np.flatnonzero((self._local >= c) & (self._local < c + keys.size))
+            if rows.size == 0:  # a slice's members need only some keys
+                continue
+            sel = xp.asarray(rows)
+            loc = xp.asarray(self._local[rows] - c)
+            Et = E.transpose(0, 2, 1) if transpose else E
+            scale = coef[sel].reshape(-1, 1, 1)
+            if x.ndim == 2:
+                out[sel] += scale * xp.matmul(x, Et)[loc]
+            else:
+                out[sel] += scale * xp.matmul(x[sel], Et[loc])
+            del E, Et  # free this chunk before the next one is generated
 
     def slice(self, start: int, stop: int) -> Population:
         """The members [start, stop) as a Population with the same noise (for workers)."""
@@ -378,16 +392,21 @@ class Population:
         # Chunks over keys, from the cache when the forward filled it, else regenerated: the same
         # arithmetic either way, so black-box and batched steps agree bit for bit.
         xp = self._xp
-        shape = self._spec.shapes[leaf]
         dt = self._spec.dtypes[leaf]
-        E = self._cache.get(self._tag, self._key(leaf, "full"))
-        size = max(1, math.prod(shape))
-        chunk = max(1, _FULL_CHUNK_VALUES // size)
-        g = xp.zeros(shape, dtype=dt)
-        for c in range(0, self._ukeys.size, chunk):
-            keys = self._ukeys[c : c + chunk]
-            Ec = E[c : c + chunk] if E is not None else self._dense_keys(leaf, keys)
-            g += lowrank.contract_full(Ec, xp.asarray(w[c : c + chunk].astype(dt)), 1.0)
-            del Ec  # free this chunk before the next one is generated
+        g = xp.zeros(self._spec.shapes[leaf], dtype=dt)
+        for c, keys, E in self._full_chunks(leaf):
+            g += lowrank.contract_full(E, xp.asarray(w[c : c + keys.size].astype(dt)), 1.0)
+            del E  # free this chunk before the next one is generated
         g *= scale
         return g
+
+    def _full_chunks(self, leaf: int) -> Iterator[tuple[int, np.ndarray, Any]]:
+        """(start, keys, unit noise (len(keys), *shape)) over the unique keys of a full-rank
+        leaf, at most _FULL_CHUNK_VALUES values a chunk: from the cache when the forward's
+        prefetch filled it (small leaves), else generated chunk by chunk, never cached. The
+        same arithmetic either way, so black-box and batched steps agree bit for bit."""
+        E = self._cache.get(self._tag, self._key(leaf, "full"))
+        chunk = max(1, _FULL_CHUNK_VALUES // max(1, math.prod(self._spec.shapes[leaf])))
+        for c in range(0, self._ukeys.size, chunk):
+            keys = self._ukeys[c : c + chunk]
+            yield c, keys, (E[c : c + chunk] if E is not None else self._dense_keys(leaf, keys))
