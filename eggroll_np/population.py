@@ -52,12 +52,24 @@ class NoiseCache:
     def __init__(self) -> None:
         self._tag: Hashable = None
         self._items: dict[Hashable, Any] = {}
+        self._version = 0  # counts the times the cache was emptied for another tag
 
-    def get(self, tag: Hashable, key: Hashable, make: Callable[[], Any] | None = None) -> Any:
-        """The item `key` of epoch `tag`, made by `make()` when absent (None without `make`)."""
+    def version(self, tag: Hashable) -> int | None:
+        """An id of the cache's current contents when it holds epoch `tag`, else None: equal ids
+        mean nothing was dropped in between (items are only ever added within one tag)."""
+        return self._version if tag == self._tag else None
+
+    def select(self, tag: Hashable) -> int:
+        """Make `tag` the cache's epoch (dropping another epoch's items); its `version`."""
         if tag != self._tag:
             self._items.clear()
             self._tag = tag
+            self._version += 1
+        return self._version
+
+    def get(self, tag: Hashable, key: Hashable, make: Callable[[], Any] | None = None) -> Any:
+        """The item `key` of epoch `tag`, made by `make()` when absent (None without `make`)."""
+        self.select(tag)
         item = self._items.get(key)
         if item is None and make is not None:
             item = self._items[key] = make()
@@ -124,6 +136,8 @@ class Population:
         # Black-box full-rank noise: the last key's noise per leaf (antithetic pairs share it).
         self._last_full: dict[int, tuple[int, Any]] = {}
         self._coefs: dict[int, Any] = {}
+        # _prefetch(full) done for the cache contents with this version (None: not yet)
+        self._prefetched: dict[bool, int | None] = {False: None, True: None}
 
     def __repr__(self) -> str:
         return (
@@ -141,6 +155,11 @@ class Population:
         """Generate the noise of every low-rank leaf (and, with `full`, of every small full-rank
         leaf) that the cache lacks, in ONE call: both cores work on one large job instead of
         being woken per leaf, which matters most right after BLAS has held them."""
+        # Every pop.matmul/perturbed calls this: after the first call of the epoch it must cost
+        # O(1), not a scan of every leaf (thousands of leaves, one call per leaf).
+        version = self._cache.version(self._tag)
+        if version is not None and version in (self._prefetched[full], self._prefetched[True]):
+            return
         c = self._config
         jobs: list[tuple[str, int, tuple]] = []
         requests: list[tuple[int, int, int]] = []
@@ -159,8 +178,13 @@ class Population:
                 ):
                     jobs.append(("full", leaf, key))
                     requests.append((leaf, 0, size))
-        if not jobs:
-            return
+        if jobs:
+            self._generate(jobs, requests)
+        self._prefetched[full] = self._cache.select(self._tag)
+
+    def _generate(self, jobs: list[tuple[str, int, tuple]], requests: list[tuple]) -> None:
+        """Fill the cache with the noise of `jobs` (from `_prefetch`), all in one call."""
+        c = self._config
         outs = iter(noise.normals_many(c.seed, self.epoch, self._ukeys, requests, self._xp))
         K = self._ukeys.size
         for what, leaf, key in jobs:
