@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import optim, shaping
-from .backend import to_numpy
+from .backend import is_cupy_array, namespace_of, to_numpy
 from .noise import check_seed, epoch_of
 from .population import NoiseCache, NoiseKind, Population
 from .tree import TreeSpec, check_params, path_str
@@ -221,6 +221,8 @@ def make_config(
         TypeError / ValueError naming the offending argument.
     """
     population = _int("population", population, 1)
+    if population >= 2**32:  # member keys are the uint32 counter word of the noise contract
+        raise ValueError(f"population must be < 2^32, got {population}")
     antithetic = _bool("antithetic", antithetic)
     if antithetic and population % 2:
         raise ValueError(f"population must be even with antithetic=True, got {population}")
@@ -230,11 +232,23 @@ def make_config(
     shaping = _choice("shaping", shaping, shaping_names())
     if group_size is not None:
         group_size = _int("group_size", group_size, 1)
+        if shaping != "group_zscore":
+            raise ValueError(
+                f"group_size is only used by shaping='group_zscore', got shaping={shaping!r}"
+            )
+        if group_size < 2:
+            raise ValueError(
+                "group_size must be >= 2 with shaping='group_zscore' (a group of one has a "
+                "z-score of 0: a zero update)"
+            )
         if population % group_size:
             raise ValueError(f"group_size ({group_size}) must divide the population ({population})")
     elif shaping == "group_zscore":
         raise ValueError("shaping='group_zscore' needs group_size")
     full = noise == "full" or rank is None
+    kinds = _resolve_kinds(spec, lowrank, full)
+    if rank is not None:
+        _check_rank(rank, spec, kinds)
     return ESConfig(
         population=population,
         sigma=_float("sigma", sigma, 0.0, True),
@@ -253,8 +267,21 @@ def make_config(
         b1=_float("b1", b1, 0.0, False, 1.0),
         b2=_float("b2", b2, 0.0, False, 1.0),
         eps=_float("eps", eps, 0.0, True),
-        kinds=_resolve_kinds(spec, lowrank, full),
+        kinds=kinds,
     )
+
+
+def _check_rank(rank: int, spec: TreeSpec, kinds: tuple[NoiseKind, ...]) -> None:
+    """rank <= min(m, n) of every low-rank leaf's matrix view: more would only add redundant
+    noise (and allocate factors bigger than the matrix)."""
+    for p, shape, kind in zip(spec.path_strings, spec.shapes, kinds, strict=True):
+        if kind is NoiseKind.LOWRANK:
+            m, n = shape[0], math.prod(shape[1:])
+            if rank > min(m, n):
+                raise ValueError(
+                    f"rank ({rank}) must be <= min(m, n) = {min(m, n)} of low-rank leaf '{p}' "
+                    f"(matrix view {m}x{n})"
+                )
 
 
 def shaping_names() -> list[str]:
@@ -311,13 +338,53 @@ def ask(params: Any, state: ESState) -> Population:
     return Population(leaves, state.spec, state.config, state.generation, state.cache)
 
 
-def _fitness_array(fitness: Any, n: int) -> np.ndarray:
+def _real(value: Any, what: str) -> float:
+    """One fitness value as a float: a real number (Python, NumPy or 0-d array), nothing else
+    (a string "1.5", a complex, None or a masked value would otherwise be coerced or lost)."""
+    if is_cupy_array(value):
+        value = to_numpy(value)
+    if (
+        isinstance(value, np.ndarray)
+        and value.ndim == 0
+        and not isinstance(value, np.ma.MaskedArray)
+    ):
+        value = value[()]
+    if value is np.ma.masked or isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{what} is masked; every member needs a value")
+    if isinstance(value, (str, bytes)) or not isinstance(value, (numbers.Real, np.bool_)):
+        raise TypeError(f"{what} must be a real number, got {type(value).__name__} {value!r:.40}")
     try:
-        f = np.array(to_numpy(fitness), dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        return float(value)
+    except OverflowError:
+        magnitude = int(math.log10(abs(value)))  # exact for huge ints, which float() refuses
+        raise ValueError(f"{what} is about 10^{magnitude}, beyond the float64 range") from None
+
+
+def _fitness_array(fitness: Any, n: int) -> np.ndarray:
+    """(n,) float64 fitness, checked: real numbers only (no strings, complex, None or masked
+    entries; integers beyond float64 are errors, not overflows), one per member, finite."""
+    if isinstance(fitness, np.ma.MaskedArray):
+        masked = np.flatnonzero(np.ma.getmaskarray(fitness))
+        if masked.size:
+            raise ValueError(
+                f"fitness is a masked array with member {int(masked[0])} masked "
+                f"({masked.size} masked); every member needs a value"
+            )
+        fitness = np.ma.getdata(fitness)
+    try:
+        f = to_numpy(fitness)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
         raise TypeError(f"fitness must be a numeric array of shape ({n},): {exc}") from None
     if f.shape != (n,):
         raise ValueError(f"fitness must have shape ({n},) (one value per member), got {f.shape}")
+    if f.dtype.kind == "O":
+        f = np.array([_real(v, f"fitness of member {i}") for i, v in enumerate(f)])
+    elif f.dtype.kind not in "biuf":
+        raise TypeError(
+            f"fitness must be real numbers, got dtype {f.dtype}"
+            + (" (complex)" if f.dtype.kind == "c" else "")
+        )
+    f = f.astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(f))
     if bad.size:
         raise ValueError(
@@ -325,6 +392,42 @@ def _fitness_array(fitness: Any, n: int) -> np.ndarray:
             f"({bad.size} non-finite value(s))"
         )
     return f
+
+
+def _check_finite_update(
+    new_leaves: dict[int, Any], norms: dict[int, Any], state: ESState
+) -> float:
+    """The update's norm; ValueError naming the first leaf whose new values or update norm are
+    not finite (sigma too small or lr too large for the leaves' dtype), before anything is
+    returned: the caller's params and state stay as they were."""
+    paths = state.spec.path_strings
+    config = state.config
+    hint = (
+        f"sigma={config.sigma:g} and lr={config.lr:g} overflow the leaves' dtype; params and "
+        "state are unchanged (use a larger sigma or a smaller lr)"
+    )
+    sq = 0.0
+    for i in sorted(norms):
+        v = float(norms[i])
+        if not math.isfinite(v):
+            raise ValueError(
+                f"generation {state.generation}: the update of leaf '{paths[i]}' has a "
+                f"non-finite norm; {hint}"
+            )
+        sq += v
+    if not math.isfinite(sq):
+        raise ValueError(f"generation {state.generation}: the update norm overflows; {hint}")
+    if new_leaves:
+        order = sorted(new_leaves)
+        xp = namespace_of(new_leaves[order[0]])
+        finite = to_numpy(xp.stack([xp.isfinite(new_leaves[i]).all() for i in order]))
+        if not finite.all():
+            leaf = order[int(np.flatnonzero(~finite)[0])]
+            raise ValueError(
+                f"generation {state.generation}: the new values of leaf '{paths[leaf]}' are "
+                f"not finite; {hint}"
+            )
+    return math.sqrt(sq)
 
 
 # |z| <= sqrt(-2 ln 2^-24) ~ 5.77 for the contract's normals (u >= 2^-24), so a unit low-rank
@@ -373,15 +476,17 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
         w = -w
     _check_update_range(w, config, state.spec)
     pop = Population(leaves, state.spec, config, state.generation, state.cache)
-    grads = pop.gradient(w)
     norms: dict[int, Any] = {}  # read back only after every leaf's work is queued (GPU: one wait)
-    updated, opt_state = optim.apply(
-        grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
-    )
+    # An overflow is reported below, naming the leaf, instead of as NumPy's RuntimeWarning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        grads = pop.gradient(w)
+        updated, opt_state = optim.apply(
+            grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
+        )
+    update_norm = _check_finite_update(updated, norms, state)
     new_leaves = list(leaves)
     for i, theta in updated.items():
         new_leaves[i] = theta
-    sq = sum(float(norms[i]) for i in sorted(norms))
     # mean and std of f / max|f|, scaled back: no overflow for fitness near the float64 limit
     scale = float(np.abs(f).max()) or 1.0
     info = {
@@ -390,7 +495,7 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
         "fitness_max": float(f.max()),
         "fitness_min": float(f.min()),
         "fitness_std": float((f / scale).std()) * scale,
-        "update_norm": math.sqrt(sq),
+        "update_norm": update_norm,
     }
     # The noise stays cached only while the next generation is in the same epoch (noise_reuse).
     same_epoch = epoch_of(state.generation + 1, config.noise_reuse) == pop.epoch
@@ -400,13 +505,7 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
 
 
 def _member_fitness(value: Any, i: int) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"fitness_fn must return a real number; for member {i} it returned "
-            f"{type(value).__name__}"
-        ) from None
+    return _real(value, f"fitness_fn's value for member {i}")
 
 
 def step(

@@ -37,6 +37,8 @@ _STREAM_VALUES = 1 << 34  # 2^32 Philox blocks of 4 values each
 
 
 def _check_uint(name: str, value: Any, bound: int) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
     try:
         v = operator.index(value)
     except TypeError:

@@ -80,6 +80,8 @@ class NoiseCache:
 
 
 def _check_index(name: str, value: Any, size: int, inclusive: bool = False) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
     try:
         v = operator.index(value)
     except TypeError:
@@ -316,6 +318,11 @@ class Population:
                 f"x is a {namespace_of(x).__name__} array but leaf '{name}' is a "
                 f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
             )
+        if not isinstance(transpose, (bool, np.bool_)):
+            raise TypeError(f"transpose must be True or False, got {transpose!r}")
+        x = xp.asarray(x)
+        if x.dtype.kind not in "biuf":  # strings, complex, objects: never cast silently
+            raise TypeError(f"x must be a real numeric array, got dtype {x.dtype}")
         x = xp.ascontiguousarray(x, dtype=W.dtype)  # C order lets compiled kernels take it
         Wt = W.T if transpose else W
         m = Wt.shape[0]
