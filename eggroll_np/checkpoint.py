@@ -9,18 +9,22 @@ pure function of (seed, leaf, member, epoch), so a resumed run regenerates the s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import stat
 import tempfile
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
 
+from . import optim
 from .backend import get_xp, to_numpy
-from .es import ESConfig, ESState, check_state
-from .tree import TreeSpec
+from .es import ESConfig, ESState, check_state, make_config
+from .population import NoiseKind
+from .tree import FLOAT_DTYPES, TreeSpec, flatten
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
@@ -112,17 +116,171 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _open_archive(fh: Any, path: str | os.PathLike[str]) -> Any:
+_META_KEYS = {"format_version", "config", "generation", "spec", "info"}
+_SPEC_KEYS = {"structure", "paths", "shapes", "dtypes"}
+
+
+class _Bad(Exception):
+    """A problem found in a checkpoint's contents; `load` turns it into ValueError(path: ...)."""
+
+
+def _read_archive(path: str) -> dict[str, np.ndarray]:
+    """Every array of the .npz at `path`, read in full (zip CRCs checked), no pickle."""
+    if os.path.isdir(path):
+        raise _Bad("is a directory, not a checkpoint file")
+    # np.load on an open file: a corrupt archive must not leak the file handle.
+    with open(path, "rb") as fh:
+        try:
+            data = np.load(fh, allow_pickle=False)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise _Bad(f"is not a readable eggroll_np checkpoint: {_reason(exc)}") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise _Bad("is a single .npy array, not an eggroll_np checkpoint (.npz)")
+        with data:
+            try:
+                return {name: data[name] for name in data.files}
+            except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
+                raise _Bad(f"is damaged: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _read_meta(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    raw = arrays.pop("meta", None)
+    if raw is None:
+        raise _Bad("is not an eggroll_np checkpoint (no 'meta')")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _Bad(f"'meta' must be 1-D uint8 (JSON bytes), got {raw.dtype} {raw.shape}")
     try:
-        return np.load(fh, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ValueError(
-            f"{os.fspath(path)!r} is not a readable eggroll_np checkpoint: {exc}"
-        ) from None
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _Bad(f"'meta' is not JSON: {_reason(exc)}") from None
+    if not isinstance(meta, dict):
+        raise _Bad(f"'meta' must be a JSON object, got {type(meta).__name__}")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or version != FORMAT_VERSION or not isinstance(version, int):
+        raise _Bad(
+            f"checkpoint format {version!r} is not supported (this version reads {FORMAT_VERSION})"
+        )
+    if set(meta) != _META_KEYS:
+        missing, extra = sorted(_META_KEYS - set(meta)), sorted(set(meta) - _META_KEYS)
+        raise _Bad(f"'meta' keys differ: missing {missing}, unexpected {extra}")
+    return meta
+
+
+def _read_spec(text: Any) -> TreeSpec:
+    """The TreeSpec of meta['spec'], checked: a structure that rebuilds exactly its paths."""
+    try:
+        d = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError as exc:
+        raise _Bad(f"'spec' is not JSON: {_reason(exc)}") from None
+    if not isinstance(d, dict) or set(d) != _SPEC_KEYS:
+        raise _Bad(f"'spec' must be a JSON object with keys {sorted(_SPEC_KEYS)}")
+    paths, shapes, dtypes = d["paths"], d["shapes"], d["dtypes"]
+    if not (isinstance(paths, list) and isinstance(shapes, list) and isinstance(dtypes, list)):
+        raise _Bad("'spec' paths, shapes and dtypes must be lists")
+    if not len(paths) == len(shapes) == len(dtypes) or not paths:
+        raise _Bad("'spec' needs as many paths, shapes and dtypes (at least one leaf)")
+    for i, (p, shape, dt) in enumerate(zip(paths, shapes, dtypes, strict=True)):
+        if not isinstance(p, list) or not all(
+            isinstance(k, str) or (isinstance(k, int) and not isinstance(k, bool)) for k in p
+        ):
+            raise _Bad(f"'spec' path {i} must be a list of str/int keys, got {p!r}")
+        if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+        ):
+            raise _Bad(f"'spec' shape of leaf {i} must be a list of sizes >= 0, got {shape!r}")
+        if dt not in FLOAT_DTYPES:
+            raise _Bad(f"'spec' dtype of leaf {i} must be float32 or float64, got {dt!r}")
+    try:
+        spec = TreeSpec.from_json(text)
+        rebuilt = spec.unflatten(list(range(spec.num_leaves)))
+        leaves, rebuilt_paths, structure = flatten(rebuilt)
+    except (TypeError, ValueError, KeyError, IndexError, StopIteration, AttributeError) as exc:
+        raise _Bad(f"'spec' structure is not a parameter tree: {_reason(exc)}") from None
+    if leaves != list(range(spec.num_leaves)) or tuple(rebuilt_paths) != spec.paths:
+        raise _Bad("'spec' structure does not match its leaf paths")
+    if structure != spec.structure:
+        raise _Bad("'spec' structure is not canonical (dict keys must be sorted)")
+    return spec
+
+
+def _read_config(d: Any, spec: TreeSpec) -> ESConfig:
+    """The ESConfig of meta['config'] through `make_config`: the checks of `init`, exactly."""
+    if not isinstance(d, dict):
+        raise _Bad(f"'config' must be a JSON object, got {type(d).__name__}")
+    fields = {f.name for f in dataclasses.fields(ESConfig)}
+    if set(d) != fields:
+        missing, extra = sorted(fields - set(d)), sorted(set(d) - fields)
+        raise _Bad(f"'config' keys differ: missing {missing}, unexpected {extra}")
+    kinds = d["kinds"]
+    valid = [k.value for k in NoiseKind]
+    if (
+        not isinstance(kinds, list)
+        or len(kinds) != spec.num_leaves
+        or any(k not in valid for k in kinds)
+    ):
+        raise _Bad(
+            f"'config' kinds must list one of {valid} for each of the {spec.num_leaves} leaves, "
+            f"got {kinds!r}"
+        )
+    kwargs = {k: v for k, v in d.items() if k != "kinds"}
+    lowrank = dict(zip(spec.path_strings, kinds, strict=True))
+    try:
+        config = make_config(spec, lowrank=lowrank, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise _Bad(f"config: {_reason(exc)}") from None
+    if [k.value for k in config.kinds] != kinds:
+        raise _Bad(f"'config' kinds {kinds} contradict its noise/rank settings")
+    return config
+
+
+def _check_array(name: str, arr: np.ndarray, shape: tuple, dtype: Any) -> None:
+    if arr.shape != tuple(shape) or arr.dtype != np.dtype(dtype):
+        raise _Bad(
+            f"'{name}' must be {np.dtype(dtype).name} of shape {tuple(shape)}, got "
+            f"{arr.dtype} of shape {arr.shape}"
+        )
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise _Bad(f"'{name}' has non-finite values")
+
+
+def _read_state(
+    arrays: dict[str, np.ndarray], spec: TreeSpec, config: ESConfig
+) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """Params and optimizer state, each array checked against the spec and the optimizer."""
+    leaves = []
+    for i, (shape, dt) in enumerate(zip(spec.shapes, spec.dtypes, strict=True)):
+        name = f"param/{i}"
+        if name not in arrays:
+            raise _Bad(f"lacks '{name}' (leaf '{spec.path_strings[i]}')")
+        _check_array(name, arrays[name], shape, dt)
+        leaves.append(arrays[name])
+    trained = {
+        i: np.zeros(spec.shapes[i], spec.dtypes[i])
+        for i, k in enumerate(config.kinds)
+        if k is not NoiseKind.FROZEN
+    }
+    expected = optim.init(config.optimizer, trained)
+    opt = {name[4:]: arr for name, arr in arrays.items() if name.startswith("opt/")}
+    unexpected = sorted(
+        set(arrays) - {f"param/{i}" for i in range(spec.num_leaves)} - {f"opt/{k}" for k in opt}
+    ) + sorted(f"opt/{k}" for k in set(opt) - set(expected))
+    if unexpected:
+        raise _Bad(f"has unexpected arrays {unexpected}")
+    for key, want in expected.items():
+        if key not in opt:
+            raise _Bad(f"lacks optimizer state 'opt/{key}' ({config.optimizer})")
+        _check_array(f"opt/{key}", opt[key], want.shape, want.dtype)
+        if (key == "count" or key.startswith("nu/")) and (opt[key] < 0).any():
+            raise _Bad(f"'opt/{key}' must be >= 0")
+    return leaves, opt
 
 
 def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
-    """Read (params, state) written by `save`.
+    """Read (params, state) written by `save`, checking every field.
 
     Args:
         path: the file.
@@ -131,31 +289,30 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
     Returns:
         (params, state): the same tree (dict/list/tuple) and an equal state; stepping on from
         them gives exactly the parameters an uninterrupted run would.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError naming the path and the problem, for anything that `save` would not have
+            written: not an .npz, damaged (truncated, bit-flipped), wrong JSON types, any
+            hyperparameter `init` would refuse, params or optimizer state whose shapes, dtypes
+            or values do not fit the spec and the optimizer.
     """
     xp = get_xp(xp)
-    # np.load on an open file: a corrupt archive must not leak the file handle.
-    with open(os.fspath(path), "rb") as fh, _open_archive(fh, path) as data:
-        if "meta" not in data.files:
-            raise ValueError(f"{os.fspath(path)!r} is not an eggroll_np checkpoint (no 'meta')")
-        meta = json.loads(data["meta"].tobytes().decode("utf-8"))
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"checkpoint format {meta.get('format_version')!r} is not supported "
-                f"(this version reads {FORMAT_VERSION})"
-            )
-        spec = TreeSpec.from_json(meta["spec"])
-        leaves = [xp.asarray(data[f"param/{i}"]) for i in range(spec.num_leaves)]
-        opt_state = {}
-        for name in data.files:
-            if name.startswith("opt/"):
-                key = name[4:]
-                arr = data[name]
-                opt_state[key] = arr if key == "count" else xp.asarray(arr)
-    state = ESState(
-        config=ESConfig.from_dict(meta["config"]),
-        generation=int(meta["generation"]),
-        opt_state=opt_state,
-        spec=spec,
-        info=meta["info"],
-    )
-    return spec.unflatten(leaves), state
+    path = os.fspath(path)
+    try:
+        arrays = _read_archive(path)
+        meta = _read_meta(arrays)
+        spec = _read_spec(meta["spec"])
+        config = _read_config(meta["config"], spec)
+        generation = meta["generation"]
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+            raise _Bad(f"'generation' must be an integer >= 0, got {generation!r}")
+        if not isinstance(meta["info"], dict):
+            raise _Bad(f"'info' must be a JSON object, got {type(meta['info']).__name__}")
+        leaves, opt = _read_state(arrays, spec, config)
+    except _Bad as exc:
+        sep = " " if str(exc).startswith(("is ", "has ", "lacks ")) else ": "
+        raise ValueError(f"{path!r}{sep}{exc}") from None
+    opt_state = {k: v if k == "count" else xp.asarray(v) for k, v in opt.items()}
+    state = ESState(config, generation, opt_state, spec, meta["info"])
+    return spec.unflatten([xp.asarray(x) for x in leaves]), state

@@ -26,6 +26,7 @@ __all__ = [
     "path_str",
     "map_leaves",
     "check_params",
+    "FLOAT_DTYPES",
 ]
 
 Path = tuple[Union[str, int], ...]
@@ -35,7 +36,8 @@ Path = tuple[Union[str, int], ...]
 # None (a leaf), ("dict", keys, children), ("list", children) or ("tuple", children).
 Structure = Any
 
-_FLOAT_DTYPES = ("float32", "float64")
+FLOAT_DTYPES = ("float32", "float64")
+"""The dtypes a parameter leaf may have."""
 
 
 def path_str(path: Path | str) -> str:
@@ -251,7 +253,7 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
             raise TypeError(
                 f"{where} must be a float32 or float64 NumPy/CuPy array, got {type(leaf).__name__}"
             )
-        if leaf.dtype.name not in _FLOAT_DTYPES:
+        if leaf.dtype.name not in FLOAT_DTYPES:
             raise TypeError(f"{where} must have dtype float32 or float64, got {leaf.dtype}")
         leaf_xp = namespace_of(leaf)
         if xp is None:
