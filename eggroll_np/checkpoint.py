@@ -2,8 +2,11 @@
 
 Layout: "param/<leaf index>" and "opt/<optimizer key>" arrays (host copies, exact dtypes) and
 "meta", a JSON document (format version, config, generation, tree spec, info) stored as uint8
-bytes so that the file loads with allow_pickle=False. The noise cache is never saved: noise is a
-pure function of (seed, leaf, member, epoch), so a resumed run regenerates the same numbers.
+bytes so that the file loads with allow_pickle=False. Noise is never saved: it is a pure function
+of (seed, leaf, member, epoch), so a resumed run regenerates the same numbers.
+
+Format 2 stores the optimizer's own hyperparameters as config["hyperparams"]; format 1 (0.1.0)
+stored momentum, b1, b2 and eps flat in the config, whatever the optimizer, and still loads.
 """
 
 from __future__ import annotations
@@ -22,13 +25,26 @@ import numpy as np
 
 from . import optim
 from .backend import get_xp, to_numpy
-from .es import ESConfig, ESState, check_state, make_config
-from .population import NoiseKind
+from .config import ESConfig, NoiseKind, make_config
+from .es import ESState, check_state
 from .tree import FLOAT_DTYPES, TreeSpec, flatten
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_V1_HYPERPARAMS = ("momentum", "b1", "b2", "eps")
+
+
+def _config_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 config dict in format 2's layout: the chosen optimizer's hyperparameters only."""
+    d = dict(d)
+    flat = {k: d.pop(k) for k in _V1_HYPERPARAMS if k in d}
+    fields = optim.hyperparams(d["optimizer"]).__dataclass_fields__
+    d["hyperparams"] = {k: v for k, v in flat.items() if k in fields}
+    return d
+
+
+_CONFIG_READERS = {1: _config_v1, 2: dict}
 
 
 def _check_target(path: str) -> None:
@@ -160,9 +176,10 @@ def _read_meta(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise _Bad(f"'meta' must be a JSON object, got {type(meta).__name__}")
     version = meta.get("format_version")
-    if isinstance(version, bool) or version != FORMAT_VERSION or not isinstance(version, int):
+    if isinstance(version, bool) or not isinstance(version, int) or version not in _CONFIG_READERS:
         raise _Bad(
-            f"checkpoint format {version!r} is not supported (this version reads {FORMAT_VERSION})"
+            f"checkpoint format {version!r} is not supported (this version reads "
+            f"{sorted(_CONFIG_READERS)})"
         )
     if set(meta) != _META_KEYS:
         missing, extra = sorted(_META_KEYS - set(meta)), sorted(set(meta) - _META_KEYS)
@@ -207,10 +224,14 @@ def _read_spec(text: Any) -> TreeSpec:
     return spec
 
 
-def _read_config(d: Any, spec: TreeSpec) -> ESConfig:
+def _read_config(d: Any, version: int, spec: TreeSpec) -> ESConfig:
     """The ESConfig of meta['config'] through `make_config`: the checks of `init`, exactly."""
     if not isinstance(d, dict):
         raise _Bad(f"'config' must be a JSON object, got {type(d).__name__}")
+    try:
+        d = _CONFIG_READERS[version](d)  # format 2's layout
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _Bad(f"config: {_reason(exc)}") from None
     fields = {f.name for f in dataclasses.fields(ESConfig)}
     if set(d) != fields:
         missing, extra = sorted(fields - set(d)), sorted(set(d) - fields)
@@ -226,7 +247,10 @@ def _read_config(d: Any, spec: TreeSpec) -> ESConfig:
             f"'config' kinds must list one of {valid} for each of the {spec.num_leaves} leaves, "
             f"got {kinds!r}"
         )
-    kwargs = {k: v for k, v in d.items() if k != "kinds"}
+    if not isinstance(d["hyperparams"], dict):
+        raise _Bad(f"'config' hyperparams must be a JSON object, got {d['hyperparams']!r}")
+    kwargs = {k: v for k, v in d.items() if k not in ("kinds", "hyperparams")}
+    kwargs.update(d["hyperparams"])
     lowrank = dict(zip(spec.path_strings, kinds, strict=True))
     try:
         config = make_config(spec, lowrank=lowrank, **kwargs)
@@ -303,7 +327,7 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
         arrays = _read_archive(path)
         meta = _read_meta(arrays)
         spec = _read_spec(meta["spec"])
-        config = _read_config(meta["config"], spec)
+        config = _read_config(meta["config"], meta["format_version"], spec)
         generation = meta["generation"]
         if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
             raise _Bad(f"'generation' must be an integer >= 0, got {generation!r}")

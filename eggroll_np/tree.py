@@ -1,7 +1,7 @@
 """Parameter trees: canonical flattening of nested dict/list/tuple trees, leaf paths and TreeSpec.
 
 The canonical order (dicts by sorted key, lists and tuples in order, depth first) is normative: a
-leaf's position in it is the `leaf` field of its noise counter (DESIGN.md, "Noise contract").
+leaf's position in it is the `leaf` field of its noise counter (docs/noise-contract.md).
 """
 
 from __future__ import annotations

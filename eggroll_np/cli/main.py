@@ -1,54 +1,24 @@
-"""The `eggroll-np` command line: info (and, as they land, train and bench)."""
+"""The `eggroll-np` command line: an explicit table of subcommands (info, train, bench)."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
-__all__ = ["main", "build_parser"]
+__all__ = ["COMMANDS", "main", "build_parser"]
 
-# Subcommands register here: name -> (help, add_arguments(parser), run(args) -> exit code).
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[..., int]]] = {}
-
-
-def command(name: str, help_text: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
-    """Decorator registering `run(args) -> int` as subcommand `name`."""
-
-    def register(run: Callable[..., int]) -> Callable[..., int]:
-        COMMANDS[name] = (help_text, add_arguments, run)
-        return run
-
-    return register
-
-
-def _info_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the information as JSON")
-
-
-@command("info", "show version, extensions, SIMD level, CUDA device and BLAS", _info_args)
-def _run_info(args: argparse.Namespace) -> int:
-    from .sysinfo import format_info, system_info
-
-    info = system_info()
-    print(json.dumps(info, indent=2, default=str) if args.json else format_info(info))
-    return 0
-
-
-def _load_subcommands() -> None:
-    # Optional subcommand modules register themselves on import.
-    import importlib
-
-    for mod in ("eggroll_np.bench", "eggroll_np.train"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+# name -> module defining HELP, add_arguments(parser) and run(args) -> exit code. Each module
+# imports its heavy dependencies inside `run`, so building the parser stays cheap.
+COMMANDS: dict[str, str] = {
+    "info": "eggroll_np.cli.info",
+    "train": "eggroll_np.cli.train",
+    "bench": "eggroll_np.cli.bench",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,10 +33,9 @@ def _one_line(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser with every registered subcommand."""
-    from . import __version__
+    """The argparse parser with every subcommand of COMMANDS."""
+    from .. import __version__
 
-    _load_subcommands()
     parser = _Parser(
         prog="eggroll-np",
         description="EGGROLL evolution strategies for NumPy and CuPy.",
@@ -74,10 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eggroll_np {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (help_text, add_arguments, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments(p)
-        p.set_defaults(_run=run)
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
     return parser
 
 
