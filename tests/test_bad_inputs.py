@@ -636,3 +636,64 @@ def test_a_non_finite_update_is_an_error_naming_the_leaf(optimizer, dtype, kwarg
     with pytest.raises(ValueError, match=f"generation 0: the (update|new values) of leaf {leaf}"):
         egg.step(params, fitness, state)
     _assert_unchanged(params, state, snap)
+
+
+# ---- the messages name what is wrong -----------------------------------------------------------
+
+
+def _masked():
+    return np.ma.MaskedArray(np.arange(N, dtype=float), mask=[i == 2 for i in range(N)])
+
+
+@pytest.mark.parametrize(
+    ("fitness", "error", "message"),
+    [
+        (
+            [str(float(i)) for i in range(N)],
+            TypeError,
+            "fitness must be real numbers, got dtype <U",
+        ),
+        (np.arange(N) + 0.5j, TypeError, r"got dtype complex128 \(complex\)"),
+        ([*range(3), None, *range(4)], TypeError, "fitness of member 3 must be a real number"),
+        ([*range(N - 1), 10**400], ValueError, "member 7 is about 10\\^400, beyond the float64"),
+        (_masked(), ValueError, "member 2 masked"),
+    ],
+)
+def test_fitness_errors_name_the_member_and_the_problem(fitness, error, message):
+    params, state = _stepped()
+    snap = _snapshot(params, state)
+    with pytest.raises(error, match=message):
+        egg.tell(params, fitness, state)
+    _assert_unchanged(params, state, snap)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1.5", "value for member 0 must be a real number, got str"),
+        (None, "got NoneType"),
+        (2 + 1j, "got complex"),
+        (np.ma.masked, "value for member 0 is masked"),
+    ],
+)
+def test_black_box_fitness_errors_name_the_member(value, message):
+    params, state = _stepped()
+    with pytest.raises(TypeError, match=message):
+        egg.step(params, lambda p: value, state)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda pop: pop.matmul(np.ones((2, 4), np.float32), 0), TypeError, "path must be a str"),
+        (lambda pop: pop.perturbed(None), TypeError, "path must be a str"),
+        (lambda pop: pop.matmul(np.ones((2, 4)), "W", transpose="yes"), TypeError, "transpose"),
+        (lambda pop: pop.matmul(np.ones((2, 4)) * 1j, "W"), TypeError, "x must be a real"),
+        (lambda pop: pop.member(True), TypeError, "member index i must be an integer, got bool"),
+        (lambda pop: pop.perturbed("nope"), ValueError, "'nope' is not a leaf"),
+    ],
+)
+def test_population_errors_name_the_argument(call, error, message):
+    params, state = _stepped()
+    with pytest.raises(error, match=message):
+        call(egg.ask(params, state))

@@ -165,6 +165,14 @@ def test_a_directory_as_checkpoint_is_one_line(tmp_path, capsys):
     assert str(tmp_path) in err
 
 
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 broken", b"not a checkpoint"])
+def test_a_malformed_checkpoint_is_one_line(tmp_path, capsys, content):
+    bad = tmp_path / "checkpoint.npz"
+    bad.write_bytes(content)
+    err = _error(capsys, ["train", "matching", "--resume", str(bad), "--out", str(tmp_path)])
+    assert repr(str(bad)) in err
+
+
 def test_info_into_a_closed_pipe_has_no_broken_pipe_error():
     read, write = os.pipe()
     os.close(read)  # the reader has gone, like `head` after its lines
