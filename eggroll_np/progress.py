@@ -68,15 +68,17 @@ class LineProgress:
 def progress(total: int, initial: int, enabled: bool, file: TextIO | None = None) -> Any:
     """A progress display for `total` generations starting at `initial`.
 
-    A tqdm bar when `file` (default stderr) is a terminal, else a `LineProgress` (a redrawn bar
-    would write kilobytes of carriage-return frames into a CI log), and a silent tqdm when not
-    `enabled`.
+    A tqdm bar when `file` (default stderr) is a terminal or in a Jupyter kernel, else a
+    `LineProgress` (a redrawn bar would write kilobytes of carriage-return frames into a CI
+    log), and a silent tqdm when not `enabled`.
     """
     from tqdm.auto import tqdm
 
     file = file if file is not None else sys.stderr
     isatty = getattr(file, "isatty", None)
-    if enabled and not (callable(isatty) and isatty()):
+    # A Jupyter kernel's stderr is no terminal, but tqdm.auto draws a widget there.
+    live = (callable(isatty) and isatty()) or "ipykernel" in sys.modules
+    if enabled and not live:
         return LineProgress(total, initial, file)
     return tqdm(
         total=total,
