@@ -142,8 +142,9 @@ class _Bad(Exception):
 
 def _read_archive(path: str) -> dict[str, np.ndarray]:
     """Every array of the .npz at `path`, read in full (zip CRCs checked), no pickle."""
-    if os.path.isdir(path):
-        raise _Bad("is a directory, not a checkpoint file")
+    st = os.stat(path)  # FileNotFoundError as it is; a symlink to a checkpoint is fine
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+        raise _Bad(f"is a {_file_kind(st.st_mode)}, not a checkpoint file")
     # np.load on an open file: a corrupt archive must not leak the file handle.
     with open(path, "rb") as fh:
         try:
@@ -157,6 +158,8 @@ def _read_archive(path: str) -> dict[str, np.ndarray]:
                 return {name: data[name] for name in data.files}
             except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
                 raise _Bad(f"is damaged: {_reason(exc)}") from None
+            except MemoryError:  # an array header declaring more than the file could hold
+                raise _Bad("is damaged: an array declares more data than can be read") from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -103,3 +103,50 @@ def test_save_replaces_a_regular_file_in_place(tmp_path):
     egg.save(path, params, state)
     assert _listing(tmp_path) == ["ckpt.npz"]
     assert egg.load(path)[1].generation == 0
+
+
+def test_load_refuses_a_fifo_without_blocking(tmp_path):
+    fifo = tmp_path / "ckpt.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"ckpt\.npz' is a FIFO, not a checkpoint file"):
+        egg.load(fifo)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_load_refuses_a_device_without_reading_it():
+    with pytest.raises(ValueError, match="is a character device, not a checkpoint file"):
+        egg.load("/dev/zero")
+
+
+def test_load_follows_a_symlink_to_a_checkpoint(tmp_path):
+    params, state = _run()
+    egg.save(tmp_path / "real.npz", params, state)
+    (tmp_path / "link.npz").symlink_to(tmp_path / "real.npz")
+    assert egg.load(tmp_path / "link.npz")[1].generation == 0
+
+
+def test_load_of_a_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        egg.load(tmp_path / "absent.npz")
+
+
+def test_an_array_header_promising_too_much_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    params, state = _run()
+    good = tmp_path / "good.npz"
+    egg.save(good, params, state)
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "param/1.npy":
+                buf = io.BytesIO()
+                np.lib.format.write_array_header_1_0(
+                    buf, {"descr": "<f4", "fortran_order": False, "shape": (2**40,)}
+                )
+                data = buf.getvalue() + data[-12:]
+            dst.writestr(info.filename, data)
+    with pytest.raises(ValueError, match=r"bad\.npz' is damaged"):
+        egg.load(bad)
