@@ -99,8 +99,19 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl (an empty list when it does not exist)."""
     if not os.path.exists(path):
         return []
+    records = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path!r} line {n} is not JSON: {exc}") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("generation"), int):
+                raise ValueError(f"{path!r} line {n} is not a metrics record")
+            records.append(rec)
+    return records
 
 
 def plot_metrics(records: list[dict[str, Any]], path: str, title: str) -> None:

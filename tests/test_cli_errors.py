@@ -114,6 +114,25 @@ def test_resume_may_change_evaluation_only_options():
         train.resolve_config(w, {"hidden": (8,)}, {**saved, "hidden": [16]})
 
 
+def test_a_malformed_metrics_log_is_one_line_naming_it(part_run, capsys):
+    with open(part_run / train.METRICS, "a", encoding="utf-8") as fh:
+        fh.write("{truncated\n")
+    err = _error(
+        capsys,
+        [
+            "train",
+            "matching",
+            "--resume",
+            str(part_run / train.CHECKPOINT),
+            "--generations",
+            "3",
+            "--out",
+            str(part_run),
+        ],
+    )
+    assert "metrics.jsonl' line 3 is not JSON" in err
+
+
 def test_a_malformed_run_json_is_one_line(part_run, capsys):
     (part_run / train.RUN_FILE).write_text("{not json")
     err = _error(
