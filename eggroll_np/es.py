@@ -52,9 +52,11 @@ class ESState:
 def init(params: Any, **kwargs: Any) -> ESState:
     """A new ES state for `params` (params are not modified or copied).
 
-    Keyword arguments (all optional): population=256, sigma=0.02, lr=0.05, rank=1 (None: full
-    rank), seed=0, antithetic=True, noise_reuse=1, optimizer="adam" (see `optim.OPTIMIZERS`),
-    shaping="centered_rank" (none, centered_rank, zscore, group_zscore), group_size=None,
+    Keyword arguments (all optional): population=256 (< 2^32, even with antithetic), sigma=0.02,
+    lr=0.05, rank=1 (None: full rank; at most min(m, n) of every low-rank leaf), seed=0 (< 2^64),
+    antithetic=True, noise_reuse=1, optimizer="adam" (see `optim.OPTIMIZERS`),
+    shaping="centered_rank" (none, centered_rank, zscore, group_zscore), group_size=None (only
+    with group_zscore, then >= 2 and dividing the population),
     weight_decay=0.0, maximize=True (False when fitness_fn returns a loss), lowrank=None (which
     leaves get rank-r noise: None means ndim == 2; or a callable path -> bool/NoiseKind, or a
     dict/tree of NoiseKind by leaf path), noise="lowrank" ("full": OpenAI-ES on every leaf),
