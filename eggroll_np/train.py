@@ -258,7 +258,7 @@ def _train(
     metrics_path, ckpt_path = os.path.join(out, METRICS), os.path.join(out, CHECKPOINT)
     # Keep the log of the generations the resumed state has already done, drop the rest.
     records = [r for r in read_metrics(metrics_path) if r["generation"] < state.generation]
-    offset = records[-1]["elapsed_s"] if records else 0.0
+    offset = float(records[-1].get("elapsed_s", 0.0)) if records else 0.0
     resumed_at = state.generation
     generations = int(config["generations"])
     bar = progress_display(generations, min(state.generation, generations), progress)
