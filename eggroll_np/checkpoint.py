@@ -334,8 +334,13 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
         generation = meta["generation"]
         if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
             raise _Bad(f"'generation' must be an integer >= 0, got {generation!r}")
-        if not isinstance(meta["info"], dict):
-            raise _Bad(f"'info' must be a JSON object, got {type(meta['info']).__name__}")
+        info = meta["info"]
+        if not isinstance(info, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in info.values()
+        ):
+            raise _Bad(
+                f"'info' must be a JSON object of numbers (tell's statistics), got {info!r:.80}"
+            )
         leaves, opt = _read_state(arrays, spec, config)
     except _Bad as exc:
         sep = " " if str(exc).startswith(("is ", "has ", "lacks ")) else ": "

@@ -520,7 +520,7 @@ _META_EDITS = st.one_of(
     st.tuples(st.just("config.noise_reuse"), st.sampled_from([0, -1, 1.5])),
     st.tuples(st.just("config"), st.sampled_from([None, [], "x", 3])),
     st.tuples(st.just("generation"), st.sampled_from([-3, 1.7, "2", None, True, [1]])),
-    st.tuples(st.just("info"), st.sampled_from([None, [], "x"])),
+    st.tuples(st.just("info"), st.sampled_from([None, [], "x", {"update_norm": "big"}])),
     st.tuples(st.just("spec"), st.sampled_from([None, "{", "[]", "{}", 3, '{"paths": 1}'])),
     st.tuples(st.just("format_version"), st.sampled_from([0, 99, None, "1", 1.5])),
 )
