@@ -136,6 +136,19 @@ _META_KEYS = {"format_version", "config", "generation", "spec", "info"}
 _SPEC_KEYS = {"structure", "paths", "shapes", "dtypes"}
 
 
+# What zipfile/np.load raise for damaged bytes: a flipped flag bit reads as "encrypted"
+# (RuntimeError) or as an unknown compression method (NotImplementedError).
+_UNREADABLE = (
+    zipfile.BadZipFile,
+    EOFError,
+    OSError,
+    ValueError,
+    zlib.error,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
 class _Bad(Exception):
     """A problem found in a checkpoint's contents; `load` turns it into ValueError(path: ...)."""
 
@@ -149,14 +162,14 @@ def _read_archive(path: str) -> dict[str, np.ndarray]:
     with open(path, "rb") as fh:
         try:
             data = np.load(fh, allow_pickle=False)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        except _UNREADABLE as exc:
             raise _Bad(f"is not a readable eggroll_np checkpoint: {_reason(exc)}") from None
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise _Bad("is a single .npy array, not an eggroll_np checkpoint (.npz)")
         with data:
             try:
                 return {name: data[name] for name in data.files}
-            except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
+            except _UNREADABLE as exc:
                 raise _Bad(f"is damaged: {_reason(exc)}") from None
             except MemoryError:  # an array header declaring more than the file could hold
                 raise _Bad("is damaged: an array declares more data than can be read") from None
