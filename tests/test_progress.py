@@ -26,19 +26,18 @@ def test_line_progress_prints_about_ten_lines(total, initial):
     assert lines[-1].endswith("(mean=1.5)")
 
 
-def test_an_interrupted_run_reports_where_it_stopped():
+def _output(total, steps, enabled=True):
     out = io.StringIO()
-    bar = progress(100, 0, enabled=True, file=out)
-    for _ in range(37):
+    bar = progress(total, 0, enabled=enabled, file=out)
+    for _ in range(steps):
         bar.update()
     bar.close()
-    assert out.getvalue().splitlines()[-1].startswith("generation 37/100 [37%]")
+    return out.getvalue()
+
+
+def test_an_interrupted_run_reports_where_it_stopped():
+    assert _output(100, 37).splitlines()[-1].startswith("generation 37/100 [37%]")
 
 
 def test_disabled_progress_writes_nothing():
-    out = io.StringIO()
-    bar = progress(50, 0, enabled=False, file=out)
-    for _ in range(50):
-        bar.update()
-    bar.close()
-    assert out.getvalue() == ""
+    assert _output(50, 50, enabled=False) == ""
