@@ -24,6 +24,7 @@ __all__ = [
     "callable_",
     "fitness_value",
     "fitness_vector",
+    "real_array",
 ]
 
 
@@ -140,3 +141,12 @@ def fitness_vector(value: Any, n: int) -> np.ndarray:
             f"({bad.size} non-finite value(s))"
         )
     return f
+
+
+def real_array(name: str, value: Any, xp: Any) -> Any:
+    """`value` as an `xp` array of real numbers (bool, integer or float dtype); strings, complex
+    numbers and objects are a TypeError naming the argument, never cast silently."""
+    arr = xp.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return arr

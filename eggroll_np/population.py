@@ -150,9 +150,7 @@ class Population:
                 f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
             )
         _checks.boolean("transpose", transpose)
-        x = xp.asarray(x)
-        if x.dtype.kind not in "biuf":  # strings, complex, objects: never cast silently
-            raise TypeError(f"x must be a real numeric array, got dtype {x.dtype}")
+        x = _checks.real_array("x", x, xp)
         x = xp.ascontiguousarray(x, dtype=W.dtype)  # C order lets compiled kernels take it
         Wt = W.T if transpose else W
         m = Wt.shape[0]
