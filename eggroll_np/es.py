@@ -88,10 +88,22 @@ def check_state(params: Any, state: Any) -> list[Any]:
     if diff is not None:
         raise ValueError(f"params do not match the state: {diff}")
     for key, arr in state.opt_state.items():
-        if key != "count" and not isinstance(arr, xp.ndarray):
+        if key == "count":
+            continue
+        if not isinstance(arr, xp.ndarray):
             raise TypeError(
                 f"state.opt_state['{key}'] is not a {xp.__name__} array like params; "
                 "move the state to the params' backend"
+            )
+        # "slot/i" belongs to leaf i: another shape or dtype would change the leaf's dtype
+        try:
+            leaf = leaves[int(key.rsplit("/", 1)[1])]
+        except (IndexError, ValueError):
+            raise ValueError(f"state.opt_state has an entry '{key}' of no leaf") from None
+        if arr.shape != leaf.shape or arr.dtype != leaf.dtype:
+            raise ValueError(
+                f"state.opt_state['{key}'] is {arr.dtype} {tuple(arr.shape)} but its leaf is "
+                f"{leaf.dtype} {tuple(leaf.shape)}"
             )
     return leaves
 

@@ -9,6 +9,7 @@ silent success) and leave the params and the state exactly as they were.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import math
@@ -697,3 +698,24 @@ def test_population_errors_name_the_argument(call, error, message):
     params, state = _stepped()
     with pytest.raises(error, match=message):
         call(egg.ask(params, state))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "mu/0",
+            np.zeros((4, 3), np.float64),
+            r"'mu/0'\] is float64 \(4, 3\) but its leaf is float32",
+        ),
+        ("nu/1", np.zeros(4, np.float32), r"'nu/1'\] is float32 \(4,\)"),
+        ("mu/9", np.zeros(3, np.float32), "'mu/9' of no leaf"),
+    ],
+)
+def test_a_state_whose_optimizer_arrays_do_not_fit_the_params(key, value, message):
+    params, state = _stepped()
+    bad = dataclasses.replace(state, opt_state={**state.opt_state, key: value})
+    snap = _snapshot(params, bad)
+    with pytest.raises(ValueError, match=message):
+        egg.step(params, lambda p: 0.0, bad)
+    _assert_unchanged(params, bad, snap)
