@@ -55,3 +55,41 @@ def test_naive_es_forward_and_update_never_hold_all_dense_perturbations():
         tracemalloc.stop()
     # before chunking: 64 MiB of cached noise plus a 128 MiB per-member gather
     assert peak < unique / 2
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_chunked_full_rank_linear_equals_the_held_path(monkeypatch, shared, transpose):
+    rng = np.random.default_rng(3)
+    params = {"W": rng.standard_normal((5, 4)).astype(np.float32), "b": np.ones(4, np.float32)}
+    if transpose:
+        params["b"] = np.ones(5, np.float32)
+    state = egg.init(params, population=10, noise="full", seed=7)
+    cols = 4 if transpose else 5
+    x = rng.standard_normal((3, cols) if shared else (10, 3, cols)).astype(np.float32)
+    held = egg.ask(params, state).linear(x, "W", "b", activation="tanh", transpose=transpose)
+    monkeypatch.setattr(perturbation, "PREFETCH_FULL_VALUES", 0)
+    monkeypatch.setattr(perturbation, "FULL_CHUNK_VALUES", 3 * 20)
+    pop = egg.ask(params, state)
+    chunked = pop.linear(x, "W", "b", activation="tanh", transpose=transpose)
+    assert pop.noise.held_full(0) is None  # W's noise came chunk by chunk
+    np.testing.assert_allclose(chunked, held, rtol=1e-5, atol=1e-6)
+
+
+def test_naive_es_through_pop_linear_stays_bounded():
+    params = {"W": np.zeros((512, 512), np.float32), "b": np.zeros(512, np.float32)}
+    n = 128
+    state = egg.init(params, population=n, noise="full", optimizer="sgd")
+    x = np.ones((n, 1, 512), np.float32)
+    unique = n // 2 * params["W"].nbytes  # 64 MiB
+
+    def fitness(pop):
+        return -pop.linear(x, "W", "b", activation="relu")[:, 0, :].sum(axis=1)
+
+    tracemalloc.start()
+    try:
+        egg.step(params, fitness, state, batched=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < unique / 2
