@@ -15,7 +15,7 @@ from eggroll_np import tree
 from eggroll_np.config import ESConfig, NoiseKind, make_config
 from eggroll_np.tree import check_params
 
-from .engine_helpers import FakeGpuArray, patch_fake_cupy, unit_noise
+from .engine_helpers import FakeGpuArray, fit_rank, patch_fake_cupy, unit_noise
 from .strategies import param_trees
 
 
@@ -77,8 +77,7 @@ def _assert_unchanged(params, state, snap):
 )
 def test_black_box_members_and_sgd_update_follow_design(params, antithetic, rank, seed, lr, sigma):
     n = 6
-    # init refuses a rank above min(m, n) of any low-rank (2-D) leaf
-    rank = min([rank] + [min(x.shape) for x in tree.flatten(params)[0] if x.ndim == 2])
+    rank = fit_rank(rank, params)  # init refuses a rank above min(m, n) of a low-rank leaf
     state = egg.init(
         params,
         population=n,

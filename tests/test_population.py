@@ -14,7 +14,7 @@ from eggroll_np import gradient, noise
 from eggroll_np.config import NoiseKind
 from eggroll_np.tree import check_params
 
-from .engine_helpers import unit_noise
+from .engine_helpers import fit_rank, unit_noise
 from .strategies import float_dtypes, param_trees
 
 
@@ -38,8 +38,7 @@ def test_members_follow_the_noise_contract(
     params, n_pairs, antithetic, rank, seed, generation, noise_reuse, sigma
 ):
     n = 2 * n_pairs
-    # init refuses a rank above min(m, n) of any low-rank (2-D) leaf
-    rank = min([rank] + [min(x.shape) for x in check_params(params)[0] if x.ndim == 2])
+    rank = fit_rank(rank, params)  # init refuses a rank above min(m, n) of a low-rank leaf
     pop, state = _pop(
         params,
         generation,
