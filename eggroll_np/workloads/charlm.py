@@ -135,4 +135,5 @@ WORKLOAD = Workload(
     defaults=DEFAULTS,
     add_arguments=_add_arguments,
     make=make,
+    evaluation_options=("sample_bytes",),
 )

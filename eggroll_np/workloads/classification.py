@@ -19,6 +19,7 @@ from .common import (
     log_softmax,
     mlp_forward,
     mlp_population_forward,
+    sklearn_seed,
 )
 
 __all__ = [
@@ -172,7 +173,7 @@ def mlp_baseline(
         hidden_layer_sizes=tuple(config["hidden"]),
         activation=act,
         max_iter=300,
-        random_state=int(config["seed"]),
+        random_state=sklearn_seed(config["seed"]),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -196,4 +196,5 @@ WORKLOAD = Workload(
     defaults=DEFAULTS,
     add_arguments=_add_arguments,
     make=make,
+    evaluation_options=("baseline",),
 )
