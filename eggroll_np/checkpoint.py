@@ -25,7 +25,7 @@ import numpy as np
 
 from . import optim
 from .backend import get_xp, to_numpy
-from .config import ESConfig, NoiseKind, make_config
+from .config import SCHEDULE_FIELDS, ESConfig, NoiseKind, make_config
 from .es import ESState, check_state
 from .tree import FLOAT_DTYPES, TreeSpec, flatten
 
@@ -249,6 +249,8 @@ def _read_config(d: Any, version: int, spec: TreeSpec) -> ESConfig:
     except (KeyError, TypeError, ValueError) as exc:
         raise _Bad(f"config: {_reason(exc)}") from None
     fields = {f.name for f in dataclasses.fields(ESConfig)}
+    if not set(SCHEDULE_FIELDS) & set(d):  # saved before lr schedules: a constant lr
+        d = {**d, "lr_schedule": "constant", "lr_final": None, "lr_decay_steps": None}
     if set(d) != fields:
         missing, extra = sorted(fields - set(d)), sorted(set(d) - fields)
         raise _Bad(f"'config' keys differ: missing {missing}, unexpected {extra}")

@@ -16,7 +16,15 @@ from .noise import check_seed
 from .shaping import SHAPINGS
 from .tree import TreeSpec, path_str
 
-__all__ = ["NoiseKind", "ESConfig", "make_config", "resolve_kinds", "NOISE_MODES", "LowrankSpec"]
+__all__ = [
+    "SCHEDULE_FIELDS",
+    "NoiseKind",
+    "ESConfig",
+    "make_config",
+    "resolve_kinds",
+    "NOISE_MODES",
+    "LowrankSpec",
+]
 
 NOISE_MODES = ("lowrank", "full")
 
@@ -38,7 +46,8 @@ class ESConfig:
 
     `kinds` holds the resolved NoiseKind of each leaf in canonical order; `hyperparams` the
     chosen optimizer's own hyperparameters (an `optim.SGD`, `optim.Momentum` or `optim.Adam`);
-    the other fields are the arguments of `init`.
+    the other fields are the arguments of `init` (`lr_final` and `lr_decay_steps` are None with
+    lr_schedule="constant").
     """
 
     population: int
@@ -56,6 +65,10 @@ class ESConfig:
     noise: str
     hyperparams: Any
     kinds: tuple[NoiseKind, ...]
+    # defaults: configs saved before schedules existed load as a constant lr
+    lr_schedule: str = "constant"
+    lr_final: float | None = None
+    lr_decay_steps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (kinds as their string values, hyperparams as a dict)."""
@@ -68,9 +81,37 @@ class ESConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> ESConfig:
         """Inverse of `to_dict`."""
         d = dict(d)
+        for f in SCHEDULE_FIELDS:
+            d.setdefault(f, _SCHEDULE_DEFAULTS[f])
         d["kinds"] = tuple(NoiseKind(k) for k in d["kinds"])
         d["hyperparams"] = optim.hyperparams(d["optimizer"], **d["hyperparams"])
         return cls(**d)
+
+
+SCHEDULE_FIELDS = ("lr_schedule", "lr_final", "lr_decay_steps")
+"""ESConfig fields added with lr schedules: a saved config without them is a constant lr."""
+_SCHEDULE_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(ESConfig) if f.name in SCHEDULE_FIELDS
+}
+
+
+def _check_schedule(
+    schedule: Any, lr_final: Any, decay_steps: Any
+) -> tuple[str, float | None, int | None]:
+    """(lr_schedule, lr_final, lr_decay_steps) validated; final and steps None when constant."""
+    schedule = _checks.choice("lr_schedule", schedule, optim.SCHEDULES)
+    if schedule == "constant":
+        for name, value in (("lr_final", lr_final), ("lr_decay_steps", decay_steps)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} is only used by lr_schedule 'linear' or 'cosine', got "
+                    f"lr_schedule='constant' with {name}={value!r}"
+                )
+        return schedule, None, None
+    if decay_steps is None:
+        raise ValueError(f"lr_schedule={schedule!r} needs lr_decay_steps (steps to decay over)")
+    final = _checks.real("lr_final", 0.0 if lr_final is None else lr_final, 0.0)
+    return schedule, final, _checks.integer("lr_decay_steps", decay_steps, 1)
 
 
 def _as_kind(path: str, value: Any) -> NoiseKind:
@@ -171,6 +212,9 @@ def make_config(
     maximize: bool = True,
     lowrank: LowrankSpec = None,
     noise: str = "lowrank",
+    lr_schedule: str = "constant",
+    lr_final: float | None = None,
+    lr_decay_steps: int | None = None,
     **hyperparams: Any,
 ) -> ESConfig:
     """Validate every hyperparameter (the one place that does) and resolve per-leaf noise kinds.
@@ -205,6 +249,7 @@ def make_config(
             raise ValueError(f"group_size ({group_size}) must divide the population ({population})")
     elif shaping == "group_zscore":
         raise ValueError("shaping='group_zscore' needs group_size")
+    schedule = _check_schedule(lr_schedule, lr_final, lr_decay_steps)
     full = noise == "full" or rank is None
     kinds = resolve_kinds(spec, lowrank, full)
     if rank is not None:
@@ -225,4 +270,7 @@ def make_config(
         noise=noise,
         hyperparams=optim.hyperparams(optimizer, **hyperparams),
         kinds=kinds,
+        lr_schedule=schedule[0],
+        lr_final=schedule[1],
+        lr_decay_steps=schedule[2],
     )

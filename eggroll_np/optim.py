@@ -10,11 +10,16 @@ step (tested against `update`). State is a flat dict of plain arrays (saved as-i
 optimizer, "s/i" ("mu/i" for momentum and adam, "nu/i" for adam) in the leaf's dtype/backend.
 
 Adding an optimizer: one hyperparameter dataclass, one direction function, one `register` call.
+
+Learning-rate schedules (`SCHEDULES`): the lr of step `count` (1, 2, ...) is a pure function of
+the config and the count (`learning_rate`), in the spirit of optax's schedules, so a run resumed
+from a checkpoint (which stores the count) takes exactly the steps an uninterrupted one takes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +31,8 @@ from .backend import namespace_of
 
 __all__ = [
     "OPTIMIZERS",
+    "SCHEDULES",
+    "learning_rate",
     "Optimizer",
     "OptimizerConfig",
     "SGD",
@@ -181,6 +188,32 @@ class OptimizerConfig(Protocol):
     lr: float
     weight_decay: float
     hyperparams: Any
+    lr_schedule: str
+    lr_final: float
+    lr_decay_steps: int | None
+
+
+SCHEDULES = ("constant", "linear", "cosine")
+"""Valid lr_schedule names: constant lr; linear or cosine (half a period) decay from lr to
+lr_final over lr_decay_steps steps, then lr_final."""
+
+
+def learning_rate(config: OptimizerConfig, count: int) -> float:
+    """The learning rate of step `count` (1 for the first update) under `config.lr_schedule`.
+
+    With t = min(count - 1, lr_decay_steps) / lr_decay_steps: "linear" gives
+    lr + (lr_final - lr) * t, "cosine" lr_final + (lr - lr_final) * (1 + cos(pi t)) / 2; both
+    start at lr and hold lr_final from step lr_decay_steps + 1 on. A pure function of the count.
+    """
+    lr = float(config.lr)
+    if config.lr_schedule == "constant":
+        return lr
+    steps = int(config.lr_decay_steps)
+    t = min(max(int(count) - 1, 0), steps) / steps
+    final = float(config.lr_final)
+    if config.lr_schedule == "linear":
+        return lr + (final - lr) * t
+    return final + (lr - final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def init(name: str, leaves: Mapping[int, Any]) -> dict[str, Any]:
@@ -213,7 +246,8 @@ def update(
         grads: leaf index -> ascent direction g (leaf shape and dtype).
         state: from `init` or a previous `update`.
         params: leaf index -> current parameters (for weight decay).
-        config: optimizer name, lr, weight_decay and the optimizer's hyperparams.
+        config: optimizer name, lr (and its schedule), weight_decay and the optimizer's
+            hyperparams. Weight decay is scaled by the scheduled lr, as the step is.
 
     Returns:
         (deltas, new_state): leaf index -> step to ADD to the parameters, and the new state.
@@ -222,7 +256,7 @@ def update(
     count = int(state["count"]) + 1
     new_state: dict[str, Any] = {"count": np.asarray(count, dtype=np.int64)}
     deltas: dict[int, Any] = {}
-    lr, wd = float(config.lr), float(config.weight_decay)
+    lr, wd = learning_rate(config, count), float(config.weight_decay)
     for i, g in grads.items():
         xp = namespace_of(g)
         slots = {s: state[f"{s}/{i}"] for s in opt.slots}
@@ -289,7 +323,7 @@ def apply(
     for i in sorted(fused):
         theta, mu, nu, sq = _ext.core.adam_step(
             _c32(params[i]), _c32(grads[i]), _c32(state[f"mu/{i}"]), _c32(state[f"nu/{i}"]),
-            float(config.lr), hp.b1, hp.b2, hp.eps, float(config.weight_decay), count,
+            learning_rate(config, count), hp.b1, hp.b2, hp.eps, float(config.weight_decay), count,
         )  # fmt: skip
         new_params[i], new_state[f"mu/{i}"], new_state[f"nu/{i}"] = theta, mu, nu
         if sq_norms is not None:

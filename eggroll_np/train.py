@@ -14,10 +14,35 @@ from . import _checks, checkpoint, es
 from .progress import progress as progress_display
 from .workloads import Task, Workload, get
 
-__all__ = ["ES_KEYS", "resolve_config", "run", "plot_metrics", "read_metrics"]
+__all__ = [
+    "ES_KEYS",
+    "SCHEDULE_DEFAULTS",
+    "es_options",
+    "resolve_config",
+    "run",
+    "plot_metrics",
+    "read_metrics",
+]
 
 # Options passed to eggroll_np.init; a checkpoint's values win over the workload's defaults.
 ES_KEYS = ("population", "sigma", "lr", "rank", "seed", "optimizer", "shaping")
+SCHEDULE_DEFAULTS: dict[str, Any] = {"lr_schedule": "constant", "lr_final": 0.0}
+"""Every workload's lr schedule unless its defaults say otherwise; a linear or cosine schedule
+decays over the run's --generations (stored in the checkpoint: a resumed run keeps it)."""
+
+
+def es_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The `es.init` keyword arguments of a resolved run config (ES_KEYS and the lr schedule)."""
+    options = {k: config[k] for k in ES_KEYS}
+    if config["lr_schedule"] != "constant":
+        options.update(
+            lr_schedule=config["lr_schedule"],
+            lr_final=config["lr_final"],
+            lr_decay_steps=max(1, int(config["generations"])),
+        )
+    return options
+
+
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.npz"
 PLOT = "learning_curve.png"
@@ -32,7 +57,7 @@ def resolve_config(
     None means "not given". The recipe (`--recipe`, workloads that have recipes) comes from the
     options given or else from the saved run.
     """
-    config: dict[str, Any] = {**w.defaults, "seed": 0}
+    config: dict[str, Any] = {**SCHEDULE_DEFAULTS, **w.defaults, "seed": 0}
     unknown = sorted(set(overrides) - set(config))
     if unknown:
         raise TypeError(f"{w.name} has no option(s) {', '.join(unknown)}")
@@ -254,7 +279,7 @@ def _train(
         es.check_state(params, state)  # a changed model (e.g. --hidden) cannot resume
     else:
         params = task.params
-        state = es.init(params, **{k: config[k] for k in ES_KEYS}, **task.es_options)
+        state = es.init(params, **es_options(config), **task.es_options)
     _write_run_file(out, name, config)
     metrics_path, ckpt_path = os.path.join(out, METRICS), os.path.join(out, CHECKPOINT)
     # Keep the log of the generations the resumed state has already done, drop the rest.

@@ -25,6 +25,18 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
     g.add_argument("--sigma", type=float, help=f"noise scale (default {d['sigma']})")
     g.add_argument("--lr", type=float, help=f"learning rate (default {d['lr']})")
     g.add_argument(
+        "--lr-schedule",
+        choices=optim.SCHEDULES,
+        help="decay of the learning rate over --generations "
+        f"(default {d.get('lr_schedule', 'constant')})",
+    )
+    g.add_argument(
+        "--lr-final",
+        type=float,
+        help="learning rate at the end of a linear/cosine schedule "
+        f"(default {d.get('lr_final', 0.0)})",
+    )
+    g.add_argument(
         "--rank", type=int, help=f"rank of each matrix perturbation (default {d['rank']})"
     )
     g.add_argument(
