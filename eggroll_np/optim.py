@@ -182,15 +182,13 @@ def _fields(opt: Optimizer) -> set[str]:
 
 
 class OptimizerConfig(Protocol):
-    """What `update` reads (ESConfig provides it)."""
+    """What `update` reads (ESConfig provides it); also, when present, lr_schedule, lr_final and
+    lr_decay_steps (`learning_rate`)."""
 
     optimizer: str
     lr: float
     weight_decay: float
     hyperparams: Any
-    lr_schedule: str
-    lr_final: float
-    lr_decay_steps: int | None
 
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -204,14 +202,16 @@ def learning_rate(config: OptimizerConfig, count: int) -> float:
     With t = min(count - 1, lr_decay_steps) / lr_decay_steps: "linear" gives
     lr + (lr_final - lr) * t, "cosine" lr_final + (lr - lr_final) * (1 + cos(pi t)) / 2; both
     start at lr and hold lr_final from step lr_decay_steps + 1 on. A pure function of the count.
+    A config without `lr_schedule` (a minimal OptimizerConfig) has a constant lr.
     """
     lr = float(config.lr)
-    if config.lr_schedule == "constant":
+    schedule = getattr(config, "lr_schedule", "constant")
+    if schedule == "constant":
         return lr
     steps = int(config.lr_decay_steps)
     t = min(max(int(count) - 1, 0), steps) / steps
     final = float(config.lr_final)
-    if config.lr_schedule == "linear":
+    if schedule == "linear":
         return lr + (final - lr) * t
     return final + (lr - final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
