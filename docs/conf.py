@@ -1,0 +1,96 @@
+"""Sphinx configuration of the eggroll_np documentation site (build: see README, "Documentation")."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import version as _version
+from pathlib import Path
+
+# Local extensions (docs/_ext): the docstring gate and the benchmark plots.
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
+
+project = "eggroll_np"
+author = "eggroll_np developers"
+copyright = "eggroll_np developers"  # noqa: A001 - Sphinx's name for it
+release = _version("eggroll_np")  # the INSTALLED package is what autodoc documents
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+    "docstring_gate",
+    "benchplots",
+]
+
+source_suffix = {".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "_generated_src", "Thumbs.db", ".DS_Store", "README.md"]
+templates_path: list[str] = []
+
+# Every reference must resolve: -W turns these warnings into a failed build.
+nitpicky = True
+# Names from libraries whose inventories are not fetched (the build is offline): numpy, cupy,
+# the standard library's typing helpers. Anything of eggroll_np's own must resolve.
+nitpick_ignore_regex = [
+    (r"py:.*", r"(numpy|np|cupy|cp)(\..*)?"),
+    (r"py:.*", r"(typing|collections\.abc|types|os|argparse|pathlib|dataclasses|enum)\..*"),
+    (r"py:.*", r"(Any|Callable|Mapping|Sequence|Iterable|Iterator|ModuleType|PathLike|Path)"),
+    (r"py:.*", r"(ray|torch|concurrent\.futures)(\..*)?"),
+    (r"py:class", r"(optional|array-like|array|callable|ndarray)"),
+]
+
+# MyST: ```{directive}``` fences, ::: colon fences, definition lists, headings as link targets.
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# autodoc: members in __all__ order, signatures with type hints, Google-style docstrings.
+autodoc_default_options = {"members": True, "undoc-members": True, "member-order": "bysource", "show-inheritance": True}
+autodoc_typehints = "signature"
+autodoc_preserve_defaults = True
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_use_ivar = True  # "Attributes:" as fields: the members themselves are documented once
+
+html_theme = "pydata_sphinx_theme"
+html_title = f"eggroll_np {release}"
+html_static_path: list[str] = []
+html_last_updated_fmt = None
+html_copy_source = False
+html_show_sourcelink = False
+# Offline site: no icon links (external images), no analytics, no version switcher JSON, no
+# announcement fetched from a URL; the theme ships its fonts (Font Awesome) in _static.
+html_theme_options = {
+    "icon_links": [],
+    "analytics": {},
+    "navbar_align": "left",
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "footer_start": ["copyright"],
+    "footer_end": [],
+    "secondary_sidebar_items": ["page-toc"],
+    "check_switcher": False,
+}
+html_context = {"default_mode": "auto"}
+
+# docstring_gate: the modules whose `__all__` the API reference must cover, name by name.
+api_package = "eggroll_np"
+api_modules = [
+    "eggroll_np",
+    "eggroll_np.es",
+    "eggroll_np.population",
+    "eggroll_np.noise",
+    "eggroll_np.tree",
+    "eggroll_np.shaping",
+    "eggroll_np.optim",
+    "eggroll_np.checkpoint",
+    "eggroll_np.distributed",
+    "eggroll_np.backend",
+    "eggroll_np.lowrank",
+    "eggroll_np.workloads",
+    "eggroll_np.bench",
+    "eggroll_np.tuning",
+    "eggroll_np.sysinfo",
+]
