@@ -1,4 +1,4 @@
-"""Sphinx configuration of the eggroll_np documentation site (build: see README, "Documentation")."""
+"""Sphinx configuration of the eggroll_np documentation site (built as the README says)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,12 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 # autodoc: members in __all__ order, signatures with type hints, Google-style docstrings.
-autodoc_default_options = {"members": True, "undoc-members": True, "member-order": "bysource", "show-inheritance": True}
+autodoc_default_options = {
+    "members": True,
+    "undoc-members": True,
+    "member-order": "bysource",
+    "show-inheritance": True,
+}
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 napoleon_google_docstring = True

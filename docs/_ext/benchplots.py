@@ -1,4 +1,4 @@
-"""Sphinx extension: draws the benchmark figures from `eggroll-np bench --json` output at build time.
+"""Sphinx extension: draws the benchmark figures from `eggroll-np bench --json` output.
 
 The plots are never committed: they are redrawn from the JSON file (docs/data/bench_cpu.json) on
 every build, so the page's figures and the data the command wrote cannot drift apart.

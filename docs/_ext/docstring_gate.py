@@ -1,4 +1,4 @@
-"""Sphinx extension: every public name is in the API reference, with a docstring (-W: else an error).
+"""Sphinx extension: every public name is in the API reference, with a docstring.
 
 Two checks, both reported as warnings so that `sphinx-build -W` fails:
 - after reading, every name in `__all__` of each module of `api_modules` must be documented on
@@ -61,7 +61,10 @@ def _check_coverage(app: Sphinx, env: BuildEnvironment) -> None:
             if not targets & documented:
                 logger.warning(
                     "%s.%s is public (in __all__) but not in the API reference",
-                    modname, name, type="eggroll", subtype="api",
+                    modname,
+                    name,
+                    type="eggroll",
+                    subtype="api",
                 )
             elif not _has_doc(module, name, obj) and name != "__version__":
                 logger.warning(
@@ -70,7 +73,7 @@ def _check_coverage(app: Sphinx, env: BuildEnvironment) -> None:
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    """Register `api_package`, `api_modules` and both checks (before napoleon rewrites docstrings)."""
+    """Register `api_package`, `api_modules` and both checks (before napoleon rewrites them)."""
     app.add_config_value("api_package", "", "env")
     app.add_config_value("api_modules", [], "env")
     app.connect("autodoc-process-docstring", _check_rendered, priority=100)
