@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import optim, shaping
-from .backend import to_numpy
+from .backend import as_array, to_numpy
 from .noise import check_seed, epoch_of
 from .population import NoiseCache, NoiseKind, Population
 from .tree import TreeSpec, check_params, path_str
@@ -400,6 +400,7 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
 
 
 def _member_fitness(value: Any, i: int) -> float:
+    value = as_array(value, f"fitness of member {i}")  # a framework's 0-d tensor (DLPack)
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import lowrank, noise
-from .backend import namespace_of
+from .backend import as_array, namespace_of
 from .tree import Path, TreeSpec
 
 if TYPE_CHECKING:  # pragma: no cover - typing only (es imports population)
@@ -287,6 +287,7 @@ class Population:
         if W.ndim != 2:
             raise ValueError(f"matmul needs a 2-D leaf, '{name}' has shape {tuple(W.shape)}")
         xp = self._xp
+        x = as_array(x, "x")  # a DLPack array (torch, JAX, ...) as NumPy/CuPy, no copy
         if namespace_of(x) is not xp and not isinstance(x, (list, tuple, float, int)):
             raise TypeError(
                 f"x is a {namespace_of(x).__name__} array but leaf '{name}' is a "
