@@ -53,7 +53,8 @@ def test_as_array_shares_the_exporters_memory():
     assert type(out) is np.ndarray
     assert np.shares_memory(out, a)
     np.testing.assert_array_equal(out, a)
-    assert out.dtype == a.dtype and out.strides == a.strides
+    assert out.dtype == a.dtype
+    assert out.strides == a.strides
 
 
 def test_as_array_leaves_native_arrays_and_plain_values_alone():
@@ -69,7 +70,9 @@ def test_cuda_exporter_without_cupy_is_a_clear_type_error():
         backend.as_array(Exporter(np.ones(3, np.float32), device=(2, 0)), "x")
 
 
-@pytest.mark.parametrize(("device", "where"), [((10, 0), "ROCm"), ((99, 0), "DLPack device type 99")])
+@pytest.mark.parametrize(
+    ("device", "where"), [((10, 0), "ROCm"), ((99, 0), "DLPack device type 99")]
+)
 def test_other_devices_are_refused_by_name(device, where):
     with pytest.raises(TypeError, match=f"leaf 'W'.*lives on {where}"):
         backend.as_array(Exporter(np.ones(3, np.float32), device=device), "params leaf 'W'")
@@ -106,7 +109,8 @@ def test_blackbox_members_and_fitness_from_exporters():
         return Exporter(np.asarray(-np.sum(p["W"] ** 2)))
 
     new, state = egg.step(params, fitness, state)
-    assert state.generation == 1 and type(new["W"]) is np.ndarray
+    assert state.generation == 1
+    assert type(new["W"]) is np.ndarray
 
 
 def test_ask_tell_with_exported_fitness_and_inputs():
@@ -127,7 +131,9 @@ def test_the_exporters_memory_is_never_written():
     before = w.copy()
     params = {"W": Exporter(w)}
     state = egg.init(params, population=4, sigma=0.1, lr=0.1, seed=0)
-    egg.step(params, lambda pop: -np.mean(pop.matmul(X, "W") ** 2, axis=(1, 2)), state, batched=True)
+    egg.step(
+        params, lambda pop: -np.mean(pop.matmul(X, "W") ** 2, axis=(1, 2)), state, batched=True
+    )
     np.testing.assert_array_equal(w, before)
 
 
@@ -159,7 +165,8 @@ def test_torch_tensors_are_adopted_without_a_copy():
     assert np.shares_memory(leaf, t.numpy())
     x = torch.ones(2, 3)
     out = pop.matmul(x, "W")
-    assert type(out) is np.ndarray and out.shape == (4, 2, 4)
+    assert type(out) is np.ndarray
+    assert out.shape == (4, 2, 4)
     new, _ = egg.tell(params, torch.linspace(0, 1, 4), state)
     assert type(new["W"]) is np.ndarray
     np.testing.assert_array_equal(t.numpy(), np.arange(12, dtype=np.float32).reshape(3, 4))
