@@ -9,6 +9,7 @@ import numpy as np
 import eggroll_np as egg
 from eggroll_np import bench, noise
 from eggroll_np.tuning import retain_heap_memory
+from eggroll_np.workloads import reference
 
 # As `eggroll-np bench` and `eggroll-np train` do: freed large arrays are reused, not re-faulted.
 retain_heap_memory()
@@ -56,16 +57,15 @@ class Workload:
     timeout = 300
 
     def setup(self, name):
-        self.w = bench.WORKLOADS[name]
-        self.params_tree = bench.make_params(self.w)
-        self.x = bench.make_inputs(self.w)
-        self.rows = bench.inference_rows(self.w, self.x)
-        self.fitness = bench.make_fitness(self.w, self.x)
+        self.w = reference.WORKLOADS[name]
+        self.params_tree = reference.make_params(self.w)
+        self.x = reference.make_inputs(self.w)
+        self.rows = reference.inference_rows(self.w, self.x)
+        self.fitness = reference.make_fitness(self.w, self.x)
         state = egg.init(
             self.params_tree, population=self.w.population, sigma=0.02, lr=0.01, rank=1, seed=0
         )
-        # Every call evaluates a new generation, so its noise is generated anew (a state's
-        # noise cache would otherwise let repeated calls skip noise generation).
+        # Every call evaluates a new generation, with its own noise, as a real run does.
         self._states = bench.fresh_states(state)
         self._calls = 0
 
@@ -80,7 +80,7 @@ class Workload:
         return egg.step(self.params_tree, self.fitness, self._state(), batched=True)
 
     def _inference(self):
-        return bench.inference(self.params_tree, self.rows)
+        return reference.inference(self.params_tree, self.rows)
 
     def time_inference(self, name):
         self._inference()
@@ -118,10 +118,10 @@ class NaiveES:
     repeat = 1
 
     def setup(self, name):
-        w = bench.WORKLOADS[name]
-        self.params_tree = bench.make_params(w)
-        x = bench.make_inputs(w)
-        self.fitness = bench.make_fitness(w, x)
+        w = reference.WORKLOADS[name]
+        self.params_tree = reference.make_params(w)
+        x = reference.make_inputs(w)
+        self.fitness = reference.make_fitness(w, x)
         kw = dict(population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0)
         self.naive = bench.fresh_states(egg.init(self.params_tree, noise="full", **kw))
         self.lowrank = bench.fresh_states(egg.init(self.params_tree, **kw))

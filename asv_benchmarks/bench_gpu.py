@@ -28,7 +28,7 @@ def _sync() -> None:
 
 def _setup_case(case: str) -> gpu_bench.GpuSetup:
     name, population = case.split(":")
-    return gpu_bench.build(gpu_bench.WORKLOADS[name], int(population))
+    return gpu_bench.build(gpu_bench.WORKLOADS[name][0], int(population))
 
 
 class GpuNoise:
@@ -61,7 +61,8 @@ class GpuNoise:
 
 
 class _GpuCase:
-    """Shared setup of the workload cases: device inputs, factor cache and the inference rows."""
+    """Shared setup of the workload cases: the reference workload's params and inputs on the
+    device (`eggroll_np.workloads.reference`, as `eggroll-np bench` and gpu_bench use them)."""
 
     params = [CASES]
     param_names = ["case"]
@@ -70,7 +71,7 @@ class _GpuCase:
     def setup(self, case):
         _require_gpu()
         self.s = _setup_case(case)
-        self.rows = gpu_bench._rows(self.s)
+        self.rows = self.s.rows
         _sync()
 
     def teardown(self, case):
@@ -80,7 +81,8 @@ class _GpuCase:
 
 
 class GpuForward(_GpuCase):
-    """Population forward (cuBLAS base GEMMs + fused low-rank kernels) vs pure inference."""
+    """The engine's `Population` forward (each generation's noise made anew, or held by the last
+    population for the `cached` variant) vs pure inference of the same rows."""
 
     def time_inference(self, case):
         gpu_bench.inference(self.s, self.rows)
@@ -91,6 +93,7 @@ class GpuForward(_GpuCase):
         _sync()
 
     def time_forward_cached_factors(self, case):
+        # The first call (asv's warm-up) asks for the population whose noise is then reused.
         gpu_bench.population_forward(self.s, regenerate=False)
         _sync()
 

@@ -25,6 +25,8 @@ extensions = [
 ]
 
 source_suffix = {".md": "markdown"}
+# `x` in docstrings is code (the docstrings use single backticks as Markdown does).
+default_role = "literal"
 root_doc = "index"
 exclude_patterns = ["_build", "_generated_src", "Thumbs.db", ".DS_Store", "README.md"]
 templates_path: list[str] = []
@@ -59,6 +61,10 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_use_ivar = True  # "Attributes:" as fields: the members themselves are documented once
 
+# viewcode: source pages of the modules named on the pages; a type alias (tree.Path) must not send
+# it to "builtins", which has no source to show.
+viewcode_follow_imported_members = False
+
 html_theme = "pydata_sphinx_theme"
 html_title = f"eggroll_np {release}"
 html_static_path: list[str] = []
@@ -84,18 +90,25 @@ html_context = {"default_mode": "auto"}
 api_package = "eggroll_np"
 api_modules = [
     "eggroll_np",
+    "eggroll_np.config",
     "eggroll_np.es",
     "eggroll_np.population",
-    "eggroll_np.noise",
     "eggroll_np.tree",
+    "eggroll_np.noise",
+    "eggroll_np.perturbation",
     "eggroll_np.shaping",
+    "eggroll_np.gradient",
     "eggroll_np.optim",
     "eggroll_np.checkpoint",
     "eggroll_np.distributed",
+    "eggroll_np.replica",
     "eggroll_np.backend",
     "eggroll_np.lowrank",
     "eggroll_np.workloads",
+    "eggroll_np.workloads.reference",
     "eggroll_np.bench",
+    "eggroll_np.cli.main",
+    "eggroll_np.train",
     "eggroll_np.tuning",
     "eggroll_np.sysinfo",
 ]

@@ -6,8 +6,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import noise, tree
 from .checkpoint import load, save
-from .es import ESConfig, ESState, ask, init, step, tell
-from .population import NoiseKind, Population
+from .config import ESConfig, NoiseKind
+from .es import ESState, ask, init, step, tell
+from .perturbation import GenerationNoise
+from .population import Population
 
 try:
     __version__ = version("eggroll_np")
@@ -25,6 +27,7 @@ __all__ = [
     "save",
     "load",
     "Population",
+    "GenerationNoise",
     "ESConfig",
     "ESState",
     "NoiseKind",

@@ -1,124 +1,34 @@
-"""`eggroll-np bench`: the rl and sup workloads timed against pure inference and naive ES."""
+"""Timing of the reference workloads (`workloads.reference`) against pure inference and naive ES.
+
+The `eggroll-np bench` command (`eggroll_np.cli.bench`) and asv call `run_workload`.
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from .workloads.reference import (
+    WORKLOADS,
+    inference,
+    inference_rows,
+    make_fitness,
+    make_inputs,
+    make_params,
+)
 
-from .cli import command
-
-__all__ = [
-    "Workload",
-    "WORKLOADS",
-    "make_params",
-    "make_inputs",
-    "inference",
-    "population_forward",
-    "make_fitness",
-    "run_workload",
-    "format_table",
-]
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A reference workload: an MLP, a population, and how the inputs are shared."""
-
-    name: str
-    sizes: tuple[int, ...]
-    population: int
-    rows: int  # rows per member
-    shared: bool  # one batch shared by every member (sup) or one input per member (rl)
-
-    @property
-    def inference_rows(self) -> int:
-        """Rows that pure inference pushes through the MLP (all members' rows at once)."""
-        return self.population * self.rows
-
-
-WORKLOADS = {
-    "rl": Workload("rl", (1024, 1024, 1024, 16), population=1024, rows=1, shared=False),
-    "sup": Workload("sup", (784, 256, 256, 10), population=256, rows=128, shared=True),
-}
-
-
-def make_params(w: Workload, seed: int = 0) -> dict[str, Any]:
-    """He-initialised float32 MLP: {"layers": [{"W": (m, n), "b": (n,)}, ...]}."""
-    rng = np.random.default_rng(seed)
-    layers = []
-    for m, n in zip(w.sizes[:-1], w.sizes[1:], strict=True):
-        layers.append(
-            {
-                "W": (rng.standard_normal((m, n), dtype=np.float32) * np.float32(np.sqrt(2.0 / m))),
-                "b": np.zeros(n, dtype=np.float32),
-            }
-        )
-    return {"layers": layers}
-
-
-def make_inputs(w: Workload, seed: int = 1) -> np.ndarray:
-    """rl: (N, rows, m) one input per member; sup: (rows, m) shared by all members."""
-    rng = np.random.default_rng(seed)
-    shape = (w.rows, w.sizes[0]) if w.shared else (w.population, w.rows, w.sizes[0])
-    return rng.standard_normal(shape, dtype=np.float32)
-
-
-def inference(params: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """Plain NumPy MLP on rows x (R, m) with the unperturbed weights -> (R, n_out)."""
-    h = x
-    layers = params["layers"]
-    for j, layer in enumerate(layers):
-        h = h @ layer["W"]
-        h += layer["b"]
-        if j < len(layers) - 1:
-            np.maximum(h, 0, out=h)
-    return h
-
-
-def inference_rows(w: Workload, x: np.ndarray) -> np.ndarray:
-    """The rows pure inference runs on: every member's rows, (N * rows, m)."""
-    if w.shared:
-        return np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, x.shape[-1]).copy()
-    return x.reshape(-1, x.shape[-1])
-
-
-def population_forward(pop: Any, x: np.ndarray, n_layers: int) -> np.ndarray:
-    """MLP forward of every member through `pop.matmul`: (N, rows, n_out)."""
-    h = x
-    for j in range(n_layers):
-        h = pop.matmul(h, f"layers/{j}/W")
-        h += pop.perturbed(f"layers/{j}/b")[:, None, :]
-        if j < n_layers - 1:
-            np.maximum(h, 0, out=h)
-    return h
-
-
-def make_fitness(w: Workload, x: np.ndarray) -> Callable[[Any], np.ndarray]:
-    """A batched fitness (pop -> (N,)): minus the mean squared output (a smooth, cheap score)."""
-    n_layers = len(w.sizes) - 1
-
-    def fitness(pop: Any) -> np.ndarray:
-        out = population_forward(pop, x, n_layers)
-        return -np.mean(out * out, axis=(1, 2), dtype=np.float64)
-
-    return fitness
+__all__ = ["fresh_states", "peak_rss", "run_workload"]
 
 
 def _median_time(fn: Callable[[Any], Any], repeats: int, make_arg: Callable[[int], Any]) -> float:
     """Median seconds of fn(make_arg(k)) over `repeats` calls after one warm-up call.
 
-    make_arg runs outside the timed region; it gives each call a fresh generation so that the
-    noise of every timed call is generated anew (a state's noise cache would otherwise make
-    every call after the first skip noise generation).
+    make_arg runs outside the timed region; it gives each call a fresh generation, so that
+    every timed call generates (other) noise, as a real run does.
     """
     fn(make_arg(0))  # warm-up: first-touch page faults, BLAS thread start
     times = []
@@ -131,10 +41,8 @@ def _median_time(fn: Callable[[Any], Any], repeats: int, make_arg: Callable[[int
 
 
 def fresh_states(state: Any) -> Callable[[int], Any]:
-    """k -> a copy of `state` at generation state.generation + k with an empty noise cache."""
-    from .population import NoiseCache
-
-    return lambda k: dataclasses.replace(state, generation=state.generation + k, cache=NoiseCache())
+    """k -> a copy of `state` at generation state.generation + k (other noise, made anew)."""
+    return lambda k: dataclasses.replace(state, generation=state.generation + k)
 
 
 def _interleaved(
@@ -280,71 +188,3 @@ def run_workload(
         result["naive_generation_s"] = t_naive
         result["speedup_vs_naive"] = t_naive / t_gen
     return result
-
-
-def format_table(results: list[dict[str, Any]]) -> str:
-    """A plain-text table of bench results."""
-    header = (
-        f"{'workload':<9}{'inference':>11}{'forward':>10}{'fwd/inf thr':>13}{'generation':>12}"
-        f"{'gen/inf':>9}{'naive ES':>10}{'speedup':>9}{'peak RSS gen/inf':>18}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in results:
-        naive = (
-            f"{r['naive_generation_s'] * 1e3:>8.0f}ms"
-            if "naive_generation_s" in r
-            else f"{'-':>10}"
-        )
-        speed = f"{r['speedup_vs_naive']:>8.1f}x" if "speedup_vs_naive" in r else f"{'-':>9}"
-        lines.append(
-            f"{r['workload']:<9}{r['inference_s'] * 1e3:>9.2f}ms{r['forward_s'] * 1e3:>8.2f}ms"
-            f"{r['forward_throughput_ratio']:>13.3f}{r['generation_s'] * 1e3:>10.2f}ms"
-            f"{r['generation_over_inference']:>9.2f}{naive}{speed}{r['peak_ratio']:>18.2f}"
-        )
-    return "\n".join(lines)
-
-
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
-    p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
-    p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-
-
-@command("bench", "time the rl/sup workloads against pure inference and naive ES", _bench_args)
-def _run_bench(args: argparse.Namespace) -> int:
-    from .sysinfo import system_info
-
-    if args.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    from .tuning import retain_heap_memory
-
-    retain_heap_memory()  # same process for inference and EGGROLL: both benefit alike
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
-    steps_per = 3 if not args.no_naive else 2
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(names) * steps_per, desc="bench", unit="step")
-    except ImportError:
-        bar = None
-    results = []
-    for name in names:
-
-        def progress(msg: str, name: str = name) -> None:
-            if bar is not None:
-                bar.set_postfix_str(f"{name}: {msg}")
-                bar.update(1)
-            else:
-                print(f"[{name}] {msg}", flush=True)
-
-        results.append(run_workload(name, args.repeats, not args.no_naive, progress))
-    if bar is not None:
-        bar.close()
-    print(format_table(results))
-    if args.json:
-        info = system_info()
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"system": info, "results": results}, fh, indent=2, default=str)
-        print(f"wrote {args.json}")
-    return 0

@@ -2,8 +2,11 @@
 
 Layout: "param/<leaf index>" and "opt/<optimizer key>" arrays (host copies, exact dtypes) and
 "meta", a JSON document (format version, config, generation, tree spec, info) stored as uint8
-bytes so that the file loads with allow_pickle=False. The noise cache is never saved: noise is a
-pure function of (seed, leaf, member, epoch), so a resumed run regenerates the same numbers.
+bytes so that the file loads with allow_pickle=False. Noise is never saved: it is a pure function
+of (seed, leaf, member, epoch), so a resumed run regenerates the same numbers.
+
+Format 2 stores the optimizer's own hyperparameters as config["hyperparams"]; format 1 (0.1.0)
+stored momentum, b1, b2 and eps flat in the config, whatever the optimizer, and still loads.
 """
 
 from __future__ import annotations
@@ -16,20 +19,36 @@ from typing import Any
 
 import numpy as np
 
+from . import optim
 from .backend import get_xp, to_numpy
-from .es import ESConfig, ESState, check_state
+from .config import ESConfig
+from .es import ESState, check_state
 from .tree import TreeSpec
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+#: Version of the .npz layout `save` writes; `load` also reads the older format 1.
+FORMAT_VERSION = 2
+_V1_HYPERPARAMS = ("momentum", "b1", "b2", "eps")
+
+
+def _config_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 config dict in format 2's layout: the chosen optimizer's hyperparameters only."""
+    d = dict(d)
+    flat = {k: d.pop(k) for k in _V1_HYPERPARAMS if k in d}
+    fields = optim.hyperparams(d["optimizer"]).__dataclass_fields__
+    d["hyperparams"] = {k: v for k, v in flat.items() if k in fields}
+    return d
+
+
+_CONFIG_READERS = {1: _config_v1, 2: dict}
 
 
 def save(path: str | os.PathLike[str], params: Any, state: ESState) -> None:
     """Write params and state to `path` (exactly that name; written atomically).
 
     Raises:
-        TypeError / ValueError: params that do not match the state (nothing is written).
+        TypeError, ValueError: params that do not match the state (nothing is written).
     """
     leaves = check_state(params, state)
     meta = {
@@ -84,10 +103,11 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
         if "meta" not in data.files:
             raise ValueError(f"{os.fspath(path)!r} is not an eggroll_np checkpoint (no 'meta')")
         meta = json.loads(data["meta"].tobytes().decode("utf-8"))
-        if meta.get("format_version") != FORMAT_VERSION:
+        read_config = _CONFIG_READERS.get(meta.get("format_version"))
+        if read_config is None:
             raise ValueError(
                 f"checkpoint format {meta.get('format_version')!r} is not supported "
-                f"(this version reads {FORMAT_VERSION})"
+                f"(this version reads {sorted(_CONFIG_READERS)})"
             )
         spec = TreeSpec.from_json(meta["spec"])
         leaves = [xp.asarray(data[f"param/{i}"]) for i in range(spec.num_leaves)]
@@ -98,7 +118,7 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
                 arr = data[name]
                 opt_state[key] = arr if key == "count" else xp.asarray(arr)
     state = ESState(
-        config=ESConfig.from_dict(meta["config"]),
+        config=ESConfig.from_dict(read_config(meta["config"])),
         generation=int(meta["generation"]),
         opt_state=opt_state,
         spec=spec,

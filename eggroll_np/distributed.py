@@ -11,19 +11,17 @@ Needs the `ray` extra: ``pip install 'eggroll_np[ray]'``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import pickle
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import tree
-from .backend import to_numpy
+from . import _checks, es
+from .replica import _check_build, _worker_class, checksum, split_members
 
 __all__ = [
     "RayEvaluator",
@@ -76,46 +74,6 @@ def _stored_nbytes(ray: Any, ref: Any, obj: Any) -> int:
     return int(size) if size else payload_nbytes(obj)
 
 
-def checksum(params: Any, state: Any) -> int:
-    """CRC-32 (an int) of the generation and the exact bytes, dtype and shape of every params
-    leaf and optimizer-state array: replicas agree only when bit-identical. Runs at several GB/s;
-    CuPy leaves are copied to the host first."""
-    leaves, paths, _ = tree.flatten(params)
-    named = [("params/" + tree.path_str(p), x) for p, x in zip(paths, leaves, strict=True)]
-    named += [("opt_state/" + k, state.opt_state[k]) for k in sorted(state.opt_state)]
-    crc = zlib.crc32(str(int(state.generation)).encode())
-    for path, leaf in named:
-        arr = np.ascontiguousarray(to_numpy(leaf))
-        crc = zlib.crc32(f"{path}:{arr.dtype.str}:{arr.shape}".encode(), crc)
-        crc = zlib.crc32(memoryview(arr).cast("B") if arr.size else b"", crc)
-    return crc
-
-
-def split_members(population: int, parts: int, multiple: int = 1) -> list[tuple[int, int]]:
-    """Split member indices [0, population) into at most `parts` contiguous, balanced ranges.
-
-    Boundaries fall on multiples of `multiple` (2 keeps antithetic pairs together); empty
-    ranges are dropped, so fewer than `parts` ranges come back when there are few members.
-
-    Returns:
-        A list of (start, stop) pairs covering [0, population) in order.
-    """
-    if population < 0 or parts < 1 or multiple < 1:
-        raise ValueError(
-            f"need population >= 0, parts >= 1, multiple >= 1; got {population}, {parts}, "
-            f"{multiple}"
-        )
-    units = -(-population // multiple)
-    base, extra = divmod(units, parts)
-    ranges, start = [], 0
-    for p in range(parts):
-        stop = min(population, start + (base + (p < extra)) * multiple)
-        if stop > start:
-            ranges.append((start, stop))
-        start = stop
-    return ranges
-
-
 def _require_ray() -> Any:
     try:
         import ray
@@ -124,152 +82,6 @@ def _require_ray() -> Any:
             "eggroll_np.distributed needs Ray: pip install 'eggroll_np[ray]'"
         ) from exc
     return ray
-
-
-def _engine() -> Any:
-    # Imported lazily: the engine imports nothing from here, and actors import it on arrival.
-    from . import es
-
-    return es
-
-
-def _build() -> tuple[str, bool, str]:
-    """(version, C++ core loaded, package directory) of the eggroll_np this process runs."""
-    from . import __version__, _ext
-
-    return __version__, _ext.core is not None, os.path.dirname(os.path.abspath(__file__))
-
-
-def _describe(build: tuple[str, bool, str]) -> str:
-    return f"{build[0]} from {build[2]} ({'with' if build[1] else 'WITHOUT'} its C++ core)"
-
-
-def _check_build(slot: int, worker: tuple[str, bool, str]) -> None:
-    # A worker that could not load the driver's copy (see _worker_class) may run other code.
-    driver = _build()
-    if worker[:2] != driver[:2]:
-        raise RuntimeError(
-            f"worker {slot} runs eggroll_np {_describe(worker)}, the driver {_describe(driver)}. "
-            "Ray puts the driver's working directory first on the workers' sys.path: start the "
-            "driver outside the source tree, or install it with `pip install -e .`"
-        )
-
-
-def _copy_if_numpy(x: Any) -> Any:
-    return x.copy() if isinstance(x, np.ndarray) else x
-
-
-def _portable(state: Any) -> Any:
-    """The state without its transient noise cache (which may hold a whole epoch's factors)."""
-    return dataclasses.replace(state, cache=type(state.cache)())
-
-
-class _Replica:
-    """A Ray actor's body: one replica of (params, state) and the fitness function."""
-
-    def __init__(self, fitness: Callable[..., Any], factory: bool, batched: bool, threads: int):
-        if threads > 0:
-            # Ray sets OMP_NUM_THREADS for BLAS; the C++ core has its own thread count.
-            from . import _ext
-
-            if _ext.core is not None:
-                _ext.core.set_num_threads(threads)
-        self._fitness = fitness() if factory else fitness
-        self._batched = batched
-        self._params: Any = None
-        self._state: Any = None
-        self._pop: Any = None
-
-    def load(self, snapshot: tuple[Any, Any]) -> tuple[int, int, tuple[str, bool, str]]:
-        """Replace the replica by a broadcast (params, state).
-
-        Returns:
-            (generation, checksum, build) with build = (version, C++ core loaded, package dir).
-        """
-        params, state = snapshot
-        # Arrays read from Ray's object store are read-only views of shared memory.
-        self._params = tree.map_leaves(_copy_if_numpy, params)
-        opt_state = {k: _copy_if_numpy(v) for k, v in state.opt_state.items()}
-        self._state = dataclasses.replace(state, opt_state=opt_state)
-        self._pop = None
-        return int(state.generation), checksum(self._params, self._state), _build()
-
-    def _check_generation(self, generation: int) -> None:
-        if self._state is None or int(self._state.generation) != generation:
-            have = None if self._state is None else int(self._state.generation)
-            raise RuntimeError(f"replica is at generation {have}, driver asked for {generation}")
-
-    def evaluate(self, generation: int, start: int, stop: int) -> tuple[int, int, np.ndarray]:
-        """Fitness of members [start, stop) of `generation`, float64 of shape (stop - start,)."""
-        self._check_generation(generation)
-        if self._pop is None:  # one `ask` per generation, reused by every slice given to us
-            self._pop = _engine().ask(self._params, self._state)
-        if self._batched:
-            values = to_numpy(self._fitness(self._pop.slice(start, stop)))
-            values = np.asarray(values, dtype=np.float64).reshape(-1)
-            if values.shape != (stop - start,):
-                raise ValueError(
-                    f"batched fitness returned {values.size} values for a slice of "
-                    f"{stop - start} members"
-                )
-        else:
-            es = _engine()
-            values = np.array(
-                [
-                    es._member_fitness(self._fitness(self._pop.member(i)), i)
-                    for i in range(start, stop)
-                ],
-                dtype=np.float64,
-            )
-        return start, stop, values
-
-    def tell(self, generation: int, fitness: np.ndarray) -> tuple[int, int]:
-        """Apply the gathered (N,) fitness; returns (new generation, checksum)."""
-        self._check_generation(generation)
-        self._params, self._state = _engine().tell(self._params, fitness, self._state)
-        self._pop = None
-        return int(self._state.generation), checksum(self._params, self._state)
-
-
-def _worker_class() -> type:
-    """The Ray actor class: a shell around a `_Replica`, shipped by value (defined in here).
-
-    Ray puts the driver's working directory first on a worker's sys.path: in a source checkout
-    a worker would import the uncompiled sources, not the driver's installed package. The shell
-    imports no eggroll_np until __init__ has loaded the driver's copy (when that path exists on
-    the worker's machine); the fitness comes as a nested reference for the same reason.
-    """
-
-    class Worker:
-        def __init__(self, package_dir: str, fitness_refs: list, *args: Any) -> None:
-            import importlib.util
-            import os
-            import sys
-
-            import ray
-
-            init = os.path.join(package_dir, "__init__.py")
-            if "eggroll_np" not in sys.modules and os.path.isfile(init):
-                spec = importlib.util.spec_from_file_location(
-                    "eggroll_np", init, submodule_search_locations=[package_dir]
-                )
-                module = importlib.util.module_from_spec(spec)
-                sys.modules["eggroll_np"] = module
-                spec.loader.exec_module(module)
-            from eggroll_np.distributed import _Replica
-
-            self._replica = _Replica(ray.get(fitness_refs[0]), *args)
-
-        def load(self, snapshot: Any) -> Any:
-            return self._replica.load(snapshot)
-
-        def evaluate(self, generation: int, start: int, stop: int) -> Any:
-            return self._replica.evaluate(generation, start, stop)
-
-        def tell(self, generation: int, fitness: Any) -> Any:
-            return self._replica.tell(generation, fitness)
-
-    return Worker
 
 
 class RayEvaluator:
@@ -317,16 +129,15 @@ class RayEvaluator:
         max_failures: int = 8,
         start_timeout: float = 300.0,
     ) -> None:
-        es = _engine()  # the engine's validators: same messages as egg.init
-        workers = es._int("workers", workers, 1)
-        cpus_per_worker = es._int("cpus_per_worker", cpus_per_worker, 1)
-        max_failures = es._int("max_failures", max_failures, 1)
-        if not callable(fitness):
-            raise TypeError(f"fitness must be callable, got {type(fitness).__name__}")
-        start_timeout = es._float("start_timeout", start_timeout, 0.0, True)
-        batched = es._bool("batched", batched)
-        factory = es._bool("factory", factory)
-        es.check_state(params, state)
+        workers = _checks.integer("workers", workers, 1)
+        cpus_per_worker = _checks.integer("cpus_per_worker", cpus_per_worker, 1)
+        max_failures = _checks.integer("max_failures", max_failures, 1)
+        _checks.callable_("fitness", fitness)
+        start_timeout = _checks.real("start_timeout", start_timeout, 0.0, True)
+        batched = _checks.boolean("batched", batched)
+        factory = _checks.boolean("factory", factory)
+        # The replicas hold NumPy/CuPy leaves (a framework's DLPack arrays adopted, as in egg.step).
+        params = state.spec.unflatten(es.check_state(params, state))
         ray = _require_ray()
         self._ray = ray
         self._owns_ray = False
@@ -392,7 +203,7 @@ class RayEvaluator:
     def _snapshot_ref(self) -> Any:
         gen = int(self._state.generation)
         if self._snapshot is None or self._snapshot[0] != gen:
-            snap = (self._params, _portable(self._state))
+            snap = (self._params, self._state)
             ref = self._ray.put(snap)
             self._snapshot = (gen, ref)
             self._snapshot_bytes = _stored_nbytes(self._ray, ref, snap)
@@ -520,7 +331,7 @@ class RayEvaluator:
             tells[actor.tell.remote(gen, fit_ref)] = slot
             tally["bytes_sent"] += payload_nbytes(gen) + len(fit_ref.binary())  # ref: its id
         try:  # runs while the actors do the same work
-            params, state = _engine().tell(self._params, fitness, self._state)
+            params, state = es.tell(self._params, fitness, self._state)
         except BaseException:
             # `tell` is pure: replicas that failed the same way are unchanged; one that
             # succeeded where the driver failed gets the driver's replica back.
@@ -594,6 +405,6 @@ class RayEvaluator:
 
     def run(self, generations: int) -> tuple[Any, Any]:
         """Run `generations` generations; returns the final (params, state)."""
-        for _ in range(_engine()._int("generations", generations, 0)):
+        for _ in range(_checks.integer("generations", generations, 0)):
             self.step()
         return self._params, self._state

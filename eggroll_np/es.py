@@ -1,76 +1,30 @@
-"""The ES engine: `init`, `ask`, `tell`, `step`; `ESConfig` (validated) and `ESState` (plain data).
+"""The ES engine: `init`, `ask`, `tell`, `step` and `ESState` (plain data, nothing mutable).
 
 One generation: `ask` gives the `Population` of the current generation, the user (or `step`)
-evaluates it, and `tell` shapes the fitness, estimates the gradient from the same noise and
-applies the optimizer (DESIGN.md, "Update"). Every argument is validated before anything is
-computed, and no input (params, state, fitness) is ever modified.
+evaluates it, and `tell` shapes the fitness, estimates the gradient from the same noise
+(`gradient.estimate`) and applies the optimizer (docs/noise-contract.md, "Update"). Every
+argument is validated before anything is computed, and no input (params, state, fitness) is
+ever modified.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
-import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import optim, shaping
-from .backend import as_array, to_numpy
-from .noise import check_seed, epoch_of
-from .population import NoiseCache, NoiseKind, Population
-from .tree import TreeSpec, check_params, path_str
+from . import _checks, gradient, optim, shaping
+from .backend import as_array, namespace_of, to_numpy
+from .config import ESConfig, NoiseKind, make_config
+from .noise import epoch_of
+from .perturbation import GenerationNoise
+from .population import Population
+from .tree import TreeSpec, check_params
 
 __all__ = ["ESConfig", "ESState", "init", "ask", "tell", "step", "make_config", "check_state"]
-
-NOISE_MODES = ("lowrank", "full")
-
-LowrankSpec = Callable[[str], "bool | NoiseKind | str"] | Mapping[Any, Any] | None
-
-
-@dataclass(frozen=True)
-class ESConfig:
-    """Hyperparameters of a run (validated by `make_config`; use `init` to build one).
-
-    `kinds` holds the resolved NoiseKind of each leaf in canonical order; the other fields are
-    the arguments of `init`.
-    """
-
-    population: int
-    sigma: float
-    lr: float
-    rank: int | None
-    seed: int
-    antithetic: bool
-    noise_reuse: int
-    optimizer: str
-    shaping: str
-    group_size: int | None
-    weight_decay: float
-    maximize: bool
-    noise: str
-    momentum: float
-    b1: float
-    b2: float
-    eps: float
-    kinds: tuple[NoiseKind, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (kinds as their string values)."""
-        d = dataclasses.asdict(self)
-        d["kinds"] = [k.value for k in self.kinds]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ESConfig:
-        """Inverse of `to_dict`."""
-        d = dict(d)
-        d["kinds"] = tuple(NoiseKind(k) for k in d["kinds"])
-        return cls(**d)
-
 
 @dataclass(frozen=True, eq=False)
 class ESState:
@@ -92,186 +46,20 @@ class ESState:
     opt_state: dict[str, Any]
     spec: TreeSpec
     info: dict[str, Any] = field(default_factory=dict)
-    # Transient noise of the current epoch, shared along a run; never saved or compared.
-    cache: NoiseCache = field(default_factory=NoiseCache, repr=False, compare=False)
-
-
-def _int(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if v < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {v}")
-    return v
-
-
-def _float(name: str, value: Any, lo: float, lo_open: bool, hi: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    bad_lo = v <= lo if lo_open else v < lo
-    if not math.isfinite(v) or bad_lo or v >= hi:
-        lo_s = f"> {lo}" if lo_open else f">= {lo}"
-        hi_s = f" and < {hi}" if hi != math.inf else ""
-        raise ValueError(f"{name} must be finite, {lo_s}{hi_s}, got {value!r}")
-    return v
-
-
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _choice(name: str, value: Any, valid: Any) -> str:
-    if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"{name} must be one of {sorted(valid)}, got {value!r}")
-    return value
-
-
-def _as_kind(path: str, value: Any) -> NoiseKind:
-    if isinstance(value, NoiseKind):
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        return NoiseKind.LOWRANK if value else NoiseKind.FULL
-    if isinstance(value, str) and value in {k.value for k in NoiseKind}:
-        return NoiseKind(value)
-    raise TypeError(
-        f"lowrank: the choice for leaf '{path}' must be a NoiseKind, "
-        f"one of {[k.value for k in NoiseKind]} or a bool, got {value!r}"
-    )
-
-
-def _choices_by_path(node: Any, prefix: str) -> list[tuple[str, Any]]:
-    """(path, choice) pairs of a nested dict/list/tuple whose keys may be whole paths."""
-    if isinstance(node, Mapping):
-        items = [(path_str(k) if isinstance(k, tuple) else str(k), v) for k, v in node.items()]
-    elif isinstance(node, (list, tuple)):
-        items = [(str(i), v) for i, v in enumerate(node)]
-    else:
-        return [(prefix, node)]
-    out = []
-    for key, v in items:
-        out += _choices_by_path(v, f"{prefix}/{key}" if prefix else key)
-    return out
-
-
-def _resolve_kinds(spec: TreeSpec, lowrank: LowrankSpec, full: bool) -> tuple[NoiseKind, ...]:
-    """The NoiseKind of every leaf from `lowrank` (None, callable or tree/dict by path)."""
-    paths = spec.path_strings
-    default = NoiseKind.FULL if full else None
-    if lowrank is None:
-        chosen: dict[str, NoiseKind] = {}
-    elif callable(lowrank):
-        chosen = {p: _as_kind(p, lowrank(p)) for p in paths}
-    elif isinstance(lowrank, Mapping):
-        chosen = {}
-        for p, v in _choices_by_path(lowrank, ""):
-            if p not in paths:
-                raise ValueError(f"lowrank names '{p}', which is not a leaf of params")
-            chosen[p] = _as_kind(p, v)
-    else:
-        raise TypeError(
-            "lowrank must be None, a callable path -> NoiseKind/bool, or a dict/tree of NoiseKind "
-            f"by leaf path, got {type(lowrank).__name__}"
-        )
-    kinds = []
-    for p, shape in zip(paths, spec.shapes, strict=True):
-        k = chosen.get(p)
-        if k is None:
-            k = default or (NoiseKind.LOWRANK if len(shape) == 2 else NoiseKind.FULL)
-        if full and k is NoiseKind.LOWRANK:
-            k = NoiseKind.FULL  # noise="full" / rank=None: classic OpenAI-ES everywhere
-        if k is NoiseKind.LOWRANK and len(shape) != 2:
-            raise ValueError(
-                f"lowrank: leaf '{p}' has shape {shape}; only 2-D leaves can be low-rank"
-            )
-        kinds.append(k)
-    return tuple(kinds)
-
-
-def make_config(
-    spec: TreeSpec,
-    *,
-    population: int = 256,
-    sigma: float = 0.02,
-    lr: float = 0.05,
-    rank: int | None = 1,
-    seed: int = 0,
-    antithetic: bool = True,
-    noise_reuse: int = 1,
-    optimizer: str = "adam",
-    shaping: str = "centered_rank",
-    group_size: int | None = None,
-    weight_decay: float = 0.0,
-    maximize: bool = True,
-    lowrank: LowrankSpec = None,
-    noise: str = "lowrank",
-    momentum: float = 0.9,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-) -> ESConfig:
-    """Validate every hyperparameter (the one place that does) and resolve per-leaf noise kinds.
-
-    Raises:
-        TypeError / ValueError naming the offending argument.
-    """
-    population = _int("population", population, 1)
-    antithetic = _bool("antithetic", antithetic)
-    if antithetic and population % 2:
-        raise ValueError(f"population must be even with antithetic=True, got {population}")
-    noise = _choice("noise", noise, NOISE_MODES)
-    if rank is not None:
-        rank = _int("rank", rank, 1)
-    shaping = _choice("shaping", shaping, shaping_names())
-    if group_size is not None:
-        group_size = _int("group_size", group_size, 1)
-        if population % group_size:
-            raise ValueError(f"group_size ({group_size}) must divide the population ({population})")
-    elif shaping == "group_zscore":
-        raise ValueError("shaping='group_zscore' needs group_size")
-    full = noise == "full" or rank is None
-    return ESConfig(
-        population=population,
-        sigma=_float("sigma", sigma, 0.0, True),
-        lr=_float("lr", lr, 0.0, False),
-        rank=rank,
-        seed=check_seed(seed),
-        antithetic=antithetic,
-        noise_reuse=_int("noise_reuse", noise_reuse, 1),
-        optimizer=_choice("optimizer", optimizer, optim.OPTIMIZERS),
-        shaping=shaping,
-        group_size=group_size,
-        weight_decay=_float("weight_decay", weight_decay, 0.0, False),
-        maximize=_bool("maximize", maximize),
-        noise=noise,
-        momentum=_float("momentum", momentum, 0.0, False, 1.0),
-        b1=_float("b1", b1, 0.0, False, 1.0),
-        b2=_float("b2", b2, 0.0, False, 1.0),
-        eps=_float("eps", eps, 0.0, True),
-        kinds=_resolve_kinds(spec, lowrank, full),
-    )
-
-
-def shaping_names() -> list[str]:
-    """Valid shaping names."""
-    return list(shaping.SHAPINGS)
 
 
 def init(params: Any, **kwargs: Any) -> ESState:
     """A new ES state for `params` (params are not modified or copied).
 
     Keyword arguments (all optional): population=256, sigma=0.02, lr=0.05, rank=1 (None: full
-    rank), seed=0, antithetic=True, noise_reuse=1, optimizer="adam" (sgd, momentum, adam),
+    rank), seed=0, antithetic=True, noise_reuse=1, optimizer="adam" (see `optim.OPTIMIZERS`),
     shaping="centered_rank" (none, centered_rank, zscore, group_zscore), group_size=None,
     weight_decay=0.0, maximize=True (False when fitness_fn returns a loss), lowrank=None (which
     leaves get rank-r noise: None means ndim == 2; or a callable path -> bool/NoiseKind, or a
     dict/tree of NoiseKind by leaf path), noise="lowrank" ("full": OpenAI-ES on every leaf),
-    momentum=0.9, b1=0.9, b2=0.999, eps=1e-8.
+    and the chosen optimizer's own hyperparameters: momentum=0.9 (momentum), b1=0.9, b2=0.999,
+    eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
+    ValueError naming it.
 
     Example:
         >>> import numpy as np, eggroll_np as egg
@@ -305,10 +93,34 @@ def check_state(params: Any, state: Any) -> list[Any]:
     return leaves
 
 
-def ask(params: Any, state: ESState) -> Population:
-    """The Population of generation `state.generation` around `params`."""
+def _noise_for(
+    leaves: list[Any], state: ESState, noise: GenerationNoise | None
+) -> GenerationNoise:
+    """`noise` when it is this generation's (same run, epoch and backend), else a new one."""
+    epoch = epoch_of(state.generation, state.config.noise_reuse)
+    xp = namespace_of(leaves[0])
+    if noise is not None:
+        if not isinstance(noise, GenerationNoise):
+            raise TypeError(
+                f"noise must be a GenerationNoise (population.noise), got {type(noise).__name__}"
+            )
+        if noise.fits(state.spec, state.config, epoch, xp):
+            return noise
+    return GenerationNoise(state.spec, state.config, epoch, xp)
+
+
+def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Population:
+    """The Population of generation `state.generation` around `params`.
+
+    Args:
+        params, state: the run's current parameters and state.
+        noise: a previous population's `noise`. With noise_reuse > 1, consecutive generations
+            of one epoch share their noise: passing the previous generation's population.noise
+            reuses its arrays instead of generating them again. Noise of another epoch (or
+            run, or backend) is ignored and new noise made; the bits are the same either way.
+    """
     leaves = check_state(params, state)
-    return Population(leaves, state.spec, state.config, state.generation, state.cache)
+    return Population(leaves, _noise_for(leaves, state, noise), state.generation)
 
 
 def _fitness_array(fitness: Any, n: int) -> np.ndarray:
@@ -353,27 +165,32 @@ def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None
         )
 
 
-def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
+def tell(
+    params: Any, fitness: Any, state: ESState, population: Population | None = None
+) -> tuple[Any, ESState]:
     """Update params from the fitness of every member of generation `state.generation`.
 
     Args:
         params: the tree that was passed to `ask` (same structure, shapes, dtypes).
         fitness: (N,) array-like of finite floats, member i's fitness at position i.
         state: the state `ask` was called with.
+        population: the Population `ask` returned: its noise is reused instead of generated
+            again (a slice, or another generation's population, is an error). None regenerates
+            the noise; the result is bit-identical either way.
 
     Returns:
         (new_params, new_state): new arrays (the inputs are untouched) and the next state, whose
         `info` describes this generation.
     """
     leaves = check_state(params, state)
+    noise = _told_noise(leaves, state, population)
     config = state.config
     f = _fitness_array(fitness, config.population)
     w = shaping.shape_fitness(f, config.shaping, config.group_size)
     if not config.maximize:
         w = -w
     _check_update_range(w, config, state.spec)
-    pop = Population(leaves, state.spec, config, state.generation, state.cache)
-    grads = pop.gradient(w)
+    grads = gradient.estimate(noise, w)
     norms: dict[int, Any] = {}  # read back only after every leaf's work is queued (GPU: one wait)
     updated, opt_state = optim.apply(
         grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
@@ -392,11 +209,28 @@ def tell(params: Any, fitness: Any, state: ESState) -> tuple[Any, ESState]:
         "fitness_std": float((f / scale).std()) * scale,
         "update_norm": math.sqrt(sq),
     }
-    # The noise stays cached only while the next generation is in the same epoch (noise_reuse).
-    same_epoch = epoch_of(state.generation + 1, config.noise_reuse) == pop.epoch
-    cache = state.cache if same_epoch else NoiseCache()
-    new_state = ESState(config, state.generation + 1, opt_state, state.spec, info, cache)
+    new_state = ESState(config, state.generation + 1, opt_state, state.spec, info)
     return state.spec.unflatten(new_leaves), new_state
+
+
+def _told_noise(
+    leaves: list[Any], state: ESState, population: Population | None
+) -> GenerationNoise:
+    if population is None:
+        return _noise_for(leaves, state, None)
+    if not isinstance(population, Population):
+        raise TypeError(
+            f"population must be the Population from ask, got {type(population).__name__}"
+        )
+    if population.generation != state.generation or not population.noise.is_whole:
+        raise ValueError(
+            f"population must be generation {state.generation}'s whole population from ask, "
+            f"got {population!r}"
+        )
+    noise = _noise_for(leaves, state, population.noise)
+    if noise is not population.noise:
+        raise ValueError("population was asked for another run, params backend or epoch")
+    return noise
 
 
 def _member_fitness(value: Any, i: int) -> float:
@@ -416,7 +250,7 @@ def step(
     state: ESState | None = None,
     batched: bool = False,
 ) -> tuple[Any, ESState]:
-    """One generation: ask, evaluate, tell.
+    """One generation: ask, evaluate, tell (the noise is generated once, for both).
 
     Args:
         params: tree of float32/float64 arrays.
@@ -431,12 +265,11 @@ def step(
     """
     if state is None:
         state = init(params)
-    batched = _bool("batched", batched)
-    if not callable(fitness_fn):
-        raise TypeError(f"fitness_fn must be callable, got {type(fitness_fn).__name__}")
+    batched = _checks.boolean("batched", batched)
+    _checks.callable_("fitness_fn", fitness_fn)
     pop = ask(params, state)
     if batched:
         fitness = fitness_fn(pop)
     else:
         fitness = [_member_fitness(fitness_fn(pop.member(i)), i) for i in range(pop.size)]
-    return tell(params, fitness, state)
+    return tell(params, fitness, state, population=pop)

@@ -2,9 +2,10 @@
 
 Measures, on the current CUDA device and in one run (so ratios compare like with like):
   * noise: ``noise.normals_batch`` vs ``cupy.random.standard_normal`` (float32, 10^8 values);
-  * population forward vs pure cuBLAS inference of the same rows, for ``rl-4096``
-    (MLP 4096-4096-4096-16, one row per member, populations 4096 and 16384) and ``sup``
-    (MLP 784-256-256-10, population 256, one shared batch of 128 rows);
+  * the engine's population forward (`Population.matmul`/`perturbed`) vs pure cuBLAS inference
+    of the same rows, on the reference workloads of ``workloads.reference``: ``rl-4096`` (rl at
+    width 4096: MLP 4096-4096-4096-16, one row per member, populations 4096 and 16384) and
+    ``sup`` (MLP 784-256-256-10, population 256, one shared batch of 128 rows);
   * a full generation (ask + forward + tell through the engine API) vs inference.
 Medians of CUDA-event timings are printed and written as JSON. Without a usable GPU it exits
 with status 2 and a message saying why. The asv suite (asv_benchmarks/bench_gpu.py) reuses the
@@ -14,28 +15,29 @@ builders here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
-import math
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _cuda_ops, _ext, noise
+from . import _cuda_ops, _ext, noise, tree
 from .backend import cupy
+from .workloads import reference
 
 __all__ = [
     "WORKLOADS",
-    "Workload",
     "GpuSetup",
     "build",
     "inference",
     "population_forward",
     "generation",
+    "next_population",
     "engine_available",
     "fresh_generation_states",
     "time_gpu",
@@ -45,112 +47,68 @@ __all__ = [
 
 NOISE_VALUES = 10**8
 
-
-@dataclass(frozen=True)
-class Workload:
-    """An MLP benchmark: layer widths, population, rows per member, shared or per-member input."""
-
-    name: str
-    widths: tuple[int, ...]
-    populations: tuple[int, ...]
-    batch: int
-    shared_batch: bool
-
-
-WORKLOADS = {
-    "rl-4096": Workload("rl-4096", (4096, 4096, 4096, 16), (4096, 16384), 1, False),
-    "sup": Workload("sup", (784, 256, 256, 10), (256,), 128, True),
+# The reference workloads of `workloads.reference`, at the GPU's scale: (workload, populations).
+WORKLOADS: dict[str, tuple[reference.Workload, tuple[int, ...]]] = {
+    "rl-4096": (reference.WORKLOADS["rl"].scaled(4096, 4096), (4096, 16384)),
+    "sup": (reference.WORKLOADS["sup"], (256,)),
 }
 
 
 @dataclass
 class GpuSetup:
-    """Device inputs of one (workload, population) case; arrays are CuPy."""
+    """Device inputs of one (workload, population) case: CuPy params tree and inputs."""
 
-    workload: Workload
-    population: int
-    weights: list[Any]
-    x: Any  # (B, m) shared batch or (N, B, m) one batch per member
-    keys: np.ndarray
-    keys_d: Any
-    coef: Any
+    workload: reference.Workload
+    params: dict[str, Any]
+    x: Any  # (rows, m) shared batch or (N, rows, m) one batch per member
+    rows: Any  # (N * rows, m): what pure inference pushes through the network
     sigma: float = 0.02
     rank: int = 1
     seed: int = 0
-    factors: list[tuple[Any, Any]] = field(default_factory=list)
+    population: Any = None  # the Population of the last `population_forward` (its noise held)
+    next_state: Callable[[], Any] | None = None  # from fresh_generation_states, made on first use
+
+    @property
+    def size(self) -> int:
+        """Members per generation."""
+        return self.workload.population
 
 
-def build(workload: Workload, population: int, rank: int = 1, seed: int = 0) -> GpuSetup:
-    """Random weights and inputs on the device, and the generation's factor cache."""
+def build(workload: reference.Workload, population: int, rank: int = 1, seed: int = 0) -> GpuSetup:
+    """The reference workload's params and inputs on the device, for `population` members."""
     _cuda_ops.require_device()
-    rng = np.random.default_rng(seed)
-    widths = workload.widths
-    weights = [
-        cupy.asarray(rng.standard_normal((m, n), dtype=np.float32) / np.float32(math.sqrt(m)))
-        for m, n in zip(widths[:-1], widths[1:], strict=True)
-    ]
-    x_shape = (
-        (workload.batch, widths[0])
-        if workload.shared_batch
-        else (population, workload.batch, widths[0])
-    )
-    x = cupy.asarray(rng.standard_normal(x_shape, dtype=np.float32))
-    keys = noise.member_keys(population)
-    setup = GpuSetup(
-        workload, population, weights, x, keys, cupy.asarray(keys), None, rank=rank, seed=seed
-    )
-    setup.coef = cupy.asarray(noise.signs(population) * np.float32(setup.sigma / math.sqrt(rank)))
-    setup.factors = make_factors(setup)
-    return setup
-
-
-def make_factors(setup: GpuSetup) -> list[tuple[Any, Any]]:
-    """This generation's (A, B) of every layer, one factor set per member key."""
-    unique = np.unique(setup.keys)
-    return [
-        noise.factors(setup.seed, leaf, unique, 0, tuple(w.shape), setup.rank, xp="cupy")
-        for leaf, w in enumerate(setup.weights)
-    ]
-
-
-def _rows(setup: GpuSetup) -> Any:
-    """The (N * B, m) rows that pure inference pushes through the unperturbed network."""
-    x = setup.x
-    if setup.workload.shared_batch:
-        x = cupy.broadcast_to(x, (setup.population,) + x.shape)
-    return cupy.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    w = dataclasses.replace(workload, population=population)
+    params = tree.map_leaves(cupy.asarray, reference.make_params(w, seed))
+    x = reference.make_inputs(w, seed + 1)
+    rows = cupy.asarray(reference.inference_rows(w, x))
+    return GpuSetup(w, params, cupy.asarray(x), rows, rank=rank, seed=seed)
 
 
 def inference(setup: GpuSetup, rows: Any | None = None) -> Any:
-    """Pure cuBLAS inference of all N * B rows through the unperturbed MLP."""
-    h = _rows(setup) if rows is None else rows
-    last = len(setup.weights) - 1
-    for j, w in enumerate(setup.weights):
-        h = h @ w
-        if j < last:
-            h = cupy.tanh(h)
-    return h
+    """Pure cuBLAS inference of all N * rows rows through the unperturbed MLP."""
+    return reference.inference(setup.params, setup.rows if rows is None else rows)
 
 
 def population_forward(setup: GpuSetup, regenerate: bool = True) -> Any:
-    """All N perturbed MLPs: cuBLAS base GEMMs plus the fused low-rank correction per layer.
+    """All N perturbed MLPs through the engine's `Population` (what a batched fitness runs).
 
-    With `regenerate`, the factors are generated first (what a generation pays once);
-    otherwise the cached ones are reused. Returns (N, B, n_out) float32.
+    With `regenerate`, a new generation is asked for, so its noise is generated first (what a
+    generation pays once); otherwise the last population is evaluated again with its noise
+    already held. Returns (N, rows, n_out) float32.
     """
-    factors = make_factors(setup) if regenerate else setup.factors
-    n_pop, batch = setup.population, setup.workload.batch
-    h = setup.x
-    last = len(setup.weights) - 1
-    for j, (w, (a, b)) in enumerate(zip(setup.weights, factors, strict=True)):
-        if h.ndim == 2:  # shared batch: x @ W once for every member
-            out = cupy.empty((n_pop, batch, w.shape[1]), dtype=np.float32)
-            _cuda_ops.lowrank_correction(h, a, b, setup.keys_d, setup.coef, out, base=h @ w)
-        else:
-            out = (h.reshape(-1, h.shape[-1]) @ w).reshape(n_pop, batch, w.shape[1])
-            _cuda_ops.lowrank_correction(h, a, b, setup.keys_d, setup.coef, out)
-        h = cupy.tanh(out) if j < last else out
-    return h
+    if regenerate or setup.population is None:
+        setup.population = next_population(setup)
+    n_layers = len(setup.workload.sizes) - 1
+    return reference.population_forward(setup.population, setup.x, n_layers)
+
+
+def next_population(setup: GpuSetup) -> Any:
+    """The Population of the setup's next generation (its noise not yet generated)."""
+    import eggroll_np as egg
+
+    if setup.next_state is None:
+        setup.next_state = fresh_generation_states(setup)
+    return egg.ask(setup.params, setup.next_state())
 
 
 def engine_available() -> bool:
@@ -160,32 +118,22 @@ def engine_available() -> bool:
     return all(hasattr(egg, name) for name in ("init", "ask", "tell"))
 
 
-def _engine_forward(setup: GpuSetup, pop: Any) -> Any:
-    h = setup.x
-    last = len(setup.weights) - 1
-    for j in range(len(setup.weights)):
-        h = pop.matmul(h, f"{j}")
-        if j < last:
-            h = cupy.tanh(h)
-    return h
-
-
-def generation(setup: GpuSetup, state: Any) -> tuple[list[Any], Any]:
+def generation(setup: GpuSetup, state: Any) -> tuple[Any, Any]:
     """One generation through the engine API: ask, batched forward, fitness, tell."""
     import eggroll_np as egg
 
-    pop = egg.ask(setup.weights, state)
-    fitness = _engine_forward(setup, pop).mean(axis=(1, 2))
-    return egg.tell(setup.weights, fitness, state)
+    pop = egg.ask(setup.params, state)
+    fitness = reference.make_fitness(setup.workload, setup.x)(pop)
+    return egg.tell(setup.params, fitness, state, population=pop)
 
 
 def engine_state(setup: GpuSetup) -> Any:
-    """An ESState for the setup's weights (a list tree: leaf paths "0", "1", ...)."""
+    """An ESState for the setup's params."""
     import eggroll_np as egg
 
     return egg.init(
-        setup.weights,
-        population=setup.population,
+        setup.params,
+        population=setup.size,
         sigma=setup.sigma,
         rank=setup.rank,
         seed=setup.seed,
@@ -195,9 +143,8 @@ def engine_state(setup: GpuSetup) -> Any:
 
 
 def fresh_generation_states(setup: GpuSetup) -> Callable[[], Any]:
-    """A callable giving, per call, the setup's run at its next generation with an empty noise
-    cache: every timed generation then generates its noise anew, as a real run does (reusing one
-    state would time every call after the first with the factors already cached)."""
+    """A callable giving, per call, the setup's run at its next generation: every timed
+    generation then generates its own noise, as a real run does."""
     from .bench import fresh_states
 
     states = fresh_states(engine_state(setup))
@@ -234,15 +181,16 @@ def _noise_figures(repeat: int, values: int) -> dict[str, Any]:
     }
 
 
-def _workload_figures(workload: Workload, population: int, repeat: int) -> dict[str, Any]:
+def _workload_figures(
+    workload: reference.Workload, population: int, repeat: int
+) -> dict[str, Any]:
     setup = build(workload, population)
-    rows = _rows(setup)
-    infer = time_gpu(lambda: inference(setup, rows), repeat)
+    infer = time_gpu(lambda: inference(setup), repeat)
     fwd = time_gpu(lambda: population_forward(setup, regenerate=True), repeat)
     fwd_cached = time_gpu(lambda: population_forward(setup, regenerate=False), repeat)
     fig: dict[str, Any] = {
         "population": population,
-        "rows_per_member": workload.batch,
+        "rows_per_member": workload.rows,
         "inference_ms": infer,
         "forward_ms": fwd,
         "forward_cached_factors_ms": fwd_cached,
@@ -274,13 +222,11 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         "noise": _noise_figures(repeat, values),
         "workloads": {},
     }
-    for name, wl in WORKLOADS.items():
+    for name, (wl, populations) in WORKLOADS.items():
         if quick:
-            wl = Workload(
-                wl.name, tuple(min(w, 256) for w in wl.widths), (64,), wl.batch, wl.shared_batch
-            )
+            wl, populations = wl.scaled(min(wl.sizes[1], 256), 64), (64,)
         figures = []
-        for population in wl.populations:
+        for population in populations:
             figures.append(_workload_figures(wl, population, repeat))
             cupy.get_default_memory_pool().free_all_blocks()  # the case's arrays are garbage now
         result["workloads"][name] = figures

@@ -134,7 +134,7 @@ def correction_transposed(
 
 
 def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
-    """scale * sum_k w[k] * A[k] @ B[k].T as one GEMM.
+    """`scale * sum_k w[k] * A[k] @ B[k].T` as one GEMM.
 
     Args:
         A: (K, m, r), B: (K, n, r) factors; w: (K,) weights.
@@ -157,7 +157,7 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
 
 
 def contract_full(E: Any, w: Any, scale: float) -> Any:
-    """scale * sum_k w[k] * E[k] for full-rank noise E (K, *shape) -> shape, one GEMV."""
+    """`scale * sum_k w[k] * E[k]` for full-rank noise E `(K, *shape)` -> shape, one GEMV."""
     flat = E.reshape(E.shape[0], -1)
     g = w.astype(E.dtype, copy=False) @ flat
     g *= scale

@@ -1,21 +1,20 @@
 """The counter-based noise contract: Philox4x32-10 streams, Gaussian normals and low-rank factors.
 
 Noise is a pure function of (seed, leaf, member_key, epoch): nothing is stored between a
-population's forward pass and its update. See DESIGN.md, "Noise contract". NumPy requests run on
+population's forward pass and its update. See docs/noise-contract.md. NumPy requests run on
 the C++ core (SIMD, multithreaded), CuPy requests on the CUDA core; `eggroll_np._reference` is the
 readable pure-NumPy version that both are tested against.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from . import _ext, _reference
+from . import _checks, _ext, _reference
 from .backend import current_stream_ptr, get_xp, is_cupy_array, namespace_of
 
 __all__ = [
@@ -34,21 +33,13 @@ __all__ = [
 _U32 = 1 << 32
 _U64 = 1 << 64
 _STREAM_VALUES = 1 << 34  # 2^32 Philox blocks of 4 values each
-
-
-def _check_uint(name: str, value: Any, bound: int) -> int:
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if not 0 <= v < bound:
-        raise ValueError(f"{name} must be in [0, 2^{bound.bit_length() - 1}), got {v}")
-    return v
+# Values of one stream the pure-NumPy fallback generates at a time (its temporaries: ~2.5 MiB).
+_REFERENCE_PIECE = 1 << 16
 
 
 def check_seed(seed: Any) -> int:
     """Validate a 64-bit run seed (0 <= seed < 2^64)."""
-    return _check_uint("seed", seed, _U64)
+    return _checks.integer("seed", seed, 0, _U64)
 
 
 def philox4x32_10(counters: Any, key: Any) -> Any:
@@ -133,9 +124,11 @@ def _fill(seed: int, leaf: int, keys: np.ndarray, epoch: int, offset: int, out: 
         )
     elif _ext.core is not None:
         _ext.core.fill_normals(seed, leaf, keys, epoch, offset, out)
-    else:
+    else:  # no C++ core: the reference, in pieces (it holds ~40 bytes of temporaries a value)
         for i, k in enumerate(keys):
-            out[i] = _reference.normals(seed, leaf, int(k), epoch, count, offset)
+            for a in range(0, count, _REFERENCE_PIECE):
+                b = min(count, a + _REFERENCE_PIECE)
+                out[i, a:b] = _reference.normals(seed, leaf, int(k), epoch, b - a, offset + a)
     return out
 
 
@@ -154,10 +147,10 @@ def normals_batch(
         float32 array of shape (len(member_keys), count) on backend `xp`.
     """
     seed = check_seed(seed)
-    leaf = _check_uint("leaf", leaf, _U32)
-    epoch = _check_uint("epoch", epoch, _U32)
-    count = _check_uint("count", count, _STREAM_VALUES + 1)
-    offset = _check_uint("offset", offset, _STREAM_VALUES)
+    leaf = _checks.integer("leaf", leaf, 0, _U32)
+    epoch = _checks.integer("epoch", epoch, 0, _U32)
+    count = _checks.integer("count", count, 0, _STREAM_VALUES + 1)
+    offset = _checks.integer("offset", offset, 0, _STREAM_VALUES)
     keys = _keys_array(member_keys)
     xp = _device_xp(xp)
     out = xp.empty((keys.size, count), dtype=np.float32)
@@ -177,7 +170,7 @@ def normals(
     Returns:
         float32 array of shape (count,) on backend `xp` (NumPy by default).
     """
-    key = _check_uint("member_key", member_key, _U32)
+    key = _checks.integer("member_key", member_key, 0, _U32)
     return normals_batch(seed, leaf, [key], epoch, count, 0, xp)[0]
 
 
@@ -198,14 +191,14 @@ def normals_many(
         request j equals normals_batch(seed, leaf_j, member_keys, epoch, count_j, offset_j).
     """
     seed = check_seed(seed)
-    epoch = _check_uint("epoch", epoch, _U32)
+    epoch = _checks.integer("epoch", epoch, 0, _U32)
     keys = _keys_array(member_keys)
     xp = _device_xp(xp)
     leaves, offsets, outs = [], [], []
     for j, (leaf, offset, count) in enumerate(requests):
-        leaves.append(_check_uint(f"requests[{j}] leaf", leaf, _U32))
-        offsets.append(_check_uint(f"requests[{j}] offset", offset, _STREAM_VALUES))
-        count = _check_uint(f"requests[{j}] count", count, _STREAM_VALUES + 1)
+        leaves.append(_checks.integer(f"requests[{j}] leaf", leaf, 0, _U32))
+        offsets.append(_checks.integer(f"requests[{j}] offset", offset, 0, _STREAM_VALUES))
+        count = _checks.integer(f"requests[{j}] count", count, 0, _STREAM_VALUES + 1)
         outs.append(xp.empty((keys.size, count), dtype=np.float32))
     if xp is np and _ext.core is not None:
         _ext.core.fill_normals_many(seed, leaves, keys, epoch, offsets, outs)
@@ -234,15 +227,10 @@ def factors(
     """
     if not isinstance(shape, (tuple, list)) or len(shape) != 2:
         raise ValueError(f"shape must be a 2-D shape (m, n), got {shape!r}")
-    m = _check_uint("shape[0]", shape[0], _STREAM_VALUES)
-    n = _check_uint("shape[1]", shape[1], _STREAM_VALUES)
-    try:
-        r = operator.index(rank)
-    except TypeError:
-        raise TypeError(f"rank must be an integer, got {type(rank).__name__}") from None
-    if r < 1:
-        raise ValueError(f"rank must be >= 1, got {r}")
-    leaf = _check_uint("leaf", leaf, _U32)
+    m = _checks.integer("shape[0]", shape[0], 0, _STREAM_VALUES)
+    n = _checks.integer("shape[1]", shape[1], 0, _STREAM_VALUES)
+    r = _checks.integer("rank", rank, 1)
+    leaf = _checks.integer("leaf", leaf, 0, _U32)
     a, b = normals_many(seed, epoch, member_keys, factor_requests(leaf, (m, n), r), xp)
     return as_factors(a, b, (m, n), r)
 

@@ -1,45 +1,171 @@
-"""Optimizers (sgd, momentum, adam) with decoupled weight decay, as pure init/update functions.
+"""Optimizers (sgd, momentum, adam) in one registry: each is its hyperparameters, slots and update.
 
-The ES gradient estimate g is an ASCENT direction. Every optimizer turns it into a direction d
-and returns the step delta = lr * (d - weight_decay * theta) (decoupled weight decay, Loshchilov &
-Hutter 2019), so theta_new = theta + delta; sgd with weight_decay=0 is DESIGN.md's theta + lr * g.
-`update` is the NumPy/CuPy reference; `apply` returns the new parameters and hands float32 NumPy
-Adam leaves to the C++ core's fused one-pass step (tested against `update`).
-State is a flat dict of plain arrays (saved as-is by `checkpoint`): "count" (host int64 0-d) and,
-per updated leaf index i, "mu/i" (momentum, adam) and "nu/i" (adam), in the leaf's dtype/backend.
+The ES gradient estimate g is an ASCENT direction. Every optimizer turns it into a step
+d = lr * direction, then decoupled weight decay (Loshchilov & Hutter 2019) subtracts
+lr * weight_decay * theta, so theta_new = theta + d; sgd with weight_decay=0 is the contract's
+theta + lr * g (docs/noise-contract.md, "Update"). `update` is the NumPy/CuPy reference; `apply`
+returns the new parameters and hands float32 NumPy Adam leaves to the C++ core's fused one-pass
+step (tested against `update`). State is a flat dict of plain arrays (saved as-is by
+`checkpoint`): "count" (host int64 0-d) and, per updated leaf index i and slot s of the
+optimizer, "s/i" ("mu/i" for momentum and adam, "nu/i" for adam) in the leaf's dtype/backend.
+
+Adding an optimizer: one hyperparameter dataclass, one direction function, one `register` call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from . import _ext
+from . import _checks, _ext
 from .backend import namespace_of
 
-__all__ = ["OPTIMIZERS", "OptimizerConfig", "init", "update", "apply"]
+__all__ = [
+    "OPTIMIZERS",
+    "Optimizer",
+    "OptimizerConfig",
+    "SGD",
+    "Momentum",
+    "Adam",
+    "get",
+    "hyperparams",
+    "init",
+    "update",
+    "apply",
+]
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+# direction(hp, g, slots, count, lr) -> (lr * direction, new slots); may work in place on arrays
+# it allocated, never on g or slots.
+Direction = Callable[[Any, Any, Mapping[str, Any], int, float], tuple[Any, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """One registered optimizer: its hyperparameter class, its per-leaf state slots, its step."""
+
+    name: str
+    hyperparams: type
+    slots: tuple[str, ...]
+    direction: Direction
+
+
+_REGISTRY: dict[str, Optimizer] = {}
+
+
+def register(opt: Optimizer) -> Optimizer:
+    """Add `opt` to the registry (the one place an optimizer is declared)."""
+    _REGISTRY[opt.name] = opt
+    return opt
+
+
+def _unit_interval(name: str, value: Any) -> float:
+    return _checks.real(name, value, 0.0, False, 1.0)
+
+
+@dataclass(frozen=True)
+class SGD:
+    """Plain ascent: direction = g."""
+
+
+@dataclass(frozen=True)
+class Momentum:
+    """Heavy ball: mu = momentum * mu + g, direction = mu (0 <= momentum < 1)."""
+
+    momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "momentum", _unit_interval("momentum", self.momentum))
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam with bias correction (Kingma & Ba 2015): 0 <= b1, b2 < 1, eps > 0."""
+
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "b1", _unit_interval("b1", self.b1))
+        object.__setattr__(self, "b2", _unit_interval("b2", self.b2))
+        object.__setattr__(self, "eps", _checks.real("eps", self.eps, 0.0, True))
+
+
+def _sgd(hp: SGD, g: Any, slots: Mapping[str, Any], count: int, lr: float) -> tuple[Any, dict]:
+    return lr * g, {}
+
+
+def _momentum(hp: Momentum, g: Any, slots: Mapping[str, Any], count: int, lr: float):
+    mu = hp.momentum * slots["mu"]
+    mu += g
+    return lr * mu, {"mu": mu}
+
+
+def _adam(hp: Adam, g: Any, slots: Mapping[str, Any], count: int, lr: float):
+    xp = namespace_of(g)
+    b1, b2 = hp.b1, hp.b2
+    mu = b1 * slots["mu"]
+    mu += (1.0 - b1) * g
+    nu = g * g
+    nu *= 1.0 - b2
+    nu += b2 * slots["nu"]
+    d = nu / (1.0 - b2**count)  # nu_hat
+    d = xp.sqrt(d, out=d) if d.ndim else xp.sqrt(d)
+    d += hp.eps
+    d = mu / d
+    d *= lr / (1.0 - b1**count)  # lr * mu_hat / (sqrt(nu_hat) + eps)
+    return d, {"mu": mu, "nu": nu}
+
+
+register(Optimizer("sgd", SGD, (), _sgd))
+register(Optimizer("momentum", Momentum, ("mu",), _momentum))
+register(Optimizer("adam", Adam, ("mu", "nu"), _adam))
+
+OPTIMIZERS = tuple(sorted(_REGISTRY))
 """Valid optimizer names."""
 
 
+def get(name: Any) -> Optimizer:
+    """The registered optimizer `name` (ValueError listing the valid names otherwise)."""
+    return _REGISTRY[_checks.choice("optimizer", name, _REGISTRY)]
+
+
+def hyperparams(name: str, **given: Any) -> Any:
+    """The validated hyperparameters of optimizer `name` (defaults for those not given).
+
+    A hyperparameter of another optimizer (b1 with optimizer="sgd") is a ValueError naming it:
+    silently ignoring it would hide a mistake in the run's configuration. A name that is no
+    optimizer's hyperparameter is a TypeError (an unknown keyword argument).
+    """
+    opt = get(name)
+    fields = _fields(opt)
+    for key in given:
+        if key not in fields:
+            owners = [o.name for o in _REGISTRY.values() if key in _fields(o)]
+            if not owners:
+                raise TypeError(f"unexpected keyword argument {key!r}")
+            raise ValueError(
+                f"{key} is a hyperparameter of {' and '.join(owners)}, not of "
+                f"optimizer={name!r} (its hyperparameters: {sorted(fields) or 'none'})"
+            )
+    return opt.hyperparams(**given)
+
+
+def _fields(opt: Optimizer) -> set[str]:
+    return {f.name for f in dataclasses.fields(opt.hyperparams)}
+
+
 class OptimizerConfig(Protocol):
-    """The hyperparameters `update` reads (ESConfig provides them)."""
+    """What `update` reads (ESConfig provides it)."""
 
     optimizer: str
     lr: float
     weight_decay: float
-    momentum: float
-    b1: float
-    b2: float
-    eps: float
-
-
-def _check_name(name: str) -> None:
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
+    hyperparams: Any
 
 
 def init(name: str, leaves: Mapping[int, Any]) -> dict[str, Any]:
@@ -50,16 +176,13 @@ def init(name: str, leaves: Mapping[int, Any]) -> dict[str, Any]:
         leaves: leaf index -> parameter array, for the leaves the optimizer updates.
 
     Returns:
-        dict of plain arrays (moments zero, in each leaf's dtype and backend).
+        dict of plain arrays (slots zero, in each leaf's dtype and backend).
     """
-    _check_name(name)
+    opt = get(name)
     state: dict[str, Any] = {"count": np.zeros((), dtype=np.int64)}
     for i, leaf in leaves.items():
-        xp = namespace_of(leaf)
-        if name in ("momentum", "adam"):
-            state[f"mu/{i}"] = xp.zeros_like(leaf)
-        if name == "adam":
-            state[f"nu/{i}"] = xp.zeros_like(leaf)
+        for slot in opt.slots:
+            state[f"{slot}/{i}"] = namespace_of(leaf).zeros_like(leaf)
     return state
 
 
@@ -75,40 +198,22 @@ def update(
         grads: leaf index -> ascent direction g (leaf shape and dtype).
         state: from `init` or a previous `update`.
         params: leaf index -> current parameters (for weight decay).
-        config: hyperparameters (optimizer, lr, weight_decay, momentum, b1, b2, eps).
+        config: optimizer name, lr, weight_decay and the optimizer's hyperparams.
 
     Returns:
         (deltas, new_state): leaf index -> step to ADD to the parameters, and the new state.
     """
-    _check_name(config.optimizer)
+    opt = get(config.optimizer)
     count = int(state["count"]) + 1
     new_state: dict[str, Any] = {"count": np.asarray(count, dtype=np.int64)}
     deltas: dict[int, Any] = {}
     lr, wd = float(config.lr), float(config.weight_decay)
     for i, g in grads.items():
         xp = namespace_of(g)
-        # In-place arithmetic on arrays this function allocated keeps the temporaries to one
-        # leaf-sized buffer at a time; nothing passed in is written to.
-        if config.optimizer == "sgd":
-            d = lr * g
-        elif config.optimizer == "momentum":
-            mu = config.momentum * state[f"mu/{i}"]
-            mu += g
-            new_state[f"mu/{i}"] = xp.asarray(mu)
-            d = lr * mu
-        else:  # adam, with bias correction (Kingma & Ba 2015)
-            b1, b2 = float(config.b1), float(config.b2)
-            mu = b1 * state[f"mu/{i}"]
-            mu += (1.0 - b1) * g
-            nu = g * g
-            nu *= 1.0 - b2
-            nu += b2 * state[f"nu/{i}"]
-            new_state[f"mu/{i}"], new_state[f"nu/{i}"] = xp.asarray(mu), xp.asarray(nu)
-            d = nu / (1.0 - b2**count)  # nu_hat
-            d = xp.sqrt(d, out=d) if d.ndim else xp.sqrt(d)
-            d += float(config.eps)
-            d = mu / d
-            d *= lr / (1.0 - b1**count)  # lr * mu_hat / (sqrt(nu_hat) + eps)
+        slots = {s: state[f"{s}/{i}"] for s in opt.slots}
+        d, new_slots = opt.direction(config.hyperparams, g, slots, count, lr)
+        for s, v in new_slots.items():
+            new_state[f"{s}/{i}"] = xp.asarray(v)
         if wd:
             d -= (lr * wd) * params[i]
         # asarray: NumPy turns 0-d results into scalars, leaves must stay arrays
@@ -158,11 +263,11 @@ def apply(
             step = (new_params[i] - params[i]).ravel()  # the step as applied, after rounding
             sq_norms[i] = namespace_of(step).vdot(step, step)
     count = int(new_state["count"])
+    hp = config.hyperparams
     for i in sorted(fused):
         theta, mu, nu, sq = _ext.core.adam_step(
             params[i], grads[i], state[f"mu/{i}"], state[f"nu/{i}"], float(config.lr),
-            float(config.b1), float(config.b2), float(config.eps), float(config.weight_decay),
-            count,
+            hp.b1, hp.b2, hp.eps, float(config.weight_decay), count,
         )  # fmt: skip
         new_params[i], new_state[f"mu/{i}"], new_state[f"nu/{i}"] = theta, mu, nu
         if sq_norms is not None:

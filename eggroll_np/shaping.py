@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import _checks
+
 __all__ = ["none", "centered_rank", "zscore", "group_zscore", "SHAPINGS", "shape_fitness"]
 
 
@@ -79,8 +81,7 @@ SHAPINGS: dict[str, Callable[..., np.ndarray]] = {
 
 def shape_fitness(f: np.ndarray, name: str, group_size: int | None = None) -> np.ndarray:
     """Apply the shaping called `name` (validated by ESConfig) to fitness f (N,) -> (N,) float64."""
-    if name not in SHAPINGS:
-        raise ValueError(f"shaping must be one of {sorted(SHAPINGS)}, got {name!r}")
+    _checks.choice("shaping", name, SHAPINGS)
     if name == "group_zscore":
         if group_size is None:
             raise ValueError("shaping='group_zscore' needs group_size")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -11,94 +10,17 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from . import checkpoint, es, optim, shaping
-from .cli import command
-from .workloads import NAMES, Task, Workload, get
+from . import _checks, checkpoint, es
+from .workloads import Task, Workload, get
 
 __all__ = ["ES_KEYS", "resolve_config", "run", "plot_metrics", "read_metrics"]
 
-# Options passed to eggroll_np.init; a checkpoint's values win over the workload's defaults.
+#: Options passed to eggroll_np.init; a checkpoint's values win over the workload's defaults.
 ES_KEYS = ("population", "sigma", "lr", "rank", "seed", "optimizer", "shaping")
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.npz"
 PLOT = "learning_curve.png"
 RUN_FILE = "run.json"
-
-
-def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
-    d = w.defaults
-    g = p.add_argument_group("evolution strategy")
-    g.add_argument(
-        "--population", type=int, help=f"members per generation, even (default {d['population']})"
-    )
-    g.add_argument("--sigma", type=float, help=f"noise scale (default {d['sigma']})")
-    g.add_argument("--lr", type=float, help=f"learning rate (default {d['lr']})")
-    g.add_argument(
-        "--rank", type=int, help=f"rank of each matrix perturbation (default {d['rank']})"
-    )
-    g.add_argument(
-        "--generations", type=int, help=f"total generations (default {d['generations']})"
-    )
-    g.add_argument(
-        "--seed", type=int, help="seed of the noise, the data split and the minibatches (default 0)"
-    )
-    g.add_argument("--optimizer", choices=optim.OPTIMIZERS, help=f"(default {d['optimizer']})")
-    g.add_argument(
-        "--shaping",
-        choices=tuple(shaping.SHAPINGS),
-        help=f"fitness shaping (default {d['shaping']})",
-    )
-    r = p.add_argument_group("run")
-    r.add_argument("--out", metavar="DIR", help=f"output directory (default runs/{w.name})")
-    r.add_argument(
-        "--resume",
-        metavar="CKPT",
-        help="continue from a checkpoint.npz (the run's options are read from run.json beside it)",
-    )
-    r.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=50,
-        metavar="K",
-        help="save every K generations (default 50)",
-    )
-    r.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        metavar="T",
-        help="BLAS threads (default 1: the population's many small GEMMs run fastest on one; "
-        "0 leaves BLAS as it is)",
-    )
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    d = p.add_argument_group("distributed (needs the ray extra)")
-    d.add_argument(
-        "--workers",
-        type=int,
-        metavar="K",
-        help="evaluate the population on K Ray actors that exchange only fitness scalars "
-        "(default: in this process)",
-    )
-    d.add_argument(
-        "--ray-address",
-        metavar="ADDR",
-        help="an existing Ray cluster, e.g. auto or HOST:6379 (default: start a local Ray)",
-    )
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="workload", metavar="NAME")
-    sub.required = True
-    for name in NAMES:
-        w = get(name)
-        wp = sub.add_parser(
-            name,
-            help=w.help,
-            description=f"{w.help}. Writes {METRICS}, {PLOT}, {CHECKPOINT} and summary.json "
-            "to --out; Ctrl-C saves a checkpoint to resume from.",
-        )
-        _common_arguments(wp, w)
-        w.add_arguments(wp)
 
 
 def resolve_config(
@@ -114,9 +36,7 @@ def resolve_config(
     config.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(config.get("hidden"), list):
         config["hidden"] = tuple(config["hidden"])
-    g = config["generations"]
-    if isinstance(g, bool) or not isinstance(g, int) or g < 0:
-        raise ValueError(f"--generations must be an integer >= 0, got {g!r}")
+    _checks.integer("--generations", config["generations"], 0)
     return config
 
 
@@ -237,12 +157,9 @@ def run(
     Returns:
         The summary: workload, generations, wall_s, the evaluation's values, the baseline's.
     """
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ValueError(f"--threads must be an integer >= 0, got {threads!r}")
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise ValueError(f"--workers must be an integer >= 1, got {workers!r}")
+    threads = _checks.integer("--threads", threads, 0)
+    if workers is not None:
+        workers = _checks.integer("--workers", workers, 1)
     with _blas_threads(threads):
         return _train(
             name, out, resume, progress, checkpoint_every, overrides, workers, ray_address
@@ -272,12 +189,7 @@ def _train(
     ray_address: str | None = None,
 ) -> dict[str, Any]:
     w = get(name)
-    if (
-        isinstance(checkpoint_every, bool)
-        or not isinstance(checkpoint_every, int)
-        or checkpoint_every < 1
-    ):
-        raise ValueError(f"--checkpoint-every must be an integer >= 1, got {checkpoint_every!r}")
+    checkpoint_every = _checks.integer("--checkpoint-every", checkpoint_every, 1)
     config = resolve_config(w, overrides, _saved_config(resume, name) if resume else None)
     if resume:
         params, state = _resume_state(resume, config, overrides)
@@ -379,52 +291,3 @@ def _train(
 def _workload_fitness(name: str, config: Mapping[str, Any]) -> Callable[[Any], Any]:
     """The fitness of workload `name`, rebuilt on a Ray worker (its data is made there)."""
     return get(name).make(config).fitness
-
-
-def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
-    """One line: the workload's metric first, then everything else evaluated."""
-    skip = {"workload", "generations", "train_s", "wall_s", metric}
-    rest = ", ".join(
-        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-        for k, v in summary.items()
-        if k not in skip
-    )
-    return (
-        f"{summary['workload']}: {metric} {summary[metric]:.4g} ({rest}) after "
-        f"{summary['generations']} generations in {summary['wall_s']:.1f} s -> {out}"
-    )
-
-
-@command(
-    "train",
-    "train a real workload (digits, mnist, cartpole, matching, hyperparams)",
-    _add_arguments,
-)
-def _run_train(args: argparse.Namespace) -> int:
-    w = get(args.workload)
-    skip = {"command", "workload", "out", "resume", "checkpoint_every", "threads", "quiet", "_run"}
-    skip |= {"workers", "ray_address"}
-    overrides = {k: v for k, v in vars(args).items() if k not in skip}
-    out = args.out or os.path.join("runs", w.name)
-    from .tuning import retain_heap_memory
-
-    retain_heap_memory()  # a CLI run owns its process: reuse freed arrays' pages
-    try:
-        summary = run(
-            w.name,
-            out=out,
-            resume=args.resume,
-            progress=not args.quiet,
-            checkpoint_every=args.checkpoint_every,
-            threads=args.threads,
-            workers=args.workers,
-            ray_address=args.ray_address,
-            **overrides,
-        )
-    except ModuleNotFoundError as exc:
-        # The workloads' dependencies are the optional `examples` extra.
-        raise ValueError(
-            f"{w.name} needs the package {exc.name!r}: pip install 'eggroll_np[examples]'"
-        ) from None
-    print(format_summary(summary, w.metric, out))
-    return 0

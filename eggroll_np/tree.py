@@ -1,7 +1,7 @@
 """Parameter trees: canonical flattening of nested dict/list/tuple trees, leaf paths and TreeSpec.
 
 The canonical order (dicts by sorted key, lists and tuples in order, depth first) is normative: a
-leaf's position in it is the `leaf` field of its noise counter (DESIGN.md, "Noise contract").
+leaf's position in it is the `leaf` field of its noise counter (docs/noise-contract.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 Path = tuple[Union[str, int], ...]
-"""A leaf path as a tuple: dict keys (str) and list/tuple positions (int), outermost first."""
+"""A leaf path as a tuple of dict keys (str) and list/tuple positions (int), outermost first."""
 
 # A tree's structure without its leaves, hashable and JSON-friendly once listified:
 # None (a leaf), ("dict", keys, children), ("list", children) or ("tuple", children).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _ext
+from . import _checks, _ext
 
 __all__ = ["retain_heap_memory"]
 
@@ -24,8 +24,7 @@ def retain_heap_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
         True if the allocator accepted the settings (False off glibc or without the C++ core).
     """
     for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
-        if not 0 <= value <= _INT_MAX:  # mallopt takes a C int: larger values would wrap
-            raise ValueError(f"{name} must be in [0, 2^31 - 1], got {value}")
+        _checks.integer(name, value, 0, _INT_MAX + 1)  # mallopt takes a C int: no wrapping
     if _ext.core is None:
         return False
     return bool(_ext.core.retain_heap_memory(int(mmap_threshold), int(trim_threshold)))

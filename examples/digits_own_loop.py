@@ -25,7 +25,8 @@ for gen in range(300):
     rows = generation_rng(0, pop.generation).choice(len(x_train), 256, replace=False)
     logits = mlp_population_forward(pop, x_train[rows], "gelu")  # (N, 256, 10)
     logp = np.take_along_axis(log_softmax(logits), y_train[rows][None, :, None], axis=2)
-    params, state = egg.tell(params, logp[..., 0].mean(axis=1), state)  # fitness (N,)
+    fitness = logp[..., 0].mean(axis=1)  # (N,)
+    params, state = egg.tell(params, fitness, state, population=pop)  # reuses pop's noise
     if gen % 50 == 0:
         acc = (mlp_forward(params, x_test, "gelu").argmax(axis=1) == y_test).mean()
         print(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from eggroll_np import noise, tree
-from eggroll_np.population import NoiseKind
+from eggroll_np.config import NoiseKind
 
 __all__ = ["unit_noise", "FakeGpuArray", "patch_fake_cupy"]
 
@@ -17,7 +17,7 @@ __all__ = ["unit_noise", "FakeGpuArray", "patch_fake_cupy"]
 def unit_noise(
     seed: int, leaf: int, key: int, epoch: int, shape: tuple[int, ...], kind: NoiseKind, rank: int
 ) -> np.ndarray:
-    """eps of one (leaf, member key, epoch) per DESIGN.md's contract, as dense float64."""
+    """eps of one (leaf, member key, epoch) per docs/noise-contract.md, as dense float64."""
     if kind is NoiseKind.LOWRANK:
         A, B = noise.factors(seed, leaf, [key], epoch, shape, rank)
         return A[0].astype(np.float64) @ B[0].astype(np.float64).T / math.sqrt(rank)

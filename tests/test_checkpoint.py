@@ -177,3 +177,23 @@ def test_corrupt_checkpoint_is_a_clear_error_without_leaking(tmp_path):
     bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
     with pytest.raises(ValueError, match="bad.npz.*not a readable eggroll_np checkpoint"):
         egg.load(bad)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "hyper"), [("sgd", {}), ("momentum", {"momentum": 0.7}), ("adam", {"b2": 0.9})]
+)
+def test_format_1_config_layout_loads(tmp_path, optimizer, hyper):
+    # 0.1.0 wrote every optimizer's hyperparameters flat in the config, whatever the optimizer.
+    params = {"W": np.ones((3, 2), np.float32)}
+    state = egg.init(params, population=4, optimizer=optimizer, **hyper)
+    egg.save(tmp_path / "new.npz", params, state)
+    with np.load(tmp_path / "new.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    config = meta["config"]
+    flat = {"momentum": 0.9, "b1": 0.9, "b2": 0.999, "eps": 1e-8, **config.pop("hyperparams")}
+    meta.update(format_version=1, config={**config, **flat})
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    _, loaded = egg.load(tmp_path / "old.npz")
+    assert loaded.config == state.config

@@ -66,4 +66,9 @@ def test_each_level_lowrank_and_adam(simd_level):
     new_t, new_mu, new_nu, _ = core.adam_step(t, g, mu, nu, 0.1, 0.9, 0.99, 1e-8, 0.01, 2)
     np.testing.assert_allclose(new_mu, 0.9 * mu + 0.1 * g, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(new_nu, 0.99 * nu + 0.01 * g * g, rtol=1e-6, atol=1e-7)
-    assert np.isfinite(new_t).all()
+    # theta + lr * mu_hat / (sqrt(nu_hat) + eps) - lr * wd * theta, in float64 (count 2)
+    t64, mu64, nu64 = (v.astype(np.float64) for v in (t, mu, nu))
+    mu_hat = (0.9 * mu64 + 0.1 * g) / (1 - 0.9**2)
+    nu_hat = (0.99 * nu64 + 0.01 * g.astype(np.float64) ** 2) / (1 - 0.99**2)
+    want_t = t64 + 0.1 * mu_hat / (np.sqrt(nu_hat) + 1e-8) - 0.1 * 0.01 * t64
+    np.testing.assert_allclose(new_t, want_t, rtol=1e-5, atol=1e-6)

@@ -75,17 +75,36 @@ def test_noise_on_cupy_without_device_is_a_clear_error():
 
 
 def test_gpu_bench_times_every_generation_with_fresh_noise():
-    # Reusing one state would serve every timed call after the first from the noise cache.
     setup = types.SimpleNamespace(
-        weights=[np.zeros((4, 3), np.float32)], population=4, sigma=0.1, rank=1, seed=0
+        params=[np.zeros((4, 3), np.float32)], size=4, sigma=0.1, rank=1, seed=0
     )
     next_state = gpu_bench.fresh_generation_states(setup)
     first = next_state()
-    egg.ask(setup.weights, first).matmul(np.ones((1, 4), np.float32), "0")
+    x = np.ones((1, 4), np.float32)
+    a = egg.ask(setup.params, first).matmul(x, "0")
     second = next_state()
     assert second.generation == first.generation + 1
-    assert len(first.cache) == 1
-    assert len(second.cache) == 0
+    assert not np.array_equal(egg.ask(setup.params, second).matmul(x, "0"), a)
+
+
+def test_gpu_bench_times_the_engines_population_path_on_the_reference_workload():
+    # The same plumbing as on a GPU, on NumPy arrays: the forward is the engine's Population
+    # over the shared reference MLP, and "cached" evaluates the last population again.
+    from eggroll_np.workloads import reference
+
+    w = reference.WORKLOADS["sup"].scaled(16, 8)
+    x = reference.make_inputs(w)
+    setup = gpu_bench.GpuSetup(w, reference.make_params(w), x, reference.inference_rows(w, x))
+    out = gpu_bench.population_forward(setup)
+    pop = egg.ask(setup.params, gpu_bench.engine_state(setup))
+    np.testing.assert_array_equal(out, reference.population_forward(pop, x, len(w.sizes) - 1))
+    first = setup.population
+    np.testing.assert_array_equal(gpu_bench.population_forward(setup, regenerate=False), out)
+    assert setup.population is first
+    assert not np.array_equal(gpu_bench.population_forward(setup), out)  # next generation
+    assert gpu_bench.inference(setup).shape == (8 * w.rows, w.sizes[-1])
+    params, state = gpu_bench.generation(setup, gpu_bench.engine_state(setup))
+    assert state.generation == 1
 
 
 @without_gpu

@@ -138,7 +138,7 @@ def test_checksum_sees_every_bit_of_params_and_optimizer_state():
 
 
 def test_a_worker_running_another_build_is_named_with_the_fix():
-    from eggroll_np.distributed import _build, _check_build
+    from eggroll_np.replica import _build, _check_build
 
     version, core, path = _build()
     _check_build(0, (version, core, "/elsewhere/eggroll_np"))  # another path, same build: fine

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np import tree
-from eggroll_np.es import ESConfig, make_config
-from eggroll_np.population import NoiseKind
+from eggroll_np.config import ESConfig, NoiseKind, make_config
 from eggroll_np.tree import check_params
 
 from .engine_helpers import FakeGpuArray, patch_fake_cupy, unit_noise
@@ -315,7 +314,7 @@ def test_config_roundtrip():
     ("kwargs", "exc", "match"),
     [
         ({"population": 7}, ValueError, "population must be even with antithetic"),
-        ({"population": 0}, ValueError, "population must be >= 1"),
+        ({"population": 0}, ValueError, "population must be an integer >= 1"),
         ({"population": 4.0}, TypeError, "population must be an integer"),
         ({"sigma": 0.0}, ValueError, "sigma must be"),
         ({"sigma": -0.1}, ValueError, "sigma must be"),
@@ -323,19 +322,22 @@ def test_config_roundtrip():
         ({"sigma": float("inf")}, ValueError, "sigma must be"),
         ({"sigma": "0.1"}, TypeError, "sigma must be a real number"),
         ({"lr": -1e-3}, ValueError, "lr must be"),
-        ({"rank": 0}, ValueError, "rank must be >= 1"),
+        ({"rank": 0}, ValueError, "rank must be an integer >= 1"),
         ({"rank": 1.5}, TypeError, "rank must be an integer"),
         ({"optimizer": "rmsprop"}, ValueError, r"optimizer must be one of \['adam', 'momentum'"),
         ({"shaping": "rank"}, ValueError, r"shaping must be one of \['centered_rank', 'group_z"),
         ({"shaping": "group_zscore"}, ValueError, "needs group_size"),
         ({"shaping": "group_zscore", "group_size": 3}, ValueError, r"group_size \(3\) must divide"),
-        ({"group_size": 0}, ValueError, "group_size must be >= 1"),
-        ({"noise_reuse": 0}, ValueError, "noise_reuse must be >= 1"),
+        ({"group_size": 0}, ValueError, "group_size must be an integer >= 1"),
+        ({"noise_reuse": 0}, ValueError, "noise_reuse must be an integer >= 1"),
         ({"seed": -1}, ValueError, "seed"),
         ({"seed": 2**64}, ValueError, "seed"),
         ({"antithetic": 1}, TypeError, "antithetic must be True or False"),
         ({"weight_decay": -1.0}, ValueError, "weight_decay"),
         ({"b2": 1.0}, ValueError, "b2"),
+        ({"optimizer": "sgd", "b1": 0.5}, ValueError, "b1 is a hyperparameter of adam, not of"),
+        ({"optimizer": "adam", "momentum": 0.5}, ValueError, "momentum is a hyperparameter of"),
+        ({"population": True}, TypeError, "population must be an integer, got bool"),
         ({"noise": "dense"}, ValueError, r"noise must be one of \['full', 'lowrank'\]"),
         ({"learning_rate": 0.1}, TypeError, "learning_rate"),
     ],

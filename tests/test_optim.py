@@ -20,6 +20,13 @@ class Cfg:
     b2: float = 0.999
     eps: float = 1e-8
 
+    @property
+    def hyperparams(self):
+        """The chosen optimizer's own hyperparameters, as ESConfig carries them."""
+        every = {"momentum": self.momentum, "b1": self.b1, "b2": self.b2, "eps": self.eps}
+        fields = optim.get(self.optimizer).hyperparams.__dataclass_fields__
+        return optim.hyperparams(self.optimizer, **{k: every[k] for k in fields})
+
 
 def _run(cfg, grads, theta):
     state = optim.init(cfg.optimizer, {0: theta})
@@ -104,7 +111,7 @@ def test_state_holds_only_plain_arrays():
 
 
 def test_unknown_optimizer_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"\['sgd', 'momentum', 'adam'\].*'rmsprop'"):
+    with pytest.raises(ValueError, match=r"\['adam', 'momentum', 'sgd'\].*'rmsprop'"):
         optim.init("rmsprop", {})
 
 
@@ -135,3 +142,16 @@ def test_apply_is_theta_plus_update(name, dtype):
         for k, v in state.items():
             np.testing.assert_array_equal(v, before[k])  # untouched
         state, theta = got_state, got
+
+
+def test_hyperparameters_belong_to_their_optimizer():
+    assert optim.hyperparams("adam", b1=0.5) == optim.Adam(b1=0.5, b2=0.999, eps=1e-8)
+    assert optim.hyperparams("sgd") == optim.SGD()
+    with pytest.raises(ValueError, match="momentum is a hyperparameter of momentum, not of"):
+        optim.hyperparams("adam", momentum=0.5)
+    with pytest.raises(TypeError, match="'beta'"):
+        optim.hyperparams("adam", beta=0.5)
+    with pytest.raises(ValueError, match="b2 must be finite"):
+        optim.hyperparams("adam", b2=1.0)
+    with pytest.raises(TypeError, match="momentum must be a real number"):
+        optim.hyperparams("momentum", momentum=True)

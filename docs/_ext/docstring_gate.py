@@ -54,10 +54,13 @@ def _check_coverage(app: Sphinx, env: BuildEnvironment) -> None:
             continue
         for name in names:
             obj = getattr(module, name)
-            reexported = modname != package and getattr(top, name, None) is obj
-            targets = {f"{modname}.{name}"} | ({f"{package}.{name}"} if reexported else set())
+            targets = {f"{modname}.{name}"}
+            if modname != package and getattr(top, name, None) is obj:
+                targets.add(f"{package}.{name}")  # re-exported by the package: documented there
             if inspect.ismodule(obj):
                 targets.add(obj.__name__)
+            elif inspect.isclass(obj) or inspect.isfunction(obj):  # where it is defined
+                targets.add(f"{obj.__module__}.{obj.__qualname__}")
             if not targets & documented:
                 logger.warning(
                     "%s.%s is public (in __all__) but not in the API reference",

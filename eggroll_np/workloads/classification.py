@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from ..population import Population
 from .common import (
     Task,
@@ -50,8 +51,7 @@ def add_model_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any])
 
 def _check_config(config: Mapping[str, Any]) -> None:
     check_options(config, positive=("batch",))
-    if config["fitness"] not in FITNESSES:
-        raise ValueError(f"--fitness must be one of {FITNESSES}, got {config['fitness']!r}")
+    _checks.choice("--fitness", config["fitness"], FITNESSES)
 
 
 def make_classifier_task(

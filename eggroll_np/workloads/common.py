@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from ..population import Population
 
 __all__ = [
@@ -177,12 +178,9 @@ def add_mlp_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) -
 
 
 def check_options(config: Mapping[str, Any], positive: Sequence[str] = ()) -> None:
-    """ValueError naming the option: each of `positive` must be >= 1; activation must exist."""
+    """TypeError/ValueError naming the option: each of `positive` must be an integer >= 1;
+    activation must exist."""
     for key in positive:
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"--{key.replace('_', '-')} must be an integer >= 1, got {value!r}")
-    if "activation" in config and config["activation"] not in ACTIVATIONS:
-        raise ValueError(
-            f"--activation must be one of {sorted(ACTIVATIONS)}, got {config['activation']!r}"
-        )
+        _checks.integer(f"--{key.replace('_', '-')}", config[key], 1)
+    if "activation" in config:
+        _checks.choice("--activation", config["activation"], ACTIVATIONS)

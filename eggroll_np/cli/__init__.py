@@ -1,0 +1,7 @@
+"""The `eggroll-np` command line (`main`); subcommands in info.py, train.py and bench.py."""
+
+from __future__ import annotations
+
+from .main import COMMANDS, build_parser, main
+
+__all__ = ["COMMANDS", "build_parser", "main"]

@@ -1,0 +1,83 @@
+"""`eggroll-np bench`: the reference workloads timed against pure inference and naive ES."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .. import _checks
+from ..workloads.reference import WORKLOADS
+
+__all__ = ["HELP", "add_arguments", "run", "format_table"]
+
+HELP = "time the rl/sup workloads against pure inference and naive ES"
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """A plain-text table of bench results."""
+    header = (
+        f"{'workload':<9}{'inference':>11}{'forward':>10}{'fwd/inf thr':>13}{'generation':>12}"
+        f"{'gen/inf':>9}{'naive ES':>10}{'speedup':>9}{'peak RSS gen/inf':>18}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        naive = (
+            f"{r['naive_generation_s'] * 1e3:>8.0f}ms"
+            if "naive_generation_s" in r
+            else f"{'-':>10}"
+        )
+        speed = f"{r['speedup_vs_naive']:>8.1f}x" if "speedup_vs_naive" in r else f"{'-':>9}"
+        lines.append(
+            f"{r['workload']:<9}{r['inference_s'] * 1e3:>9.2f}ms{r['forward_s'] * 1e3:>8.2f}ms"
+            f"{r['forward_throughput_ratio']:>13.3f}{r['generation_s'] * 1e3:>10.2f}ms"
+            f"{r['generation_over_inference']:>9.2f}{naive}{speed}{r['peak_ratio']:>18.2f}"
+        )
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """--workload, --repeats, --no-naive, --json."""
+    p.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
+    p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the table (and write --json)."""
+    from ..bench import run_workload
+    from ..sysinfo import system_info
+
+    _checks.integer("--repeats", args.repeats, 1)
+    from ..tuning import retain_heap_memory
+
+    retain_heap_memory()  # same process for inference and EGGROLL: both benefit alike
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    steps_per = 3 if not args.no_naive else 2
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(names) * steps_per, desc="bench", unit="step")
+    except ImportError:
+        bar = None
+    results = []
+    for name in names:
+
+        def progress(msg: str, name: str = name) -> None:
+            if bar is not None:
+                bar.set_postfix_str(f"{name}: {msg}")
+                bar.update(1)
+            else:
+                print(f"[{name}] {msg}", flush=True)
+
+        results.append(run_workload(name, args.repeats, not args.no_naive, progress))
+    if bar is not None:
+        bar.close()
+    print(format_table(results))
+    if args.json:
+        info = system_info()
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"system": info, "results": results}, fh, indent=2, default=str)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,201 @@
+"""Run configuration: `NoiseKind`, `ESConfig`, `make_config` and per-leaf noise-kind resolution."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _checks, optim
+from .noise import check_seed
+from .shaping import SHAPINGS
+from .tree import TreeSpec, path_str
+
+__all__ = ["NoiseKind", "ESConfig", "make_config", "resolve_kinds", "NOISE_MODES", "LowrankSpec"]
+
+#: Values of `init`'s `noise`: low-rank EGGROLL perturbations or classic full-rank ES.
+NOISE_MODES = ("lowrank", "full")
+
+
+class NoiseKind(enum.Enum):
+    """How a leaf is perturbed: rank-r factors, dense Gaussian noise, or not at all."""
+
+    LOWRANK = "lowrank"
+    FULL = "full"
+    FROZEN = "frozen"
+
+
+#: What `init`'s `lowrank` takes: None (2-D leaves are low-rank), a callable path -> bool /
+#: NoiseKind / name, or a tree or dict of NoiseKind values (or names) by leaf path.
+LowrankSpec = Callable[[str], "bool | NoiseKind | str"] | Mapping[Any, Any] | None
+
+
+@dataclass(frozen=True)
+class ESConfig:
+    """Hyperparameters of a run (validated by `make_config`; use `eggroll_np.init` to build one).
+
+    `kinds` holds the resolved NoiseKind of each leaf in canonical order; `hyperparams` the
+    chosen optimizer's own hyperparameters (an `optim.SGD`, `optim.Momentum` or `optim.Adam`);
+    the other fields are the arguments of `init`.
+    """
+
+    population: int
+    sigma: float
+    lr: float
+    rank: int | None
+    seed: int
+    antithetic: bool
+    noise_reuse: int
+    optimizer: str
+    shaping: str
+    group_size: int | None
+    weight_decay: float
+    maximize: bool
+    noise: str
+    hyperparams: Any
+    kinds: tuple[NoiseKind, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (kinds as their string values, hyperparams as a dict)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["hyperparams"] = dataclasses.asdict(self.hyperparams)
+        d["kinds"] = [k.value for k in self.kinds]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ESConfig:
+        """Inverse of `to_dict`."""
+        d = dict(d)
+        d["kinds"] = tuple(NoiseKind(k) for k in d["kinds"])
+        d["hyperparams"] = optim.hyperparams(d["optimizer"], **d["hyperparams"])
+        return cls(**d)
+
+
+def _as_kind(path: str, value: Any) -> NoiseKind:
+    if isinstance(value, NoiseKind):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return NoiseKind.LOWRANK if value else NoiseKind.FULL
+    if isinstance(value, str) and value in {k.value for k in NoiseKind}:
+        return NoiseKind(value)
+    raise TypeError(
+        f"lowrank: the choice for leaf '{path}' must be a NoiseKind, "
+        f"one of {[k.value for k in NoiseKind]} or a bool, got {value!r}"
+    )
+
+
+def _choices_by_path(node: Any, prefix: str) -> list[tuple[str, Any]]:
+    """(path, choice) pairs of a nested dict/list/tuple whose keys may be whole paths."""
+    if isinstance(node, Mapping):
+        items = [(path_str(k) if isinstance(k, tuple) else str(k), v) for k, v in node.items()]
+    elif isinstance(node, (list, tuple)):
+        items = [(str(i), v) for i, v in enumerate(node)]
+    else:
+        return [(prefix, node)]
+    out = []
+    for key, v in items:
+        out += _choices_by_path(v, f"{prefix}/{key}" if prefix else key)
+    return out
+
+
+def resolve_kinds(spec: TreeSpec, lowrank: LowrankSpec, full: bool) -> tuple[NoiseKind, ...]:
+    """The NoiseKind of every leaf from `lowrank` (None, callable or tree/dict by path).
+
+    None gives LOWRANK to 2-D leaves and FULL to the others; `full` (noise="full" or rank=None)
+    turns every LOWRANK into FULL (classic OpenAI-ES), keeping FROZEN leaves frozen.
+    """
+    paths = spec.path_strings
+    default = NoiseKind.FULL if full else None
+    if lowrank is None:
+        chosen: dict[str, NoiseKind] = {}
+    elif callable(lowrank):
+        chosen = {p: _as_kind(p, lowrank(p)) for p in paths}
+    elif isinstance(lowrank, Mapping):
+        chosen = {}
+        for p, v in _choices_by_path(lowrank, ""):
+            if p not in paths:
+                raise ValueError(f"lowrank names '{p}', which is not a leaf of params")
+            chosen[p] = _as_kind(p, v)
+    else:
+        raise TypeError(
+            "lowrank must be None, a callable path -> NoiseKind/bool, or a dict/tree of NoiseKind "
+            f"by leaf path, got {type(lowrank).__name__}"
+        )
+    kinds = []
+    for p, shape in zip(paths, spec.shapes, strict=True):
+        k = chosen.get(p)
+        if k is None:
+            k = default or (NoiseKind.LOWRANK if len(shape) == 2 else NoiseKind.FULL)
+        if full and k is NoiseKind.LOWRANK:
+            k = NoiseKind.FULL
+        if k is NoiseKind.LOWRANK and len(shape) != 2:
+            raise ValueError(
+                f"lowrank: leaf '{p}' has shape {shape}; only 2-D leaves can be low-rank"
+            )
+        kinds.append(k)
+    return tuple(kinds)
+
+
+def make_config(
+    spec: TreeSpec,
+    *,
+    population: int = 256,
+    sigma: float = 0.02,
+    lr: float = 0.05,
+    rank: int | None = 1,
+    seed: int = 0,
+    antithetic: bool = True,
+    noise_reuse: int = 1,
+    optimizer: str = "adam",
+    shaping: str = "centered_rank",
+    group_size: int | None = None,
+    weight_decay: float = 0.0,
+    maximize: bool = True,
+    lowrank: LowrankSpec = None,
+    noise: str = "lowrank",
+    **hyperparams: Any,
+) -> ESConfig:
+    """Validate every hyperparameter (the one place that does) and resolve per-leaf noise kinds.
+
+    `hyperparams` are the chosen optimizer's own (momentum for "momentum"; b1, b2, eps for
+    "adam"); one that belongs to another optimizer, or to none, is an error naming it.
+
+    Raises:
+        TypeError, ValueError: an invalid argument (the message names it).
+    """
+    population = _checks.integer("population", population, 1)
+    antithetic = _checks.boolean("antithetic", antithetic)
+    if antithetic and population % 2:
+        raise ValueError(f"population must be even with antithetic=True, got {population}")
+    noise = _checks.choice("noise", noise, NOISE_MODES)
+    if rank is not None:
+        rank = _checks.integer("rank", rank, 1)
+    shaping = _checks.choice("shaping", shaping, SHAPINGS)
+    if group_size is not None:
+        group_size = _checks.integer("group_size", group_size, 1)
+        if population % group_size:
+            raise ValueError(f"group_size ({group_size}) must divide the population ({population})")
+    elif shaping == "group_zscore":
+        raise ValueError("shaping='group_zscore' needs group_size")
+    full = noise == "full" or rank is None
+    return ESConfig(
+        population=population,
+        sigma=_checks.real("sigma", sigma, 0.0, True),
+        lr=_checks.real("lr", lr, 0.0),
+        rank=rank,
+        seed=check_seed(seed),
+        antithetic=antithetic,
+        noise_reuse=_checks.integer("noise_reuse", noise_reuse, 1),
+        optimizer=optim.get(optimizer).name,
+        shaping=shaping,
+        group_size=group_size,
+        weight_decay=_checks.real("weight_decay", weight_decay, 0.0),
+        maximize=_checks.boolean("maximize", maximize),
+        noise=noise,
+        hyperparams=optim.hyperparams(optimizer, **hyperparams),
+        kinds=resolve_kinds(spec, lowrank, full),
+    )

@@ -1,0 +1,65 @@
+"""The ES gradient estimate of one generation from its shaped fitness and its `GenerationNoise`.
+
+g = 1/(N*sigma) * sum_i w_i * s_i * eps_(key(i)) (docs/noise-contract.md, "Update"), with the
+weights first folded per unique key (w_k = sum over its members of w_i * s_i), so a low-rank leaf
+costs one GEMM of (m, K*r) by (K*r, n) and a full-rank leaf one pass over its noise in chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import lowrank
+from .config import NoiseKind
+from .perturbation import FULL_CHUNK_VALUES, GenerationNoise
+
+__all__ = ["estimate"]
+
+
+def estimate(noise: GenerationNoise, weights: np.ndarray) -> dict[int, Any]:
+    """The ES gradient estimate per updated leaf.
+
+    Args:
+        noise: the generation's noise for the WHOLE population.
+        weights: (N,) float64 shaped fitness (sign already set for maximize/minimize).
+
+    Returns:
+        leaf index -> g (leaf shape and dtype, noise.xp backend) for every non-frozen leaf.
+    """
+    if not noise.is_whole:
+        raise ValueError("the gradient needs the whole population's noise, not a slice's")
+    config = noise.config
+    K = noise.keys.size
+    w = np.bincount(noise.local, weights=weights * noise.signs, minlength=K)
+    scale = 1.0 / (config.population * config.sigma)
+    noise.prefetch(full=False)
+    wk = noise.xp.asarray(w)  # float64 (the scale folds in before the cast), one upload on a GPU
+    grads: dict[int, Any] = {}
+    for leaf, kind in enumerate(config.kinds):
+        if kind is NoiseKind.LOWRANK:
+            A, B = noise.factors(leaf)
+            grads[leaf] = lowrank.contract(A, B, wk, scale / math.sqrt(config.rank))
+        elif kind is NoiseKind.FULL:
+            grads[leaf] = _full(noise, leaf, w, scale)
+    return grads
+
+
+def _full(noise: GenerationNoise, leaf: int, w: np.ndarray, scale: float) -> Any:
+    # Chunks over keys, from the held noise when the forward made it, else regenerated chunk by
+    # chunk: the same arithmetic either way, so black-box and batched steps agree bit for bit.
+    xp = noise.xp
+    shape = noise.spec.shapes[leaf]
+    dt = noise.spec.dtypes[leaf]
+    E = noise.held_full(leaf)
+    chunk = max(1, FULL_CHUNK_VALUES // max(1, math.prod(shape)))
+    g = xp.zeros(shape, dtype=dt)
+    for c in range(0, noise.keys.size, chunk):
+        keys = noise.keys[c : c + chunk]
+        Ec = E[c : c + chunk] if E is not None else noise.dense(leaf, keys)
+        g += lowrank.contract_full(Ec, xp.asarray(w[c : c + chunk].astype(dt)), 1.0)
+        del Ec  # free this chunk before the next one is generated
+    g *= scale
+    return g

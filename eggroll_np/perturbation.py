@@ -1,0 +1,164 @@
+"""`GenerationNoise`: the noise of one (seed, epoch, rank) for a set of members, as a value.
+
+Member i's perturbation is `s_i * eps_(key(i))` (docs/noise-contract.md). A GenerationNoise holds,
+for the UNIQUE member keys of its members only, the low-rank factors (K, m, r), (K, n, r) of every
+low-rank leaf and, once asked for, the dense full-rank noise `(K, *shape)` of full-rank leaves. Both
+the forward (`Population`) and the update (`gradient.estimate`) read the same arrays, so one
+generation's noise is generated once. It is never saved: noise is a pure function of its
+counters, so a new GenerationNoise gives the same bits. Reusing one across the generations of an
+epoch (noise_reuse > 1) is explicit: pass it to `eggroll_np.ask(..., noise=...)`.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import noise as _noise
+from .config import ESConfig, NoiseKind
+from .tree import TreeSpec
+
+__all__ = ["GenerationNoise", "FULL_CHUNK_VALUES", "PREFETCH_FULL_VALUES"]
+
+#: Full-rank noise is generated/contracted in chunks of at most this many values (per leaf), so
+#: the black-box path never holds all N dense perturbations of a large leaf.
+FULL_CHUNK_VALUES = 1 << 21
+#: Full-rank leaves whose noise for all unique keys is at most this many values are generated
+#: together with the low-rank factors when a batched forward starts (biases, norms).
+PREFETCH_FULL_VALUES = 1 << 22
+
+
+class GenerationNoise:
+    """The noise of epoch `epoch` of a run for members `members` (all of them by default).
+
+    Attributes:
+        spec, config: the run's tree spec and ESConfig.
+        epoch: noise epoch (generation // noise_reuse).
+        xp: numpy or cupy, the backend of every array held.
+        members: (n,) int member indices covered.
+        signs: (n,) float32 s_i of each covered member.
+        member_keys: (n,) uint32 noise-stream key of each covered member.
+        keys: (K,) sorted unique keys; local: (n,) each member's position in `keys`.
+    """
+
+    def __init__(
+        self,
+        spec: TreeSpec,
+        config: ESConfig,
+        epoch: int,
+        xp: ModuleType,
+        members: np.ndarray | None = None,
+    ) -> None:
+        self.spec = spec
+        self.config = config
+        self.epoch = int(epoch)
+        self.xp = xp
+        self.members = np.arange(config.population) if members is None else members
+        n, anti = config.population, config.antithetic
+        self.signs = _noise.signs(n, anti)[self.members]
+        self.member_keys = _noise.member_keys(n, anti)[self.members]
+        self.keys, local = np.unique(self.member_keys, return_inverse=True)
+        self.local = local.reshape(-1)
+        self._items: dict[tuple[str, int], Any] = {}
+        # Black-box full-rank noise: the last key's noise per leaf (antithetic pairs share it).
+        self._last_full: dict[int, tuple[int, Any]] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"GenerationNoise(epoch={self.epoch}, members={self.members.size}, "
+            f"keys={self.keys.size}, arrays={len(self._items)})"
+        )
+
+    @property
+    def is_whole(self) -> bool:
+        """True when it covers the whole population (as `tell` needs)."""
+        return self.members.size == self.config.population
+
+    def fits(self, spec: TreeSpec, config: ESConfig, epoch: int, xp: ModuleType) -> bool:
+        """True when this noise is that of (spec, config, epoch, xp) for the whole population."""
+        return (
+            self.is_whole
+            and self.epoch == epoch
+            and self.xp is xp
+            and self.config == config
+            and self.spec.difference(spec) is None
+        )
+
+    def subset(self, start: int, stop: int) -> GenerationNoise:
+        """The noise of members[start:stop] (its own arrays, for that slice's keys only)."""
+        return GenerationNoise(
+            self.spec, self.config, self.epoch, self.xp, self.members[start:stop]
+        )
+
+    def prefetch(self, full: bool) -> None:
+        """Generate the factors of every low-rank leaf (and, with `full`, the noise of every
+        small full-rank leaf) not yet held, in ONE call: both cores work on one large job
+        instead of being woken per leaf, which matters most right after BLAS has held them."""
+        c = self.config
+        jobs: list[tuple[str, int]] = []
+        requests: list[tuple[int, int, int]] = []
+        for leaf, kind in enumerate(c.kinds):
+            shape = self.spec.shapes[leaf]
+            if kind is NoiseKind.LOWRANK and ("factors", leaf) not in self._items:
+                jobs.append(("factors", leaf))
+                requests += _noise.factor_requests(leaf, shape, c.rank)
+            elif full and kind is NoiseKind.FULL and ("full", leaf) not in self._items:
+                size = math.prod(shape)
+                if self.keys.size * size <= PREFETCH_FULL_VALUES:
+                    jobs.append(("full", leaf))
+                    requests.append((leaf, 0, size))
+        if not jobs:
+            return
+        outs = iter(_noise.normals_many(c.seed, self.epoch, self.keys, requests, self.xp))
+        for what, leaf in jobs:
+            dt = self.spec.dtypes[leaf]
+            shape = self.spec.shapes[leaf]
+            if what == "factors":
+                A, B = _noise.as_factors(next(outs), next(outs), shape, c.rank)
+                value: Any = (A.astype(dt, copy=False), B.astype(dt, copy=False))
+            else:
+                value = next(outs).astype(dt, copy=False).reshape(self.keys.size, *shape)
+            self._items[(what, leaf)] = value
+
+    def factors(self, leaf: int) -> tuple[Any, Any]:
+        """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype."""
+        self.prefetch(full=False)  # the one place factors are made; a no-op once held
+        return self._items[("factors", leaf)]
+
+    def dense(self, leaf: int, keys: np.ndarray) -> Any:
+        """Full-rank unit noise of `keys` for a leaf: `(len(keys), *shape)` in leaf dtype."""
+        shape = self.spec.shapes[leaf]
+        E = _noise.normals_batch(
+            self.config.seed, leaf, keys, self.epoch, math.prod(shape), 0, self.xp
+        )
+        return E.astype(self.spec.dtypes[leaf], copy=False).reshape(len(keys), *shape)
+
+    def full(self, leaf: int) -> Any:
+        """Full-rank unit noise of all unique keys, `(K, *shape)`, held from now on."""
+        E = self._items.get(("full", leaf))
+        if E is None:
+            E = self._items[("full", leaf)] = self.dense(leaf, self.keys)
+        return E
+
+    def held_full(self, leaf: int) -> Any:
+        """The `(K, *shape)` full-rank noise of a leaf if it is held, else None."""
+        return self._items.get(("full", leaf))
+
+    def full_of_member(self, leaf: int, j: int) -> Any:
+        """Full-rank unit noise of unique key j, `(*shape,)`: from the held array, else generated
+        for that key alone (the black-box path never holds K dense copies of a leaf)."""
+        E = self.held_full(leaf)
+        if E is not None:
+            return E[j]
+        key = int(self.keys[j])
+        last = self._last_full.get(leaf)
+        if last is None or last[0] != key:  # antithetic pairs are adjacent: reuse it
+            last = self._last_full[leaf] = (key, self.dense(leaf, self.keys[j : j + 1])[0])
+        return last[1]
+
+    def __len__(self) -> int:
+        """Number of noise arrays (factor pairs, dense stacks) held."""
+        return len(self._items)

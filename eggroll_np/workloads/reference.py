@@ -1,0 +1,122 @@
+"""The reference MLP workloads (rl, sup) that `eggroll-np bench`, the GPU bench and asv time.
+
+rl: MLP 1024-1024-1024-16, 1024 members, one input row per member (an RL policy's step).
+sup: MLP 784-256-256-10, 256 members sharing one batch of 128 rows (supervised learning).
+ReLU hidden layers, He-initialised float32 weights, zero biases. One definition for every tool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..backend import namespace_of
+from ..population import Population
+
+__all__ = [
+    "Workload",
+    "WORKLOADS",
+    "make_params",
+    "make_inputs",
+    "inference",
+    "inference_rows",
+    "population_forward",
+    "make_fitness",
+]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A reference workload: an MLP, a population, and how the inputs are shared."""
+
+    name: str
+    sizes: tuple[int, ...]
+    population: int
+    rows: int  # rows per member
+    shared: bool  # one batch shared by every member (sup) or one input per member (rl)
+
+    def scaled(self, width: int, population: int) -> Workload:
+        """The same MLP with hidden layers `width` wide (and input too, for rl) and another
+        population: the GPU figures use rl at width 4096 and populations 4096 / 16384."""
+        first = width if not self.shared else self.sizes[0]
+        sizes = (first, *[width] * (len(self.sizes) - 2), self.sizes[-1])
+        return Workload(f"{self.name}-{width}", sizes, population, self.rows, self.shared)
+
+    @property
+    def inference_rows(self) -> int:
+        """Rows that pure inference pushes through the MLP (all members' rows at once)."""
+        return self.population * self.rows
+
+
+#: The reference workloads by name, rl (one row per member) and sup (one shared batch).
+WORKLOADS = {
+    "rl": Workload("rl", (1024, 1024, 1024, 16), population=1024, rows=1, shared=False),
+    "sup": Workload("sup", (784, 256, 256, 10), population=256, rows=128, shared=True),
+}
+
+
+def make_params(w: Workload, seed: int = 0) -> dict[str, Any]:
+    """He-initialised float32 MLP: {"layers": [{"W": (m, n), "b": (n,)}, ...]}."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for m, n in zip(w.sizes[:-1], w.sizes[1:], strict=True):
+        layers.append(
+            {
+                "W": (rng.standard_normal((m, n), dtype=np.float32) * np.float32(np.sqrt(2.0 / m))),
+                "b": np.zeros(n, dtype=np.float32),
+            }
+        )
+    return {"layers": layers}
+
+
+def make_inputs(w: Workload, seed: int = 1) -> np.ndarray:
+    """rl: (N, rows, m) one input per member; sup: (rows, m) shared by all members."""
+    rng = np.random.default_rng(seed)
+    shape = (w.rows, w.sizes[0]) if w.shared else (w.population, w.rows, w.sizes[0])
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def inference(params: dict[str, Any], x: Any) -> Any:
+    """Plain MLP on rows x (R, m) with the unperturbed weights -> (R, n_out) (NumPy or CuPy)."""
+    xp = namespace_of(x)
+    h = x
+    layers = params["layers"]
+    for j, layer in enumerate(layers):
+        h = h @ layer["W"]
+        h += layer["b"]
+        if j < len(layers) - 1:
+            xp.maximum(h, 0, out=h)
+    return h
+
+
+def inference_rows(w: Workload, x: np.ndarray) -> np.ndarray:
+    """The rows pure inference runs on: every member's rows, (N * rows, m)."""
+    if w.shared:
+        return np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, x.shape[-1]).copy()
+    return x.reshape(-1, x.shape[-1])
+
+
+def population_forward(pop: Population, x: Any, n_layers: int) -> Any:
+    """MLP forward of every member through `pop.matmul`: (N, rows, n_out) (NumPy or CuPy)."""
+    xp = namespace_of(x)
+    h = x
+    for j in range(n_layers):
+        h = pop.matmul(h, f"layers/{j}/W")
+        h += pop.perturbed(f"layers/{j}/b")[:, None, :]
+        if j < n_layers - 1:
+            xp.maximum(h, 0, out=h)
+    return h
+
+
+def make_fitness(w: Workload, x: Any) -> Callable[[Population], Any]:
+    """A batched fitness (pop -> (N,)): minus the mean squared output (a smooth, cheap score)."""
+    n_layers = len(w.sizes) - 1
+
+    def fitness(pop: Population) -> Any:
+        out = population_forward(pop, x, n_layers)
+        return -namespace_of(out).mean(out * out, axis=(1, 2), dtype=np.float64)
+
+    return fitness
