@@ -77,6 +77,7 @@ html_theme_options = {
     "icon_links": [],
     "analytics": {},
     "navbar_align": "left",
+    "header_links_before_dropdown": 4,
     "show_toc_level": 2,
     "navigation_with_keys": False,
     "footer_start": ["copyright"],
