@@ -86,6 +86,8 @@ html_theme_options = {
     "check_switcher": False,
 }
 html_context = {"default_mode": "auto"}
+# The section navigation only where a section has pages (the API reference); elsewhere it is empty.
+html_sidebars = {"api/*": ["sidebar-nav-bs"], "**": []}
 
 # docstring_gate: the modules whose `__all__` the API reference must cover, name by name.
 api_package = "eggroll_np"
