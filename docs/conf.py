@@ -87,7 +87,7 @@ html_theme_options = {
 }
 html_context = {"default_mode": "auto"}
 # The section navigation only where a section has pages (the API reference); elsewhere it is empty.
-html_sidebars = {"api/*": ["sidebar-nav-bs"], "**": []}
+html_sidebars = {"api/*": ["sidebar-nav-bs"], "*": []}
 
 # docstring_gate: the modules whose `__all__` the API reference must cover, name by name.
 api_package = "eggroll_np"
