@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 import eggroll_np as egg
-from eggroll_np import bench, noise
+from eggroll_np import _ext, bench, noise
 from eggroll_np.tuning import retain_heap_memory
 from eggroll_np.workloads import reference
 
@@ -47,6 +47,39 @@ class Noise:
         return t_np / t_egg
 
     track_speedup_vs_numpy.unit = "x"
+
+
+class UpdateContraction:
+    """The update's fixed-order contraction (machine-independent bits) against BLAS's GEMM.
+
+    Shapes of the first layer of each workload: K unique keys, a (m, n) leaf, rank 1.
+    """
+
+    params = [["rl", "sup"]]
+    param_names = ["workload"]
+
+    def setup(self, name):
+        if _ext.core is None:
+            raise NotImplementedError("needs the C++ core")
+        w = reference.WORKLOADS[name]
+        rng = np.random.default_rng(0)
+        k, m, n = w.population // 2, w.sizes[0], w.sizes[1]
+        self.A = rng.standard_normal((k, m, 1), dtype=np.float32)
+        self.B = rng.standard_normal((k, n, 1), dtype=np.float32)
+        self.w = rng.standard_normal(k).astype(np.float32)
+        self.a2, self.b2 = self.A.reshape(k, m).T, self.B.reshape(k, n)
+
+    def time_exact_contract(self, name):
+        _ext.core.contract(self.A, self.B, self.w)
+
+    def time_blas_gemm(self, name):
+        self.a2 @ self.b2
+
+    def track_exact_over_blas(self, name):
+        t_exact = _best_of(lambda: _ext.core.contract(self.A, self.B, self.w))
+        return t_exact / _best_of(lambda: self.a2 @ self.b2)
+
+    track_exact_over_blas.unit = "x"
 
 
 class Workload:

@@ -1,11 +1,32 @@
-"""Loads the compiled extensions: _core (always built) and _cuda (built when nvcc was found)."""
+"""Loads the compiled extensions: _core (always built) and _cuda (built when nvcc was found).
+
+The C++ core picks the best SIMD level this processor supports (AVX-512, AVX2, baseline); the
+environment variable EGGROLL_SIMD=baseline|avx2|avx512 forces one at import. Every level gives
+the same bits, so forcing one is for testing and for ruling the kernels out when debugging.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
-__all__ = ["core", "cuda", "cuda_device_count", "require_cuda", "core_error", "cuda_error"]
+__all__ = [
+    "core",
+    "cuda",
+    "cuda_device_count",
+    "require_cuda",
+    "core_error",
+    "cuda_error",
+    "SIMD_ENV",
+    "SIMD_LEVELS",
+    "simd_forced",
+]
+
+SIMD_ENV = "EGGROLL_SIMD"
+"""Environment variable that forces the C++ core's SIMD level at import."""
+SIMD_LEVELS = ("baseline", "avx2", "avx512")
+"""The levels EGGROLL_SIMD may name."""
 
 core_error: str | None = None
 cuda_error: str | None = None
@@ -18,8 +39,35 @@ def _load(name: str) -> tuple[ModuleType | None, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def _force_simd(core: ModuleType | None) -> bool:
+    """Apply EGGROLL_SIMD (unset or empty: keep the best level); True when a level was forced."""
+    value = os.environ.get(SIMD_ENV, "").strip()
+    if not value:
+        return False
+    if value not in SIMD_LEVELS:
+        raise ValueError(
+            f"{SIMD_ENV}={value!r} is not a SIMD level; use one of {', '.join(SIMD_LEVELS)} "
+            f"(or unset {SIMD_ENV} for the best one this processor supports)"
+        )
+    if core is None:
+        raise ValueError(
+            f"{SIMD_ENV}={value!r} needs eggroll_np's C++ core, which is not loaded "
+            f"({core_error or 'not built'})"
+        )
+    available = list(core.available_simd_levels())
+    if value not in available:
+        raise ValueError(
+            f"{SIMD_ENV}={value!r}: this processor or build does not support {value}; "
+            f"available here: {', '.join(available)}"
+        )
+    core.set_simd_level(value)
+    return True
+
+
 core, core_error = _load("_core")
 cuda, cuda_error = _load("_cuda")
+simd_forced: bool = _force_simd(core)
+"""Whether EGGROLL_SIMD chose the core's SIMD level (else the best available one is used)."""
 
 
 def cuda_device_count() -> int:

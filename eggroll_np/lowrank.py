@@ -3,10 +3,13 @@
 Member i of a population perturbs a matrix leaf W (m, n) by coef_i * A_k @ B_k.T with k = keys[i],
 A (K, m, r) and B (K, n, r) the stacked factors of the K unique member keys. These functions never
 form an (m, n) matrix per member: the forward adds (x_i @ A_k) @ B_k.T to x_i @ W, and the update
-sums sum_k w_k A_k @ B_k.T as ONE GEMM of (m, K*r) by (K*r, n). The code is generic over NumPy and
-CuPy (the array module of the inputs); `correction` hands rank-1 float32 NumPy work to the C++
-core's fused kernels (`_core.lowrank_correction` / `_core.lowrank_expand`), and
-`correction_reference` is the NumPy version they are tested against.
+sums sum_k w_k A_k @ B_k.T as ONE contraction of (m, K*r) by (K*r, n). The code is generic over
+NumPy and CuPy (the array module of the inputs); `correction` hands rank-1 float32 NumPy work to
+the C++ core's fused kernels (`_core.lowrank_correction` / `_core.lowrank_expand`), and
+`correction_reference` is the NumPy version they are tested against. NumPy updates
+(`contract`, `contract_full`) run on the core's `contract`, which adds the keys' terms in a fixed
+order: the update's bits then depend on no BLAS, thread count, SIMD level or machine
+(`_reference.contract` is its NumPy statement).
 """
 
 from __future__ import annotations
@@ -133,6 +136,16 @@ def correction_transposed(
     return correction(x, B, A, keys, coef, out, base)
 
 
+def _exact_core(*arrays: Any) -> bool:
+    # The deterministic C++ contraction takes float32/float64 NumPy arrays of one dtype.
+    dt = arrays[0].dtype
+    return (
+        _ext.core is not None
+        and dt in (np.float32, np.float64)
+        and all(isinstance(a, np.ndarray) and a.dtype == dt for a in arrays)
+    )
+
+
 def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
     """`scale * sum_k w[k] * A[k] @ B[k].T` as one GEMM.
 
@@ -143,11 +156,15 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
 
     Returns:
         (m, n) array in the factors' dtype. The sum is high rank: it is NOT
-        (sum_k w_k A_k) @ (sum_k w_k B_k).T.
+        (sum_k w_k A_k) @ (sum_k w_k B_k).T. On NumPy with the C++ core, the same bits on every
+        machine (see the module docstring); on CuPy, cuBLAS's.
     """
     K, m, r = A.shape
     n = B.shape[1]
-    ws = (w * scale).astype(A.dtype, copy=False).reshape(-1, 1, 1)
+    ws = (w * scale).astype(A.dtype, copy=False)
+    if _exact_core(A, B):
+        return _ext.core.contract(A, B, ws.reshape(-1))
+    ws = ws.reshape(-1, 1, 1)
     aw = A * ws  # (K, m, r): the only pass over a factor besides the GEMM itself
     if r == 1:
         # (K, m)^T @ (K, n): BLAS reads the transposed operand in place, no copies.
@@ -157,8 +174,17 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
 
 
 def contract_full(E: Any, w: Any, scale: float) -> Any:
-    """`scale * sum_k w[k] * E[k]` for full-rank noise E `(K, *shape)` -> shape, one GEMV."""
-    flat = E.reshape(E.shape[0], -1)
-    g = w.astype(E.dtype, copy=False) @ flat
+    """`scale * sum_k w[k] * E[k]` for full-rank noise E `(K, *shape)` -> shape, one GEMV.
+
+    On NumPy with the C++ core the keys are summed in order (machine-independent bits).
+    """
+    K = E.shape[0]
+    flat = E.reshape(K, -1)
+    wt = w.astype(E.dtype, copy=False)
+    if _exact_core(flat, wt):  # a 1-row contraction: A = ones, so w[k] * 1 is w[k] exactly
+        ones = np.ones((K, 1, 1), dtype=E.dtype)
+        g = _ext.core.contract(ones, flat.reshape(K, -1, 1), wt.reshape(-1))[0]
+    else:
+        g = wt @ flat
     g *= scale
     return g.reshape(E.shape[1:])

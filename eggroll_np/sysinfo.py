@@ -44,6 +44,7 @@ def system_info() -> dict[str, Any]:
         "core_extension": core is not None,
         "core_error": _ext.core_error,
         "simd_level": core.simd_level() if core is not None else None,
+        "simd_forced": _ext.simd_forced,
         "threads": core.num_threads() if core is not None else None,
         "cuda_extension": _ext.cuda is not None,
         "cuda_error": _ext.cuda_error,
@@ -62,6 +63,13 @@ def system_info() -> dict[str, Any]:
     return info
 
 
+def _simd_line(info: dict[str, Any]) -> str:
+    if info["simd_level"] is None:
+        return "none (NumPy reference path)"
+    how = f"forced by {_ext.SIMD_ENV}" if info.get("simd_forced") else "best available"
+    return f"{info['simd_level']} ({how})"
+
+
 def format_info(info: dict[str, Any]) -> str:
     """Human-readable lines for `eggroll-np info`."""
     core = "loaded" if info["core_extension"] else f"MISSING: {info['core_error']}"
@@ -70,7 +78,7 @@ def format_info(info: dict[str, Any]) -> str:
         f"python          {info['python']} ({info['machine']})",
         f"numpy           {info['numpy']}",
         f"C++ core        {core}",
-        f"SIMD level      {info['simd_level']}",
+        f"SIMD level      {_simd_line(info)}",
         f"core threads    {info['threads']}",
     ]
     if info["cuda_extension"]:

@@ -58,6 +58,28 @@ def crashing_fitness(trigger: str, p: dict[str, np.ndarray]) -> float:
     os._exit(1)
 
 
+def make_blas_sized_params() -> dict[str, np.ndarray]:
+    """Leaves large enough that OpenBLAS's update GEMV changed its bits with its thread count."""
+    rng = np.random.default_rng(0)
+    return {
+        "W": (0.1 * rng.standard_normal((300, 200))).astype(np.float32),
+        "b": np.zeros(5000, dtype=np.float32),
+    }
+
+
+def quadratic_fitness(p: dict[str, np.ndarray]) -> float:
+    """Elementwise float64 arithmetic only: the same value under any BLAS thread count."""
+    return -float(sum(np.sum(np.square(v.astype(np.float64) - 0.1)) for v in p.values()))
+
+
+def simd_level_in_worker(site_packages: str) -> str:
+    """The C++ core's SIMD level in a Ray worker process (importing the installed package)."""
+    sys.path.insert(0, site_packages)
+    from eggroll_np import _ext
+
+    return _ext.core.simd_level()
+
+
 def make_member_fitness():
     """A fitness factory: each actor calls it once (for environments built on the worker)."""
     return member_fitness
@@ -216,6 +238,38 @@ def test_distributed_run_is_bit_identical_to_single_process(
     assert_same_params(got, expected)
     assert checksum(got, got_state) == checksum(expected, expected_state)
     assert [r.restarts + r.reassigned for r in ev.reports] == [0] * 4
+
+
+def test_default_thread_settings_match_one_process(evaluator_factory):
+    # Ray runs each 1-CPU actor with one BLAS thread while the driver and a single process keep
+    # their default; the update's contraction must not care (issue 14: ReplicaMismatchError).
+    params = make_blas_sized_params()
+    state = egg.init(params, population=256, seed=1)
+    expected, expected_state = single_process(params, state, quadratic_fitness, 3)
+    ev = evaluator_factory(params, state, quadratic_fitness, workers=2)
+    got, got_state = ev.run(3)
+    assert_same_params(got, expected)
+    assert checksum(got, got_state) == checksum(expected, expected_state)
+
+
+def test_a_worker_with_another_simd_level_and_thread_counts_agrees(evaluator_factory, ray_local):
+    # A stand-in for a cluster of different CPUs: worker 1 runs the baseline kernels with two
+    # BLAS threads, worker 0 and the driver the best level with their defaults. The update is a
+    # fixed sequence of float32 operations, so every replica keeps the same bits.
+    env = {"EGGROLL_SIMD": "baseline", "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    site_packages = os.path.dirname(os.path.dirname(os.path.abspath(egg.__file__)))
+    probe = ray_local.remote(simd_level_in_worker).options(runtime_env={"env_vars": env})
+    assert ray_local.get(probe.remote(site_packages)) == "baseline"
+    params = make_blas_sized_params()
+    state = egg.init(params, population=256, seed=2, optimizer="adam")
+    expected, _ = single_process(params, state, quadratic_fitness, 2)
+    ev = evaluator_factory(params, state, quadratic_fitness, workers=2)
+    ev._remote = ev._remote.options(runtime_env={"env_vars": env})
+    ev._start_actor(1)  # replaced by an actor in that environment, loaded from the driver
+    ev._confirm_loads()
+    got, _ = ev.run(2)
+    assert_same_params(got, expected)
+    assert [r.restarts for r in ev.reports] == [0, 0]
 
 
 def test_fitness_factory_runs_on_each_worker(evaluator_factory):

@@ -15,17 +15,21 @@ KernelTable table_for(const std::string& name) {
 #if defined(EGG_HAVE_AVX512)
   if (name == "avx512") {
     return {"avx512", &avx512::philox_blocks, &avx512::fill_normals, &avx512::lowrank_project,
-            &avx512::lowrank_expand, &avx512::adam_step};
+            &avx512::lowrank_expand, &avx512::adam_step, avx512::contract_rows, avx512::contract_cols_f32,
+            avx512::contract_cols_f64, &avx512::contract_tile_f32, &avx512::contract_tile_f64};
   }
 #endif
 #if defined(EGG_HAVE_AVX2)
   if (name == "avx2") {
     return {"avx2", &avx2::philox_blocks, &avx2::fill_normals, &avx2::lowrank_project,
-            &avx2::lowrank_expand, &avx2::adam_step};
+            &avx2::lowrank_expand, &avx2::adam_step, avx2::contract_rows, avx2::contract_cols_f32,
+            avx2::contract_cols_f64, &avx2::contract_tile_f32, &avx2::contract_tile_f64};
   }
 #endif
   return {"baseline", &baseline::philox_blocks, &baseline::fill_normals,
-          &baseline::lowrank_project, &baseline::lowrank_expand, &baseline::adam_step};
+          &baseline::lowrank_project, &baseline::lowrank_expand, &baseline::adam_step,
+          baseline::contract_rows, baseline::contract_cols_f32, baseline::contract_cols_f64, &baseline::contract_tile_f32,
+          &baseline::contract_tile_f64};
 }
 
 bool cpu_supports(const std::string& name) {

@@ -8,9 +8,12 @@
 
 namespace egg {
 
-// Scalars of one Adam step, precomputed once per call (bias corrections as reciprocals).
+// Scalars of one Adam step, rounded to float32 once per call exactly as NumPy rounds the Python
+// floats of optim.update (bc2 = 1 - b2**t, lr_bc1 = lr / (1 - b1**t), lr_wd = lr * wd), so the
+// fused step and the NumPy step give the same bits.
 struct AdamScalars {
-  float lr, b1, b2, one_minus_b1, one_minus_b2, inv_bc1, inv_bc2, eps, wd;
+  float b1, b2, one_minus_b1, one_minus_b2, bc2, eps, lr_bc1, lr_wd;
+  bool decay;  // wd != 0 (NumPy skips the decay term entirely when wd == 0)
 };
 
 // One set of kernels, compiled once per instruction set (see CMakeLists.txt).
@@ -33,6 +36,16 @@ struct KernelTable {
   double (*adam_step)(const float* theta, const float* g, const float* mu, const float* nu,
                     std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,
                     float* nu_out);
+  // Rows of one contraction tile, and its columns for float32 / float64 (whole vectors).
+  std::size_t contract_rows, contract_cols_f32, contract_cols_f64;
+  // out[i * ldo + j] (i < rows, j < cols = contract_cols_*) = sum over p in [0, np) IN ORDER of
+  // a[p * rows + i] * q[p * ldq + j]; float32 one FMA per term, float64 product and sum rounded
+  // on their own, at every level alike: the bits do not depend on the instruction set. rows is
+  // 1 or contract_rows.
+  void (*contract_tile_f32)(const float* a, std::size_t rows, const float* q, std::size_t ldq,
+                            std::size_t np, float* out, std::size_t ldo);
+  void (*contract_tile_f64)(const double* a, std::size_t rows, const double* q, std::size_t ldq,
+                            std::size_t np, double* out, std::size_t ldo);
 };
 
 #define EGG_DECLARE_ISA(isa)                                                                  \
@@ -48,6 +61,11 @@ struct KernelTable {
   double adam_step(const float* theta, const float* g, const float* mu, const float* nu,      \
                  std::size_t n, const AdamScalars& s, float* theta_out, float* mu_out,        \
                  float* nu_out);                                                              \
+  extern const std::size_t contract_rows, contract_cols_f32, contract_cols_f64;               \
+  void contract_tile_f32(const float* a, std::size_t rows, const float* q, std::size_t ldq,   \
+                         std::size_t np, float* out, std::size_t ldo);                        \
+  void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq, \
+                         std::size_t np, double* out, std::size_t ldo);                       \
   }
 
 EGG_DECLARE_ISA(baseline)

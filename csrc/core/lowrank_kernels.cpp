@@ -20,10 +20,19 @@ void lowrank_project(const float* __restrict x, std::size_t rows, std::size_t m,
   for (std::size_t b = 0; b < rows; ++b) {
     const float* xb = x + b * m;
     if (r == 1) {
-      float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-      for (std::size_t j = 0; j < m; ++j) s += xb[j] * a[j];
-      xa[b] = s;
+      // A dot product over 16 fixed lanes, folded in a fixed order: the same bits at every SIMD
+      // width (a `simd reduction` would let each instruction set sum in its own order).
+      constexpr std::size_t kL = 16;
+      float acc[kL] = {};
+      std::size_t j = 0;
+      for (; j + kL <= m; j += kL) {
+        for (std::size_t l = 0; l < kL; ++l) acc[l] += xb[j + l] * a[j + l];
+      }
+      for (std::size_t l = 0; j < m; ++j, ++l) acc[l] += xb[j] * a[j];
+      for (std::size_t half = kL / 2; half > 0; half /= 2) {
+        for (std::size_t l = 0; l < half; ++l) acc[l] += acc[l + half];
+      }
+      xa[b] = acc[0];
       continue;
     }
     for (std::size_t q = 0; q < r; ++q) xa[b * r + q] = 0.0f;

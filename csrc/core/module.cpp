@@ -14,6 +14,7 @@
 #include <malloc.h>
 #endif
 
+#include "core/contract.h"
 #include "core/kernels.h"
 #include "core/parallel.h"
 
@@ -250,6 +251,18 @@ void lowrank_expand(const F32Array& xa, const U32Array& xa_rows, const F32Array&
   });
 }
 
+// b**n by binary exponentiation in IEEE double, exactly as optim._power: libm's pow may round
+// differently on another machine (or its FMA variant), a fixed sequence of products cannot.
+double power(double b, int64_t n) {
+  double result = 1.0;
+  while (n > 0) {
+    if (n & 1) result *= b;
+    n >>= 1;
+    if (n > 0) b *= b;
+  }
+  return result;
+}
+
 // One Adam step on float32 leaves: returns (theta_new, mu_new, nu_new), inputs untouched.
 py::tuple adam_step(const F32Array& theta, const F32Array& g, const F32Array& mu,
                     const F32Array& nu, double lr, double b1, double b2, double eps, double wd,
@@ -261,15 +274,13 @@ py::tuple adam_step(const F32Array& theta, const F32Array& g, const F32Array& mu
   if (count < 1) throw py::value_error("count must be >= 1");
   std::vector<py::ssize_t> shape(theta.shape(), theta.shape() + theta.ndim());
   F32Array theta_out(shape), mu_out(shape), nu_out(shape);
-  const egg::AdamScalars s{static_cast<float>(lr),
-                           static_cast<float>(b1),
-                           static_cast<float>(b2),
-                           static_cast<float>(1.0 - b1),
-                           static_cast<float>(1.0 - b2),
-                           static_cast<float>(1.0 / (1.0 - std::pow(b1, count))),
-                           static_cast<float>(1.0 / (1.0 - std::pow(b2, count))),
-                           static_cast<float>(eps),
-                           static_cast<float>(wd)};
+  const double bc1 = 1.0 - power(b1, count);
+  const double bc2 = 1.0 - power(b2, count);
+  const egg::AdamScalars s{static_cast<float>(b1),          static_cast<float>(b2),
+                           static_cast<float>(1.0 - b1),    static_cast<float>(1.0 - b2),
+                           static_cast<float>(bc2),         static_cast<float>(eps),
+                           static_cast<float>(lr / bc1),    static_cast<float>(lr * wd),
+                           wd != 0.0};
   const float *tp = theta.data(), *gp = g.data(), *mp = mu.data(), *np_ = nu.data();
   float *to = theta_out.mutable_data(), *mo = mu_out.mutable_data(), *no = nu_out.mutable_data();
   // Fixed blocks, partial sums added in block order: the norm does not depend on the threads.
@@ -292,6 +303,37 @@ py::tuple adam_step(const F32Array& theta, const F32Array& g, const F32Array& mu
   return py::make_tuple(theta_out, mu_out, nu_out, sq);
 }
 
+template <class T>
+py::array contract_t(const py::array& a_obj, const py::array& b_obj, const py::array& w_obj) {
+  using Arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
+  const Arr a = Arr::ensure(a_obj), b = Arr::ensure(b_obj), w = Arr::ensure(w_obj);
+  if (a.ndim() != 3 || b.ndim() != 3 || w.ndim() != 1) {
+    throw py::value_error("contract needs a (K, m, r), b (K, n, r) and w (K,)");
+  }
+  if (b.shape(0) != a.shape(0) || w.shape(0) != a.shape(0) || b.shape(2) != a.shape(2)) {
+    throw py::value_error("a, b and w must agree on K, and a and b on r");
+  }
+  const std::size_t K = a.shape(0), m = a.shape(1), r = a.shape(2), n = b.shape(1);
+  py::array_t<T> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
+  const T *ap = a.data(), *bp = b.data(), *wp = w.data();
+  T* op = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    egg::contract<T>(ap, bp, wp, K, m, n, r, op);
+  }
+  return out;
+}
+
+py::array contract(const py::array& a, const py::array& b, const py::array& w) {
+  const py::dtype dt = a.dtype();
+  if (!b.dtype().is(dt) || !w.dtype().is(dt)) {
+    throw py::type_error("contract: a, b and w must have the same dtype");
+  }
+  if (dt.is(py::dtype::of<float>())) return contract_t<float>(a, b, w);
+  if (dt.is(py::dtype::of<double>())) return contract_t<double>(a, b, w);
+  throw py::type_error("contract: float32 or float64 (native byte order) arrays only");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -312,6 +354,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("count"),
         "One fused Adam step (ascent direction g, decoupled weight decay) on float32 arrays -> "
         "(theta, mu, nu, squared norm of the step).");
+  m.def("contract", &contract, py::arg("a"), py::arg("b"), py::arg("w"),
+        "sum_k sum_q (w[k] * a[k, :, q]) outer b[k, :, q] for a (K, m, r), b (K, n, r), w (K,) "
+        "-> (m, n), terms added in (k, q) order with no FMA: the same bits on every machine, "
+        "SIMD level and thread count. float32 or float64.");
   m.def("fill_normals_many", &fill_normals_many, py::arg("seed"), py::arg("leaves"),
         py::arg("member_keys"), py::arg("epoch"), py::arg("offsets"), py::arg("outs"),
         "Several fill_normals requests (one per leaf/offset/out) in one parallel pass.");

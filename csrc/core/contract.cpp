@@ -1,0 +1,113 @@
+// contract.cpp: packing and threading around the per-ISA tiles of contract_kernels.cpp.
+//
+// The left operand (w * a, p = k * r + q) is packed once into panels of contract_rows rows; each
+// thread takes whole column tiles, packs its slice of b and runs every row tile over it. An
+// output element is produced by exactly one tile, in one pass over p, so neither the thread
+// split nor the tile width changes its bits.
+#include "core/contract.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "core/kernels.h"
+#include "core/parallel.h"
+
+namespace egg {
+
+namespace {
+template <class T>
+struct Tiles;
+template <>
+struct Tiles<float> {
+  static std::size_t cols(const KernelTable& k) { return k.contract_cols_f32; }
+  static auto fn(const KernelTable& k) { return k.contract_tile_f32; }
+};
+template <>
+struct Tiles<double> {
+  static std::size_t cols(const KernelTable& k) { return k.contract_cols_f64; }
+  static auto fn(const KernelTable& k) { return k.contract_tile_f64; }
+};
+}  // namespace
+
+template <class T>
+void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, std::size_t n,
+              std::size_t r, T* out) {
+  if (m == 0 || n == 0) return;
+  const std::size_t np = K * r;
+  if (np == 0) {
+    std::fill(out, out + m * n, T(0));
+    return;
+  }
+  const KernelTable& k = kernels();
+  const auto tile = Tiles<T>::fn(k);
+  const std::size_t nr = Tiles<T>::cols(k);
+  const std::size_t rows = m == 1 ? 1 : k.contract_rows;  // a row vector (full-rank leaves): 1
+  const std::size_t row_tiles = (m + rows - 1) / rows;
+  // pa[(t * np + p) * rows + i] = w[k] * a[k][t * rows + i][q], zero past row m. Blocks of
+  // kPackP terms: the rows of a they read stay in cache while every row tile takes its part.
+  constexpr std::size_t kPackP = 16;
+  std::unique_ptr<T[]> pa(new T[row_tiles * np * rows]);  // every value is written below
+  parallel_for(row_tiles, 16, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t p0 = 0; p0 < np; p0 += kPackP) {
+      const std::size_t p1 = std::min(np, p0 + kPackP);
+      for (std::size_t t = t0; t < t1; ++t) {
+        for (std::size_t p = p0; p < p1; ++p) {
+          const std::size_t kk = p / r, qq = p % r;
+          T* dst = pa.get() + (t * np + p) * rows;
+          for (std::size_t i = 0; i < rows; ++i) {
+            const std::size_t row = t * rows + i;
+            dst[i] = row < m ? w[kk] * a[(kk * m + row) * r + qq] : T(0);
+          }
+        }
+      }
+    }
+  });
+  const std::size_t col_tiles = (n + nr - 1) / nr;
+  const std::size_t per_tile = np * row_tiles * rows * nr;
+  const std::size_t min_tiles = std::max<std::size_t>(1, (std::size_t{1} << 18) / per_tile);
+  parallel_for(col_tiles, min_tiles, [&](std::size_t c0, std::size_t c1) {
+    std::vector<T> pq, res(rows * nr);
+    for (std::size_t c = c0; c < c1; ++c) {
+      const std::size_t j0 = c * nr, width = std::min(nr, n - j0);
+      const T* q;
+      std::size_t ldq;
+      if (rows == 1 && r == 1 && width == nr) {
+        q = b + j0;  // each value is used once: read it in place rather than copy it first
+        ldq = n;
+      } else {
+        pq.assign(np * nr, T(0));
+        for (std::size_t p = 0; p < np; ++p) {
+          const std::size_t kk = p / r, qq = p % r;
+          T* dst = pq.data() + p * nr;
+          if (r == 1) {
+            std::memcpy(dst, b + kk * n + j0, width * sizeof(T));
+          } else {
+            for (std::size_t j = 0; j < width; ++j) dst[j] = b[(kk * n + j0 + j) * r + qq];
+          }
+        }
+        q = pq.data();
+        ldq = nr;
+      }
+      for (std::size_t t = 0; t < row_tiles; ++t) {
+        const std::size_t height = std::min(rows, m - t * rows);
+        if (height == rows && width == nr) {  // a whole tile: straight into out
+          tile(pa.get() + t * np * rows, rows, q, ldq, np, out + t * rows * n + j0, n);
+          continue;
+        }
+        tile(pa.get() + t * np * rows, rows, q, ldq, np, res.data(), nr);
+        for (std::size_t i = 0; i < height; ++i) {
+          std::memcpy(out + (t * rows + i) * n + j0, res.data() + i * nr, width * sizeof(T));
+        }
+      }
+    }
+  });
+}
+
+template void contract<float>(const float*, const float*, const float*, std::size_t, std::size_t,
+                              std::size_t, std::size_t, float*);
+template void contract<double>(const double*, const double*, const double*, std::size_t,
+                               std::size_t, std::size_t, std::size_t, double*);
+
+}  // namespace egg
