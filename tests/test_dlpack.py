@@ -208,3 +208,23 @@ def test_torch_examples_train_the_module(name, batched, population):
     for _ in range(60):
         params, state = egg.step(params, fitness, state, batched=batched)
     assert ex.mse(params) < 0.85 * before
+
+
+def test_population_layers_take_exported_inputs_and_ids():
+    if not hasattr(egg.Population, "linear"):
+        pytest.skip("this build has no population layers (Population.linear/embed)")
+    rng = np.random.default_rng(2)
+    params = {
+        "E": rng.standard_normal((10, 6)).astype(np.float32),
+        "W": rng.standard_normal((6, 3)).astype(np.float32),
+        "b": np.zeros(3, np.float32),
+    }
+    pop = egg.ask(params, egg.init(params, population=4, seed=0))
+    ids = np.array([[1, 2, 9]], dtype=np.int64)
+    np.testing.assert_array_equal(pop.embed(Exporter(ids), "E"), pop.embed(ids, "E"))
+    out = pop.linear(Exporter(X), "W", "b", activation="relu")
+    assert type(out) is np.ndarray
+    np.testing.assert_array_equal(out, pop.linear(X, "W", "b", activation="relu"))
+    if backend.cupy is None:
+        with pytest.raises(TypeError, match=r"^ids .*CUDA"):
+            pop.embed(Exporter(ids, device=(2, 0)), "E")
