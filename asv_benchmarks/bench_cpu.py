@@ -1,4 +1,4 @@
-"""CPU speed and memory of eggroll_np on the reference workloads (rl, sup), with ratios."""
+"""CPU speed and memory of eggroll_np on the reference workloads (rl, sup, cnn), with ratios."""
 
 from __future__ import annotations
 
@@ -83,20 +83,17 @@ class UpdateContraction:
 
 
 class Workload:
-    """Population forward, full generation and pure inference on rl and sup."""
+    """Population forward, full generation and pure inference on rl, sup and cnn."""
 
-    params = ["rl", "sup"]
+    params = list(reference.NAMES)
     param_names = ["workload"]
     timeout = 300
 
     def setup(self, name):
-        self.w = reference.WORKLOADS[name]
-        self.params_tree = reference.make_params(self.w)
-        self.x = reference.make_inputs(self.w)
-        self.rows = reference.inference_rows(self.w, self.x)
-        self.fitness = reference.make_fitness(self.w, self.x)
+        self.w, self.params_tree, self._infer, self.fitness, extra = reference.setup(name)
         state = egg.init(
-            self.params_tree, population=self.w.population, sigma=0.02, lr=0.01, rank=1, seed=0
+            self.params_tree, population=self.w.population, sigma=0.02, lr=0.01, rank=1, seed=0,
+            **extra,
         )
         # Every call evaluates a new generation, with its own noise, as a real run does.
         self._states = bench.fresh_states(state)
@@ -113,7 +110,7 @@ class Workload:
         return egg.step(self.params_tree, self.fitness, self._state(), batched=True)
 
     def _inference(self):
-        return reference.inference(self.params_tree, self.rows)
+        return self._infer()
 
     def time_inference(self, name):
         self._inference()
@@ -144,20 +141,17 @@ class Workload:
 class NaiveES:
     """The library's own full-rank ES path: what EGGROLL is compared against."""
 
-    params = ["rl", "sup"]
+    params = list(reference.NAMES)
     param_names = ["workload"]
     timeout = 600
     number = 1
     repeat = 1
 
     def setup(self, name):
-        w = reference.WORKLOADS[name]
-        self.params_tree = reference.make_params(w)
-        x = reference.make_inputs(w)
-        self.fitness = reference.make_fitness(w, x)
+        w, self.params_tree, _, self.fitness, extra = reference.setup(name)
         kw = dict(population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0)
         self.naive = bench.fresh_states(egg.init(self.params_tree, noise="full", **kw))
-        self.lowrank = bench.fresh_states(egg.init(self.params_tree, **kw))
+        self.lowrank = bench.fresh_states(egg.init(self.params_tree, **kw, **extra))
         self._calls = 0
 
     def _step(self, states):

@@ -12,14 +12,8 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from .workloads.reference import (
-    WORKLOADS,
-    inference,
-    inference_rows,
-    make_fitness,
-    make_inputs,
-    make_params,
-)
+from .tree import flatten
+from .workloads.reference import cnn_member_fitness, setup
 
 __all__ = ["fresh_states", "peak_rss", "run_workload"]
 
@@ -110,14 +104,12 @@ def _peak_rss_child(name: str, what: str) -> int:
 
     retain_heap_memory()
 
-    w = WORKLOADS[name]
-    params = make_params(w)
-    x = make_inputs(w)
+    w, params, infer, fitness, extra = setup(name)
     if what == "inference":
-        inference(params, inference_rows(w, x))
+        infer()
     else:
-        state = init(params, population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0)
-        step(params, make_fitness(w, x), state, batched=True)
+        state = init(params, population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0, **extra)
+        step(params, fitness, state, batched=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
 
@@ -137,32 +129,28 @@ def run_workload(
     """Time one workload; returns seconds (medians), ratios and peak bytes."""
     from . import ask, init, step
 
-    w = WORKLOADS[name]
     say = progress or (lambda _msg: None)
-    params = make_params(w)
-    x = make_inputs(w)
-    rows = inference_rows(w, x)
-    fitness = make_fitness(w, x)
+    w, params, infer, fitness, extra = setup(name)
     cfg = dict(population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0, antithetic=True)
-    state = init(params, optimizer="adam", shaping="centered_rank", **cfg)
+    state = init(params, optimizer="adam", shaping="centered_rank", **cfg, **extra)
 
     states = fresh_states(state)
     say("inference / forward / generation, interleaved")
     t_inf, t_fwd, t_gen, r_fwd, r_gen = _interleaved(
-        lambda: inference(params, rows),
+        infer,
         lambda s: fitness(ask(params, s)),
         lambda s: step(params, fitness, s, batched=True),
         states,
         repeats,
     )
     say("peak memory")
-    alloc_inf = _peak_bytes(lambda: inference(params, rows))
+    alloc_inf = _peak_bytes(infer)
     alloc_gen = _peak_bytes(lambda: step(params, fitness, states(repeats + 1), batched=True))
     rss_inf, rss_gen = peak_rss(name, "inference"), peak_rss(name, "step")
     result: dict[str, Any] = {
         "workload": name,
         "population": w.population,
-        "sizes": list(w.sizes),
+        "sizes": list(w.sizes) if hasattr(w, "sizes") else repr(w.arch),
         "rows_per_member": w.rows,
         "shared_input": w.shared,
         "inference_s": t_inf,
@@ -175,7 +163,7 @@ def run_workload(
         "peak_ratio": rss_gen / max(rss_inf, 1),
         "alloc_peak_inference_bytes": alloc_inf,
         "alloc_peak_generation_bytes": alloc_gen,
-        "param_bytes": sum(int(v.nbytes) for layer in params["layers"] for v in layer.values()),
+        "param_bytes": sum(int(v.nbytes) for v in flatten(params)[0]),
     }
     if naive:
         say("naive full-rank ES")
@@ -187,4 +175,12 @@ def run_workload(
         )
         result["naive_generation_s"] = t_naive
         result["speedup_vs_naive"] = t_naive / t_gen
+        if name == "cnn":  # what a CNN cost before the population layers: N dense members
+            say("black-box full-rank ES")
+            member_fitness = cnn_member_fitness()
+            t_bb = _median_time(
+                lambda s: step(params, member_fitness, s), 1, fresh_states(naive_state)
+            )
+            result["blackbox_generation_s"] = t_bb
+            result["speedup_vs_blackbox"] = t_bb / t_gen
     return result

@@ -105,8 +105,10 @@ def _choices_by_path(node: Any, prefix: str) -> list[tuple[str, Any]]:
 def resolve_kinds(spec: TreeSpec, lowrank: LowrankSpec, full: bool) -> tuple[NoiseKind, ...]:
     """The NoiseKind of every leaf from `lowrank` (None, callable or tree/dict by path).
 
-    None gives LOWRANK to 2-D leaves and FULL to the others; `full` (noise="full" or rank=None)
-    turns every LOWRANK into FULL (classic OpenAI-ES), keeping FROZEN leaves frozen.
+    None gives LOWRANK to 2-D leaves and FULL to the others; a leaf with ndim >= 3 may be made
+    LOWRANK explicitly (its matrix view (shape[0], prod(shape[1:])) is perturbed); `full`
+    (noise="full" or rank=None) turns every LOWRANK into FULL (classic OpenAI-ES), keeping FROZEN
+    leaves frozen.
     """
     paths = spec.path_strings
     default = NoiseKind.FULL if full else None
@@ -132,9 +134,10 @@ def resolve_kinds(spec: TreeSpec, lowrank: LowrankSpec, full: bool) -> tuple[Noi
             k = default or (NoiseKind.LOWRANK if len(shape) == 2 else NoiseKind.FULL)
         if full and k is NoiseKind.LOWRANK:
             k = NoiseKind.FULL
-        if k is NoiseKind.LOWRANK and len(shape) != 2:
+        if k is NoiseKind.LOWRANK and len(shape) < 2:
             raise ValueError(
-                f"lowrank: leaf '{p}' has shape {shape}; only 2-D leaves can be low-rank"
+                f"lowrank: leaf '{p}' has shape {shape}; only leaves with ndim >= 2 can be "
+                "low-rank (ndim >= 3 uses the matrix view (shape[0], prod(shape[1:])))"
             )
         kinds.append(k)
     return tuple(kinds)

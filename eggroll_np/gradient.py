@@ -41,7 +41,8 @@ def estimate(noise: GenerationNoise, weights: np.ndarray) -> dict[int, Any]:
     for leaf, kind in enumerate(config.kinds):
         if kind is NoiseKind.LOWRANK:
             A, B = noise.factors(leaf)
-            grads[leaf] = lowrank.contract(A, B, wk, scale / math.sqrt(config.rank))
+            g = lowrank.contract(A, B, wk, scale / math.sqrt(config.rank))
+            grads[leaf] = g.reshape(noise.spec.shapes[leaf])  # ndim >= 3: the matrix view
         elif kind is NoiseKind.FULL:
             grads[leaf] = _full(noise, leaf, w, scale)
     return grads

@@ -25,6 +25,7 @@ __all__ = [
     "factors",
     "factor_requests",
     "as_factors",
+    "matrix_shape",
     "member_keys",
     "signs",
     "epoch_of",
@@ -213,38 +214,55 @@ def factors(
     leaf: int,
     member_keys: Sequence[int] | np.ndarray,
     epoch: int,
-    shape: tuple[int, int],
+    shape: tuple[int, ...],
     rank: int,
     xp: ModuleType | str | None = None,
 ) -> tuple[Any, Any]:
-    """Low-rank factors of a matrix leaf of shape (m, n) for several members.
+    """Low-rank factors of a low-rank leaf for several members.
 
-    The unit noise of member key k is eps_k = A_k @ B_k.T / sqrt(rank), with A_k the stream's
-    values [0, m*r) and B_k the values [m*r, (m+n)*r), both in C order.
+    `shape` is the leaf's shape, (m, n) for a matrix or any ndim >= 3 shape, which uses the
+    matrix view (m, n) = (shape[0], prod(shape[1:])) (`matrix_shape`). The unit noise of member
+    key k is eps_k = A_k @ B_k.T / sqrt(rank) (reshaped to `shape`), with A_k the stream's values
+    [0, m*r) and B_k the values [m*r, (m+n)*r), both in C order.
 
     Returns:
         (A, B): float32 arrays of shapes (K, m, r) and (K, n, r), K = len(member_keys).
     """
-    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
-        raise ValueError(f"shape must be a 2-D shape (m, n), got {shape!r}")
-    m = _checks.integer("shape[0]", shape[0], 0, _STREAM_VALUES)
-    n = _checks.integer("shape[1]", shape[1], 0, _STREAM_VALUES)
+    if not isinstance(shape, (tuple, list)) or len(shape) < 2:
+        raise ValueError(f"shape must have 2 or more dimensions, got {shape!r}")
+    for j, d in enumerate(shape):
+        _checks.integer(f"shape[{j}]", d, 0, _STREAM_VALUES)
+    m, n = matrix_shape(shape)
+    _checks.integer("prod(shape[1:])", n, 0, _STREAM_VALUES)
     r = _checks.integer("rank", rank, 1)
     leaf = _checks.integer("leaf", leaf, 0, _U32)
-    a, b = normals_many(seed, epoch, member_keys, factor_requests(leaf, (m, n), r), xp)
-    return as_factors(a, b, (m, n), r)
+    a, b = normals_many(seed, epoch, member_keys, factor_requests(leaf, shape, r), xp)
+    return as_factors(a, b, shape, r)
 
 
-def factor_requests(leaf: int, shape: tuple[int, int], rank: int) -> list[tuple[int, int, int]]:
-    """The two stream reads of a matrix leaf's factors, for `normals_many`: A's values
-    [0, m*r), then B's [m*r, (m+n)*r) (the contract's layout, in one place)."""
-    m, n = shape
+def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:
+    """The matrix view (m, n) of a low-rank leaf: (shape[0], prod(shape[1:])).
+
+    A 2-D leaf is its own view; a leaf with ndim >= 3 (a conv kernel (O, C, kh, kw)) is perturbed
+    as (A @ B.T / sqrt(r)).reshape(shape) with A (m, r) and B (n, r) (DESIGN.md, noise contract).
+    """
+    n = 1
+    for d in shape[1:]:
+        n *= int(d)
+    return int(shape[0]), n
+
+
+def factor_requests(leaf: int, shape: Sequence[int], rank: int) -> list[tuple[int, int, int]]:
+    """The two stream reads of a low-rank leaf's factors, for `normals_many`: A's values
+    [0, m*r), then B's [m*r, (m+n)*r) with (m, n) = matrix_shape(shape) (the contract's
+    layout, in one place)."""
+    m, n = matrix_shape(shape)
     return [(leaf, 0, m * rank), (leaf, m * rank, n * rank)]
 
 
-def as_factors(a: Any, b: Any, shape: tuple[int, int], rank: int) -> tuple[Any, Any]:
+def as_factors(a: Any, b: Any, shape: Sequence[int], rank: int) -> tuple[Any, Any]:
     """The reads of `factor_requests`, (K, m*r) and (K, n*r), as A (K, m, r) and B (K, n, r)."""
-    m, n = shape
+    m, n = matrix_shape(shape)
     return a.reshape(a.shape[0], m, rank), b.reshape(b.shape[0], n, rank)
 
 

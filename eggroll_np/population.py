@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, lowrank
+from . import _checks, conv, epilogue, layers, lowrank
 from .backend import as_array, namespace_of
 from .config import NoiseKind
 from .perturbation import GenerationNoise
@@ -86,7 +86,9 @@ class Population:
         if kind is NoiseKind.LOWRANK:
             A, B = self.noise.factors(leaf)
             coef = self.sigma * float(self.signs[i]) / math.sqrt(self._config.rank)
-            w = A[j] @ B[j].T  # the one (m, n) temporary: scaled and shifted in place
+            # the one temporary, (m, n) or the matrix view of an ndim >= 3 leaf: scaled and
+            # shifted in place
+            w = (A[j] @ B[j].T).reshape(theta.shape)
             w *= coef
             w += theta
             return w
@@ -121,6 +123,7 @@ class Population:
         if kind is NoiseKind.LOWRANK:
             A, B = self.noise.factors(leaf)
             eps = xp.matmul(A[self._local_xp], B[self._local_xp].transpose(0, 2, 1))
+            eps = eps.reshape(self.size, *theta.shape)  # ndim >= 3: from the matrix view
         else:
             eps = self.noise.full(leaf)[self._local_xp]
         eps *= coef
@@ -184,6 +187,92 @@ class Population:
             else:
                 out += coef * xp.matmul(x, Et[self._local_xp])
         return out
+
+    def _leaf_noise(self, path: Path | str) -> epilogue.LeafNoise:
+        """One leaf and its members' noise, as the layer functions take it."""
+        leaf = self._spec.index(path)
+        kind = self._kind(leaf)
+        A = B = E = None
+        if kind is NoiseKind.LOWRANK:
+            A, B = self.noise.factors(leaf)
+        elif kind is NoiseKind.FULL:
+            E = self.noise.full(leaf)
+        coef = self._coef(leaf) if kind is not NoiseKind.FROZEN else None
+        return epilogue.LeafNoise(
+            self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E
+        )
+
+    def linear(
+        self,
+        x: Any,
+        w: Path | str,
+        b: Path | str | None = None,
+        activation: str | None = None,
+        transpose: bool = False,
+    ) -> Any:
+        """activation(x @ W_i + b_i) for every member: the base GEMM, then ONE fused pass
+        (low-rank correction, bias, activation) over the output.
+
+        Args:
+            x: shared (B, m) or per-member (N, B, m) input, cast to W's dtype.
+            w: path of a 2-D leaf W (m, n): low-rank, full-rank or frozen.
+            b: None or path of a 1-D leaf (n,) (full-rank, the default for 1-D leaves, or
+                frozen; a 1-D leaf cannot be low-rank).
+            activation: None, "relu", "tanh", "sigmoid" or "gelu" (tanh approximation).
+            transpose: x @ W_i.T instead (x has n columns; b then has m entries).
+
+        Returns:
+            (N, B, n) array ((N, B, m) with transpose), W's dtype and backend.
+        """
+        epilogue.activation_code(activation)  # before any noise is made
+        self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
+        bn = None if b is None else self._leaf_noise(b)
+        x = as_array(x, "x")  # a DLPack array (torch, JAX, ...) as NumPy/CuPy, no copy
+        return layers.linear(x, self._leaf_noise(w), bn, activation, transpose)
+
+    def conv2d(
+        self,
+        x: Any,
+        w: Path | str,
+        b: Path | str | None = None,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        activation: str | None = None,
+    ) -> Any:
+        """Every member's conv2d (torch.nn.functional.conv2d semantics: NCHW cross-correlation,
+        zero padding), then an optional activation, without forming N dense kernels.
+
+        Args:
+            x: shared (B, C, H, W) or per-member (N, B, C, H, W) input.
+            w: path of a 4-D leaf (O, C, kh, kw); make it low-rank with init's `lowrank=`
+                (matrix view (O, C*kh*kw)), else it is full-rank.
+            b: None or path of a 1-D leaf (O,).
+            stride, padding: an int or a pair.
+            activation: as in `linear`.
+
+        Returns:
+            (N, B, O, H', W') array, H' = (H + 2 pad - kh) // stride + 1 (likewise W').
+        """
+        epilogue.activation_code(activation)
+        self.noise.prefetch(full=True)
+        bn = None if b is None else self._leaf_noise(b)
+        x = as_array(x, "x")
+        return conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation)
+
+    def embed(self, ids: Any, w: Path | str, per_member: bool = False) -> Any:
+        """Rows of every member's table W_i (V, d) at integer ids, without forming any W_i.
+
+        Args:
+            ids: integers in [0, V) of any shape S (shared by all members), or (N, *S) with
+                per_member=True (each member's own ids, e.g. its sampled tokens).
+            w: path of a 2-D leaf (V, d).
+
+        Returns:
+            (N, *S, d) array: theta's rows plus the rows of A_k at the ids times B_k.T.
+        """
+        self.noise.prefetch(full=True)
+        ids = as_array(ids, "ids")
+        return layers.embed(ids, self._leaf_noise(w), per_member)
 
     def slice(self, start: int, stop: int) -> Population:
         """The members [start, stop) as a Population (for workers; noise of its keys only)."""

@@ -20,7 +20,8 @@ def unit_noise(
     """eps of one (leaf, member key, epoch) per docs/noise-contract.md, as dense float64."""
     if kind is NoiseKind.LOWRANK:
         A, B = noise.factors(seed, leaf, [key], epoch, shape, rank)
-        return A[0].astype(np.float64) @ B[0].astype(np.float64).T / math.sqrt(rank)
+        eps = A[0].astype(np.float64) @ B[0].astype(np.float64).T / math.sqrt(rank)
+        return eps.reshape(shape)  # ndim >= 3: the matrix view (shape[0], prod(shape[1:]))
     if kind is NoiseKind.FULL:
         eps = noise.normals(seed, leaf, key, epoch, math.prod(shape))
         return eps.astype(np.float64).reshape(shape)

@@ -36,3 +36,13 @@ def test_bench_rejects_a_bad_repeat_count(capsys):
         cli.main(["bench", "--repeats", "0"])
     assert exc.value.code == 2
     assert "--repeats must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_bench_rejects_negative_threads_and_knows_cnn(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--threads", "-1"])
+    assert exc.value.code == 2
+    assert "--threads must be an integer >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--workload", "cnnx"])
+    assert "cnn" in capsys.readouterr().err  # the choices name the cnn workload

@@ -229,7 +229,8 @@ def test_normals_bad_input(kwargs, exc, word):
         ((3, 4), -2, ValueError, "rank"),
         ((3, 4), 1.0, TypeError, "rank"),
         ((3,), 1, ValueError, "shape"),
-        ((3, 4, 5), 1, ValueError, "shape"),
+        ((), 1, ValueError, "shape"),
+        ((3, 4, -5), 1, ValueError, r"shape\[2\]"),
         ((3, -4), 1, ValueError, r"shape\[1\]"),
     ],
 )
@@ -278,3 +279,13 @@ def test_normals_many_equals_separate_reads():
 def test_normals_many_bad_request_names_it():
     with pytest.raises(ValueError, match=r"requests\[1\] offset"):
         noise.normals_many(0, 0, [0], [(0, 0, 4), (0, -1, 4)])
+
+
+def test_factors_of_an_ndim3_leaf_use_the_matrix_view():
+    # (3, 4, 5) is perturbed as the (3, 20) matrix: the same stream reads as a (3, 20) leaf.
+    A, B = noise.factors(7, 2, [0, 5], 1, (3, 4, 5), 2)
+    A2, B2 = noise.factors(7, 2, [0, 5], 1, (3, 20), 2)
+    assert A.shape == (2, 3, 2)
+    assert B.shape == (2, 20, 2)
+    np.testing.assert_array_equal(A, A2)
+    np.testing.assert_array_equal(B, B2)

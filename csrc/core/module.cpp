@@ -20,6 +20,10 @@
 
 namespace py = pybind11;
 
+namespace egg {
+void register_layer_bindings(py::module_& m);  // layer_bindings.cpp
+}  // namespace egg
+
 namespace {
 
 using U32Array = py::array_t<uint32_t, py::array::c_style>;
@@ -380,6 +384,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("mmap_threshold") = std::size_t{32} << 20,
       py::arg("trim_threshold") = std::size_t{1} << 30,
       "Tune glibc malloc for repeated large allocations (process-wide); False where not glibc.");
+  egg::register_layer_bindings(m);
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
   m.def("available_simd_levels", &egg::available_levels,

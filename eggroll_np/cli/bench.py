@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 from .. import _checks
-from ..workloads.reference import WORKLOADS
+from ..workloads.reference import NAMES
 
 __all__ = ["HELP", "add_arguments", "run", "format_table"]
 
-HELP = "time the rl/sup workloads against pure inference and naive ES"
+HELP = "time the rl/sup/cnn workloads against pure inference and naive ES"
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
@@ -33,15 +33,28 @@ def format_table(results: list[dict[str, Any]]) -> str:
             f"{r['forward_throughput_ratio']:>13.3f}{r['generation_s'] * 1e3:>10.2f}ms"
             f"{r['generation_over_inference']:>9.2f}{naive}{speed}{r['peak_ratio']:>18.2f}"
         )
+    for r in results:
+        if "blackbox_generation_s" in r:
+            lines.append(
+                f"{r['workload']}: black-box full-rank ES (one dense member at a time) "
+                f"{r['blackbox_generation_s'] * 1e3:.0f}ms per generation, "
+                f"{r['speedup_vs_blackbox']:.1f}x slower than EGGROLL"
+            )
     return "\n".join(lines)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """--workload, --repeats, --no-naive, --json."""
-    p.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    """--workload, --repeats, --no-naive, --json, --threads."""
+    p.add_argument("--workload", choices=[*NAMES, "all"], default="all")
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
     p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="BLAS and eggroll_np threads for the whole run (0: leave both at their defaults)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,15 +63,25 @@ def run(args: argparse.Namespace) -> int:
     from ..sysinfo import system_info
 
     _checks.integer("--repeats", args.repeats, 1)
+    _checks.integer("--threads", args.threads, 0)
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        from .. import _ext
+
+        # Held until this function returns: inference and EGGROLL run under the same limits.
+        limits = threadpool_limits(limits=args.threads, user_api="blas")  # noqa: F841
+        if _ext.core is not None:
+            _ext.core.set_num_threads(args.threads)
     from ..tuning import retain_heap_memory
 
     retain_heap_memory()  # same process for inference and EGGROLL: both benefit alike
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
-    steps_per = 3 if not args.no_naive else 2
+    names = list(NAMES) if args.workload == "all" else [args.workload]
+    steps_per = {n: 2 + (not args.no_naive) + (n == "cnn" and not args.no_naive) for n in names}
     try:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(names) * steps_per, desc="bench", unit="step")
+        bar = tqdm(total=sum(steps_per.values()), desc="bench", unit="step")
     except ImportError:
         bar = None
     results = []

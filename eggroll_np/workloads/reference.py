@@ -1,8 +1,11 @@
-"""The reference MLP workloads (rl, sup) that `eggroll-np bench`, the GPU bench and asv time.
+"""The reference workloads (rl, sup, cnn) that `eggroll-np bench`, the GPU bench and asv time.
 
 rl: MLP 1024-1024-1024-16, 1024 members, one input row per member (an RL policy's step).
 sup: MLP 784-256-256-10, 256 members sharing one batch of 128 rows (supervised learning).
-ReLU hidden layers, He-initialised float32 weights, zero biases. One definition for every tool.
+ReLU hidden layers, He-initialised float32 weights, zero biases.
+cnn: the Simple CNN (`eggroll_np.simple_cnn.MNIST_CNN`, 1x28x28 -> conv 8 -> conv 16 -> 128 ->
+10, conv kernels low-rank), 256 members sharing one batch of 32 images.
+One definition for every tool; `setup(name)` gives any of them in one form.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import simple_cnn
 from ..backend import namespace_of
 from ..population import Population
+from ..simple_cnn import MNIST_CNN, SimpleCNN
 
 __all__ = [
     "Workload",
@@ -25,6 +30,11 @@ __all__ = [
     "inference_rows",
     "population_forward",
     "make_fitness",
+    "CNNWorkload",
+    "CNN_WORKLOAD",
+    "NAMES",
+    "setup",
+    "cnn_member_fitness",
 ]
 
 
@@ -100,14 +110,12 @@ def inference_rows(w: Workload, x: np.ndarray) -> np.ndarray:
 
 
 def population_forward(pop: Population, x: Any, n_layers: int) -> Any:
-    """MLP forward of every member through `pop.matmul`: (N, rows, n_out) (NumPy or CuPy)."""
-    xp = namespace_of(x)
+    """MLP forward of every member through `pop.linear` (bias and ReLU fused into the pass that
+    adds the low-rank term): (N, rows, n_out) (NumPy or CuPy)."""
     h = x
     for j in range(n_layers):
-        h = pop.matmul(h, f"layers/{j}/W")
-        h += pop.perturbed(f"layers/{j}/b")[:, None, :]
-        if j < n_layers - 1:
-            xp.maximum(h, 0, out=h)
+        act = "relu" if j < n_layers - 1 else None
+        h = pop.linear(h, f"layers/{j}/W", f"layers/{j}/b", activation=act)
     return h
 
 
@@ -120,3 +128,60 @@ def make_fitness(w: Workload, x: Any) -> Callable[[Population], Any]:
         return -namespace_of(out).mean(out * out, axis=(1, 2), dtype=np.float64)
 
     return fitness
+
+
+@dataclass(frozen=True)
+class CNNWorkload:
+    """The Simple CNN on one batch of images shared by every member."""
+
+    name: str
+    arch: SimpleCNN
+    population: int
+    rows: int  # images, shared by every member
+    shared: bool = True
+
+    @property
+    def inference_rows(self) -> int:
+        """Images that pure inference pushes through the CNN (all members' images at once)."""
+        return self.population * self.rows
+
+
+# MNIST-sized (1x28x28) so that the convolutions carry real weight; 32 images per generation.
+CNN_WORKLOAD = CNNWorkload("cnn", MNIST_CNN, population=256, rows=32)
+NAMES = (*WORKLOADS, CNN_WORKLOAD.name)
+
+
+def _cnn_images() -> np.ndarray:
+    """The cnn workload's shared batch (rows, C, H, W), float32."""
+    w = CNN_WORKLOAD
+    return np.random.default_rng(1).standard_normal((w.rows, *w.arch.in_shape), np.float32)
+
+
+def setup(name: str) -> tuple[Any, dict[str, Any], Callable[[], Any], Callable, dict[str, Any]]:
+    """(workload, params, pure inference of all N*rows rows, batched fitness, extra init kwargs)
+    of the reference workload `name` (one of NAMES)."""
+    if name == CNN_WORKLOAD.name:
+        w = CNN_WORKLOAD
+        params = simple_cnn.init_params(w.arch)
+        x = _cnn_images()
+        rows = np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, *x.shape[1:]).copy()
+
+        def fitness(pop: Population) -> Any:
+            out = simple_cnn.population_forward(pop, x, w.arch)
+            return -np.mean(out * out, axis=(1, 2), dtype=np.float64)
+
+        def infer() -> Any:
+            return simple_cnn.inference(params, rows, w.arch)
+
+        return w, params, infer, fitness, {"lowrank": simple_cnn.lowrank_choices()}
+    wm = WORKLOADS[name]
+    params = make_params(wm)
+    x = make_inputs(wm)
+    mlp_rows = inference_rows(wm, x)
+    return wm, params, lambda: inference(params, mlp_rows), make_fitness(wm, x), {}
+
+
+def cnn_member_fitness() -> Callable[[Any], float]:
+    """The cnn workload's fitness of ONE member tree (black-box ES: plain inference per member)."""
+    w, x = CNN_WORKLOAD, _cnn_images()
+    return lambda tree: -float(np.mean(simple_cnn.inference(tree, x, w.arch) ** 2))

@@ -1,0 +1,45 @@
+// epilogue.h: the fused pass of the population layers (base + low-rank correction + bias +
+// activation over one output row), compiled once per instruction set like kernels.h's kernels.
+#pragma once
+
+#include <cstddef>
+
+namespace egg {
+
+// Activation codes shared with Python (eggroll_np.layers.ACTIVATIONS).
+enum Activation : int { kNone = 0, kRelu = 1, kTanh = 2, kSigmoid = 3, kGelu = 4 };
+
+// One output row of n values:
+//   out[j] = act(src[j * src_stride] + bias_s + bias[j] + bias_coef * bias_noise[j]
+//                + sum_q t[q] * v[j * vj + q * vq])
+// bias / bias_noise may be null; r == 0 means no correction. src may alias out when
+// src_stride == 1 (each value is read before it is written).
+struct RowEpilogue {
+  const float* src;
+  std::ptrdiff_t src_stride;
+  std::size_t n;
+  const float* t;
+  std::size_t r;
+  const float* v;
+  std::ptrdiff_t vj, vq;
+  const float* bias;
+  const float* bias_noise;
+  float bias_coef;
+  float bias_s;
+  int act;
+  float* out;
+};
+
+#define EGG_DECLARE_EPILOGUE(isa) \
+  namespace isa {                 \
+  void epilogue_row(const RowEpilogue& a); \
+  }
+
+EGG_DECLARE_EPILOGUE(baseline)
+EGG_DECLARE_EPILOGUE(avx2)
+EGG_DECLARE_EPILOGUE(avx512)
+
+// The row kernel of the instruction set kernels() uses (follows set_simd_level).
+void (*epilogue_row_kernel())(const RowEpilogue&);
+
+}  // namespace egg

@@ -1,0 +1,81 @@
+// layer_bindings.cu: pybind11 bindings of the layers' epilogues in eggroll_np._cuda. Arguments are
+// raw device pointers (0 for an absent operand) from eggroll_np._cuda_layers, which validates them.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstdint>
+
+#include "cuda/layers.cuh"
+
+namespace py = pybind11;
+
+namespace egg_cuda {
+
+namespace {
+template <class T>
+T* ptr(std::uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+}  // namespace
+
+void register_layer_bindings(py::module_& m) {
+  m.def(
+      "linear_epilogue",
+      [](std::uintptr_t out, std::uintptr_t base, std::uintptr_t xa, std::uintptr_t xa_rows,
+         bool xa_scaled, std::uintptr_t right, std::uintptr_t keys, std::uintptr_t coef,
+         std::uintptr_t bias, std::uintptr_t bias_noise, std::uintptr_t bias_coef, int act,
+         std::size_t members, std::size_t rows, std::size_t n, std::size_t rank,
+         std::size_t xa_count, std::size_t keys_bound, std::uintptr_t stream) {
+        if (act < kActNone || act > kActGelu) throw py::value_error("act must be in [0, 4]");
+        const LinearEpilogue a{ptr<float>(out), ptr<const float>(base), ptr<const float>(xa),
+                               ptr<const uint32_t>(xa_rows), xa_scaled, ptr<const float>(right),
+                               ptr<const uint32_t>(keys), ptr<const float>(coef),
+                               ptr<const float>(bias), ptr<const float>(bias_noise),
+                               ptr<const float>(bias_coef), act, members, rows, n, rank,
+                               xa_count, keys_bound};
+        py::gil_scoped_release release;
+        linear_epilogue(a, reinterpret_cast<cudaStream_t>(stream));
+      },
+      py::arg("out"), py::arg("base"), py::arg("xa"), py::arg("xa_rows"), py::arg("xa_scaled"),
+      py::arg("right"), py::arg("keys"), py::arg("coef"), py::arg("bias"), py::arg("bias_noise"),
+      py::arg("bias_coef"), py::arg("act"), py::arg("members"), py::arg("rows"), py::arg("n"),
+      py::arg("rank"), py::arg("xa_count"), py::arg("keys_bound"), py::arg("stream"),
+      "The population linear layer's fused pass on raw device pointers (see layers.cuh).");
+  m.def(
+      "conv_epilogue",
+      [](std::uintptr_t out, std::uintptr_t src, std::array<long long, 4> src_stride,
+         bool src_shared, std::uintptr_t a, std::uintptr_t v, std::array<long long, 4> v_stride,
+         std::uintptr_t v_index, std::uintptr_t keys, std::uintptr_t coef, std::uintptr_t bias,
+         std::uintptr_t bias_noise, std::uintptr_t bias_coef, int act, std::size_t members,
+         std::size_t batch, std::size_t channels, std::size_t positions, std::size_t rank,
+         std::size_t v_count, std::size_t keys_bound, std::uintptr_t stream) {
+        if (act < kActNone || act > kActGelu) throw py::value_error("act must be in [0, 4]");
+        ConvEpilogue e{};
+        e.out = ptr<float>(out);
+        e.src = ptr<const float>(src);
+        for (int d = 0; d < 4; ++d) e.src_stride[d] = src_stride[d], e.v_stride[d] = v_stride[d];
+        e.src_shared = src_shared;
+        e.a = ptr<const float>(a);
+        e.v = ptr<const float>(v);
+        e.v_index = ptr<const uint32_t>(v_index);
+        e.keys = ptr<const uint32_t>(keys);
+        e.coef = ptr<const float>(coef);
+        e.bias = ptr<const float>(bias);
+        e.bias_noise = ptr<const float>(bias_noise);
+        e.bias_coef = ptr<const float>(bias_coef);
+        e.act = act;
+        e.members = members, e.batch = batch, e.channels = channels, e.positions = positions;
+        e.rank = rank, e.v_count = v_count, e.keys_bound = keys_bound;
+        py::gil_scoped_release release;
+        conv_epilogue(e, reinterpret_cast<cudaStream_t>(stream));
+      },
+      py::arg("out"), py::arg("src"), py::arg("src_stride"), py::arg("src_shared"), py::arg("a"),
+      py::arg("v"), py::arg("v_stride"), py::arg("v_index"), py::arg("keys"), py::arg("coef"),
+      py::arg("bias"), py::arg("bias_noise"), py::arg("bias_coef"), py::arg("act"),
+      py::arg("members"), py::arg("batch"), py::arg("channels"), py::arg("positions"),
+      py::arg("rank"), py::arg("v_count"), py::arg("keys_bound"), py::arg("stream"),
+      "The population conv2d's fused pass on raw device pointers; strides in elements.");
+}
+
+}  // namespace egg_cuda

@@ -1,0 +1,29 @@
+// layers.cu: launches of the population layers' fused epilogues (kernels in layers_kernels.cuh).
+//
+// The base GEMM and the projections x @ A_k / patches @ B_k are cuBLAS's (through CuPy) or the
+// low-rank project kernel's; these write every output value once: base + correction + bias +
+// activation.
+#include "cuda/cuda_check.h"
+#include "cuda/launch.cuh"
+#include "cuda/layers.cuh"
+#include "cuda/layers_kernels.cuh"
+
+namespace egg_cuda {
+
+void linear_epilogue(const LinearEpilogue& args, cudaStream_t stream) {
+  const std::size_t total = args.members * args.rows * args.n;
+  if (total == 0) return;
+  constexpr int kThreads = 256;
+  layers_detail::linear_epilogue_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(args);
+  check(cudaGetLastError(), "linear epilogue kernel launch");
+}
+
+void conv_epilogue(const ConvEpilogue& args, cudaStream_t stream) {
+  const std::size_t total = args.members * args.batch * args.channels * args.positions;
+  if (total == 0) return;
+  constexpr int kThreads = 256;
+  layers_detail::conv_epilogue_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(args);
+  check(cudaGetLastError(), "conv epilogue kernel launch");
+}
+
+}  // namespace egg_cuda

@@ -1,0 +1,109 @@
+// layers_kernels.cuh: device code of the population layers' fused epilogues (see layers.cu).
+//
+// One thread per output value in a grid-stride loop, consecutive threads on consecutive output
+// columns (coalesced writes; the base, bias and factor rows they read are shared by a whole row
+// and stay in L1/L2). Kept apart from the launches so that csrc/cuda/emulation runs the same
+// kernels on the CPU.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/layers.cuh"
+
+namespace egg_cuda {
+namespace layers_detail {
+
+__device__ __forceinline__ float sigmoid(float h) { return 1.0f / (1.0f + expf(-h)); }
+
+__device__ __forceinline__ float activate(float h, int act) {
+  switch (act) {
+    case kActRelu:
+      return h < 0.0f ? 0.0f : h;  // NaN stays NaN
+    case kActTanh:
+      return tanhf(h);
+    case kActSigmoid:
+      return sigmoid(h);
+    case kActGelu:  // 0.5 h (1 + tanh(u)) == h * sigmoid(2u): no cancellation for h < 0
+      return h * sigmoid(2.0f * 0.7978845608028654f * (h + 0.044715f * h * h * h));
+    default:
+      return h;
+  }
+}
+
+__global__ void linear_epilogue_kernel(LinearEpilogue a) {
+  const std::size_t total = a.members * a.rows * a.n;
+  const std::size_t step = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t idx = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       idx < total; idx += step) {
+    const std::size_t c = idx % a.n;
+    const std::size_t row = idx / a.n;  // i * rows + j
+    const std::size_t i = row / a.rows, j = row % a.rows;
+    const uint32_t k = a.keys != nullptr ? a.keys[i] : 0u;
+    if (a.keys != nullptr && k >= a.keys_bound && (a.right != nullptr || a.bias_noise != nullptr)) {
+      a.out[idx] = NAN;
+      continue;
+    }
+    float h = a.base != nullptr ? a.base[j * a.n + c] : a.out[idx];
+    if (a.right != nullptr) {
+      const std::size_t xr = a.xa_rows != nullptr ? a.xa_rows[i] : i;
+      if (xr >= a.xa_count) {
+        a.out[idx] = NAN;
+        continue;
+      }
+      const float* t = a.xa + (xr * a.rows + j) * a.rank;
+      const float* w = a.right + (static_cast<std::size_t>(k) * a.n + c) * a.rank;
+      float s = 0.0f;
+      for (std::size_t q = 0; q < a.rank; ++q) s += t[q] * w[q];
+      h += a.xa_scaled ? s : a.coef[i] * s;
+    }
+    if (a.bias != nullptr) h += a.bias[c];
+    if (a.bias_noise != nullptr) h += a.bias_coef[i] * a.bias_noise[static_cast<std::size_t>(k) * a.n + c];
+    a.out[idx] = activate(h, a.act);
+  }
+}
+
+__global__ void conv_epilogue_kernel(ConvEpilogue a) {
+  const std::size_t P = a.positions, O = a.channels;
+  const std::size_t total = a.members * a.batch * O * P;
+  const std::size_t step = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t idx = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       idx < total; idx += step) {
+    const std::size_t p = idx % P;
+    const std::size_t o = (idx / P) % O;
+    const std::size_t b = (idx / (P * O)) % a.batch;
+    const std::size_t i = idx / (P * O * a.batch);
+    const uint32_t k = a.keys != nullptr ? a.keys[i] : 0u;
+    if (a.keys != nullptr && k >= a.keys_bound && (a.a != nullptr || a.bias_noise != nullptr)) {
+      a.out[idx] = NAN;
+      continue;
+    }
+    const long long si = a.src_shared ? 0 : static_cast<long long>(i);
+    float h = a.src[si * a.src_stride[0] + static_cast<long long>(b) * a.src_stride[1] +
+                    static_cast<long long>(o) * a.src_stride[2] +
+                    static_cast<long long>(p) * a.src_stride[3]];
+    if (a.a != nullptr) {
+      const uint32_t vi = a.v_index[i];
+      if (vi >= a.v_count) {
+        a.out[idx] = NAN;
+        continue;
+      }
+      const float* ao = a.a + (static_cast<std::size_t>(k) * O + o) * a.rank;
+      const float* v = a.v + static_cast<long long>(vi) * a.v_stride[0] +
+                       static_cast<long long>(b) * a.v_stride[1] +
+                       static_cast<long long>(p) * a.v_stride[3];
+      float s = 0.0f;
+      for (std::size_t q = 0; q < a.rank; ++q) s += ao[q] * v[static_cast<long long>(q) * a.v_stride[2]];
+      h += a.coef[i] * s;
+    }
+    if (a.bias != nullptr) h += a.bias[o];
+    if (a.bias_noise != nullptr) h += a.bias_coef[i] * a.bias_noise[static_cast<std::size_t>(k) * O + o];
+    a.out[idx] = activate(h, a.act);
+  }
+}
+
+}  // namespace layers_detail
+}  // namespace egg_cuda

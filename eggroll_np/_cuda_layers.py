@@ -1,0 +1,107 @@
+"""CuPy wrappers of the population layers' CUDA epilogues: CuPy arrays in, raw pointers out.
+
+Same call signatures as `eggroll_np._core.linear_epilogue` / `conv_epilogue`, so `layers` and
+`conv` dispatch to either by the arrays' backend. The arrays come from those modules (already
+shaped and typed); this layer makes them contiguous where the kernels need it, checks shapes,
+and launches on CuPy's current stream without synchronising or copying to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._cuda_ops import require_device
+from .backend import cupy, current_stream_ptr
+
+__all__ = ["linear_epilogue", "conv_epilogue"]
+
+
+def _ptr(a: Any) -> int:
+    return 0 if a is None else int(a.data.ptr)
+
+
+def _f32(name: str, a: Any, ndim: int, contiguous: bool = True) -> Any:
+    if a is None:
+        return None
+    if not isinstance(a, cupy.ndarray) or a.dtype != np.float32 or a.ndim != ndim:
+        raise TypeError(f"{name} must be a {ndim}-D float32 cupy.ndarray")
+    return cupy.ascontiguousarray(a) if contiguous else a
+
+
+def _u32(a: Any) -> Any:
+    return None if a is None else cupy.ascontiguousarray(cupy.asarray(a), dtype=np.uint32)
+
+
+def _keys_bound(*indexed: Any) -> int:
+    """The number of noise keys every key-indexed operand has (keys must be below it)."""
+    return min([t.shape[0] for t in indexed if t is not None], default=np.iinfo(np.uint32).max)
+
+
+def _strides(a: Any) -> list[int]:
+    return [s // a.itemsize for s in a.strides]
+
+
+def linear_epilogue(
+    out: Any, base: Any, x: Any, a: Any, xa: Any, xa_rows: Any, b: Any, keys: Any, coef: Any,
+    bias: Any, bias_noise: Any, bias_coef: Any, act: int,
+) -> None:  # fmt: skip
+    """See `eggroll_np._core.linear_epilogue` (here on CuPy float32 arrays)."""
+    cuda = require_device()
+    out = _f32("out", out, 3)
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous (it is written in place)")
+    N, rows, n = out.shape
+    base, b = _f32("base", base, 2), _f32("b", b, 3)
+    keys = _u32(keys)
+    rank = xa_count = 0
+    if b is not None:
+        if x is not None:  # per-member projection x_i @ a_k with cuBLAS (batched GEMMs)
+            xa = cupy.matmul(_f32("x", x, 3), _f32("a", a, 3)[keys])
+            xa_rows = None
+        xa = _f32("xa", xa, 3)
+        rank, xa_count = b.shape[2], xa.shape[0]
+        if b.shape[1] != n or xa.shape[1:] != (rows, rank):
+            raise ValueError(f"b {b.shape} / xa {xa.shape} do not match out {out.shape}")
+    bias, bias_noise = _f32("bias", bias, 1), _f32("bias_noise", bias_noise, 2)
+    bound = _keys_bound(b, bias_noise)
+    with cupy.cuda.Device(out.device.id):
+        cuda.linear_epilogue(
+            _ptr(out), _ptr(base), _ptr(xa if b is not None else None),
+            _ptr(_u32(xa_rows) if b is not None else None), False, _ptr(b), _ptr(keys),
+            _ptr(_f32("coef", coef, 1)), _ptr(bias), _ptr(bias_noise),
+            _ptr(_f32("bias_coef", bias_coef, 1)), int(act), N, rows, n, rank, xa_count, bound,
+            current_stream_ptr(),
+        )  # fmt: skip
+
+
+def conv_epilogue(
+    out: Any, src: Any, a: Any, v: Any, v_index: Any, keys: Any, coef: Any, bias: Any,
+    bias_noise: Any, bias_coef: Any, act: int,
+) -> None:  # fmt: skip
+    """See `eggroll_np._core.conv_epilogue` (here on CuPy float32 arrays)."""
+    cuda = require_device()
+    out = _f32("out", out, 4)
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous (it is written in place)")
+    N, Bt, Co, P = out.shape
+    src = _f32("src", src, 4, contiguous=False)
+    if src.shape[0] not in (1, N) or src.shape[1:] != (Bt, Co, P):
+        raise ValueError(f"src must have shape (1 or {N}, {Bt}, {Co}, {P}), got {src.shape}")
+    a, v = _f32("a", a, 3), _f32("v", v, 4, contiguous=False)
+    rank = v_count = 0
+    if a is not None:
+        rank, v_count = a.shape[2], v.shape[0]
+        if a.shape[1] != Co or v.shape[1:] != (Bt, rank, P):
+            raise ValueError(f"a {a.shape} / v {v.shape} do not match out {out.shape}")
+    bias, bias_noise = _f32("bias", bias, 1), _f32("bias_noise", bias_noise, 2)
+    bound = _keys_bound(a, bias_noise)
+    with cupy.cuda.Device(out.device.id):
+        cuda.conv_epilogue(
+            _ptr(out), _ptr(src), _strides(src), src.shape[0] == 1, _ptr(a), _ptr(v),
+            _strides(v) if v is not None else [0, 0, 0, 0], _ptr(_u32(v_index)), _ptr(_u32(keys)),
+            _ptr(_f32("coef", coef, 1)), _ptr(bias), _ptr(bias_noise),
+            _ptr(_f32("bias_coef", bias_coef, 1)), int(act), N, Bt, Co, P, rank, v_count, bound,
+            current_stream_ptr(),
+        )  # fmt: skip

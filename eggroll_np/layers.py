@@ -1,0 +1,185 @@
+"""Population layers on explicit noise arrays: fused linear and embedding (conv2d is in `conv`).
+
+Every function here takes a `LeafNoise` (a leaf's value theta plus its members' noise: low-rank
+factors, dense noise or none) instead of a Population, so the math has no dependence on how a
+generation's noise is produced or cached. Member i's leaf is theta + coef_i * eps_(keys[i]),
+eps = A_k @ B_k.T (reshaped to the leaf for ndim >= 3) for a low-rank leaf, E_k for a full-rank
+one, 0 for a frozen one. A low-rank leaf never becomes N dense matrices: a shared input is
+multiplied by theta once and each member adds its rank-r correction.
+
+After the base GEMM the rest of a layer is ONE pass over the output (`eggroll_np.epilogue`):
+base (shared or per member) + low-rank correction + per-member bias + activation, on the C++ core
+for float32 NumPy arrays and on the CUDA core for float32 CuPy arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _checks
+from .backend import namespace_of
+from .epilogue import LeafNoise, activation_code, epilogue
+
+__all__ = ["as_input", "check_bias", "check_pair", "linear", "embed"]
+
+def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
+    """x as a C-contiguous array of theta's backend and dtype (mixed NumPy/CuPy is a TypeError)."""
+    xp = namespace_of(theta)
+    if namespace_of(x) is not xp and not isinstance(x, (list, tuple, float, int)):
+        raise TypeError(
+            f"{what} is a {namespace_of(x).__name__} array but leaf '{name}' is a "
+            f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
+        )
+    return xp.ascontiguousarray(x, dtype=theta.dtype)
+
+
+def check_bias(b: LeafNoise | None, width: int, w: LeafNoise) -> None:
+    """A bias leaf must be 1-D of the layer's output width, w's dtype and backend, not low-rank."""
+    if b is None:
+        return
+    t = b.theta
+    if t.ndim != 1 or t.shape[0] != width:
+        raise ValueError(f"b: leaf '{b.name}' must have shape ({width},), got {tuple(t.shape)}")
+    if t.dtype != w.theta.dtype or namespace_of(t) is not namespace_of(w.theta):
+        raise TypeError(
+            f"b: leaf '{b.name}' ({t.dtype}) must have the dtype and backend of w '{w.name}' "
+            f"({w.theta.dtype})"
+        )
+    if b.kind == "lowrank":  # unreachable through init (1-D leaves are never low-rank)
+        raise ValueError(f"b: leaf '{b.name}' is low-rank; a bias must be full-rank or frozen")
+
+
+def _rows_input(x: Any, m: int, n_members: int, name: str, what: str) -> bool:
+    """True for a shared (B, m) input, False for per-member (N, B, m); else a ValueError."""
+    if x.ndim == 2 and x.shape[1] == m:
+        return True
+    if x.ndim == 3 and x.shape[0] == n_members and x.shape[2] == m:
+        return False
+    raise ValueError(
+        f"x must have shape (B, {m}) or ({n_members}, B, {m}) for leaf '{name}'{what}, "
+        f"got {tuple(x.shape)}"
+    )
+
+
+def linear(
+    x: Any, w: LeafNoise, b: LeafNoise | None = None, activation: str | None = None,
+    transpose: bool = False,
+) -> Any:  # fmt: skip
+    """act(x @ W_i + b_i) for every member: the base GEMM, then one fused pass.
+
+    Args:
+        x: shared (B, m) or per-member (N, B, m) input, cast to w's dtype.
+        w: a 2-D leaf (m, n) (low-rank, full-rank or frozen).
+        b: None or a 1-D leaf (n,) (full-rank or frozen).
+        activation: None, "relu", "tanh", "sigmoid" or "gelu" (tanh approximation).
+        transpose: use W_i.T (x then has n columns, the output m).
+
+    Returns:
+        (N, B, n) array in w's dtype and backend.
+    """
+    code = activation_code(activation)
+    _checks.boolean("transpose", transpose)
+    W = w.theta
+    if W.ndim != 2:
+        raise ValueError(f"w: linear needs a 2-D leaf, '{w.name}' has shape {tuple(W.shape)}")
+    x = as_input(x, W, w.name)
+    Wt = W.T if transpose else W
+    m, n = Wt.shape
+    N = w.size
+    shared = _rows_input(x, m, N, w.name, " (transposed)" if transpose else "")
+    check_bias(b, n, w)
+    xp = namespace_of(W)
+    if shared:
+        base = x @ Wt  # the shared GEMM, once for the whole population
+        out = xp.empty((N, x.shape[0], n), dtype=W.dtype)
+    else:
+        base = None
+        out = (x.reshape(-1, m) @ Wt).reshape(N, x.shape[1], n)
+    if w.kind == "full":  # dense noise: its own GEMMs, then the epilogue adds bias/activation
+        if base is not None:
+            out[...] = base
+            base = None
+        Et = w.E.transpose(0, 2, 1) if transpose else w.E
+        corr = xp.matmul(x, Et)[w.keys] if shared else xp.matmul(x, Et[w.keys])
+        out += w.coef.reshape(-1, 1, 1) * corr
+        return epilogue(out, None, None, b, code)
+    if w.kind == "frozen":
+        return epilogue(out, base, None, b, code)
+    left, right = (w.B, w.A) if transpose else (w.A, w.B)
+    if shared:  # x @ left_k for every key as ONE GEMM: (B, m) @ (m, K*r) -> (K, B, r)
+        K, _, r = left.shape
+        xa = (x @ left.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r)
+        xa = xp.ascontiguousarray(xa.transpose(1, 0, 2))
+        return epilogue(out, base, w, b, code, xa=xa, xa_rows=w.keys, right=right)
+    return epilogue(out, None, w, b, code, x=x, left=left, right=right)
+
+
+def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
+    """Rows of every member's table W_i at integer ids, without forming any W_i.
+
+    Args:
+        ids: integers of any shape S in [0, V) (shared), or (N, *S) with per_member=True.
+        w: a 2-D leaf (V, d).
+        per_member: ids[i] are member i's own ids.
+
+    Returns:
+        (N, *S, d) array in w's dtype and backend.
+    """
+    _checks.boolean("per_member", per_member)
+    W = w.theta
+    if W.ndim != 2:
+        raise ValueError(f"w: embed needs a 2-D leaf (V, d), '{w.name}' has shape {tuple(W.shape)}")
+    xp = namespace_of(W)
+    if namespace_of(ids) is not xp and not isinstance(ids, (list, tuple, int)):
+        raise TypeError(
+            f"ids is a {namespace_of(ids).__name__} array but leaf '{w.name}' is a "
+            f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
+        )
+    ids = xp.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+    V, d = W.shape
+    N = w.size
+    if per_member and (ids.ndim < 1 or ids.shape[0] != N):
+        raise ValueError(
+            f"ids must have shape ({N}, ...) with per_member=True, got {tuple(ids.shape)}"
+        )
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
+        raise ValueError(
+            f"ids must be in [0, {V}) for leaf '{w.name}', got values in "
+            f"[{int(ids.min())}, {int(ids.max())}]"
+        )
+    shape = ids.shape[1:] if per_member else ids.shape
+    flat = ids.reshape(N, -1) if per_member else ids.reshape(-1)
+    L = flat.shape[-1]
+    if per_member:
+        out = W[flat]  # (N, L, d), a gather: each member's own rows
+        base = None
+    else:
+        base = W[flat]  # (L, d), shared by every member
+        out = xp.empty((N, L, d), dtype=W.dtype)
+    if w.kind == "full":
+        if base is not None:
+            out[...] = base
+        out += w.coef.reshape(-1, 1, 1) * w.E[w.keys[:, None], flat]  # (N, L, d) gathered rows
+        return out.reshape(N, *shape, d)
+    if w.kind == "frozen":
+        if base is not None:
+            out[...] = base
+        return out.reshape(N, *shape, d)
+    if per_member:  # rows of A_k at member i's ids: (N, L, r)
+        xa = xp.ascontiguousarray(w.A[w.keys[:, None], flat])
+        xa_rows = xp.arange(N)
+    else:  # rows of every key's A at the shared ids: (K, L, r)
+        xa = xp.ascontiguousarray(w.A[:, flat])
+        xa_rows = w.keys
+    epilogue(out, base, w, None, 0, xa=xa, xa_rows=xa_rows, right=w.B)
+    return out.reshape(N, *shape, d)
+
+
+def check_pair(name: str, value: Any, lo: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= lo, as a pair (conv2d's stride and padding)."""
+    vals = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(vals) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return _checks.integer(name, vals[0], lo), _checks.integer(name, vals[1], lo)
