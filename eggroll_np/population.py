@@ -263,12 +263,12 @@ class Population:
         """Rows of every member's table W_i (V, d) at integer ids, without forming any W_i.
 
         Args:
-            ids: integers in [0, V) of any shape S (shared by all members), or (N, *S) with
+            ids: integers in [0, V) of any shape S (shared by all members), or `(N, *S)` with
                 per_member=True (each member's own ids, e.g. its sampled tokens).
             w: path of a 2-D leaf (V, d).
 
         Returns:
-            (N, *S, d) array: theta's rows plus the rows of A_k at the ids times B_k.T.
+            `(N, *S, d)` array: theta's rows plus the rows of A_k at the ids times B_k.T.
         """
         self.noise.prefetch(full=True)
         ids = as_array(ids, "ids")

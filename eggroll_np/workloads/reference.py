@@ -146,8 +146,9 @@ class CNNWorkload:
         return self.population * self.rows
 
 
-# MNIST-sized (1x28x28) so that the convolutions carry real weight; 32 images per generation.
+#: MNIST-sized (1x28x28) so that the convolutions carry real weight; 32 images per generation.
 CNN_WORKLOAD = CNNWorkload("cnn", MNIST_CNN, population=256, rows=32)
+#: Every reference workload's name, as `eggroll-np bench --workload` takes them.
 NAMES = (*WORKLOADS, CNN_WORKLOAD.name)
 
 
