@@ -181,9 +181,7 @@ def _noise_figures(repeat: int, values: int) -> dict[str, Any]:
     }
 
 
-def _workload_figures(
-    workload: reference.Workload, population: int, repeat: int
-) -> dict[str, Any]:
+def _workload_figures(workload: reference.Workload, population: int, repeat: int) -> dict[str, Any]:
     setup = build(workload, population)
     infer = time_gpu(lambda: inference(setup), repeat)
     fwd = time_gpu(lambda: population_forward(setup, regenerate=True), repeat)
