@@ -333,7 +333,7 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError naming the path and the problem, for anything that `save` would not have
+        ValueError: naming the path and the problem, for anything that `save` would not have
             written: not an .npz, damaged (truncated, bit-flipped), wrong JSON types, any
             hyperparameter `init` would refuse, params or optimizer state whose shapes, dtypes
             or values do not fit the spec and the optimizer.

@@ -155,7 +155,7 @@ class GenerationNoise:
         return E
 
     def full_chunks(self, leaf: int) -> Iterator[tuple[int, np.ndarray, Any]]:
-        """(start, keys, unit noise (len(keys), *shape)) over the unique keys of a full-rank leaf,
+        """(start, keys, unit noise `(len(keys), *shape)`) over the unique keys of a full-rank leaf,
         at most FULL_CHUNK_VALUES values a chunk: from the held array when the forward's prefetch
         made it (small leaves), else generated chunk by chunk and never held. The same
         arithmetic either way, so black-box and batched steps agree bit for bit."""
