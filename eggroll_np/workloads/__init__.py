@@ -9,7 +9,7 @@ from .common import Task, Workload
 __all__ = ["NAMES", "Task", "Workload", "get"]
 
 #: Names of the workloads, as `eggroll-np train NAME` takes them.
-NAMES = ("digits", "mnist", "cartpole", "matching", "hyperparams")
+NAMES = ("digits", "mnist", "cnn", "charlm", "cartpole", "matching", "hyperparams")
 
 
 def get(name: str) -> Workload:
