@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .backend import as_array
+
 __all__ = [
     "integer",
     "real",
@@ -91,6 +93,7 @@ def fitness_value(what: str, value: Any) -> float:
     A string "1.5", a complex, None or a masked value would otherwise be coerced or lost; an
     integer beyond the float64 range is a ValueError (float() would raise OverflowError).
     """
+    value = as_array(value, what)  # a framework's 0-d tensor (DLPack) as NumPy/CuPy
     if hasattr(value, "__cuda_array_interface__"):  # a CuPy 0-d result
         value = value.get()
     if isinstance(value, np.ndarray) and value.ndim == 0 and not np.ma.isMaskedArray(value):
@@ -120,6 +123,7 @@ def fitness_vector(value: Any, n: int) -> np.ndarray:
                 f"({masked.size} masked); every member needs a value"
             )
         value = np.ma.getdata(value)
+    value = as_array(value, "fitness")  # a framework's tensor (DLPack) as NumPy/CuPy
     if hasattr(value, "__cuda_array_interface__"):
         value = value.get()
     try:

@@ -31,6 +31,7 @@ from .tree import FLOAT_DTYPES, TreeSpec, flatten
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
+#: Version of the .npz layout `save` writes; `load` also reads the older format 1.
 FORMAT_VERSION = 2
 _V1_HYPERPARAMS = ("momentum", "b1", "b2", "eps")
 
@@ -82,7 +83,7 @@ def save(path: str | os.PathLike[str], params: Any, state: ESState) -> None:
     half-written file (and no temporary file behind).
 
     Raises:
-        TypeError / ValueError: params that do not match the state, or a `path` that exists and
+        TypeError, ValueError: params that do not match the state, or a `path` that exists and
             is not a regular file (a symlink, FIFO, directory or device); nothing is written.
     """
     leaves = check_state(params, state)
@@ -334,7 +335,7 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError naming the path and the problem, for anything that `save` would not have
+        ValueError: naming the path and the problem, for anything that `save` would not have
             written: not an .npz, damaged (truncated, bit-flipped), wrong JSON types, any
             hyperparameter `init` would refuse, params or optimizer state whose shapes, dtypes
             or values do not fit the spec and the optimizer.

@@ -26,6 +26,7 @@ __all__ = [
     "LowrankSpec",
 ]
 
+#: Values of `init`'s `noise`: low-rank EGGROLL perturbations or classic full-rank ES.
 NOISE_MODES = ("lowrank", "full")
 
 
@@ -37,6 +38,8 @@ class NoiseKind(enum.Enum):
     FROZEN = "frozen"
 
 
+#: What `init`'s `lowrank` takes: None (2-D leaves are low-rank), a callable path -> bool /
+#: NoiseKind / name, or a tree or dict of NoiseKind values (or names) by leaf path.
 LowrankSpec = Callable[[str], "bool | NoiseKind | str"] | Mapping[Any, Any] | None
 
 
@@ -223,7 +226,7 @@ def make_config(
     "adam"); one that belongs to another optimizer, or to none, is an error naming it.
 
     Raises:
-        TypeError / ValueError naming the offending argument.
+        TypeError, ValueError: an invalid argument (the message names it).
     """
     # member keys are the 32-bit counter word of the noise contract
     population = _checks.integer("population", population, 1, 2**32)

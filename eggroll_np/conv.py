@@ -31,7 +31,7 @@ def conv_output_size(size: int, k: int, stride: int, pad: int) -> int:
 
 
 def im2col(x: Any, kh: int, kw: int, stride: tuple[int, int], padding: tuple[int, int]) -> Any:
-    """Patches of x (B, C, H, W) as (B, H'*W', C*kh*kw), columns in (c, i, j) order.
+    """Patches of x `(B, C, H, W)` as `(B, H'*W', C*kh*kw)`, columns in (c, i, j) order.
 
     Column order matches the kernel's matrix view W.reshape(O, C*kh*kw), so conv = P @ W.T.
     """

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, es
+from . import _checks, es, tree
 from .replica import _check_build, _worker_class, checksum, split_members
 
 __all__ = [
@@ -136,7 +136,9 @@ class RayEvaluator:
         start_timeout = _checks.real("start_timeout", start_timeout, 0.0, True)
         batched = _checks.boolean("batched", batched)
         factory = _checks.boolean("factory", factory)
-        es.check_state(params, state)
+        leaves = es.check_state(params, state)
+        if any(a is not b for a, b in zip(leaves, tree.flatten(params)[0], strict=True)):
+            params = state.spec.unflatten(leaves)  # DLPack leaves (torch, ...) adopted, as in tell
         ray = _require_ray()
         self._ray = ray
         self._owns_ray = False

@@ -28,6 +28,7 @@ __all__ = [
     "epilogue_reference",
 ]
 
+#: Activation names the layers take (None is the identity), in the kernels' code order.
 ACTIVATIONS: tuple[str | None, ...] = (None, "relu", "tanh", "sigmoid", "gelu")
 _CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 _GELU_C = float(np.sqrt(2.0 / np.pi))
@@ -47,7 +48,7 @@ class LeafNoise:
         coef: (N,) array in theta's dtype: sigma * s_i (divided by sqrt(r) when low-rank).
         A: (K, m, r) low-rank factors of the matrix view (m, n) = (shape[0], prod(shape[1:])).
         B: (K, n, r).
-        E: (K, *shape) full-rank unit noise.
+        E: `(K, *shape)` full-rank unit noise.
     """
 
     name: str

@@ -119,12 +119,12 @@ def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
     """Rows of every member's table W_i at integer ids, without forming any W_i.
 
     Args:
-        ids: integers of any shape S in [0, V) (shared), or (N, *S) with per_member=True.
+        ids: integers of any shape S in [0, V) (shared), or `(N, *S)` with per_member=True.
         w: a 2-D leaf (V, d).
         per_member: ids[i] are member i's own ids.
 
     Returns:
-        (N, *S, d) array in w's dtype and backend.
+        `(N, *S, d)` array in w's dtype and backend.
     """
     _checks.boolean("per_member", per_member)
     W = w.theta

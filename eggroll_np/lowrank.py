@@ -152,7 +152,7 @@ def _exact_core(*arrays: Any) -> bool:
 
 
 def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
-    """scale * sum_k w[k] * A[k] @ B[k].T as one GEMM.
+    """`scale * sum_k w[k] * A[k] @ B[k].T` as one GEMM.
 
     Args:
         A: (K, m, r), B: (K, n, r) factors; w: (K,) weights.
@@ -179,7 +179,7 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
 
 
 def contract_full(E: Any, w: Any, scale: float) -> Any:
-    """scale * sum_k w[k] * E[k] for full-rank noise E (K, *shape) -> shape, one GEMV.
+    """`scale * sum_k w[k] * E[k]` for full-rank noise E `(K, *shape)` -> shape, one GEMV.
 
     On NumPy with the C++ core the keys are summed in order (machine-independent bits).
     """

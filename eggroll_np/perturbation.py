@@ -1,8 +1,8 @@
 """`GenerationNoise`: the noise of one (seed, epoch, rank) for a set of members, as a value.
 
-Member i's perturbation is s_i * eps_(key(i)) (docs/noise-contract.md). A GenerationNoise holds,
+Member i's perturbation is `s_i * eps_(key(i))` (docs/noise-contract.md). A GenerationNoise holds,
 for the UNIQUE member keys of its members only, the low-rank factors (K, m, r), (K, n, r) of every
-low-rank leaf and, once asked for, the dense full-rank noise (K, *shape) of full-rank leaves. Both
+low-rank leaf and, once asked for, the dense full-rank noise `(K, *shape)` of full-rank leaves. Both
 the forward (`Population`) and the update (`gradient.estimate`) read the same arrays, so one
 generation's noise is generated once. It is never saved: noise is a pure function of its
 counters, so a new GenerationNoise gives the same bits. Reusing one across the generations of an
@@ -24,11 +24,11 @@ from .tree import TreeSpec
 
 __all__ = ["GenerationNoise", "FULL_CHUNK_VALUES", "PREFETCH_FULL_VALUES"]
 
-# Full-rank noise is generated/contracted in chunks of at most this many values (per leaf), so
-# the black-box path never holds all N dense perturbations of a large leaf.
+#: Full-rank noise is generated/contracted in chunks of at most this many values (per leaf), so
+#: the black-box path never holds all N dense perturbations of a large leaf.
 FULL_CHUNK_VALUES = 1 << 21
-# Full-rank leaves whose noise for all unique keys is at most this many values are generated
-# together with the low-rank factors when a batched forward starts (biases, norms).
+#: Full-rank leaves whose noise for all unique keys is at most this many values are generated
+#: together with the low-rank factors when a batched forward starts (biases, norms).
 PREFETCH_FULL_VALUES = 1 << 22
 
 
@@ -140,7 +140,7 @@ class GenerationNoise:
         return self._items[("factors", leaf)]
 
     def dense(self, leaf: int, keys: np.ndarray) -> Any:
-        """Full-rank unit noise of `keys` for a leaf: (len(keys), *shape) in leaf dtype."""
+        """Full-rank unit noise of `keys` for a leaf: `(len(keys), *shape)` in leaf dtype."""
         shape = self.spec.shapes[leaf]
         E = _noise.normals_batch(
             self.config.seed, leaf, keys, self.epoch, math.prod(shape), 0, self.xp
@@ -148,14 +148,14 @@ class GenerationNoise:
         return E.astype(self.spec.dtypes[leaf], copy=False).reshape(len(keys), *shape)
 
     def full(self, leaf: int) -> Any:
-        """Full-rank unit noise of all unique keys, (K, *shape), held from now on."""
+        """Full-rank unit noise of all unique keys, `(K, *shape)`, held from now on."""
         E = self._items.get(("full", leaf))
         if E is None:
             E = self._items[("full", leaf)] = self.dense(leaf, self.keys)
         return E
 
     def full_chunks(self, leaf: int) -> Iterator[tuple[int, np.ndarray, Any]]:
-        """(start, keys, unit noise (len(keys), *shape)) over the unique keys of a full-rank leaf,
+        """(start, keys, unit noise `(len(keys), *shape)`) over the unique keys of a full-rank leaf,
         at most FULL_CHUNK_VALUES values a chunk: from the held array when the forward's prefetch
         made it (small leaves), else generated chunk by chunk and never held. The same
         arithmetic either way, so black-box and batched steps agree bit for bit."""
@@ -166,11 +166,11 @@ class GenerationNoise:
             yield c, keys, (E[c : c + chunk] if E is not None else self.dense(leaf, keys))
 
     def held_full(self, leaf: int) -> Any:
-        """The (K, *shape) full-rank noise of a leaf if it is held, else None."""
+        """The `(K, *shape)` full-rank noise of a leaf if it is held, else None."""
         return self._items.get(("full", leaf))
 
     def full_of_member(self, leaf: int, j: int) -> Any:
-        """Full-rank unit noise of unique key j, (*shape,): from the held array, else generated
+        """Full-rank unit noise of unique key j, `(*shape,)`: from the held array, else generated
         for that key alone (the black-box path never holds K dense copies of a leaf)."""
         E = self.held_full(leaf)
         if E is not None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, conv, epilogue, layers, lowrank
-from .backend import namespace_of
+from .backend import as_array, namespace_of
 from .config import NoiseKind
 from .perturbation import GenerationNoise
 from .tree import Path
@@ -107,7 +107,7 @@ class Population:
         )
 
     def perturbed(self, path: Path | str) -> Any:
-        """(N, *shape) stack of every member's value of one leaf.
+        """`(N, *shape)` stack of every member's value of one leaf.
 
         Meant for small full-rank leaves (biases, norms); for a low-rank matrix leaf this forms N
         dense matrices, so prefer `matmul` there.
@@ -147,6 +147,7 @@ class Population:
         if W.ndim != 2:
             raise ValueError(f"matmul needs a 2-D leaf, '{name}' has shape {tuple(W.shape)}")
         xp = self._xp
+        x = as_array(x, "x")  # a DLPack array (torch, JAX, ...) as NumPy/CuPy, no copy
         if namespace_of(x) is not xp and not isinstance(x, (list, tuple, float, int)):
             raise TypeError(
                 f"x is a {namespace_of(x).__name__} array but leaf '{name}' is a "
@@ -242,6 +243,7 @@ class Population:
         code = epilogue.activation_code(activation)  # before any noise is made
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
         bn = None if b is None else self._leaf_noise(b)
+        x = as_array(x, "x")  # a DLPack array (torch, JAX, ...) as NumPy/CuPy, no copy
         leaf = self._spec.index(w)
         if self._kind(leaf) is NoiseKind.FULL and self.noise.held_full(leaf) is None:
             # A large full-rank W (naive ES): `matmul` goes key chunk by key chunk, never
@@ -280,20 +282,22 @@ class Population:
         epilogue.activation_code(activation)
         self.noise.prefetch(full=True)
         bn = None if b is None else self._leaf_noise(b)
+        x = as_array(x, "x")
         return conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation)
 
     def embed(self, ids: Any, w: Path | str, per_member: bool = False) -> Any:
         """Rows of every member's table W_i (V, d) at integer ids, without forming any W_i.
 
         Args:
-            ids: integers in [0, V) of any shape S (shared by all members), or (N, *S) with
+            ids: integers in [0, V) of any shape S (shared by all members), or `(N, *S)` with
                 per_member=True (each member's own ids, e.g. its sampled tokens).
             w: path of a 2-D leaf (V, d).
 
         Returns:
-            (N, *S, d) array: theta's rows plus the rows of A_k at the ids times B_k.T.
+            `(N, *S, d)` array: theta's rows plus the rows of A_k at the ids times B_k.T.
         """
         self.noise.prefetch(full=True)
+        ids = as_array(ids, "ids")
         return layers.embed(ids, self._leaf_noise(w), per_member)
 
     def slice(self, start: int, stop: int) -> Population:

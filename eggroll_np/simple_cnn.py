@@ -45,9 +45,9 @@ class SimpleCNN:
         return int(np.prod(self.feature_shape))
 
 
-# scikit-learn's digits (1x8x8): 8 -> 8 -> 4, 16 x 4 x 4 = 256 features.
+#: scikit-learn's digits (1x8x8), 8 -> 8 -> 4, 16 x 4 x 4 = 256 features.
 DIGITS_CNN = SimpleCNN(in_shape=(1, 8, 8), channels=(8, 16), hidden=64, strides=(1, 2))
-# MNIST (1x28x28): 28 -> 14 -> 7, 16 x 7 x 7 = 784 features.
+#: MNIST (1x28x28), 28 -> 14 -> 7, 16 x 7 x 7 = 784 features.
 MNIST_CNN = SimpleCNN()
 
 

@@ -24,7 +24,7 @@ __all__ = [
     "read_metrics",
 ]
 
-# Options passed to eggroll_np.init; a checkpoint's values win over the workload's defaults.
+#: Options passed to eggroll_np.init; a checkpoint's values win over the workload's defaults.
 ES_KEYS = ("population", "sigma", "lr", "rank", "seed", "optimizer", "shaping")
 SCHEDULE_DEFAULTS: dict[str, Any] = {"lr_schedule": "constant", "lr_final": 0.0}
 """Every workload's lr schedule unless its defaults say otherwise; a linear or cosine schedule

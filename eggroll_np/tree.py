@@ -15,7 +15,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .backend import is_cupy_array, namespace_of
+from .backend import as_array, is_cupy_array, namespace_of
 
 __all__ = [
     "Path",
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 Path = tuple[Union[str, int], ...]
-"""A leaf path as a tuple: dict keys (str) and list/tuple positions (int), outermost first."""
+"""A leaf path as a tuple of dict keys (str) and list/tuple positions (int), outermost first."""
 
 # A tree's structure without its leaves, hashable and JSON-friendly once listified:
 # None (a leaf), ("dict", keys, children), ("list", children) or ("tuple", children).
@@ -233,10 +233,12 @@ class TreeSpec:
 def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec, ModuleType]:
     """Flatten and validate a parameter tree.
 
-    Every leaf must be a float32 or float64 NumPy or CuPy array, all on one backend.
+    Every leaf must be a float32 or float64 NumPy or CuPy array, all on one backend, or an array
+    of another framework that exports DLPack (`backend.as_array`: adopted without a copy).
 
     Returns:
-        (leaves, spec, xp): leaves in canonical order, their TreeSpec, and numpy or cupy.
+        (leaves, spec, xp): leaves in canonical order (NumPy/CuPy arrays), their TreeSpec, and
+        numpy or cupy.
 
     Raises:
         TypeError: a leaf that is not a float array, or leaves on different backends; the message
@@ -247,8 +249,9 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
     if not leaves:
         raise ValueError(f"{name} has no array leaves")
     xp = None
-    for path, leaf in zip(paths, leaves, strict=True):
+    for k, path in enumerate(paths):
         where = f"{name} leaf '{path_str(path) or '<root>'}'"
+        leaf = leaves[k] = as_array(leaves[k], where)  # a DLPack array (torch, JAX) as NumPy/CuPy
         if not (isinstance(leaf, np.ndarray) or is_cupy_array(leaf)):
             raise TypeError(
                 f"{where} must be a float32 or float64 NumPy/CuPy array, got {type(leaf).__name__}"

@@ -12,8 +12,8 @@ from typing import NoReturn
 
 __all__ = ["COMMANDS", "main", "build_parser"]
 
-# name -> module defining HELP, add_arguments(parser) and run(args) -> exit code. Each module
-# imports its heavy dependencies inside `run`, so building the parser stays cheap.
+#: name -> module defining HELP, add_arguments(parser) and run(args) -> exit code. Each module
+#: imports its heavy dependencies inside `run`, so building the parser stays cheap.
 COMMANDS: dict[str, str] = {
     "info": "eggroll_np.cli.info",
     "train": "eggroll_np.cli.train",

@@ -8,6 +8,7 @@ from .common import Task, Workload
 
 __all__ = ["NAMES", "Task", "Workload", "get"]
 
+#: Names of the workloads, as `eggroll-np train NAME` takes them.
 NAMES = ("digits", "mnist", "cnn", "charlm", "cartpole", "matching", "hyperparams")
 
 

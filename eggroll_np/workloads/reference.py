@@ -61,6 +61,7 @@ class Workload:
         return self.population * self.rows
 
 
+#: The reference workloads by name, rl (one row per member) and sup (one shared batch).
 WORKLOADS = {
     "rl": Workload("rl", (1024, 1024, 1024, 16), population=1024, rows=1, shared=False),
     "sup": Workload("sup", (784, 256, 256, 10), population=256, rows=128, shared=True),
@@ -145,8 +146,9 @@ class CNNWorkload:
         return self.population * self.rows
 
 
-# MNIST-sized (1x28x28) so that the convolutions carry real weight; 32 images per generation.
+#: MNIST-sized (1x28x28) so that the convolutions carry real weight; 32 images per generation.
 CNN_WORKLOAD = CNNWorkload("cnn", MNIST_CNN, population=256, rows=32)
+#: Every reference workload's name, as `eggroll-np bench --workload` takes them.
 NAMES = (*WORKLOADS, CNN_WORKLOAD.name)
 
 
