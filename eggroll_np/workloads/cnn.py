@@ -27,8 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "population": 128,
     "sigma": 0.05,
     "lr": 0.01,
+    "lr_schedule": "cosine",  # decays to lr_final over the run: 0.961 against 0.953 constant
+    "lr_final": 0.0,
     "rank": 1,
-    "generations": 700,
+    "generations": 900,
     "optimizer": "adam",
     "shaping": "centered_rank",
     "channels": (4, 8),
