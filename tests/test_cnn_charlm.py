@@ -137,7 +137,8 @@ def test_charlm_learns_on_a_small_file_and_reports_baselines(tmp_path, capsys):
     rc = cli.main(
         ["train", "charlm", "--data", str(path), "--population", "32", "--generations", "40",
          "--hidden", "16", "--embed", "8", "--layers", "1", "--length", "16",
-         "--lr", "0.05", "--sample-bytes", "20", "--quiet", "--out", str(out)]
+         "--lr", "0.05", "--lr-schedule", "constant", "--sample-bytes", "20", "--quiet",
+         "--out", str(out)]
     )  # fmt: skip
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
