@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from . import noise as _noise
-from .config import ESConfig, NoiseKind
+from . import noise_table as _table
+from .config import ESConfig, NoiseKind, noise_extents
 from .tree import TreeSpec
 
 __all__ = ["GenerationNoise", "FULL_CHUNK_VALUES", "PREFETCH_FULL_VALUES"]
@@ -65,6 +66,22 @@ class GenerationNoise:
         self._items: dict[tuple[str, int], Any] = {}
         # Black-box full-rank noise: the last key's noise per leaf (antithetic pairs share it).
         self._last_full: dict[int, tuple[int, Any]] = {}
+        # With the shared noise table: the values each leaf reads per key (its slice's length).
+        self._extents = (
+            None
+            if config.noise_table is None
+            else noise_extents(spec.shapes, config.kinds, config.rank)
+        )
+
+    def _reads(self, keys: np.ndarray, requests: list[tuple[int, int, int]]) -> list[Any]:
+        """The (leaf, offset, count) reads of `keys`' streams (`noise.normals_many`), or of their
+        slices of the shared noise table when the run has one (noise_table.read_many)."""
+        c = self.config
+        if self._extents is None:
+            return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp)
+        return _table.read_many(
+            c.seed, c.noise_table, self.epoch, keys, requests, self._extents, self.xp
+        )
 
     def __repr__(self) -> str:
         return (
@@ -112,7 +129,7 @@ class GenerationNoise:
                     requests.append((leaf, 0, size))
         if not jobs:
             return
-        outs = iter(_noise.normals_many(c.seed, self.epoch, self.keys, requests, self.xp))
+        outs = iter(self._reads(self.keys, requests))
         for what, leaf in jobs:
             dt = self.spec.dtypes[leaf]
             shape = self.spec.shapes[leaf]
@@ -131,9 +148,7 @@ class GenerationNoise:
     def dense(self, leaf: int, keys: np.ndarray) -> Any:
         """Full-rank unit noise of `keys` for a leaf: (len(keys), *shape) in leaf dtype."""
         shape = self.spec.shapes[leaf]
-        E = _noise.normals_batch(
-            self.config.seed, leaf, keys, self.epoch, math.prod(shape), 0, self.xp
-        )
+        (E,) = self._reads(np.asarray(keys), [(leaf, 0, math.prod(shape))])
         return E.astype(self.spec.dtypes[leaf], copy=False).reshape(len(keys), *shape)
 
     def full(self, leaf: int) -> Any:
