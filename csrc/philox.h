@@ -1,11 +1,23 @@
-// philox.h: the noise contract of DESIGN.md in one header, shared by the C++ and CUDA builds.
+// philox.h: the noise contract (docs/noise-contract.md) in one header, shared by the C++ and
+// CUDA builds.
 //
 // Philox4x32-10 (Salmon et al., SC'11) maps a 128-bit counter and a 64-bit key to 128 random
 // bits. eggroll_np uses counter = (block, leaf, member_key, epoch) and key = (seed lo, seed hi);
 // value k of a stream comes from block k / 4, lane k % 4. Uniforms and Box-Muller normals are
 // computed here with branch-free float32 code (our own log and sin/cos polynomials) so that the
-// same arithmetic vectorises on the host and runs unchanged on the device: the CPU and GPU
-// backends cannot drift apart because there is only one definition.
+// same arithmetic vectorises on the host and runs unchanged on the device.
+//
+// What is defined once, and what that guarantees: the float32 operation sequence of the normals
+// (uniform, log, sin/cos, Box-Muller) exists only here; the CPU kernels (csrc/core/kernels.cpp,
+// every SIMD level) and the CUDA kernels (csrc/cuda/noise_kernels.cuh) both call it. Philox is
+// defined here too, but kernels.cpp restates its rounds with AVX2/AVX-512 intrinsics for speed;
+// tests compare those bit for bit with this definition and with the NumPy reference. One
+// definition alone does not give equal bits: a compiler that contracts a * b + c into an FMA
+// rounds once where this code rounds twice, so every build of this header must forbid
+// contraction. noise.cu is compiled with --fmad=false (CMakeLists.txt; tests/test_cuda_plumbing.py
+// checks that the noise kernels' PTX holds no fma), the CPU kernel objects need -ffp-contract=off
+// (GCC's gnu++17 default is to contract where the ISA has FMA), and `python -m
+// eggroll_np.gpu_check` compares the GPU's normals with the CPU's at every SIMD level bit for bit.
 #pragma once
 
 #include <cstdint>

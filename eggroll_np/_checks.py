@@ -15,7 +15,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["integer", "real", "boolean", "choice", "index", "callable_"]
+__all__ = [
+    "integer",
+    "real",
+    "boolean",
+    "choice",
+    "index",
+    "callable_",
+    "fitness_value",
+    "fitness_vector",
+    "real_array",
+]
 
 
 def integer(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
@@ -73,3 +83,70 @@ def callable_(name: str, value: Any) -> Any:
     if not callable(value):
         raise TypeError(f"{name} must be callable, got {type(value).__name__}")
     return value
+
+
+def fitness_value(what: str, value: Any) -> float:
+    """One fitness value as a float: a real number (Python, NumPy, a 0-d array), nothing else.
+
+    A string "1.5", a complex, None or a masked value would otherwise be coerced or lost; an
+    integer beyond the float64 range is a ValueError (float() would raise OverflowError).
+    """
+    if hasattr(value, "__cuda_array_interface__"):  # a CuPy 0-d result
+        value = value.get()
+    if isinstance(value, np.ndarray) and value.ndim == 0 and not np.ma.isMaskedArray(value):
+        value = value[()]
+    if value is np.ma.masked or np.ma.isMaskedArray(value):
+        raise TypeError(f"{what} is masked; every member needs a value")
+    if isinstance(value, (str, bytes)) or not isinstance(value, (numbers.Real, np.bool_)):
+        raise TypeError(f"{what} must be a real number, got {type(value).__name__} {value!r:.40}")
+    try:
+        return float(value)
+    except OverflowError:
+        magnitude = int(math.log10(abs(value)))  # exact for huge ints, which float() refuses
+        raise ValueError(f"{what} is about 10^{magnitude}, beyond the float64 range") from None
+
+
+def fitness_vector(value: Any, n: int) -> np.ndarray:
+    """(n,) float64 fitness, one finite real number per member.
+
+    Strings, complex numbers, None, masked entries and integers beyond float64 are refused
+    naming the member; a CuPy array is copied to the host.
+    """
+    if np.ma.isMaskedArray(value):
+        masked = np.flatnonzero(np.ma.getmaskarray(value))
+        if masked.size:
+            raise ValueError(
+                f"fitness is a masked array with member {int(masked[0])} masked "
+                f"({masked.size} masked); every member needs a value"
+            )
+        value = np.ma.getdata(value)
+    if hasattr(value, "__cuda_array_interface__"):
+        value = value.get()
+    try:
+        f = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise TypeError(f"fitness must be a numeric array of shape ({n},): {exc}") from None
+    if f.shape != (n,):
+        raise ValueError(f"fitness must have shape ({n},) (one value per member), got {f.shape}")
+    if f.dtype.kind == "O":
+        f = np.array([fitness_value(f"fitness of member {i}", v) for i, v in enumerate(f)])
+    elif f.dtype.kind not in "biuf":
+        kind = " (complex)" if f.dtype.kind == "c" else ""
+        raise TypeError(f"fitness must be real numbers, got dtype {f.dtype}{kind}")
+    f = f.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(f))
+    if bad.size:
+        raise ValueError(
+            f"fitness must be finite; member {int(bad[0])} has {f[bad[0]]} "
+            f"({bad.size} non-finite value(s))"
+        )
+    return f
+
+
+def real_array(name: str, value: Any, xp: Any) -> Any:
+    """`value` as an `xp` array of real numbers (bool, integer or float dtype); strings, complex
+    numbers and objects are a TypeError naming the argument, never cast silently."""
+    arr = xp.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return arr

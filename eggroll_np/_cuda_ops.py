@@ -17,7 +17,7 @@ import numpy as np
 from . import _ext
 from .backend import cupy, current_stream_ptr, is_cupy_array
 
-__all__ = ["gpu_available", "require_device", "lowrank_correction"]
+__all__ = ["gpu_available", "require_device", "lowrank_correction", "rank_major"]
 
 _X_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
 
@@ -39,6 +39,9 @@ def require_device() -> ModuleType:
         RuntimeError: "no CUDA device ..." on a machine without a usable GPU, or a message
             naming the missing piece (CuPy, the CUDA extension).
     """
+    shadow = _ext.shadowed_build() if _ext.cuda is None else None
+    if shadow is not None:  # the likeliest cause, and a surprising one: say it first
+        raise RuntimeError(f"no CUDA device can be used: {shadow}")
     if cupy is None:
         raise RuntimeError(
             "no CUDA device can be used: CuPy is not installed (pip install 'eggroll_np[cuda]')"
@@ -80,6 +83,19 @@ def _member_vector(name: str, v: Any, dtype: type, size: int, device_id: int) ->
         return cupy.ascontiguousarray(cupy.asarray(v).astype(dtype, copy=False))
 
 
+def rank_major(F: Any) -> Any:
+    """Factors (K, rows, r) as the kernels read them: a C-contiguous (K, r, rows) array.
+
+    Free (a view) when F is already stored rank-major, as the factors `noise.as_factors` makes on
+    CuPy are, and for r = 1; otherwise one transposing copy.
+    """
+    K, rows, r = F.shape
+    if r == 1 and F.flags.c_contiguous:
+        return F.reshape(K, 1, rows)
+    t = F.transpose(0, 2, 1)
+    return t if t.flags.c_contiguous else cupy.ascontiguousarray(t)
+
+
 def lowrank_correction(
     x: Any,
     A: Any,
@@ -101,8 +117,11 @@ def lowrank_correction(
     Args:
         x: CuPy array (Bt, m) shared by all members or (N, Bt, m) per member; float32 or
             float16 (accumulated in float32). With transpose=True the rows have length n.
-        A: CuPy float32 (K, m, r), the per-generation factor cache.
-        B: CuPy float32 (K, n, r).
+        A: CuPy float32 (K, m, r), the per-generation factor cache. The kernels read it
+            rank-major, so for r > 1 it is best stored that way (a transposed view of a
+            (K, r, m) array, as `noise.as_factors` makes them); any other layout costs a
+            transposing copy per call.
+        B: CuPy float32 (K, n, r), the same.
         keys: (N,) integer factor index of each member, 0 <= keys[i] < K (cast to uint32). A
             NumPy/list input is range-checked and uploaded; a CuPy input is trusted, since
             checking it would cost a device-to-host copy (an out-of-range key makes that
@@ -167,7 +186,7 @@ def lowrank_correction(
         return out
     with cupy.cuda.Device(device_id):
         x_c = cupy.ascontiguousarray(x)
-        left_c, right_c = cupy.ascontiguousarray(left), cupy.ascontiguousarray(right)
+        left_c, right_c = rank_major(left), rank_major(right)
         base_c = None if base is None else cupy.ascontiguousarray(base)
         xa = cupy.empty(members * batch * rank, dtype=np.float32)
         cuda.lowrank_correction(

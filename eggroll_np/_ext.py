@@ -8,7 +8,10 @@ the same bits, so forcing one is for testing and for ruling the kernels out when
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import os
+import sys
+from pathlib import Path
 from types import ModuleType
 
 __all__ = [
@@ -18,6 +21,7 @@ __all__ = [
     "require_cuda",
     "core_error",
     "cuda_error",
+    "shadowed_build",
     "SIMD_ENV",
     "SIMD_LEVELS",
     "simd_forced",
@@ -70,6 +74,41 @@ simd_forced: bool = _force_simd(core)
 """Whether EGGROLL_SIMD chose the core's SIMD level (else the best available one is used)."""
 
 
+def _compiled(package_dir: Path, name: str) -> list[Path]:
+    return [
+        p
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+        if (p := package_dir / f"{name}{suffix}").is_file()
+    ]
+
+
+def shadowed_build() -> str | None:
+    """Why the compiled modules are missing when another eggroll_np on sys.path has them.
+
+    `python -m pytest` or `python -m eggroll_np.gpu_bench` run from the repository root put the
+    source tree (which holds no compiled modules) first on sys.path, ahead of the installed
+    build. Returns a message saying so and what to run instead, or None when this is not the
+    case (the modules loaded, or no other copy has them).
+    """
+    if core is not None and cuda is not None:
+        return None
+    here = Path(__file__).resolve().parent
+    missing = [n for n, mod in (("_core", core), ("_cuda", cuda)) if mod is None]
+    for entry in sys.path:
+        other = (Path(entry or ".") / "eggroll_np").resolve()
+        if other == here or not other.is_dir():
+            continue
+        found = [n for n in missing if _compiled(other, n)]
+        if found and not any(_compiled(here, n) for n in found):
+            return (
+                f"the source tree {here} shadows the installed build {other} (which has "
+                f"{', '.join(found)}): Python put the current directory first on sys.path. Run "
+                "`pytest` (not `python -m pytest`), `python -P -m ...`, or run from another "
+                "directory"
+            )
+    return None
+
+
 def cuda_device_count() -> int:
     """Usable CUDA devices seen by the _cuda extension (0 when it is absent or has no GPU)."""
     if cuda is None:
@@ -80,6 +119,9 @@ def cuda_device_count() -> int:
 def require_cuda() -> ModuleType:
     """The _cuda module, or a RuntimeError that says why CuPy arrays cannot be used."""
     if cuda is None:
+        shadow = shadowed_build()
+        if shadow is not None:
+            raise RuntimeError(f"the CUDA extension is not loaded: {shadow}")
         raise RuntimeError(
             "eggroll_np was built without its CUDA extension "
             f"({cuda_error or 'no CUDA compiler at build time'}); reinstall with nvcc on PATH"

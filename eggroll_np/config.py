@@ -187,6 +187,19 @@ def _check_noise_table(value: Any, spec: TreeSpec, kinds: Sequence[NoiseKind], r
     return value
 
 
+def _check_rank(rank: int, spec: TreeSpec, kinds: tuple[NoiseKind, ...]) -> None:
+    """rank <= min(m, n) of every low-rank leaf's matrix view: more only adds redundant noise
+    (and factors bigger than the matrix)."""
+    for p, shape, kind in zip(spec.path_strings, spec.shapes, kinds, strict=True):
+        if kind is NoiseKind.LOWRANK:
+            m, n = shape[0], math.prod(shape[1:])
+            if rank > min(m, n):
+                raise ValueError(
+                    f"rank ({rank}) must be <= min(m, n) = {min(m, n)} of low-rank leaf '{p}' "
+                    f"(matrix view {m}x{n})"
+                )
+
+
 def make_config(
     spec: TreeSpec,
     *,
@@ -215,7 +228,8 @@ def make_config(
     Raises:
         TypeError / ValueError naming the offending argument.
     """
-    population = _checks.integer("population", population, 1)
+    # member keys are the 32-bit counter word of the noise contract
+    population = _checks.integer("population", population, 1, 2**32)
     antithetic = _checks.boolean("antithetic", antithetic)
     if antithetic and population % 2:
         raise ValueError(f"population must be even with antithetic=True, got {population}")
@@ -225,12 +239,23 @@ def make_config(
     shaping = _checks.choice("shaping", shaping, SHAPINGS)
     if group_size is not None:
         group_size = _checks.integer("group_size", group_size, 1)
+        if shaping != "group_zscore":
+            raise ValueError(
+                f"group_size is only used by shaping='group_zscore', got shaping={shaping!r}"
+            )
+        if group_size < 2:
+            raise ValueError(
+                "group_size must be >= 2 with shaping='group_zscore' (a group of one has a "
+                "z-score of 0: a zero update)"
+            )
         if population % group_size:
             raise ValueError(f"group_size ({group_size}) must divide the population ({population})")
     elif shaping == "group_zscore":
         raise ValueError("shaping='group_zscore' needs group_size")
     full = noise == "full" or rank is None
     kinds = resolve_kinds(spec, lowrank, full)
+    if rank is not None:
+        _check_rank(rank, spec, kinds)
     return ESConfig(
         population=population,
         sigma=_checks.real("sigma", sigma, 0.0, True),

@@ -26,6 +26,7 @@ from .tree import TreeSpec, check_params
 
 __all__ = ["ESConfig", "ESState", "init", "ask", "tell", "step", "make_config", "check_state"]
 
+
 @dataclass(frozen=True, eq=False)
 class ESState:
     """Immutable state of a run: everything `tell` needs besides the params.
@@ -51,9 +52,11 @@ class ESState:
 def init(params: Any, **kwargs: Any) -> ESState:
     """A new ES state for `params` (params are not modified or copied).
 
-    Keyword arguments (all optional): population=256, sigma=0.02, lr=0.05, rank=1 (None: full
-    rank), seed=0, antithetic=True, noise_reuse=1, optimizer="adam" (see `optim.OPTIMIZERS`),
-    shaping="centered_rank" (none, centered_rank, zscore, group_zscore), group_size=None,
+    Keyword arguments (all optional): population=256 (< 2^32, even with antithetic), sigma=0.02,
+    lr=0.05, rank=1 (None: full rank; at most min(m, n) of every low-rank leaf), seed=0 (< 2^64),
+    antithetic=True, noise_reuse=1, optimizer="adam" (see `optim.OPTIMIZERS`),
+    shaping="centered_rank" (none, centered_rank, zscore, group_zscore), group_size=None (only
+    with group_zscore, then >= 2 and dividing the population),
     weight_decay=0.0, maximize=True (False when fitness_fn returns a loss), lowrank=None (which
     leaves get rank-r noise: None means ndim == 2; or a callable path -> bool/NoiseKind, or a
     dict/tree of NoiseKind by leaf path), noise="lowrank" ("full": OpenAI-ES on every leaf),
@@ -87,17 +90,27 @@ def check_state(params: Any, state: Any) -> list[Any]:
     if diff is not None:
         raise ValueError(f"params do not match the state: {diff}")
     for key, arr in state.opt_state.items():
-        if key != "count" and not isinstance(arr, xp.ndarray):
+        if key == "count":
+            continue
+        if not isinstance(arr, xp.ndarray):
             raise TypeError(
                 f"state.opt_state['{key}'] is not a {xp.__name__} array like params; "
                 "move the state to the params' backend"
             )
+        # "slot/i" belongs to leaf i: another shape or dtype would change the leaf's dtype
+        try:
+            leaf = leaves[int(key.rsplit("/", 1)[1])]
+        except (IndexError, ValueError):
+            raise ValueError(f"state.opt_state has an entry '{key}' of no leaf") from None
+        if arr.shape != leaf.shape or arr.dtype != leaf.dtype:
+            raise ValueError(
+                f"state.opt_state['{key}'] is {arr.dtype} {tuple(arr.shape)} but its leaf is "
+                f"{leaf.dtype} {tuple(leaf.shape)}"
+            )
     return leaves
 
 
-def _noise_for(
-    leaves: list[Any], state: ESState, noise: GenerationNoise | None
-) -> GenerationNoise:
+def _noise_for(leaves: list[Any], state: ESState, noise: GenerationNoise | None) -> GenerationNoise:
     """`noise` when it is this generation's (same run, epoch and backend), else a new one."""
     epoch = epoch_of(state.generation, state.config.noise_reuse)
     xp = namespace_of(leaves[0])
@@ -123,22 +136,6 @@ def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Po
     """
     leaves = check_state(params, state)
     return Population(leaves, _noise_for(leaves, state, noise), state.generation)
-
-
-def _fitness_array(fitness: Any, n: int) -> np.ndarray:
-    try:
-        f = np.array(to_numpy(fitness), dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"fitness must be a numeric array of shape ({n},): {exc}") from None
-    if f.shape != (n,):
-        raise ValueError(f"fitness must have shape ({n},) (one value per member), got {f.shape}")
-    bad = np.flatnonzero(~np.isfinite(f))
-    if bad.size:
-        raise ValueError(
-            f"fitness must be finite; member {int(bad[0])} has {f[bad[0]]} "
-            f"({bad.size} non-finite value(s))"
-        )
-    return f
 
 
 # |z| <= sqrt(-2 ln 2^-24) ~ 5.77 for the contract's normals (u >= 2^-24), so a unit low-rank
@@ -187,20 +184,22 @@ def tell(
     leaves = check_state(params, state)
     noise = _told_noise(leaves, state, population)
     config = state.config
-    f = _fitness_array(fitness, config.population)
+    f = _checks.fitness_vector(fitness, config.population)
     w = shaping.shape_fitness(f, config.shaping, config.group_size)
     if not config.maximize:
         w = -w
     _check_update_range(w, config, state.spec)
-    grads = gradient.estimate(noise, w)
     norms: dict[int, Any] = {}  # read back only after every leaf's work is queued (GPU: one wait)
-    updated, opt_state = optim.apply(
-        grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
-    )
+    # An overflow is reported below, naming the leaf, instead of as NumPy's RuntimeWarning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        grads = gradient.estimate(noise, w)
+        updated, opt_state = optim.apply(
+            grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
+        )
+    update_norm = _checked_update_norm(updated, norms, state)
     new_leaves = list(leaves)
     for i, theta in updated.items():
         new_leaves[i] = theta
-    sq = sum(float(norms[i]) for i in sorted(norms))
     # mean and std of f / max|f|, scaled back: no overflow for fitness near the float64 limit
     scale = float(np.abs(f).max()) or 1.0
     info = {
@@ -209,7 +208,7 @@ def tell(
         "fitness_max": float(f.max()),
         "fitness_min": float(f.min()),
         "fitness_std": float((f / scale).std()) * scale,
-        "update_norm": math.sqrt(sq),
+        "update_norm": update_norm,
     }
     new_state = ESState(config, state.generation + 1, opt_state, state.spec, info)
     return state.spec.unflatten(new_leaves), new_state
@@ -235,14 +234,40 @@ def _told_noise(
     return noise
 
 
-def _member_fitness(value: Any, i: int) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"fitness_fn must return a real number; for member {i} it returned "
-            f"{type(value).__name__}"
-        ) from None
+def _checked_update_norm(
+    new_leaves: dict[int, Any], norms: dict[int, Any], state: ESState
+) -> float:
+    """The update's norm; ValueError naming the first leaf whose new values or update norm are
+    not finite (sigma too small or lr too large for the leaves' dtype), before anything is
+    returned: the caller's params and state stay as they were."""
+    paths = state.spec.path_strings
+    config = state.config
+    hint = (
+        f"sigma={config.sigma:g} and lr={config.lr:g} overflow the leaves' dtype; params and "
+        "state are unchanged (use a larger sigma or a smaller lr)"
+    )
+    sq = 0.0
+    for i in sorted(norms):
+        v = float(norms[i])
+        if not math.isfinite(v):
+            raise ValueError(
+                f"generation {state.generation}: the update of leaf '{paths[i]}' has a "
+                f"non-finite norm; {hint}"
+            )
+        sq += v
+    if not math.isfinite(sq):
+        raise ValueError(f"generation {state.generation}: the update norm overflows; {hint}")
+    if new_leaves:
+        order = sorted(new_leaves)
+        xp = namespace_of(new_leaves[order[0]])
+        finite = to_numpy(xp.stack([xp.isfinite(new_leaves[i]).all() for i in order]))
+        if not finite.all():
+            leaf = order[int(np.flatnonzero(~finite)[0])]
+            raise ValueError(
+                f"generation {state.generation}: the new values of leaf '{paths[leaf]}' are "
+                f"not finite; {hint}"
+            )
+    return math.sqrt(sq)
 
 
 def step(
@@ -272,5 +297,8 @@ def step(
     if batched:
         fitness = fitness_fn(pop)
     else:
-        fitness = [_member_fitness(fitness_fn(pop.member(i)), i) for i in range(pop.size)]
+        fitness = [
+            _checks.fitness_value(f"fitness_fn's value for member {i}", fitness_fn(pop.member(i)))
+            for i in range(pop.size)
+        ]
     return tell(params, fitness, state, population=pop)

@@ -7,9 +7,13 @@ Measures, on the current CUDA device and in one run (so ratios compare like with
     width 4096: MLP 4096-4096-4096-16, one row per member, populations 4096 and 16384) and
     ``sup`` (MLP 784-256-256-10, population 256, one shared batch of 128 rows);
   * a full generation (ask + forward + tell through the engine API) vs inference.
-Medians of CUDA-event timings are printed and written as JSON. Without a usable GPU it exits
-with status 2 and a message saying why. The asv suite (asv_benchmarks/bench_gpu.py) reuses the
-builders here.
+Every figure is timed after 3 warm-up calls (the clocks ramp up from idle) as the median of
+CUDA-event times, with the wall time (to the end of the GPU work) and the host time (until the
+call returns, work still queued) beside it: host ~ event means the GPU waits for Python to
+launch work (launch-bound). One output per workload is checked against the CPU path. Results
+are printed and written as JSON. Without a usable GPU it exits with status 2 and a message
+saying why (the source tree shadowing the installed build included). The asv suite
+(asv_benchmarks/bench_gpu.py) reuses the builders here.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import argparse
 import dataclasses
 import itertools
 import json
+import os
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import _cuda_ops, _ext, noise, tree
-from .backend import cupy
+from .backend import cupy, to_numpy
 from .workloads import reference
 
 __all__ = [
@@ -41,6 +47,9 @@ __all__ = [
     "engine_available",
     "fresh_generation_states",
     "time_gpu",
+    "measure",
+    "check_output",
+    "output_checks",
     "run",
     "main",
 ]
@@ -152,59 +161,121 @@ def fresh_generation_states(setup: GpuSetup) -> Callable[[], Any]:
     return lambda: states(next(calls))
 
 
-def time_gpu(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
-    """Median milliseconds of fn() on the current stream, measured with CUDA events."""
+def measure(fn: Callable[[], Any], repeat: int = 5, warmup: int = 3) -> dict[str, float]:
+    """Medians (ms) of `repeat` calls of fn() on the current stream, after `warmup` calls.
+
+    event_ms: CUDA events around the call (GPU time, idle gaps included); wall_ms: host clock
+    until the GPU work is done; host_ms: host clock until fn returns (its work may still be
+    queued). host_ms close to event_ms means the GPU waited on Python: launch-bound.
+    """
     for _ in range(warmup):
         fn()
-    cupy.cuda.get_current_stream().synchronize()
-    times = []
+    stream = cupy.cuda.get_current_stream()
+    stream.synchronize()
+    event, wall, host = [], [], []
     for _ in range(repeat):
         start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        t0 = time.perf_counter()
         start.record()
         fn()
+        t1 = time.perf_counter()
         end.record()
         end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end))
-    return statistics.median(times)
+        t2 = time.perf_counter()
+        event.append(cupy.cuda.get_elapsed_time(start, end))
+        host.append((t1 - t0) * 1e3)
+        wall.append((t2 - t0) * 1e3)
+    med = statistics.median
+    return {"event_ms": med(event), "wall_ms": med(wall), "host_ms": med(host)}
+
+
+def time_gpu(fn: Callable[[], Any], repeat: int = 5, warmup: int = 3) -> float:
+    """Median CUDA-event milliseconds of fn() (see `measure`)."""
+    return measure(fn, repeat, warmup)["event_ms"]
+
+
+def _launch_bound(t: dict[str, float]) -> bool:
+    # Python spent >= 80% of the GPU's elapsed time issuing the work: the GPU mostly waited.
+    return t["host_ms"] >= 0.8 * t["event_ms"]
+
+
+def check_output(setup: GpuSetup) -> dict[str, Any]:
+    """One population forward on the GPU vs the same generation on the CPU path (NumPy).
+
+    Both start from generation 0 of the same config, so they draw the same noise (bit for bit
+    by the contract); the outputs differ only by GEMM rounding. Tolerance: 1e-3 of the output's
+    scale (1e-2 with CUPY_TF32=1, whose GEMMs round inputs to 10-bit mantissas).
+    """
+    import eggroll_np as egg
+
+    params_cpu = tree.map_leaves(to_numpy, setup.params)
+    x_cpu = to_numpy(setup.x)
+    kwargs = dict(population=setup.size, sigma=setup.sigma, rank=setup.rank, seed=setup.seed)
+    n_layers = len(setup.workload.sizes) - 1
+    gpu = reference.population_forward(
+        egg.ask(setup.params, egg.init(setup.params, **kwargs)), setup.x, n_layers
+    )
+    cpu = reference.population_forward(
+        egg.ask(params_cpu, egg.init(params_cpu, **kwargs)), x_cpu, n_layers
+    )
+    scale = float(np.abs(cpu).max()) or 1.0
+    err = float(np.abs(to_numpy(gpu).astype(np.float64) - cpu).max()) / scale
+    tol = 1e-2 if os.environ.get("CUPY_TF32") == "1" else 1e-3
+    return {"workload": setup.workload.name, "population": setup.size,
+            "max_error_over_scale": err, "tolerance": tol, "ok": err <= tol}  # fmt: skip
+
+
+def output_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The output checks recorded in a `run` result."""
+    return [f["output_check"] for figs in result["workloads"].values() for f in figs
+            if "output_check" in f]  # fmt: skip
 
 
 def _noise_figures(repeat: int, values: int) -> dict[str, Any]:
-    ours = time_gpu(lambda: noise.normals_batch(0, 0, [0], 0, values, xp="cupy"), repeat)
-    ref = time_gpu(lambda: cupy.random.standard_normal(values, dtype=np.float32), repeat)
+    ours = measure(lambda: noise.normals_batch(0, 0, [0], 0, values, xp="cupy"), repeat)
+    ref = measure(lambda: cupy.random.standard_normal(values, dtype=np.float32), repeat)
     return {
         "values": values,
-        "eggroll_ms": ours,
-        "cupy_standard_normal_ms": ref,
-        "eggroll_gvalues_per_s": values / ours / 1e6,
-        "speed_vs_cupy": ref / ours,
+        "eggroll_ms": ours["event_ms"],
+        "eggroll_wall_ms": ours["wall_ms"],
+        "cupy_standard_normal_ms": ref["event_ms"],
+        "cupy_standard_normal_wall_ms": ref["wall_ms"],
+        "eggroll_gvalues_per_s": values / ours["event_ms"] / 1e6,
+        "speed_vs_cupy": ref["event_ms"] / ours["event_ms"],
         "target": ">= 1",
     }
 
 
 def _workload_figures(
-    workload: reference.Workload, population: int, repeat: int
+    workload: reference.Workload, population: int, repeat: int, check: bool
 ) -> dict[str, Any]:
     setup = build(workload, population)
-    infer = time_gpu(lambda: inference(setup), repeat)
-    fwd = time_gpu(lambda: population_forward(setup, regenerate=True), repeat)
-    fwd_cached = time_gpu(lambda: population_forward(setup, regenerate=False), repeat)
+    infer = measure(lambda: inference(setup), repeat)
+    fwd = measure(lambda: population_forward(setup, regenerate=True), repeat)
+    fwd_cached = measure(lambda: population_forward(setup, regenerate=False), repeat)
     fig: dict[str, Any] = {
         "population": population,
         "rows_per_member": workload.rows,
-        "inference_ms": infer,
-        "forward_ms": fwd,
-        "forward_cached_factors_ms": fwd_cached,
-        "forward_over_inference": infer / fwd,  # throughput ratio, target >= 0.95
-        "forward_cached_over_inference": infer / fwd_cached,
+        "inference_ms": infer["event_ms"],
+        "forward_ms": fwd["event_ms"],
+        "forward_cached_factors_ms": fwd_cached["event_ms"],
+        "forward_over_inference": infer["event_ms"] / fwd["event_ms"],  # target >= 0.95
+        "forward_cached_over_inference": infer["event_ms"] / fwd_cached["event_ms"],
+        "timings": {"inference": infer, "forward": fwd, "forward_cached": fwd_cached},
+        "forward_launch_bound": _launch_bound(fwd_cached),
     }
     if engine_available():
         next_state = fresh_generation_states(setup)
-        gen = time_gpu(lambda: generation(setup, next_state()), repeat)
-        fig["generation_ms"] = gen
-        fig["generation_over_inference"] = gen / infer  # time ratio, target <= 2.2 at 16384
+        gen = measure(lambda: generation(setup, next_state()), repeat)
+        fig["generation_ms"] = gen["event_ms"]
+        fig["generation_over_inference"] = gen["event_ms"] / infer["event_ms"]  # <= 2.2 at 16384
+        fig["timings"]["generation"] = gen
+        fig["generation_launch_bound"] = _launch_bound(gen)
     else:
         fig["generation_ms"] = None
         fig["generation_note"] = "engine API (egg.init/ask/tell) not available on this branch"
+    if check:
+        fig["output_check"] = check_output(setup)
     return fig
 
 
@@ -219,6 +290,8 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         "cupy": cupy.__version__,
         "command": "python -m eggroll_np.gpu_bench" + (" --quick" if quick else ""),
         "repeat": repeat,
+        "warmup": 3,
+        "CUPY_TF32": os.environ.get("CUPY_TF32", "unset"),
         "noise": _noise_figures(repeat, values),
         "workloads": {},
     }
@@ -226,10 +299,13 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         if quick:
             wl, populations = wl.scaled(min(wl.sizes[1], 256), 64), (64,)
         figures = []
-        for population in populations:
-            figures.append(_workload_figures(wl, population, repeat))
+        for j, population in enumerate(populations):
+            # the output check on the smallest population (the CPU path runs it too)
+            figures.append(_workload_figures(wl, population, repeat, check=j == 0))
             cupy.get_default_memory_pool().free_all_blocks()  # the case's arrays are garbage now
         result["workloads"][name] = figures
+    sup = result["workloads"].get("sup", [])
+    result["sup_launch_bound"] = bool(sup) and sup[0]["forward_launch_bound"]
     return result
 
 
@@ -250,9 +326,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = run(repeat=args.repeat, quick=args.quick)
     text = json.dumps(result, indent=2)
+    bad = [c for c in output_checks(result) if not c["ok"]]
     print(text)
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
+    if bad:
+        print(f"gpu_bench: GPU outputs differ from the CPU path: {bad}", file=sys.stderr)
+        return 1
     return 0
 
 

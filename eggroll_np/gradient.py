@@ -14,7 +14,7 @@ import numpy as np
 
 from . import lowrank
 from .config import NoiseKind
-from .perturbation import FULL_CHUNK_VALUES, GenerationNoise
+from .perturbation import GenerationNoise
 
 __all__ = ["estimate"]
 
@@ -49,18 +49,12 @@ def estimate(noise: GenerationNoise, weights: np.ndarray) -> dict[int, Any]:
 
 
 def _full(noise: GenerationNoise, leaf: int, w: np.ndarray, scale: float) -> Any:
-    # Chunks over keys, from the held noise when the forward made it, else regenerated chunk by
-    # chunk: the same arithmetic either way, so black-box and batched steps agree bit for bit.
+    # Chunks over keys (held noise when the forward made it, else regenerated chunk by chunk).
     xp = noise.xp
-    shape = noise.spec.shapes[leaf]
     dt = noise.spec.dtypes[leaf]
-    E = noise.held_full(leaf)
-    chunk = max(1, FULL_CHUNK_VALUES // max(1, math.prod(shape)))
-    g = xp.zeros(shape, dtype=dt)
-    for c in range(0, noise.keys.size, chunk):
-        keys = noise.keys[c : c + chunk]
-        Ec = E[c : c + chunk] if E is not None else noise.dense(leaf, keys)
-        g += lowrank.contract_full(Ec, xp.asarray(w[c : c + chunk].astype(dt)), 1.0)
-        del Ec  # free this chunk before the next one is generated
+    g = xp.zeros(noise.spec.shapes[leaf], dtype=dt)
+    for c, keys, E in noise.full_chunks(leaf):
+        g += lowrank.contract_full(E, xp.asarray(w[c : c + keys.size].astype(dt)), 1.0)
+        del E  # free this chunk before the next one is generated
     g *= scale
     return g

@@ -30,6 +30,7 @@ def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
             f"{what} is a {namespace_of(x).__name__} array but leaf '{name}' is a "
             f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
         )
+    x = _checks.real_array(what, x, xp)  # strings, complex, objects: never cast silently
     return xp.ascontiguousarray(x, dtype=theta.dtype)
 
 

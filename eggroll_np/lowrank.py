@@ -4,8 +4,8 @@ Member i of a population perturbs a matrix leaf W (m, n) by coef_i * A_k @ B_k.T
 A (K, m, r) and B (K, n, r) the stacked factors of the K unique member keys. These functions never
 form an (m, n) matrix per member: the forward adds (x_i @ A_k) @ B_k.T to x_i @ W, and the update
 sums sum_k w_k A_k @ B_k.T as ONE contraction of (m, K*r) by (K*r, n). The code is generic over
-NumPy and CuPy (the array module of the inputs); `correction` hands rank-1 float32 NumPy work to
-the C++ core's fused kernels (`_core.lowrank_correction` / `_core.lowrank_expand`), and
+NumPy and CuPy (the array module of the inputs); `correction` hands float32 NumPy work of rank <= 8
+to the C++ core's fused kernels (`_core.lowrank_correction` / `_core.lowrank_expand`), and
 `correction_reference` is the NumPy version they are tested against. NumPy updates
 (`contract`, `contract_full`) run on the core's `contract`, which adds the keys' terms in a fixed
 order: the update's bits then depend on no BLAS, thread count, SIMD level or machine
@@ -39,12 +39,17 @@ def _shared_projection(x: Any, A: Any) -> Any:
     return (x @ A.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r).transpose(1, 0, 2)
 
 
+# Ranks the C++ kernels take: measured against NumPy's batched matmul at ranks 1-16 (three runs,
+# docs/benchmarks.md, "Low-rank correction kernels by rank"): faster on rl and sup at every rank
+# up to 8, a draw on per-member multi-row inputs at ranks 4-8, mixed at 16 (BLAS keeps r > 8).
+_CORE_MAX_RANK = 8
+
+
 def _use_core(x: Any, A: Any, B: Any, out: Any) -> bool:
-    # The C++ kernels win for rank 1 (measured 2x on 1024-wide layers, see the engine notes) and
-    # lose to batched BLAS for r >= 2; they need float32 NumPy buffers laid out in C order.
+    # float32 NumPy buffers laid out in C order, and a rank the kernels win at.
     return (
         _ext.core is not None
-        and A.shape[2] == 1
+        and A.shape[2] <= _CORE_MAX_RANK
         and all(
             isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
             for a in (x, A, B, out)

@@ -182,7 +182,10 @@ def normals_many(
     requests: Sequence[tuple[int, int, int]],
     xp: ModuleType | str | None = None,
 ) -> list[Any]:
-    """Several stream reads for the same members and epoch, generated in ONE parallel pass.
+    """Several stream reads for the same members and epoch, generated together.
+
+    NumPy: one parallel pass of the C++ core over every request. CuPy: the member keys are
+    uploaded once and the requests run as one kernel launch per 32 (a job table).
 
     Args:
         requests: (leaf, offset, count) triples.
@@ -200,9 +203,28 @@ def normals_many(
         leaves.append(_checks.integer(f"requests[{j}] leaf", leaf, 0, _U32))
         offsets.append(_checks.integer(f"requests[{j}] offset", offset, 0, _STREAM_VALUES))
         count = _checks.integer(f"requests[{j}] count", count, 0, _STREAM_VALUES + 1)
+        if offsets[-1] + count > _STREAM_VALUES:
+            raise ValueError(
+                f"requests[{j}]: offset + count exceeds the 2^34 values of one Philox stream"
+            )
         outs.append(xp.empty((keys.size, count), dtype=np.float32))
     if xp is np and _ext.core is not None:
         _ext.core.fill_normals_many(seed, leaves, keys, epoch, offsets, outs)
+    elif xp is not np:
+        # Keys uploaded once; every request in one launch per 32 (the kernel's job table).
+        if keys.size:
+            keys_d = xp.asarray(keys)
+            _ext.require_cuda().fill_normals_many(
+                seed,
+                epoch,
+                keys_d.data.ptr,
+                keys.size,
+                leaves,
+                offsets,
+                [out.shape[1] for out in outs],
+                [out.data.ptr for out in outs],
+                current_stream_ptr(),
+            )
     else:
         for leaf, offset, out in zip(leaves, offsets, outs, strict=True):
             _fill(seed, leaf, keys, epoch, offset, out)
@@ -261,9 +283,20 @@ def factor_requests(leaf: int, shape: Sequence[int], rank: int) -> list[tuple[in
 
 
 def as_factors(a: Any, b: Any, shape: Sequence[int], rank: int) -> tuple[Any, Any]:
-    """The reads of `factor_requests`, (K, m*r) and (K, n*r), as A (K, m, r) and B (K, n, r)."""
+    """The reads of `factor_requests`, (K, m*r) and (K, n*r), as A (K, m, r) and B (K, n, r).
+
+    (m, n) is the leaf's matrix view (`matrix_shape`). Same values on every backend. On CuPy with
+    r > 1 they are stored rank-major (A is a transposed view of a C-contiguous (K, r, m) array,
+    one copy per generation): the CUDA kernels' lanes then read consecutive addresses for every
+    rank.
+    """
     m, n = matrix_shape(shape)
-    return a.reshape(a.shape[0], m, rank), b.reshape(b.shape[0], n, rank)
+    A, B = a.reshape(a.shape[0], m, rank), b.reshape(b.shape[0], n, rank)
+    if rank > 1 and is_cupy_array(A):
+        xp = namespace_of(A)
+        A = xp.ascontiguousarray(A.transpose(0, 2, 1)).transpose(0, 2, 1)
+        B = xp.ascontiguousarray(B.transpose(0, 2, 1)).transpose(0, 2, 1)
+    return A, B
 
 
 def member_keys(population: int, antithetic: bool = True) -> np.ndarray:

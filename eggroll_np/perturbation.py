@@ -12,6 +12,7 @@ epoch (noise_reuse > 1) is explicit: pass it to `eggroll_np.ask(..., noise=...)`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -64,6 +65,9 @@ class GenerationNoise:
         self.keys, local = np.unique(self.member_keys, return_inverse=True)
         self.local = local.reshape(-1)
         self._items: dict[tuple[str, int], Any] = {}
+        # prefetch(full) done (items are only ever added, so it stays done): every pop.matmul /
+        # perturbed calls prefetch, which must then cost O(1), not a scan of every leaf.
+        self._prefetched = {False: False, True: False}
         # Black-box full-rank noise: the last key's noise per leaf (antithetic pairs share it).
         self._last_full: dict[int, tuple[int, Any]] = {}
         # With the shared noise table: the values each leaf reads per key (its slice's length).
@@ -114,6 +118,8 @@ class GenerationNoise:
         """Generate the factors of every low-rank leaf (and, with `full`, the noise of every
         small full-rank leaf) not yet held, in ONE call: both cores work on one large job
         instead of being woken per leaf, which matters most right after BLAS has held them."""
+        if self._prefetched[full] or self._prefetched[True]:
+            return
         c = self.config
         jobs: list[tuple[str, int]] = []
         requests: list[tuple[int, int, int]] = []
@@ -127,8 +133,13 @@ class GenerationNoise:
                 if self.keys.size * size <= PREFETCH_FULL_VALUES:
                     jobs.append(("full", leaf))
                     requests.append((leaf, 0, size))
-        if not jobs:
-            return
+        if jobs:
+            self._generate(jobs, requests)
+        self._prefetched[full] = True
+
+    def _generate(self, jobs: list[tuple[str, int]], requests: list[tuple[int, int, int]]) -> None:
+        """Make the arrays of `jobs` (from `prefetch`) from ONE call (`_reads`)."""
+        c = self.config
         outs = iter(self._reads(self.keys, requests))
         for what, leaf in jobs:
             dt = self.spec.dtypes[leaf]
@@ -157,6 +168,17 @@ class GenerationNoise:
         if E is None:
             E = self._items[("full", leaf)] = self.dense(leaf, self.keys)
         return E
+
+    def full_chunks(self, leaf: int) -> Iterator[tuple[int, np.ndarray, Any]]:
+        """(start, keys, unit noise (len(keys), *shape)) over the unique keys of a full-rank leaf,
+        at most FULL_CHUNK_VALUES values a chunk: from the held array when the forward's prefetch
+        made it (small leaves), else generated chunk by chunk and never held. The same
+        arithmetic either way, so black-box and batched steps agree bit for bit."""
+        E = self.held_full(leaf)
+        chunk = max(1, FULL_CHUNK_VALUES // max(1, math.prod(self.spec.shapes[leaf])))
+        for c in range(0, self.keys.size, chunk):
+            keys = self.keys[c : c + chunk]
+            yield c, keys, (E[c : c + chunk] if E is not None else self.dense(leaf, keys))
 
     def held_full(self, leaf: int) -> Any:
         """The (K, *shape) full-rank noise of a leaf if it is held, else None."""

@@ -152,6 +152,8 @@ class Population:
                 f"x is a {namespace_of(x).__name__} array but leaf '{name}' is a "
                 f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
             )
+        _checks.boolean("transpose", transpose)
+        x = _checks.real_array("x", x, xp)
         x = xp.ascontiguousarray(x, dtype=W.dtype)  # C order lets compiled kernels take it
         Wt = W.T if transpose else W
         m = Wt.shape[0]
@@ -178,14 +180,28 @@ class Population:
         if base is not None:
             out[...] = base
         if kind is NoiseKind.FULL:
-            E = self.noise.full(leaf)
-            Et = E.transpose(0, 2, 1) if transpose else E
-            coef = self._coef(leaf).reshape(-1, 1, 1)
-            if x.ndim == 2:
-                out += coef * xp.matmul(x, Et)[self._local_xp]
-            else:
-                out += coef * xp.matmul(x, Et[self._local_xp])
+            self._full_matmul(leaf, x, out, transpose)
         return out
+
+    def _full_matmul(self, leaf: int, x: Any, out: Any, transpose: bool) -> None:
+        """out[i] += sigma*s_i * x(_i) @ eps_i (or eps_i.T) of a full-rank leaf, key chunk by key
+        chunk: a large leaf (naive ES on a 1024x1024 layer) never has all N dense perturbations
+        in memory at once, only one chunk of noise (`GenerationNoise.full_chunks`)."""
+        xp = self._xp
+        coef = self._coef(leaf)
+        for c, keys, E in self.noise.full_chunks(leaf):
+            rows = np.flatnonzero((self._local >= c) & (self._local < c + keys.size))
+            if rows.size == 0:  # a slice's members need only some keys
+                continue
+            sel = xp.asarray(rows)
+            loc = xp.asarray(self._local[rows] - c)
+            Et = E.transpose(0, 2, 1) if transpose else E
+            scale = coef[sel].reshape(-1, 1, 1)
+            if x.ndim == 2:
+                out[sel] += scale * xp.matmul(x, Et)[loc]
+            else:
+                out[sel] += scale * xp.matmul(x[sel], Et[loc])
+            del E, Et  # free this chunk before the next one is generated
 
     def _leaf_noise(self, path: Path | str) -> epilogue.LeafNoise:
         """One leaf and its members' noise, as the layer functions take it."""
@@ -223,9 +239,19 @@ class Population:
         Returns:
             (N, B, n) array ((N, B, m) with transpose), W's dtype and backend.
         """
-        epilogue.activation_code(activation)  # before any noise is made
+        code = epilogue.activation_code(activation)  # before any noise is made
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
         bn = None if b is None else self._leaf_noise(b)
+        leaf = self._spec.index(w)
+        if self._kind(leaf) is NoiseKind.FULL and self.noise.held_full(leaf) is None:
+            # A large full-rank W (naive ES): `matmul` goes key chunk by key chunk, never
+            # holding all N dense perturbations; then the same bias/activation pass.
+            out = self.matmul(x, w, transpose)
+            wn = epilogue.LeafNoise(
+                self.paths[leaf], self._leaves[leaf], "full", self._local_xp, self._coef(leaf)
+            )
+            layers.check_bias(bn, out.shape[-1], wn)
+            return epilogue.epilogue(out, None, None, bn, code)
         return layers.linear(x, self._leaf_noise(w), bn, activation, transpose)
 
     def conv2d(

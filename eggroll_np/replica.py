@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import tree
+from . import _checks, tree
 from .backend import to_numpy
 
 __all__ = ["checksum", "split_members"]
@@ -142,10 +142,11 @@ class _Replica:
                     f"{stop - start} members"
                 )
         else:
-            es = _engine()
             values = np.array(
                 [
-                    es._member_fitness(self._fitness(self._pop.member(i)), i)
+                    _checks.fitness_value(
+                        f"fitness_fn's value for member {i}", self._fitness(self._pop.member(i))
+                    )
                     for i in range(start, stop)
                 ],
                 dtype=np.float64,

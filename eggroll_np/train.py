@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from . import _checks, checkpoint, es
+from .progress import progress as progress_display
 from .workloads import Task, Workload, get
 
 __all__ = ["ES_KEYS", "resolve_config", "run", "plot_metrics", "read_metrics"]
@@ -33,11 +34,49 @@ def resolve_config(
     unknown = sorted(set(overrides) - set(config))
     if unknown:
         raise TypeError(f"{w.name} has no option(s) {', '.join(unknown)}")
+    if saved:
+        _check_resume_options(w, overrides, saved)
     config.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(config.get("hidden"), list):
         config["hidden"] = tuple(config["hidden"])
+    _checks.integer("--seed", config["seed"], 0, 2**64)
     _checks.integer("--generations", config["generations"], 0)
     return config
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal option values (run.json stores tuples as lists)."""
+    a = tuple(a) if isinstance(a, list) else a
+    b = tuple(b) if isinstance(b, list) else b
+    return a == b
+
+
+def _check_resume_options(
+    w: Workload, overrides: Mapping[str, Any], saved: Mapping[str, Any]
+) -> None:
+    """ValueError naming every option given on the command line that differs from the resumed
+    run's (run.json); only options that do not change what is trained may differ."""
+    may_change = {"generations", *w.evaluation_options}
+    differ = [
+        k
+        for k, v in overrides.items()
+        if v is not None and k not in may_change and k in saved and not _same(v, saved[k])
+    ]
+    if differ:
+        parts = ", ".join(
+            f"--{k.replace('_', '-')} {_show(overrides[k])} (the run has {_show(saved[k])})"
+            for k in differ
+        )
+        raise ValueError(
+            f"--resume: the command line differs from the checkpoint's run: {parts}; drop "
+            "these options to resume (they are read from its run.json), or start a new run"
+        )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _resume_state(
@@ -60,8 +99,19 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl (an empty list when it does not exist)."""
     if not os.path.exists(path):
         return []
+    records = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path!r} line {n} is not JSON: {exc}") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("generation"), int):
+                raise ValueError(f"{path!r} line {n} is not a metrics record")
+            records.append(rec)
+    return records
 
 
 def plot_metrics(records: list[dict[str, Any]], path: str, title: str) -> None:
@@ -95,20 +145,6 @@ def plot_metrics(records: list[dict[str, Any]], path: str, title: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        unit="gen",
-        desc="generation",
-        disable=not enabled,
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
-
-
 def _write_run_file(out: str, name: str, config: Mapping[str, Any]) -> None:
     with open(os.path.join(out, RUN_FILE), "w", encoding="utf-8") as fh:
         json.dump({"workload": name, "config": dict(config)}, fh, indent=2, default=list)
@@ -118,11 +154,28 @@ def _saved_config(resume: str, name: str) -> dict[str, Any] | None:
     path = os.path.join(os.path.dirname(os.path.abspath(resume)), RUN_FILE)
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as fh:
-        saved = json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            saved = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--resume: cannot read the run's options from {path!r}: {exc}") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ValueError(f"--resume: {path!r} is not a run.json written by eggroll-np train")
     if saved.get("workload") != name:
         raise ValueError(f"--resume {resume!r} is a {saved.get('workload')!r} run, not {name!r}")
     return saved["config"]
+
+
+def _check_out(out: str) -> None:
+    """Create the output directory, or ValueError naming --out (before any work is done)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out!r} exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out!r} cannot be created: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out!r} is not writable")
 
 
 def run(
@@ -190,6 +243,8 @@ def _train(
 ) -> dict[str, Any]:
     w = get(name)
     checkpoint_every = _checks.integer("--checkpoint-every", checkpoint_every, 1)
+    out = out or os.path.join("runs", name)
+    _check_out(out)
     config = resolve_config(w, overrides, _saved_config(resume, name) if resume else None)
     if resume:
         params, state = _resume_state(resume, config, overrides)
@@ -199,15 +254,14 @@ def _train(
     else:
         params = task.params
         state = es.init(params, **{k: config[k] for k in ES_KEYS})
-    out = out or os.path.join("runs", name)
-    os.makedirs(out, exist_ok=True)
     _write_run_file(out, name, config)
     metrics_path, ckpt_path = os.path.join(out, METRICS), os.path.join(out, CHECKPOINT)
     # Keep the log of the generations the resumed state has already done, drop the rest.
     records = [r for r in read_metrics(metrics_path) if r["generation"] < state.generation]
-    offset = records[-1]["elapsed_s"] if records else 0.0
+    offset = float(records[-1].get("elapsed_s", 0.0)) if records else 0.0
+    resumed_at = state.generation
     generations = int(config["generations"])
-    bar = _progress(generations, min(state.generation, generations), progress)
+    bar = progress_display(generations, min(state.generation, generations), progress)
     evaluator = None
     start = time.perf_counter()
     try:
@@ -274,12 +328,16 @@ def _train(
     checkpoint.save(ckpt_path, params, state)
     if records:
         plot_metrics(records, os.path.join(out, PLOT), f"eggroll-np train {name}")
+    # train_s covers the whole run: a resumed run adds the time logged before it stopped.
     summary: dict[str, Any] = {
         "workload": name,
         "generations": state.generation,
-        "train_s": round(train_s, 2),
-        **task.evaluate(params),
+        "train_s": round(offset + train_s, 2),
     }
+    if resume:
+        summary["resumed_at_generation"] = resumed_at
+        summary["session_train_s"] = round(train_s, 2)
+    summary.update(task.evaluate(params))
     if task.baseline is not None:
         summary.update(task.baseline())
     summary["wall_s"] = round(time.perf_counter() - start, 2)

@@ -6,6 +6,7 @@ leaf's position in it is the `leaf` field of its noise counter (docs/noise-contr
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = [
     "path_str",
     "map_leaves",
     "check_params",
+    "FLOAT_DTYPES",
 ]
 
 Path = tuple[Union[str, int], ...]
@@ -34,7 +36,8 @@ Path = tuple[Union[str, int], ...]
 # None (a leaf), ("dict", keys, children), ("list", children) or ("tuple", children).
 Structure = Any
 
-_FLOAT_DTYPES = ("float32", "float64")
+FLOAT_DTYPES = ("float32", "float64")
+"""The dtypes a parameter leaf may have."""
 
 
 def path_str(path: Path | str) -> str:
@@ -147,21 +150,35 @@ class TreeSpec:
         """Number of leaves."""
         return len(self.paths)
 
-    @property
+    # Both built once per spec (a frozen dataclass may cache in its __dict__): a fitness function
+    # looks leaves up by path on every call, which must not cost O(number of leaves).
+    @functools.cached_property
     def path_strings(self) -> tuple[str, ...]:
         """Leaf paths as 'a/0/b' strings."""
         return tuple(path_str(p) for p in self.paths)
 
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {p: i for i, p in enumerate(self.path_strings)}
+
     def index(self, path: Path | str) -> int:
         """Leaf index of a path given as 'a/0/b' or ('a', 0, 'b'); ValueError if absent."""
-        key = path_str(tuple(path) if isinstance(path, list) else path)
-        try:
-            return self.path_strings.index(key)
-        except ValueError:
+        if isinstance(path, list):
+            path = tuple(path)
+        if not isinstance(path, (str, tuple)):
+            raise TypeError(
+                f"path must be a str like 'a/0/b' or a tuple like ('a', 0, 'b'), got "
+                f"{type(path).__name__}"
+            )
+        key = path_str(path)
+        i = self._index.get(key)
+        if i is None:
+            shown = ", ".join(self.path_strings[:20])
+            more = f", ... ({self.num_leaves} leaves)" if self.num_leaves > 20 else ""
             raise ValueError(
-                f"path {key!r} is not a leaf of the parameter tree; leaves: "
-                f"{', '.join(self.path_strings)}"
-            ) from None
+                f"path {key!r} is not a leaf of the parameter tree; leaves: {shown}{more}"
+            )
+        return i
 
     def unflatten(self, leaves: Sequence[Any]) -> Any:
         """A tree of this structure from leaves in canonical order."""
@@ -236,7 +253,7 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
             raise TypeError(
                 f"{where} must be a float32 or float64 NumPy/CuPy array, got {type(leaf).__name__}"
             )
-        if leaf.dtype.name not in _FLOAT_DTYPES:
+        if leaf.dtype.name not in FLOAT_DTYPES:
             raise TypeError(f"{where} must have dtype float32 or float64, got {leaf.dtype}")
         leaf_xp = namespace_of(leaf)
         if xp is None:

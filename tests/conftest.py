@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 import numpy as np
@@ -15,6 +16,9 @@ __all__ = ["GPU_SKIP_REASON", "gpu_skip_reason"]
 
 def gpu_skip_reason() -> str | None:
     """Why GPU tests cannot run here, or None when CuPy and a CUDA device are usable."""
+    shadow = _ext.shadowed_build()
+    if shadow is not None:
+        return shadow
     if cupy is None:
         return "CuPy is not installed (pip install 'eggroll_np[cuda]')"
     if _ext.cuda is None:
@@ -27,6 +31,18 @@ def gpu_skip_reason() -> str | None:
 
 
 GPU_SKIP_REASON = gpu_skip_reason()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say loudly when the source tree hides the compiled modules (every C++/GPU test skips)."""
+    shadow = _ext.shadowed_build()
+    return [f"WARNING: {shadow}"] if shadow else []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """EGGROLL_REQUIRE_GPU=1 (set by `python -m eggroll_np.gpu_check`): no GPU is an error."""
+    if os.environ.get("EGGROLL_REQUIRE_GPU") == "1" and GPU_SKIP_REASON is not None:
+        raise pytest.UsageError(f"EGGROLL_REQUIRE_GPU=1 but no GPU: {GPU_SKIP_REASON}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

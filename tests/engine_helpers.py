@@ -11,7 +11,7 @@ import numpy as np
 from eggroll_np import noise, tree
 from eggroll_np.config import NoiseKind
 
-__all__ = ["unit_noise", "FakeGpuArray", "patch_fake_cupy"]
+__all__ = ["fit_rank", "unit_noise", "FakeGpuArray", "patch_fake_cupy"]
 
 
 def unit_noise(
@@ -37,3 +37,15 @@ def patch_fake_cupy(monkeypatch: Any) -> None:
     fake = types.SimpleNamespace(__name__="cupy", ndarray=FakeGpuArray)
     monkeypatch.setattr(tree, "is_cupy_array", lambda x: isinstance(x, FakeGpuArray))
     monkeypatch.setattr(tree, "namespace_of", lambda x: fake if isinstance(x, FakeGpuArray) else np)
+
+
+def fit_rank(rank: int, params: Any, lowrank: dict[str, Any] | None = None) -> int:
+    """`rank`, lowered to what init accepts: at most min(m, n) of the matrix view of every leaf
+    that is low-rank (those `lowrank` marks "lowrank", or 2-D leaves it does not name)."""
+    leaves, paths, _ = tree.flatten(params)
+    lowrank = lowrank or {}
+    for leaf, path in zip(leaves, paths, strict=True):
+        kind = lowrank.get(tree.path_str(path))
+        if kind == "lowrank" or (kind is None and leaf.ndim == 2):
+            rank = min(rank, leaf.shape[0], math.prod(leaf.shape[1:]))
+    return rank

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import eggroll_np as egg
 from eggroll_np import _ext, epilogue
 
+from .engine_helpers import fit_rank
+
 pytestmark = pytest.mark.skipif(
     _ext.core is None or not hasattr(_ext.core, "linear_epilogue"),
     reason=f"eggroll_np._core is not built with the layer epilogues ({_ext.core_error})",
@@ -79,6 +81,7 @@ def test_linear_core_matches_reference(
     if b_kind != "none":
         params["b"] = rng.standard_normal(n_out).astype(np.float32)
         kinds["b"] = b_kind
+    rank = fit_rank(rank, params, kinds)  # init refuses a rank above min(m, n)
     state = egg.init(params, population=N, sigma=0.2, rank=rank, seed=seed, lowrank=kinds)
     pop = egg.ask(params, dataclasses.replace(state, generation=3))
     x = rng.standard_normal((batch, m) if shared else (N, batch, m)).astype(np.float32)
@@ -128,6 +131,7 @@ def test_conv_core_matches_reference(
     if b_kind != "none":
         params["c"] = rng.standard_normal(Co).astype(np.float32)
         kinds["c"] = b_kind
+    rank = fit_rank(rank, params, kinds)  # init refuses a rank above min(m, n)
     state = egg.init(params, population=N, sigma=0.2, rank=rank, seed=seed, lowrank=kinds)
     pop = egg.ask(params, state)
     x = rng.standard_normal((batch, C, size, size) if shared else (N, batch, C, size, size))

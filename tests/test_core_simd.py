@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from eggroll_np import _ext, _reference, noise
 
+from .test_core_optim import _adam_reference
+
 core = _ext.core
 pytestmark = pytest.mark.skipif(core is None, reason=f"C++ core not built: {_ext.core_error}")
 LEVELS = core.available_simd_levels() if core is not None else []
@@ -61,14 +63,30 @@ def test_each_level_lowrank_and_adam(simd_level):
     core.lowrank_correction(x, a, b, keys, coef, out)
     want = np.stack([coef[i] * (x[i] @ a[k]) @ b[k].T for i, k in enumerate(keys)])
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    # 100 values: the vector loop and its scalar tail at every level.
     t, g, mu = (rng.standard_normal(100, dtype=np.float32) for _ in range(3))
     nu = np.abs(t)
-    new_t, new_mu, new_nu, _ = core.adam_step(t, g, mu, nu, 0.1, 0.9, 0.99, 1e-8, 0.01, 2)
-    np.testing.assert_allclose(new_mu, 0.9 * mu + 0.1 * g, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(new_nu, 0.99 * nu + 0.01 * g * g, rtol=1e-6, atol=1e-7)
-    # theta + lr * mu_hat / (sqrt(nu_hat) + eps) - lr * wd * theta, in float64 (count 2)
-    t64, mu64, nu64 = (v.astype(np.float64) for v in (t, mu, nu))
-    mu_hat = (0.9 * mu64 + 0.1 * g) / (1 - 0.9**2)
-    nu_hat = (0.99 * nu64 + 0.01 * g.astype(np.float64) ** 2) / (1 - 0.99**2)
-    want_t = t64 + 0.1 * mu_hat / (np.sqrt(nu_hat) + 1e-8) - 0.1 * 0.01 * t64
-    np.testing.assert_allclose(new_t, want_t, rtol=1e-5, atol=1e-6)
+    got = core.adam_step(t, g, mu, nu, 0.1, 0.9, 0.99, 1e-8, 0.01, 2)
+    want = _adam_reference(t, g, mu, nu, 0.1, 0.9, 0.99, 1e-8, 0.01, 2)
+    for name, a, b in zip(("theta", "mu", "nu"), got[:3], want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+    step = got[0].astype(np.float64) - t
+    assert got[3] == pytest.approx(float(step @ step), rel=1e-9)
+
+
+def test_each_level_checks_its_processor_features():
+    # A level is offered only when the processor has every feature its objects are compiled
+    # for (CMakeLists.txt's EGG_FLAGS_*): AVX2 objects use FMA and F16C too.
+    reqs = core.simd_requirements()
+    assert {"avx2", "fma", "f16c"} <= set(reqs.get("avx2", ["avx2", "fma", "f16c"]))
+    assert {"avx512f", "fma"} <= set(reqs.get("avx512", ["avx512f", "fma"]))
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = next((ln.split(":", 1)[1].split() for ln in fh if ln.startswith("flags")), None)
+    except OSError:
+        flags = None
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo flags to compare with")
+    for level in LEVELS:
+        missing = set(reqs.get(level, [])) - set(flags)
+        assert not missing, f"{level} is offered but the processor lacks {sorted(missing)}"

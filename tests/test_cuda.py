@@ -1,10 +1,12 @@
-"""CUDA backend: extension loading and no-GPU errors (everywhere); kernels vs NumPy (GPU only)."""
+"""CUDA backend on a device: kernels, noise and the engine vs the CPU (GPU only), no-GPU errors.
+
+The CPU-side checks of the CUDA build and wrappers are in test_cuda_plumbing.py.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import _cuda_ops, _ext, _reference, gpu_bench, lowrank, noise, tree
+from eggroll_np import _cuda_ops, _ext, _reference, gpu_bench, gpu_probes, noise, tree
 from eggroll_np.backend import cupy, to_numpy
+
+from .test_cuda_plumbing import _correction_reference
 
 NO_DEVICE = r"no CUDA device"
 needs_extension = pytest.mark.skipif(
-    _ext.cuda is None, reason=f"eggroll_np._cuda was not built: {_ext.cuda_error}"
+    _ext.cuda is None,
+    reason=_ext.shadowed_build() or f"eggroll_np._cuda was not built: {_ext.cuda_error}",
 )
 without_gpu = pytest.mark.skipif(
     _ext.cuda_device_count() > 0, reason="checks the no-GPU error path; this machine has a GPU"
@@ -28,16 +33,24 @@ GPU_SETTINGS = settings(max_examples=25, deadline=None)
 # ---------------------------------------------------------------- everywhere (no GPU needed)
 
 
+def _nvidia_gpus() -> int | None:
+    """GPUs the NVIDIA kernel driver lists (/proc/driver/nvidia/gpus), None if unknowable."""
+    root = Path("/proc/driver/nvidia/gpus")
+    if root.is_dir():
+        return sum(1 for _ in root.iterdir())
+    return 0 if Path("/proc/self").is_dir() else None  # Linux without the driver: no GPU
+
+
 @needs_extension
-def test_extension_loads_and_counts_devices():
-    assert callable(_ext.cuda.lowrank_correction)
-    assert callable(_ext.cuda.fill_normals)
-    count = _ext.cuda.device_count()
-    assert isinstance(count, int)
-    assert count >= 0
-    assert _ext.cuda_device_count() == count
-    if count == 0 or cupy is None:
-        assert not _cuda_ops.gpu_available()
+def test_device_count_agrees_with_the_driver():
+    # The extension's count decides whether every GPU path is taken; it must be what the
+    # kernel driver sees (0 on a machine without the driver), and CuPy must agree.
+    driver = _nvidia_gpus()
+    if driver is None:
+        pytest.skip("cannot read the NVIDIA driver's GPU list on this platform")
+    assert _ext.cuda.device_count() == driver
+    assert _ext.cuda_device_count() == driver
+    assert _cuda_ops.gpu_available() == (driver > 0 and cupy is not None)
 
 
 @needs_extension
@@ -50,6 +63,12 @@ def test_extension_calls_report_no_device():
         _ext.cuda.fill_normals(0, 0, 0, 0, 0, 1, 4, 0, 0)
     with pytest.raises(RuntimeError, match=NO_DEVICE):
         _ext.cuda.lowrank_correction(0, 0, False, 0, 0, 0, 0, 2, 1, 4, 4, 1, 1, 0, 0, 0, 0)
+    with pytest.raises(RuntimeError, match=NO_DEVICE):
+        _ext.cuda.fill_normals_many(0, 0, 0, 1, [0], [0], [4], [0], 0)
+    with pytest.raises(RuntimeError, match=NO_DEVICE):
+        _ext.cuda.philox4x32_10(0, 1, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="same length"):  # checked before any launch
+        _ext.cuda.fill_normals_many(0, 0, 0, 1, [0, 1], [0], [4], [0], 0)
 
 
 @without_gpu
@@ -105,6 +124,32 @@ def test_gpu_bench_times_the_engines_population_path_on_the_reference_workload()
     assert gpu_bench.inference(setup).shape == (8 * w.rows, w.sizes[-1])
     params, state = gpu_bench.generation(setup, gpu_bench.engine_state(setup))
     assert state.generation == 1
+
+
+def test_gpu_bench_output_check_compares_with_the_cpu_path(monkeypatch):
+    # On NumPy the "GPU" forward IS the CPU path: the check must pass with no error at all, and
+    # fail once the device side is off (here: its weights scaled).
+    from eggroll_np.workloads import reference
+
+    w = reference.WORKLOADS["sup"].scaled(16, 8)
+    x = reference.make_inputs(w)
+    setup = gpu_bench.GpuSetup(w, reference.make_params(w), x, reference.inference_rows(w, x))
+    check = gpu_bench.check_output(setup)
+    assert check["ok"]
+    assert check["max_error_over_scale"] == 0.0
+    real = gpu_bench.reference.population_forward
+    calls = []
+
+    def device_side_off(pop, xs, n):  # the device forward runs first, then the CPU's
+        calls.append(n)
+        return real(pop, xs, n) * (1.01 if len(calls) == 1 else 1.0)
+
+    monkeypatch.setattr(gpu_bench.reference, "population_forward", device_side_off)
+    bad = gpu_bench.check_output(setup)
+    assert not bad["ok"]
+    assert bad["max_error_over_scale"] == pytest.approx(0.01, rel=1e-3)
+    result = {"workloads": {"sup": [{"output_check": check}, {}], "rl": [{"output_check": bad}]}}
+    assert gpu_bench.output_checks(result) == [check, bad]
 
 
 @without_gpu
@@ -173,7 +218,7 @@ def test_normals_match_cpu_and_reference(seed, leaf, keys, epoch, count, offset)
     cpu = noise.normals_batch(seed, leaf, keys, epoch, count, offset)
     assert gpu.dtype == np.float32
     assert gpu.shape == (len(keys), count)
-    np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(gpu, cpu)  # the same float32 operations, bit for bit
     for row, k in zip(gpu, keys, strict=True):
         ref = _reference.normals(seed, leaf, k, epoch, count, offset)
         np.testing.assert_allclose(row, ref, rtol=0, atol=1e-5)
@@ -183,29 +228,48 @@ def test_normals_match_cpu_and_reference(seed, leaf, keys, epoch, count, offset)
 def test_normals_long_row_and_many_rows():
     # One long aligned row (grid-stride over blocks) and more rows than one grid column holds.
     long_gpu = cupy.asnumpy(noise.normals(7, 1, 3, 2, 1 << 20, xp="cupy"))
-    np.testing.assert_allclose(long_gpu, noise.normals(7, 1, 3, 2, 1 << 20), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(long_gpu, noise.normals(7, 1, 3, 2, 1 << 20))
     keys = np.arange(70_000, dtype=np.uint32)
     many = cupy.asnumpy(noise.normals_batch(9, 0, keys, 0, 6, 2, xp="cupy"))
-    np.testing.assert_allclose(many, noise.normals_batch(9, 0, keys, 0, 6, 2), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(many, noise.normals_batch(9, 0, keys, 0, 6, 2))
 
 
 @pytest.mark.gpu
-def test_factors_match_cpu():
-    a_g, b_g = noise.factors(3, 2, [0, 1, 5], 4, (33, 17), 3, xp="cupy")
-    a_c, b_c = noise.factors(3, 2, [0, 1, 5], 4, (33, 17), 3)
-    np.testing.assert_allclose(cupy.asnumpy(a_g), a_c, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(cupy.asnumpy(b_g), b_c, atol=1e-5, rtol=0)
+@pytest.mark.parametrize("rank", [1, 3])
+def test_factors_match_cpu_bit_for_bit(rank):
+    a_g, b_g = noise.factors(3, 2, [0, 1, 5], 4, (33, 17), rank, xp="cupy")
+    a_c, b_c = noise.factors(3, 2, [0, 1, 5], 4, (33, 17), rank)
+    np.testing.assert_array_equal(cupy.asnumpy(a_g), a_c)
+    np.testing.assert_array_equal(cupy.asnumpy(b_g), b_c)
+    # stored rank-major on the GPU, so the kernels read them without a copy
+    for f in (a_g, b_g):
+        assert _cuda_ops.rank_major(f).data.ptr == f.data.ptr
+
+
+@pytest.mark.gpu
+def test_normals_many_equals_one_request_at_a_time():
+    requests = [(0, 0, 12), (1, 3, 5), (2, 0, 0), (0, 12, 1000)] * 10  # 40: two launches
+    got = noise.normals_many(5, 2, [0, 3, 9], requests, xp="cupy")
+    for (leaf, offset, count), g in zip(requests, got, strict=True):
+        want = noise.normals_batch(5, leaf, [0, 3, 9], 2, count, offset)
+        np.testing.assert_array_equal(cupy.asnumpy(g), want)
+
+
+@pytest.mark.gpu
+def test_gpu_noise_bit_identical_to_cpu_at_every_simd_level():
+    report = gpu_probes.bit_check()
+    assert set(report) == set(gpu_probes.simd_levels())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("probe", sorted(gpu_probes.PROBES))
+def test_gpu_probe(probe):
+    # Grid-stride loops at real sizes (more rows than a grid, > 2^31 values), a non-default
+    # stream, misaligned views, and the engine's Population taking the _cuda path.
+    gpu_probes.PROBES[probe]()
 
 
 # ---------------------------------------------------------------- the fused low-rank correction
-
-
-def _correction_reference(x, a, b, keys, coef, start, transpose):
-    """start + coef[i] * (x_i @ left_k) @ right_k.T by the engine's NumPy reference, in float64."""
-    left, right = (b, a) if transpose else (a, b)
-    f64 = [np.asarray(v, dtype=np.float64) for v in (x, left, right, coef)]
-    out = np.array(start, dtype=np.float64)
-    return lowrank.correction_reference(f64[0], f64[1], f64[2], keys, f64[3], out)
 
 
 @pytest.mark.gpu
@@ -292,114 +356,6 @@ def test_lowrank_correction_validation_names_the_argument():
         with pytest.raises(exc, match=msg):
             _cuda_ops.lowrank_correction(**args)
     np.testing.assert_array_equal(cupy.asnumpy(out), cupy.asnumpy(before))
-
-
-# ------------------------------------- the wrapper's plumbing, on emulated device memory (anywhere)
-
-
-class _FakeDeviceArray(np.ndarray):
-    """Host memory posing as a CuPy array: `.data.ptr` is its address, the device is 0."""
-
-    @property
-    def data(self):
-        return types.SimpleNamespace(ptr=self.ctypes.data)
-
-    @property
-    def device(self):
-        return types.SimpleNamespace(id=0)
-
-
-def _fake_asarray(a):
-    if isinstance(a, _FakeDeviceArray):
-        return a
-    return np.array(a, order="C").view(_FakeDeviceArray)  # an upload copies, like cupy.asarray
-
-
-def _fake_contiguous(a):
-    return a if a.flags.c_contiguous else np.array(a, order="C").view(_FakeDeviceArray)
-
-
-_FAKE_CUPY = types.SimpleNamespace(
-    asarray=_fake_asarray,
-    ascontiguousarray=_fake_contiguous,
-    empty=lambda shape, dtype: np.empty(shape, dtype).view(_FakeDeviceArray),
-    cuda=types.SimpleNamespace(Device=lambda device_id: contextlib.nullcontext()),
-)
-
-
-def _at(ptr, count, dtype):
-    """A writeable NumPy view of `count` values of `dtype` at address `ptr`."""
-    dtype = np.dtype(dtype)
-    if count == 0:
-        return np.empty(0, dtype)
-    raw = (ctypes.c_ubyte * (count * dtype.itemsize)).from_address(ptr)
-    return np.ctypeslib.as_array(raw).view(dtype)
-
-
-class _EmulatedBinding:
-    """`_cuda.lowrank_correction`'s contract (csrc/cuda/lowrank.cuh) in NumPy, on raw addresses."""
-
-    @staticmethod
-    def lowrank_correction(x, x_dtype, x_per_member, left, right, keys, coef, members, batch,
-                           rows_left, rows_right, rank, num_keys, xa, base, out, _s):  # fmt: skip
-        xdt = {0: np.float32, 1: np.float16}[x_dtype]
-        xs = _at(x, (members if x_per_member else 1) * batch * rows_left, xdt).astype(np.float64)
-        xs = np.broadcast_to(xs.reshape(-1, batch, rows_left), (members, batch, rows_left))
-        lf = _at(left, num_keys * rows_left * rank, np.float32).reshape(-1, rows_left, rank)
-        rt = _at(right, num_keys * rows_right * rank, np.float32).reshape(-1, rows_right, rank)
-        k, c = _at(keys, members, np.uint32), _at(coef, members, np.float32)
-        o = _at(out, members * batch * rows_right, np.float32).reshape(members, batch, rows_right)
-        _at(xa, members * batch * rank, np.float32)  # the scratch must be large enough
-        start = o if base == 0 else _at(base, batch * rows_right, np.float32).reshape(batch, -1)
-        for i in range(members):
-            if k[i] >= num_keys:
-                o[i] = np.nan
-            else:
-                o[i] = start[i] if base == 0 else start
-                o[i] += c[i] * (xs[i] @ lf[k[i]]) @ rt[k[i]].T
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    per_member=st.booleans(),
-    transpose=st.booleans(),
-    use_base=st.booleans(),
-    half=st.booleans(),
-    rank=st.integers(1, 4),
-    m=st.integers(1, 9),
-    n=st.integers(1, 9),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_lowrank_correction_plumbing_with_emulated_binding(
-    per_member, transpose, use_base, half, rank, m, n, seed
-):
-    # Shapes, transpose swap, base, float16 x and argument order from _cuda_ops to the binding,
-    # checked without a GPU; the kernels themselves are checked by csrc/cuda/emulation and on GPUs.
-    rng = np.random.default_rng(seed)
-    members, batch, num_keys = 5, 2, 3
-    a = rng.standard_normal((num_keys, m, rank)).astype(np.float32)
-    b = rng.standard_normal((num_keys, n, rank)).astype(np.float32)
-    rows_in, rows_out = (n, m) if transpose else (m, n)
-    x = rng.standard_normal((members, batch, rows_in) if per_member else (batch, rows_in))
-    x = x.astype(np.float16 if half else np.float32)
-    keys = rng.integers(0, num_keys, members).astype(np.uint32)
-    coef = rng.standard_normal(members).astype(np.float32)
-    start = rng.standard_normal((members, batch, rows_out)).astype(np.float32)
-    base = rng.standard_normal((batch, rows_out)).astype(np.float32)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_cuda_ops, "cupy", _FAKE_CUPY)
-        mp.setattr(_cuda_ops, "is_cupy_array", lambda v: isinstance(v, _FakeDeviceArray))
-        mp.setattr(_cuda_ops, "current_stream_ptr", lambda: 0)
-        mp.setattr(_cuda_ops, "require_device", lambda: _EmulatedBinding)
-        out = _fake_asarray(np.full_like(start, np.nan) if use_base else start)
-        got = _cuda_ops.lowrank_correction(
-            *[_fake_asarray(v) for v in (x, a, b)], keys, coef, out, transpose=transpose,
-            base=_fake_asarray(base) if use_base else None,
-        )  # fmt: skip
-    assert got is out
-    begin = np.broadcast_to(base, start.shape) if use_base else start
-    want = _correction_reference(x, a, b, keys, coef, begin, transpose)
-    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------- the engine on CuPy trees

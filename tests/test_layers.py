@@ -14,7 +14,7 @@ import eggroll_np as egg
 from eggroll_np import epilogue, simple_cnn
 from eggroll_np.config import NoiseKind
 
-from .engine_helpers import unit_noise
+from .engine_helpers import fit_rank, unit_noise
 
 ACTS = [None, "relu", "tanh", "sigmoid", "gelu"]
 KINDS = ["lowrank", "full", "frozen"]
@@ -33,6 +33,7 @@ def _act(h, name):
 
 
 def _pop(params, n, seed, rank, kinds, dtype=np.float32, generation=0):
+    rank = fit_rank(rank, params, kinds)  # init refuses a rank above min(m, n)
     state = egg.init(params, population=n, sigma=0.3, rank=rank, seed=seed, lowrank=kinds)
     return egg.ask(params, dataclasses.replace(state, generation=generation))
 

@@ -1,5 +1,6 @@
 // dispatch.cpp: picks the best compiled kernel set for this processor, and owns the thread count.
 #include <atomic>
+#include <map>
 #include <string>
 #include <vector>
 #include <cstdlib>
@@ -36,13 +37,25 @@ bool cpu_supports(const std::string& name) {
   if (name == "baseline") return true;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (name == "avx512") {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  const auto& reqs = simd_requirements();
+  const auto it = reqs.find(name);
+  if (it == reqs.end()) return false;
+  // __builtin_cpu_supports needs a literal, so the table's names are matched here one by one.
+  for (const auto& feature : it->second) {
+    bool ok = false;
+    if (feature == "avx2") ok = __builtin_cpu_supports("avx2");
+    else if (feature == "fma") ok = __builtin_cpu_supports("fma");
+    else if (feature == "f16c") ok = __builtin_cpu_supports("f16c");
+    else if (feature == "avx512f") ok = __builtin_cpu_supports("avx512f");
+    else if (feature == "avx512dq") ok = __builtin_cpu_supports("avx512dq");
+    else if (feature == "avx512vl") ok = __builtin_cpu_supports("avx512vl");
+    else if (feature == "avx512bw") ok = __builtin_cpu_supports("avx512bw");
+    if (!ok) return false;
   }
-#endif
+  return true;
+#else
   return false;
+#endif
 }
 
 KernelTable make_table() { return table_for(available_levels().front()); }  // best first
@@ -58,6 +71,17 @@ int default_threads() {
 
 std::atomic<int> g_threads{0};
 }  // namespace
+
+// The processor features each level's objects are compiled for (CMakeLists.txt's EGG_FLAGS_*):
+// every one is checked at run time before the level is chosen, since executing an instruction the
+// processor lacks (an F16C conversion on an AVX2 part without F16C) is SIGILL, not an error.
+const std::map<std::string, std::vector<std::string>>& simd_requirements() {
+  static const std::map<std::string, std::vector<std::string>> reqs = {
+      {"avx2", {"avx2", "fma", "f16c"}},
+      {"avx512", {"avx512f", "avx512dq", "avx512vl", "avx512bw", "fma"}},
+  };
+  return reqs;
+}
 
 std::vector<std::string> available_levels() {
   std::vector<std::string> out;

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,8 @@ EGG_DECLARE_ISA(avx512)
 const KernelTable& kernels();
 // Instruction sets this build has and this processor supports, best first.
 std::vector<std::string> available_levels();
+// Processor features (GCC's __builtin_cpu_supports names) each SIMD level needs at run time.
+const std::map<std::string, std::vector<std::string>>& simd_requirements();
 // Switch kernels (for tests and benchmarks); false if `name` is not available. Not thread-safe
 // against kernels running at the same time.
 bool set_simd_level(const std::string& name);

@@ -398,6 +398,8 @@ PYBIND11_MODULE(_core, m) {
         }
       },
       py::arg("name"), "Use the kernels of one instruction set (for tests and benchmarks).");
+  m.def("simd_requirements", &egg::simd_requirements,
+        "Processor features each SIMD level needs at run time (checked before it is chosen).");
   m.def("num_threads", &egg::num_threads, "Threads the parallel kernels use.");
   m.def("set_num_threads", &egg::set_num_threads, py::arg("n"),
         "Set the kernels' thread count (n <= 0 restores the default).");

@@ -1,9 +1,9 @@
-// cuda_check.h: turns CUDA runtime errors into Python exceptions with a clear message.
+// cuda_check.h: turns CUDA runtime errors into C++ exceptions (pybind11 makes them RuntimeError).
 #pragma once
 
 #include <cuda_runtime.h>
-#include <pybind11/pybind11.h>
 
+#include <stdexcept>
 #include <string>
 
 namespace egg_cuda {

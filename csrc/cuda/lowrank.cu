@@ -9,7 +9,6 @@
 // fill the GPU, and `out` is read and written exactly once.
 #include <cstdint>
 
-#include "cuda/cuda_check.h"
 #include "cuda/launch.cuh"
 #include "cuda/lowrank.cuh"
 #include "cuda/lowrank_kernels.cuh"
@@ -18,17 +17,26 @@ namespace egg_cuda {
 
 namespace {
 
-using lowrank_detail::expand_kernel;
 using lowrank_detail::kWarp;
-using lowrank_detail::project_kernel;
+using lowrank_detail::Rows;
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
-
-template <int kCols>
-void launch_expand(const float* xa, const float* right, const uint32_t* keys,
-                   const LowrankShape& s, const float* base, float* out, cudaStream_t stream) {
-  const Launch l = grid_cols_rows((s.n + kCols - 1) / kCols, s.members * s.batch, 256);
-  expand_kernel<kCols><<<l.grid, l.block, 0, stream>>>(xa, right, keys, s, base, out);
+template <class T>
+void launch_project(const T* x, bool x_per_member, const float* left, const uint32_t* keys,
+                    const float* coef, const Rows& rs, float* xa, cudaStream_t stream) {
+  const std::size_t rows = rs.s.members * rs.s.batch;
+  const dim3 grid(grid_1d(rows * kWarp, kBlockThreads));  // one warp per row
+  const char* what = "low-rank project kernel launch";
+  // The fewest accumulators that hold the rank (rank 1: one register, one warp reduction).
+  if (rs.s.rank == 1) {
+    launch(what, lowrank_detail::project_kernel<T, 1>, grid, dim3(kBlockThreads), stream, x,
+           x_per_member, left, keys, coef, rs, xa);
+  } else if (rs.s.rank <= 4) {
+    launch(what, lowrank_detail::project_kernel<T, 4>, grid, dim3(kBlockThreads), stream, x,
+           x_per_member, left, keys, coef, rs, xa);
+  } else {
+    launch(what, lowrank_detail::project_kernel<T, 8>, grid, dim3(kBlockThreads), stream, x,
+           x_per_member, left, keys, coef, rs, xa);
+  }
 }
 
 }  // namespace
@@ -39,24 +47,24 @@ void lowrank_correction(const void* x, XType xtype, bool x_per_member, const flo
                         cudaStream_t stream) {
   const std::size_t rows = shape.members * shape.batch;
   if (rows == 0 || shape.n == 0 || shape.rank == 0) return;
-  constexpr int kThreads = 256;
-  const unsigned pgrid = grid_1d(rows * kWarp, kThreads);  // one warp per row
+  const Rows rs{shape, FastDivmod(shape.batch)};
   if (xtype == XType::kFloat16) {
-    project_kernel<__half><<<pgrid, kThreads, 0, stream>>>(
-        static_cast<const __half*>(x), x_per_member, left, keys, coef, shape, xa);
+    launch_project(static_cast<const __half*>(x), x_per_member, left, keys, coef, rs, xa, stream);
   } else {
-    project_kernel<float><<<pgrid, kThreads, 0, stream>>>(
-        static_cast<const float*>(x), x_per_member, left, keys, coef, shape, xa);
+    launch_project(static_cast<const float*>(x), x_per_member, left, keys, coef, rs, xa, stream);
   }
-  check(cudaGetLastError(), "low-rank project kernel launch");
   const bool vec = shape.n % 4 == 0 && aligned16(out) && aligned16(right) &&
                    (base == nullptr || aligned16(base));
+  const char* what = "low-rank expand kernel launch";
   if (vec) {
-    launch_expand<4>(xa, right, keys, shape, base, out, stream);
+    const Launch l = grid_cols_rows(shape.n / 4, rows, kBlockThreads);
+    launch(what, lowrank_detail::expand_kernel<4>, l.grid, l.block, stream, xa, right, keys, rs,
+           base, out);
   } else {
-    launch_expand<1>(xa, right, keys, shape, base, out, stream);
+    const Launch l = grid_cols_rows(shape.n, rows, kBlockThreads);
+    launch(what, lowrank_detail::expand_kernel<1>, l.grid, l.block, stream, xa, right, keys, rs,
+           base, out);
   }
-  check(cudaGetLastError(), "low-rank expand kernel launch");
 }
 
 }  // namespace egg_cuda

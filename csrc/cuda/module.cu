@@ -2,7 +2,10 @@
 // taken from CuPy arrays by the Python layer, plus CuPy's current stream handle.
 #include <pybind11/pybind11.h>
 
+#include <pybind11/stl.h>
+
 #include <cstdint>
+#include <vector>
 
 #include "cuda/cuda_check.h"
 #include "cuda/lowrank.cuh"
@@ -72,6 +75,24 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("seed"), py::arg("leaf"), py::arg("member_keys"), py::arg("epoch"),
       py::arg("offset"), py::arg("rows"), py::arg("count"), py::arg("out"), py::arg("stream"));
   m.def(
+      "fill_normals_many",
+      [](uint64_t seed, uint32_t epoch, std::uintptr_t member_keys, std::size_t rows,
+         const std::vector<uint32_t>& leaves, const std::vector<uint64_t>& offsets,
+         const std::vector<uint64_t>& counts, const std::vector<std::uintptr_t>& outs,
+         std::uintptr_t stream) {
+        std::vector<float*> out_ptrs;
+        out_ptrs.reserve(outs.size());
+        for (const auto p : outs) out_ptrs.push_back(ptr<float>(p));
+        py::gil_scoped_release release;
+        egg_cuda::fill_normals_many(seed, epoch, ptr<const uint32_t>(member_keys), rows, leaves,
+                                    offsets, counts, out_ptrs, stream_of(stream));
+      },
+      py::arg("seed"), py::arg("epoch"), py::arg("member_keys"), py::arg("rows"),
+      py::arg("leaves"), py::arg("offsets"), py::arg("counts"), py::arg("outs"),
+      py::arg("stream"),
+      "Several fill_normals requests for the same member keys and epoch, one launch per 32 "
+      "requests (outs[j]: (rows, counts[j]) float32 device pointers).");
+  m.def(
       "lowrank_correction",
       [](std::uintptr_t x, int x_dtype, bool x_per_member, std::uintptr_t left,
          std::uintptr_t right, std::uintptr_t keys, std::uintptr_t coef, std::size_t members,
@@ -94,6 +115,7 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("right"), py::arg("keys"), py::arg("coef"), py::arg("members"), py::arg("batch"),
       py::arg("rows_left"), py::arg("rows_right"), py::arg("rank"), py::arg("num_keys"),
       py::arg("xa"), py::arg("base"), py::arg("out"), py::arg("stream"),
-      "out[i, b, :] (+)= coef[i] * (x_i[b] @ left[keys[i]]) @ right[keys[i]].T on raw device "
-      "pointers (base = 0: accumulate into out; else out = base[b] + correction).");
+      "out[i, b, :] (+)= coef[i] * (x_i[b] @ left[keys[i]].T) @ right[keys[i]] on raw device "
+      "pointers, left (K, r, m) and right (K, r, n) rank-major (base = 0: accumulate into out; "
+      "else out = base[b] + correction).");
 }

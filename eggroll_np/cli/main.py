@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = ["COMMANDS", "main", "build_parser"]
 
@@ -18,11 +21,22 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are ONE line on stderr (exit 2), like every other CLI error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, _one_line(f"{self.prog}: error: {message} (see {self.prog} --help)"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser with every subcommand of COMMANDS."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="eggroll-np",
         description="EGGROLL evolution strategies for NumPy and CuPy.",
     )
@@ -37,17 +51,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_closed() -> int:
+    # The reader went away (`eggroll-np info | head`): stop quietly, as other Unix tools do.
+    # Point stdout at /dev/null so the interpreter's final flush cannot raise again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `eggroll-np` console script."""
+    """Entry point of the `eggroll-np` console script.
+
+    Every error is one line on stderr and exit status 2 (130 after Ctrl-C); a closed stdout
+    (a pipe into `head`) ends the command quietly.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = None
     try:
-        return int(args._run(args) or 0)
+        try:
+            args = parser.parse_args(argv)
+            code = int(args._run(args) or 0)
+        finally:
+            sys.stdout.flush()  # inside the try: a closed pipe must surface here, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        parser.exit(2, f"eggroll-np {args.command}: error: {exc}\n")
+    except (ValueError, TypeError, OSError) as exc:
+        parser.exit(2, _one_line(f"eggroll-np {args.command}: error: {exc}"))
 
 
 if __name__ == "__main__":

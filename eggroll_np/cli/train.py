@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import optim, shaping
-from ..train import CHECKPOINT, METRICS, PLOT
+from ..train import CHECKPOINT, METRICS, PLOT, RUN_FILE
 from ..workloads import NAMES, Workload, get
 
 __all__ = ["HELP", "add_arguments", "run", "format_summary"]
@@ -86,8 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         wp = sub.add_parser(
             name,
             help=w.help,
-            description=f"{w.help}. Writes {METRICS}, {PLOT}, {CHECKPOINT} and summary.json "
-            "to --out; Ctrl-C saves a checkpoint to resume from.",
+            description=f"{w.help}. Writes {METRICS}, {PLOT}, {CHECKPOINT}, {RUN_FILE} and "
+            "summary.json to --out; Ctrl-C saves a checkpoint to resume from.",
         )
         _common_arguments(wp, w)
         w.add_arguments(wp)
@@ -96,14 +96,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
     """One line: the workload's metric first, then everything else evaluated."""
     skip = {"workload", "generations", "train_s", "wall_s", metric}
+    skip |= {"resumed_at_generation", "session_train_s"}
     rest = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
         for k, v in summary.items()
         if k not in skip
     )
+    if "resumed_at_generation" in summary:
+        took = (
+            f"training {summary['train_s']:.1f} s in all (resumed at generation "
+            f"{summary['resumed_at_generation']}; this session {summary['wall_s']:.1f} s)"
+        )
+    else:
+        took = f"{summary['wall_s']:.1f} s"
     return (
         f"{summary['workload']}: {metric} {summary[metric]:.4g} ({rest}) after "
-        f"{summary['generations']} generations in {summary['wall_s']:.1f} s -> {out}"
+        f"{summary['generations']} generations in {took} -> {out}"
     )
 
 

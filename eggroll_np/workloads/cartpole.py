@@ -200,4 +200,5 @@ WORKLOAD = Workload(
     defaults=DEFAULTS,
     add_arguments=_add_arguments,
     make=make,
+    evaluation_options=("eval_episodes",),
 )

@@ -19,6 +19,7 @@ from .common import (
     log_softmax,
     mlp_forward,
     mlp_population_forward,
+    sklearn_seed,
 )
 
 __all__ = ["FITNESSES", "add_model_arguments", "make_classifier_task", "mlp_baseline"]
@@ -136,7 +137,7 @@ def mlp_baseline(
         hidden_layer_sizes=tuple(config["hidden"]),
         activation=act,
         max_iter=300,
-        random_state=int(config["seed"]),
+        random_state=sklearn_seed(config["seed"]),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

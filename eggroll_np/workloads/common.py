@@ -24,6 +24,7 @@ __all__ = [
     "parse_sizes",
     "add_mlp_arguments",
     "check_options",
+    "sklearn_seed",
 ]
 
 
@@ -62,6 +63,9 @@ class Workload:
             generations, optimizer, shaping, ...) and the workload's own ones.
         add_arguments: adds the workload's own options to an argparse parser (defaults None).
         make: config (a mapping with every key of `defaults`, plus seed) -> Task.
+        evaluation_options: options that only change the final evaluation or baseline, never
+            what is trained, so a resumed run may change them (any other differing option is
+            refused on resume).
     """
 
     name: str
@@ -70,6 +74,7 @@ class Workload:
     defaults: Mapping[str, Any]
     add_arguments: Callable[[argparse.ArgumentParser], None]
     make: Callable[[Mapping[str, Any]], Task]
+    evaluation_options: tuple[str, ...] = ()
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -160,6 +165,11 @@ def generation_rng(seed: int, generation: int, stream: int = 0) -> np.random.Gen
     Resuming at generation g therefore draws exactly what an uninterrupted run drew.
     """
     return np.random.default_rng([int(seed), int(generation), int(stream), 0x6567])
+
+
+def sklearn_seed(seed: int) -> int:
+    """A run's 64-bit seed as scikit-learn's 32-bit random_state (equal below 2**32)."""
+    return int(seed) % 2**32
 
 
 def add_mlp_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .classification import add_model_arguments, make_classifier_task
-from .common import Task, Workload
+from .common import Task, Workload, sklearn_seed
 
 __all__ = ["WORKLOAD", "DEFAULTS", "load", "make"]
 
@@ -41,7 +41,7 @@ def load(seed: int, test_fraction: float) -> tuple[np.ndarray, ...]:
     x = (data.data / 16.0).astype(np.float32)
     y = data.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=float(test_fraction), random_state=int(seed), stratify=y
+        x, y, test_size=float(test_fraction), random_state=sklearn_seed(seed), stratify=y
     )
     return x_tr, y_tr, x_te, y_te
 
@@ -68,4 +68,5 @@ WORKLOAD = Workload(
     defaults=DEFAULTS,
     add_arguments=_add_arguments,
     make=make,
+    evaluation_options=("baseline",),
 )

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import Task, Workload, check_options
+from .common import Task, Workload, check_options, sklearn_seed
 
 __all__ = ["WORKLOAD", "DEFAULTS", "make"]
 
@@ -35,7 +35,7 @@ def _svc_scores(params: Any, x: np.ndarray, y: np.ndarray, folds: int, seed: int
     # exp of the search variables: ES moves them additively, the SVC needs them positive.
     c = float(np.exp(np.clip(params["log_C"][0], -20.0, 20.0)))
     gamma = float(np.exp(np.clip(params["log_gamma"][0], -20.0, 20.0)))
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=sklearn_seed(seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cross_val_score(SVC(C=c, gamma=gamma), x, y, cv=cv)

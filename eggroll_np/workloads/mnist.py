@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import math
 import os
+import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +16,7 @@ import numpy as np
 from .classification import add_model_arguments, make_classifier_task
 from .common import Task, Workload
 
-__all__ = ["WORKLOAD", "DEFAULTS", "read_idx", "load", "make"]
+__all__ = ["WORKLOAD", "DEFAULTS", "CLASSES", "read_idx", "load", "make"]
 
 DEFAULTS: dict[str, Any] = {
     "population": 256,
@@ -41,31 +44,61 @@ _IDX_NAMES = {
 }
 
 
+_READ_CHUNK = 1 << 24  # bytes read (decompressed) at a time
+_ZIP_MAGIC = b"PK\x03\x04"
+_GZIP_MAGIC = b"\x1f\x8b"
+CLASSES = 10
+
+
+def _read_exactly(fh: Any, count: int) -> bytes:
+    """Up to `count` bytes from fh, read in chunks: memory follows the data that is really there,
+    never a size a corrupt header claims."""
+    parts, have = [], 0
+    while have < count:
+        part = fh.read(min(_READ_CHUNK, count - have))
+        if not part:
+            break
+        parts.append(part)
+        have += len(part)
+    return b"".join(parts)
+
+
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """One IDX file (LeCun's MNIST format; gzip-compressed when its name ends in .gz).
 
+    The header is read first and at most the number of bytes it promises (plus one, to detect a
+    longer file) is decompressed, so a corrupt or hostile .gz cannot expand beyond its header.
+
+    Returns:
+        The array, shape and big-endian dtype as the header declares.
+
     Raises:
-        ValueError: a file that is not IDX or whose size disagrees with its header.
+        ValueError naming the path: not IDX (or not gzip for .gz), or a size that disagrees with
+        the header.
     """
     path = os.fspath(path)
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path!r} is not an IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path!r}: truncated IDX header")
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    count = int(np.prod(shape, dtype=np.int64))
-    if len(raw) - header != count * dtype.itemsize:
+    try:
+        with opener(path, "rb") as fh:
+            magic = _read_exactly(fh, 4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+                raise ValueError(f"{path!r} is not an IDX file (bad magic number)")
+            ndim = magic[3]
+            dims = _read_exactly(fh, 4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ValueError(f"{path!r}: truncated IDX header")
+            shape = tuple(int(d) for d in np.frombuffer(dims, ">u4", ndim))
+            dtype = np.dtype(_IDX_DTYPES[magic[2]])
+            nbytes = math.prod(shape) * dtype.itemsize
+            raw = _read_exactly(fh, nbytes + 1)  # one byte more than promised: a longer file
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path!r} is not a readable IDX file: {exc}") from None
+    if len(raw) != nbytes:
+        got = f"{len(raw)}" if len(raw) <= nbytes else "more"
         raise ValueError(
-            f"{path!r}: header says shape {shape} ({count * dtype.itemsize} bytes of data), "
-            f"file has {len(raw) - header}"
+            f"{path!r}: header says shape {shape} ({nbytes} bytes of data), file has {got}"
         )
-    return np.frombuffer(raw, dtype, count, header).reshape(shape)
+    return np.frombuffer(raw, dtype).reshape(shape)
 
 
 def _find(directory: str, stem: str) -> str | None:
@@ -92,11 +125,7 @@ def load(data: str | os.PathLike[str] | None) -> tuple[np.ndarray, ...]:
     data = os.fspath(data)
     npz = data if os.path.isfile(data) else os.path.join(data, "mnist.npz")
     if os.path.isfile(npz):
-        with np.load(npz, allow_pickle=False) as f:
-            missing = [k for k in _IDX_NAMES if k not in f.files]
-            if missing:
-                raise ValueError(f"--data {npz!r} lacks arrays {missing}")
-            arrays = {k: f[k] for k in _IDX_NAMES}
+        arrays = _read_npz(npz)
     elif os.path.isdir(data):
         arrays = {}
         for key, stem in _IDX_NAMES.items():
@@ -108,14 +137,63 @@ def load(data: str | os.PathLike[str] | None) -> tuple[np.ndarray, ...]:
         raise FileNotFoundError(f"--data {data!r} is neither a directory nor an .npz file")
     out = []
     for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        x, y = arrays[f"x_{split}"], _labels(arrays[f"y_{split}"], f"y_{split}", data)
+        if x.ndim < 1 or not (np.issubdtype(x.dtype, np.integer) or x.dtype.kind == "f"):
+            raise ValueError(
+                f"--data {data!r}: x_{split} must be a real array of images, got dtype "
+                f"{x.dtype} and shape {x.shape}"
+            )
         if len(x) != len(y) or len(x) == 0:
-            raise ValueError(f"--data: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
+            raise ValueError(
+                f"--data {data!r}: x_{split} has {len(x)} rows but y_{split} has {len(y)}"
+            )
         scale = 255.0 if x.dtype == np.uint8 else 1.0
-        out += [(x.reshape(len(x), -1) / scale).astype(np.float32), y.astype(np.int64)]
+        out += [(x.reshape(len(x), -1) / scale).astype(np.float32), y]
     if out[0].shape[1] != out[2].shape[1]:
-        raise ValueError("--data: train and test images have different sizes")
+        raise ValueError(f"--data {data!r}: train and test images have different sizes")
     return tuple(out)
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """The four arrays of an .npz; ValueError naming the file when it is not one (or lacks them)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != _ZIP_MAGIC:
+        if head[:2] == _GZIP_MAGIC or (len(head) == 4 and head[:2] == b"\0\0"):
+            raise ValueError(
+                f"--data {path!r} is a single IDX file; give the directory holding MNIST's four "
+                "IDX files, or an .npz with x_train, y_train, x_test, y_test"
+            )
+        raise ValueError(f"--data {path!r} is neither a directory of IDX files nor an .npz archive")
+    try:
+        # np.load on an open file: a corrupt archive must not leak the file handle.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            missing = [k for k in _IDX_NAMES if k not in f.files]
+            if missing:
+                raise ValueError(f"--data {path!r} lacks arrays {missing}")
+            return {k: f[k] for k in _IDX_NAMES}
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"--data {path!r} is not a readable .npz archive: {exc}") from None
+    except ValueError as exc:
+        if str(exc).startswith("--data"):
+            raise
+        raise ValueError(f"--data {path!r} is not a plain numeric .npz: {exc}") from None
+
+
+def _labels(y: np.ndarray, name: str, data: str) -> np.ndarray:
+    """y as int64, checked: one integer label in [0, CLASSES) per row (a float label is refused,
+    not truncated; -1 would otherwise silently mean the last class)."""
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"--data {data!r}: {name} must be a 1-D array of integer labels, got dtype {y.dtype} "
+            f"and shape {y.shape}"
+        )
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= CLASSES):
+        bad = y[(y < 0) | (y >= CLASSES)][0]
+        raise ValueError(
+            f"--data {data!r}: {name} must hold labels in [0, {CLASSES - 1}], found {int(bad)}"
+        )
+    return y.astype(np.int64)
 
 
 def make(config: Mapping[str, Any]) -> Task:
@@ -141,4 +219,5 @@ WORKLOAD = Workload(
     defaults=DEFAULTS,
     add_arguments=_add_arguments,
     make=make,
+    evaluation_options=("baseline",),
 )

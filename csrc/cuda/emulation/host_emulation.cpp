@@ -1,23 +1,41 @@
-// host_emulation.cpp: runs the CUDA kernels on the CPU, for machines without a GPU.
+// host_emulation.cpp: runs the CUDA kernels AND their launch code on the CPU, for machines
+// without a GPU.
 //
-// Every CUDA thread becomes a std::thread; the 32 threads of a warp share a barrier that
-// implements __shfl_xor_sync. The kernels come unchanged from lowrank_kernels.cuh and
-// noise_kernels.cuh and the launch geometry from launch.cuh, so this checks their indexing,
-// grid-stride loops, float4 and scalar paths, NaN poisoning of bad keys and float16 input.
-// The low-rank kernels are compared with double-precision loops, the noise kernel bit for bit
-// with philox.h's normals_block. It does not check timing, memory ordering or occupancy: only a
-// GPU run can. Build and run from the repository root (about 15 s), as one command line:
-//   g++ -std=c++20 -O1 -Wno-attributes -Wno-unknown-pragmas -Icsrc -I/usr/local/cuda/include
-//     csrc/cuda/emulation/host_emulation.cpp -o /tmp/host_emulation
-//     -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread && /tmp/host_emulation
-#include <cuda_runtime.h>
+// noise.cu and lowrank.cu are compiled unchanged with EGG_HOST_EMULATION defined: their launch
+// decisions (aligned or scalar paths, float4 or scalar stores, the rank chunk, the fast divisor,
+// the batched noise job table, grid sizes) run as on the GPU, and `egg_cuda::launch` hands each
+// kernel to run_grid below instead of the driver. run_grid executes every CUDA thread of the
+// grid: 32 persistent lane threads each run their lane of every warp in turn, and the lanes of a
+// warp meet at a barrier in __shfl_xor_sync. The emulated device has 2 SMs, so grids are capped at
+// 64 blocks and the kernels' grid-stride loops take many turns.
+//
+// It checks indexing, grid-stride loops, alignment handling, the float4 and scalar paths, NaN
+// poisoning of bad keys and float16 input. It cannot check timing, memory ordering, occupancy or
+// what nvcc's code generation does to float rounding (the PTX check in
+// tests/test_cuda_plumbing.py covers contraction): only a GPU run can.
+//
+// tests/test_cuda_emulation.py builds it with the system C++ compiler and the CUDA headers (and
+// with -fsanitize=address,undefined where available, so out-of-bounds kernel accesses stop it):
+//   c++ -std=c++20 -O1 -ffp-contract=off -Wno-attributes -Wno-unknown-pragmas -Icsrc
+//     -I/usr/local/cuda/include csrc/cuda/emulation/host_emulation.cpp -o host_emulation -lpthread
+// and runs `host_emulation selftest` (the fast divisor) and `host_emulation DIR`, where DIR holds
+// cases.txt (one case per line, see main) and each case's inputs as raw binary files; outputs are
+// written beside them and compared with NumPy by the test.
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
+#include <atomic>
 #include <barrier>
-#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
 #include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -27,176 +45,276 @@ thread_local dim3 emu_blockDim, emu_gridDim;
 #define blockIdx emu_blockIdx
 #define blockDim emu_blockDim
 #define gridDim emu_gridDim
+#define EGG_HOST_EMULATION 1
 
+namespace egg_emu {
+
+constexpr int kLanes = 32;
+
+// The lanes of the warp being run: __shfl_xor_sync exchanges through `vals`.
 struct WarpCtx {
-  std::barrier<> bar{32};
-  float vals[32];
+  std::barrier<> bar{kLanes};
+  float vals[kLanes];
 };
-thread_local WarpCtx* tl_warp;
+
 thread_local int tl_lane;
+WarpCtx g_warp;
+
+// 32 threads, one per lane, that run a grid's warps one after another.
+class LanePool {
+ public:
+  LanePool() {
+    for (int lane = 0; lane < kLanes; ++lane) {
+      threads_.emplace_back([this, lane] {
+        tl_lane = lane;
+        for (;;) {
+          start_.arrive_and_wait();
+          if (stop_) return;
+          job_(lane);
+          done_.arrive_and_wait();
+        }
+      });
+    }
+  }
+  ~LanePool() {
+    stop_ = true;
+    start_.arrive_and_wait();
+    for (auto& t : threads_) t.join();
+  }
+  void run(std::function<void(int)> job) {
+    job_ = std::move(job);
+    start_.arrive_and_wait();
+    done_.arrive_and_wait();
+  }
+
+ private:
+  std::barrier<> start_{kLanes + 1}, done_{kLanes + 1};
+  std::function<void(int)> job_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+LanePool& pool() {
+  static LanePool p;
+  return p;
+}
+
+std::atomic<long> g_misaligned{0};
+
+void vector_access(const void* p) {
+  if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) g_misaligned.fetch_add(1);
+}
+
+template <class Body>
+void run_grid(dim3 grid, dim3 block, Body&& body) {
+  const unsigned nt = block.x * block.y * block.z;
+  if (nt % kLanes != 0) throw std::logic_error("emulated blocks must be whole warps");
+  pool().run([&](int lane) {
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+      for (unsigned by = 0; by < grid.y; ++by)
+        for (unsigned bx = 0; bx < grid.x; ++bx)
+          for (unsigned t = lane; t < nt; t += kLanes) {
+            const unsigned plane = block.x * block.y;
+            emu_threadIdx = make_uint3(t % block.x, (t / block.x) % block.y, t / plane);
+            emu_blockIdx = make_uint3(bx, by, bz);
+            emu_blockDim = block;
+            emu_gridDim = grid;
+            body();
+          }
+  });
+}
+
+}  // namespace egg_emu
+
 inline float __shfl_xor_sync(unsigned, float v, int s) {
-  tl_warp->vals[tl_lane] = v;
-  tl_warp->bar.arrive_and_wait();
-  const float r = tl_warp->vals[tl_lane ^ s];
-  tl_warp->bar.arrive_and_wait();
+  using egg_emu::g_warp;
+  using egg_emu::tl_lane;
+  g_warp.vals[tl_lane] = v;
+  g_warp.bar.arrive_and_wait();
+  const float r = g_warp.vals[tl_lane ^ s];
+  g_warp.bar.arrive_and_wait();
   return r;
 }
 
-#include "cuda/launch.cuh"
-#include "cuda/lowrank_kernels.cuh"
-#include "cuda/noise_kernels.cuh"
+#include "cuda/lowrank.cu"
+#include "cuda/noise.cu"
 
-template <class F>
-void launch(dim3 grid, dim3 block, F f) {
-  const unsigned nt = block.x * block.y * block.z;
-  for (unsigned by = 0; by < grid.y; ++by)
-    for (unsigned bx = 0; bx < grid.x; ++bx) {
-      std::vector<WarpCtx> warps((nt + 31) / 32);
-      std::vector<std::thread> th;
-      for (unsigned t = 0; t < nt; ++t)
-        th.emplace_back([&, t] {
-          emu_threadIdx = make_uint3(t % block.x, t / block.x, 0);
-          emu_blockIdx = make_uint3(bx, by, 0);
-          emu_blockDim = block;
-          emu_gridDim = grid;
-          tl_warp = &warps[t / 32];
-          tl_lane = t % 32;
-          f();
-        });
-      for (auto& x : th) x.join();
-    }
-}
-
-using namespace egg_cuda;
-static int failures = 0;
+namespace {
 
 template <class T>
-void lowrank_case(bool per_member, std::size_t m, std::size_t n, std::size_t r, bool use_base,
-                  bool bad_key, bool tiny_grid = false) {
-  const std::size_t N = 6, Bt = 3, K = 4;  // members, rows per member, factor sets
-  std::mt19937 g(static_cast<unsigned>(m * 131 + n * 7 + r));
-  std::normal_distribution<float> d;
-  std::vector<float> A(K * m * r), B(K * n * r), coef(N), base(Bt * n), out(N * Bt * n), xa(N * Bt * r);
-  std::vector<T> x((per_member ? N : 1) * Bt * m);
-  for (auto& v : A) v = d(g);
-  for (auto& v : B) v = d(g);
-  for (auto& v : coef) v = d(g);
-  for (auto& v : base) v = d(g);
-  for (auto& v : out) v = d(g);
-  std::vector<float> xf(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    x[i] = T(d(g));
-    xf[i] = float(x[i]);
+std::vector<T> read_bin(const std::string& path, std::size_t count) {
+  std::vector<T> v(count);
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read " + path);
+  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(count * sizeof(T)));
+  if (static_cast<std::size_t>(f.gcount()) != count * sizeof(T)) {
+    throw std::runtime_error(path + ": too short");
   }
-  std::vector<uint32_t> keys = {0, 0, 3, 3, 1, 2};
-  if (bad_key) keys[4] = 9;
-  const std::vector<float> start = out;
-  LowrankShape s{N, Bt, m, n, r, K};
-  const std::size_t rows = N * Bt;
-  // tiny_grid: one block per kernel, so every grid-stride loop takes several turns.
-  const unsigned pgrid = tiny_grid ? 1 : grid_1d(rows * 32, 256);
-  launch(dim3(pgrid), dim3(256), [&] {
-    lowrank_detail::project_kernel<T>(x.data(), per_member, A.data(), keys.data(), coef.data(), s,
-                                      xa.data());
-  });
-  const bool vec = n % 4 == 0;
-  const float* bp = use_base ? base.data() : nullptr;
-  if (vec) {
-    Launch l = grid_cols_rows(n / 4, rows, 256);
-    if (tiny_grid) l = {dim3(1, 1, 1), dim3(2, 4, 1)};
-    launch(l.grid, l.block, [&] {
-      lowrank_detail::expand_kernel<4>(xa.data(), B.data(), keys.data(), s, bp, out.data());
-    });
-  } else {
-    Launch l = grid_cols_rows(n, rows, 256);
-    if (tiny_grid) l = {dim3(1, 1, 1), dim3(2, 4, 1)};
-    launch(l.grid, l.block, [&] {
-      lowrank_detail::expand_kernel<1>(xa.data(), B.data(), keys.data(), s, bp, out.data());
-    });
+  return v;
+}
+
+void write_bin(const std::string& path, const void* data, std::size_t bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+// A buffer whose data() starts `shift` elements past a 64-byte boundary (shift = 1: a view at a
+// 4-byte offset, as a CuPy slice can be), with a guard value after the end.
+template <class T>
+struct Shifted {
+  std::vector<T> raw;
+  std::size_t shift, count;
+  Shifted(std::size_t n, std::size_t s, T fill)
+      : raw(n + s + 64 / sizeof(T) + 1, fill), shift(s), count(n) {}
+  T* data() {
+    auto p = reinterpret_cast<std::uintptr_t>(raw.data());
+    const std::size_t pad = ((64 - p % 64) % 64) / sizeof(T);
+    return raw.data() + pad + shift;
   }
-  double worst = 0;
-  for (std::size_t i = 0; i < N; ++i)
-    for (std::size_t b = 0; b < Bt; ++b) {
-      const float* xr = xf.data() + ((per_member ? i * Bt : 0) + b) * m;
-      for (std::size_t c = 0; c < n; ++c) {
-        const float got = out[(i * Bt + b) * n + c];
-        if (keys[i] >= K) {
-          if (!std::isnan(got)) ++failures, std::printf("expected NaN\n");
-          continue;
-        }
-        double acc = 0;
-        for (std::size_t q = 0; q < r; ++q) {
-          double dot = 0;
-          for (std::size_t j = 0; j < m; ++j) dot += double(xr[j]) * A[(keys[i] * m + j) * r + q];
-          acc += dot * B[(keys[i] * n + c) * r + q];
-        }
-        const double want =
-            (use_base ? base[b * n + c] : start[(i * Bt + b) * n + c]) + coef[i] * acc;
-        worst = std::max(worst, std::abs(want - got) / (1 + std::abs(want)));
+  bool guard_intact(T fill) { return std::memcmp(&data()[count], &fill, sizeof(T)) == 0; }
+};
+
+int failures = 0;
+
+void fail(const std::string& what) {
+  ++failures;
+  std::printf("FAIL %s\n", what.c_str());
+}
+
+int selftest() {
+  std::mt19937_64 g(1);
+  std::vector<std::size_t> divisors = {1, 2, 3, 5, 7, 10, 31, 32, 33, 127, 128, 129, 1000, 4096,
+                                       65535, 65536, 65537, 1u << 20, 1000003, 0x7FFFFFFFu,
+                                       0x80000000u, 0x80000001u, 0xFFFFFFFEu, 0xFFFFFFFFu,
+                                       (std::size_t{1} << 32) + 5};
+  for (int i = 0; i < 200; ++i) divisors.push_back(1 + g() % 0xFFFFFFFFull);
+  for (std::size_t d : divisors) {
+    const egg_cuda::FastDivmod f(d);
+    std::vector<std::size_t> ns = {0, 1, d - 1, d, d + 1, 2 * d - 1, 0xFFFFFFFFull, 0xFFFFFFFEull,
+                                   (std::size_t{1} << 32), (std::size_t{1} << 40) + 12345};
+    for (int i = 0; i < 2000; ++i) ns.push_back(g() % (std::size_t{1} << 32));
+    for (int i = 0; i < 50; ++i) ns.push_back(g() >> 20);
+    for (std::size_t n : ns) {
+      std::size_t q, r;
+      f.divmod(n, q, r);
+      if (q != n / d || r != n % d) {
+        fail("divmod " + std::to_string(n) + " / " + std::to_string(d));
+        return 1;
       }
     }
-  const bool ok = worst < 1e-5;
-  if (!ok) ++failures;
-  std::printf("%s lowrank %s per_member=%d m=%zu n=%zu r=%zu base=%d bad_key=%d vec=%d tiny=%d "
-              "err=%.2e\n", ok ? "ok  " : "FAIL", sizeof(T) == 2 ? "f16" : "f32", per_member, m, n,
-              r, use_base, bad_key, vec, tiny_grid, worst);
+  }
+  std::printf("ok   selftest: fast divmod on %zu divisors\n", divisors.size());
+  return failures != 0;
 }
 
-void noise_case(uint64_t offset, std::size_t count, std::size_t rows, bool tiny_grid = false) {
-  std::vector<uint32_t> keys(rows);
-  for (std::size_t i = 0; i < rows; ++i) keys[i] = static_cast<uint32_t>(i * 7 + 1);
-  std::vector<float> out(rows * count + 1, -99.0f);
-  const std::size_t blocks = (offset + count + 3) / 4 - offset / 4;
-  // The launch geometry of noise.cu (short rows packed into blocks), or a tiny grid whose
-  // grid-stride loops must cover everything.
-  const Launch l = tiny_grid ? Launch{dim3(1, 2, 1), dim3(256, 1, 1)}
-                             : grid_cols_rows(blocks, rows, 256);
-  const dim3 grid = l.grid;
-  const bool aligned = offset % 4 == 0 && count % 4 == 0;
-  const uint64_t seed = 0x123456789abcdefULL;
-  const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
-  launch(grid, l.block, [&] {
-    if (aligned)
-      noise_detail::normals_kernel<true>(k0, k1, 5, keys.data(), 2, offset, rows, count, out.data());
-    else
-      noise_detail::normals_kernel<false>(k0, k1, 5, keys.data(), 2, offset, rows, count, out.data());
-  });
-  int bad = 0;
-  for (std::size_t row = 0; row < rows; ++row)
-    for (std::size_t j = 0; j < count; ++j) {
-      const uint64_t k = offset + j;
-      float z[4];
-      egg::normals_block(uint32_t(k / 4), 5, keys[row], 2, k0, k1, z);
-      if (std::memcmp(&z[k % 4], &out[row * count + j], 4) != 0) ++bad;
+void run_case(const std::string& dir, std::istringstream& in) {
+  std::string op, name;
+  in >> op >> name;
+  const std::string p = dir + "/" + name;
+  if (op == "philox") {
+    std::size_t n, shift;
+    uint32_t k0, k1;
+    in >> n >> k0 >> k1 >> shift;
+    const auto counters = read_bin<uint32_t>(p + ".counters.bin", 4 * n);
+    Shifted<uint32_t> c(4 * n, shift, 0), out(4 * n, shift, 0xDEADBEEFu);
+    std::memcpy(c.data(), counters.data(), 4 * n * sizeof(uint32_t));
+    egg_cuda::philox_blocks(c.data(), n, k0, k1, out.data(), nullptr);
+    if (!out.guard_intact(0xDEADBEEFu)) fail(name + ": wrote past the end");
+    write_bin(p + ".out.bin", out.data(), 4 * n * sizeof(uint32_t));
+  } else if (op == "normals") {
+    uint64_t seed, offset;
+    uint32_t leaf, epoch;
+    std::size_t count, rows, shift;
+    in >> seed >> leaf >> epoch >> offset >> count >> rows >> shift;
+    const auto keys = read_bin<uint32_t>(p + ".keys.bin", rows);
+    Shifted<float> out(rows * count, shift, -99.0f);
+    egg_cuda::fill_normals(seed, leaf, keys.data(), epoch, offset, rows, count, out.data(),
+                           nullptr);
+    if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
+    write_bin(p + ".out.bin", out.data(), rows * count * sizeof(float));
+  } else if (op == "many") {
+    uint64_t seed;
+    uint32_t epoch;
+    std::size_t rows, jobs;
+    in >> seed >> epoch >> rows >> jobs;
+    std::vector<uint32_t> leaves(jobs);
+    std::vector<uint64_t> offsets(jobs), counts(jobs);
+    for (std::size_t j = 0; j < jobs; ++j) in >> leaves[j] >> offsets[j] >> counts[j];
+    const auto keys = read_bin<uint32_t>(p + ".keys.bin", rows);
+    std::vector<std::unique_ptr<Shifted<float>>> bufs;
+    std::vector<float*> outs;
+    for (std::size_t j = 0; j < jobs; ++j) {
+      bufs.push_back(std::make_unique<Shifted<float>>(rows * counts[j], j % 3, -99.0f));
+      outs.push_back(bufs.back()->data());
     }
-  if (out[rows * count] != -99.0f) ++bad;  // nothing written past the end
-  if (bad) ++failures;
-  std::printf("%s noise offset=%llu count=%zu rows=%zu aligned=%d grid=(%u,%u) block=(%u,%u) "
-              "bad=%d\n", bad ? "FAIL" : "ok  ", (unsigned long long)offset, count, rows, aligned,
-              grid.x, grid.y, l.block.x, l.block.y, bad);
+    egg_cuda::fill_normals_many(seed, epoch, keys.data(), rows, leaves, offsets, counts, outs,
+                                nullptr);
+    std::vector<float> all;
+    for (std::size_t j = 0; j < jobs; ++j) {
+      if (!bufs[j]->guard_intact(-99.0f)) fail(name + ": job wrote past the end");
+      all.insert(all.end(), outs[j], outs[j] + rows * counts[j]);
+    }
+    write_bin(p + ".out.bin", all.data(), all.size() * sizeof(float));
+  } else if (op == "lowrank") {
+    std::string xtype;
+    int per_member, use_base;
+    std::size_t members, batch, m, n, rank, keys_n, shift;
+    in >> xtype >> per_member >> members >> batch >> m >> n >> rank >> keys_n >> use_base >> shift;
+    const bool half = xtype == "f16";
+    const std::size_t xs = (per_member ? members : 1) * batch * m;
+    const auto xraw = read_bin<uint16_t>(p + ".x.bin", half ? xs : 2 * xs);
+    const auto left = read_bin<float>(p + ".left.bin", keys_n * rank * m);
+    const auto right = read_bin<float>(p + ".right.bin", keys_n * rank * n);
+    const auto keys = read_bin<uint32_t>(p + ".keys.bin", members);
+    const auto coef = read_bin<float>(p + ".coef.bin", members);
+    const auto base = read_bin<float>(p + ".base.bin", batch * n);
+    const auto start = read_bin<float>(p + ".out.bin", members * batch * n);
+    Shifted<float> out(members * batch * n, shift, -99.0f), bs(batch * n, shift, 0.0f);
+    std::memcpy(out.data(), start.data(), start.size() * sizeof(float));
+    std::memcpy(bs.data(), base.data(), base.size() * sizeof(float));
+    std::vector<float> xa(members * batch * rank);
+    const egg_cuda::LowrankShape shape{members, batch, m, n, rank, keys_n};
+    const auto xtype_id = half ? egg_cuda::XType::kFloat16 : egg_cuda::XType::kFloat32;
+    egg_cuda::lowrank_correction(xraw.data(), xtype_id,
+                                 per_member != 0, left.data(), right.data(), keys.data(),
+                                 coef.data(), shape, xa.data(), use_base ? bs.data() : nullptr,
+                                 out.data(), nullptr);
+    if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
+    write_bin(p + ".result.bin", out.data(), members * batch * n * sizeof(float));
+  } else {
+    throw std::runtime_error("unknown case kind '" + op + "'");
+  }
+  if (const long bad = egg_emu::g_misaligned.exchange(0)) {
+    fail(name + ": " + std::to_string(bad) + " misaligned 16-byte accesses (a fault on a GPU)");
+  }
+  std::printf("ran  %s %s\n", op.c_str(), name.c_str());
 }
 
-int main() {
-  for (bool pm : {false, true})
-    for (auto [m, n] : {std::pair<std::size_t, std::size_t>{37, 20}, {64, 13}, {5, 3}, {300, 16}})
-      for (std::size_t r : {1, 3, 9})
-        for (bool base : {false, true}) lowrank_case<float>(pm, m, n, r, base, false);
-  lowrank_case<float>(true, 40, 8, 1, false, true);
-  lowrank_case<float>(true, 40, 20, 1, false, false, true);
-  lowrank_case<float>(false, 33, 7, 10, true, false, true);
-  lowrank_case<float>(false, 40, 7, 2, true, true);
-  lowrank_case<__half>(true, 70, 12, 1, false, false);
-  lowrank_case<__half>(false, 70, 9, 2, true, false);
-  noise_case(0, 64, 3);
-  noise_case(3, 61, 2);
-  noise_case(8, 6, 5);
-  noise_case(0, 300000, 1);
-  noise_case(5, 1, 4);
-  noise_case(0, 2052, 5, true);
-  noise_case(2, 2050, 5, true);
-  noise_case(0, 16, 70);   // short rows: several rows per thread block
-  noise_case(1, 9, 33);    // short unaligned rows
-  noise_case(4, 12, 9, true);
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: host_emulation selftest | host_emulation DIR\n");
+    return 2;
+  }
+  const std::string arg = argv[1];
+  if (arg == "selftest") return selftest();
+  std::ifstream cases(arg + "/cases.txt");
+  if (!cases) {
+    std::fprintf(stderr, "cannot read %s/cases.txt\n", arg.c_str());
+    return 2;
+  }
+  try {
+    for (std::string line; std::getline(cases, line);) {
+      if (line.empty()) continue;
+      std::istringstream in(line);
+      run_case(arg, in);
+    }
+  } catch (const std::exception& e) {
+    std::printf("FAIL %s\n", e.what());
+    return 1;
+  }
   std::printf("%d failure(s)\n", failures);
   return failures != 0;
 }
