@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import _ext
 from . import noise as _noise
 
 __all__ = [
@@ -103,17 +104,27 @@ def offsets(
     return (u % np.uint64(size - extent + 1)).astype(np.int64)
 
 
-def _gather(t: Any, starts: np.ndarray, count: int, xp: ModuleType) -> Any:
-    """(len(starts), count) float32: row i = t[starts[i] : starts[i] + count]."""
+def _gather(t: Any, starts: list[np.ndarray], counts: list[int], xp: ModuleType) -> list[Any]:
+    """One float32 (len(starts[j]), counts[j]) array per job: row i = t[starts[j][i]:][:count]."""
     if xp is np:
-        # Fancy indexing of the sliding-window view copies each row with one memcpy-like inner
-        # loop (measured fastest of the NumPy forms: 2-5x a Python loop of slices, and far faster
-        # than an explicit (K, count) index array); it returns a new C-contiguous array.
-        if count == 0:
-            return np.empty((starts.size, 0), dtype=np.float32)
-        return sliding_window_view(t, count)[starts]
-    idx = xp.asarray(starts)[:, None] + xp.arange(count, dtype=xp.int64)[None, :]
-    return t[idx]
+        outs = [
+            np.empty((s.size, c), dtype=np.float32) for s, c in zip(starts, counts, strict=True)
+        ]
+        if _ext.core is not None:
+            # One memcpy per row, multithreaded, GIL released (csrc/core/module.cpp).
+            _ext.core.gather_rows_many(t, starts, outs)
+        else:
+            # The fastest NumPy form measured: fancy indexing of the sliding-window view (one
+            # copy loop per row; an explicit (K, count) index array is far slower).
+            for s, c, out in zip(starts, counts, outs, strict=True):
+                if c:
+                    out[...] = sliding_window_view(t, c)[s]
+        return outs
+    ar = xp.arange
+    return [
+        t[xp.asarray(s)[:, None] + ar(c, dtype=xp.int64)[None, :]]
+        for s, c in zip(starts, counts, strict=True)
+    ]
 
 
 def read_many(
@@ -133,7 +144,7 @@ def read_many(
     """
     t = table(seed, size, xp)
     starts: dict[int, np.ndarray] = {}
-    outs = []
+    jobs, counts = [], []
     for leaf, offset, count in requests:
         if offset + count > extents[leaf]:
             raise ValueError(
@@ -143,5 +154,6 @@ def read_many(
         s = starts.get(leaf)
         if s is None:
             s = starts[leaf] = offsets(seed, size, leaf, keys, epoch, extents[leaf])
-        outs.append(_gather(t, s + offset, count, xp))
-    return outs
+        jobs.append(s + offset)
+        counts.append(count)
+    return _gather(t, jobs, counts, xp)

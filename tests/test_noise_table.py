@@ -266,3 +266,34 @@ def test_cupy_gather_matches_numpy():
     dev = egg.ask({k: cp.asarray(v) for k, v in params.items()}, state).member(3)
     for k in host:
         np.testing.assert_allclose(cp.asnumpy(dev[k]), host[k], rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_gather_equals_the_numpy_form(monkeypatch):
+    from eggroll_np import _ext
+
+    if _ext.core is None:
+        pytest.skip("the C++ core is not built")
+    t = noise_table.table(2, 10000)
+    rng = np.random.default_rng(3)
+    counts = [0, 1, 16, 700, 3000]
+    starts = [rng.integers(0, 10000 - c + 1, 50) for c in counts]
+    got = noise_table._gather(t, starts, counts, np)
+    monkeypatch.setattr(_ext, "core", None)
+    want = noise_table._gather(t, starts, counts, np)
+    for g, w, s, c in zip(got, want, starts, counts, strict=True):
+        np.testing.assert_array_equal(g, w)
+        if c:
+            np.testing.assert_array_equal(g[7], t[s[7] : s[7] + c])
+
+
+def test_compiled_gather_rejects_rows_outside_the_table():
+    from eggroll_np import _ext
+
+    if _ext.core is None:
+        pytest.skip("the C++ core is not built")
+    t = noise_table.table(2, 100)
+    out = np.empty((1, 10), np.float32)
+    with pytest.raises(ValueError, match="outside the table"):
+        _ext.core.gather_rows_many(t, [np.array([91])], [out])
+    with pytest.raises(ValueError, match="outside the table"):
+        _ext.core.gather_rows_many(t, [np.array([-1])], [out])
