@@ -159,7 +159,11 @@ class GenerationNoise:
     def dense(self, leaf: int, keys: np.ndarray) -> Any:
         """Full-rank unit noise of `keys` for a leaf: (len(keys), *shape) in leaf dtype."""
         shape = self.spec.shapes[leaf]
-        (E,) = self._reads(np.asarray(keys), [(leaf, 0, math.prod(shape))])
+        size = math.prod(shape)
+        if self._extents is None:
+            E = _noise.normals_batch(self.config.seed, leaf, keys, self.epoch, size, 0, self.xp)
+        else:
+            (E,) = self._reads(np.asarray(keys), [(leaf, 0, size)])
         return E.astype(self.spec.dtypes[leaf], copy=False).reshape(len(keys), *shape)
 
     def full(self, leaf: int) -> Any:

@@ -53,6 +53,7 @@ def main():
 
     def forward_noise_made():
         fitness(made.pop())
+
     keys = noise.member_keys(w.population)[::2]  # antithetic: 512 unique keys
     requests = []
     for j, (m, n) in enumerate(zip(w.sizes[:-1], w.sizes[1:], strict=True)):
