@@ -167,3 +167,35 @@ class NaiveES:
         return t_naive / t_egg
 
     track_speedup_vs_naive.unit = "x"
+
+
+class PopulationScaling:
+    """Seconds and peak memory of one generation against the population, both methods: the
+    population_scaling table of `eggroll-np bench tables` (its 1M-parameter MLP)."""
+
+    params = [[50, 100, 256, 512, 1024], ["eggroll", "standard_es"]]
+    param_names = ["population", "method"]
+    timeout = 600
+    number = 1
+    repeat = (1, 3, 60)
+
+    def setup(self, population, method):
+        from eggroll_np.tables import FULL, measure
+
+        sizes = measure.mlp_sizes(FULL.scaling_params)
+        self.params_tree, self.fitness, state, self.batched = measure.setup_generation(
+            sizes, population, method
+        )
+        # A fresh generation (and noise) on every call, as the tables time it.
+        self._states = bench.fresh_states(state)
+        self._calls = 0
+
+    def _step(self):
+        self._calls += 1
+        egg.step(self.params_tree, self.fitness, self._states(self._calls), batched=self.batched)
+
+    def time_generation(self, population, method):
+        self._step()
+
+    def peakmem_generation(self, population, method):
+        self._step()

@@ -27,14 +27,25 @@ RUN_FILE = "run.json"
 def resolve_config(
     w: Workload, overrides: Mapping[str, Any], saved: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Defaults, then a resumed run's saved options, then the options given (None = not given)."""
+    """Defaults, a recipe's values, a resumed run's saved options, then the options given.
+
+    None means "not given". The recipe (`--recipe`, workloads that have recipes) comes from the
+    options given or else from the saved run.
+    """
     config: dict[str, Any] = {**w.defaults, "seed": 0}
-    if saved:
-        config.update({k: v for k, v in saved.items() if k in config})
     unknown = sorted(set(overrides) - set(config))
     if unknown:
         raise TypeError(f"{w.name} has no option(s) {', '.join(unknown)}")
+    recipe = overrides.get("recipe") or (saved or {}).get("recipe")
+    if recipe is not None:
+        if recipe not in w.recipes:
+            raise ValueError(
+                f"--recipe must be one of {sorted(w.recipes)} for {w.name}, got {recipe!r}"
+            )
+        config.update(w.recipes[recipe])
+        config["recipe"] = recipe
     if saved:
+        config.update({k: v for k, v in saved.items() if k in config})
         _check_resume_options(w, overrides, saved)
     config.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(config.get("hidden"), list):
@@ -213,22 +224,12 @@ def run(
     threads = _checks.integer("--threads", threads, 0)
     if workers is not None:
         workers = _checks.integer("--workers", workers, 1)
-    with _blas_threads(threads):
+    from .tuning import blas_threads
+
+    with blas_threads(threads):
         return _train(
             name, out, resume, progress, checkpoint_every, overrides, workers, ray_address
         )
-
-
-def _blas_threads(threads: int) -> Any:
-    import contextlib
-
-    if threads == 0:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ModuleNotFoundError:  # optional: without it BLAS keeps its own setting
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def _train(
@@ -253,7 +254,7 @@ def _train(
         es.check_state(params, state)  # a changed model (e.g. --hidden) cannot resume
     else:
         params = task.params
-        state = es.init(params, **{k: config[k] for k in ES_KEYS})
+        state = es.init(params, **{k: config[k] for k in ES_KEYS}, **task.es_options)
     _write_run_file(out, name, config)
     metrics_path, ckpt_path = os.path.join(out, METRICS), os.path.join(out, CHECKPOINT)
     # Keep the log of the generations the resumed state has already done, drop the rest.
@@ -340,6 +341,8 @@ def _train(
     summary.update(task.evaluate(params))
     if task.baseline is not None:
         summary.update(task.baseline())
+    if task.sample is not None:
+        summary["sample"] = task.sample(params)
     summary["wall_s"] = round(time.perf_counter() - start, 2)
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from . import _checks, _ext
 
-__all__ = ["retain_heap_memory"]
+__all__ = ["retain_heap_memory", "blas_threads"]
 
 _INT_MAX = 2**31 - 1
 
@@ -28,3 +31,19 @@ def retain_heap_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
     if _ext.core is None:
         return False
     return bool(_ext.core.retain_heap_memory(int(mmap_threshold), int(trim_threshold)))
+
+
+def blas_threads(threads: int) -> Any:
+    """Context manager limiting BLAS to `threads` threads (threadpoolctl); 0 leaves BLAS alone.
+
+    A population's many small GEMMs run fastest on one thread, and BLAS threads spinning beside
+    the noise generator's threads would oversubscribe the cores. Without threadpoolctl (an
+    optional dependency) BLAS keeps its own setting.
+    """
+    if threads == 0:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ModuleNotFoundError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")

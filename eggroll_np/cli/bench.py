@@ -11,7 +11,10 @@ from ..workloads.reference import NAMES
 
 __all__ = ["HELP", "add_arguments", "run", "format_table"]
 
-HELP = "time the rl/sup/cnn workloads against pure inference and naive ES"
+HELP = (
+    "time the rl/sup/cnn workloads against pure inference and naive ES; `bench tables`: the "
+    "reference pages' tables"
+)
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
@@ -53,7 +56,17 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """--workload, --repeats, --no-naive, --json, --threads, --noise-table."""
+    """--workload, --repeats, --no-naive, --json, --threads, --noise-table; `tables` sub-command."""
+    from .. import tables
+
+    sub = p.add_subparsers(dest="bench_what", metavar="tables")
+    tp = sub.add_parser(
+        "tables",
+        help="the reference pages' tables (model size, population, rank, matching, CNN)",
+        description="Measure the reference benchmark pages' tables on this machine: writes "
+        "tables.json, tables.md (beside the pages' claims) and PNG plots to --out.",
+    )
+    tables.add_arguments(tp)
     p.add_argument("--workload", choices=[*NAMES, "all"], default="all")
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
     p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
@@ -75,7 +88,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark, print the table (and write --json)."""
+    """Run the benchmark, print the table (and write --json); or `bench tables`."""
+    if getattr(args, "bench_what", None) == "tables":
+        from .. import tables
+
+        return tables.main(args)
     from ..bench import run_workload
     from ..sysinfo import system_info
 

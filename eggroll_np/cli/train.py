@@ -13,7 +13,7 @@ from ..workloads import NAMES, Workload, get
 
 __all__ = ["HELP", "add_arguments", "run", "format_summary"]
 
-HELP = "train a real workload (digits, mnist, cartpole, matching, hyperparams)"
+HELP = f"train a real workload ({', '.join(NAMES)})"
 
 
 def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
@@ -95,7 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
     """One line: the workload's metric first, then everything else evaluated."""
-    skip = {"workload", "generations", "train_s", "wall_s", metric}
+    skip = {"workload", "generations", "train_s", "wall_s", "sample", metric}
     skip |= {"resumed_at_generation", "session_train_s"}
     rest = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -144,4 +144,6 @@ def run(args: argparse.Namespace) -> int:
             f"{w.name} needs the package {exc.name!r}: pip install 'eggroll_np[examples]'"
         ) from None
     print(format_summary(summary, w.metric, out))
+    if "sample" in summary:  # e.g. charlm's generated text, after the one summary line
+        print(f"sample:\n{summary['sample']}")
     return 0

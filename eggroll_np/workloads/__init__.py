@@ -8,7 +8,7 @@ from .common import Task, Workload
 
 __all__ = ["NAMES", "Task", "Workload", "get"]
 
-NAMES = ("digits", "mnist", "cartpole", "matching", "hyperparams")
+NAMES = ("digits", "mnist", "cnn", "charlm", "cartpole", "matching", "hyperparams")
 
 
 def get(name: str) -> Workload:

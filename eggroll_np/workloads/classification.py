@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,13 @@ from .common import (
     sklearn_seed,
 )
 
-__all__ = ["FITNESSES", "add_model_arguments", "make_classifier_task", "mlp_baseline"]
+__all__ = [
+    "FITNESSES",
+    "add_model_arguments",
+    "make_classifier_task",
+    "accuracy_task",
+    "mlp_baseline",
+]
 
 FITNESSES = ("xent", "accuracy")
 
@@ -93,8 +99,40 @@ def make_classifier_task(
             axis=1
         )
 
+    def predict(p: Any, x: np.ndarray) -> np.ndarray:
+        return mlp_forward(p, x, activation)
+
+    def baseline() -> dict[str, float]:
+        return mlp_baseline(config, x_train, y_train, x_test, y_test)
+
+    return accuracy_task(
+        params,
+        fitness,
+        predict,
+        (x_train, y_train, x_test, y_test),
+        baseline if config["baseline"] else None,
+    )
+
+
+def accuracy_task(
+    params: Any,
+    fitness: Callable[[Population], np.ndarray],
+    predict: Callable[[Any, np.ndarray], np.ndarray],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    baseline: Callable[[], dict[str, float]] | None = None,
+    es_options: Mapping[str, Any] | None = None,
+) -> Task:
+    """The Task of a classifier: evaluate gives train_accuracy and test_accuracy of the
+    unperturbed params, monitor the test accuracy each generation.
+
+    Args:
+        predict: (params, x) -> logits (R, classes).
+        data: (x_train, y_train, x_test, y_test).
+    """
+    x_train, y_train, x_test, y_test = data
+
     def accuracy(p: Any, x: np.ndarray, y: np.ndarray) -> float:
-        return float((mlp_forward(p, x, activation).argmax(axis=1) == y).mean())
+        return float((predict(p, x).argmax(axis=1) == y).mean())
 
     def evaluate(p: Any) -> dict[str, float]:
         return {
@@ -105,16 +143,14 @@ def make_classifier_task(
     def monitor(p: Any) -> dict[str, float]:
         return {"test_accuracy": accuracy(p, x_test, y_test)}
 
-    def baseline() -> dict[str, float]:
-        return mlp_baseline(config, x_train, y_train, x_test, y_test)
-
     return Task(
         params=params,
         fitness=fitness,
         batched=True,
         evaluate=evaluate,
         monitor=monitor,
-        baseline=baseline if config["baseline"] else None,
+        baseline=baseline,
+        es_options=dict(es_options or {}),
     )
 
 

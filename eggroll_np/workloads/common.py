@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,9 @@ class Task:
         evaluate: params -> {name: value} for the final summary (the workload's `metric` in it).
         monitor: optional params -> {name: value} logged every generation (cheap).
         baseline: optional () -> {name: value} printed beside the result (e.g. scikit-learn's).
+        es_options: extra keyword arguments of `eggroll_np.init` (e.g. `lowrank=` marking conv
+            kernels low-rank); part of the model, so a resumed run gets them from its checkpoint.
+        sample: optional params -> text shown after the summary (e.g. generated text).
     """
 
     params: Any
@@ -49,6 +52,8 @@ class Task:
     evaluate: Callable[[Any], dict[str, float]]
     monitor: Callable[[Any], dict[str, float]] | None = None
     baseline: Callable[[], dict[str, float]] | None = None
+    es_options: Mapping[str, Any] = field(default_factory=dict)
+    sample: Callable[[Any], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class Workload:
             generations, optimizer, shaping, ...) and the workload's own ones.
         add_arguments: adds the workload's own options to an argparse parser (defaults None).
         make: config (a mapping with every key of `defaults`, plus seed) -> Task.
+        recipes: named sets of option values (`--recipe NAME`) that replace the defaults; options
+            given explicitly still win.
         evaluation_options: options that only change the final evaluation or baseline, never
             what is trained, so a resumed run may change them (any other differing option is
             refused on resume).
@@ -74,6 +81,7 @@ class Workload:
     defaults: Mapping[str, Any]
     add_arguments: Callable[[argparse.ArgumentParser], None]
     make: Callable[[Mapping[str, Any]], Task]
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     evaluation_options: tuple[str, ...] = ()
 
 

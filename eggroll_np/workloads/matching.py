@@ -19,7 +19,15 @@ from .common import (
     mlp_population_forward,
 )
 
-__all__ = ["WORKLOAD", "DEFAULTS", "make", "parameter_error"]
+__all__ = [
+    "WORKLOAD",
+    "DEFAULTS",
+    "make",
+    "parameter_error",
+    "target_network",
+    "initial_params",
+    "training_inputs",
+]
 
 DEFAULTS: dict[str, Any] = {
     "population": 128,
@@ -45,6 +53,29 @@ def parameter_error(params: Any, target: Any) -> float:
     return float(np.sqrt(num / den))
 
 
+def target_network(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The network to recover: one layer {"layers": [{"W": (inputs, outputs), "b"}]}."""
+    seed = int(config["seed"])
+    sizes = (int(config["inputs"]), int(config["outputs"]))
+    target = init_mlp(sizes, np.random.default_rng([seed, 2]), gain=1.5)
+    target["layers"][0]["b"] = (
+        np.random.default_rng([seed, 3]).standard_normal(sizes[1]).astype(np.float32) * 0.5
+    )
+    return target
+
+
+def initial_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Where training starts: the same layer shapes, small random weights."""
+    sizes = (int(config["inputs"]), int(config["outputs"]))
+    return init_mlp(sizes, np.random.default_rng([int(config["seed"]), 1]), gain=0.5)
+
+
+def training_inputs(seed: int, generation: int, batch: int, inputs: int) -> np.ndarray:
+    """The random inputs (batch, inputs) float32 of one generation (or one SGD step)."""
+    x = generation_rng(seed, generation).standard_normal((batch, inputs))
+    return x.astype(np.float32)
+
+
 def make(config: Mapping[str, Any]) -> Task:
     """The matching Task: fitness = -MSE to the target's outputs on fresh random inputs.
 
@@ -56,18 +87,14 @@ def make(config: Mapping[str, Any]) -> Task:
     seed = int(config["seed"])
     sizes = (int(config["inputs"]), int(config["outputs"]))
     batch = int(config["batch"])
-    target = init_mlp(sizes, np.random.default_rng([seed, 2]), gain=1.5)
-    target["layers"][0]["b"] = (
-        np.random.default_rng([seed, 3]).standard_normal(sizes[1]).astype(np.float32) * 0.5
-    )
-    params = init_mlp(sizes, np.random.default_rng([seed, 1]), gain=0.5)
+    target = target_network(config)
+    params = initial_params(config)
 
     def forward_target(x: np.ndarray) -> np.ndarray:
         return np.tanh(mlp_forward(target, x, "tanh"))
 
     def fitness(pop: Population) -> np.ndarray:
-        x = generation_rng(seed, pop.generation).standard_normal((batch, sizes[0]))
-        x = x.astype(np.float32)
+        x = training_inputs(seed, pop.generation, batch, sizes[0])
         out = np.tanh(mlp_population_forward(pop, x, "tanh"))  # (N, B, outputs)
         return -np.mean((out - forward_target(x)) ** 2, axis=(1, 2))
 

@@ -1,0 +1,139 @@
+"""`charlm`: a byte-level recurrent language model (minGRU) trained by EGGROLL, held-out text."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .. import _checks
+from ..population import Population
+from . import corpus, recurrent
+from .common import Task, Workload, check_options, generation_rng
+
+__all__ = ["WORKLOAD", "DEFAULTS", "make"]
+
+DEFAULTS: dict[str, Any] = {
+    "population": 128,
+    "sigma": 0.03,
+    "lr": 0.02,
+    "rank": 1,
+    "generations": 500,
+    "optimizer": "adam",
+    "shaping": "centered_rank",
+    "data": None,
+    "val_fraction": 0.1,
+    "embed": 32,
+    "hidden": 64,
+    "layers": 1,
+    "batch": 8,
+    "length": 64,
+    "sample_bytes": 300,
+}
+
+# The learning curve's held-out figure is measured on this many bytes (every generation).
+_MONITOR_BYTES = 4096
+
+
+def make(config: Mapping[str, Any]) -> Task:
+    """The charlm Task: fitness = minus the mean cross-entropy (nats) on training windows.
+
+    Every member scores the same `batch` windows of `length + 1` bytes drawn from the training
+    split by (seed, generation); the held-out split (the text's last `val_fraction`) is only
+    ever evaluated.
+    """
+    check_options(config, positive=("embed", "hidden", "layers", "batch", "length"))
+    sample_bytes = _checks.integer("--sample-bytes", config["sample_bytes"], 0)
+    seed = int(config["seed"])
+    data, _source = corpus.load_text(config["data"])
+    train, val = corpus.split(data, config["val_fraction"])
+    vocab = corpus.Vocabulary(train)
+    train_tokens = vocab.to_token[train]
+    batch, length = int(config["batch"]), int(config["length"])
+    corpus.training_windows(train, np.random.default_rng(0), 1, length)  # length fits?
+    params = recurrent.init_lm(
+        vocab.size,
+        int(config["embed"]),
+        int(config["hidden"]),
+        int(config["layers"]),
+        np.random.default_rng([seed, 1]),
+    )
+    monitor_text = val[: _MONITOR_BYTES + 1]
+
+    def fitness(pop: Population) -> np.ndarray:
+        windows = corpus.training_windows(
+            train_tokens, generation_rng(seed, pop.generation), batch, length
+        )
+        out = recurrent.population_logits(pop, windows[:, :-1])  # (N, T, B, V)
+        target = np.take_along_axis(out, windows[:, 1:].T[None, :, :, None], axis=-1)
+        top = out.max(axis=-1, keepdims=True)
+        out -= top
+        np.exp(out, out=out)
+        logz = np.log(out.sum(axis=-1)) + top[..., 0]
+        return (target[..., 0] - logz).mean(axis=(1, 2), dtype=np.float64)
+
+    baselines = {
+        "unigram_bits_per_byte": corpus.unigram_bits_per_byte(train, val),
+        "bigram_bits_per_byte": corpus.bigram_bits_per_byte(train, val),
+    }
+
+    def evaluate(p: Any) -> dict[str, float]:
+        return {"val_bits_per_byte": recurrent.bits_per_byte(p, val, vocab), **baselines}
+
+    def monitor(p: Any) -> dict[str, float]:
+        return {"val_bits_per_byte_4k": recurrent.bits_per_byte(p, monitor_text, vocab)}
+
+    def text_sample(p: Any) -> str:
+        prompt = val[:64]
+        drawn = recurrent.sample(p, prompt, sample_bytes, vocab, np.random.default_rng([seed, 7]))
+        return corpus.decode(np.concatenate([prompt, drawn]))
+
+    return Task(
+        params=params,
+        fitness=fitness,
+        batched=True,
+        evaluate=evaluate,
+        monitor=monitor,
+        baseline=lambda: dict(baselines),
+        sample=text_sample if sample_bytes else None,
+    )
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    d = DEFAULTS
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="a UTF-8 text file (default: Python's own pydoc_data documentation text, ~465 KB)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        help=f"held-out tail of the text, never trained on (default {d['val_fraction']})",
+    )
+    p.add_argument("--embed", type=int, help=f"embedding width (default {d['embed']})")
+    p.add_argument("--hidden", type=int, help=f"minGRU hidden width (default {d['hidden']})")
+    p.add_argument("--layers", type=int, help=f"stacked minGRU cells (default {d['layers']})")
+    p.add_argument(
+        "--batch", type=int, help=f"training windows per generation (default {d['batch']})"
+    )
+    p.add_argument("--length", type=int, help=f"bytes predicted per window (default {d['length']})")
+    p.add_argument(
+        "--sample-bytes",
+        type=int,
+        help=f"bytes of text generated at the end, 0 for none (default {d['sample_bytes']})",
+    )
+
+
+WORKLOAD = Workload(
+    name="charlm",
+    help="byte-level minGRU language model on Python's pydoc_data text (or --data FILE); "
+    "held-out bits per byte beside unigram/bigram count models",
+    metric="val_bits_per_byte",
+    defaults=DEFAULTS,
+    add_arguments=_add_arguments,
+    make=make,
+    evaluation_options=("sample_bytes",),
+)

@@ -1,0 +1,152 @@
+"""A byte-level recurrent language model: embedding -> stacked minGRU cells -> output head.
+
+minGRU (Feng et al. 2024, "Were RNNs All We Needed?"): z_t = sigmoid(x_t Wz + bz),
+c_t = tanh(x_t Wh + bh), h_t = (1 - z_t) * h_(t-1) + z_t * c_t. The gates read only the layer's
+input, so each layer's matrices act on all T positions in ONE population GEMM (per-member
+hidden states of the layer below are its input) and only the cheap elementwise recurrence
+runs step by step. Params:
+    {"embed": (V, d), "cells": [{"Wz", "bz", "Wh", "bh"}, ...], "head": {"W": (H, V), "b"}}
+over the V tokens of a `corpus.Vocabulary` (the bytes seen in training, plus one for the rest).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..population import Population
+from .common import log_softmax
+from .corpus import Vocabulary
+
+__all__ = [
+    "init_lm",
+    "population_logits",
+    "logits",
+    "bits_per_byte",
+    "sample",
+    "scan",
+]
+
+
+def init_lm(
+    vocab: int, embed: int, hidden: int, layers: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Float32 params; W ~ N(0, 1/fan_in), update-gate bias -1 (a long memory to start with)."""
+
+    def normal(shape: tuple[int, int], scale: float) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    cells = []
+    width = embed
+    for _ in range(layers):
+        cells.append(
+            {
+                "Wz": normal((width, hidden), 1 / np.sqrt(width)),
+                "bz": np.full(hidden, -1.0, np.float32),
+                "Wh": normal((width, hidden), 1 / np.sqrt(width)),
+                "bh": np.zeros(hidden, np.float32),
+            }
+        )
+        width = hidden
+    return {
+        "embed": normal((vocab, embed), 1.0),
+        "cells": cells,
+        "head": {"W": normal((hidden, vocab), 0.5 / np.sqrt(hidden)), "b": np.zeros(vocab, "f4")},
+    }
+
+
+def scan(z: np.ndarray, c: np.ndarray, axis: int, h0: np.ndarray | None = None) -> np.ndarray:
+    """h_t = (1 - z_t) h_(t-1) + z_t c_t along `axis` (time) of z and c; h_(-1) = h0 or 0.
+
+    Returns a new array shaped like z; z and c are not modified. h0 has z's shape without the
+    time axis.
+    """
+    h = z * c
+    a = 1.0 - z
+    hv, av = np.moveaxis(h, axis, 0), np.moveaxis(a, axis, 0)  # views, time first
+    if h0 is not None:
+        hv[0] += av[0] * h0
+    tmp = np.empty_like(hv[0])
+    for t in range(1, hv.shape[0]):
+        np.multiply(av[t], hv[t - 1], out=tmp)  # no temporary per step
+        hv[t] += tmp
+    return h
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warning for large |x|
+
+
+def logits(
+    params: dict[str, Any], ids: np.ndarray, state: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Plain forward of token ids (B, T) -> (logits (B, T, V), final hidden state per layer).
+
+    `state` (from a previous call) continues the sequences where they stopped.
+    """
+    h = params["embed"][ids]
+    final = []
+    for j, cell in enumerate(params["cells"]):
+        z = _sigmoid(h @ cell["Wz"] + cell["bz"])
+        c = np.tanh(h @ cell["Wh"] + cell["bh"])
+        h = scan(z, c, axis=1, h0=None if state is None else state[j])
+        final.append(h[..., -1, :].copy())
+    return h @ params["head"]["W"] + params["head"]["b"], final
+
+
+def population_logits(pop: Population, ids: np.ndarray) -> np.ndarray:
+    """Every member's logits for shared token ids (B, T), TIME-MAJOR: (N, T, B, V).
+
+    Time-major rows make each step of the recurrence a slice of N contiguous (B, H) blocks.
+    """
+    b, t = ids.shape
+    h = pop.embed(np.ascontiguousarray(ids.T), "embed")  # (N, T, B, d), each member's rows
+    n = h.shape[0]
+    h = h.reshape(n, t * b, -1)
+    layers = sum(1 for p in pop.paths if p.startswith("cells/") and p.endswith("/Wz"))
+    for j in range(layers):
+        z = pop.linear(h, f"cells/{j}/Wz", f"cells/{j}/bz", activation="sigmoid")
+        c = pop.linear(h, f"cells/{j}/Wh", f"cells/{j}/bh", activation="tanh")
+        h = scan(z.reshape(n, t, b, -1), c.reshape(n, t, b, -1), axis=1).reshape(n, t * b, -1)
+    return pop.linear(h, "head/W", "head/b").reshape(n, t, b, -1)
+
+
+def bits_per_byte(
+    params: dict[str, Any], text: np.ndarray, vocab: Vocabulary, chunk: int = 4096
+) -> float:
+    """Mean -log2 p(text[j] | text[:j]) over j >= 1: one sequence, state carried across chunks.
+
+    A byte outside the model's vocabulary gets its share of the unseen-bytes token.
+    """
+    tokens = vocab.to_token[np.asarray(text, np.uint8)]
+    total, state = 0.0, None
+    for start in range(0, len(tokens) - 1, chunk):
+        tgt = tokens[start + 1 : start + chunk + 1]
+        inp = tokens[start : start + len(tgt)][None]
+        out, state = logits(params, inp, state)
+        logp = log_softmax(out[0].astype(np.float64))[np.arange(len(tgt)), tgt] / np.log(2.0)
+        total -= float((logp + vocab.log2_share(tgt)).sum())
+    return total / (len(tokens) - 1)
+
+
+def sample(
+    params: dict[str, Any],
+    prompt: np.ndarray,
+    length: int,
+    vocab: Vocabulary,
+    rng: np.random.Generator,
+    temperature: float = 0.8,
+) -> np.ndarray:
+    """`length` bytes (uint8) drawn after the bytes `prompt`, one at a time, at a temperature."""
+    unseen = np.setdiff1d(np.arange(256), vocab.to_byte).astype(np.uint8)
+    out, state = logits(params, vocab.to_token[np.asarray(prompt, np.uint8)][None])
+    last = out[0, -1]
+    drawn = np.empty(length, np.uint8)
+    for k in range(length):
+        p = np.exp(log_softmax(last.astype(np.float64) / temperature))
+        token = int(rng.choice(len(p), p=p / p.sum()))
+        drawn[k] = vocab.to_byte[token] if token < len(vocab.to_byte) else rng.choice(unseen)
+        out, state = logits(params, np.array([[token]]), state)
+        last = out[0, -1]
+    return drawn
