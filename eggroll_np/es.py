@@ -60,6 +60,8 @@ def init(params: Any, **kwargs: Any) -> ESState:
     weight_decay=0.0, maximize=True (False when fitness_fn returns a loss), lowrank=None (which
     leaves get rank-r noise: None means ndim == 2; or a callable path -> bool/NoiseKind, or a
     dict/tree of NoiseKind by leaf path), noise="lowrank" ("full": OpenAI-ES on every leaf),
+    noise_table=None (an int T opts in to the shared noise table: every member's noise is read
+    from T normals generated once from the seed, docs/noise-contract.md),
     lr_schedule="constant" ("linear" or "cosine": decay from lr to lr_final=0.0 over
     lr_decay_steps updates, then hold lr_final; see `optim.learning_rate`),
     and the chosen optimizer's own hyperparameters: momentum=0.9 (momentum), b1=0.9, b2=0.999,
