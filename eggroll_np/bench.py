@@ -41,43 +41,39 @@ def fresh_states(state: Any) -> Callable[[int], Any]:
 
 def _interleaved(
     infer: Callable[[], Any],
-    forward: Callable[[Any], Any],
-    generation: Callable[[Any], Any],
-    states: Callable[[int], Any],
+    timed: dict[str, Callable[[int], Any]],
     repeats: int,
-) -> tuple[float, float, float, float, float]:
-    """Time inference, population forward and generation in alternation, `repeats` rounds.
+) -> tuple[float, dict[str, float], dict[str, float]]:
+    """Time inference and each of `timed` (forward, generation, ...) in alternation.
 
-    On a shared machine the speed drifts over seconds; alternating the three and taking the
-    median of each round's own ratio compares them under the same conditions.
+    On a shared machine the speed drifts over seconds; alternating them and taking the median
+    of each round's own ratio compares them under the same conditions. A timed function takes
+    k and runs generation k (a new one each call: fresh noise); the argument is made inside the
+    timed region, so keep it cheap (`fresh_states`).
 
     Returns:
-        (inference_s, forward_s, generation_s) medians, and the medians of the per-round
-        ratios inference/forward (throughput ratio) and generation/inference.
+        inference_s median, {name: seconds median}, {name: median of the per-round ratios
+        time(name) / time(inference)}.
     """
     infer()
-    forward(states(0))
-    generation(states(1))
-    t_i, t_f, t_g = [], [], []
-    for k in range(repeats):
-        s_fwd, s_gen = states(2 * k + 2), states(2 * k + 3)
+    for j, fn in enumerate(timed.values()):  # warm-up (a noise table is made here, once)
+        fn(j)
+    t_i: list[float] = []
+    t: dict[str, list[float]] = {name: [] for name in timed}
+    k = len(timed)
+    for r in range(repeats):
         t0 = time.perf_counter()
         infer()
-        t1 = time.perf_counter()
-        forward(s_fwd)
-        t2 = time.perf_counter()
-        generation(s_gen)
-        t3 = time.perf_counter()
-        t_i.append(t1 - t0)
-        t_f.append(t2 - t1)
-        t_g.append(t3 - t2)
+        t_i.append(time.perf_counter() - t0)
+        for j, (name, fn) in enumerate(timed.items()):
+            t0 = time.perf_counter()
+            fn(k * (r + 1) + j)
+            t[name].append(time.perf_counter() - t0)
     med = statistics.median
     return (
         med(t_i),
-        med(t_f),
-        med(t_g),
-        med(i / f for i, f in zip(t_i, t_f, strict=True)),
-        med(g / i for g, i in zip(t_g, t_i, strict=True)),
+        {name: med(v) for name, v in t.items()},
+        {name: med(x / i for x, i in zip(v, t_i, strict=True)) for name, v in t.items()},
     )
 
 
@@ -124,9 +120,17 @@ def peak_rss(name: str, what: str) -> int:
 
 
 def run_workload(
-    name: str, repeats: int = 7, naive: bool = True, progress: Callable[[str], None] | None = None
+    name: str,
+    repeats: int = 7,
+    naive: bool = True,
+    progress: Callable[[str], None] | None = None,
+    noise_table: int | None = None,
 ) -> dict[str, Any]:
-    """Time one workload; returns seconds (medians), ratios and peak bytes."""
+    """Time one workload; returns seconds (medians), ratios and peak bytes.
+
+    With `noise_table` (T values), the same run also times the forward and the generation of a
+    state with `init(noise_table=T)`, in alternation with the default's (keys `table_*`).
+    """
     from . import ask, init, step
 
     say = progress or (lambda _msg: None)
@@ -135,14 +139,35 @@ def run_workload(
     state = init(params, optimizer="adam", shaping="centered_rank", **cfg, **extra)
 
     states = fresh_states(state)
+
+    def forward(s: Any) -> Any:
+        return fitness(ask(params, s))
+
+    def generation(s: Any) -> Any:
+        return step(params, fitness, s, batched=True)
+
+    timed = {
+        "forward": lambda k: forward(states(k)),
+        "generation": lambda k: generation(states(k)),
+    }
+    if noise_table is not None:
+        table_states = fresh_states(
+            init(
+                params,
+                optimizer="adam",
+                shaping="centered_rank",
+                noise_table=noise_table,
+                **cfg,
+                **extra,
+            )
+        )
+        timed["table_forward"] = lambda k: forward(table_states(k))
+        timed["table_generation"] = lambda k: generation(table_states(k))
     say("inference / forward / generation, interleaved")
-    t_inf, t_fwd, t_gen, r_fwd, r_gen = _interleaved(
-        infer,
-        lambda s: fitness(ask(params, s)),
-        lambda s: step(params, fitness, s, batched=True),
-        states,
-        repeats,
-    )
+    t_inf, t, ratio = _interleaved(infer, timed, repeats)
+    t_fwd, t_gen = t["forward"], t["generation"]
+    # 1 / median(f / i) = median(i / f) for an odd number of rounds (the default 7).
+    r_fwd, r_gen = 1.0 / ratio["forward"], ratio["generation"]
     say("peak memory")
     alloc_inf = _peak_bytes(infer)
     alloc_gen = _peak_bytes(lambda: step(params, fitness, states(repeats + 1), batched=True))
@@ -165,6 +190,12 @@ def run_workload(
         "alloc_peak_generation_bytes": alloc_gen,
         "param_bytes": sum(int(v.nbytes) for v in flatten(params)[0]),
     }
+    if noise_table is not None:
+        result["noise_table"] = noise_table
+        result["table_forward_s"] = t["table_forward"]
+        result["table_generation_s"] = t["table_generation"]
+        result["table_forward_throughput_ratio"] = 1.0 / ratio["table_forward"]
+        result["table_generation_over_inference"] = ratio["table_generation"]
     if naive:
         say("naive full-rank ES")
         naive_state = init(params, optimizer="adam", shaping="centered_rank", noise="full", **cfg)

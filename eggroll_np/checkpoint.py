@@ -249,6 +249,8 @@ def _read_config(d: Any, version: int, spec: TreeSpec) -> ESConfig:
         d = _CONFIG_READERS[version](d)  # format 2's layout
     except (KeyError, TypeError, ValueError) as exc:
         raise _Bad(f"config: {_reason(exc)}") from None
+    # Written before the shared noise table existed: the default contract (noise_table=None).
+    d = {"noise_table": None, **d}
     fields = {f.name for f in dataclasses.fields(ESConfig)}
     if set(d) != fields:
         missing, extra = sorted(fields - set(d)), sorted(set(d) - fields)

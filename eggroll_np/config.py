@@ -5,18 +5,27 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _checks, optim
-from .noise import check_seed
+from .noise import check_seed, matrix_shape
+from .noise_table import MAX_TABLE
 from .shaping import SHAPINGS
 from .tree import TreeSpec, path_str
 
-__all__ = ["NoiseKind", "ESConfig", "make_config", "resolve_kinds", "NOISE_MODES", "LowrankSpec"]
+__all__ = [
+    "NoiseKind",
+    "ESConfig",
+    "make_config",
+    "resolve_kinds",
+    "noise_extents",
+    "NOISE_MODES",
+    "LowrankSpec",
+]
 
 #: Values of `init`'s `noise`: low-rank EGGROLL perturbations or classic full-rank ES.
 NOISE_MODES = ("lowrank", "full")
@@ -59,6 +68,7 @@ class ESConfig:
     noise: str
     hyperparams: Any
     kinds: tuple[NoiseKind, ...]
+    noise_table: int | None = None  # None: the default contract (checkpoints before it: None)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (kinds as their string values, hyperparams as a dict)."""
@@ -144,6 +154,42 @@ def resolve_kinds(spec: TreeSpec, lowrank: LowrankSpec, full: bool) -> tuple[Noi
     return tuple(kinds)
 
 
+def noise_extents(
+    shapes: Sequence[tuple[int, ...]], kinds: Sequence[NoiseKind], rank: int | None
+) -> list[int]:
+    """Values each leaf reads per member key: (m + n) * r for a low-rank leaf (its factors A
+    then B, (m, n) its matrix view), size for a full-rank leaf, 0 for a frozen one."""
+    out = []
+    for shape, kind in zip(shapes, kinds, strict=True):
+        if kind is NoiseKind.LOWRANK:
+            m, n = matrix_shape(shape)
+            out.append((m + n) * int(rank or 1))
+        elif kind is NoiseKind.FULL:
+            out.append(math.prod(shape))
+        else:
+            out.append(0)
+    return out
+
+
+def _check_noise_table(value: Any, spec: TreeSpec, kinds: Sequence[NoiseKind], rank: Any) -> Any:
+    """None, or an int T with (largest per-key read) <= T <= MAX_TABLE."""
+    if value is None:
+        return None
+    need = max([1, *noise_extents(spec.shapes, kinds, rank)])
+    if need > MAX_TABLE:
+        raise ValueError(
+            f"noise_table cannot serve this tree: a leaf reads {need} values per member, more "
+            f"than the largest table (2^{MAX_TABLE.bit_length() - 1} values)"
+        )
+    value = _checks.integer("noise_table", value, 1)
+    if not need <= value <= MAX_TABLE:
+        raise ValueError(
+            f"noise_table must be in [{need}, 2^{MAX_TABLE.bit_length() - 1}] (at least the "
+            f"largest leaf's {need} values per member; at most 4 GiB of float32), got {value}"
+        )
+    return value
+
+
 def _check_rank(rank: int, spec: TreeSpec, kinds: tuple[NoiseKind, ...]) -> None:
     """rank <= min(m, n) of every low-rank leaf's matrix view: more only adds redundant noise
     (and factors bigger than the matrix)."""
@@ -174,6 +220,7 @@ def make_config(
     maximize: bool = True,
     lowrank: LowrankSpec = None,
     noise: str = "lowrank",
+    noise_table: int | None = None,
     **hyperparams: Any,
 ) -> ESConfig:
     """Validate every hyperparameter (the one place that does) and resolve per-leaf noise kinds.
@@ -228,4 +275,5 @@ def make_config(
         noise=noise,
         hyperparams=optim.hyperparams(optimizer, **hyperparams),
         kinds=kinds,
+        noise_table=_check_noise_table(noise_table, spec, kinds, rank),
     )

@@ -60,7 +60,9 @@ def init(params: Any, **kwargs: Any) -> ESState:
     weight_decay=0.0, maximize=True (False when fitness_fn returns a loss), lowrank=None (which
     leaves get rank-r noise: None means ndim == 2; or a callable path -> bool/NoiseKind, or a
     dict/tree of NoiseKind by leaf path), noise="lowrank" ("full": OpenAI-ES on every leaf),
-    and the chosen optimizer's own hyperparameters: momentum=0.9 (momentum), b1=0.9, b2=0.999,
+    noise_table=None (an int T opts in to the shared noise table: every member's noise is read
+    from T normals generated once from the seed, docs/noise-contract.md), and the chosen
+    optimizer's own hyperparameters: momentum=0.9 (momentum), b1=0.9, b2=0.999,
     eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
     ValueError naming it.
 

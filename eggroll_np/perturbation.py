@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from . import noise as _noise
-from .config import ESConfig, NoiseKind
+from . import noise_table as _table
+from .config import ESConfig, NoiseKind, noise_extents
 from .tree import TreeSpec
 
 __all__ = ["GenerationNoise", "FULL_CHUNK_VALUES", "PREFETCH_FULL_VALUES"]
@@ -69,6 +70,22 @@ class GenerationNoise:
         self._prefetched = {False: False, True: False}
         # Black-box full-rank noise: the last key's noise per leaf (antithetic pairs share it).
         self._last_full: dict[int, tuple[int, Any]] = {}
+        # With the shared noise table: the values each leaf reads per key (its slice's length).
+        self._extents = (
+            None
+            if config.noise_table is None
+            else noise_extents(spec.shapes, config.kinds, config.rank)
+        )
+
+    def _reads(self, keys: np.ndarray, requests: list[tuple[int, int, int]]) -> list[Any]:
+        """The (leaf, offset, count) reads of `keys`' streams (`noise.normals_many`), or of their
+        slices of the shared noise table when the run has one (noise_table.read_many)."""
+        c = self.config
+        if self._extents is None:
+            return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp)
+        return _table.read_many(
+            c.seed, c.noise_table, self.epoch, keys, requests, self._extents, self.xp
+        )
 
     def __repr__(self) -> str:
         return (
@@ -121,9 +138,9 @@ class GenerationNoise:
         self._prefetched[full] = True
 
     def _generate(self, jobs: list[tuple[str, int]], requests: list[tuple[int, int, int]]) -> None:
-        """Make the arrays of `jobs` (from `prefetch`) from ONE normals_many call."""
+        """Make the arrays of `jobs` (from `prefetch`) from ONE call (`_reads`)."""
         c = self.config
-        outs = iter(_noise.normals_many(c.seed, self.epoch, self.keys, requests, self.xp))
+        outs = iter(self._reads(self.keys, requests))
         for what, leaf in jobs:
             dt = self.spec.dtypes[leaf]
             shape = self.spec.shapes[leaf]
@@ -142,9 +159,11 @@ class GenerationNoise:
     def dense(self, leaf: int, keys: np.ndarray) -> Any:
         """Full-rank unit noise of `keys` for a leaf: `(len(keys), *shape)` in leaf dtype."""
         shape = self.spec.shapes[leaf]
-        E = _noise.normals_batch(
-            self.config.seed, leaf, keys, self.epoch, math.prod(shape), 0, self.xp
-        )
+        size = math.prod(shape)
+        if self._extents is None:
+            E = _noise.normals_batch(self.config.seed, leaf, keys, self.epoch, size, 0, self.xp)
+        else:
+            (E,) = self._reads(np.asarray(keys), [(leaf, 0, size)])
         return E.astype(self.spec.dtypes[leaf], copy=False).reshape(len(keys), *shape)
 
     def full(self, leaf: int) -> Any:

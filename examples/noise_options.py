@@ -4,8 +4,9 @@ table (normals made once from the seed, each member's values read at a counter-d
 
 Prints medians of `--repeats` calls on one and on all threads, against pure inference of `rl`:
     python examples/noise_options.py [--repeats 9]
-The table is not part of the library: its cost is bounded here by the copy it would do (the
-same values, read from one precomputed array at per-(leaf, key) offsets, in NumPy).
+The table is the library's opt-in `init(noise_table=T)` (eggroll_np/noise_table.py): its read is
+timed here for the same requests, at the real counter-derived offsets (`eggroll-np bench
+--noise-table T` times whole forwards and generations with it).
 """
 
 import argparse
@@ -17,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import eggroll_np as egg
-from eggroll_np import _ext, noise
+from eggroll_np import _ext, noise, noise_table
 from eggroll_np.workloads.reference import (
     WORKLOADS,
     inference,
@@ -52,20 +53,21 @@ def main():
 
     def forward_noise_made():
         fitness(made.pop())
+
     keys = noise.member_keys(w.population)[::2]  # antithetic: 512 unique keys
     requests = []
     for j, (m, n) in enumerate(zip(w.sizes[:-1], w.sizes[1:], strict=True)):
         requests += noise.factor_requests(2 * j, (m, n), 1) + [(2 * j + 1, 0, n)]
     values = keys.size * sum(c for _, _, c in requests)
-    table = noise.normals(0, 0, 0, 0, 1 << 24)  # 64 MiB, made once per run
-    rng = np.random.default_rng(0)  # stands in for the counter-derived offsets
-    offsets = [rng.integers(0, table.size - c, keys.size) for _, _, c in requests]
-    outs = [np.empty((keys.size, c), np.float32) for _, _, c in requests]
+    size = 1 << 24
+    table = noise_table.table(0, size)  # 64 MiB, made once per run
+    extents = [0] * (2 * len(w.sizes))
+    for leaf, off, c in requests:
+        extents[leaf] = max(extents[leaf], off + c)
+    epoch = iter(range(1, 1 << 30))  # every read a new epoch: fresh offsets, as in a run
 
     def read_table():
-        for (_, _, c), offs, out in zip(requests, offsets, outs, strict=True):
-            idx = offs[:, None] + np.arange(c)
-            np.take(table, idx, out=out)
+        noise_table.read_many(0, size, next(epoch), keys, requests, extents)
 
     flat = np.empty(values, np.float32)
     print(f"rl: {values / 1e6:.2f} M normals per generation ({keys.size} keys)")

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -338,6 +339,61 @@ py::array contract(const py::array& a, const py::array& b, const py::array& w) {
   throw py::type_error("contract: float32 or float64 (native byte order) arrays only");
 }
 
+// The shared noise table's reads (eggroll_np/noise_table.py): outs[j][i, :] =
+// table[starts[j][i] : starts[j][i] + outs[j].shape[1]], every row one memcpy, the rows of all jobs
+// split into one range per thread by VALUES (a 1024-wide factor next to a 16-wide bias) with the
+// GIL released. A memory-bound copy: the table is larger than the caches.
+void gather_rows_many(const F32Array& table, const py::list& starts, const py::list& outs) {
+  const std::size_t jobs = static_cast<std::size_t>(py::len(starts));
+  if (static_cast<std::size_t>(py::len(outs)) != jobs) {
+    throw py::value_error("starts and outs must have the same length");
+  }
+  if (table.ndim() != 1) throw py::value_error("table must be 1-D");
+  const std::size_t size = static_cast<std::size_t>(table.shape(0));
+  struct Row {
+    const float* src;
+    float* dst;
+  };
+  std::vector<Row> rows;
+  std::vector<std::size_t> row_len, value_end;
+  std::vector<F32Array> keep;  // hold references while the GIL is released
+  std::size_t total = 0;
+  for (std::size_t j = 0; j < jobs; ++j) {
+    auto st = py::array_t<int64_t, py::array::c_style>::ensure(starts[j]);
+    F32Array out = writable_out(outs[j]);
+    if (!st || st.ndim() != 1 || out.ndim() != 2 || out.shape(0) != st.shape(0)) {
+      throw py::value_error("each starts must be 1-D int64 and each out (len(starts), count)");
+    }
+    const std::size_t count = static_cast<std::size_t>(out.shape(1));
+    const int64_t* s = st.data();
+    for (py::ssize_t i = 0; i < st.shape(0); ++i) {
+      if (s[i] < 0 || static_cast<std::size_t>(s[i]) + count > size) {
+        throw py::value_error("a start + count lies outside the table");
+      }
+      rows.push_back({table.data() + s[i], out.mutable_data() + i * count});
+      row_len.push_back(count);
+      total += count;
+      value_end.push_back(total);
+    }
+    keep.push_back(out);
+  }
+  const std::size_t parts =
+      std::max<std::size_t>(1, std::min<std::size_t>(egg::num_threads(), total / (1 << 16)));
+  std::vector<std::size_t> bound(parts + 1, rows.size());
+  bound[0] = 0;
+  for (std::size_t t = 1; t < parts; ++t) {
+    bound[t] = static_cast<std::size_t>(
+        std::lower_bound(value_end.begin(), value_end.end(), total * t / parts) -
+        value_end.begin());
+  }
+  py::gil_scoped_release release;
+  egg::parallel_for(parts, 1, [&](std::size_t b, std::size_t e) {
+    for (std::size_t r = bound[b]; r < bound[e]; ++r) {
+      std::memcpy(rows[r].dst, rows[r].src, row_len[r] * sizeof(float));
+    }
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -362,6 +418,8 @@ PYBIND11_MODULE(_core, m) {
         "sum_k sum_q (w[k] * a[k, :, q]) outer b[k, :, q] for a (K, m, r), b (K, n, r), w (K,) "
         "-> (m, n), terms added in (k, q) order with no FMA: the same bits on every machine, "
         "SIMD level and thread count. float32 or float64.");
+  m.def("gather_rows_many", &gather_rows_many, py::arg("table"), py::arg("starts"),
+        py::arg("outs"), "The shared noise table's row copies: outs[j][i] = table[starts[j][i]:].");
   m.def("fill_normals_many", &fill_normals_many, py::arg("seed"), py::arg("leaves"),
         py::arg("member_keys"), py::arg("epoch"), py::arg("offsets"), py::arg("outs"),
         "Several fill_normals requests (one per leaf/offset/out) in one parallel pass.");

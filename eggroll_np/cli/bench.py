@@ -37,6 +37,15 @@ def format_table(results: list[dict[str, Any]]) -> str:
             f"{r['generation_over_inference']:>9.2f}{naive}{speed}{r['peak_ratio']:>18.2f}"
         )
     for r in results:
+        if "noise_table" in r:
+            lines.append(
+                f"{r['workload']}: with noise_table={r['noise_table']}: forward "
+                f"{r['table_forward_s'] * 1e3:.2f}ms (fwd/inf thr "
+                f"{r['table_forward_throughput_ratio']:.3f}), generation "
+                f"{r['table_generation_s'] * 1e3:.2f}ms (gen/inf "
+                f"{r['table_generation_over_inference']:.2f}), same run"
+            )
+    for r in results:
         if "blackbox_generation_s" in r:
             lines.append(
                 f"{r['workload']}: black-box full-rank ES (one dense member at a time) "
@@ -47,7 +56,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """--workload, --repeats, --no-naive, --json, --threads; and the `tables` sub-command."""
+    """--workload, --repeats, --no-naive, --json, --threads, --noise-table; `tables` sub-command."""
     from .. import tables
 
     sub = p.add_subparsers(dest="bench_what", metavar="tables")
@@ -68,6 +77,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         help="BLAS and eggroll_np threads for the whole run (0: leave both at their defaults)",
     )
+    p.add_argument(
+        "--noise-table",
+        type=int,
+        default=None,
+        metavar="T",
+        help="also time forward and generation with init(noise_table=T) (the shared noise "
+        "table), in alternation with the default noise",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
     _checks.integer("--repeats", args.repeats, 1)
     _checks.integer("--threads", args.threads, 0)
+    if args.noise_table is not None:
+        from ..noise_table import MAX_TABLE
+
+        _checks.integer("--noise-table", args.noise_table, 1, MAX_TABLE + 1)
     if args.threads:
         from threadpoolctl import threadpool_limits
 
@@ -111,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"[{name}] {msg}", flush=True)
 
-        results.append(run_workload(name, args.repeats, not args.no_naive, progress))
+        results.append(
+            run_workload(name, args.repeats, not args.no_naive, progress, args.noise_table)
+        )
     if bar is not None:
         bar.close()
     print(format_table(results))
