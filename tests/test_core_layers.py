@@ -57,18 +57,24 @@ def test_activations_match_float64_definitions(simd, act):
     assert np.isnan(got).all()
 
 
-@settings(max_examples=30, deadline=None)
-@given(
-    n_out=st.sampled_from([1, 7, 16, 513, 1030]),
-    m=st.sampled_from([1, 5, 64]),
-    batch=st.integers(1, 5),
+# What every linear/conv epilogue case draws besides its shapes.
+EPILOGUE_CASE = dict(
     rank=st.integers(1, 3),
     w_kind=st.sampled_from(["lowrank", "full", "frozen"]),
     b_kind=st.sampled_from(["none", "full", "frozen"]),
     act=st.sampled_from(epilogue.ACTIVATIONS),
     shared=st.booleans(),
-    transpose=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_out=st.sampled_from([1, 7, 16, 513, 1030]),
+    m=st.sampled_from([1, 5, 64]),
+    batch=st.integers(1, 5),
+    transpose=st.booleans(),
+    **EPILOGUE_CASE,
 )
 def test_linear_core_matches_reference(
     n_out, m, batch, rank, w_kind, b_kind, act, shared, transpose, seed
@@ -114,12 +120,7 @@ def test_linear_core_every_simd_level(simd, monkeypatch):
     size=st.integers(3, 9),
     stride=st.integers(1, 2),
     padding=st.integers(0, 1),
-    rank=st.integers(1, 3),
-    w_kind=st.sampled_from(["lowrank", "full", "frozen"]),
-    b_kind=st.sampled_from(["none", "full", "frozen"]),
-    act=st.sampled_from(epilogue.ACTIVATIONS),
-    shared=st.booleans(),
-    seed=st.integers(0, 2**32 - 1),
+    **EPILOGUE_CASE,
 )
 def test_conv_core_matches_reference(
     C, Co, k, size, stride, padding, rank, w_kind, b_kind, act, shared, seed

@@ -60,20 +60,26 @@ def _conv_dense(x, W, b, stride, padding):
     return out
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    m=st.integers(1, 9),
-    n=st.integers(1, 11),
-    batch=st.integers(1, 4),
+# What every linear/conv population-layer case draws besides its shapes.
+LAYER_CASE = dict(
     pairs=st.integers(1, 3),
     rank=st.integers(1, 3),
     w_kind=st.sampled_from(KINDS),
     b_kind=st.sampled_from(["none", "full", "frozen"]),
     act=st.sampled_from(ACTS),
     shared=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 9),
+    n=st.integers(1, 11),
+    batch=st.integers(1, 4),
     transpose=st.booleans(),
     dtype=st.sampled_from([np.float32, np.float64]),
-    seed=st.integers(0, 2**32 - 1),
+    **LAYER_CASE,
 )
 def test_linear_equals_dense_members(
     m, n, batch, pairs, rank, w_kind, b_kind, act, shared, transpose, dtype, seed
@@ -113,14 +119,8 @@ def test_linear_equals_dense_members(
     stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
     padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
     batch=st.integers(1, 3),
-    pairs=st.integers(1, 3),
-    rank=st.integers(1, 3),
-    w_kind=st.sampled_from(KINDS),
-    b_kind=st.sampled_from(["none", "full", "frozen"]),
-    act=st.sampled_from(ACTS),
-    shared=st.booleans(),
     scalar_args=st.booleans(),
-    seed=st.integers(0, 2**32 - 1),
+    **LAYER_CASE,
 )
 def test_conv2d_equals_dense_members(
     C, Co, kh, kw, H, Wd, stride, padding, batch, pairs, rank, w_kind, b_kind, act, shared,

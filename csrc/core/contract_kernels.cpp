@@ -12,15 +12,8 @@
 #include <cstddef>
 #include <type_traits>
 
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
+#include "core/isa_unit.h"
 #include "core/kernels.h"
-
-#ifndef EGG_ISA
-#error "EGG_ISA must name the instruction set this file is compiled for"
-#endif
 
 namespace egg {
 namespace EGG_ISA {

@@ -10,11 +10,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/isa_unit.h"
 #include "core/epilogue.h"
-
-#ifndef EGG_ISA
-#error "EGG_ISA must name the instruction set this file is compiled for"
-#endif
 
 namespace egg {
 namespace EGG_ISA {

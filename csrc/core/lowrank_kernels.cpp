@@ -7,11 +7,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "core/isa_unit.h"
 #include "core/kernels.h"
-
-#ifndef EGG_ISA
-#error "EGG_ISA must name the instruction set this file is compiled for"
-#endif
 
 namespace egg {
 namespace EGG_ISA {

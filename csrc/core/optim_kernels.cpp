@@ -6,11 +6,8 @@
 #include <cmath>
 #include <cstddef>
 
+#include "core/isa_unit.h"
 #include "core/kernels.h"
-
-#ifndef EGG_ISA
-#error "EGG_ISA must name the instruction set this file is compiled for"
-#endif
 
 namespace egg {
 namespace EGG_ISA {

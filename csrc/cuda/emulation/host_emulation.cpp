@@ -39,12 +39,7 @@
 #include <thread>
 #include <vector>
 
-thread_local uint3 emu_threadIdx, emu_blockIdx;
-thread_local dim3 emu_blockDim, emu_gridDim;
-#define threadIdx emu_threadIdx
-#define blockIdx emu_blockIdx
-#define blockDim emu_blockDim
-#define gridDim emu_gridDim
+#include "cuda/emulation/thread_index.h"
 #define EGG_HOST_EMULATION 1
 
 namespace egg_emu {

@@ -18,12 +18,7 @@
 #include <random>
 #include <vector>
 
-thread_local uint3 emu_threadIdx, emu_blockIdx;
-thread_local dim3 emu_blockDim, emu_gridDim;
-#define threadIdx emu_threadIdx
-#define blockIdx emu_blockIdx
-#define blockDim emu_blockDim
-#define gridDim emu_gridDim
+#include "cuda/emulation/thread_index.h"
 
 #include "cuda/layers_kernels.cuh"
 
