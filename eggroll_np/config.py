@@ -95,7 +95,7 @@ class ESConfig:
 
 
 SCHEDULE_FIELDS = ("lr_schedule", "lr_final", "lr_decay_steps")
-"""ESConfig fields added with lr schedules: a saved config without them is a constant lr."""
+"""ESConfig fields added with lr schedules (a saved config without them has a constant lr)."""
 _SCHEDULE_DEFAULTS = {
     f.name: f.default for f in dataclasses.fields(ESConfig) if f.name in SCHEDULE_FIELDS
 }

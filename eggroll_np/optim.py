@@ -192,8 +192,8 @@ class OptimizerConfig(Protocol):
 
 
 SCHEDULES = ("constant", "linear", "cosine")
-"""Valid lr_schedule names: constant lr; linear or cosine (half a period) decay from lr to
-lr_final over lr_decay_steps steps, then lr_final."""
+"""Valid lr_schedule names. "constant" keeps lr; "linear" and "cosine" (half a period) decay
+from lr to lr_final over lr_decay_steps steps, then stay at lr_final."""
 
 
 def learning_rate(config: OptimizerConfig, count: int) -> float:
