@@ -22,6 +22,7 @@ __all__ = [
     "box_muller_f32",
     "contract",
     "fma32",
+    "philox_key",
 ]
 
 _M0 = np.uint64(0xD2511F53)
@@ -131,8 +132,7 @@ def _stream_bits(
     ctr[:, 1] = leaf
     ctr[:, 2] = member_key
     ctr[:, 3] = epoch
-    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
-    return philox4x32_10(ctr, key), offset - 4 * first
+    return philox4x32_10(ctr, philox_key(seed)), offset - 4 * first
 
 
 def _stream(
@@ -209,3 +209,8 @@ def contract(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
             else:
                 out += aw[k, :, q, None] * B[k, None, :, q]
     return out
+
+
+def philox_key(seed: int) -> np.ndarray:
+    """The contract's Philox key of a 64-bit seed: uint32 (seed & 0xffffffff, seed >> 32)."""
+    return np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)

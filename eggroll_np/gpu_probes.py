@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _cuda_ops, _ext, lowrank, noise
+from . import _cuda_ops, _ext, _reference, lowrank, noise
 from .backend import cupy
 
 __all__ = [
@@ -73,7 +73,7 @@ def bit_check(seed: int = 0x9E3779B97F4A7C15) -> dict[str, Any]:
     """
     rng = np.random.default_rng(0)
     counters = rng.integers(0, 2**32, (10_000, 4), dtype=np.uint32)
-    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+    key = _reference.philox_key(seed)
     gpu_normals = [
         noise.normals_batch(seed, 5, keys, 3, count, offset, xp="cupy")
         for offset, count, keys in _NORMAL_CASES

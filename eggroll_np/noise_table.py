@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import _ext
+from . import _ext, _reference
 from . import noise as _noise
 
 __all__ = [
@@ -98,7 +98,7 @@ def offsets(
     counters[:, 1] = OFFSET_LEAF
     counters[:, 2] = keys
     counters[:, 3] = epoch
-    seed_key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+    seed_key = _reference.philox_key(seed)
     x = _noise.philox4x32_10(counters, seed_key).astype(np.uint64)
     u = x[:, 0] | (x[:, 1] << np.uint64(32))
     return (u % np.uint64(size - extent + 1)).astype(np.int64)
