@@ -6,7 +6,10 @@ Measures, on the current CUDA device and in one run (so ratios compare like with
     of the same rows, on the reference workloads of ``workloads.reference``: ``rl-4096`` (rl at
     width 4096: MLP 4096-4096-4096-16, one row per member, populations 4096 and 16384) and
     ``sup`` (MLP 784-256-256-10, population 256, one shared batch of 128 rows);
-  * a full generation (ask + forward + tell through the engine API) vs inference.
+  * a full generation (ask + forward + tell through the engine API) vs inference;
+  * ``cnn``: the Simple CNN of ``workloads.reference`` (population 256, 32 shared 1x28x28 images)
+    through ``pop.conv2d``/``pop.linear``: forward and generation vs inference of all N*32
+    images, and a generation of full-rank ES (``noise="full"``) on the same model.
 Every figure is timed after 3 warm-up calls (the clocks ramp up from idle) as the median of
 CUDA-event times, with the wall time (to the end of the GPU work) and the host time (until the
 call returns, work still queued) beside it: host ~ event means the GPU waits for Python to
@@ -32,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _cuda_ops, _ext, noise, tree
+from . import _cuda_ops, _ext, noise, simple_cnn, tree
 from .backend import cupy, to_numpy
 from .workloads import reference
 
@@ -49,6 +52,7 @@ __all__ = [
     "time_gpu",
     "measure",
     "check_output",
+    "cnn_figures",
     "output_checks",
     "run",
     "main",
@@ -279,6 +283,73 @@ def _workload_figures(
     return fig
 
 
+def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
+    """The Simple CNN workload on the device: inference of all N*rows images, the population
+    forward (a new generation per call), a generation, a full-rank ES generation on the same
+    model, and the forward of generation 0 checked against the CPU path."""
+    import eggroll_np as egg
+
+    from .bench import fresh_states
+
+    wl = reference.CNN_WORKLOAD
+    population = 32 if quick else wl.population
+    params_cpu = simple_cnn.init_params(wl.arch)
+    params = tree.map_leaves(cupy.asarray, params_cpu)
+    x_cpu = reference.cnn_images()
+    x = cupy.asarray(x_cpu)
+    rows = cupy.ascontiguousarray(cupy.broadcast_to(x, (population, *x.shape)))
+    rows = rows.reshape(-1, *x.shape[1:])
+    cfg = dict(population=population, sigma=0.02, rank=1, seed=0, optimizer="sgd",
+               shaping="centered_rank", lowrank=simple_cnn.lowrank_choices())  # fmt: skip
+
+    def fitness(pop: Any) -> Any:
+        out = simple_cnn.population_forward(pop, x, wl.arch)
+        return -cupy.mean(out * out, axis=(1, 2), dtype=cupy.float64)
+
+    def runner(**extra: Any) -> Callable[[], Any]:
+        states, calls = fresh_states(egg.init(params, **cfg, **extra)), itertools.count()
+
+        def one() -> Any:
+            state = states(next(calls))
+            pop = egg.ask(params, state)
+            return egg.tell(params, fitness(pop), state, population=pop)
+
+        return one
+
+    fwd_states, fwd_calls = fresh_states(egg.init(params, **cfg)), itertools.count()
+    infer = measure(lambda: simple_cnn.inference(params, rows, wl.arch), repeat)
+    fwd = measure(
+        lambda: simple_cnn.population_forward(
+            egg.ask(params, fwd_states(next(fwd_calls))), x, wl.arch
+        ),
+        repeat,
+    )
+    gen = measure(runner(), repeat)
+    full = measure(runner(noise="full"), repeat)
+    gpu = simple_cnn.population_forward(egg.ask(params, egg.init(params, **cfg)), x, wl.arch)
+    cpu = simple_cnn.population_forward(
+        egg.ask(params_cpu, egg.init(params_cpu, **cfg)), x_cpu, wl.arch
+    )
+    scale = float(np.abs(cpu).max()) or 1.0
+    err = float(np.abs(to_numpy(gpu).astype(np.float64) - cpu).max()) / scale
+    tol = 1e-2 if os.environ.get("CUPY_TF32") == "1" else 1e-3
+    return {
+        "population": population,
+        "rows_per_member": wl.rows,
+        "inference_ms": infer["event_ms"],
+        "forward_ms": fwd["event_ms"],
+        "forward_over_inference": infer["event_ms"] / fwd["event_ms"],
+        "generation_ms": gen["event_ms"],
+        "generation_over_inference": gen["event_ms"] / infer["event_ms"],
+        "full_rank_generation_ms": full["event_ms"],
+        "speedup_vs_full_rank": full["event_ms"] / gen["event_ms"],
+        "timings": {"inference": infer, "forward": fwd, "generation": gen, "full_rank": full},
+        "forward_launch_bound": _launch_bound(fwd),
+        "output_check": {"workload": "cnn", "population": population,
+                         "max_error_over_scale": err, "tolerance": tol, "ok": err <= tol},
+    }  # fmt: skip
+
+
 def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     """Measure every figure on the current device; `quick` shrinks sizes for a smoke run."""
     _cuda_ops.require_device()
@@ -304,6 +375,8 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
             figures.append(_workload_figures(wl, population, repeat, check=j == 0))
             cupy.get_default_memory_pool().free_all_blocks()  # the case's arrays are garbage now
         result["workloads"][name] = figures
+    result["workloads"]["cnn"] = [cnn_figures(repeat, quick)]
+    cupy.get_default_memory_pool().free_all_blocks()
     sup = result["workloads"].get("sup", [])
     result["sup_launch_bound"] = bool(sup) and sup[0]["forward_launch_bound"]
     return result

@@ -340,7 +340,8 @@ def test_lowrank_correction_validation_names_the_argument():
     x = cupy.ones((1, 4), dtype=np.float32)
     out = cupy.zeros((2, 1, 4), dtype=np.float32)
     before = out.copy()
-    strided = cupy.zeros((2, 4, 1), dtype=np.float32).transpose(0, 2, 1)
+    # every other column (a transposed (2, 4, 1) array is C-contiguous: its odd axis has size 1)
+    strided = cupy.zeros((2, 1, 8), dtype=np.float32)[:, :, ::2]
     cases = [
         (TypeError, "x must be a cupy.ndarray", dict(x=np.ones((1, 4), np.float32))),
         (TypeError, "A must have dtype float32", dict(A=a.astype(np.float64))),

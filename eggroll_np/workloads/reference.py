@@ -33,6 +33,7 @@ __all__ = [
     "CNNWorkload",
     "CNN_WORKLOAD",
     "NAMES",
+    "cnn_images",
     "setup",
     "cnn_member_fitness",
 ]
@@ -152,7 +153,7 @@ CNN_WORKLOAD = CNNWorkload("cnn", MNIST_CNN, population=256, rows=32)
 NAMES = (*WORKLOADS, CNN_WORKLOAD.name)
 
 
-def _cnn_images() -> np.ndarray:
+def cnn_images() -> np.ndarray:
     """The cnn workload's shared batch (rows, C, H, W), float32."""
     w = CNN_WORKLOAD
     return np.random.default_rng(1).standard_normal((w.rows, *w.arch.in_shape), np.float32)
@@ -164,7 +165,7 @@ def setup(name: str) -> tuple[Any, dict[str, Any], Callable[[], Any], Callable, 
     if name == CNN_WORKLOAD.name:
         w = CNN_WORKLOAD
         params = simple_cnn.init_params(w.arch)
-        x = _cnn_images()
+        x = cnn_images()
         rows = np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, *x.shape[1:]).copy()
 
         def fitness(pop: Population) -> Any:
@@ -184,5 +185,5 @@ def setup(name: str) -> tuple[Any, dict[str, Any], Callable[[], Any], Callable, 
 
 def cnn_member_fitness() -> Callable[[Any], float]:
     """The cnn workload's fitness of ONE member tree (black-box ES: plain inference per member)."""
-    w, x = CNN_WORKLOAD, _cnn_images()
+    w, x = CNN_WORKLOAD, cnn_images()
     return lambda tree: -float(np.mean(simple_cnn.inference(tree, x, w.arch) ** 2))
