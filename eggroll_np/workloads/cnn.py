@@ -23,6 +23,12 @@ __all__ = [
     "sgd_baseline",
 ]
 
+# The recipe that reaches the issue's target (test accuracy >= 0.965 on the digits in <= 5 min on
+# 2 cores): 128 images a generation and 2000 generations. With 64 images the run underfits
+# (900 generations: 0.961, train 0.975) and more generations alone are not enough (2000: seeds
+# 0-2 0.972 / 0.967 / 0.978; 3000: seed 1 0.969); doubling the minibatch halves the variance of each
+# member's minibatch loss: seeds 0-3 0.975 / 0.978 / 0.972 / 0.972 (train 0.999-1.0), 140 s for the
+# whole seed-0 run at load average 3-5 on the 2-core machine (docs/benchmarks.md).
 DEFAULTS: dict[str, Any] = {
     "population": 128,
     "sigma": 0.05,
@@ -30,12 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "lr_schedule": "cosine",  # decays to lr_final over the run: 0.961 against 0.953 constant
     "lr_final": 0.0,
     "rank": 1,
-    "generations": 900,
+    "generations": 2000,
     "optimizer": "adam",
     "shaping": "centered_rank",
     "channels": (4, 8),
     "hidden": 32,
-    "batch": 64,
+    "batch": 128,
     "data": None,
     "test_fraction": 0.2,
     "baseline": True,
@@ -132,10 +138,15 @@ def sgd_baseline(
     y_tr: np.ndarray,
     x_te: np.ndarray,
     y_te: np.ndarray,
-    epochs: int = 30,
-    lr: float = 0.05,
+    epochs: int = 60,
+    lr: float = 0.02,
 ) -> dict[str, float]:
-    """`BASELINE`: the same CNN from the same initial params, minibatches of 64, `epochs` passes."""
+    """`BASELINE`: the same CNN from the same initial params, minibatches of 64, `epochs` passes.
+
+    60 epochs at lr 0.02 was the best of the settings tried on the digits' default CNN (test
+    accuracy over seeds 0-3: 0.969-0.978, mean 0.974; 30 epochs at 0.05, the earlier default:
+    mean 0.969; lr 0.1 diverges on some seeds), a few seconds on one core.
+    """
     from .backprop import cnn_loss_and_grad, sgd
 
     seed = int(config["seed"])
