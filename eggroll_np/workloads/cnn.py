@@ -145,7 +145,7 @@ def sgd_baseline(
 
     60 epochs at lr 0.02 was the best of the settings tried on the digits' default CNN (test
     accuracy over seeds 0-3: 0.969-0.978, mean 0.974; 30 epochs at 0.05, the earlier default:
-    mean 0.969; lr 0.1 diverges on some seeds), a few seconds on one core.
+    mean 0.969; lr 0.1 drops to 0.93 on some seeds), a few seconds on one core.
     """
     from .backprop import cnn_loss_and_grad, sgd
 
