@@ -330,12 +330,18 @@ py::array contract_t(const py::array& a_obj, const py::array& b_obj, const py::a
 }
 
 py::array contract(const py::array& a, const py::array& b, const py::array& w) {
-  const py::dtype dt = a.dtype();
-  if (!b.dtype().is(dt) || !w.dtype().is(dt)) {
+  // isinstance<array_t<T>> compares dtypes by equivalence: an unpickled float32 array (a Ray
+  // worker's) carries an equal dtype that is not numpy's float32 singleton.
+  auto all_of = [&](auto tag) {
+    using T = decltype(tag);
+    return py::isinstance<py::array_t<T>>(a) && py::isinstance<py::array_t<T>>(b) &&
+           py::isinstance<py::array_t<T>>(w);
+  };
+  if (all_of(float{})) return contract_t<float>(a, b, w);
+  if (all_of(double{})) return contract_t<double>(a, b, w);
+  if (py::isinstance<py::array_t<float>>(a) || py::isinstance<py::array_t<double>>(a)) {
     throw py::type_error("contract: a, b and w must have the same dtype");
   }
-  if (dt.is(py::dtype::of<float>())) return contract_t<float>(a, b, w);
-  if (dt.is(py::dtype::of<double>())) return contract_t<double>(a, b, w);
   throw py::type_error("contract: float32 or float64 (native byte order) arrays only");
 }
 
