@@ -118,7 +118,7 @@ void fill_normals_many(uint64_t seed, const std::vector<uint32_t>& leaves,
     first_item.push_back(first_item.back() + rows * chunks);
   }
   const uint32_t* keys = member_keys.data();
-  // Split the items into one contiguous range per thread with about equal numbers of VALUES
+  // Split the items into contiguous parts with about equal numbers of VALUES
   // (jobs differ widely in row length: a 1024-wide factor next to a 16-wide bias).
   const std::size_t n_items = first_item.back();
   std::vector<std::size_t> item_end(n_items);  // values up to and including each item
@@ -133,8 +133,7 @@ void fill_normals_many(uint64_t seed, const std::vector<uint32_t>& leaves,
     }
   }
   const std::size_t total = n_items ? item_end.back() : 0;
-  const std::size_t parts =
-      std::max<std::size_t>(1, std::min<std::size_t>(egg::num_threads(), total / (1 << 15)));
+  const std::size_t parts = egg::work_parts(total, 1 << 15);
   std::vector<std::size_t> bound(parts + 1, n_items);
   bound[0] = 0;
   for (std::size_t t = 1; t < parts; ++t) {
@@ -383,8 +382,7 @@ void gather_rows_many(const F32Array& table, const py::list& starts, const py::l
     }
     keep.push_back(out);
   }
-  const std::size_t parts =
-      std::max<std::size_t>(1, std::min<std::size_t>(egg::num_threads(), total / (1 << 16)));
+  const std::size_t parts = egg::work_parts(total, 1 << 16);
   std::vector<std::size_t> bound(parts + 1, rows.size());
   bound[0] = 0;
   for (std::size_t t = 1; t < parts; ++t) {
