@@ -15,8 +15,8 @@ from .common import Task, Workload, check_options, generation_rng
 
 __all__ = ["WORKLOAD", "DEFAULTS", "make"]
 
-# Measured on the shared 2-core machine while other work loaded it (load average 2.7-5):
-# `eggroll-np train charlm` (6000 generations) held out 3.13 bits per byte in 511 s,
+# Measured on the shared 2-core machine while other work loaded it (load average 2.4-5):
+# `eggroll-np train charlm` (6000 generations) held out 3.13 bits per byte in 413 s,
 # `--generations 3000` 3.21 in 238 s; bigram 3.35, unigram 4.68. Against the earlier recipe
 # (hidden 64, embed 32, centered_rank, lr 0.03, 800 generations: 3.64), compared at the same
 # generation: hidden 32 / embed 16 learns as fast per generation at about half the cost;
