@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import _blas_env  # noqa: F401 - first: it must run before NumPy loads OpenBLAS
+
+# isort: split
 from . import noise, tree
 from .checkpoint import load, save
 from .config import ESConfig, NoiseKind

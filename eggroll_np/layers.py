@@ -22,6 +22,7 @@ from .epilogue import LeafNoise, activation_code, epilogue
 
 __all__ = ["as_input", "check_bias", "check_pair", "linear", "embed"]
 
+
 def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
     """x as a C-contiguous array of theta's backend and dtype (mixed NumPy/CuPy is a TypeError)."""
     xp = namespace_of(theta)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Any
 
 import numpy as np
 
-from . import _ext
+from . import _blas_env, _ext
 
 __all__ = ["system_info", "format_info"]
 
@@ -50,6 +51,8 @@ def system_info() -> dict[str, Any]:
         "cuda_error": _ext.cuda_error,
         "cuda_devices": [],
         "blas": _blas_info(),
+        "openblas_thread_timeout": os.environ.get(_blas_env.VARIABLE),
+        "openblas_thread_timeout_set_by_eggroll_np": _blas_env.applied,
     }
     if _ext.cuda is not None:
         n = _ext.cuda_device_count()
@@ -101,4 +104,8 @@ def format_info(info: dict[str, Any]) -> str:
             lines.append(f"BLAS            {desc}")
     else:
         lines.append("BLAS            unknown")
+    timeout = info["openblas_thread_timeout"]
+    set_here = info["openblas_thread_timeout_set_by_eggroll_np"]
+    who = " (set by eggroll_np at import)" if set_here else ""
+    lines.append(f"OPENBLAS_THREAD_TIMEOUT {timeout if timeout is not None else 'unset'}{who}")
     return "\n".join(lines)

@@ -239,3 +239,33 @@ def test_layers_give_the_same_bits_at_every_simd_level():
     for level in LEVELS[1:]:
         for a, b in zip(first, outs[level], strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_unpickled_float32_arrays_take_the_compiled_paths():
+    # A Ray worker's params arrive unpickled: their float32 dtype is equal to, but not the same
+    # object as, numpy's float32, which the compiled kernels once refused ("bias must be float32").
+    import pickle
+
+    rng = np.random.default_rng(3)
+    params = {"W": rng.standard_normal((6, 5)).astype(np.float32), "b": np.ones(5, np.float32)}
+    thawed = pickle.loads(pickle.dumps(params))
+    assert thawed["b"].dtype is not np.dtype(np.float32)  # what the test is about
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    outs, news = [], []
+    for p in (params, thawed):
+        state = egg.init(p, population=8, sigma=0.1, rank=2, seed=4)
+        pop = egg.ask(p, state)
+        out = pop.linear(x, "W", "b", activation="gelu")
+        outs.append(out)
+        news.append(egg.tell(p, -np.abs(out).sum(axis=(1, 2)), state, population=pop)[0])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    for leaf in ("W", "b"):
+        np.testing.assert_array_equal(news[0][leaf], news[1][leaf])
+    a, w = thawed["W"].reshape(2, 3, 5), pickle.loads(pickle.dumps(np.ones(2, np.float32)))
+    np.testing.assert_array_equal(
+        _ext.core.contract(a, a, w),
+        _ext.core.contract(
+            *[np.ascontiguousarray(v) for v in (params["W"].reshape(2, 3, 5),) * 2],
+            np.ones(2, np.float32),
+        ),
+    )

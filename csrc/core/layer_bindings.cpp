@@ -45,7 +45,7 @@ View f32(const py::handle& obj, const char* name, std::size_t ndim, bool contigu
   if (obj.is_none()) return v;
   if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be an ndarray");
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<float>())) {
+  if (!py::isinstance<py::array_t<float>>(arr)) {  // dtype equivalence, not the singleton's identity
     throw py::type_error(std::string(name) + " must be float32");
   }
   if (static_cast<std::size_t>(arr.ndim()) != ndim) {

@@ -118,7 +118,7 @@ void fill_normals_many(uint64_t seed, const std::vector<uint32_t>& leaves,
     first_item.push_back(first_item.back() + rows * chunks);
   }
   const uint32_t* keys = member_keys.data();
-  // Split the items into one contiguous range per thread with about equal numbers of VALUES
+  // Split the items into contiguous parts with about equal numbers of VALUES
   // (jobs differ widely in row length: a 1024-wide factor next to a 16-wide bias).
   const std::size_t n_items = first_item.back();
   std::vector<std::size_t> item_end(n_items);  // values up to and including each item
@@ -133,8 +133,7 @@ void fill_normals_many(uint64_t seed, const std::vector<uint32_t>& leaves,
     }
   }
   const std::size_t total = n_items ? item_end.back() : 0;
-  const std::size_t parts =
-      std::max<std::size_t>(1, std::min<std::size_t>(egg::num_threads(), total / (1 << 15)));
+  const std::size_t parts = egg::work_parts(total, 1 << 15);
   std::vector<std::size_t> bound(parts + 1, n_items);
   bound[0] = 0;
   for (std::size_t t = 1; t < parts; ++t) {
@@ -330,12 +329,18 @@ py::array contract_t(const py::array& a_obj, const py::array& b_obj, const py::a
 }
 
 py::array contract(const py::array& a, const py::array& b, const py::array& w) {
-  const py::dtype dt = a.dtype();
-  if (!b.dtype().is(dt) || !w.dtype().is(dt)) {
+  // isinstance<array_t<T>> compares dtypes by equivalence: an unpickled float32 array (a Ray
+  // worker's) carries an equal dtype that is not numpy's float32 singleton.
+  auto all_of = [&](auto tag) {
+    using T = decltype(tag);
+    return py::isinstance<py::array_t<T>>(a) && py::isinstance<py::array_t<T>>(b) &&
+           py::isinstance<py::array_t<T>>(w);
+  };
+  if (all_of(float{})) return contract_t<float>(a, b, w);
+  if (all_of(double{})) return contract_t<double>(a, b, w);
+  if (py::isinstance<py::array_t<float>>(a) || py::isinstance<py::array_t<double>>(a)) {
     throw py::type_error("contract: a, b and w must have the same dtype");
   }
-  if (dt.is(py::dtype::of<float>())) return contract_t<float>(a, b, w);
-  if (dt.is(py::dtype::of<double>())) return contract_t<double>(a, b, w);
   throw py::type_error("contract: float32 or float64 (native byte order) arrays only");
 }
 
@@ -377,8 +382,7 @@ void gather_rows_many(const F32Array& table, const py::list& starts, const py::l
     }
     keep.push_back(out);
   }
-  const std::size_t parts =
-      std::max<std::size_t>(1, std::min<std::size_t>(egg::num_threads(), total / (1 << 16)));
+  const std::size_t parts = egg::work_parts(total, 1 << 16);
   std::vector<std::size_t> bound(parts + 1, rows.size());
   bound[0] = 0;
   for (std::size_t t = 1; t < parts; ++t) {

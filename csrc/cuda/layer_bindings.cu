@@ -17,6 +17,14 @@ template <class T>
 T* ptr(std::uintptr_t p) {
   return reinterpret_cast<T*>(p);
 }
+
+MemberTerms member_terms(std::uintptr_t keys, std::uintptr_t coef, std::uintptr_t bias,
+                         std::uintptr_t bias_noise, std::uintptr_t bias_coef, int act,
+                         std::size_t keys_bound) {
+  if (act < kActNone || act > kActGelu) throw py::value_error("act must be in [0, 4]");
+  return MemberTerms{ptr<const uint32_t>(keys), ptr<const float>(coef), ptr<const float>(bias),
+                     ptr<const float>(bias_noise), ptr<const float>(bias_coef), act, keys_bound};
+}
 }  // namespace
 
 void register_layer_bindings(py::module_& m) {
@@ -27,13 +35,11 @@ void register_layer_bindings(py::module_& m) {
          std::uintptr_t bias, std::uintptr_t bias_noise, std::uintptr_t bias_coef, int act,
          std::size_t members, std::size_t rows, std::size_t n, std::size_t rank,
          std::size_t xa_count, std::size_t keys_bound, std::uintptr_t stream) {
-        if (act < kActNone || act > kActGelu) throw py::value_error("act must be in [0, 4]");
         const LinearEpilogue a{ptr<float>(out), ptr<const float>(base), ptr<const float>(xa),
                                ptr<const uint32_t>(xa_rows), xa_scaled, ptr<const float>(right),
-                               ptr<const uint32_t>(keys), ptr<const float>(coef),
-                               ptr<const float>(bias), ptr<const float>(bias_noise),
-                               ptr<const float>(bias_coef), act, members, rows, n, rank,
-                               xa_count, keys_bound};
+                               member_terms(keys, coef, bias, bias_noise, bias_coef, act,
+                                            keys_bound),
+                               members, rows, n, rank, xa_count};
         py::gil_scoped_release release;
         linear_epilogue(a, reinterpret_cast<cudaStream_t>(stream));
       },
@@ -50,8 +56,8 @@ void register_layer_bindings(py::module_& m) {
          std::uintptr_t bias_noise, std::uintptr_t bias_coef, int act, std::size_t members,
          std::size_t batch, std::size_t channels, std::size_t positions, std::size_t rank,
          std::size_t v_count, std::size_t keys_bound, std::uintptr_t stream) {
-        if (act < kActNone || act > kActGelu) throw py::value_error("act must be in [0, 4]");
         ConvEpilogue e{};
+        e.m = member_terms(keys, coef, bias, bias_noise, bias_coef, act, keys_bound);
         e.out = ptr<float>(out);
         e.src = ptr<const float>(src);
         for (int d = 0; d < 4; ++d) e.src_stride[d] = src_stride[d], e.v_stride[d] = v_stride[d];
@@ -59,14 +65,8 @@ void register_layer_bindings(py::module_& m) {
         e.a = ptr<const float>(a);
         e.v = ptr<const float>(v);
         e.v_index = ptr<const uint32_t>(v_index);
-        e.keys = ptr<const uint32_t>(keys);
-        e.coef = ptr<const float>(coef);
-        e.bias = ptr<const float>(bias);
-        e.bias_noise = ptr<const float>(bias_noise);
-        e.bias_coef = ptr<const float>(bias_coef);
-        e.act = act;
         e.members = members, e.batch = batch, e.channels = channels, e.positions = positions;
-        e.rank = rank, e.v_count = v_count, e.keys_bound = keys_bound;
+        e.rank = rank, e.v_count = v_count;
         py::gil_scoped_release release;
         conv_epilogue(e, reinterpret_cast<cudaStream_t>(stream));
       },

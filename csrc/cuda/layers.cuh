@@ -11,6 +11,19 @@ namespace egg_cuda {
 // Activation codes shared with Python (eggroll_np.layers.ACTIVATIONS).
 enum LayerActivation : int { kActNone = 0, kActRelu = 1, kActTanh = 2, kActSigmoid = 3, kActGelu = 4 };
 
+// What both epilogues add per member i with key k = keys[i] (keys null: k = 0, frozen leaf):
+// the correction's coefficient coef[i], bias[c] + bias_coef[i] * bias_noise[k, c] and the
+// activation; keys_bound is K, the first axis of the factors and of bias_noise.
+struct MemberTerms {
+  const uint32_t* keys;
+  const float* coef;
+  const float* bias;
+  const float* bias_noise;
+  const float* bias_coef;
+  int act;
+  std::size_t keys_bound;
+};
+
 // out (N, rows, n)[i, j, c] = act(src + corr + bias[c] + bias_coef[i] * bias_noise[k, c]), k = keys[i]
 //   src  = base[j, c] (base non-null, shared) or out[i, j, c]
 //   corr = s_i * sum_q xa[(xa_rows[i] or i), j, q] * right[k, c, q], s_i = coef[i] unless xa_scaled
@@ -23,15 +36,9 @@ struct LinearEpilogue {
   const uint32_t* xa_rows;
   bool xa_scaled;
   const float* right;
-  const uint32_t* keys;
-  const float* coef;
-  const float* bias;
-  const float* bias_noise;
-  const float* bias_coef;
-  int act;
+  MemberTerms m;
   std::size_t members, rows, n, rank;
-  std::size_t xa_count;    // R, rows of xa's first axis (xa_rows[i] must be < R)
-  std::size_t keys_bound;  // K of right and bias_noise
+  std::size_t xa_count;  // R, rows of xa's first axis (xa_rows[i] must be < R)
 };
 
 // out (N, Bt, O, P)[i, b, o, p] = act(src[(i or 0), b, o, p] + coef[i] * sum_q a[k, o, q] *
@@ -45,15 +52,9 @@ struct ConvEpilogue {
   const float* v;
   long long v_stride[4];
   const uint32_t* v_index;
-  const uint32_t* keys;
-  const float* coef;
-  const float* bias;
-  const float* bias_noise;
-  const float* bias_coef;
-  int act;
+  MemberTerms m;
   std::size_t members, batch, channels, positions, rank;
-  std::size_t v_count;     // X, length of v's first axis
-  std::size_t keys_bound;  // K of a and bias_noise
+  std::size_t v_count;  // X, length of v's first axis
 };
 
 void linear_epilogue(const LinearEpilogue& args, cudaStream_t stream);

@@ -34,6 +34,22 @@ __device__ __forceinline__ float activate(float h, int act) {
   }
 }
 
+// Member i's key in *k; false when the key is out of range and a factor (`factors`) or the bias
+// noise would be read with it: the caller then writes NaN instead of reading out of bounds.
+__device__ __forceinline__ bool member_key(const MemberTerms& t, std::size_t i, bool factors,
+                                           uint32_t* k) {
+  *k = t.keys != nullptr ? t.keys[i] : 0u;
+  return t.keys == nullptr || *k < t.keys_bound || !(factors || t.bias_noise != nullptr);
+}
+
+// act(h + bias[c] + bias_coef[i] * bias_noise[k, c]) for channel c of `width` channels.
+__device__ __forceinline__ float finish(const MemberTerms& t, float h, std::size_t i, uint32_t k,
+                                        std::size_t c, std::size_t width) {
+  if (t.bias != nullptr) h += t.bias[c];
+  if (t.bias_noise != nullptr) h += t.bias_coef[i] * t.bias_noise[static_cast<std::size_t>(k) * width + c];
+  return activate(h, t.act);
+}
+
 __global__ void linear_epilogue_kernel(LinearEpilogue a) {
   const std::size_t total = a.members * a.rows * a.n;
   const std::size_t step = static_cast<std::size_t>(gridDim.x) * blockDim.x;
@@ -42,8 +58,8 @@ __global__ void linear_epilogue_kernel(LinearEpilogue a) {
     const std::size_t c = idx % a.n;
     const std::size_t row = idx / a.n;  // i * rows + j
     const std::size_t i = row / a.rows, j = row % a.rows;
-    const uint32_t k = a.keys != nullptr ? a.keys[i] : 0u;
-    if (a.keys != nullptr && k >= a.keys_bound && (a.right != nullptr || a.bias_noise != nullptr)) {
+    uint32_t k;
+    if (!member_key(a.m, i, a.right != nullptr, &k)) {
       a.out[idx] = NAN;
       continue;
     }
@@ -58,11 +74,9 @@ __global__ void linear_epilogue_kernel(LinearEpilogue a) {
       const float* w = a.right + (static_cast<std::size_t>(k) * a.n + c) * a.rank;
       float s = 0.0f;
       for (std::size_t q = 0; q < a.rank; ++q) s += t[q] * w[q];
-      h += a.xa_scaled ? s : a.coef[i] * s;
+      h += a.xa_scaled ? s : a.m.coef[i] * s;
     }
-    if (a.bias != nullptr) h += a.bias[c];
-    if (a.bias_noise != nullptr) h += a.bias_coef[i] * a.bias_noise[static_cast<std::size_t>(k) * a.n + c];
-    a.out[idx] = activate(h, a.act);
+    a.out[idx] = finish(a.m, h, i, k, c, a.n);
   }
 }
 
@@ -76,8 +90,8 @@ __global__ void conv_epilogue_kernel(ConvEpilogue a) {
     const std::size_t o = (idx / P) % O;
     const std::size_t b = (idx / (P * O)) % a.batch;
     const std::size_t i = idx / (P * O * a.batch);
-    const uint32_t k = a.keys != nullptr ? a.keys[i] : 0u;
-    if (a.keys != nullptr && k >= a.keys_bound && (a.a != nullptr || a.bias_noise != nullptr)) {
+    uint32_t k;
+    if (!member_key(a.m, i, a.a != nullptr, &k)) {
       a.out[idx] = NAN;
       continue;
     }
@@ -97,11 +111,9 @@ __global__ void conv_epilogue_kernel(ConvEpilogue a) {
                        static_cast<long long>(p) * a.v_stride[3];
       float s = 0.0f;
       for (std::size_t q = 0; q < a.rank; ++q) s += ao[q] * v[static_cast<long long>(q) * a.v_stride[2]];
-      h += a.coef[i] * s;
+      h += a.m.coef[i] * s;
     }
-    if (a.bias != nullptr) h += a.bias[o];
-    if (a.bias_noise != nullptr) h += a.bias_coef[i] * a.bias_noise[static_cast<std::size_t>(k) * O + o];
-    a.out[idx] = activate(h, a.act);
+    a.out[idx] = finish(a.m, h, i, k, o, O);
   }
 }
 

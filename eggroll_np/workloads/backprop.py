@@ -32,7 +32,7 @@ _ACT = {
 
 
 def _gelu_and_grad(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # tanh approximation, as common.ACTIVATIONS["gelu"]
+    # tanh approximation, as the population layers' "gelu" (epilogue.apply_activation)
     c = np.sqrt(2.0 / np.pi)
     u = c * (z + 0.044715 * z**3)
     t = np.tanh(u)

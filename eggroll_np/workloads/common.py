@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
+from ..epilogue import activation_code, apply_activation
 from ..population import Population
 
 __all__ = [
@@ -85,21 +86,9 @@ class Workload:
     evaluation_options: tuple[str, ...] = ()
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
-    # tanh approximation (Hendrycks & Gimpel 2016); exact erf is not in NumPy.
-    c = np.asarray(np.sqrt(2.0 / np.pi), dtype=x.dtype)
-    return 0.5 * x * (1.0 + np.tanh(c * (x + np.asarray(0.044715, x.dtype) * x * x * x)))
-
-
-def _relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0)
-
-
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "gelu": _gelu,
-    "relu": _relu,
-    "tanh": np.tanh,
-}
+#: Hidden-layer activations of the workloads' MLPs (the population layers' own, so the batched
+#: forward fuses them into `pop.linear`'s one pass; `epilogue.apply_activation` is the reference).
+ACTIVATIONS: tuple[str, ...] = ("gelu", "relu", "tanh")
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -134,30 +123,28 @@ def init_mlp(sizes: Sequence[int], rng: np.random.Generator, gain: float = 1.0) 
 
 def mlp_forward(params: Mapping[str, Any], x: np.ndarray, activation: str) -> np.ndarray:
     """Plain MLP on rows x (B, m) -> (B, n_out) logits; activation between layers only."""
-    act = ACTIVATIONS[activation]
+    code = activation_code(activation)
     h = x
     layers = params["layers"]
     for j, layer in enumerate(layers):
         h = h @ layer["W"] + layer["b"]
         if j < len(layers) - 1:
-            h = act(h)
+            h = apply_activation(h, code)
     return h
 
 
 def mlp_population_forward(pop: Population, x: np.ndarray, activation: str) -> np.ndarray:
     """Every member's MLP at once: x (B, m) shared or (N, B, m) per member -> (N, B, n_out).
 
-    The first layer with a shared x computes x @ W once plus each member's low-rank term
-    (`Population.matmul`); later layers take per-member inputs. Biases come from
-    `pop.perturbed` as (N, n) and broadcast over the rows.
+    Each layer is one `pop.linear`: the base GEMM (once for a shared x), then one fused pass
+    adding each member's low-rank term, its bias and the activation.
     """
-    act = ACTIVATIONS[activation]
+    activation_code(activation)  # a bad name fails before any noise is made
     n_layers = sum(1 for p in pop.paths if p.endswith("/W"))
     h = x
     for j in range(n_layers):
-        h = pop.matmul(h, f"layers/{j}/W") + pop.perturbed(f"layers/{j}/b")[:, None, :]
-        if j < n_layers - 1:
-            h = act(h)
+        act = activation if j < n_layers - 1 else None
+        h = pop.linear(h, f"layers/{j}/W", f"layers/{j}/b", activation=act)
     return h
 
 

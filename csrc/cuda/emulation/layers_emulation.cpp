@@ -69,10 +69,11 @@ void linear_case(std::size_t n, std::size_t r, bool use_base, bool use_rows, boo
   std::vector<uint32_t> keys = {0, 0, 2, 1, 2}, xr = {3, 1, 0, 2, 3};
   if (bad_key) keys[3] = 7;
   const std::vector<float> start = out;
+  const MemberTerms terms{keys.data(), coef.data(), use_bias ? bias.data() : nullptr,
+                          use_bias ? bn.data() : nullptr, bc.data(), act, K};
   LinearEpilogue a{out.data(), use_base ? base.data() : nullptr, xa.data(),
                    use_rows ? xr.data() : nullptr, scaled, r ? right.data() : nullptr,
-                   keys.data(), coef.data(), use_bias ? bias.data() : nullptr,
-                   use_bias ? bn.data() : nullptr, bc.data(), act, N, rows, n, r, R, K};
+                   terms, N, rows, n, r, R};
   const std::size_t total = N * rows * n;
   launch(tiny ? 1 : grid_for(total), tiny ? 32 : 256,
          [&] { layers_detail::linear_epilogue_kernel(a); });
@@ -129,14 +130,10 @@ void conv_case(std::size_t O, std::size_t P, std::size_t r, bool shared, bool ch
   e.a = r ? A.data() : nullptr;
   e.v = v.data();
   e.v_index = vi.data();
-  e.keys = keys.data();
-  e.coef = coef.data();
-  e.bias = use_bias ? bias.data() : nullptr;
-  e.bias_noise = use_bias ? bn.data() : nullptr;
-  e.bias_coef = bc.data();
-  e.act = act;
+  e.m = MemberTerms{keys.data(), coef.data(), use_bias ? bias.data() : nullptr,
+                    use_bias ? bn.data() : nullptr, bc.data(), act, K};
   e.members = N, e.batch = Bt, e.channels = O, e.positions = P, e.rank = r;
-  e.v_count = X, e.keys_bound = K;
+  e.v_count = X;
   const std::size_t total = N * Bt * O * P;
   launch(tiny ? 2 : grid_for(total), tiny ? 32 : 256,
          [&] { layers_detail::conv_epilogue_kernel(e); });
