@@ -90,6 +90,28 @@ void need(bool ok, const std::string& what) {
 
 void check_act(int act) { need(act >= kNone && act <= kGelu, "act must be in [0, 4]"); }
 
+// The per-member operands both epilogues share, checked, and the members' keys: bias (width,),
+// bias_noise (K, width) and bias_coef (N,) (`dim` names width in the messages); each key must be
+// below the factors' K where the factors (named `factor`) are read with it, and below
+// bias_noise's K where that is.
+const uint32_t* member_keys(const py::object& keys_obj, std::size_t N, std::size_t width,
+                            const char* dim, bool factors, std::size_t K, const char* factor,
+                            const View& bias, const View& bias_noise, const View& bias_coef) {
+  const auto w = static_cast<std::ptrdiff_t>(width);
+  need(!bias || bias.dim(0) == w, std::string("bias must have shape (") + dim + ",)");
+  std::size_t Kb = 0;
+  if (bias_noise) {
+    Kb = bias_noise.dim(0);
+    need(bias && bias_noise.dim(1) == w, std::string("bias_noise must have shape (K, ") + dim + ")");
+    need(bias_coef && bias_coef.dim(0) == static_cast<std::ptrdiff_t>(N), "bias_coef must have shape (N,)");
+  }
+  const std::size_t bound = factors ? (bias_noise ? std::min(K, Kb) : K) : (bias_noise ? Kb : ~0u);
+  const uint32_t* keys = indices(keys_obj, "keys", N, bound);
+  need(keys != nullptr || (!factors && !bias_noise),
+       std::string("keys are needed with ") + factor + " or bias_noise");
+  return keys;
+}
+
 // out (N, rows, n)[i, j, :] = act(src + coef_i * t_ij @ b_k^T + bias + bias_coef_i * bias_noise_k)
 // with t_ij = x[i, j] @ a_k (x, a given) or xa[xa_rows[i], j] (xa given); src = base[j] or out.
 void linear_epilogue(const py::array& out_obj, const py::object& base_obj, const py::object& x_obj,
@@ -127,15 +149,8 @@ void linear_epilogue(const py::array& out_obj, const py::object& base_obj, const
            "xa must have shape (R, rows, r)");
     }
   }
-  std::size_t Kb = 0;
-  need(!bias || bias.dim(0) == static_cast<std::ptrdiff_t>(n), "bias must have shape (n,)");
-  if (bias_noise) {
-    Kb = bias_noise.dim(0);
-    need(bias && bias_noise.dim(1) == static_cast<std::ptrdiff_t>(n), "bias_noise must have shape (K, n)");
-    need(bias_coef && bias_coef.dim(0) == static_cast<std::ptrdiff_t>(N), "bias_coef must have shape (N,)");
-  }
-  const uint32_t* keys = indices(keys_obj, "keys", N, b ? (bias_noise ? std::min(K, Kb) : K) : (bias_noise ? Kb : ~0u));
-  need(keys != nullptr || (!b && !bias_noise), "keys are needed with b or bias_noise");
+  const uint32_t* keys = member_keys(keys_obj, N, n, "n", static_cast<bool>(b), K, "b", bias,
+                                     bias_noise, bias_coef);
   const uint32_t* xa_rows = b && xa ? indices(xa_rows_obj, "xa_rows", N, xa.dim(0)) : nullptr;
   need(!(b && xa) || xa_rows != nullptr, "xa_rows is needed with xa");
 
@@ -219,15 +234,8 @@ void conv_epilogue(const py::array& out_obj, const py::array& src_obj, const py:
          "v must have shape (X, Bt, r, P)");
     need(coef && coef.dim(0) == static_cast<std::ptrdiff_t>(N), "coef must have shape (N,)");
   }
-  std::size_t Kb = 0;
-  need(!bias || bias.dim(0) == static_cast<std::ptrdiff_t>(O), "bias must have shape (O,)");
-  if (bias_noise) {
-    Kb = bias_noise.dim(0);
-    need(bias && bias_noise.dim(1) == static_cast<std::ptrdiff_t>(O), "bias_noise must have shape (K, O)");
-    need(bias_coef && bias_coef.dim(0) == static_cast<std::ptrdiff_t>(N), "bias_coef must have shape (N,)");
-  }
-  const uint32_t* keys = indices(keys_obj, "keys", N, a ? (bias_noise ? std::min(K, Kb) : K) : (bias_noise ? Kb : ~0u));
-  need(keys != nullptr || (!a && !bias_noise), "keys are needed with a or bias_noise");
+  const uint32_t* keys = member_keys(keys_obj, N, O, "O", static_cast<bool>(a), K, "a", bias,
+                                     bias_noise, bias_coef);
   const uint32_t* v_index = a ? indices(v_index_obj, "v_index", N, v.dim(0)) : nullptr;
   need(!a || v_index != nullptr, "v_index is needed with a");
 
