@@ -158,10 +158,14 @@ def engine_state(setup: GpuSetup) -> Any:
 def fresh_generation_states(setup: GpuSetup) -> Callable[[], Any]:
     """A callable giving, per call, the setup's run at its next generation: every timed
     generation then generates its own noise, as a real run does."""
+    return _generations(engine_state(setup))
+
+
+def _generations(state: Any) -> Callable[[], Any]:
+    """A callable giving `state` at its next generation per call (fresh noise each time)."""
     from .bench import fresh_states
 
-    states = fresh_states(engine_state(setup))
-    calls = itertools.count()
+    states, calls = fresh_states(state), itertools.count()
     return lambda: states(next(calls))
 
 
@@ -222,10 +226,16 @@ def check_output(setup: GpuSetup) -> dict[str, Any]:
     cpu = reference.population_forward(
         egg.ask(params_cpu, egg.init(params_cpu, **kwargs)), x_cpu, n_layers
     )
+    return _compare(setup.workload.name, setup.size, gpu, cpu)
+
+
+def _compare(workload: str, population: int, gpu: Any, cpu: np.ndarray) -> dict[str, Any]:
+    """The output check's record: max |gpu - cpu| over the CPU output's scale, against 1e-3
+    (1e-2 with CUPY_TF32=1, whose GEMMs round inputs to 10-bit mantissas)."""
     scale = float(np.abs(cpu).max()) or 1.0
     err = float(np.abs(to_numpy(gpu).astype(np.float64) - cpu).max()) / scale
     tol = 1e-2 if os.environ.get("CUPY_TF32") == "1" else 1e-3
-    return {"workload": setup.workload.name, "population": setup.size,
+    return {"workload": workload, "population": population,
             "max_error_over_scale": err, "tolerance": tol, "ok": err <= tol}  # fmt: skip
 
 
@@ -289,8 +299,6 @@ def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     model, and the forward of generation 0 checked against the CPU path."""
     import eggroll_np as egg
 
-    from .bench import fresh_states
-
     wl = reference.CNN_WORKLOAD
     population = 32 if quick else wl.population
     params_cpu = simple_cnn.init_params(wl.arch)
@@ -307,22 +315,19 @@ def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         return -cupy.mean(out * out, axis=(1, 2), dtype=cupy.float64)
 
     def runner(**extra: Any) -> Callable[[], Any]:
-        states, calls = fresh_states(egg.init(params, **cfg, **extra)), itertools.count()
+        next_state = _generations(egg.init(params, **cfg, **extra))
 
         def one() -> Any:
-            state = states(next(calls))
+            state = next_state()
             pop = egg.ask(params, state)
             return egg.tell(params, fitness(pop), state, population=pop)
 
         return one
 
-    fwd_states, fwd_calls = fresh_states(egg.init(params, **cfg)), itertools.count()
+    fwd_state = _generations(egg.init(params, **cfg))
     infer = measure(lambda: simple_cnn.inference(params, rows, wl.arch), repeat)
     fwd = measure(
-        lambda: simple_cnn.population_forward(
-            egg.ask(params, fwd_states(next(fwd_calls))), x, wl.arch
-        ),
-        repeat,
+        lambda: simple_cnn.population_forward(egg.ask(params, fwd_state()), x, wl.arch), repeat
     )
     gen = measure(runner(), repeat)
     full = measure(runner(noise="full"), repeat)
@@ -330,9 +335,6 @@ def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     cpu = simple_cnn.population_forward(
         egg.ask(params_cpu, egg.init(params_cpu, **cfg)), x_cpu, wl.arch
     )
-    scale = float(np.abs(cpu).max()) or 1.0
-    err = float(np.abs(to_numpy(gpu).astype(np.float64) - cpu).max()) / scale
-    tol = 1e-2 if os.environ.get("CUPY_TF32") == "1" else 1e-3
     return {
         "population": population,
         "rows_per_member": wl.rows,
@@ -345,9 +347,8 @@ def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         "speedup_vs_full_rank": full["event_ms"] / gen["event_ms"],
         "timings": {"inference": infer, "forward": fwd, "generation": gen, "full_rank": full},
         "forward_launch_bound": _launch_bound(fwd),
-        "output_check": {"workload": "cnn", "population": population,
-                         "max_error_over_scale": err, "tolerance": tol, "ok": err <= tol},
-    }  # fmt: skip
+        "output_check": _compare("cnn", population, gpu, cpu),
+    }
 
 
 def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
