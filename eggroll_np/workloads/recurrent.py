@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..epilogue import activation_code, apply_activation
 from ..population import Population
 from .common import log_softmax
 from .corpus import Vocabulary
@@ -28,6 +29,8 @@ __all__ = [
     "scan",
     "token_scan",
 ]
+
+_SIGMOID = activation_code("sigmoid")  # the population layers' own (no overflow for large |h|)
 
 
 def init_lm(
@@ -103,10 +106,6 @@ def scan(
     return h
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warning for large |x|
-
-
 def logits(
     params: dict[str, Any], ids: np.ndarray, state: list[np.ndarray] | None = None
 ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -120,7 +119,7 @@ def logits(
     h = params["embed"][np.reshape(ids, -1)]
     final = []
     for j, cell in enumerate(params["cells"]):
-        z = _sigmoid(h @ cell["Wz"] + cell["bz"]).reshape(b, t, -1)
+        z = apply_activation(h @ cell["Wz"] + cell["bz"], _SIGMOID).reshape(b, t, -1)
         c = np.tanh(h @ cell["Wh"] + cell["bh"]).reshape(b, t, -1)
         h = scan(z, c, axis=1, h0=None if state is None else state[j], overwrite=True)
         final.append(h[:, -1, :].copy())
