@@ -109,10 +109,25 @@ class GenerationNoise:
         )
 
     def subset(self, start: int, stop: int) -> GenerationNoise:
-        """The noise of members[start:stop] (its own arrays, for that slice's keys only)."""
-        return GenerationNoise(
-            self.spec, self.config, self.epoch, self.xp, self.members[start:stop]
-        )
+        """The noise of members[start:stop], for that slice's keys only.
+
+        Arrays this noise already holds are shared as views (a contiguous member range has a
+        contiguous range of sorted keys); anything else the slice generates itself. Either way
+        the values are the same: noise is a pure function of its counters.
+        """
+        sub = GenerationNoise(self.spec, self.config, self.epoch, self.xp, self.members[start:stop])
+        if not self._items or sub.keys.size == 0:
+            return sub
+        lo = int(np.searchsorted(self.keys, sub.keys[0]))
+        hi = lo + sub.keys.size
+        if not np.array_equal(self.keys[lo:hi], sub.keys):  # not a contiguous key range
+            return sub
+        for item, value in self._items.items():
+            sub._items[item] = (
+                tuple(a[lo:hi] for a in value) if item[0] == "factors" else value[lo:hi]
+            )
+        sub._prefetched = dict(self._prefetched)
+        return sub
 
     def prefetch(self, full: bool) -> None:
         """Generate the factors of every low-rank leaf (and, with `full`, the noise of every

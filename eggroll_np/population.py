@@ -307,3 +307,28 @@ class Population:
         if stop < start:
             raise ValueError(f"stop ({stop}) must be >= start ({start})")
         return Population(self._leaves, self.noise.subset(start, stop), self.generation)
+
+    def chunks(self, size: int) -> list[tuple[slice, Population]]:
+        """(members, sub-population) for consecutive runs of at most `size` members.
+
+        A batched fitness that runs its forward chunk by chunk keeps each chunk's activations in
+        cache and holds only one chunk's at a time (a population's activations are N times a
+        model's). The noise is made once, here, for the whole population, and every chunk reads
+        views of it; `tell` then reuses it too.
+
+            f = np.empty(pop.size)
+            for members, sub in pop.chunks(32):
+                f[members] = my_forward_fitness(sub)
+
+        Args:
+            size: members per chunk, >= 1 (the last chunk may be smaller).
+
+        Returns:
+            [(slice(start, stop), the Population of members [start, stop)), ...] in order.
+        """
+        size = _checks.integer("size", size, 1)
+        self.noise.prefetch(full=True)
+        return [
+            (slice(s, min(self.size, s + size)), self.slice(s, min(self.size, s + size)))
+            for s in range(0, self.size, size)
+        ]

@@ -345,3 +345,68 @@ def test_black_box_full_noise_is_generated_once_per_key_and_leaf(monkeypatch):
     for i in range(pop.size):
         pop.member(i)
     assert sorted(calls) == sorted((leaf, (k,)) for leaf in (0, 1) for k in range(4))
+
+
+@pytest.mark.parametrize("antithetic", [True, False])
+@pytest.mark.parametrize("size", [1, 3, 4, 8, 20])
+def test_chunks_cover_the_population_and_read_its_noise(antithetic, size):
+    rng = np.random.default_rng(5)
+    params = {"W": rng.standard_normal((5, 4)).astype(np.float32),
+              "b": rng.standard_normal(4).astype(np.float32),
+              "c": rng.standard_normal(3).astype(np.float32)}  # fmt: skip
+    pop, _ = _pop(params, population=8, antithetic=antithetic, rank=2, seed=7)
+    chunks = pop.chunks(size)
+    starts = [members.start for members, _ in chunks]
+    assert starts == list(range(0, 8, size))
+    assert sum(sub.size for _, sub in chunks) == 8
+    A, B = pop.noise.factors(0)
+    (b_noise,) = [pop.noise.held_full(1)]
+    x = rng.standard_normal((2, 5)).astype(np.float32)
+    whole = pop.linear(x, "W", "b", "tanh")
+    for members, sub in chunks:
+        assert sub.size == members.stop - members.start <= size
+        np.testing.assert_array_equal(sub.signs, pop.signs[members])
+        np.testing.assert_array_equal(sub.member_keys, pop.member_keys[members])
+        # views of the population's arrays: the noise was made once, for everyone
+        sA, sB = sub.noise.factors(0)
+        assert np.shares_memory(sA, A) and np.shares_memory(sB, B)
+        assert np.shares_memory(sub.noise.held_full(1), b_noise)
+        np.testing.assert_array_equal(sub.linear(x, "W", "b", "tanh"), whole[members])
+        np.testing.assert_array_equal(sub.perturbed("c"), pop.perturbed("c")[members])
+        for j in range(sub.size):
+            np.testing.assert_array_equal(sub.member(j)["W"], pop.member(members.start + j)["W"])
+
+
+def test_a_chunked_fitness_gives_the_same_step_and_no_new_noise(monkeypatch):
+    rng = np.random.default_rng(6)
+    params = {"W": rng.standard_normal((6, 5)).astype(np.float32),
+              "b": np.zeros(5, np.float32)}  # fmt: skip
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    state = egg.init(params, population=10, seed=3)
+
+    def whole(pop):
+        return -(pop.linear(x, "W", "b", "relu") ** 2).mean(axis=(1, 2))
+
+    def chunked(pop):
+        f = np.empty(pop.size)
+        for members, sub in pop.chunks(4):
+            f[members] = whole(sub)
+        return f
+
+    want, _ = egg.step(params, whole, state, batched=True)
+    calls = []
+    real = noise.normals_many
+    monkeypatch.setattr(noise, "normals_many", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got, _ = egg.step(params, chunked, state, batched=True)
+    assert len(calls) == 1  # one generation, one noise call: chunks and tell read it
+    for key in ("W", "b"):
+        np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_chunks_rejects_a_bad_size_naming_it():
+    params = {"W": np.ones((3, 2), np.float32)}
+    pop, _ = _pop(params, population=4)
+    with pytest.raises(ValueError, match="size"):
+        pop.chunks(0)
+    with pytest.raises(TypeError, match="size"):
+        pop.chunks(2.5)

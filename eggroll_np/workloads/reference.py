@@ -1,7 +1,8 @@
 """The reference workloads (rl, sup, cnn) that `eggroll-np bench`, the GPU bench and asv time.
 
 rl: MLP 1024-1024-1024-16, 1024 members, one input row per member (an RL policy's step).
-sup: MLP 784-256-256-10, 256 members sharing one batch of 128 rows (supervised learning).
+sup: MLP 784-256-256-10, 256 members sharing one batch of 128 rows (supervised learning); its
+forward runs 64 members at a time (`Population.chunks`), so activations stay in cache.
 ReLU hidden layers, He-initialised float32 weights, zero biases.
 cnn: the Simple CNN (`eggroll_np.simple_cnn.MNIST_CNN`, 1x28x28 -> conv 8 -> conv 16 -> 128 ->
 10, conv kernels low-rank), 256 members sharing one batch of 32 images.
@@ -48,13 +49,17 @@ class Workload:
     population: int
     rows: int  # rows per member
     shared: bool  # one batch shared by every member (sup) or one input per member (rl)
+    # Members per chunk of the CPU forward (`Population.chunks`), None for the whole population
+    # at once. sup's activations are N * 128 rows wide; 64 members' (8 MB a layer) stay in cache
+    # from one layer to the next. rl's are one row per member: chunking only re-reads W.
+    chunk: int | None = None
 
     def scaled(self, width: int, population: int) -> Workload:
         """The same MLP with hidden layers `width` wide (and input too, for rl) and another
         population: the GPU figures use rl at width 4096 and populations 4096 / 16384."""
         first = width if not self.shared else self.sizes[0]
         sizes = (first, *[width] * (len(self.sizes) - 2), self.sizes[-1])
-        return Workload(f"{self.name}-{width}", sizes, population, self.rows, self.shared)
+        return Workload(f"{self.name}-{width}", sizes, population, self.rows, self.shared, self.chunk)
 
     @property
     def inference_rows(self) -> int:
@@ -65,7 +70,7 @@ class Workload:
 #: The reference workloads by name, rl (one row per member) and sup (one shared batch).
 WORKLOADS = {
     "rl": Workload("rl", (1024, 1024, 1024, 16), population=1024, rows=1, shared=False),
-    "sup": Workload("sup", (784, 256, 256, 10), population=256, rows=128, shared=True),
+    "sup": Workload("sup", (784, 256, 256, 10), population=256, rows=128, shared=True, chunk=64),
 }
 
 
@@ -120,13 +125,26 @@ def population_forward(pop: Population, x: Any, n_layers: int) -> Any:
     return h
 
 
-def make_fitness(w: Workload, x: Any) -> Callable[[Population], Any]:
-    """A batched fitness (pop -> (N,)): minus the mean squared output (a smooth, cheap score)."""
+def make_fitness(
+    w: Workload, x: Any, chunk: int | None = None
+) -> Callable[[Population], Any]:
+    """A batched fitness (pop -> (N,)): minus the mean squared output (a smooth, cheap score).
+
+    With `chunk`, the forward runs `chunk` members at a time (`Population.chunks`); the fitness
+    is the same either way (each member's arithmetic does not depend on its chunk)."""
     n_layers = len(w.sizes) - 1
 
-    def fitness(pop: Population) -> Any:
-        out = population_forward(pop, x, n_layers)
+    def score(pop: Population, xs: Any) -> Any:
+        out = population_forward(pop, xs, n_layers)
         return -namespace_of(out).mean(out * out, axis=(1, 2), dtype=np.float64)
+
+    def fitness(pop: Population) -> Any:
+        if chunk is None:
+            return score(pop, x)
+        f = namespace_of(x).empty(pop.size, dtype=np.float64)
+        for members, sub in pop.chunks(chunk):
+            f[members] = score(sub, x if w.shared else x[members])
+        return f
 
     return fitness
 
@@ -180,7 +198,7 @@ def setup(name: str) -> tuple[Any, dict[str, Any], Callable[[], Any], Callable, 
     params = make_params(wm)
     x = make_inputs(wm)
     mlp_rows = inference_rows(wm, x)
-    return wm, params, lambda: inference(params, mlp_rows), make_fitness(wm, x), {}
+    return wm, params, lambda: inference(params, mlp_rows), make_fitness(wm, x, wm.chunk), {}
 
 
 def cnn_member_fitness() -> Callable[[Any], float]:
