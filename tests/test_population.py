@@ -360,7 +360,7 @@ def test_chunks_cover_the_population_and_read_its_noise(antithetic, size):
     assert starts == list(range(0, 8, size))
     assert sum(sub.size for _, sub in chunks) == 8
     A, B = pop.noise.factors(0)
-    (b_noise,) = [pop.noise.held_full(1)]
+    b_noise = pop.noise.held_full(1)
     x = rng.standard_normal((2, 5)).astype(np.float32)
     whole = pop.linear(x, "W", "b", "tanh")
     for members, sub in chunks:
@@ -369,7 +369,8 @@ def test_chunks_cover_the_population_and_read_its_noise(antithetic, size):
         np.testing.assert_array_equal(sub.member_keys, pop.member_keys[members])
         # views of the population's arrays: the noise was made once, for everyone
         sA, sB = sub.noise.factors(0)
-        assert np.shares_memory(sA, A) and np.shares_memory(sB, B)
+        assert np.shares_memory(sA, A)
+        assert np.shares_memory(sB, B)
         assert np.shares_memory(sub.noise.held_full(1), b_noise)
         np.testing.assert_array_equal(sub.linear(x, "W", "b", "tanh"), whole[members])
         np.testing.assert_array_equal(sub.perturbed("c"), pop.perturbed("c")[members])

@@ -17,6 +17,7 @@ from .common import (
     generation_rng,
     init_mlp,
     log_softmax,
+    members_per_chunk,
     mlp_forward,
     mlp_population_forward,
     sklearn_seed,
@@ -89,15 +90,20 @@ def make_classifier_task(
     params = init_mlp(sizes, np.random.default_rng([seed, 1]))
     use_accuracy = config["fitness"] == "accuracy"
 
+    chunk = members_per_chunk(batch, max(sizes[1:]))
+
     def fitness(pop: Population) -> np.ndarray:
         rows = generation_rng(seed, pop.generation).choice(len(x_train), batch, replace=False)
         x, y = x_train[rows], y_train[rows]
-        logits = mlp_population_forward(pop, x, activation)  # (N, B, classes)
-        if use_accuracy:
-            return (logits.argmax(axis=-1) == y).mean(axis=1)
-        return np.take_along_axis(log_softmax(logits), y[None, :, None], axis=2)[..., 0].mean(
-            axis=1
-        )
+        f = np.empty(pop.size)
+        for members, sub in pop.chunks(chunk):  # activations stay in cache between layers
+            logits = mlp_population_forward(sub, x, activation)  # (n, B, classes)
+            if use_accuracy:
+                f[members] = (logits.argmax(axis=-1) == y).mean(axis=1)
+            else:
+                logp = log_softmax(logits)
+                f[members] = np.take_along_axis(logp, y[None, :, None], axis=2)[..., 0].mean(1)
+        return f
 
     def predict(p: Any, x: np.ndarray) -> np.ndarray:
         return mlp_forward(p, x, activation)

@@ -11,6 +11,7 @@ One definition for every tool; `setup(name)` gives any of them in one form.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from .. import simple_cnn
 from ..backend import namespace_of
 from ..population import Population
 from ..simple_cnn import MNIST_CNN, SimpleCNN
+from .common import members_per_chunk
 
 __all__ = [
     "Workload",
@@ -49,9 +51,9 @@ class Workload:
     population: int
     rows: int  # rows per member
     shared: bool  # one batch shared by every member (sup) or one input per member (rl)
-    # Members per chunk of the CPU forward (`Population.chunks`), None for the whole population
-    # at once. sup's activations are N * 128 rows wide; 64 members' (8 MB a layer) stay in cache
-    # from one layer to the next. rl's are one row per member: chunking only re-reads W.
+    # Members per chunk of the CPU forward (`Population.chunks`, `common.members_per_chunk`),
+    # None for the whole population at once: rl's activations are one row per member, and
+    # chunking would only re-read W (measured slower).
     chunk: int | None = None
 
     def scaled(self, width: int, population: int) -> Workload:
@@ -59,7 +61,8 @@ class Workload:
         population: the GPU figures use rl at width 4096 and populations 4096 / 16384."""
         first = width if not self.shared else self.sizes[0]
         sizes = (first, *[width] * (len(self.sizes) - 2), self.sizes[-1])
-        return Workload(f"{self.name}-{width}", sizes, population, self.rows, self.shared, self.chunk)
+        name = f"{self.name}-{width}"
+        return dataclasses.replace(self, name=name, sizes=sizes, population=population)
 
     @property
     def inference_rows(self) -> int:
@@ -70,7 +73,10 @@ class Workload:
 #: The reference workloads by name, rl (one row per member) and sup (one shared batch).
 WORKLOADS = {
     "rl": Workload("rl", (1024, 1024, 1024, 16), population=1024, rows=1, shared=False),
-    "sup": Workload("sup", (784, 256, 256, 10), population=256, rows=128, shared=True, chunk=64),
+    "sup": Workload(
+        "sup", (784, 256, 256, 10), population=256, rows=128, shared=True,
+        chunk=members_per_chunk(128, 256),
+    ),
 }
 
 
