@@ -314,7 +314,7 @@ class Population:
         A batched fitness that runs its forward chunk by chunk keeps each chunk's activations in
         cache and holds only one chunk's at a time (a population's activations are N times a
         model's). The noise is made once, here, for the whole population, and every chunk reads
-        views of it; `tell` then reuses it too.
+        views of it; `tell` then reuses it too. For example::
 
             f = np.empty(pop.size)
             for members, sub in pop.chunks(32):
