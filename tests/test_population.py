@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import gradient, noise
+from eggroll_np import gradient, noise, noise_table
 from eggroll_np.config import NoiseKind
 from eggroll_np.tree import check_params
 
@@ -378,12 +378,13 @@ def test_chunks_cover_the_population_and_read_its_noise(antithetic, size):
             np.testing.assert_array_equal(sub.member(j)["W"], pop.member(members.start + j)["W"])
 
 
-def test_a_chunked_fitness_gives_the_same_step_and_no_new_noise(monkeypatch):
+@pytest.mark.parametrize("table", [None, 4096])
+def test_a_chunked_fitness_gives_the_same_step_and_no_new_noise(monkeypatch, table):
     rng = np.random.default_rng(6)
     params = {"W": rng.standard_normal((6, 5)).astype(np.float32),
               "b": np.zeros(5, np.float32)}  # fmt: skip
     x = rng.standard_normal((3, 6)).astype(np.float32)
-    state = egg.init(params, population=10, seed=3)
+    state = egg.init(params, population=10, seed=3, noise_table=table)
 
     def whole(pop):
         return -(pop.linear(x, "W", "b", "relu") ** 2).mean(axis=(1, 2))
@@ -396,8 +397,9 @@ def test_a_chunked_fitness_gives_the_same_step_and_no_new_noise(monkeypatch):
 
     want, _ = egg.step(params, whole, state, batched=True)
     calls = []
-    real = noise.normals_many
-    monkeypatch.setattr(noise, "normals_many", lambda *a, **k: calls.append(1) or real(*a, **k))
+    module, name = (noise, "normals_many") if table is None else (noise_table, "read_many")
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or real(*a, **k))
     got, _ = egg.step(params, chunked, state, batched=True)
     assert len(calls) == 1  # one generation, one noise call: chunks and tell read it
     for key in ("W", "b"):
