@@ -133,6 +133,10 @@ class _Replica:
         self._check_generation(generation)
         if self._pop is None:  # one `ask` per generation, reused by every slice given to us
             self._pop = _engine().ask(self._params, self._state)
+            if self._batched:
+                # The whole generation's noise, once: `tell` needs all of it anyway, and every
+                # slice evaluated here reads views of it (`Population.slice`).
+                self._pop.noise.prefetch(full=True)
         if self._batched:
             values = to_numpy(self._fitness(self._pop.slice(start, stop)))
             values = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -156,7 +160,10 @@ class _Replica:
     def tell(self, generation: int, fitness: np.ndarray) -> tuple[int, int]:
         """Apply the gathered (N,) fitness; returns (new generation, checksum)."""
         self._check_generation(generation)
-        self._params, self._state = _engine().tell(self._params, fitness, self._state)
+        # The population this replica evaluated (if any) already holds the generation's noise.
+        self._params, self._state = _engine().tell(
+            self._params, fitness, self._state, population=self._pop
+        )
         self._pop = None
         return int(self._state.generation), checksum(self._params, self._state)
 

@@ -147,6 +147,42 @@ def test_split_members_rejects_bad_arguments():
         split_members(-1, 2)
 
 
+def _counted(calls, name, real, *args, **kwargs):
+    calls.append(name)
+    return real(*args, **kwargs)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_replica_makes_each_generations_noise_once(monkeypatch, batched):
+    # In process, no Ray: the body of a worker evaluates two slices, then applies the update.
+    from eggroll_np import noise
+    from eggroll_np.replica import _Replica
+
+    params = make_params()
+    state = egg.init(params, population=8, seed=5)
+    want, want_state = single_process(
+        params, state, batched_fitness if batched else member_fitness, 2, batched
+    )
+    calls = []
+    for name in ("normals_many", "normals_batch"):
+        real = getattr(noise, name)
+        monkeypatch.setattr(noise, name, partial(_counted, calls, name, real))
+    replica = _Replica(batched_fitness if batched else member_fitness, False, batched, 0)
+    replica.load((params, state))
+    for generation in range(2):
+        f = np.concatenate(
+            [replica.evaluate(generation, a, b)[2] for a, b in ((0, 3), (3, 8))]
+        )
+        calls.clear()
+        replica.tell(generation, f)
+        # The update reads the noise the slices were evaluated with. Black-box members are built
+        # one at a time, so a full-rank leaf's noise is never held for every key and the update
+        # makes it again chunk by chunk (`GenerationNoise.full_chunks`); the factors are reused.
+        assert calls == ([] if batched else ["normals_batch"])
+    assert_same_params(replica._params, want)
+    assert replica._state.generation == want_state.generation
+
+
 def test_checksum_sees_every_bit_of_params_and_optimizer_state():
     params = make_params()
     state = egg.init(params, population=POP, seed=0)
