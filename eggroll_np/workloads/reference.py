@@ -136,8 +136,9 @@ def make_fitness(
 ) -> Callable[[Population], Any]:
     """A batched fitness (pop -> (N,)): minus the mean squared output (a smooth, cheap score).
 
-    With `chunk`, the forward runs `chunk` members at a time (`Population.chunks`); the fitness
-    is the same either way (each member's arithmetic does not depend on its chunk)."""
+    With `chunk`, the forward runs `chunk` members at a time (`Population.chunks`): each member
+    sees the same parameters and inputs either way (BLAS may block a smaller GEMM differently,
+    so the last bits of a fitness value can differ)."""
     n_layers = len(w.sizes) - 1
 
     def score(pop: Population, xs: Any) -> Any:
