@@ -1,4 +1,5 @@
-"""Example: the Simple CNN on digits with an SGD-backprop baseline beside it (`eggroll-np train cnn`).
+"""Example: the Simple CNN on digits with an SGD-backprop baseline beside it
+(`eggroll-np train cnn`).
 
 Run `python examples/train_cnn.py [--generations 200] [--data MNIST_DIR] ...`; every option of
 `eggroll-np train cnn --help` works. Writes runs/cnn/{metrics.jsonl,learning_curve.png,...}.
