@@ -178,6 +178,8 @@ def run_workload(
         "sizes": list(w.sizes) if hasattr(w, "sizes") else repr(w.arch),
         "rows_per_member": w.rows,
         "shared_input": w.shared,
+        # members per `Population.chunks` chunk of the forward (None: the whole population)
+        "members_per_chunk": getattr(w, "chunk", None),
         "inference_s": t_inf,
         "forward_s": t_fwd,
         "generation_s": t_gen,
