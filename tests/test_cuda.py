@@ -442,6 +442,28 @@ def test_full_step_gpu_matches_cpu(optimizer, tmp_path):
 
 
 @pytest.mark.gpu
+def test_population_chunks_on_the_gpu_read_views_of_the_populations_noise():
+    e = _engine()
+    rng = np.random.default_rng(3)
+    params_g = _to_gpu(_params(rng))
+    pop = e.ask(params_g, e.init(params_g, population=16, sigma=0.05, rank=2, seed=13))
+    x = cupy.asarray(rng.standard_normal((5, 12)).astype(np.float32))
+
+    def fitness(p):
+        h = p.linear(x, "layers/0/W", "layers/0/b", "relu")
+        out = p.linear(h, "layers/1/W", "layers/1/b")
+        return -(out * out).mean(axis=(1, 2))
+
+    want = cupy.asnumpy(fitness(pop))
+    A = pop.noise.factors(0)[0]
+    for members, sub in pop.chunks(5):
+        a = sub.noise.factors(0)[0]
+        assert type(a) is cupy.ndarray
+        assert A.data.ptr <= a.data.ptr < A.data.ptr + A.nbytes  # a view, not made again
+        np.testing.assert_allclose(cupy.asnumpy(fitness(sub)), want[members], rtol=1e-5)
+
+
+@pytest.mark.gpu
 def test_mixed_numpy_and_cupy_leaves_are_rejected():
     e = _engine()
     params = {"a": np.zeros((3, 2), np.float32), "b": cupy.zeros(2, dtype=np.float32)}
