@@ -17,14 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from . import _checks
-from .backend import namespace_of
+from .backend import as_array, namespace_of
 from .epilogue import LeafNoise, activation_code, epilogue
 
-__all__ = ["as_input", "check_bias", "check_pair", "linear", "embed"]
+__all__ = ["as_input", "check_bias", "check_pair", "rows_input", "linear", "embed"]
 
 
 def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
-    """x as a C-contiguous array of theta's backend and dtype (mixed NumPy/CuPy is a TypeError)."""
+    """x as a C-contiguous array of theta's backend and dtype (mixed NumPy/CuPy is a TypeError);
+    a DLPack array (torch, JAX, ...) is adopted first, without a copy (`backend.as_array`)."""
+    x = as_array(x, what)
     xp = namespace_of(theta)
     if namespace_of(x) is not xp and not isinstance(x, (list, tuple, float, int)):
         raise TypeError(
@@ -51,7 +53,7 @@ def check_bias(b: LeafNoise | None, width: int, w: LeafNoise) -> None:
         raise ValueError(f"b: leaf '{b.name}' is low-rank; a bias must be full-rank or frozen")
 
 
-def _rows_input(x: Any, m: int, n_members: int, name: str, what: str) -> bool:
+def rows_input(x: Any, m: int, n_members: int, name: str, what: str) -> bool:
     """True for a shared (B, m) input, False for per-member (N, B, m); else a ValueError."""
     if x.ndim == 2 and x.shape[1] == m:
         return True
@@ -88,7 +90,7 @@ def linear(
     Wt = W.T if transpose else W
     m, n = Wt.shape
     N = w.size
-    shared = _rows_input(x, m, N, w.name, " (transposed)" if transpose else "")
+    shared = rows_input(x, m, N, w.name, " (transposed)" if transpose else "")
     check_bias(b, n, w)
     xp = namespace_of(W)
     if shared:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, conv, epilogue, layers, lowrank
-from .backend import as_array, namespace_of
+from .backend import as_array
 from .config import NoiseKind
 from .perturbation import GenerationNoise
 from .tree import Path
@@ -147,23 +147,11 @@ class Population:
         if W.ndim != 2:
             raise ValueError(f"matmul needs a 2-D leaf, '{name}' has shape {tuple(W.shape)}")
         xp = self._xp
-        x = as_array(x, "x")  # a DLPack array (torch, JAX, ...) as NumPy/CuPy, no copy
-        if namespace_of(x) is not xp and not isinstance(x, (list, tuple, float, int)):
-            raise TypeError(
-                f"x is a {namespace_of(x).__name__} array but leaf '{name}' is a "
-                f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
-            )
         _checks.boolean("transpose", transpose)
-        x = _checks.real_array("x", x, xp)
-        x = xp.ascontiguousarray(x, dtype=W.dtype)  # C order lets compiled kernels take it
+        x = layers.as_input(x, W, name)  # C order lets compiled kernels take it
         Wt = W.T if transpose else W
         m = Wt.shape[0]
-        shared = x.ndim == 2 and x.shape[1] == m
-        if not shared and not (x.ndim == 3 and x.shape[0] == self.size and x.shape[2] == m):
-            raise ValueError(
-                f"x must have shape (B, {m}) or ({self.size}, B, {m}) for leaf '{name}'"
-                f"{' (transposed)' if transpose else ''}, got {tuple(x.shape)}"
-            )
+        shared = layers.rows_input(x, m, self.size, name, " (transposed)" if transpose else "")
         # Noise first: generating it right after a GEMM would compete with BLAS's spinning threads.
         self.noise.prefetch(full=True)
         base = None
@@ -243,7 +231,6 @@ class Population:
         code = epilogue.activation_code(activation)  # before any noise is made
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
         bn = None if b is None else self._leaf_noise(b)
-        x = as_array(x, "x")  # a DLPack array (torch, JAX, ...) as NumPy/CuPy, no copy
         leaf = self._spec.index(w)
         if self._kind(leaf) is NoiseKind.FULL and self.noise.held_full(leaf) is None:
             # A large full-rank W (naive ES): `matmul` goes key chunk by key chunk, never
@@ -282,7 +269,6 @@ class Population:
         epilogue.activation_code(activation)
         self.noise.prefetch(full=True)
         bn = None if b is None else self._leaf_noise(b)
-        x = as_array(x, "x")
         return conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation)
 
     def embed(self, ids: Any, w: Path | str, per_member: bool = False) -> Any:
