@@ -25,7 +25,7 @@ import numpy as np
 
 from . import optim
 from .backend import get_xp, to_numpy
-from .config import SCHEDULE_FIELDS, ESConfig, NoiseKind, make_config
+from .config import CONSTANT_SCHEDULE, SCHEDULE_FIELDS, ESConfig, NoiseKind, make_config
 from .es import ESState, check_state
 from .tree import FLOAT_DTYPES, TreeSpec, flatten
 
@@ -253,7 +253,7 @@ def _read_config(d: Any, version: int, spec: TreeSpec) -> ESConfig:
     d = {"noise_table": None, **d}
     fields = {f.name for f in dataclasses.fields(ESConfig)}
     if not set(SCHEDULE_FIELDS) & set(d):  # saved before lr schedules: a constant lr
-        d = {**d, "lr_schedule": "constant", "lr_final": None, "lr_decay_steps": None}
+        d = {**d, **CONSTANT_SCHEDULE}
     if set(d) != fields:
         missing, extra = sorted(fields - set(d)), sorted(set(d) - fields)
         raise _Bad(f"'config' keys differ: missing {missing}, unexpected {extra}")

@@ -19,6 +19,7 @@ from .tree import TreeSpec, path_str
 
 __all__ = [
     "SCHEDULE_FIELDS",
+    "CONSTANT_SCHEDULE",
     "NoiseKind",
     "ESConfig",
     "make_config",
@@ -88,7 +89,7 @@ class ESConfig:
         """Inverse of `to_dict`."""
         d = dict(d)
         for f in SCHEDULE_FIELDS:
-            d.setdefault(f, _SCHEDULE_DEFAULTS[f])
+            d.setdefault(f, CONSTANT_SCHEDULE[f])
         d["kinds"] = tuple(NoiseKind(k) for k in d["kinds"])
         d["hyperparams"] = optim.hyperparams(d["optimizer"], **d["hyperparams"])
         return cls(**d)
@@ -96,9 +97,10 @@ class ESConfig:
 
 SCHEDULE_FIELDS = ("lr_schedule", "lr_final", "lr_decay_steps")
 """ESConfig fields added with lr schedules (a saved config without them has a constant lr)."""
-_SCHEDULE_DEFAULTS = {
+CONSTANT_SCHEDULE: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(ESConfig) if f.name in SCHEDULE_FIELDS
 }
+"""Those fields' values for a constant lr (ESConfig's defaults): what an older config loads as."""
 
 
 def _check_schedule(
