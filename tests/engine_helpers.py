@@ -1,9 +1,13 @@
-"""Helpers shared by the engine's tests: the noise contract evaluated densely, a fake CuPy."""
+"""Helpers shared by the engine's tests: the noise contract evaluated densely, a fake CuPy, an
+edited checkpoint."""
 
 from __future__ import annotations
 
+import json
 import math
 import types
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +15,7 @@ import numpy as np
 from eggroll_np import noise, tree
 from eggroll_np.config import NoiseKind
 
-__all__ = ["fit_rank", "unit_noise", "FakeGpuArray", "patch_fake_cupy"]
+__all__ = ["fit_rank", "unit_noise", "FakeGpuArray", "patch_fake_cupy", "rewrite_meta"]
 
 
 def unit_noise(
@@ -49,3 +53,14 @@ def fit_rank(rank: int, params: Any, lowrank: dict[str, Any] | None = None) -> i
         if kind == "lowrank" or (kind is None and leaf.ndim == 2):
             rank = min(rank, leaf.shape[0], math.prod(leaf.shape[1:]))
     return rank
+
+
+def rewrite_meta(src: Path, dst: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Copy the checkpoint `src` to `dst` (a valid .npz) with its JSON meta changed in place by
+    `edit(meta)`: a file as an older version wrote it, for `load` to read."""
+    with np.load(src) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    edit(meta)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(dst, **arrays)

@@ -10,6 +10,8 @@ import pytest
 import eggroll_np as egg
 from eggroll_np.tree import check_params
 
+from .engine_helpers import rewrite_meta
+
 
 def _params():
     rng = np.random.default_rng(5)
@@ -187,13 +189,12 @@ def test_format_1_config_layout_loads(tmp_path, optimizer, hyper):
     params = {"W": np.ones((3, 2), np.float32)}
     state = egg.init(params, population=4, optimizer=optimizer, **hyper)
     egg.save(tmp_path / "new.npz", params, state)
-    with np.load(tmp_path / "new.npz") as data:
-        arrays = {k: data[k] for k in data.files}
-    meta = json.loads(arrays["meta"].tobytes())
-    config = meta["config"]
-    flat = {"momentum": 0.9, "b1": 0.9, "b2": 0.999, "eps": 1e-8, **config.pop("hyperparams")}
-    meta.update(format_version=1, config={**config, **flat})
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    np.savez(tmp_path / "old.npz", **arrays)
+
+    def as_format_1(meta):
+        config = meta["config"]
+        flat = {"momentum": 0.9, "b1": 0.9, "b2": 0.999, "eps": 1e-8, **config.pop("hyperparams")}
+        meta.update(format_version=1, config={**config, **flat})
+
+    rewrite_meta(tmp_path / "new.npz", tmp_path / "old.npz", as_format_1)
     _, loaded = egg.load(tmp_path / "old.npz")
     assert loaded.config == state.config
