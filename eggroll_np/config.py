@@ -100,7 +100,8 @@ SCHEDULE_FIELDS = ("lr_schedule", "lr_final", "lr_decay_steps")
 CONSTANT_SCHEDULE: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(ESConfig) if f.name in SCHEDULE_FIELDS
 }
-"""Those fields' values for a constant lr (ESConfig's defaults): what an older config loads as."""
+"""The values of those fields for a constant lr, which are ESConfig's defaults; a config saved
+before lr schedules existed loads with them."""
 
 
 def _check_schedule(
