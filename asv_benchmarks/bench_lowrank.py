@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+import eggroll_np as egg
 from eggroll_np import _ext, lowrank
 
 # name: (members, rows per member, m, n, shared x)
@@ -76,11 +77,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="C++ and BLAS threads")
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds per case")
     args = parser.parse_args()
-    from threadpoolctl import threadpool_limits
-
-    _ext.core.set_num_threads(args.threads)
     print(f"{'case':11s} rank  numpy ms  core ms  numpy/core (median of per-round ratios)")
-    with threadpool_limits(args.threads):
+    with egg.threads(args.threads):
         for rank in RANKS:
             for case in CASES:
                 a = make(case, rank)

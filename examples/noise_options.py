@@ -15,10 +15,9 @@ import statistics
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 import eggroll_np as egg
-from eggroll_np import _ext, noise, noise_table
+from eggroll_np import noise, noise_table
 from eggroll_np.workloads.reference import (
     WORKLOADS,
     inference,
@@ -71,10 +70,8 @@ def main():
 
     flat = np.empty(values, np.float32)
     print(f"rl: {values / 1e6:.2f} M normals per generation ({keys.size} keys)")
-    for threads in (1, _ext.core.num_threads() if _ext.core is not None else 1):
-        with threadpool_limits(threads):
-            if _ext.core is not None:
-                _ext.core.set_num_threads(threads)
+    for threads in (1, egg.threads().core or 1):
+        with egg.threads(threads):  # BLAS and the core, restored after each round
             t_inf = median_ms(lambda: inference(params, rows), args.repeats)
             t_gen = median_ms(lambda: noise.normals_many(0, 1, keys, requests), args.repeats)
             t_tab = median_ms(read_table, args.repeats)
@@ -97,8 +94,6 @@ def main():
             f"{t_copy:.1f} ms ({t_copy / t_inf:.0%}); forward with its noise already made: "
             f"{r_fwd:.2f} of inference's throughput"
         )
-    if _ext.core is not None:
-        _ext.core.set_num_threads(0)
 
 
 if __name__ == "__main__":

@@ -131,14 +131,30 @@ def test_without_eggroll_simd_the_best_level_is_used(tmp_path):
     assert run.stdout.split()[:2] == [LEVELS[0], "False"]
 
 
+_FIRST_USE = (
+    "import eggroll_np as egg\n"  # importing never raises
+    "print('imported', flush=True)\n"
+    "egg.noise.normals(1, 2, 3, 4, 10)\n"
+)
+
+
 @pytest.mark.parametrize("value", ["sse9", "AVX2", "avx-512"])
-def test_eggroll_simd_unknown_value_is_a_clear_error(value, tmp_path):
-    run = _python(["-c", "import eggroll_np"], tmp_path, value)
+def test_eggroll_simd_unknown_value_is_a_clear_error_at_first_use(value, tmp_path):
+    run = _python(["-c", _FIRST_USE], tmp_path, value)
     assert run.returncode != 0
+    assert run.stdout.strip() == "imported"
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("ValueError: EGGROLL_SIMD=")
     assert repr(value) in last
     assert "baseline, avx2, avx512" in last
+
+
+def test_eggroll_simd_unknown_value_makes_info_a_one_line_error(tmp_path):
+    info = _python(["-m", "eggroll_np", "info"], tmp_path, "foo")
+    assert info.returncode == 2
+    assert info.stdout == ""
+    assert info.stderr.count("\n") == 1
+    assert info.stderr.startswith("eggroll-np info: error: EGGROLL_SIMD='foo' is not a SIMD level")
 
 
 class _CoreWithout:

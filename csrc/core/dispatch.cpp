@@ -1,13 +1,9 @@
-// dispatch.cpp: picks the best compiled kernel set for this processor, and owns the thread count.
-#include <atomic>
+// dispatch.cpp: picks the best compiled kernel set for this processor.
 #include <map>
 #include <string>
 #include <vector>
-#include <cstdlib>
-#include <thread>
 
 #include "core/kernels.h"
-#include "core/parallel.h"
 
 namespace egg {
 
@@ -60,16 +56,6 @@ bool cpu_supports(const std::string& name) {
 
 KernelTable make_table() { return table_for(available_levels().front()); }  // best first
 
-int default_threads() {
-  if (const char* env = std::getenv("EGGROLL_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n > 0) return n;
-  }
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(hw);
-}
-
-std::atomic<int> g_threads{0};
 }  // namespace
 
 // The processor features each level's objects are compiled for (CMakeLists.txt's EGG_FLAGS_*):
@@ -113,16 +99,5 @@ bool set_simd_level(const std::string& name) {
   }
   return false;
 }
-
-int num_threads() {
-  int n = g_threads.load(std::memory_order_relaxed);
-  if (n <= 0) {
-    n = default_threads();
-    g_threads.store(n, std::memory_order_relaxed);
-  }
-  return n;
-}
-
-void set_num_threads(int n) { g_threads.store(n > 0 ? n : default_threads()); }
 
 }  // namespace egg

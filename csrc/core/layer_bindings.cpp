@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/epilogue.h"
+#include "core/gil.h"
 #include "core/kernels.h"
 #include "core/parallel.h"
 
@@ -159,7 +160,7 @@ void linear_epilogue(const py::array& out_obj, const py::object& base_obj, const
   const std::size_t blocks = rows == 0 ? 0 : (rows + block - 1) / block;
   const std::size_t items = N * blocks;
   const std::size_t per_item = block * std::max<std::size_t>(1, n + m * r);
-  py::gil_scoped_release release;
+  egg::ReleaseGil release;
   parallel_for(items, std::max<std::size_t>(1, (1 << 16) / per_item), [&](std::size_t lo, std::size_t hi) {
     const auto row_kernel = epilogue_row_kernel();
     const auto& k = kernels();
@@ -240,7 +241,7 @@ void conv_epilogue(const py::array& out_obj, const py::array& src_obj, const py:
   need(!a || v_index != nullptr, "v_index is needed with a");
 
   const std::size_t items = N * Bt;
-  py::gil_scoped_release release;
+  egg::ReleaseGil release;
   parallel_for(items, std::max<std::size_t>(1, (1 << 16) / std::max<std::size_t>(1, O * P)), [&](std::size_t lo, std::size_t hi) {
     const auto row_kernel = epilogue_row_kernel();
     std::vector<float> t(std::max<std::size_t>(1, r));

@@ -16,6 +16,7 @@
 #endif
 
 #include "core/contract.h"
+#include "core/gil.h"
 #include "core/kernels.h"
 #include "core/parallel.h"
 
@@ -41,7 +42,7 @@ py::array_t<uint32_t> philox(const U32Array& counters, const U32Array& key) {
   uint32_t* dst = out.mutable_data();
   const uint32_t k0 = key.at(0), k1 = key.at(1);
   {
-    py::gil_scoped_release release;
+    egg::ReleaseGil release;
     egg::parallel_for(n, 1 << 16, [&](std::size_t b, std::size_t e) {
       egg::kernels().philox_blocks(in + 4 * b, e - b, k0, k1, dst + 4 * b);
     });
@@ -69,7 +70,7 @@ void fill_normals(uint64_t seed, uint32_t leaf, const U32Array& member_keys, uin
   // Work items are (row, chunk) pairs so that a few large rows still use every thread.
   constexpr std::size_t kChunk = 1 << 14;
   const std::size_t chunks = count == 0 ? 0 : (count + kChunk - 1) / kChunk;
-  py::gil_scoped_release release;
+  egg::ReleaseGil release;
   egg::parallel_for(rows * chunks, 8, [&](std::size_t b, std::size_t e) {
     const auto& k = egg::kernels();
     for (std::size_t item = b; item < e; ++item) {
@@ -141,7 +142,7 @@ void fill_normals_many(uint64_t seed, const std::vector<uint32_t>& leaves,
     bound[t] = static_cast<std::size_t>(
         std::lower_bound(item_end.begin(), item_end.end(), target) - item_end.begin());
   }
-  py::gil_scoped_release release;
+  egg::ReleaseGil release;
   egg::parallel_for(parts, 1, [&](std::size_t p0, std::size_t p1) {
     const auto& k = egg::kernels();
     for (std::size_t part = p0; part < p1; ++part) {
@@ -209,7 +210,7 @@ void lowrank_correction(const F32Array& x, const F32Array& a, const F32Array& b,
   const float *xp = x.data(), *ap = a.data(), *bp = b.data(), *cp = coef.data();
   const uint32_t* kp = keys.data();
   float* op = out.mutable_data();
-  py::gil_scoped_release release;
+  egg::ReleaseGil release;
   const std::size_t per_member = d.rows * (m + n) * d.r;
   egg::parallel_for(d.members, std::max<std::size_t>(1, (1 << 16) / std::max<std::size_t>(1, per_member)),
                     [&](std::size_t lo, std::size_t hi) {
@@ -243,7 +244,7 @@ void lowrank_expand(const F32Array& xa, const U32Array& xa_rows, const F32Array&
   const float *xap = xa.data(), *bp = b.data(), *cp = coef.data();
   const uint32_t *kp = keys.data(), *rp = xa_rows.data();
   float* op = out.mutable_data();
-  py::gil_scoped_release release;
+  egg::ReleaseGil release;
   const std::size_t per_member = d.rows * n * d.r;
   egg::parallel_for(d.members, std::max<std::size_t>(1, (1 << 16) / std::max<std::size_t>(1, per_member)),
                     [&](std::size_t lo, std::size_t hi) {
@@ -293,7 +294,7 @@ py::tuple adam_step(const F32Array& theta, const F32Array& g, const F32Array& mu
   const std::size_t blocks = (total + kBlock - 1) / kBlock;
   std::vector<double> partial(blocks, 0.0);
   {
-    py::gil_scoped_release release;
+    egg::ReleaseGil release;
     egg::parallel_for(blocks, 2, [&](std::size_t lo, std::size_t hi) {
       for (std::size_t blk = lo; blk < hi; ++blk) {
         const std::size_t b = blk * kBlock, e = std::min(total, b + kBlock);
@@ -322,7 +323,7 @@ py::array contract_t(const py::array& a_obj, const py::array& b_obj, const py::a
   const T *ap = a.data(), *bp = b.data(), *wp = w.data();
   T* op = out.mutable_data();
   {
-    py::gil_scoped_release release;
+    egg::ReleaseGil release;
     egg::contract<T>(ap, bp, wp, K, m, n, r, op);
   }
   return out;
@@ -390,7 +391,7 @@ void gather_rows_many(const F32Array& table, const py::list& starts, const py::l
         std::lower_bound(value_end.begin(), value_end.end(), total * t / parts) -
         value_end.begin());
   }
-  py::gil_scoped_release release;
+  egg::ReleaseGil release;
   egg::parallel_for(parts, 1, [&](std::size_t b, std::size_t e) {
     for (std::size_t r = bound[b]; r < bound[e]; ++r) {
       std::memcpy(rows[r].dst, rows[r].src, row_len[r] * sizeof(float));
@@ -462,9 +463,16 @@ PYBIND11_MODULE(_core, m) {
       py::arg("name"), "Use the kernels of one instruction set (for tests and benchmarks).");
   m.def("simd_requirements", &egg::simd_requirements,
         "Processor features each SIMD level needs at run time (checked before it is chosen).");
-  m.def("num_threads", &egg::num_threads, "Threads the parallel kernels use.");
+  m.def("num_threads", &egg::num_threads,
+        "Threads the parallel kernels use (ValueError naming EGGROLL_NUM_THREADS if it is bad).");
   m.def("set_num_threads", &egg::set_num_threads, py::arg("n"),
         "Set the kernels' thread count (n <= 0 restores the default).");
+  m.def("pool_workers", &egg::pool_workers, py::call_guard<egg::ReleaseGil>(),
+        "Worker threads the core's pool has started (they sleep when idle).");
+  m.def("shutdown_pool", &egg::shutdown_pool, py::call_guard<egg::ReleaseGil>(),
+        "Join the pool's workers (at exit); later parallel calls run on the calling thread.");
+  // Join the workers while the interpreter is whole, not from a static destructor at exit().
+  py::module_::import("atexit").attr("register")(m.attr("shutdown_pool"));
 #ifdef VERSION_INFO
 #define EGG_STR(x) #x
 #define EGG_XSTR(x) EGG_STR(x)

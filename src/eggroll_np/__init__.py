@@ -13,6 +13,7 @@ from .config import ESConfig, NoiseKind
 from .es import ESState, ask, init, step, tell
 from .perturbation import GenerationNoise
 from .population import Population
+from .tuning import threads
 
 try:
     __version__ = version("eggroll_np")
@@ -34,4 +35,5 @@ __all__ = [
     "ESConfig",
     "ESState",
     "NoiseKind",
+    "threads",
 ]

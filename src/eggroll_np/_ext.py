@@ -1,8 +1,12 @@
 """Loads the compiled extensions: _core (always built) and _cuda (built when nvcc was found).
 
 The C++ core picks the best SIMD level this processor supports (AVX-512, AVX2, baseline); the
-environment variable EGGROLL_SIMD=baseline|avx2|avx512 forces one at import. Every level gives
-the same bits, so forcing one is for testing and for ruling the kernels out when debugging.
+environment variable EGGROLL_SIMD=baseline|avx2|avx512 forces one. Every level gives the same
+bits, so forcing one is for testing and for ruling the kernels out when debugging.
+
+Importing never raises: EGGROLL_SIMD and EGGROLL_NUM_THREADS are applied when `core` is first
+read (module __getattr__), and a bad value is a ValueError naming the variable there, at every
+read until it is fixed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ __all__ = [
 ]
 
 SIMD_ENV = "EGGROLL_SIMD"
-"""Environment variable that forces the C++ core's SIMD level at import."""
+"""Environment variable that forces the C++ core's SIMD level (applied at first use)."""
 SIMD_LEVELS = ("baseline", "avx2", "avx512")
 """The levels EGGROLL_SIMD may name."""
 
@@ -68,10 +72,23 @@ def _force_simd(core: ModuleType | None) -> bool:
     return True
 
 
-core, core_error = _load("_core")
+_core, core_error = _load("_core")
 cuda, cuda_error = _load("_cuda")
-simd_forced: bool = _force_simd(core)
+core: ModuleType | None  # set by __getattr__ on first read (the environment checked)
+simd_forced: bool
 """Whether EGGROLL_SIMD chose the core's SIMD level (else the best available one is used)."""
+
+
+def __getattr__(name: str) -> object:
+    # `core` and `simd_forced` are module globals only once the environment was applied; until
+    # then (and while it is bad) every read lands here.
+    if name in ("core", "simd_forced"):
+        forced = _force_simd(_core)
+        if _core is not None:
+            _core.num_threads()  # ValueError naming EGGROLL_NUM_THREADS when it is bad
+        globals().update(core=_core, simd_forced=forced)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _compiled(package_dir: Path, name: str) -> list[Path]:
@@ -90,10 +107,10 @@ def shadowed_build() -> str | None:
     build. Returns a message saying so and what to run instead, or None when this is not the
     case (the modules loaded, or no other copy has them).
     """
-    if core is not None and cuda is not None:
+    if _core is not None and cuda is not None:
         return None
     here = Path(__file__).resolve().parent
-    missing = [n for n, mod in (("_core", core), ("_cuda", cuda)) if mod is None]
+    missing = [n for n, mod in (("_core", _core), ("_cuda", cuda)) if mod is None]
     for entry in sys.path:
         other = (Path(entry or ".") / "eggroll_np").resolve()
         if other == here or not other.is_dir():

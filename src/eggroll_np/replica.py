@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -98,11 +99,13 @@ class _Replica:
 
     def __init__(self, fitness: Callable[..., Any], factory: bool, batched: bool, threads: int):
         if threads > 0:
-            # Ray sets OMP_NUM_THREADS for BLAS; the C++ core has its own thread count.
-            from . import _ext
+            from .tuning import threads as set_threads
 
-            if _ext.core is not None:
-                _ext.core.set_num_threads(threads)
+            with warnings.catch_warnings():
+                # Without threadpoolctl threads() warns that BLAS keeps its count: here Ray's
+                # OMP_NUM_THREADS already gave BLAS this actor's CPUs, the same number.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                set_threads(threads)
         self._fitness = fitness() if factory else fitness
         self._batched = batched
         self._params: Any = None

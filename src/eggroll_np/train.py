@@ -220,7 +220,7 @@ def run(
     resume: str | None = None,
     progress: bool = False,
     checkpoint_every: int = 50,
-    threads: int = 1,
+    threads: int = 0,
     workers: int | None = None,
     ray_address: str | None = None,
     **overrides: Any,
@@ -236,7 +236,8 @@ def run(
         progress: show the tqdm progress bar.
         checkpoint_every: save a checkpoint every this many generations (and at the end and on
             KeyboardInterrupt, which is re-raised after saving).
-        threads: BLAS threads during the run (threadpoolctl; 0: leave BLAS alone).
+        threads: threads of BLAS and of the C++ core during the run, as
+            `eggroll_np.threads(threads)`; 0 leaves both at their defaults.
         workers: evaluate the population on this many Ray actors (`eggroll_np.distributed`,
             the `ray` extra); None runs in this process. The params are the same either way.
         ray_address: an existing Ray cluster for `workers` (None: start a local Ray).
@@ -246,12 +247,11 @@ def run(
     Returns:
         The summary: workload, generations, wall_s, the evaluation's values, the baseline's.
     """
-    threads = _checks.integer("--threads", threads, 0)
     if workers is not None:
         workers = _checks.integer("--workers", workers, 1)
-    from .tuning import blas_threads
+    from .tuning import threads_for_run
 
-    with blas_threads(threads):
+    with threads_for_run(threads):
         return _train(
             name, out, resume, progress, checkpoint_every, overrides, workers, ray_address
         )

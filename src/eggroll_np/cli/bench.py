@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import _checks
 from ..workloads.reference import NAMES
+from .threads_option import add_threads_argument, apply_threads
 
 __all__ = ["HELP", "add_arguments", "run", "format_table"]
 
@@ -71,12 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
     p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="BLAS and eggroll_np threads for the whole run (0: leave both at their defaults)",
-    )
+    add_threads_argument(p)
     p.add_argument(
         "--noise-table",
         type=int,
@@ -93,24 +89,18 @@ def run(args: argparse.Namespace) -> int:
         from .. import tables
 
         return tables.main(args)
-    from ..bench import run_workload
-    from ..sysinfo import system_info
-
     _checks.integer("--repeats", args.repeats, 1)
-    _checks.integer("--threads", args.threads, 0)
     if args.noise_table is not None:
         from ..noise_table import MAX_TABLE
 
         _checks.integer("--noise-table", args.noise_table, 1, MAX_TABLE + 1)
-    if args.threads:
-        from threadpoolctl import threadpool_limits
+    with apply_threads(args.threads):  # inference and EGGROLL run under the same counts
+        return _run(args)
 
-        from .. import _ext
 
-        # Held until this function returns: inference and EGGROLL run under the same limits.
-        limits = threadpool_limits(limits=args.threads, user_api="blas")  # noqa: F841
-        if _ext.core is not None:
-            _ext.core.set_num_threads(args.threads)
+def _run(args: argparse.Namespace) -> int:
+    from ..bench import run_workload
+    from ..sysinfo import system_info
     from ..tuning import retain_heap_memory
 
     retain_heap_memory()  # same process for inference and EGGROLL: both benefit alike

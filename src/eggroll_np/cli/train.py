@@ -10,6 +10,7 @@ from typing import Any
 from .. import optim, shaping
 from ..train import CHECKPOINT, METRICS, PLOT, RUN_FILE
 from ..workloads import NAMES, Workload, get
+from .threads_option import add_threads_argument
 
 __all__ = ["HELP", "add_arguments", "run", "format_summary"]
 
@@ -65,14 +66,7 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
         metavar="K",
         help="save every K generations (default 50)",
     )
-    r.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        metavar="T",
-        help="BLAS threads (default 1: the population's many small GEMMs run fastest on one; "
-        "0 leaves BLAS as it is)",
-    )
+    add_threads_argument(r)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     d = p.add_argument_group("distributed (needs the ray extra)")
     d.add_argument(

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _checks
-from ..tuning import blas_threads
+from ..cli.threads_option import add_threads_argument
+from ..tuning import threads_for_run
 from .report import CLAIMS, markdown, plot
 from .sections import FULL, QUICK, SECTIONS, Settings
 
@@ -82,9 +83,9 @@ def run_tables(
     """Measure every section with `settings`; write tables.json, tables.md and the plots to `out`.
 
     `only` measures just those sections and keeps the others of an earlier tables.json in
-    `out` (each section records the command and machine that measured it). `threads` limits
-    BLAS as `eggroll-np train --threads` does (1: the population's many small GEMMs run fastest
-    on one thread; both methods get the same setting).
+    `out` (each section records the command and machine that measured it). `threads` is every
+    command's `--threads`: eggroll_np.threads(threads) for BLAS and the C++ core, 0 leaves both
+    at their defaults (both methods get the same setting).
 
     Returns:
         The tables: {section name: {..., "rows": [...]}, "meta": {...}}.
@@ -99,12 +100,12 @@ def run_tables(
         "command": command,
         "machine": _machine(),
         "settings": dataclasses.asdict(settings),
-        "blas_threads": threads,
+        "threads": threads,
     }
     json_path = os.path.join(out, "tables.json")
     tables: dict[str, Any] = {} if only is None else _previous(json_path)
     start = time.perf_counter()
-    with blas_threads(threads):
+    with threads_for_run(threads):
         for name in names:
             t0 = time.perf_counter()
             tables[name] = SECTIONS[name](settings, lambda m, name=name: say(f"{name}: {m}"))
@@ -158,13 +159,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"measure only these sections ({', '.join(SECTIONS)}) and keep the others of an "
         "earlier run in --out",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        metavar="T",
-        help="BLAS threads (default 1, as `train`; 0 leaves BLAS as it is)",
-    )
+    add_threads_argument(p)
     p.add_argument(
         "--budget",
         type=float,
@@ -204,7 +199,7 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--population", str(args.population)]
     if args.budget != 1.0:
         parts += ["--budget", str(args.budget)]
-    if args.threads != 1:
+    if args.threads != 0:
         parts += ["--threads", str(args.threads)]
     return shlex.join([*parts, "--out", args.out])
 
@@ -217,7 +212,6 @@ def main(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(f"[tables] {message}", file=sys.stderr, flush=True)
 
-    _checks.integer("--threads", args.threads, 0)
     from ..tuning import retain_heap_memory
 
     retain_heap_memory()  # as `bench` and `train`: freed large arrays are reused

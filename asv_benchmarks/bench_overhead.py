@@ -1,0 +1,77 @@
+"""Per-call overhead of tiny calls, and of one call small enough that starting threads dominates.
+
+Run as a script (medians of --repeats batches of --calls calls each, in microseconds per call):
+    python -P asv_benchmarks/bench_overhead.py [--repeats 15] [--calls 200] [--json PATH]
+
+- linear: pop.linear on a population of 8, one input row, W 4 -> 4 (plus a bias, tanh).
+- ask_tell: egg.ask + egg.tell of a 4 x 4 W, population 8.
+- fill_2x: the core's fill_normals of 8 rows x 32768 normals, a job parallel_for splits over two
+  threads: it shows what each parallel call pays to wake (or, before the pool, start) a thread.
+Timings are wall-clock medians on whatever machine runs it: compare two builds by running them
+alternately on the same machine (docs/threads.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+import eggroll_np as egg
+from eggroll_np import _ext
+
+
+def _per_call_us(fn, calls: int, repeats: int) -> float:
+    fn()  # warm-up: first-call allocations, the pool's start
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t0) / calls * 1e6)
+    return statistics.median(times)
+
+
+def main() -> None:
+    """Print (and with --json write) the three medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2, help="the core's threads")
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args()
+    _ext.core.set_num_threads(args.threads)  # through the raw binding: older builds lack threads()
+    rng = np.random.default_rng(0)
+    params = {
+        "W": rng.standard_normal((4, 4)).astype(np.float32),
+        "b": np.zeros(4, np.float32),
+    }
+    state = egg.init(params, population=8, sigma=0.1, lr=0.01, seed=0)
+    pop = egg.ask(params, state)
+    x = rng.standard_normal((1, 4)).astype(np.float32)
+    fitness = rng.standard_normal(8).astype(np.float32)
+
+    def ask_tell():
+        p = egg.ask(params, state)
+        egg.tell(params, fitness, state, p)
+
+    keys = np.arange(8, dtype=np.uint32)
+    out = np.empty((8, 1 << 15), np.float32)
+    results = {
+        "linear_us": _per_call_us(lambda: pop.linear(x, "W", "b", "tanh"), args.calls, args.repeats),
+        "ask_tell_us": _per_call_us(ask_tell, max(1, args.calls // 4), args.repeats),
+        "fill_2x_us": _per_call_us(
+            lambda: _ext.core.fill_normals(0, 0, keys, 0, 0, out), args.calls, args.repeats
+        ),
+    }
+    print(json.dumps(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f)
+
+
+if __name__ == "__main__":
+    main()
