@@ -1,12 +1,15 @@
 """Per-call overhead of tiny calls, and of one call small enough that starting threads dominates.
 
-Run as a script (medians of --repeats batches of --calls calls each, in microseconds per call):
+Run as a script (median and minimum over --repeats batches of --calls calls each, microseconds
+per call):
     python -P asv_benchmarks/bench_overhead.py [--repeats 15] [--calls 200] [--json PATH]
 
 - linear: pop.linear on a population of 8, one input row, W 4 -> 4 (plus a bias, tanh).
 - ask_tell: egg.ask + egg.tell of a 4 x 4 W, population 8.
-- fill_2x: the core's fill_normals of 8 rows x 32768 normals, a job parallel_for splits over two
-  threads: it shows what each parallel call pays to wake (or, before the pool, start) a thread.
+- split_empty: the core's fill_normals of 16 rows x 4 normals: next to no work, but 16 items,
+  which parallel_for splits over two threads: what a parallel call pays to wake (before the
+  pool: start and join) a thread.
+- fill_2x: fill_normals of 8 rows x 32768 normals, a real job split over two threads.
 Timings are wall-clock medians on whatever machine runs it: compare two builds by running them
 alternately on the same machine (docs/threads.md).
 """
@@ -24,7 +27,9 @@ import eggroll_np as egg
 from eggroll_np import _ext
 
 
-def _per_call_us(fn, calls: int, repeats: int) -> float:
+def _per_call_us(fn, calls: int, repeats: int) -> list[float]:
+    """[median, min] over `repeats` batches of the time per call; the minimum is the batch the
+    machine's other load disturbed least."""
     fn()  # warm-up: first-call allocations, the pool's start
     times = []
     for _ in range(repeats):
@@ -32,11 +37,11 @@ def _per_call_us(fn, calls: int, repeats: int) -> float:
         for _ in range(calls):
             fn()
         times.append((time.perf_counter() - t0) / calls * 1e6)
-    return statistics.median(times)
+    return [round(statistics.median(times), 2), round(min(times), 2)]
 
 
 def main() -> None:
-    """Print (and with --json write) the three medians."""
+    """Print (and with --json write) the medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200)
@@ -60,9 +65,14 @@ def main() -> None:
 
     keys = np.arange(8, dtype=np.uint32)
     out = np.empty((8, 1 << 15), np.float32)
+    keys16 = np.arange(16, dtype=np.uint32)
+    tiny = np.empty((16, 4), np.float32)
     results = {
         "linear_us": _per_call_us(lambda: pop.linear(x, "W", "b", "tanh"), args.calls, args.repeats),
         "ask_tell_us": _per_call_us(ask_tell, max(1, args.calls // 4), args.repeats),
+        "split_empty_us": _per_call_us(
+            lambda: _ext.core.fill_normals(0, 0, keys16, 0, 0, tiny), args.calls, args.repeats
+        ),
         "fill_2x_us": _per_call_us(
             lambda: _ext.core.fill_normals(0, 0, keys, 0, 0, out), args.calls, args.repeats
         ),
