@@ -8,7 +8,7 @@ one-command script that writes the same figures as JSON.
 
 from __future__ import annotations
 
-from eggroll_np import _cuda_ops, gpu_bench, noise
+from eggroll_np import dispatch, gpu_bench, noise
 from eggroll_np.backend import cupy
 
 __all__ = ["GpuNoise", "GpuForward", "GpuGeneration"]
@@ -18,7 +18,7 @@ CASES = ["rl-4096:4096", "rl-4096:16384", "sup:256"]
 
 
 def _require_gpu() -> None:
-    if not _cuda_ops.gpu_available():
+    if not dispatch.cuda_available():
         raise NotImplementedError("needs CuPy and a CUDA device")
 
 

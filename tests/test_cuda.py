@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import _cuda_ops, _ext, _reference, gpu_bench, gpu_probes, noise, tree
+from eggroll_np import _cuda_ops, _ext, _reference, dispatch, gpu_bench, gpu_probes, noise, tree
 from eggroll_np.backend import cupy, to_numpy
 
 from .test_cuda_plumbing import _correction_reference
@@ -50,7 +50,7 @@ def test_device_count_agrees_with_the_driver():
         pytest.skip("cannot read the NVIDIA driver's GPU list on this platform")
     assert _ext.cuda.device_count() == driver
     assert _ext.cuda_device_count() == driver
-    assert _cuda_ops.gpu_available() == (driver > 0 and cupy is not None)
+    assert dispatch.cuda_available() == (driver > 0 and cupy is not None)
 
 
 @needs_extension
@@ -77,7 +77,7 @@ def test_cuda_ops_report_no_device():
     a = np.zeros((1, 4, 1), np.float32)
     out = np.zeros((2, 1, 4), np.float32)
     with pytest.raises(RuntimeError, match=NO_DEVICE):
-        _cuda_ops.require_device()
+        dispatch.require_cuda()
     with pytest.raises(RuntimeError, match=NO_DEVICE):
         _cuda_ops.lowrank_correction(x, a, a, [0, 0], [1.0, 1.0], out)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import eggroll_np
-from eggroll_np import _cuda_ops, _ext, gpu_check
+from eggroll_np import _ext, dispatch, gpu_check
 
 without_gpu = pytest.mark.skipif(
-    _cuda_ops.gpu_available(), reason="checks the no-GPU path; this machine has a GPU"
+    dispatch.cuda_available(), reason="checks the no-GPU path; this machine has a GPU"
 )
 
 

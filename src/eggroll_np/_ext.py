@@ -18,7 +18,6 @@ __all__ = [
     "core",
     "cuda",
     "cuda_device_count",
-    "require_cuda",
     "core_error",
     "cuda_error",
     "shadowed_build",
@@ -114,20 +113,3 @@ def cuda_device_count() -> int:
     if cuda is None:
         return 0
     return int(cuda.device_count())
-
-
-def require_cuda() -> ModuleType:
-    """The _cuda module, or a RuntimeError that says why CuPy arrays cannot be used."""
-    if cuda is None:
-        shadow = shadowed_build()
-        if shadow is not None:
-            raise RuntimeError(f"the CUDA extension is not loaded: {shadow}")
-        raise RuntimeError(
-            "eggroll_np was built without its CUDA extension "
-            f"({cuda_error or 'no CUDA compiler at build time'}); reinstall with nvcc on PATH"
-        )
-    if cuda.device_count() == 0:
-        raise RuntimeError(
-            "no CUDA device: the CUDA extension is built but no GPU/driver is usable"
-        )
-    return cuda

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _cuda_ops, _ext, noise, simple_cnn, tree
+from . import _ext, dispatch, noise, simple_cnn, tree
 from .backend import cupy, to_numpy
 from .workloads import reference
 
@@ -89,7 +89,7 @@ class GpuSetup:
 
 def build(workload: reference.Workload, population: int, rank: int = 1, seed: int = 0) -> GpuSetup:
     """The reference workload's params and inputs on the device, for `population` members."""
-    _cuda_ops.require_device()
+    dispatch.require_cuda()
     w = dataclasses.replace(workload, population=population)
     params = tree.map_leaves(cupy.asarray, reference.make_params(w, seed))
     x = reference.make_inputs(w, seed + 1)
@@ -353,7 +353,7 @@ def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
 
 def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     """Measure every figure on the current device; `quick` shrinks sizes for a smoke run."""
-    _cuda_ops.require_device()
+    dispatch.require_cuda()
     info = _ext.cuda.device_info(cupy.cuda.Device().id)
     values = 10**6 if quick else NOISE_VALUES
     result: dict[str, Any] = {
@@ -390,12 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per figure")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     args = parser.parse_args(argv)
-    if not _cuda_ops.gpu_available():
-        try:
-            _cuda_ops.require_device()
-            reason = "CuPy sees no CUDA device"
-        except RuntimeError as exc:
-            reason = str(exc)
+    reason = dispatch.cuda_unavailable_reason()
+    if reason is not None:
+        reason = f"no CUDA device can be used: {reason}"
         print(f"gpu_bench: nothing measured: {reason}", file=sys.stderr)
         return 2
     result = run(repeat=args.repeat, quick=args.quick)

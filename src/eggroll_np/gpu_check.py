@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__, _cuda_ops, _ext
+from . import __version__, _ext, dispatch
 
 __all__ = ["STEPS", "junit_summary", "render_markdown", "main"]
 
@@ -226,13 +226,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def _no_gpu_reason() -> str | None:
-    if _cuda_ops.gpu_available():
-        return None
-    try:
-        _cuda_ops.require_device()
-    except RuntimeError as exc:
-        return str(exc)
-    return "CuPy sees no CUDA device"
+    reason = dispatch.cuda_unavailable_reason()
+    return None if reason is None else f"no CUDA device can be used: {reason}"
 
 
 def main(argv: list[str] | None = None) -> int:
