@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, tree
+from . import _checks, optim, tree
 from .backend import to_numpy
 
 __all__ = ["checksum", "split_members"]
@@ -26,8 +26,9 @@ def checksum(params: Any, state: Any) -> int:
     CuPy leaves are copied to the host first."""
     leaves, paths, _ = tree.flatten(params)
     named = [("params/" + tree.path_str(p), x) for p, x in zip(paths, leaves, strict=True)]
-    named += [("opt_state/" + k, state.opt_state[k]) for k in sorted(state.opt_state)]
-    crc = zlib.crc32(str(int(state.generation)).encode())
+    opt = optim.state_arrays(state.opt_state)
+    named += [(f"opt_state/{j}", x) for j, x in enumerate(opt)]
+    crc = zlib.crc32(f"{int(state.generation)}:{int(state.opt_state.count)}".encode())
     for path, leaf in named:
         arr = np.ascontiguousarray(to_numpy(leaf))
         crc = zlib.crc32(f"{path}:{arr.dtype.str}:{arr.shape}".encode(), crc)
@@ -118,7 +119,9 @@ class _Replica:
         params, state = snapshot
         # Arrays read from Ray's object store are read-only views of shared memory.
         self._params = tree.map_leaves(_copy_if_numpy, params)
-        opt_state = {k: _copy_if_numpy(v) for k, v in state.opt_state.items()}
+        opt = state.opt_state
+        arrays = [_copy_if_numpy(x) for x in optim.state_arrays(opt)]
+        opt_state = optim.state_from_arrays(opt, opt.count, arrays)
         self._state = dataclasses.replace(state, opt_state=opt_state)
         self._pop = None
         return int(state.generation), checksum(self._params, self._state), _build()
