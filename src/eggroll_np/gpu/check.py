@@ -1,4 +1,4 @@
-"""What a first GPU hour must verify, in one command: ``python -m eggroll_np.gpu_check --out DIR``.
+"""What a first GPU hour must verify, in one command: ``python -m eggroll_np.gpu.check --out DIR``.
 
 Runs, on the current CUDA device and in under 12 minutes (an H100/H200-class GPU):
   1. device: the device, driver, CUDA runtime and CuPy versions (and `nvidia-smi` where present);
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__, _cuda_ops, _ext
+from .. import __version__, _cuda_ops, _ext
 
 __all__ = ["STEPS", "junit_summary", "render_markdown", "main"]
 
@@ -64,7 +64,7 @@ def junit_summary(xml_text: str) -> dict[str, Any]:
 
 
 def _device() -> dict[str, Any]:
-    from .backend import cupy
+    from ..backend import cupy
 
     info = dict(_ext.cuda.device_info(cupy.cuda.Device().id))
     info["compute_capability"] = list(info["compute_capability"])
@@ -151,7 +151,7 @@ def _memcheck(out: Path, budget: float) -> dict[str, Any]:
     tool = _sanitizer()
     if tool is None:
         return {"skipped": "compute-sanitizer not found (PATH, $CUDA_HOME/bin, /usr/local/cuda)"}
-    code = "import sys; sys.path.pop(0); from eggroll_np import gpu_probes; gpu_probes.odd_shapes()"
+    code = "import sys; sys.path.pop(0); from eggroll_np.gpu import probes; probes.odd_shapes()"
     cmd = [tool, "--tool", "memcheck", "--error-exitcode", "9", "--leak-check", "no",
            sys.executable, "-c", code]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, cwd=out)
@@ -162,7 +162,7 @@ def _memcheck(out: Path, budget: float) -> dict[str, Any]:
 
 
 def _bench(out: Path, quick: bool) -> dict[str, Any]:
-    from . import gpu_bench
+    from ..benchmarks import gpu_bench
 
     result = gpu_bench.run(quick=quick)
     (out / "gpu_bench.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -173,7 +173,7 @@ def _bench(out: Path, quick: bool) -> dict[str, Any]:
 
 
 def _probes() -> dict[str, Any]:
-    from . import gpu_probes
+    from . import probes as gpu_probes
 
     results, failed = {}, []
     for name, probe in gpu_probes.PROBES.items():
@@ -188,7 +188,7 @@ def _probes() -> dict[str, Any]:
 
 
 def _bit_check() -> dict[str, Any]:
-    from . import gpu_probes
+    from . import probes as gpu_probes
 
     return gpu_probes.bit_check()
 
@@ -238,7 +238,7 @@ def _no_gpu_reason() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (see the module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m eggroll_np.gpu_check",
+        prog="python -m eggroll_np.gpu.check",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         steps.append(step)
         print(f"gpu_check: {name}: {step['status']} ({step['seconds']:.1f} s)", file=sys.stderr)
     report = {
-        "command": "python -m eggroll_np.gpu_check " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m eggroll_np.gpu.check " + " ".join(argv or sys.argv[1:]),
         "ok": all(s["status"] != "FAIL" for s in steps),
         "seconds": time.perf_counter() - start,
         "steps": steps,
