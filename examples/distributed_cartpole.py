@@ -17,8 +17,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import eggroll_np as egg
-from eggroll_np.train import ES_KEYS, resolve_config
-from eggroll_np.workloads import get
+from eggroll_np.training.train import ES_KEYS, resolve_config
+from eggroll_np.training.workloads import get
 
 __all__ = ["main"]
 

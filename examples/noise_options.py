@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 import eggroll_np as egg
 from eggroll_np import _ext, noise, noise_table
-from eggroll_np.workloads.reference import (
+from eggroll_np.benchmarks.reference import (
     WORKLOADS,
     inference,
     inference_rows,

@@ -32,7 +32,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """EGGROLL_REQUIRE_GPU=1 (set by `python -m eggroll_np.gpu_check`): no GPU is an error."""
+    """EGGROLL_REQUIRE_GPU=1 (set by `python -m eggroll_np.gpu.check`): no GPU is an error."""
     if os.environ.get("EGGROLL_REQUIRE_GPU") == "1" and GPU_SKIP_REASON is not None:
         raise pytest.UsageError(f"EGGROLL_REQUIRE_GPU=1 but no GPU: {GPU_SKIP_REASON}")
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import eggroll_np as egg
-from eggroll_np import optim, train
+from eggroll_np import optim
+from eggroll_np.training import train
 
 from .engine_helpers import as_format_2
 

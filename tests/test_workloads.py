@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import optim, train
-from eggroll_np.workloads import NAMES, cartpole, common, get, matching, mnist
+from eggroll_np import optim
+from eggroll_np.training import train
+from eggroll_np.training.workloads import NAMES, cartpole, common, get, matching, mnist
 
 pytest.importorskip("sklearn")
 

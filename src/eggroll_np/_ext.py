@@ -84,7 +84,7 @@ def _compiled(package_dir: Path, name: str) -> list[Path]:
 def shadowed_build() -> str | None:
     """Why the compiled modules are missing when another eggroll_np on sys.path has them.
 
-    `python -m pytest` or `python -m eggroll_np.gpu_bench` run from the repository root put the
+    `python -m pytest` or `python -m eggroll_np.benchmarks.gpu_bench` run from the repository root put the
     source tree (which holds no compiled modules) first on sys.path, ahead of the installed
     build. Returns a message saying so and what to run instead, or None when this is not the
     case (the modules loaded, or no other copy has them).

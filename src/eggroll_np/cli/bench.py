@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from .. import _checks
-from ..workloads.reference import NAMES
+from ..benchmarks.reference import NAMES
 
 __all__ = ["HELP", "add_arguments", "run", "format_table"]
 
@@ -57,7 +57,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """--workload, --repeats, --no-naive, --json, --threads, --noise-table; `tables` sub-command."""
-    from .. import tables
+    from ..benchmarks import tables
 
     sub = p.add_subparsers(dest="bench_what", metavar="tables")
     tp = sub.add_parser(
@@ -90,10 +90,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table (and write --json); or `bench tables`."""
     if getattr(args, "bench_what", None) == "tables":
-        from .. import tables
+        from ..benchmarks import tables
 
         return tables.main(args)
-    from ..bench import run_workload
+    from ..benchmarks.bench import run_workload
     from ..sysinfo import system_info
 
     _checks.integer("--repeats", args.repeats, 1)

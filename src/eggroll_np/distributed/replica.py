@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, optim, tree
-from .backend import to_numpy
+from .. import _checks, optim, tree
+from ..backend import to_numpy
 
 __all__ = ["checksum", "split_members"]
 
@@ -63,16 +63,18 @@ def split_members(population: int, parts: int, multiple: int = 1) -> list[tuple[
 
 def _engine() -> Any:
     # Imported lazily: the engine imports nothing from here, and actors import it on arrival.
-    from . import es
+    from .. import es
 
     return es
 
 
 def _build() -> tuple[str, bool, str]:
     """(version, C++ core loaded, package directory) of the eggroll_np this process runs."""
-    from . import __version__, _ext
+    from .. import __version__, _ext
 
-    return __version__, _ext.core is not None, os.path.dirname(os.path.abspath(__file__))
+    # This file is eggroll_np/distributed/replica.py: the package is two directories up.
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return __version__, _ext.core is not None, package_dir
 
 
 def _describe(build: tuple[str, bool, str]) -> str:
@@ -100,7 +102,7 @@ class _Replica:
     def __init__(self, fitness: Callable[..., Any], factory: bool, batched: bool, threads: int):
         if threads > 0:
             # Ray sets OMP_NUM_THREADS for BLAS; the C++ core has its own thread count.
-            from . import _ext
+            from .. import _ext
 
             if _ext.core is not None:
                 _ext.core.set_num_threads(threads)
@@ -196,7 +198,7 @@ def _worker_class() -> type:
                 module = importlib.util.module_from_spec(spec)
                 sys.modules["eggroll_np"] = module
                 spec.loader.exec_module(module)
-            from eggroll_np.replica import _Replica
+            from eggroll_np.distributed.replica import _Replica
 
             self._replica = _Replica(ray.get(fitness_refs[0]), *args)
 

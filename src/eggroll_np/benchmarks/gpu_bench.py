@@ -1,4 +1,4 @@
-"""GPU figures of the CUDA issue in one command: ``python -m eggroll_np.gpu_bench [--out FILE]``.
+"""GPU figures of the CUDA issue in one command: ``python -m eggroll_np.benchmarks.gpu_bench [--out FILE]``.
 
 Measures, on the current CUDA device and in one run (so ratios compare like with like):
   * noise: ``noise.normals_batch`` vs ``cupy.random.standard_normal`` (float32, 10^8 values);
@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _ext, dispatch, noise, simple_cnn, tree
-from .backend import cupy, to_numpy
-from .workloads import reference
+from .. import _ext, dispatch, noise, tree
+from ..backend import cupy, to_numpy
+from ..models import simple_cnn
+from . import reference
 
 __all__ = [
     "WORKLOADS",
@@ -360,7 +361,7 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         "device": info["name"],
         "compute_capability": list(info["compute_capability"]),
         "cupy": cupy.__version__,
-        "command": "python -m eggroll_np.gpu_bench" + (" --quick" if quick else ""),
+        "command": "python -m eggroll_np.benchmarks.gpu_bench" + (" --quick" if quick else ""),
         "repeat": repeat,
         "warmup": 3,
         "CUPY_TF32": os.environ.get("CUPY_TF32", "unset"),
@@ -385,7 +386,7 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; prints the JSON and writes it to --out."""
-    parser = argparse.ArgumentParser(prog="python -m eggroll_np.gpu_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m eggroll_np.benchmarks.gpu_bench", description=__doc__)
     parser.add_argument("--out", default="gpu_bench.json", help="JSON file to write")
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per figure")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import _checks
-from ..tuning import blas_threads
+from ... import _checks
+from ...tuning import blas_threads
 from .report import CLAIMS, markdown, plot
 from .sections import FULL, QUICK, SECTIONS, Settings
 
@@ -218,7 +218,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"[tables] {message}", file=sys.stderr, flush=True)
 
     _checks.integer("--threads", args.threads, 0)
-    from ..tuning import retain_heap_memory
+    from ...tuning import retain_heap_memory
 
     retain_heap_memory()  # as `bench` and `train`: freed large arrays are reused
     tables = run_tables(args.out, settings, command, say, args.threads, args.only)
