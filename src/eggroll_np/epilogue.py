@@ -10,6 +10,7 @@ each member's low-rank correction, its bias and the activation. It is the dispat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,11 @@ class LeafNoise:
         coef: (N,) array in theta's dtype: sigma * s_i (divided by sqrt(r) when low-rank).
         A: (K, m, r) low-rank factors of the matrix view (m, n) = (shape[0], prod(shape[1:])).
         B: (K, n, r).
-        E: `(K, *shape)` full-rank unit noise.
+        E: `(K, *shape)` full-rank unit noise (None when it is not held: see `chunks`).
+        chunks: for a full-rank leaf, a callable giving its noise in chunks of keys, so that a
+            large leaf never has all N dense perturbations in memory: (members, rows, E_c)
+            triples, E_c `(k, *shape)` the noise of some keys, `members` the members that use
+            them (an index array or a slice) and `rows` each one's row of E_c.
     """
 
     name: str
@@ -57,6 +62,13 @@ class LeafNoise:
     A: Any = None
     B: Any = None
     E: Any = None
+    chunks: Callable[[], Iterable[tuple[Any, Any, Any]]] | None = None
+
+    def full_chunks(self) -> Iterable[tuple[Any, Any, Any]]:
+        """The full-rank noise as `chunks` triples (one chunk of every member when E is held)."""
+        if self.chunks is not None:
+            return self.chunks()
+        return [(slice(None), self.keys, self.E)]
 
     @property
     def size(self) -> int:
