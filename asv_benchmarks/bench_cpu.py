@@ -7,9 +7,10 @@ import time
 import numpy as np
 
 import eggroll_np as egg
-from eggroll_np import _ext, bench, noise
+from eggroll_np import _ext, noise
+from eggroll_np.benchmarks import bench
 from eggroll_np.tuning import retain_heap_memory
-from eggroll_np.workloads import reference
+from eggroll_np.benchmarks import reference
 
 # As `eggroll-np bench` and `eggroll-np train` do: freed large arrays are reused, not re-faulted.
 retain_heap_memory()
@@ -180,7 +181,7 @@ class PopulationScaling:
     repeat = (1, 3, 60)
 
     def setup(self, population, method):
-        from eggroll_np.tables import FULL, measure
+        from eggroll_np.benchmarks.tables import FULL, measure
 
         sizes = measure.mlp_sizes(FULL.scaling_params)
         self.params_tree, self.fitness, state, self.batched = measure.setup_generation(

@@ -2,13 +2,14 @@
 
 Every class skips (NotImplementedError in setup) without CuPy or a usable CUDA device, so this
 file imports and runs anywhere. Timed bodies synchronise the device: kernel launches are
-asynchronous and would otherwise time nothing. Inputs come from `eggroll_np.gpu_bench`, the
+asynchronous and would otherwise time nothing. Inputs come from `eggroll_np.benchmarks.gpu_bench`, the
 one-command script that writes the same figures as JSON.
 """
 
 from __future__ import annotations
 
-from eggroll_np import _cuda_ops, gpu_bench, noise
+from eggroll_np import dispatch, noise
+from eggroll_np.benchmarks import gpu_bench
 from eggroll_np.backend import cupy
 
 __all__ = ["GpuNoise", "GpuForward", "GpuGeneration"]
@@ -18,7 +19,7 @@ CASES = ["rl-4096:4096", "rl-4096:16384", "sup:256"]
 
 
 def _require_gpu() -> None:
-    if not _cuda_ops.gpu_available():
+    if not dispatch.cuda_available():
         raise NotImplementedError("needs CuPy and a CUDA device")
 
 
@@ -62,7 +63,7 @@ class GpuNoise:
 
 class _GpuCase:
     """Shared setup of the workload cases: the reference workload's params and inputs on the
-    device (`eggroll_np.workloads.reference`, as `eggroll-np bench` and gpu_bench use them)."""
+    device (`eggroll_np.benchmarks.reference`, as `eggroll-np bench` and gpu_bench use them)."""
 
     params = [CASES]
     param_names = ["case"]

@@ -10,9 +10,9 @@ low-rank term. About 6 s on 2 cores (test accuracy 0.867 after 120 generations).
 import numpy as np
 
 import eggroll_np as egg
-from eggroll_np import simple_cnn
-from eggroll_np.workloads.common import generation_rng, log_softmax
-from eggroll_np.workloads.digits import load
+from eggroll_np.models import simple_cnn
+from eggroll_np.training.workloads.common import generation_rng, log_softmax
+from eggroll_np.training.workloads.digits import load
 
 x_train, y_train, x_test, y_test = load(seed=0, test_fraction=0.2)
 x_train, x_test = x_train.reshape(-1, 1, 8, 8), x_test.reshape(-1, 1, 8, 8)  # NCHW images

@@ -7,14 +7,14 @@ and each member adds only its low-rank term (`pop.matmul`), biases come from `po
 import numpy as np
 
 import eggroll_np as egg
-from eggroll_np.workloads.common import (
+from eggroll_np.training.workloads.common import (
     generation_rng,
     init_mlp,
     log_softmax,
     mlp_forward,
     mlp_population_forward,
 )
-from eggroll_np.workloads.digits import load
+from eggroll_np.training.workloads.digits import load
 
 x_train, y_train, x_test, y_test = load(seed=0, test_fraction=0.2)
 params = init_mlp((64, 64, 10), np.random.default_rng(0))

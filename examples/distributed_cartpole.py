@@ -17,8 +17,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import eggroll_np as egg
-from eggroll_np.train import ES_KEYS, resolve_config
-from eggroll_np.workloads import get
+from eggroll_np.training.train import ES_KEYS, resolve_config
+from eggroll_np.training.workloads import get
 
 __all__ = ["main"]
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.generations} timed generations after {args.warmup} warm-up"
     )
 
-    with threadpool_limits(1, user_api="blas"):  # as `eggroll-np train` runs (--threads 1)
+    with threadpool_limits(1, user_api="blas"):  # one BLAS thread: many small GEMMs
         p, s = params, state
         for _ in range(args.warmup):
             p, s = egg.step(p, task.fitness, s, batched=True)

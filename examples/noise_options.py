@@ -18,7 +18,7 @@ import numpy as np
 
 import eggroll_np as egg
 from eggroll_np import noise, noise_table
-from eggroll_np.workloads.reference import (
+from eggroll_np.benchmarks.reference import (
     WORKLOADS,
     inference,
     inference_rows,

@@ -13,7 +13,7 @@ import pydoc_data.topics
 import numpy as np
 
 import eggroll_np as egg
-from eggroll_np.workloads.common import generation_rng, log_softmax
+from eggroll_np.training.workloads.common import generation_rng, log_softmax
 
 text = "".join(pydoc_data.topics.topics.values())[:200_000].encode("ascii", "replace")
 vocab = np.unique(np.frombuffer(text, np.uint8))

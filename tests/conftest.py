@@ -8,7 +8,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from eggroll_np import _cuda_ops, _ext
+from eggroll_np import _ext, dispatch
 from eggroll_np.backend import cupy
 
 __all__ = ["GPU_SKIP_REASON", "gpu_skip_reason"]
@@ -19,15 +19,7 @@ def gpu_skip_reason() -> str | None:
     shadow = _ext.shadowed_build()
     if shadow is not None:
         return shadow
-    if cupy is None:
-        return "CuPy is not installed (pip install 'eggroll_np[cuda]')"
-    if _ext.cuda is None:
-        return f"eggroll_np._cuda was not built ({_ext.cuda_error or 'no nvcc at build time'})"
-    if _ext.cuda_device_count() == 0:
-        return "no CUDA device (eggroll_np._ext.cuda_device_count() == 0)"
-    if not _cuda_ops.gpu_available():
-        return "CuPy sees no CUDA device"
-    return None
+    return dispatch.cuda_unavailable_reason()  # the library's one device check
 
 
 GPU_SKIP_REASON = gpu_skip_reason()
@@ -40,7 +32,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """EGGROLL_REQUIRE_GPU=1 (set by `python -m eggroll_np.gpu_check`): no GPU is an error."""
+    """EGGROLL_REQUIRE_GPU=1 (set by `python -m eggroll_np.gpu.check`): no GPU is an error."""
     if os.environ.get("EGGROLL_REQUIRE_GPU") == "1" and GPU_SKIP_REASON is not None:
         raise pytest.UsageError(f"EGGROLL_REQUIRE_GPU=1 but no GPU: {GPU_SKIP_REASON}")
 

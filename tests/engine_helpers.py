@@ -1,5 +1,5 @@
 """Helpers shared by the engine's tests: the noise contract evaluated densely, a fake CuPy, an
-edited checkpoint."""
+older checkpoint format."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ import numpy as np
 from eggroll_np import noise, tree
 from eggroll_np.config import NoiseKind
 
-__all__ = ["fit_rank", "unit_noise", "FakeGpuArray", "patch_fake_cupy", "rewrite_meta"]
+__all__ = [
+    "fit_rank",
+    "unit_noise",
+    "FakeGpuArray",
+    "patch_fake_cupy",
+    "as_format_2",
+]
 
 
 def unit_noise(
@@ -55,12 +61,28 @@ def fit_rank(rank: int, params: Any, lowrank: dict[str, Any] | None = None) -> i
     return rank
 
 
-def rewrite_meta(src: Path, dst: Path, edit: Callable[[dict[str, Any]], None]) -> None:
-    """Copy the checkpoint `src` to `dst` (a valid .npz) with its JSON meta changed in place by
-    `edit(meta)`: a file as an older version wrote it, for `load` to read."""
+# The state fields of each optimizer, in the order format 2 wrote them ("opt/<field>/<leaf>").
+_V2_FIELDS = {"sgd": (), "momentum": ("mu",), "adam": ("mu", "nu")}
+
+
+def as_format_2(src: Path, dst: Path, edit: Callable[[dict[str, Any]], None] = lambda m: None) -> None:
+    """Copy the format-3 checkpoint `src` to `dst` as format 2 wrote it (written out here from
+    the old layout, independently of the library): state arrays named "opt/<field>/<leaf>", the
+    schedule as config fields lr_schedule, lr_final and lr_decay_steps; then `edit(meta)`."""
     with np.load(src) as data:
         arrays = {name: data[name] for name in data.files}
     meta = json.loads(arrays["meta"].tobytes().decode())
+    assert meta["format_version"] == 3
+    config = meta["config"]
+    trained = [i for i, k in enumerate(config["kinds"]) if k != "frozen"]
+    names = [f"opt/{f}/{i}" for i in trained for f in _V2_FIELDS[config["optimizer"]]]
+    for j, name in enumerate(names):
+        arrays[name] = arrays.pop(f"opt/{j}")
+    schedule = config.pop("schedule")
+    config.update(
+        lr_schedule=schedule["kind"], lr_final=schedule["final"], lr_decay_steps=schedule["steps"]
+    )
+    meta["format_version"] = 2
     edit(meta)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(dst, **arrays)

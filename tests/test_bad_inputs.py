@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import eggroll_np as egg
+from eggroll_np import optim
 from eggroll_np.tree import flatten
 
 N = 8
@@ -45,7 +46,7 @@ def _snapshot(params, state):
     return (
         [x.copy() for x in leaves],
         state.generation,
-        {k: np.array(v, copy=True) for k, v in state.opt_state.items()},
+        (state.opt_state.count, [np.array(v, copy=True) for v in optim.state_arrays(state.opt_state)]),
         copy.deepcopy(state.info),
         state.config,
     )
@@ -59,10 +60,12 @@ def _assert_unchanged(params, state, snap):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
     assert state.generation == generation
-    assert sorted(state.opt_state) == sorted(opt)
-    for k, v in opt.items():
-        assert state.opt_state[k].dtype == v.dtype
-        np.testing.assert_array_equal(state.opt_state[k], v)
+    assert state.opt_state.count == opt[0]
+    now_opt = optim.state_arrays(state.opt_state)
+    assert len(now_opt) == len(opt[1])
+    for a, b in zip(now_opt, opt[1], strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
     assert state.info == info
     assert state.config == config
 
@@ -545,15 +548,17 @@ _ARRAY_EDITS = st.sampled_from(
         ("drop", "param/0"),
         ("drop", "meta"),
         ("drop", "opt/count"),
-        ("drop", "opt/mu/0"),
+        # Adam's state arrays in optim.state_arrays order: opt/0 = mu of leaf 0, opt/1 = nu of
+        # leaf 0, opt/2 = mu of leaf 1, ..., opt/5 = nu of leaf 2
+        ("drop", "opt/0"),
         ("dtype", "param/0"),
-        ("dtype", "opt/mu/0"),
-        ("dtype", "opt/nu/2"),
+        ("dtype", "opt/0"),
+        ("dtype", "opt/5"),
         ("shape", "param/1"),
-        ("shape", "opt/nu/0"),
+        ("shape", "opt/1"),
         ("nan", "param/0"),
-        ("nan", "opt/mu/1"),
-        ("negative", "opt/nu/0"),
+        ("nan", "opt/2"),
+        ("negative", "opt/1"),
         ("negative", "opt/count"),
         ("count_dtype", "opt/count"),
         ("extra", "opt/zeta/0"),
@@ -704,17 +709,20 @@ def test_population_errors_name_the_argument(call, error, message):
     ("key", "value", "message"),
     [
         (
-            "mu/0",
+            (0, "mu"),
             np.zeros((4, 3), np.float64),
-            r"'mu/0'\] is float64 \(4, 3\) but its leaf is float32",
+            r"opt_state mu of leaf 0 is float64 \(4, 3\) but its leaf is float32",
         ),
-        ("nu/1", np.zeros(4, np.float32), r"'nu/1'\] is float32 \(4,\)"),
-        ("mu/9", np.zeros(3, np.float32), "'mu/9' of no leaf"),
+        ((1, "nu"), np.zeros(4, np.float32), r"opt_state nu of leaf 1 is float32 \(4,\)"),
+        ((1, "nu"), -np.ones(3, np.float32), r"opt_state nu of leaf 1 must be >= 0"),
+        ((9, "mu"), np.zeros(3, np.float32), r"exactly the leaves \[0, 1, 2\]"),
     ],
 )
 def test_a_state_whose_optimizer_arrays_do_not_fit_the_params(key, value, message):
     params, state = _stepped()
-    bad = dataclasses.replace(state, opt_state={**state.opt_state, key: value})
+    (leaf, field), opt = key, state.opt_state
+    one = opt.leaves.get(leaf, optim.AdamState(value, value))._replace(**{field: value})
+    bad = dataclasses.replace(state, opt_state=opt._replace(leaves={**opt.leaves, leaf: one}))
     snap = _snapshot(params, bad)
     with pytest.raises(ValueError, match=message):
         egg.step(params, lambda p: 0.0, bad)

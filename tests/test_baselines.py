@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from eggroll_np import conv, simple_cnn
+from eggroll_np import conv
+from eggroll_np.models import simple_cnn
 from eggroll_np.tree import flatten
-from eggroll_np.workloads import backprop, common, corpus
+from eggroll_np.training.workloads import backprop, common, corpus
 
 # ---- corpus ------------------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from eggroll_np.bench import run_workload
-from eggroll_np.workloads.reference import WORKLOADS
+from eggroll_np.benchmarks.bench import run_workload
+from eggroll_np.benchmarks.reference import WORKLOADS
 
 
 def test_sup_runs_in_member_chunks_and_allocates_less_than_inference():

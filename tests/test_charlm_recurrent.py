@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eggroll_np import train
-from eggroll_np.workloads import corpus, get, recurrent
+from eggroll_np.training import train
+from eggroll_np.training.workloads import corpus, get, recurrent
 
 
 def _naive_scan(z, c, h0=None):

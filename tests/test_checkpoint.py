@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import eggroll_np as egg
+from eggroll_np import optim
 from eggroll_np.tree import check_params
 
-from .engine_helpers import rewrite_meta
+from .engine_helpers import as_format_2
 
 
 def _params():
@@ -54,10 +55,15 @@ def _assert_same_state(s, t):
     assert s.generation == t.generation
     assert s.spec == t.spec
     assert s.info == t.info
-    assert sorted(s.opt_state) == sorted(t.opt_state)
-    for k in s.opt_state:
-        assert s.opt_state[k].dtype == t.opt_state[k].dtype
-        np.testing.assert_array_equal(s.opt_state[k], t.opt_state[k])
+    assert s.opt_state.count == t.opt_state.count
+    assert [type(v) for v in s.opt_state.leaves.values()] == [
+        type(v) for v in t.opt_state.leaves.values()
+    ]
+    a, b = optim.state_arrays(s.opt_state), optim.state_arrays(t.opt_state)
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
 
 
 def test_round_trip(tmp_path):
@@ -195,6 +201,50 @@ def test_format_1_config_layout_loads(tmp_path, optimizer, hyper):
         flat = {"momentum": 0.9, "b1": 0.9, "b2": 0.999, "eps": 1e-8, **config.pop("hyperparams")}
         meta.update(format_version=1, config={**config, **flat})
 
-    rewrite_meta(tmp_path / "new.npz", tmp_path / "old.npz", as_format_1)
+    as_format_2(tmp_path / "new.npz", tmp_path / "old.npz", as_format_1)
     _, loaded = egg.load(tmp_path / "old.npz")
     assert loaded.config == state.config
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"optimizer": "adam", "lowrank": {"b": "frozen"}},
+        {"optimizer": "momentum", "lr_schedule": "cosine", "lr_decay_steps": 5},
+        {"optimizer": "sgd", "noise": "full"},
+    ],
+)
+def test_formats_1_2_and_3_load_to_the_same_state(tmp_path, kwargs):
+    params = {"W": np.ones((3, 2), np.float32), "b": np.zeros(2, np.float32), "s": np.ones(())}
+    state = egg.init(params, population=4, seed=2, **kwargs)
+    params, state = egg.step(params, lambda p: float(p["W"].sum() + p["s"]), state)
+    params, state = egg.step(params, lambda p: float(p["W"].sum() + p["s"]), state)
+    egg.save(tmp_path / "v3.npz", params, state)
+    as_format_2(tmp_path / "v3.npz", tmp_path / "v2.npz")
+
+    def as_format_1(meta):  # 0.1.0: hyperparameters flat, no schedule, no noise table
+        config = meta["config"]
+        flat = {"momentum": 0.9, "b1": 0.9, "b2": 0.999, "eps": 1e-8, **config.pop("hyperparams")}
+        for key in ("lr_schedule", "lr_final", "lr_decay_steps", "noise_table"):
+            config.pop(key)
+        meta.update(format_version=1, config={**config, **flat})
+
+    with np.load(tmp_path / "v3.npz") as f:
+        assert "opt/count" in f.files
+        assert "opt/0" in f.files or kwargs["optimizer"] == "sgd"
+        assert json.loads(f["meta"].tobytes())["format_version"] == egg.checkpoint.FORMAT_VERSION
+    with np.load(tmp_path / "v2.npz") as f:
+        assert "opt/mu/0" in f.files or kwargs["optimizer"] == "sgd"
+    p3, s3 = egg.load(tmp_path / "v3.npz")
+    p2, s2 = egg.load(tmp_path / "v2.npz")
+    if "lr_schedule" not in kwargs:  # format 1 predates schedules
+        as_format_2(tmp_path / "v3.npz", tmp_path / "v1.npz", as_format_1)
+        p1, s1 = egg.load(tmp_path / "v1.npz")
+        _assert_same_state(s1, s3)
+        for k in params:
+            np.testing.assert_array_equal(p1[k], p3[k])
+    _assert_same_state(s2, s3)
+    _assert_same_state(s3, state)
+    for k in params:
+        np.testing.assert_array_equal(p2[k], p3[k])
+    assert s3.opt_state.count == 2

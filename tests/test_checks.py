@@ -7,7 +7,7 @@ import pytest
 
 import eggroll_np as egg
 from eggroll_np import _checks
-from eggroll_np.workloads.common import check_options
+from eggroll_np.training.workloads.common import check_options
 
 
 def test_integers_accept_numpy_and_refuse_bools():

@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from eggroll_np import cli, train
-from eggroll_np.workloads import get
+from eggroll_np import cli
+from eggroll_np.training import train
+from eggroll_np.training.workloads import get
 
 pytest.importorskip("sklearn")
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import eggroll_np as egg
-from eggroll_np import cli, train
+from eggroll_np import cli
+from eggroll_np.training import train
 from eggroll_np.population import NoiseKind
-from eggroll_np.workloads import cnn, corpus, get, recurrent
+from eggroll_np.training.workloads import cnn, corpus, get, recurrent
 
 pytest.importorskip("sklearn")
 

@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import _cuda_ops, _ext, _reference, gpu_bench, gpu_probes, noise, tree
+from eggroll_np import _cuda_ops, _ext, _reference, dispatch, noise, tree
+from eggroll_np.benchmarks import gpu_bench
+from eggroll_np.gpu import probes as gpu_probes
 from eggroll_np.backend import cupy, to_numpy
 
 from .test_cuda_plumbing import _correction_reference
@@ -50,7 +52,7 @@ def test_device_count_agrees_with_the_driver():
         pytest.skip("cannot read the NVIDIA driver's GPU list on this platform")
     assert _ext.cuda.device_count() == driver
     assert _ext.cuda_device_count() == driver
-    assert _cuda_ops.gpu_available() == (driver > 0 and cupy is not None)
+    assert dispatch.cuda_available() == (driver > 0 and cupy is not None)
 
 
 @needs_extension
@@ -77,7 +79,7 @@ def test_cuda_ops_report_no_device():
     a = np.zeros((1, 4, 1), np.float32)
     out = np.zeros((2, 1, 4), np.float32)
     with pytest.raises(RuntimeError, match=NO_DEVICE):
-        _cuda_ops.require_device()
+        dispatch.require_cuda()
     with pytest.raises(RuntimeError, match=NO_DEVICE):
         _cuda_ops.lowrank_correction(x, a, a, [0, 0], [1.0, 1.0], out)
 
@@ -109,7 +111,7 @@ def test_gpu_bench_times_every_generation_with_fresh_noise():
 def test_gpu_bench_times_the_engines_population_path_on_the_reference_workload():
     # The same plumbing as on a GPU, on NumPy arrays: the forward is the engine's Population
     # over the shared reference MLP, and "cached" evaluates the last population again.
-    from eggroll_np.workloads import reference
+    from eggroll_np.benchmarks import reference
 
     w = reference.WORKLOADS["sup"].scaled(16, 8)
     x = reference.make_inputs(w)
@@ -129,7 +131,7 @@ def test_gpu_bench_times_the_engines_population_path_on_the_reference_workload()
 def test_gpu_bench_output_check_compares_with_the_cpu_path(monkeypatch):
     # On NumPy the "GPU" forward IS the CPU path: the check must pass with no error at all, and
     # fail once the device side is off (here: its weights scaled).
-    from eggroll_np.workloads import reference
+    from eggroll_np.benchmarks import reference
 
     w = reference.WORKLOADS["sup"].scaled(16, 8)
     x = reference.make_inputs(w)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import eggroll_np as egg
-from eggroll_np import _ext
+from eggroll_np import _ext, dispatch
 from eggroll_np.backend import cupy
 
 try:  # the fake device memory of the low-rank wrapper's plumbing tests (moved by the cuda branch)
@@ -156,7 +156,7 @@ def emulated(monkeypatch):
     )  # fmt: skip
     monkeypatch.setattr(_cuda_layers, "cupy", fake)
     monkeypatch.setattr(_cuda_layers, "current_stream_ptr", lambda: 0)
-    monkeypatch.setattr(_cuda_layers, "require_device", lambda: _EmulatedLayers)
+    monkeypatch.setattr(dispatch, "require_cuda", lambda: _EmulatedLayers)
     return _cuda_layers
 
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eggroll_np import _cuda_ops, _ext, lowrank, noise
+from eggroll_np import _cuda_ops, _ext, dispatch, lowrank, noise
 
 needs_extension = pytest.mark.skipif(
     _ext.cuda is None,
@@ -153,7 +153,7 @@ class _EmulatedBinding:
         keys = _at(member_keys, rows, np.uint32).copy()
         for leaf, offset, count, out in zip(leaves, offsets, counts, outs, strict=True):
             o = _at(out, rows * count, np.float32).reshape(rows, count)
-            o[...] = noise.normals_batch(seed, leaf, keys, epoch, count, offset)
+            noise.normals_reference(seed, epoch, keys, [leaf], [offset], [o])
 
 
 @settings(max_examples=40, deadline=None)
@@ -187,7 +187,7 @@ def test_lowrank_correction_plumbing_with_emulated_binding(
         mp.setattr(_cuda_ops, "cupy", _FAKE_CUPY)
         mp.setattr(_cuda_ops, "is_cupy_array", lambda v: isinstance(v, _FakeDeviceArray))
         mp.setattr(_cuda_ops, "current_stream_ptr", lambda: 0)
-        mp.setattr(_cuda_ops, "require_device", lambda: _EmulatedBinding)
+        mp.setattr(dispatch, "require_cuda", lambda: _EmulatedBinding)
         out = _fake_asarray(np.full_like(start, np.nan) if use_base else start)
         got = _cuda_ops.lowrank_correction(
             *[_fake_asarray(v) for v in (x, a, b)], keys, coef, out, transpose=transpose,
@@ -213,8 +213,9 @@ def test_normals_many_on_cupy_uploads_keys_once_and_makes_one_call():
     _EmulatedBinding.calls.clear()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(noise, "_device_xp", lambda xp: fake_xp)
-        mp.setattr(noise, "current_stream_ptr", lambda: 0)
-        mp.setattr(_ext, "require_cuda", lambda: _EmulatedBinding)
+        mp.setattr(_cuda_ops, "current_stream_ptr", lambda: 0)
+        mp.setattr(dispatch, "require_cuda", lambda: _EmulatedBinding)
+        mp.setattr(_ext, "cuda", _EmulatedBinding)
         got = noise.normals_many(9, 3, [0, 5, 7], requests, xp="cupy")
     assert _EmulatedBinding.calls == ["fill_normals_many"]
     assert len(uploads) == 1

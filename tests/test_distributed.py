@@ -91,7 +91,7 @@ def broken_factory():
 
 def workload_fitness(name: str, config: dict) -> object:
     """A factory that rebuilds a workload's fitness on the worker (as `train --workers` would)."""
-    from eggroll_np.workloads import get
+    from eggroll_np.training.workloads import get
 
     return get(name).make(config).fitness
 
@@ -156,7 +156,7 @@ def _counted(calls, name, real, *args, **kwargs):
 def test_a_replica_makes_each_generations_noise_once(monkeypatch, batched):
     # In process, no Ray: the body of a worker evaluates two slices, then applies the update.
     from eggroll_np import noise
-    from eggroll_np.replica import _Replica
+    from eggroll_np.distributed.replica import _Replica
 
     params = make_params()
     state = egg.init(params, population=8, seed=5)
@@ -196,7 +196,7 @@ def test_checksum_sees_every_bit_of_params_and_optimizer_state():
 
 
 def test_a_worker_running_another_build_is_named_with_the_fix():
-    from eggroll_np.replica import _build, _check_build
+    from eggroll_np.distributed.replica import _build, _check_build
 
     version, core, path = _build()
     _check_build(0, (version, core, "/elsewhere/eggroll_np"))  # another path, same build: fine
@@ -317,8 +317,8 @@ def test_fitness_factory_runs_on_each_worker(evaluator_factory):
 
 
 def test_cartpole_workload_on_two_workers_matches_one_process(evaluator_factory):
-    from eggroll_np.train import ES_KEYS, resolve_config
-    from eggroll_np.workloads import get
+    from eggroll_np.training.train import ES_KEYS, resolve_config
+    from eggroll_np.training.workloads import get
 
     workload = get("cartpole")
     config = resolve_config(workload, {"population": 16, "episodes": 2, "max_steps": 60})

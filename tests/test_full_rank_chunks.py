@@ -82,3 +82,24 @@ def test_chunked_full_rank_linear_equals_the_held_path(monkeypatch, shared, tran
     chunked = pop.linear(x, "W", "b", activation="tanh", transpose=transpose)
     assert pop.noise.held_full(0) is None  # W's noise came chunk by chunk
     np.testing.assert_allclose(chunked, held, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("noise_mode", ["lowrank", "full"])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("shared", [False, True])
+def test_matmul_is_linear_without_bias_on_one_path(monkeypatch, noise_mode, transpose, shared):
+    # One code path: matmul(x, w) is linear(x, w) bit for bit, and a slice's chunked full-rank
+    # noise gives its members' rows of the whole population's result.
+    rng = np.random.default_rng(5)
+    params = {"W": rng.standard_normal((6, 4)).astype(np.float32)}
+    state = egg.init(params, population=10, noise=noise_mode, rank=2, seed=3)
+    cols = 4 if transpose else 6
+    x = rng.standard_normal((3, cols) if shared else (10, 3, cols)).astype(np.float32)
+    pop = egg.ask(params, state)
+    got = pop.matmul(x, "W", transpose=transpose)
+    np.testing.assert_array_equal(got, pop.linear(x, "W", transpose=transpose))
+    monkeypatch.setattr(perturbation, "PREFETCH_FULL_VALUES", 0)
+    monkeypatch.setattr(perturbation, "FULL_CHUNK_VALUES", 2 * 24)
+    part = egg.ask(params, state).slice(3, 8)
+    xs = x if shared else x[3:8]
+    np.testing.assert_allclose(part.matmul(xs, "W", transpose=transpose), got[3:8], rtol=1e-6)

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 import eggroll_np
-from eggroll_np import _cuda_ops, _ext, gpu_check
+from eggroll_np import _ext, dispatch
+from eggroll_np.gpu import check as gpu_check
 
 without_gpu = pytest.mark.skipif(
-    _cuda_ops.gpu_available(), reason="checks the no-GPU path; this machine has a GPU"
+    dispatch.cuda_available(), reason="checks the no-GPU path; this machine has a GPU"
 )
 
 
@@ -85,7 +86,7 @@ def test_steps_fit_the_time_budget():
 
 
 @pytest.mark.skipif(_ext.core is None, reason=f"C++ core not built: {_ext.core_error}")
-@pytest.mark.parametrize("module", ["eggroll_np.gpu_bench", "eggroll_np.gpu_check"])
+@pytest.mark.parametrize("module", ["eggroll_np.benchmarks.gpu_bench", "eggroll_np.gpu_check"])
 def test_source_tree_shadowing_the_build_is_reported(tmp_path, module):
     # `python -m ...` from a checkout puts its eggroll_np (no compiled modules) ahead of the
     # installed one: the commands must say so instead of "no CUDA device".

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eggroll_np import _ext, lowrank
+from eggroll_np import _ext, dispatch, lowrank
 
 from .strategies import float_dtypes, matrix_problem
 
@@ -122,7 +122,7 @@ def test_core_kernels_match_the_numpy_reference(case, n_chunks):
         A, B = B, A
     out_shape = (keys.size, x.shape[-2], B.shape[1])
     start = np.random.default_rng(2).standard_normal(out_shape).astype(np.float32)
-    assert lowrank._use_core(x, A, B, start)
+    assert dispatch.select("lowrank_correction", [start, A, B, None, x]) == lowrank.correction_core
     got = lowrank.correction(x, A, B, keys, coef, start.copy())
     # the reference, also through its chunked loop (chunks of n_chunks members)
     saved = lowrank._CHUNK_VALUES
@@ -135,10 +135,13 @@ def test_core_kernels_match_the_numpy_reference(case, n_chunks):
 
 
 def test_reference_is_used_where_the_core_does_not_apply():
+    ref = lowrank.correction_reference
     A = np.ones((1, 2, 9), np.float32)  # rank 9: past the ranks the kernels were measured to win
-    assert not lowrank._use_core(np.ones((1, 2), np.float32), A, A, np.zeros((1, 1, 2), np.float32))
+    out = np.zeros((1, 1, 2), np.float32)
+    assert dispatch.select("lowrank_correction", [out, A, A, None, out[0]]) == ref
     A1 = np.ones((1, 2, 1))
-    assert not lowrank._use_core(np.ones((1, 2)), A1, A1, np.zeros((1, 1, 2)))  # float64
+    out1 = np.zeros((1, 1, 2))
+    assert dispatch.select("lowrank_correction", [out1, A1, A1, None, out1[0]]) == ref  # float64
 
 
 def test_correction_shared_x_uses_each_key_once():

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from eggroll_np.workloads import mnist
+from eggroll_np.training.workloads import mnist
 
 
 def _idx(arr: np.ndarray) -> bytes:

@@ -15,7 +15,7 @@ from eggroll_np import _reference, noise, noise_table
 from eggroll_np.config import NoiseKind, noise_extents
 from eggroll_np.noise_table import OFFSET_LEAF, TABLE_LEAF
 
-from .engine_helpers import rewrite_meta
+from .engine_helpers import as_format_2
 
 T = 4096
 
@@ -154,7 +154,7 @@ def test_checkpoint_without_the_option_loads_as_default(tmp_path):
     state = egg.init(params, population=4, seed=1)
     egg.save(tmp_path / "old.npz", params, state)
     # as written before the option existed
-    rewrite_meta(
+    as_format_2(
         tmp_path / "old.npz", tmp_path / "older.npz", lambda m: m["config"].pop("noise_table")
     )
     assert zipfile.is_zipfile(tmp_path / "older.npz")

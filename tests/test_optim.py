@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from eggroll_np import optim
+from eggroll_np import _ext, optim
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Cfg:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
+    schedule: optim.Schedule = optim.Schedule()
 
     @property
     def hyperparams(self):
@@ -59,8 +60,8 @@ def test_momentum_matches_reference():
         theta = theta + 0.1 * v
     got, state = _run(Cfg(optimizer="momentum", momentum=0.8), grads, theta0)
     np.testing.assert_allclose(got, theta, rtol=1e-12)
-    np.testing.assert_allclose(state["mu/0"], v, rtol=1e-12)
-    assert int(state["count"]) == len(grads)
+    np.testing.assert_allclose(state.leaves[0].mu, v, rtol=1e-12)
+    assert state.count == len(grads)
 
 
 def test_adam_matches_reference_with_bias_correction():
@@ -94,20 +95,29 @@ def test_update_is_pure_and_keeps_dtype(name, dtype):
     g = _grads(dtype, 1)[0]
     state = optim.init(name, {0: theta})
     state = optim.update({0: g}, state, {0: theta}, Cfg(optimizer=name))[1]
-    snapshot = {k: v.copy() for k, v in state.items()}
+    snapshot = [v.copy() for v in optim.state_arrays(state)]
     deltas, new = optim.update({0: g}, state, {0: theta}, Cfg(optimizer=name, weight_decay=0.1))
-    for k, v in state.items():
-        np.testing.assert_array_equal(v, snapshot[k])
-        assert new[k] is not v
+    for v, was, now in zip(optim.state_arrays(state), snapshot, optim.state_arrays(new), strict=True):
+        np.testing.assert_array_equal(v, was)
+        assert now is not v
     assert deltas[0].dtype == dtype
-    assert all(v.dtype == dtype for k, v in new.items() if k != "count")
+    assert all(v.dtype == dtype for v in optim.state_arrays(new))
     np.testing.assert_array_equal(theta, 1)
 
 
-def test_state_holds_only_plain_arrays():
+def test_state_is_the_optimizers_own_plain_data():
     state = optim.init("adam", {0: np.zeros(3), 2: np.zeros((2, 2))})
-    assert sorted(state) == ["count", "mu/0", "mu/2", "nu/0", "nu/2"]
-    assert all(isinstance(v, np.ndarray) for v in state.values())
+    assert state.count == 0
+    assert sorted(state.leaves) == [0, 2]
+    assert all(type(s) is optim.AdamState for s in state.leaves.values())
+    assert state.leaves[2].nu.shape == (2, 2)
+    arrays = optim.state_arrays(state)
+    assert all(isinstance(v, np.ndarray) for v in arrays)
+    rebuilt = optim.state_from_arrays(state, 5, arrays)
+    assert rebuilt.count == 5
+    assert all(a is b for a, b in zip(optim.state_arrays(rebuilt), arrays, strict=True))
+    assert optim.init("momentum", {1: np.ones(2)}).leaves[1]._fields == ("mu",)
+    assert optim.init("sgd", {1: np.ones(2)}).leaves[1] == optim.SGDState()
 
 
 def test_unknown_optimizer_lists_valid_ones():
@@ -123,7 +133,7 @@ def test_apply_is_theta_plus_update(name, dtype):
     cfg = Cfg(optimizer=name, weight_decay=0.01)
     state = optim.init(name, theta)
     for _ in range(3):  # a few steps so that the moments matter
-        before = {k: v.copy() for k, v in state.items()}
+        before = [v.copy() for v in optim.state_arrays(state)]
         grads = {i: rng.standard_normal(t.shape).astype(dtype) for i, t in theta.items()}
         deltas, want_state = optim.update(grads, state, theta, cfg)
         got, got_state = optim.apply(grads, state, theta, cfg)
@@ -132,15 +142,16 @@ def test_apply_is_theta_plus_update(name, dtype):
             assert isinstance(got[i], np.ndarray)
             assert got[i].dtype == dtype
             assert got[i].shape == t.shape
-            fused = name == "adam" and dtype == np.float32 and optim._ext.core is not None
+            fused = name == "adam" and dtype == np.float32 and _ext.core is not None
             if fused:  # the C++ step: same formula, float32 rounding in another order
                 np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-6)
             else:
                 np.testing.assert_array_equal(got[i], want)
-        for k, v in want_state.items():
-            np.testing.assert_allclose(got_state[k], v, rtol=1e-5, atol=1e-7)
-        for k, v in state.items():
-            np.testing.assert_array_equal(v, before[k])  # untouched
+        assert got_state.count == want_state.count
+        for g_, w_ in zip(*map(optim.state_arrays, (got_state, want_state)), strict=True):
+            np.testing.assert_allclose(g_, w_, rtol=1e-5, atol=1e-7)
+        for v, was in zip(optim.state_arrays(state), before, strict=True):
+            np.testing.assert_array_equal(v, was)  # untouched
         state, theta = got_state, got
 
 

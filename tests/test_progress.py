@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from eggroll_np.progress import LineProgress, progress
+from eggroll_np.training.progress import LineProgress, progress
 
 
 @pytest.mark.parametrize(("total", "initial"), [(1000, 0), (7, 0), (1000, 450), (1, 0)])

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import eggroll_np as egg
-from eggroll_np import optim, train
+from eggroll_np import optim
+from eggroll_np.training import train
 
-from .engine_helpers import rewrite_meta
+from .engine_helpers import as_format_2
 
 
 def _params():
@@ -38,7 +39,7 @@ def test_schedule_values():
     assert optim.learning_rate(cos, 11) == pytest.approx(0.02)
     assert optim.learning_rate(cos, 500) == pytest.approx(0.02)
     const = egg.init(_params(), population=4, lr=0.1).config
-    assert (const.lr_schedule, const.lr_final, const.lr_decay_steps) == ("constant", None, None)
+    assert const.schedule == optim.Schedule("constant", None, None)
     assert optim.learning_rate(const, 1000) == 0.1
 
 
@@ -105,16 +106,15 @@ def test_a_checkpoint_without_schedule_fields_loads_as_constant(tmp_path):
         for key in ("lr_schedule", "lr_final", "lr_decay_steps"):
             del meta["config"][key]
 
-    rewrite_meta(tmp_path / "c.npz", tmp_path / "old.npz", drop_schedule)
+    as_format_2(tmp_path / "c.npz", tmp_path / "old.npz", drop_schedule)
     assert zipfile.is_zipfile(tmp_path / "old.npz")
     _, loaded = egg.load(tmp_path / "old.npz")
     assert loaded.config == state.config
-    assert loaded.config.lr_schedule == "constant"
+    assert loaded.config.schedule == optim.Schedule()
 
 
 def test_train_decays_over_the_generations_and_stores_it(tmp_path):
     kw = {"population": 8, "inputs": 4, "outputs": 3, "batch": 16}
     train.run("matching", out=str(tmp_path), generations=3, lr_schedule="cosine", **kw)
     _, state = egg.load(tmp_path / train.CHECKPOINT)
-    assert (state.config.lr_schedule, state.config.lr_decay_steps) == ("cosine", 3)
-    assert state.config.lr_final == 0.0
+    assert state.config.schedule == optim.Schedule("cosine", final=0.0, steps=3)

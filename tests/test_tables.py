@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from eggroll_np import cli, tables
-from eggroll_np.tables import measure, report
+from eggroll_np import cli
+from eggroll_np.benchmarks import tables
+from eggroll_np.benchmarks.tables import measure, report
 
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")

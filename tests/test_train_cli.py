@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import eggroll_np as egg
-from eggroll_np import cli, train
-from eggroll_np.workloads import NAMES
+from eggroll_np import cli
+from eggroll_np.training import train
+from eggroll_np.training.workloads import NAMES
 
 pytest.importorskip("sklearn")
 

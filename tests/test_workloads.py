@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import train
-from eggroll_np.workloads import NAMES, cartpole, common, get, matching, mnist
+from eggroll_np import optim
+from eggroll_np.training import train
+from eggroll_np.training.workloads import NAMES, cartpole, common, get, matching, mnist
 
 pytest.importorskip("sklearn")
 
@@ -233,8 +234,9 @@ def _assert_same_run(a, b):
     assert sa.generation == sb.generation
     for x, y in zip(la, lb, strict=True):
         np.testing.assert_array_equal(x, y)
-    for key, value in sa.opt_state.items():
-        np.testing.assert_array_equal(value, sb.opt_state[key])
+    assert sa.opt_state.count == sb.opt_state.count
+    for x, y in zip(*map(optim.state_arrays, (sa.opt_state, sb.opt_state)), strict=True):
+        np.testing.assert_array_equal(x, y)
     ra, rb = train.read_metrics(str(a / train.METRICS)), train.read_metrics(str(b / train.METRICS))
     strip = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in ra]
     assert strip == [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rb]

@@ -1,7 +1,7 @@
 """CuPy wrappers of the population layers' CUDA epilogues: CuPy arrays in, raw pointers out.
 
-Same call signatures as `eggroll_np._core.linear_epilogue` / `conv_epilogue`, so `layers` and
-`conv` dispatch to either by the arrays' backend. The arrays come from those modules (already
+Same call signatures as `eggroll_np._core.linear_epilogue` / `conv_epilogue` (the signatures of
+the dispatch table's "linear_epilogue" and "conv_epilogue" operations, `eggroll_np.dispatch`). The arrays come from those modules (already
 shaped and typed); this layer makes them contiguous where the kernels need it, checks shapes,
 and launches on CuPy's current stream without synchronising or copying to the host.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._cuda_ops import require_device
+from . import dispatch
 from .backend import cupy, current_stream_ptr
 
 __all__ = ["linear_epilogue", "conv_epilogue"]
@@ -48,7 +48,7 @@ def linear_epilogue(
     bias: Any, bias_noise: Any, bias_coef: Any, act: int,
 ) -> None:  # fmt: skip
     """See `eggroll_np._core.linear_epilogue` (here on CuPy float32 arrays)."""
-    cuda = require_device()
+    cuda = dispatch.require_cuda()
     out = _f32("out", out, 3)
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous (it is written in place)")
@@ -81,7 +81,7 @@ def conv_epilogue(
     bias_noise: Any, bias_coef: Any, act: int,
 ) -> None:  # fmt: skip
     """See `eggroll_np._core.conv_epilogue` (here on CuPy float32 arrays)."""
-    cuda = require_device()
+    cuda = dispatch.require_cuda()
     out = _f32("out", out, 4)
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous (it is written in place)")

@@ -9,49 +9,36 @@ can sit in a training loop's hot path. The NumPy reference of the same math is i
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from . import _ext
+from . import dispatch
 from .backend import cupy, current_stream_ptr, is_cupy_array
 
-__all__ = ["gpu_available", "require_device", "lowrank_correction", "rank_major"]
+__all__ = ["philox", "normals", "lowrank_correction", "rank_major"]
 
 _X_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
 
 
-def gpu_available() -> bool:
-    """True when CuPy is installed, the CUDA extension is built and a device is usable."""
-    if cupy is None or _ext.cuda_device_count() == 0:
-        return False
-    try:
-        return int(cupy.cuda.runtime.getDeviceCount()) > 0
-    except Exception:  # noqa: BLE001 - CuPy raises CUDARuntimeError subclasses without a driver
-        return False
+def philox(counters: Any, key: np.ndarray) -> Any:
+    """The "philox" operation on CuPy: counters (n, 4) uint32 C-contiguous, key (2,) on the host."""
+    cuda = dispatch.require_cuda()
+    out = cupy.empty_like(counters)
+    cuda.philox4x32_10(
+        counters.data.ptr, counters.shape[0], int(key[0]), int(key[1]), out.data.ptr,
+        current_stream_ptr(),
+    )  # fmt: skip
+    return out
 
 
-def require_device() -> ModuleType:
-    """The _cuda module when CuPy arrays can be used, else a RuntimeError saying why.
-
-    Raises:
-        RuntimeError: "no CUDA device ..." on a machine without a usable GPU, or a message
-            naming the missing piece (CuPy, the CUDA extension).
-    """
-    shadow = _ext.shadowed_build() if _ext.cuda is None else None
-    if shadow is not None:  # the likeliest cause, and a surprising one: say it first
-        raise RuntimeError(f"no CUDA device can be used: {shadow}")
-    if cupy is None:
-        raise RuntimeError(
-            "no CUDA device can be used: CuPy is not installed (pip install 'eggroll_np[cuda]')"
-        )
-    if _ext.cuda is None:
-        raise RuntimeError(
-            "no CUDA device can be used: eggroll_np was built without its CUDA extension "
-            f"({_ext.cuda_error or 'no CUDA compiler at build time'}); reinstall with nvcc on PATH"
-        )
-    return _ext.require_cuda()
+def normals(seed: int, epoch: int, keys: Any, leaves: list, offsets: list, outs: list) -> None:
+    """The "normals" operation on CuPy: keys (K,) uint32 on the device (uploaded once by the
+    caller); every request in one launch per 32 (the kernel's job table)."""
+    dispatch.require_cuda().fill_normals_many(
+        seed, epoch, keys.data.ptr, keys.size, leaves, offsets, [out.shape[1] for out in outs],
+        [out.data.ptr for out in outs], current_stream_ptr(),
+    )  # fmt: skip
 
 
 def _device_array(name: str, a: Any, dtypes: tuple[np.dtype, ...], ndims: tuple[int, ...]) -> Any:
@@ -140,7 +127,7 @@ def lowrank_correction(
         TypeError, ValueError: an argument of the wrong type, dtype, shape, layout or device;
             the message names it. Nothing is written on error.
     """
-    cuda = require_device()
+    cuda = dispatch.require_cuda()
     out = _device_array("out", out, (np.dtype(np.float32),), (3,))
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous (it is written in place)")

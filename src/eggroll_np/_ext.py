@@ -22,7 +22,6 @@ __all__ = [
     "core",
     "cuda",
     "cuda_device_count",
-    "require_cuda",
     "core_error",
     "cuda_error",
     "shadowed_build",
@@ -102,7 +101,7 @@ def _compiled(package_dir: Path, name: str) -> list[Path]:
 def shadowed_build() -> str | None:
     """Why the compiled modules are missing when another eggroll_np on sys.path has them.
 
-    `python -m pytest` or `python -m eggroll_np.gpu_bench` run from the repository root put the
+    `python -m pytest` or `python -m eggroll_np.benchmarks.gpu_bench` run from the repository root put the
     source tree (which holds no compiled modules) first on sys.path, ahead of the installed
     build. Returns a message saying so and what to run instead, or None when this is not the
     case (the modules loaded, or no other copy has them).
@@ -131,20 +130,3 @@ def cuda_device_count() -> int:
     if cuda is None:
         return 0
     return int(cuda.device_count())
-
-
-def require_cuda() -> ModuleType:
-    """The _cuda module, or a RuntimeError that says why CuPy arrays cannot be used."""
-    if cuda is None:
-        shadow = shadowed_build()
-        if shadow is not None:
-            raise RuntimeError(f"the CUDA extension is not loaded: {shadow}")
-        raise RuntimeError(
-            "eggroll_np was built without its CUDA extension "
-            f"({cuda_error or 'no CUDA compiler at build time'}); reinstall with nvcc on PATH"
-        )
-    if cuda.device_count() == 0:
-        raise RuntimeError(
-            "no CUDA device: the CUDA extension is built but no GPU/driver is usable"
-        )
-    return cuda

@@ -1,12 +1,15 @@
 """`save` / `load`: params and ES state in one .npz (no pickle), for bit-identical resume.
 
-Layout: "param/<leaf index>" and "opt/<optimizer key>" arrays (host copies, exact dtypes) and
-"meta", a JSON document (format version, config, generation, tree spec, info) stored as uint8
-bytes so that the file loads with allow_pickle=False. Noise is never saved: it is a pure function
-of (seed, leaf, member, epoch), so a resumed run regenerates the same numbers.
+Layout (format 3): "param/<leaf index>" arrays, "opt/count" (int64) and "opt/<j>", the optimizer
+state's arrays in `optim.state_arrays` order (host copies, exact dtypes), and "meta", a JSON
+document (format version, config, generation, tree spec, info) stored as uint8 bytes so that the
+file loads with allow_pickle=False. Noise is never saved: it is a pure function of (seed, leaf,
+member, epoch), so a resumed run regenerates the same numbers.
 
-Format 2 stores the optimizer's own hyperparameters as config["hyperparams"]; format 1 (0.1.0)
-stored momentum, b1, b2 and eps flat in the config, whatever the optimizer, and still loads.
+Older formats still load. Format 2 named the state arrays "opt/<field>/<leaf index>" and kept the
+lr schedule as three config fields (lr_schedule, lr_final, lr_decay_steps; absent before
+schedules: constant); format 1 (0.1.0) also stored momentum, b1, b2 and eps flat in the config,
+whatever the optimizer.
 """
 
 from __future__ import annotations
@@ -25,27 +28,38 @@ import numpy as np
 
 from . import optim
 from .backend import get_xp, to_numpy
-from .config import CONSTANT_SCHEDULE, SCHEDULE_FIELDS, ESConfig, NoiseKind, make_config
+from .config import ESConfig, NoiseKind, make_config
 from .es import ESState, check_state
 from .tree import FLOAT_DTYPES, TreeSpec, flatten
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
-#: Version of the .npz layout `save` writes; `load` also reads the older format 1.
-FORMAT_VERSION = 2
+#: Version of the .npz layout `save` writes; `load` also reads the older formats 1 and 2.
+FORMAT_VERSION = 3
 _V1_HYPERPARAMS = ("momentum", "b1", "b2", "eps")
+_V2_SCHEDULE = {"lr_schedule": "kind", "lr_final": "final", "lr_decay_steps": "steps"}
 
 
 def _config_v1(d: dict[str, Any]) -> dict[str, Any]:
-    """A format-1 config dict in format 2's layout: the chosen optimizer's hyperparameters only."""
+    """A format-1 config dict in format 3's layout: the chosen optimizer's hyperparameters only."""
     d = dict(d)
     flat = {k: d.pop(k) for k in _V1_HYPERPARAMS if k in d}
     fields = optim.hyperparams(d["optimizer"]).__dataclass_fields__
     d["hyperparams"] = {k: v for k, v in flat.items() if k in fields}
+    return _config_v2(d)
+
+
+def _config_v2(d: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 config dict in format 3's layout: the schedule's three fields as one value
+    (saved before lr schedules existed: constant), the noise table (before it existed: None)."""
+    d = {"noise_table": None, **d}
+    d["schedule"] = {new: d.pop(old, None) for old, new in _V2_SCHEDULE.items()}
+    if d["schedule"]["kind"] is None:
+        d["schedule"]["kind"] = "constant"
     return d
 
 
-_CONFIG_READERS = {1: _config_v1, 2: dict}
+_CONFIG_READERS = {1: _config_v1, 2: _config_v2, 3: dict}
 
 
 def _check_target(path: str) -> None:
@@ -97,7 +111,9 @@ def save(path: str | os.PathLike[str], params: Any, state: ESState) -> None:
         "info": state.info,
     }
     arrays = {f"param/{i}": to_numpy(x) for i, x in enumerate(leaves)}
-    arrays.update({f"opt/{k}": to_numpy(v) for k, v in state.opt_state.items()})
+    arrays["opt/count"] = np.asarray(state.opt_state.count, dtype=np.int64)
+    opt = optim.state_arrays(state.opt_state)  # the optimizer's own order; never parsed here
+    arrays.update({f"opt/{j}": to_numpy(v) for j, v in enumerate(opt)})
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".eggroll-", suffix=".npz.tmp")
@@ -249,11 +265,7 @@ def _read_config(d: Any, version: int, spec: TreeSpec) -> ESConfig:
         d = _CONFIG_READERS[version](d)  # format 2's layout
     except (KeyError, TypeError, ValueError) as exc:
         raise _Bad(f"config: {_reason(exc)}") from None
-    # Written before the shared noise table existed: the default contract (noise_table=None).
-    d = {"noise_table": None, **d}
     fields = {f.name for f in dataclasses.fields(ESConfig)}
-    if not set(SCHEDULE_FIELDS) & set(d):  # saved before lr schedules: a constant lr
-        d = {**d, **CONSTANT_SCHEDULE}
     if set(d) != fields:
         missing, extra = sorted(fields - set(d)), sorted(set(d) - fields)
         raise _Bad(f"'config' keys differ: missing {missing}, unexpected {extra}")
@@ -270,8 +282,12 @@ def _read_config(d: Any, version: int, spec: TreeSpec) -> ESConfig:
         )
     if not isinstance(d["hyperparams"], dict):
         raise _Bad(f"'config' hyperparams must be a JSON object, got {d['hyperparams']!r}")
-    kwargs = {k: v for k, v in d.items() if k not in ("kinds", "hyperparams")}
+    schedule = d["schedule"]
+    if not isinstance(schedule, dict) or set(schedule) != set(_V2_SCHEDULE.values()):
+        raise _Bad(f"'config' schedule must be a JSON object {{kind, final, steps}}, got {schedule!r}")
+    kwargs = {k: v for k, v in d.items() if k not in ("kinds", "hyperparams", "schedule")}
     kwargs.update(d["hyperparams"])
+    kwargs.update({old: schedule[new] for old, new in _V2_SCHEDULE.items()})
     lowrank = dict(zip(spec.path_strings, kinds, strict=True))
     try:
         config = make_config(spec, lowrank=lowrank, **kwargs)
@@ -292,9 +308,15 @@ def _check_array(name: str, arr: np.ndarray, shape: tuple, dtype: Any) -> None:
         raise _Bad(f"'{name}' has non-finite values")
 
 
+def _legacy_opt_names(template: optim.OptState) -> list[str]:
+    """Formats 1 and 2 named each state array "opt/<field>/<leaf index>" (fields in the
+    optimizer's order); this is their name for each array of `optim.state_arrays`."""
+    return [f"opt/{f}/{i}" for i, s in sorted(template.leaves.items()) for f in s._fields]
+
+
 def _read_state(
-    arrays: dict[str, np.ndarray], spec: TreeSpec, config: ESConfig
-) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    arrays: dict[str, np.ndarray], spec: TreeSpec, config: ESConfig, version: int
+) -> tuple[list[np.ndarray], optim.OptState]:
     """Params and optimizer state, each array checked against the spec and the optimizer."""
     leaves = []
     for i, (shape, dt) in enumerate(zip(spec.shapes, spec.dtypes, strict=True)):
@@ -303,25 +325,34 @@ def _read_state(
             raise _Bad(f"lacks '{name}' (leaf '{spec.path_strings[i]}')")
         _check_array(name, arrays[name], shape, dt)
         leaves.append(arrays[name])
-    trained = {
-        i: np.zeros(spec.shapes[i], spec.dtypes[i])
-        for i, k in enumerate(config.kinds)
-        if k is not NoiseKind.FROZEN
-    }
-    expected = optim.init(config.optimizer, trained)
-    opt = {name[4:]: arr for name, arr in arrays.items() if name.startswith("opt/")}
-    unexpected = sorted(
-        set(arrays) - {f"param/{i}" for i in range(spec.num_leaves)} - {f"opt/{k}" for k in opt}
-    ) + sorted(f"opt/{k}" for k in set(opt) - set(expected))
+    updated = [i for i, k in enumerate(config.kinds) if k is not NoiseKind.FROZEN]
+    template = optim.init(config.optimizer, {i: np.zeros(0, spec.dtypes[i]) for i in updated})
+    names = (
+        [f"opt/{j}" for j in range(len(optim.state_arrays(template)))]
+        if version >= 3
+        else _legacy_opt_names(template)
+    )
+    expected = {f"param/{i}" for i in range(spec.num_leaves)} | {"opt/count", *names}
+    unexpected = sorted(set(arrays) - expected)
     if unexpected:
         raise _Bad(f"has unexpected arrays {unexpected}")
-    for key, want in expected.items():
-        if key not in opt:
-            raise _Bad(f"lacks optimizer state 'opt/{key}' ({config.optimizer})")
-        _check_array(f"opt/{key}", opt[key], want.shape, want.dtype)
-        if (key == "count" or key.startswith("nu/")) and (opt[key] < 0).any():
-            raise _Bad(f"'opt/{key}' must be >= 0")
-    return leaves, opt
+    for name in ["opt/count", *names]:
+        if name not in arrays:
+            raise _Bad(f"lacks optimizer state '{name}' ({config.optimizer})")
+    _check_array("opt/count", arrays["opt/count"], (), np.int64)
+    if int(arrays["opt/count"]) < 0:
+        raise _Bad("'opt/count' must be >= 0")
+    owners = [i for i, s in sorted(template.leaves.items()) for _ in s]
+    for name, i in zip(names, owners, strict=True):
+        _check_array(name, arrays[name], spec.shapes[i], spec.dtypes[i])
+    state = optim.state_from_arrays(
+        template, int(arrays["opt/count"]), [arrays[name] for name in names]
+    )
+    try:
+        optim.check_state(state, config.optimizer, leaves, updated, np)
+    except (TypeError, ValueError) as exc:
+        raise _Bad(_reason(exc)) from None
+    return leaves, state
 
 
 def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
@@ -359,10 +390,10 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
             raise _Bad(
                 f"'info' must be a JSON object of numbers (tell's statistics), got {info!r:.80}"
             )
-        leaves, opt = _read_state(arrays, spec, config)
+        leaves, opt = _read_state(arrays, spec, config, meta["format_version"])
     except _Bad as exc:
         sep = " " if str(exc).startswith(("is ", "has ", "lacks ")) else ": "
         raise ValueError(f"{path!r}{sep}{exc}") from None
-    opt_state = {k: v if k == "count" else xp.asarray(v) for k, v in opt.items()}
+    opt_state = optim.state_from_arrays(opt, opt.count, map(xp.asarray, optim.state_arrays(opt)))
     state = ESState(config, generation, opt_state, spec, meta["info"])
     return spec.unflatten([xp.asarray(x) for x in leaves]), state

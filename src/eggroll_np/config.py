@@ -14,12 +14,11 @@ import numpy as np
 from . import _checks, optim
 from .noise import check_seed, matrix_shape
 from .noise_table import MAX_TABLE
+from .schedule import Schedule
 from .shaping import SHAPINGS
 from .tree import TreeSpec, path_str
 
 __all__ = [
-    "SCHEDULE_FIELDS",
-    "CONSTANT_SCHEDULE",
     "NoiseKind",
     "ESConfig",
     "make_config",
@@ -52,8 +51,8 @@ class ESConfig:
 
     `kinds` holds the resolved NoiseKind of each leaf in canonical order; `hyperparams` the
     chosen optimizer's own hyperparameters (an `optim.SGD`, `optim.Momentum` or `optim.Adam`);
-    the other fields are the arguments of `init` (`lr_final` and `lr_decay_steps` are None with
-    lr_schedule="constant").
+    `schedule` the lr schedule (`init`'s lr_schedule, lr_final and lr_decay_steps as one
+    value); the other fields are the arguments of `init`.
     """
 
     population: int
@@ -71,16 +70,14 @@ class ESConfig:
     noise: str
     hyperparams: Any
     kinds: tuple[NoiseKind, ...]
-    # defaults: configs saved before schedules existed load as a constant lr
-    lr_schedule: str = "constant"
-    lr_final: float | None = None
-    lr_decay_steps: int | None = None
+    schedule: Schedule = Schedule()
     noise_table: int | None = None  # None: the default contract (checkpoints before it: None)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (kinds as their string values, hyperparams as a dict)."""
+        """JSON-friendly dict (kinds as their string values, hyperparams and schedule as dicts)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["hyperparams"] = dataclasses.asdict(self.hyperparams)
+        d["schedule"] = self.schedule.to_dict()
         d["kinds"] = [k.value for k in self.kinds]
         return d
 
@@ -88,39 +85,10 @@ class ESConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> ESConfig:
         """Inverse of `to_dict`."""
         d = dict(d)
-        for f in SCHEDULE_FIELDS:
-            d.setdefault(f, CONSTANT_SCHEDULE[f])
+        d["schedule"] = Schedule(**d["schedule"])
         d["kinds"] = tuple(NoiseKind(k) for k in d["kinds"])
         d["hyperparams"] = optim.hyperparams(d["optimizer"], **d["hyperparams"])
         return cls(**d)
-
-
-SCHEDULE_FIELDS = ("lr_schedule", "lr_final", "lr_decay_steps")
-"""ESConfig fields added with lr schedules (a saved config without them has a constant lr)."""
-CONSTANT_SCHEDULE: dict[str, Any] = {
-    f.name: f.default for f in dataclasses.fields(ESConfig) if f.name in SCHEDULE_FIELDS
-}
-"""The values of those fields for a constant lr, which are ESConfig's defaults; a config saved
-before lr schedules existed loads with them."""
-
-
-def _check_schedule(
-    schedule: Any, lr_final: Any, decay_steps: Any
-) -> tuple[str, float | None, int | None]:
-    """(lr_schedule, lr_final, lr_decay_steps) validated; final and steps None when constant."""
-    schedule = _checks.choice("lr_schedule", schedule, optim.SCHEDULES)
-    if schedule == "constant":
-        for name, value in (("lr_final", lr_final), ("lr_decay_steps", decay_steps)):
-            if value is not None:
-                raise ValueError(
-                    f"{name} is only used by lr_schedule 'linear' or 'cosine', got "
-                    f"lr_schedule='constant' with {name}={value!r}"
-                )
-        return schedule, None, None
-    if decay_steps is None:
-        raise ValueError(f"lr_schedule={schedule!r} needs lr_decay_steps (steps to decay over)")
-    final = _checks.real("lr_final", 0.0 if lr_final is None else lr_final, 0.0)
-    return schedule, final, _checks.integer("lr_decay_steps", decay_steps, 1)
 
 
 def _as_kind(path: str, value: Any) -> NoiseKind:
@@ -295,7 +263,7 @@ def make_config(
             raise ValueError(f"group_size ({group_size}) must divide the population ({population})")
     elif shaping == "group_zscore":
         raise ValueError("shaping='group_zscore' needs group_size")
-    schedule = _check_schedule(lr_schedule, lr_final, lr_decay_steps)
+    schedule = Schedule(lr_schedule, lr_final, lr_decay_steps)
     full = noise == "full" or rank is None
     kinds = resolve_kinds(spec, lowrank, full)
     if rank is not None:
@@ -316,8 +284,6 @@ def make_config(
         noise=noise,
         hyperparams=optim.hyperparams(optimizer, **hyperparams),
         kinds=kinds,
-        lr_schedule=schedule[0],
-        lr_final=schedule[1],
-        lr_decay_steps=schedule[2],
+        schedule=schedule,
         noise_table=_check_noise_table(noise_table, spec, kinds, rank),
     )

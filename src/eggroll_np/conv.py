@@ -12,12 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import epilogue
+from . import dispatch, epilogue
 from .backend import namespace_of
 from .epilogue import LeafNoise, activation_code, apply_activation
 from .layers import as_input, check_bias, check_pair
 
-__all__ = ["conv2d", "conv_output_size", "im2col", "conv2d_inference", "conv_epilogue"]
+__all__ = [
+    "conv2d",
+    "conv_output_size",
+    "im2col",
+    "conv2d_inference",
+    "conv_epilogue",
+    "conv_epilogue_reference",
+]
 
 # Values of im2col patches per chunk of a per-member input: the patches of a chunk are still in
 # cache when its projection reads them again.
@@ -95,43 +102,35 @@ def conv_epilogue(
     """
     lowrank = w is not None and w.kind == "lowrank"
     members = epilogue.member_operands(w, b)
-    arrays = [out, src, members[2], members[3]] + ([w.A, v] if lowrank else [])
-    # src and v may be strided views (the kernels take their strides)
-    ops = epilogue.compiled_ops("conv_epilogue", arrays, contiguous=False)
-    if ops is not None:
-        ops.conv_epilogue(
-            out,
-            src,
-            w.A if lowrank else None,
-            v if lowrank else None,
-            v_index.astype(namespace_of(out).uint32) if lowrank else None,
-            *members,
-            code,
-        )
-        return out
-    return _conv_epilogue_reference(out, src, w if lowrank else None, v, v_index, b, code)
+    a = w.A if lowrank else None
+    v, v_index = (v, v_index.astype(namespace_of(out).uint32)) if lowrank else (None, None)
+    arrays = [out, src, members[2], members[3], a, v]  # src and v may be strided views
+    dispatch.select("conv_epilogue", arrays)(out, src, a, v, v_index, *members, code)
+    return out
 
 
-def _conv_epilogue_reference(
-    out: Any, src: Any, w: LeafNoise | None, v: Any, v_index: Any, b: LeafNoise | None, code: int
-) -> Any:
-    """`conv_epilogue` in array code (any dtype, NumPy or CuPy): the reference."""
+def conv_epilogue_reference(
+    out: Any, src: Any, a: Any, v: Any, v_index: Any, keys: Any, coef: Any, bias: Any,
+    bias_noise: Any, bias_coef: Any, act: int,
+) -> Any:  # fmt: skip
+    """The "conv_epilogue" operation in array code (any dtype, NumPy or CuPy): the reference of
+    the compiled kernels, with their arguments (`conv_epilogue` describes them)."""
     xp = namespace_of(out)
     N, Bt, Co, P = out.shape
     out[...] = src
-    if w is not None:
+    if a is not None:
         step = max(1, _CHUNK_VALUES // max(1, Bt * Co * P))
         for s in range(0, N, step):
             sl = slice(s, s + step)
-            t = w.coef[sl].reshape(-1, 1, 1) * w.A[w.keys[sl]]  # (c, Co, r)
+            t = coef[sl].reshape(-1, 1, 1) * a[keys[sl]]  # (c, Co, r)
             out[sl] += xp.matmul(t[:, None], v[v_index[sl]])  # (c, 1, Co, r) @ (c, Bt, r, P)
-    if b is not None:
-        if b.kind == "frozen":
-            out += b.theta.reshape(-1, 1)
+    if bias is not None:
+        if bias_noise is None:
+            out += bias.reshape(-1, 1)
         else:
-            bias = b.theta + b.coef.reshape(-1, 1) * b.E[b.keys]  # (N, Co)
-            out += bias.reshape(N, 1, Co, 1)
-    return apply_activation(out, code)
+            rows = bias + bias_coef.reshape(-1, 1) * bias_noise[keys]  # (N, Co)
+            out += rows.reshape(N, 1, Co, 1)
+    return apply_activation(out, act)
 
 
 def conv2d(

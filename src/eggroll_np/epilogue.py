@@ -1,21 +1,23 @@
 """The one pass after a population layer's base GEMM: activations, compiled kernels, reference.
 
 `epilogue` writes out (N, rows, n) once: its source (a shared base or out's own GEMM result),
-each member's low-rank correction, its bias and the activation; `_core` runs it for float32 NumPy
-arrays (SIMD, threads, GIL released), the CUDA wrappers for float32 CuPy arrays, and
-`epilogue_reference` (array code) otherwise: the reference the kernels are tested against.
+each member's low-rank correction, its bias and the activation. It is the dispatch table's
+"linear_epilogue" operation (`eggroll_np.dispatch`): `_core` runs it for float32 NumPy arrays
+(SIMD, threads, GIL released), the CUDA wrappers for float32 CuPy arrays, and
+`linear_epilogue_reference` (array code) otherwise: the reference the kernels are tested against.
 `LeafNoise` is how a layer receives one leaf and its members' noise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _ext
-from .backend import is_cupy_array, namespace_of
+from . import dispatch, lowrank
+from .backend import namespace_of
 
 __all__ = [
     "ACTIVATIONS",
@@ -23,17 +25,14 @@ __all__ = [
     "activation_code",
     "apply_activation",
     "member_operands",
-    "compiled_ops",
     "epilogue",
-    "epilogue_reference",
+    "linear_epilogue_reference",
 ]
 
 #: Activation names the layers take (None is the identity), in the kernels' code order.
 ACTIVATIONS: tuple[str | None, ...] = (None, "relu", "tanh", "sigmoid", "gelu")
 _CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 _GELU_C = float(np.sqrt(2.0 / np.pi))
-# Members per chunk of the reference expansion: (c, rows, n) products stay cache-sized.
-_CHUNK_VALUES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,11 @@ class LeafNoise:
         coef: (N,) array in theta's dtype: sigma * s_i (divided by sqrt(r) when low-rank).
         A: (K, m, r) low-rank factors of the matrix view (m, n) = (shape[0], prod(shape[1:])).
         B: (K, n, r).
-        E: `(K, *shape)` full-rank unit noise.
+        E: `(K, *shape)` full-rank unit noise (None when it is not held: see `chunks`).
+        chunks: for a full-rank leaf, a callable giving its noise in chunks of keys, so that a
+            large leaf never has all N dense perturbations in memory: (members, rows, E_c)
+            triples, E_c `(k, *shape)` the noise of some keys, `members` the members that use
+            them (an index array or a slice) and `rows` each one's row of E_c.
     """
 
     name: str
@@ -59,6 +62,13 @@ class LeafNoise:
     A: Any = None
     B: Any = None
     E: Any = None
+    chunks: Callable[[], Iterable[tuple[Any, Any, Any]]] | None = None
+
+    def full_chunks(self) -> Iterable[tuple[Any, Any, Any]]:
+        """The full-rank noise as `chunks` triples (one chunk of every member when E is held)."""
+        if self.chunks is not None:
+            return self.chunks()
+        return [(slice(None), self.keys, self.E)]
 
     @property
     def size(self) -> int:
@@ -105,44 +115,26 @@ def apply_activation(h: Any, code: int) -> Any:
     return h
 
 
-def _expand_reference(xa: Any, xa_rows: Any, R: Any, keys: Any, coef: Any, out: Any) -> None:
-    """out[i] += coef[i] * xa[xa_rows[i]] @ R[keys[i]].T, members in cache-sized chunks."""
+def linear_epilogue_reference(
+    out: Any, base: Any, x: Any, left: Any, xa: Any, xa_rows: Any, right: Any, keys: Any,
+    coef: Any, bias: Any, bias_noise: Any, bias_coef: Any, act: int,
+) -> Any:  # fmt: skip
+    """The "linear_epilogue" operation in array code (any dtype or rank, NumPy or CuPy): the
+    reference of the compiled kernels, with their arguments (`epilogue` describes them)."""
     xp = namespace_of(out)
-    n_members, rows, n = out.shape
-    step = max(1, _CHUNK_VALUES // max(1, rows * n))
-    for s in range(0, n_members, step):
-        sl = slice(s, s + step)
-        t = xa[xa_rows[sl]] * coef[sl].reshape(-1, 1, 1)
-        out[sl] += xp.matmul(t, R[keys[sl]].transpose(0, 2, 1))
-
-
-def _bias_rows(b: LeafNoise, sl: slice | None = None) -> Any:
-    """(N, n) per-member bias (or (n,) for a frozen one)."""
-    if b.kind == "frozen":
-        return b.theta
-    keys = b.keys if sl is None else b.keys[sl]
-    coef = b.coef if sl is None else b.coef[sl]
-    return b.theta + coef.reshape(-1, 1) * b.E[keys]
-
-
-def epilogue_reference(
-    out: Any,
-    base: Any,
-    xa: Any,
-    xa_rows: Any,
-    w: LeafNoise | None,
-    right: Any,
-    b: LeafNoise | None,
-    code: int,
-) -> Any:
-    """`epilogue` in array code (any dtype or rank, NumPy or CuPy): the reference."""
     if base is not None:
         out[...] = base
-    if w is not None and xa is not None:
-        _expand_reference(xa, xa_rows, right, w.keys, w.coef, out)
-    if b is not None:
-        out += _bias_rows(b).reshape(-1, 1, out.shape[2]) if b.kind != "frozen" else b.theta
-    return apply_activation(out, code)
+    if right is not None:
+        if x is not None:  # per-member projections x_i @ left_k
+            xa, xa_rows = xp.matmul(x, left[keys]), xp.arange(out.shape[0])
+        lowrank.expand_reference(xa, xa_rows, right, keys, coef, out)
+    if bias is not None:
+        if bias_noise is None:
+            out += bias
+        else:
+            rows = bias + bias_coef.reshape(-1, 1) * bias_noise[keys]  # (N, n) per-member bias
+            out += rows.reshape(-1, 1, out.shape[2])
+    return apply_activation(out, act)
 
 
 def member_operands(w: LeafNoise | None, b: LeafNoise | None) -> tuple[Any, ...]:
@@ -158,33 +150,6 @@ def member_operands(w: LeafNoise | None, b: LeafNoise | None) -> tuple[Any, ...]
     else:
         bias = (b.theta, b.E, b.coef)
     return (None if keys is None else _u32(keys), w.coef if lowrank else None, *bias)
-
-
-def compiled_ops(kernel: str, arrays: list[Any], contiguous: bool = True) -> Any:
-    """The compiled ops that run `kernel` on these arrays: `_core` for float32 NumPy arrays (C
-    order unless `contiguous` is False), the CUDA wrappers for float32 CuPy arrays, else None
-    (the array-code reference runs instead)."""
-    present = [a for a in arrays if a is not None]
-    if (
-        _ext.core is not None
-        and hasattr(_ext.core, kernel)
-        and all(
-            isinstance(a, np.ndarray)
-            and a.dtype == np.float32
-            and (a.flags.c_contiguous or not contiguous)
-            for a in present
-        )
-    ):
-        return _ext.core
-    if (
-        _ext.cuda is not None
-        and hasattr(_ext.cuda, kernel)
-        and all(is_cupy_array(a) and a.dtype == np.float32 for a in present)
-    ):
-        from . import _cuda_layers  # imports CuPy: only on the GPU path
-
-        return _cuda_layers
-    return None
 
 
 def epilogue(
@@ -211,29 +176,14 @@ def epilogue(
     E_b[keys[i]] (full) or theta (frozen).
     """
     lowrank = w is not None and w.kind == "lowrank"
-    if lowrank and x is not None:
-        if compiled_ops("linear_epilogue", [out, x, left, right]) is None:
-            xp = namespace_of(out)
-            xa, xa_rows = xp.matmul(x, left[w.keys]), xp.arange(out.shape[0])
-            x = None
     members = member_operands(w, b)
-    bias, bias_e = members[2], members[3]
-    arrays = [out, base, x, left, xa, right, bias, bias_e] if lowrank else [out, base, bias, bias_e]
-    ops = compiled_ops("linear_epilogue", arrays)
-    if ops is not None:
-        ops.linear_epilogue(
-            out,
-            base,
-            x if lowrank else None,
-            left if lowrank else None,
-            xa if lowrank else None,
-            None if not lowrank or xa_rows is None else _u32(xa_rows),
-            right if lowrank else None,
-            *members,
-            code,
-        )
-        return out
-    return epilogue_reference(out, base, xa, xa_rows, w if lowrank else None, right, b, code)
+    if not lowrank:
+        x = left = xa = xa_rows = right = None
+    arrays = [out, base, x, left, xa, right, members[2], members[3]]
+    dispatch.select("linear_epilogue", arrays)(
+        out, base, x, left, xa, None if xa_rows is None else _u32(xa_rows), right, *members, code
+    )
+    return out
 
 
 def _u32(a: Any) -> Any:

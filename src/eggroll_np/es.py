@@ -36,7 +36,7 @@ class ESState:
     Attributes:
         config: the run's ESConfig.
         generation: the next generation to evaluate (0 after `init`).
-        opt_state: optimizer state, a flat dict of plain arrays (see `eggroll_np.optim`).
+        opt_state: optimizer state, an `optim.OptState` (plain data the optimizer owns).
         spec: TreeSpec of the params at init (tell/ask reject any other tree).
         info: statistics of the last generation told (empty before the first `tell`):
             generation, fitness_mean, fitness_max, fitness_min, fitness_std, update_norm.
@@ -44,7 +44,7 @@ class ESState:
 
     config: ESConfig
     generation: int
-    opt_state: dict[str, Any]
+    opt_state: optim.OptState
     spec: TreeSpec
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -91,24 +91,9 @@ def check_state(params: Any, state: Any) -> list[Any]:
     diff = state.spec.difference(spec)
     if diff is not None:
         raise ValueError(f"params do not match the state: {diff}")
-    for key, arr in state.opt_state.items():
-        if key == "count":
-            continue
-        if not isinstance(arr, xp.ndarray):
-            raise TypeError(
-                f"state.opt_state['{key}'] is not a {xp.__name__} array like params; "
-                "move the state to the params' backend"
-            )
-        # "slot/i" belongs to leaf i: another shape or dtype would change the leaf's dtype
-        try:
-            leaf = leaves[int(key.rsplit("/", 1)[1])]
-        except (IndexError, ValueError):
-            raise ValueError(f"state.opt_state has an entry '{key}' of no leaf") from None
-        if arr.shape != leaf.shape or arr.dtype != leaf.dtype:
-            raise ValueError(
-                f"state.opt_state['{key}'] is {arr.dtype} {tuple(arr.shape)} but its leaf is "
-                f"{leaf.dtype} {tuple(leaf.shape)}"
-            )
+    # another shape or dtype of a leaf's optimizer state would change the leaf's dtype
+    updated = [i for i, k in enumerate(state.config.kinds) if k is not NoiseKind.FROZEN]
+    optim.check_state(state.opt_state, state.config.optimizer, leaves, updated, xp)
     return leaves
 
 

@@ -20,12 +20,12 @@ from . import _checks
 from .backend import as_array, namespace_of
 from .epilogue import LeafNoise, activation_code, epilogue
 
-__all__ = ["as_input", "check_bias", "check_pair", "rows_input", "linear", "embed"]
+__all__ = ["same_backend", "as_input", "check_bias", "check_pair", "rows_input", "linear", "embed"]
 
 
-def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
-    """x as a C-contiguous array of theta's backend and dtype (mixed NumPy/CuPy is a TypeError);
-    a DLPack array (torch, JAX, ...) is adopted first, without a copy (`backend.as_array`)."""
+def same_backend(x: Any, theta: Any, name: str, what: str) -> Any:
+    """x (a DLPack array adopted first, without a copy: `backend.as_array`) when it is on
+    theta's backend or a Python value; mixed NumPy/CuPy is a TypeError naming both."""
     x = as_array(x, what)
     xp = namespace_of(theta)
     if namespace_of(x) is not xp and not isinstance(x, (list, tuple, float, int)):
@@ -33,7 +33,14 @@ def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
             f"{what} is a {namespace_of(x).__name__} array but leaf '{name}' is a "
             f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
         )
-    x = _checks.real_array(what, x, xp)  # strings, complex, objects: never cast silently
+    return x
+
+
+def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
+    """x as a C-contiguous array of theta's backend and dtype (`same_backend` first): the one
+    validation of every layer's input (linear, conv2d)."""
+    xp = namespace_of(theta)
+    x = _checks.real_array(what, same_backend(x, theta, name, what), xp)  # never cast strings
     return xp.ascontiguousarray(x, dtype=theta.dtype)
 
 
@@ -102,10 +109,16 @@ def linear(
     if w.kind == "full":  # dense noise: its own GEMMs, then the epilogue adds bias/activation
         if base is not None:
             out[...] = base
-            base = None
-        Et = w.E.transpose(0, 2, 1) if transpose else w.E
-        corr = xp.matmul(x, Et)[w.keys] if shared else xp.matmul(x, Et[w.keys])
-        out += w.coef.reshape(-1, 1, 1) * corr
+        # key chunk by key chunk: a large leaf (naive ES on a 1024x1024 layer) never has all N
+        # dense perturbations in memory at once, only one chunk of noise
+        for members, rows, E in w.full_chunks():
+            Et = E.transpose(0, 2, 1) if transpose else E
+            scale = w.coef[members].reshape(-1, 1, 1)
+            if shared:
+                out[members] += scale * xp.matmul(x, Et)[rows]
+            else:
+                out[members] += scale * xp.matmul(x[members], Et[rows])
+            del E, Et  # free this chunk before the next one is generated
         return epilogue(out, None, None, b, code)
     if w.kind == "frozen":
         return epilogue(out, base, None, b, code)
@@ -134,12 +147,7 @@ def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
     if W.ndim != 2:
         raise ValueError(f"w: embed needs a 2-D leaf (V, d), '{w.name}' has shape {tuple(W.shape)}")
     xp = namespace_of(W)
-    if namespace_of(ids) is not xp and not isinstance(ids, (list, tuple, int)):
-        raise TypeError(
-            f"ids is a {namespace_of(ids).__name__} array but leaf '{w.name}' is a "
-            f"{xp.__name__} array; mixed NumPy/CuPy is not supported"
-        )
-    ids = xp.asarray(ids)
+    ids = xp.asarray(same_backend(ids, W, w.name, "ids"))
     if ids.dtype.kind not in "iu":
         raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
     V, d = W.shape

@@ -4,12 +4,12 @@ Member i of a population perturbs a matrix leaf W (m, n) by coef_i * A_k @ B_k.T
 A (K, m, r) and B (K, n, r) the stacked factors of the K unique member keys. These functions never
 form an (m, n) matrix per member: the forward adds (x_i @ A_k) @ B_k.T to x_i @ W, and the update
 sums sum_k w_k A_k @ B_k.T as ONE contraction of (m, K*r) by (K*r, n). The code is generic over
-NumPy and CuPy (the array module of the inputs); `correction` hands float32 NumPy work of rank <= 8
-to the C++ core's fused kernels (`_core.lowrank_correction` / `_core.lowrank_expand`), and
-`correction_reference` is the NumPy version they are tested against. NumPy updates
-(`contract`, `contract_full`) run on the core's `contract`, which adds the keys' terms in a fixed
-order: the update's bits then depend on no BLAS, thread count, SIMD level or machine
-(`_reference.contract` is its NumPy statement).
+NumPy and CuPy (the array module of the inputs); the dispatch table (`eggroll_np.dispatch`)
+hands `correction` on float32 NumPy work of rank <= 8 to the C++ core's fused kernels, and
+`expand_reference` is the array code they are tested against. NumPy updates (`contract`,
+`contract_full`) run on the core's `contract`, which adds the keys' terms in a fixed order: the
+update's bits then depend on no BLAS, thread count, SIMD level or machine (`_reference.contract`
+is its NumPy statement).
 """
 
 from __future__ import annotations
@@ -18,18 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from . import _ext
-from .backend import is_cupy_array, namespace_of
+from . import _ext, dispatch
+from .backend import namespace_of
 
 __all__ = [
     "correction",
     "correction_reference",
     "correction_transposed",
+    "expand_reference",
     "contract",
+    "contract_reference",
     "contract_full",
 ]
 
-# Values of the per-chunk product buffer in `correction` (4 MiB of float32).
+# Members per chunk of the reference expansion: (c, Bt, n) products stay cache-sized.
 _CHUNK_VALUES = 1 << 20
 
 
@@ -39,39 +41,11 @@ def _shared_projection(x: Any, A: Any) -> Any:
     return (x @ A.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r).transpose(1, 0, 2)
 
 
-# Ranks the C++ kernels take: measured against NumPy's batched matmul at ranks 1-16 (three runs,
-# docs/benchmarks.md, "Low-rank correction kernels by rank"): faster on rl and sup at every rank
-# up to 8, a draw on per-member multi-row inputs at ranks 4-8, mixed at 16 (BLAS keeps r > 8).
-_CORE_MAX_RANK = 8
-
-
-def _use_core(x: Any, A: Any, B: Any, out: Any) -> bool:
-    # float32 NumPy buffers laid out in C order, and a rank the kernels win at.
-    return (
-        _ext.core is not None
-        and A.shape[2] <= _CORE_MAX_RANK
-        and all(
-            isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
-            for a in (x, A, B, out)
-        )
-        and out.flags.writeable
-    )
-
-
-def _use_cuda(x: Any, A: Any, B: Any, out: Any) -> bool:
-    # float32 CuPy work (x may be float16) goes to the fused CUDA kernels when they are built.
-    return (
-        _ext.cuda is not None
-        and is_cupy_array(out)
-        and out.dtype == np.float32
-        and A.dtype == B.dtype == np.float32
-        and x.dtype in (np.float32, np.float16)
-        and out.flags.c_contiguous
-    )
-
-
 def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any, base: Any = None) -> Any:
     """out[i] += coef[i] * (x_i @ A[keys[i]]) @ B[keys[i]].T, in place.
+
+    The standalone correction kernel (benchmarks, GPU probes); the population layers add the
+    same term inside their fused epilogue (`eggroll_np.epilogue`).
 
     Args:
         x: shared input (Bt, m) or per-member inputs (N, Bt, m).
@@ -86,14 +60,17 @@ def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any, base: Any
     Returns:
         out.
     """
-    if _use_cuda(x, A, B, out) and (base is None or _use_cuda(x, A, B, base)):
-        from . import _cuda_ops  # imports CuPy: only on the GPU path
+    impl = dispatch.select("lowrank_correction", [out, A, B, base, x])
+    return impl(x, A, B, keys, coef, out, base=base)
 
-        return _cuda_ops.lowrank_correction(x, A, B, keys, coef, out, base=base)
+
+def correction_core(
+    x: np.ndarray, A: np.ndarray, B: np.ndarray, keys: Any, coef: Any, out: np.ndarray,
+    base: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """`correction` on the C++ core's fused kernels (float32, C order, rank <= 8)."""
     if base is not None:
         out[...] = base
-    if not _use_core(x, A, B, out):
-        return correction_reference(x, A, B, keys, coef, out)
     keys32 = np.ascontiguousarray(keys, dtype=np.uint32)
     coef32 = np.ascontiguousarray(coef, dtype=np.float32)
     if x.ndim == 2:
@@ -104,14 +81,30 @@ def correction(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any, base: Any
     return out
 
 
-def correction_reference(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any) -> Any:
+def correction_reference(
+    x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any, base: Any = None
+) -> Any:
     """`correction` in NumPy/CuPy array code (any dtype, any rank): the reference and fallback."""
     xp = namespace_of(out)
-    K, m, r = A.shape
-    n_members, bt, n = out.shape
+    if base is not None:
+        out[...] = base
     if x.ndim == 2:
-        xa_keys = _shared_projection(x, A)  # gathered per member below
-    Bt = B.transpose(0, 2, 1)  # (K, r, n) view
+        expand_reference(_shared_projection(x, A), keys, B, keys, coef, out)
+    else:
+        expand_reference(xp.matmul(x, A[keys]), xp.arange(out.shape[0]), B, keys, coef, out)
+    return out
+
+
+def expand_reference(xa: Any, xa_rows: Any, R: Any, keys: Any, coef: Any, out: Any) -> Any:
+    """out[i] += coef[i] * xa[xa_rows[i]] @ R[keys[i]].T in array code: the one reference of
+    the low-rank term of every population layer (`correction`, the epilogues).
+
+    xa (X, Bt, r): projections (x @ A_k of a shared input per key, or per member); R (K, n, r).
+    """
+    xp = namespace_of(out)
+    n_members, bt, n = out.shape
+    r = R.shape[2]
+    Rt = R.transpose(0, 2, 1)  # (K, r, n) view
     # Members in chunks whose (c, Bt, n) product fits in a cache-sized buffer: no temporary as
     # large as `out`, and the += runs on data that is still in cache.
     step = max(1, _CHUNK_VALUES // max(1, bt * n))
@@ -120,12 +113,11 @@ def correction_reference(x: Any, A: Any, B: Any, keys: Any, coef: Any, out: Any)
         sl = slice(s, s + step)
         k = keys[sl]
         c = k.shape[0]
-        xa = xa_keys[k] if x.ndim == 2 else xp.matmul(x[sl], A[k])  # (c, Bt, r)
-        xa *= coef[sl].reshape(-1, 1, 1).astype(xa.dtype, copy=False)
+        t = xa[xa_rows[sl]] * coef[sl].reshape(-1, 1, 1).astype(xa.dtype, copy=False)
         if r == 1:  # an outer product: broadcasting is several times faster than matmul here
-            xp.multiply(xa, Bt[k], out=tmp[:c])
+            xp.multiply(t, Rt[k], out=tmp[:c])
         else:
-            xp.matmul(xa, Bt[k], out=tmp[:c])
+            xp.matmul(t, Rt[k], out=tmp[:c])
         out[sl] += tmp[:c]
     return out
 
@@ -141,16 +133,6 @@ def correction_transposed(
     return correction(x, B, A, keys, coef, out, base)
 
 
-def _exact_core(*arrays: Any) -> bool:
-    # The deterministic C++ contraction takes float32/float64 NumPy arrays of one dtype.
-    dt = arrays[0].dtype
-    return (
-        _ext.core is not None
-        and dt in (np.float32, np.float64)
-        and all(isinstance(a, np.ndarray) and a.dtype == dt for a in arrays)
-    )
-
-
 def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
     """`scale * sum_k w[k] * A[k] @ B[k].T` as one GEMM.
 
@@ -164,13 +146,15 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
         (sum_k w_k A_k) @ (sum_k w_k B_k).T. On NumPy with the C++ core, the same bits on every
         machine (see the module docstring); on CuPy, cuBLAS's.
     """
+    ws = (w * scale).astype(A.dtype, copy=False).reshape(-1)
+    return dispatch.select("contract", [A, B, ws])(A, B, ws)
+
+
+def contract_reference(A: Any, B: Any, w: Any) -> Any:
+    """`contract`'s sum_k w[k] * A[k] @ B[k].T with the array library's GEMM (BLAS/cuBLAS)."""
     K, m, r = A.shape
     n = B.shape[1]
-    ws = (w * scale).astype(A.dtype, copy=False)
-    if _exact_core(A, B):
-        return _ext.core.contract(A, B, ws.reshape(-1))
-    ws = ws.reshape(-1, 1, 1)
-    aw = A * ws  # (K, m, r): the only pass over a factor besides the GEMM itself
+    aw = A * w.reshape(-1, 1, 1)  # (K, m, r): the only pass over a factor besides the GEMM itself
     if r == 1:
         # (K, m)^T @ (K, n): BLAS reads the transposed operand in place, no copies.
         return aw.reshape(K, m).T @ B.reshape(K, n)
@@ -179,17 +163,13 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
 
 
 def contract_full(E: Any, w: Any, scale: float) -> Any:
-    """`scale * sum_k w[k] * E[k]` for full-rank noise E `(K, *shape)` -> shape, one GEMV.
+    """`scale * sum_k w[k] * E[k]` for full-rank noise E `(K, *shape)` -> shape.
 
-    On NumPy with the C++ core the keys are summed in order (machine-independent bits).
+    `contract` of a one-row contraction (A = ones: w[k] * 1 is w[k] exactly), so on NumPy with
+    the C++ core the keys are summed in order (machine-independent bits).
     """
     K = E.shape[0]
-    flat = E.reshape(K, -1)
-    wt = w.astype(E.dtype, copy=False)
-    if _exact_core(flat, wt):  # a 1-row contraction: A = ones, so w[k] * 1 is w[k] exactly
-        ones = np.ones((K, 1, 1), dtype=E.dtype)
-        g = _ext.core.contract(ones, flat.reshape(K, -1, 1), wt.reshape(-1))[0]
-    else:
-        g = wt @ flat
+    ones = namespace_of(E).ones((K, 1, 1), dtype=E.dtype)
+    g = contract(ones, E.reshape(K, -1, 1), w, 1.0)[0]
     g *= scale
     return g.reshape(E.shape[1:])

@@ -1,8 +1,9 @@
 """The counter-based noise contract: Philox4x32-10 streams, Gaussian normals and low-rank factors.
 
 Noise is a pure function of (seed, leaf, member_key, epoch): nothing is stored between a
-population's forward pass and its update. See docs/noise-contract.md. NumPy requests run on
-the C++ core (SIMD, multithreaded), CuPy requests on the CUDA core; `eggroll_np._reference` is the
+population's forward pass and its update. See docs/noise-contract.md. Which implementation
+generates them is the dispatch table's "philox" and "normals" rows (`eggroll_np.dispatch`): the
+C++ core (SIMD, multithreaded) for NumPy, the CUDA core for CuPy, and `eggroll_np._reference`, the
 readable pure-NumPy version that both are tested against.
 """
 
@@ -14,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _ext, _reference
-from .backend import current_stream_ptr, get_xp, is_cupy_array, namespace_of
+from . import _checks, _ext, _reference, dispatch
+from .backend import get_xp, is_cupy_array, namespace_of
 
 __all__ = [
     "philox4x32_10",
@@ -65,22 +66,8 @@ def philox4x32_10(counters: Any, key: Any) -> Any:
         raise TypeError(f"key must have dtype uint32, got {key_h.dtype}")
     if key_h.shape != (2,):
         raise ValueError(f"key must have shape (2,), got {key_h.shape}")
-    if xp is not np:
-        cuda = _ext.require_cuda()
-        c = xp.ascontiguousarray(counters)
-        out = xp.empty_like(c)
-        cuda.philox4x32_10(
-            c.data.ptr,
-            c.shape[0],
-            int(key_h[0]),
-            int(key_h[1]),
-            out.data.ptr,
-            current_stream_ptr(),
-        )
-        return out
-    if _ext.core is None:
-        return _reference.philox4x32_10(counters, key_h)
-    return _ext.core.philox4x32_10(np.ascontiguousarray(counters), key_h)
+    counters = xp.ascontiguousarray(counters)
+    return dispatch.select("philox", [counters])(counters, key_h)
 
 
 def _keys_array(member_keys: Any) -> np.ndarray:
@@ -100,37 +87,39 @@ def _device_xp(xp: ModuleType | str | None) -> ModuleType:
     """get_xp, plus a clear "no CUDA device" error before CuPy allocates anything."""
     mod = get_xp(xp)
     if mod is not np:
-        _ext.require_cuda()
+        dispatch.require_cuda()
     return mod
 
 
-def _fill(seed: int, leaf: int, keys: np.ndarray, epoch: int, offset: int, out: Any) -> Any:
-    """out[i, :] = values [offset, offset + out.shape[1]) of stream (leaf, keys[i], epoch)."""
-    count = out.shape[1]
-    if offset + count > _STREAM_VALUES:
-        raise ValueError("offset + count exceeds the 2^34 values of one Philox stream")
-    if is_cupy_array(out):
-        cuda = _ext.require_cuda()
-        keys_d = namespace_of(out).asarray(keys)
-        cuda.fill_normals(
-            seed,
-            leaf,
-            keys_d.data.ptr,
-            epoch,
-            offset,
-            out.shape[0],
-            count,
-            out.data.ptr,
-            current_stream_ptr(),
-        )
-    elif _ext.core is not None:
-        _ext.core.fill_normals(seed, leaf, keys, epoch, offset, out)
-    else:  # no C++ core: the reference, in pieces (it holds ~40 bytes of temporaries a value)
+def _fill(seed: int, epoch: int, keys: np.ndarray, requests: list, outs: list, xp: Any) -> None:
+    """outs[j] = the values of requests[j] = (leaf, offset, count) for every key: the table's
+    "normals" row for xp's backend (keys uploaded once)."""
+    if not keys.size or not outs:
+        return
+    leaves = [leaf for leaf, _, _ in requests]
+    offsets = [offset for _, offset, _ in requests]
+    impl = dispatch.select("normals", [outs[0]], device=xp is not np)
+    impl(seed, epoch, xp.asarray(keys), leaves, offsets, outs)
+
+
+def normals_core(
+    seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list
+) -> None:
+    """The "normals" operation on the C++ core: one parallel pass over every request."""
+    _ext.core.fill_normals_many(seed, leaves, keys, epoch, offsets, outs)
+
+
+def normals_reference(
+    seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list
+) -> None:
+    """The "normals" operation in NumPy (`_reference.normals`), a piece at a time (it holds
+    ~40 bytes of temporaries a value)."""
+    for leaf, offset, out in zip(leaves, offsets, outs, strict=True):
+        count = out.shape[1]
         for i, k in enumerate(keys):
             for a in range(0, count, _REFERENCE_PIECE):
                 b = min(count, a + _REFERENCE_PIECE)
                 out[i, a:b] = _reference.normals(seed, leaf, int(k), epoch, b - a, offset + a)
-    return out
 
 
 def normals_batch(
@@ -152,10 +141,13 @@ def normals_batch(
     epoch = _checks.integer("epoch", epoch, 0, _U32)
     count = _checks.integer("count", count, 0, _STREAM_VALUES + 1)
     offset = _checks.integer("offset", offset, 0, _STREAM_VALUES)
+    if offset + count > _STREAM_VALUES:
+        raise ValueError("offset + count exceeds the 2^34 values of one Philox stream")
     keys = _keys_array(member_keys)
     xp = _device_xp(xp)
     out = xp.empty((keys.size, count), dtype=np.float32)
-    return _fill(seed, leaf, keys, epoch, offset, out)
+    _fill(seed, epoch, keys, [(leaf, offset, count)], [out], xp)
+    return out
 
 
 def normals(
@@ -208,26 +200,7 @@ def normals_many(
                 f"requests[{j}]: offset + count exceeds the 2^34 values of one Philox stream"
             )
         outs.append(xp.empty((keys.size, count), dtype=np.float32))
-    if xp is np and _ext.core is not None:
-        _ext.core.fill_normals_many(seed, leaves, keys, epoch, offsets, outs)
-    elif xp is not np:
-        # Keys uploaded once; every request in one launch per 32 (the kernel's job table).
-        if keys.size:
-            keys_d = xp.asarray(keys)
-            _ext.require_cuda().fill_normals_many(
-                seed,
-                epoch,
-                keys_d.data.ptr,
-                keys.size,
-                leaves,
-                offsets,
-                [out.shape[1] for out in outs],
-                [out.data.ptr for out in outs],
-                current_stream_ptr(),
-            )
-    else:
-        for leaf, offset, out in zip(leaves, offsets, outs, strict=True):
-            _fill(seed, leaf, keys, epoch, offset, out)
+    _fill(seed, epoch, keys, list(zip(leaves, offsets, [o.shape[1] for o in outs])), outs, xp)
     return outs
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import _ext, _reference
+from . import _reference, dispatch
 from . import noise as _noise
 
 __all__ = [
@@ -110,21 +110,23 @@ def _gather(t: Any, starts: list[np.ndarray], counts: list[int], xp: ModuleType)
         outs = [
             np.empty((s.size, c), dtype=np.float32) for s, c in zip(starts, counts, strict=True)
         ]
-        if _ext.core is not None:
-            # One memcpy per row, multithreaded, GIL released (csrc/core/module.cpp).
-            _ext.core.gather_rows_many(t, starts, outs)
-        else:
-            # The fastest NumPy form measured: fancy indexing of the sliding-window view (one
-            # copy loop per row; an explicit (K, count) index array is far slower).
-            for s, c, out in zip(starts, counts, outs, strict=True):
-                if c:
-                    out[...] = sliding_window_view(t, c)[s]
+        # The core: one memcpy per row, multithreaded, GIL released (csrc/core/module.cpp).
+        dispatch.select("gather_rows", [t])(t, starts, outs)
         return outs
     ar = xp.arange
     return [
         t[xp.asarray(s)[:, None] + ar(c, dtype=xp.int64)[None, :]]
         for s, c in zip(starts, counts, strict=True)
     ]
+
+
+def gather_reference(t: np.ndarray, starts: list[np.ndarray], outs: list[np.ndarray]) -> None:
+    """The "gather_rows" operation in NumPy: outs[j][i] = t[starts[j][i]:][:outs[j].shape[1]]."""
+    # The fastest NumPy form measured: fancy indexing of the sliding-window view (one copy
+    # loop per row; an explicit (K, count) index array is far slower).
+    for s, out in zip(starts, outs, strict=True):
+        if out.shape[1]:
+            out[...] = sliding_window_view(t, out.shape[1])[s]
 
 
 def read_many(

@@ -1,63 +1,119 @@
-"""Optimizers (sgd, momentum, adam) in one registry: each is its hyperparameters, slots and update.
+"""Optimizers (sgd, momentum, adam) in one registry: hyperparameters, per-leaf state, one step.
 
 The ES gradient estimate g is an ASCENT direction. Every optimizer turns it into a step
 d = lr * direction, then decoupled weight decay (Loshchilov & Hutter 2019) subtracts
 lr * weight_decay * theta, so theta_new = theta + d; sgd with weight_decay=0 is the contract's
-theta + lr * g (docs/noise-contract.md, "Update"). `update` is the NumPy/CuPy reference; `apply`
-returns the new parameters and hands float32 NumPy Adam leaves to the C++ core's fused one-pass
-step (tested against `update`). State is a flat dict of plain arrays (saved as-is by
-`checkpoint`): "count" (host int64 0-d) and, per updated leaf index i and slot s of the
-optimizer, "s/i" ("mu/i" for momentum and adam, "nu/i" for adam) in the leaf's dtype/backend.
+theta + lr * g (docs/noise-contract.md, "Update").
 
-Adding an optimizer: one hyperparameter dataclass, one direction function, one `register` call.
+State is plain data the optimizer owns (as in optax): an `OptState` holds the update count and,
+per updated leaf index, the optimizer's own NamedTuple of arrays shaped like the leaf
+(`SGDState()`, `MomentumState(mu)`, `AdamState(mu, nu)`). The engine and the checkpoint never
+look inside: they use `init`, `apply`, `check_state`, `state_arrays` and `state_from_arrays`.
 
-Learning-rate schedules (`SCHEDULES`): the lr of step `count` (1, 2, ...) is a pure function of
-the config and the count (`learning_rate`), in the spirit of optax's schedules, so a run resumed
-from a checkpoint (which stores the count) takes exactly the steps an uninterrupted one takes.
+Each optimizer's step is an operation of the dispatch table (`eggroll_np.dispatch`, "<name>_step"):
+`reference_step` (NumPy/CuPy array code) is every optimizer's row, and the C++ core's fused
+one-pass Adam (`adam_step_core`, the same float32 operations in the same order) is Adam's float32
+row. The lr of each update comes from the config's `schedule.Schedule`.
+
+Adding an optimizer: a hyperparameter dataclass, a state NamedTuple, a direction function, one
+`register` call, and its "<name>_step" rows in the dispatch table.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from . import _checks, _ext
+from . import _checks, _ext, dispatch
 from .backend import namespace_of
+from .schedule import SCHEDULES, Schedule
 
 __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
+    "Schedule",
     "learning_rate",
     "Optimizer",
     "OptimizerConfig",
+    "OptState",
     "SGD",
+    "SGDState",
     "Momentum",
+    "MomentumState",
     "Adam",
+    "AdamState",
     "get",
     "hyperparams",
     "init",
     "update",
+    "reference_step",
+    "adam_step_core",
     "apply",
+    "state_arrays",
+    "state_from_arrays",
+    "check_state",
 ]
 
-# direction(hp, g, slots, count, lr) -> (lr * direction, new slots); may work in place on arrays
-# it allocated, never on g or slots.
-Direction = Callable[[Any, Any, Mapping[str, Any], int, float], tuple[Any, dict[str, Any]]]
+# direction(hp, g, state, count, lr) -> (lr * direction, new state); may work in place on arrays
+# it allocated, never on g or the state's arrays.
+Direction = Callable[[Any, Any, Any, int, float], tuple[Any, Any]]
+
+
+class SGDState(NamedTuple):
+    """SGD keeps no state."""
+
+
+class MomentumState(NamedTuple):
+    """Momentum's velocity, shaped like its leaf."""
+
+    mu: Any
+
+
+class AdamState(NamedTuple):
+    """Adam's first and second moments (nu >= 0), shaped like their leaf."""
+
+    mu: Any
+    nu: Any
+
+
+class OptState(NamedTuple):
+    """A run's optimizer state: plain data, read only by this module.
+
+    Attributes:
+        count: updates applied so far (the next update is count + 1).
+        leaves: leaf index -> the optimizer's state of that leaf (for the leaves it updates).
+    """
+
+    count: int
+    leaves: dict[int, Any]
 
 
 @dataclass(frozen=True)
 class Optimizer:
-    """One registered optimizer: its hyperparameter class, its per-leaf state slots, its step."""
+    """One registered optimizer: its hyperparameters, its per-leaf state, its step direction.
+
+    Attributes:
+        name: the name `init` takes.
+        hyperparams: frozen dataclass of its hyperparameters (validated on construction).
+        state: NamedTuple of its per-leaf arrays (each shaped and typed like the leaf).
+        direction: the reference math of one step (see `Direction`).
+        nonnegative: fields of `state` that are never negative (checked on load).
+    """
 
     name: str
     hyperparams: type
-    slots: tuple[str, ...]
+    state: type
     direction: Direction
+    nonnegative: tuple[str, ...] = ()
+
+    @property
+    def operation(self) -> str:
+        """Its step's operation in the dispatch table."""
+        return f"{self.name}_step"
 
 
 _REGISTRY: dict[str, Optimizer] = {}
@@ -117,38 +173,41 @@ def _power(b: float, n: int) -> float:
     return result
 
 
-def _sgd(hp: SGD, g: Any, slots: Mapping[str, Any], count: int, lr: float) -> tuple[Any, dict]:
-    return lr * g, {}
+def _sgd(hp: SGD, g: Any, state: SGDState, count: int, lr: float) -> tuple[Any, SGDState]:
+    return lr * g, SGDState()
 
 
-def _momentum(hp: Momentum, g: Any, slots: Mapping[str, Any], count: int, lr: float):
-    mu = hp.momentum * slots["mu"]
+def _momentum(
+    hp: Momentum, g: Any, state: MomentumState, count: int, lr: float
+) -> tuple[Any, MomentumState]:
+    mu = hp.momentum * state.mu
     mu += g
-    return lr * mu, {"mu": mu}
+    return lr * mu, MomentumState(mu)
 
 
-def _adam(hp: Adam, g: Any, slots: Mapping[str, Any], count: int, lr: float):
+def _adam(hp: Adam, g: Any, state: AdamState, count: int, lr: float) -> tuple[Any, AdamState]:
     xp = namespace_of(g)
     b1, b2 = hp.b1, hp.b2
-    mu = b1 * slots["mu"]
+    mu = b1 * state.mu
     mu += (1.0 - b1) * g
     nu = g * g
     nu *= 1.0 - b2
-    nu += b2 * slots["nu"]
+    nu += b2 * state.nu
     d = nu / (1.0 - _power(b2, count))  # nu_hat
     d = xp.sqrt(d, out=d) if d.ndim else xp.sqrt(d)
     d += hp.eps
     d = mu / d
     d *= lr / (1.0 - _power(b1, count))  # lr * mu_hat / (sqrt(nu_hat) + eps)
-    return d, {"mu": mu, "nu": nu}
+    return d, AdamState(mu, nu)
 
 
-register(Optimizer("sgd", SGD, (), _sgd))
-register(Optimizer("momentum", Momentum, ("mu",), _momentum))
-register(Optimizer("adam", Adam, ("mu", "nu"), _adam))
+register(Optimizer("sgd", SGD, SGDState, _sgd))
+register(Optimizer("momentum", Momentum, MomentumState, _momentum))
+register(Optimizer("adam", Adam, AdamState, _adam, nonnegative=("nu",)))
 
 OPTIMIZERS = tuple(sorted(_REGISTRY))
 """Valid optimizer names."""
+_BY_HYPERPARAMS = {opt.hyperparams: opt for opt in _REGISTRY.values()}
 
 
 def get(name: Any) -> Optimizer:
@@ -182,41 +241,21 @@ def _fields(opt: Optimizer) -> set[str]:
 
 
 class OptimizerConfig(Protocol):
-    """What `update` reads (ESConfig provides it); also, when present, lr_schedule, lr_final and
-    lr_decay_steps (`learning_rate`)."""
+    """What `update` and `apply` read (ESConfig provides it)."""
 
     optimizer: str
     lr: float
     weight_decay: float
     hyperparams: Any
-
-
-SCHEDULES = ("constant", "linear", "cosine")
-"""Valid lr_schedule names. "constant" keeps lr; "linear" and "cosine" (half a period) decay
-from lr to lr_final over lr_decay_steps steps, then stay at lr_final."""
+    schedule: Schedule
 
 
 def learning_rate(config: OptimizerConfig, count: int) -> float:
-    """The learning rate of step `count` (1 for the first update) under `config.lr_schedule`.
-
-    With t = min(count - 1, lr_decay_steps) / lr_decay_steps: "linear" gives
-    lr + (lr_final - lr) * t, "cosine" lr_final + (lr - lr_final) * (1 + cos(pi t)) / 2; both
-    start at lr and hold lr_final from step lr_decay_steps + 1 on. A pure function of the count.
-    A config without `lr_schedule` (a minimal OptimizerConfig) has a constant lr.
-    """
-    lr = float(config.lr)
-    schedule = getattr(config, "lr_schedule", "constant")
-    if schedule == "constant":
-        return lr
-    steps = int(config.lr_decay_steps)
-    t = min(max(int(count) - 1, 0), steps) / steps
-    final = float(config.lr_final)
-    if schedule == "linear":
-        return lr + (final - lr) * t
-    return final + (lr - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+    """The learning rate of update `count` (1 for the first): `config.schedule.lr(lr, count)`."""
+    return config.schedule.lr(config.lr, count)
 
 
-def init(name: str, leaves: Mapping[int, Any]) -> dict[str, Any]:
+def init(name: str, leaves: Mapping[int, Any]) -> OptState:
     """Initial optimizer state.
 
     Args:
@@ -224,61 +263,65 @@ def init(name: str, leaves: Mapping[int, Any]) -> dict[str, Any]:
         leaves: leaf index -> parameter array, for the leaves the optimizer updates.
 
     Returns:
-        dict of plain arrays (slots zero, in each leaf's dtype and backend).
+        OptState with count 0 and every leaf's state zero (in the leaf's dtype and backend).
     """
     opt = get(name)
-    state: dict[str, Any] = {"count": np.zeros((), dtype=np.int64)}
-    for i, leaf in leaves.items():
-        for slot in opt.slots:
-            state[f"{slot}/{i}"] = namespace_of(leaf).zeros_like(leaf)
-    return state
+    return OptState(0, {i: _zeros(opt, leaf) for i, leaf in leaves.items()})
+
+
+def _zeros(opt: Optimizer, leaf: Any) -> Any:
+    return opt.state(*(namespace_of(leaf).zeros_like(leaf) for _ in opt.state._fields))
+
+
+def _delta(
+    opt: Optimizer, hp: Any, theta: Any, g: Any, state: Any, count: int, lr: float, wd: float
+) -> tuple[Any, Any]:
+    """(step to add to theta, new state) of one leaf: the reference math."""
+    xp = namespace_of(g)
+    d, new = opt.direction(hp, g, state, count, lr)
+    if wd:
+        d -= (lr * wd) * theta
+    # asarray: NumPy turns 0-d results into scalars, leaves must stay arrays
+    return xp.asarray(d), opt.state(*(xp.asarray(v) for v in new))
 
 
 def update(
-    grads: Mapping[int, Any],
-    state: Mapping[str, Any],
-    params: Mapping[int, Any],
-    config: OptimizerConfig,
-) -> tuple[dict[int, Any], dict[str, Any]]:
-    """One optimizer step; pure (neither `state` nor any array is modified).
+    grads: Mapping[int, Any], state: OptState, params: Mapping[int, Any], config: OptimizerConfig
+) -> tuple[dict[int, Any], OptState]:
+    """One optimizer step as deltas, in array code; pure (nothing is modified).
 
     Args:
         grads: leaf index -> ascent direction g (leaf shape and dtype).
-        state: from `init` or a previous `update`.
+        state: from `init` or a previous step.
         params: leaf index -> current parameters (for weight decay).
-        config: optimizer name, lr (and its schedule), weight_decay and the optimizer's
+        config: optimizer name, lr and its schedule, weight_decay and the optimizer's
             hyperparams. Weight decay is scaled by the scheduled lr, as the step is.
 
     Returns:
         (deltas, new_state): leaf index -> step to ADD to the parameters, and the new state.
     """
     opt = get(config.optimizer)
-    count = int(state["count"]) + 1
-    new_state: dict[str, Any] = {"count": np.asarray(count, dtype=np.int64)}
-    deltas: dict[int, Any] = {}
+    count = state.count + 1
     lr, wd = learning_rate(config, count), float(config.weight_decay)
+    deltas, leaves = {}, dict(state.leaves)
     for i, g in grads.items():
-        xp = namespace_of(g)
-        slots = {s: state[f"{s}/{i}"] for s in opt.slots}
-        d, new_slots = opt.direction(config.hyperparams, g, slots, count, lr)
-        for s, v in new_slots.items():
-            new_state[f"{s}/{i}"] = xp.asarray(v)
-        if wd:
-            d -= (lr * wd) * params[i]
-        # asarray: NumPy turns 0-d results into scalars, leaves must stay arrays
-        deltas[i] = xp.asarray(d)
-    return deltas, new_state
+        deltas[i], leaves[i] = _delta(
+            opt, config.hyperparams, params[i], g, state.leaves[i], count, lr, wd
+        )
+    return deltas, OptState(count, leaves)
 
 
-def _fused_adam(config: OptimizerConfig, *arrays: Any) -> bool:
-    # One pass over memory instead of ~10 NumPy passes (measured ~20x on a 1M-value leaf). Any
-    # float32 layout or byte order: the fused step and `update` give the same bits, and one
-    # path for every layout keeps the reported norm the same too.
-    return (
-        config.optimizer == "adam"
-        and _ext.core is not None
-        and all(isinstance(a, np.ndarray) and a.dtype.type is np.float32 for a in arrays)
-    )
+def reference_step(
+    hp: Any, theta: Any, g: Any, state: Any, count: int, lr: float, wd: float
+) -> tuple[Any, Any, Any]:
+    """Every optimizer's "<name>_step" row: theta + `update`'s delta, the new state, and the
+    squared norm of the step as applied (after rounding), squared in float64 and summed
+    pairwise by the array library (no BLAS, so no thread-dependent order)."""
+    d, new_state = _delta(_BY_HYPERPARAMS[type(hp)], hp, theta, g, state, count, lr, wd)
+    xp = namespace_of(d)
+    new_theta = xp.asarray(theta + d)
+    step = xp.subtract(new_theta, theta, dtype=xp.float64).ravel()
+    return new_theta, new_state, xp.square(step, out=step).sum()
 
 
 def _c32(a: np.ndarray) -> np.ndarray:
@@ -286,46 +329,97 @@ def _c32(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float32, order="C")  # not ascontiguousarray: keeps 0-d
 
 
+def adam_step_core(
+    hp: Adam, theta: Any, g: Any, state: AdamState, count: int, lr: float, wd: float
+) -> tuple[Any, AdamState, float]:
+    """Adam's float32 row: the C++ core's fused one-pass step (`reference_step`'s bits)."""
+    theta, mu, nu, sq = _ext.core.adam_step(
+        _c32(theta), _c32(g), _c32(state.mu), _c32(state.nu), lr, hp.b1, hp.b2, hp.eps, wd, count
+    )
+    return theta, AdamState(mu, nu), sq
+
+
 def apply(
     grads: Mapping[int, Any],
-    state: Mapping[str, Any],
+    state: OptState,
     params: Mapping[int, Any],
     config: OptimizerConfig,
     sq_norms: dict[int, Any] | None = None,
-) -> tuple[dict[int, Any], dict[str, Any]]:
-    """`update`, then theta + delta: the new parameters of each leaf in `grads`.
+) -> tuple[dict[int, Any], OptState]:
+    """One optimizer step: the new parameters of each leaf in `grads`; pure.
 
-    Same arguments as `update`; pure. Float32 NumPy leaves under Adam take the fused C++ step
-    (the same float32 operations in the same order: the same bits); everything else is `update`.
-    If `sq_norms` is a dict, it receives leaf index -> squared norm of the step (a float, or a
-    0-d device array on CuPy), computed without another pass over the leaf where possible.
+    Same arguments as `update`. Each leaf's step is the dispatch table's row of
+    "<optimizer>_step" for its arrays (float32 NumPy leaves under Adam: the fused C++ step, the
+    same bits). If `sq_norms` is a dict, it receives leaf index -> squared norm of the step (a
+    float, or a 0-d device array on CuPy), computed without another pass over the leaf where
+    possible.
 
     Returns:
         (new_params, new_state): leaf index -> new parameter array, and the new state.
     """
-    fused = {
-        i
-        for i, g in grads.items()
-        if _fused_adam(config, params[i], g, state.get(f"mu/{i}"), state.get(f"nu/{i}"))
-    }
-    rest = {i: g for i, g in grads.items() if i not in fused}
-    deltas, new_state = update(rest, state, params, config)
-    new_params = {i: namespace_of(d).asarray(params[i] + d) for i, d in deltas.items()}
-    if sq_norms is not None:
-        for i in deltas:
-            # The step as applied (after rounding), squared in float64 and summed pairwise by
-            # the array library: no BLAS, so no thread-dependent order.
-            xp = namespace_of(new_params[i])
-            step = xp.subtract(new_params[i], params[i], dtype=xp.float64).ravel()
-            sq_norms[i] = xp.square(step, out=step).sum()
-    count = int(new_state["count"])
-    hp = config.hyperparams
-    for i in sorted(fused):
-        theta, mu, nu, sq = _ext.core.adam_step(
-            _c32(params[i]), _c32(grads[i]), _c32(state[f"mu/{i}"]), _c32(state[f"nu/{i}"]),
-            learning_rate(config, count), hp.b1, hp.b2, hp.eps, float(config.weight_decay), count,
-        )  # fmt: skip
-        new_params[i], new_state[f"mu/{i}"], new_state[f"nu/{i}"] = theta, mu, nu
+    opt = get(config.optimizer)
+    count = state.count + 1
+    lr, wd = learning_rate(config, count), float(config.weight_decay)
+    new_params, leaves = {}, dict(state.leaves)
+    for i in sorted(grads):
+        leaf = state.leaves[i]
+        step = dispatch.select(opt.operation, [params[i], grads[i], *leaf])
+        new_params[i], leaves[i], sq = step(
+            config.hyperparams, params[i], grads[i], leaf, count, lr, wd
+        )
         if sq_norms is not None:
             sq_norms[i] = sq
-    return new_params, new_state
+    return new_params, OptState(count, leaves)
+
+
+def state_arrays(state: OptState) -> list[Any]:
+    """Every array of the state in a fixed order (leaf index, then the state's fields): what a
+    checkpoint stores and a checksum reads; `state_from_arrays` inverts it."""
+    return [a for i in sorted(state.leaves) for a in state.leaves[i]]
+
+
+def state_from_arrays(template: OptState, count: int, arrays: Sequence[Any]) -> OptState:
+    """The OptState with `template`'s layout (from `init`), the given count and these arrays
+    in `state_arrays`' order (their number must match)."""
+    it = iter(arrays)
+    leaves = {i: type(s)(*(next(it) for _ in s)) for i, s in sorted(template.leaves.items())}
+    if next(it, None) is not None:
+        raise ValueError("more optimizer arrays than the state has")
+    return OptState(int(count), leaves)
+
+
+def check_state(
+    state: Any, name: str, leaves: Sequence[Any], updated: Sequence[int], xp: Any
+) -> None:
+    """ValueError/TypeError unless `state` is optimizer `name`'s state for these params' leaves:
+    one state per updated leaf index, its arrays on backend xp with their leaf's shape and
+    dtype, nonnegative where the optimizer says so, and a count >= 0."""
+    opt = get(name)
+    if not isinstance(state, OptState):
+        raise TypeError(f"opt_state must be an optim.OptState, got {type(state).__name__}")
+    count = state.count
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ValueError(f"opt_state count must be an integer >= 0, got {count!r}")
+    if not isinstance(state.leaves, Mapping) or sorted(state.leaves) != sorted(updated):
+        raise ValueError(
+            f"opt_state must hold a state for exactly the leaves {sorted(updated)} that the "
+            "optimizer updates"
+        )
+    for i, s in state.leaves.items():
+        if not isinstance(s, opt.state):
+            raise ValueError(f"opt_state of leaf {i} is not a {name} state ({opt.state.__name__})")
+        for field, arr in zip(s._fields, s, strict=True):
+            what = f"opt_state {field} of leaf {i}"
+            if not isinstance(arr, xp.ndarray):
+                raise TypeError(
+                    f"{what} is not a {xp.__name__} array like params; move the state to "
+                    "the params' backend"
+                )
+            leaf = leaves[i]
+            if arr.shape != leaf.shape or arr.dtype != leaf.dtype:
+                raise ValueError(
+                    f"{what} is {arr.dtype} {tuple(arr.shape)} but its leaf is {leaf.dtype} "
+                    f"{tuple(leaf.shape)}"
+                )
+            if field in opt.nonnegative and bool((arr < 0).any()):
+                raise ValueError(f"{what} must be >= 0")

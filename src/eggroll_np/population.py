@@ -2,19 +2,21 @@
 
 Member i has parameters theta_i = theta + sigma * s_i * eps_k, k = member_key(i), per the noise
 contract (docs/noise-contract.md). A Population is a forward view over the params and one
-`GenerationNoise` (its `noise` attribute): `matmul`, `perturbed` and `member` read the noise that
-the update (`eggroll_np.tell(..., population=pop)`) then reuses.
+`GenerationNoise` (its `noise` attribute): the layers (`linear`, of which `matmul` is the case
+without bias and activation, `conv2d`, `embed`), `perturbed` and `member` read the noise that the
+update (`eggroll_np.tell(..., population=pop)`) then reuses.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from . import _checks, conv, epilogue, layers, lowrank
-from .backend import as_array
+from . import _checks, conv, epilogue, layers
 from .config import NoiseKind
 from .perturbation import GenerationNoise
 from .tree import Path
@@ -131,7 +133,7 @@ class Population:
         return eps
 
     def matmul(self, x: Any, path: Path | str, transpose: bool = False) -> Any:
-        """x @ W_i for every member without forming any W_i.
+        """x @ W_i for every member without forming any W_i: `linear` without bias/activation.
 
         Args:
             x: shared input (B, m), or per-member inputs (N, B, m); cast to the leaf's dtype.
@@ -141,69 +143,35 @@ class Population:
         Returns:
             (N, B, n) array ((N, B, m) with transpose). A shared x is multiplied by W once.
         """
-        leaf = self._spec.index(path)
-        W = self._leaves[leaf]
-        name = self.paths[leaf]
-        if W.ndim != 2:
-            raise ValueError(f"matmul needs a 2-D leaf, '{name}' has shape {tuple(W.shape)}")
-        xp = self._xp
-        _checks.boolean("transpose", transpose)
-        x = layers.as_input(x, W, name)  # C order lets compiled kernels take it
-        Wt = W.T if transpose else W
-        m = Wt.shape[0]
-        shared = layers.rows_input(x, m, self.size, name, " (transposed)" if transpose else "")
-        # Noise first: generating it right after a GEMM would compete with BLAS's spinning threads.
-        self.noise.prefetch(full=True)
-        base = None
-        if shared:
-            base = x @ Wt  # the shared GEMM, once for the whole population
-            out = xp.empty((self.size, x.shape[0], Wt.shape[1]), dtype=W.dtype)
-        else:
-            out = (x.reshape(-1, m) @ Wt).reshape(self.size, x.shape[1], Wt.shape[1])
-        kind = self._kind(leaf)
-        if kind is NoiseKind.LOWRANK:  # with base: out = base + correction, in one pass on a GPU
-            A, B = self.noise.factors(leaf)
-            fn = lowrank.correction_transposed if transpose else lowrank.correction
-            fn(x, A, B, self._local_xp, self._coef(leaf), out, base)
-            return out
-        if base is not None:
-            out[...] = base
-        if kind is NoiseKind.FULL:
-            self._full_matmul(leaf, x, out, transpose)
-        return out
+        return self.linear(x, path, transpose=transpose)
 
-    def _full_matmul(self, leaf: int, x: Any, out: Any, transpose: bool) -> None:
-        """out[i] += sigma*s_i * x(_i) @ eps_i (or eps_i.T) of a full-rank leaf, key chunk by key
-        chunk: a large leaf (naive ES on a 1024x1024 layer) never has all N dense perturbations
-        in memory at once, only one chunk of noise (`GenerationNoise.full_chunks`)."""
+    def _full_chunks(self, leaf: int) -> Iterator[tuple[Any, Any, Any]]:
+        """A full-rank leaf's noise key chunk by key chunk (`GenerationNoise.full_chunks`), as
+        (members, their rows in the chunk, chunk) for `LeafNoise.chunks`."""
         xp = self._xp
-        coef = self._coef(leaf)
         for c, keys, E in self.noise.full_chunks(leaf):
-            rows = np.flatnonzero((self._local >= c) & (self._local < c + keys.size))
-            if rows.size == 0:  # a slice's members need only some keys
+            if keys.size == self.noise.keys.size:  # one chunk holds every key
+                yield slice(None), self._local_xp, E
                 continue
-            sel = xp.asarray(rows)
-            loc = xp.asarray(self._local[rows] - c)
-            Et = E.transpose(0, 2, 1) if transpose else E
-            scale = coef[sel].reshape(-1, 1, 1)
-            if x.ndim == 2:
-                out[sel] += scale * xp.matmul(x, Et)[loc]
-            else:
-                out[sel] += scale * xp.matmul(x[sel], Et[loc])
-            del E, Et  # free this chunk before the next one is generated
+            rows = np.flatnonzero((self._local >= c) & (self._local < c + keys.size))
+            if rows.size:  # a slice's members need only some keys
+                yield xp.asarray(rows), xp.asarray(self._local[rows] - c), E
 
-    def _leaf_noise(self, path: Path | str) -> epilogue.LeafNoise:
-        """One leaf and its members' noise, as the layer functions take it."""
+    def _leaf_noise(self, path: Path | str, chunked: bool = False) -> epilogue.LeafNoise:
+        """One leaf and its members' noise, as the layer functions take it. `chunked`: a
+        full-rank leaf's noise that is not held comes in key chunks (never all N at once)."""
         leaf = self._spec.index(path)
         kind = self._kind(leaf)
-        A = B = E = None
+        A = B = E = chunks = None
         if kind is NoiseKind.LOWRANK:
             A, B = self.noise.factors(leaf)
         elif kind is NoiseKind.FULL:
-            E = self.noise.full(leaf)
+            E = self.noise.held_full(leaf) if chunked else self.noise.full(leaf)
+            if E is None:
+                chunks = partial(self._full_chunks, leaf)
         coef = self._coef(leaf) if kind is not NoiseKind.FROZEN else None
         return epilogue.LeafNoise(
-            self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E
+            self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E, chunks
         )
 
     def linear(
@@ -215,11 +183,12 @@ class Population:
         transpose: bool = False,
     ) -> Any:
         """activation(x @ W_i + b_i) for every member: the base GEMM, then ONE fused pass
-        (low-rank correction, bias, activation) over the output.
+        (low-rank correction, bias, activation) over the output (`layers.linear`).
 
         Args:
             x: shared (B, m) or per-member (N, B, m) input, cast to W's dtype.
-            w: path of a 2-D leaf W (m, n): low-rank, full-rank or frozen.
+            w: path of a 2-D leaf W (m, n): low-rank, full-rank (its noise in key chunks
+                unless held: never all N dense perturbations of a large leaf) or frozen.
             b: None or path of a 1-D leaf (n,) (full-rank, the default for 1-D leaves, or
                 frozen; a 1-D leaf cannot be low-rank).
             activation: None, "relu", "tanh", "sigmoid" or "gelu" (tanh approximation).
@@ -228,20 +197,10 @@ class Population:
         Returns:
             (N, B, n) array ((N, B, m) with transpose), W's dtype and backend.
         """
-        code = epilogue.activation_code(activation)  # before any noise is made
+        epilogue.activation_code(activation)  # before any noise is made
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
         bn = None if b is None else self._leaf_noise(b)
-        leaf = self._spec.index(w)
-        if self._kind(leaf) is NoiseKind.FULL and self.noise.held_full(leaf) is None:
-            # A large full-rank W (naive ES): `matmul` goes key chunk by key chunk, never
-            # holding all N dense perturbations; then the same bias/activation pass.
-            out = self.matmul(x, w, transpose)
-            wn = epilogue.LeafNoise(
-                self.paths[leaf], self._leaves[leaf], "full", self._local_xp, self._coef(leaf)
-            )
-            layers.check_bias(bn, out.shape[-1], wn)
-            return epilogue.epilogue(out, None, None, bn, code)
-        return layers.linear(x, self._leaf_noise(w), bn, activation, transpose)
+        return layers.linear(x, self._leaf_noise(w, chunked=True), bn, activation, transpose)
 
     def conv2d(
         self,
@@ -283,7 +242,6 @@ class Population:
             `(N, *S, d)` array: theta's rows plus the rows of A_k at the ids times B_k.T.
         """
         self.noise.prefetch(full=True)
-        ids = as_array(ids, "ids")
         return layers.embed(ids, self._leaf_noise(w), per_member)
 
     def slice(self, start: int, stop: int) -> Population:

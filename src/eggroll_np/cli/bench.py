@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from .. import _checks
-from ..workloads.reference import NAMES
+from ..benchmarks.reference import NAMES
 from .threads_option import add_threads_argument, apply_threads
 
 __all__ = ["HELP", "add_arguments", "run", "format_table"]
@@ -58,7 +58,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """--workload, --repeats, --no-naive, --json, --threads, --noise-table; `tables` sub-command."""
-    from .. import tables
+    from ..benchmarks import tables
 
     sub = p.add_subparsers(dest="bench_what", metavar="tables")
     tp = sub.add_parser(
@@ -86,7 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table (and write --json); or `bench tables`."""
     if getattr(args, "bench_what", None) == "tables":
-        from .. import tables
+        from ..benchmarks import tables
 
         return tables.main(args)
     _checks.integer("--repeats", args.repeats, 1)
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..bench import run_workload
+    from ..benchmarks.bench import run_workload
     from ..sysinfo import system_info
     from ..tuning import retain_heap_memory
 

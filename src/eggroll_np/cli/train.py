@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import optim, shaping
-from ..train import CHECKPOINT, METRICS, PLOT, RUN_FILE
-from ..workloads import NAMES, Workload, get
+from ..training.train import CHECKPOINT, METRICS, PLOT, RUN_FILE
+from ..training.workloads import NAMES, Workload, get
 from .threads_option import add_threads_argument
 
 __all__ = ["HELP", "add_arguments", "run", "format_summary"]
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     skip |= {"workers", "ray_address"}
     overrides = {k: v for k, v in vars(args).items() if k not in skip}
     out = args.out or os.path.join("runs", w.name)
-    from ..train import run as train_run
+    from ..training.train import run as train_run
     from ..tuning import retain_heap_memory
 
     retain_heap_memory()  # a CLI run owns its process: reuse freed arrays' pages

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks
-from ..epilogue import activation_code, apply_activation
-from ..population import Population
+from ... import _checks
+from ...epilogue import activation_code, apply_activation
+from ...population import Population
 
 __all__ = [
     "Task",
@@ -32,7 +32,7 @@ __all__ = [
 
 @dataclass
 class Task:
-    """One configured run of a workload, as `eggroll_np.train` drives it.
+    """One configured run of a workload, as `eggroll_np.training.train` drives it.
 
     Attributes:
         params: initial parameter tree (float32 arrays).

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks
-from ..population import Population
+from ... import _checks
+from ...population import Population
 from . import corpus, recurrent
 from .common import Task, Workload, check_options, generation_rng
 

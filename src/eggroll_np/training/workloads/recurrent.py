@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..epilogue import activation_code, apply_activation
-from ..population import Population
+from ...epilogue import activation_code, apply_activation
+from ...population import Population
 from .common import log_softmax
 from .corpus import Vocabulary
 

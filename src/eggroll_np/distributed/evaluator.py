@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, es, tree
-from .replica import _check_build, _worker_class, checksum, split_members
+from .. import _checks, es, tree
+from .replica import _build, _check_build, _worker_class, checksum, split_members
 
 __all__ = [
     "RayEvaluator",
@@ -168,7 +168,7 @@ class RayEvaluator:
         try:  # from here on a failure (an unpicklable fitness too) shuts down what was started
             self._remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_worker_class())
             self._fitness_ref = ray.put(fitness)
-            package_dir = os.path.dirname(os.path.abspath(__file__))
+            package_dir = _build()[2]  # the eggroll_np the workers must import too
             self._actor_args = (
                 package_dir,
                 [self._fitness_ref],

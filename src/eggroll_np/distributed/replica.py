@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, tree
-from .backend import to_numpy
+from .. import _checks, optim, tree
+from ..backend import to_numpy
 
 __all__ = ["checksum", "split_members"]
 
@@ -27,8 +27,9 @@ def checksum(params: Any, state: Any) -> int:
     CuPy leaves are copied to the host first."""
     leaves, paths, _ = tree.flatten(params)
     named = [("params/" + tree.path_str(p), x) for p, x in zip(paths, leaves, strict=True)]
-    named += [("opt_state/" + k, state.opt_state[k]) for k in sorted(state.opt_state)]
-    crc = zlib.crc32(str(int(state.generation)).encode())
+    opt = optim.state_arrays(state.opt_state)
+    named += [(f"opt_state/{j}", x) for j, x in enumerate(opt)]
+    crc = zlib.crc32(f"{int(state.generation)}:{int(state.opt_state.count)}".encode())
     for path, leaf in named:
         arr = np.ascontiguousarray(to_numpy(leaf))
         crc = zlib.crc32(f"{path}:{arr.dtype.str}:{arr.shape}".encode(), crc)
@@ -63,16 +64,18 @@ def split_members(population: int, parts: int, multiple: int = 1) -> list[tuple[
 
 def _engine() -> Any:
     # Imported lazily: the engine imports nothing from here, and actors import it on arrival.
-    from . import es
+    from .. import es
 
     return es
 
 
 def _build() -> tuple[str, bool, str]:
     """(version, C++ core loaded, package directory) of the eggroll_np this process runs."""
-    from . import __version__, _ext
+    from .. import __version__, _ext
 
-    return __version__, _ext.core is not None, os.path.dirname(os.path.abspath(__file__))
+    # This file is eggroll_np/distributed/replica.py: the package is two directories up.
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return __version__, _ext.core is not None, package_dir
 
 
 def _describe(build: tuple[str, bool, str]) -> str:
@@ -99,7 +102,7 @@ class _Replica:
 
     def __init__(self, fitness: Callable[..., Any], factory: bool, batched: bool, threads: int):
         if threads > 0:
-            from .tuning import threads as set_threads
+            from ..tuning import threads as set_threads
 
             with warnings.catch_warnings():
                 # Without threadpoolctl threads() warns that BLAS keeps its count: here Ray's
@@ -121,7 +124,9 @@ class _Replica:
         params, state = snapshot
         # Arrays read from Ray's object store are read-only views of shared memory.
         self._params = tree.map_leaves(_copy_if_numpy, params)
-        opt_state = {k: _copy_if_numpy(v) for k, v in state.opt_state.items()}
+        opt = state.opt_state
+        arrays = [_copy_if_numpy(x) for x in optim.state_arrays(opt)]
+        opt_state = optim.state_from_arrays(opt, opt.count, arrays)
         self._state = dataclasses.replace(state, opt_state=opt_state)
         self._pop = None
         return int(state.generation), checksum(self._params, self._state), _build()
@@ -196,7 +201,7 @@ def _worker_class() -> type:
                 module = importlib.util.module_from_spec(spec)
                 sys.modules["eggroll_np"] = module
                 spec.loader.exec_module(module)
-            from eggroll_np.replica import _Replica
+            from eggroll_np.distributed.replica import _Replica
 
             self._replica = _Replica(ray.get(fitness_refs[0]), *args)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import es
+from ... import es
 from ..bench import fresh_states
-from ..workloads.common import init_mlp, mlp_forward, mlp_population_forward
+from ...training.workloads.common import init_mlp, mlp_forward, mlp_population_forward
 
 __all__ = [
     "METHODS",

@@ -4,7 +4,7 @@ rl: MLP 1024-1024-1024-16, 1024 members, one input row per member (an RL policy'
 sup: MLP 784-256-256-10, 256 members sharing one batch of 128 rows (supervised learning); its
 forward runs 64 members at a time (`Population.chunks`), so activations stay in cache.
 ReLU hidden layers, He-initialised float32 weights, zero biases.
-cnn: the Simple CNN (`eggroll_np.simple_cnn.MNIST_CNN`, 1x28x28 -> conv 8 -> conv 16 -> 128 ->
+cnn: the Simple CNN (`eggroll_np.models.simple_cnn.MNIST_CNN`, 1x28x28 -> conv 8 -> conv 16 -> 128 ->
 10, conv kernels low-rank), 256 members sharing one batch of 32 images.
 One definition for every tool; `setup(name)` gives any of them in one form.
 """
@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import simple_cnn
+from ..models import simple_cnn
 from ..backend import namespace_of
 from ..population import Population
-from ..simple_cnn import MNIST_CNN, SimpleCNN
-from .common import members_per_chunk
+from ..models.simple_cnn import MNIST_CNN, SimpleCNN
+from ..training.workloads.common import members_per_chunk
 
 __all__ = [
     "Workload",

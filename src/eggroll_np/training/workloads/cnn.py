@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks, simple_cnn
-from ..population import Population
+from ... import _checks
+from ...models import simple_cnn
+from ...population import Population
 from .classification import accuracy_task
 from .common import Task, Workload, check_options, generation_rng, log_softmax, parse_sizes
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..conv import im2col
-from ..simple_cnn import SimpleCNN
-from ..tree import flatten, unflatten
+from ...conv import im2col
+from ...models.simple_cnn import SimpleCNN
+from ...tree import flatten, unflatten
 from .common import log_softmax
 
 __all__ = [

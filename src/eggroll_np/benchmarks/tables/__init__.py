@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import _checks
-from ..cli.threads_option import add_threads_argument
-from ..tuning import threads_for_run
+from ... import _checks
+from ...cli.threads_option import add_threads_argument
+from ...tuning import threads_for_run
 from .report import CLAIMS, markdown, plot
 from .sections import FULL, QUICK, SECTIONS, Settings
 
@@ -212,7 +212,7 @@ def main(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(f"[tables] {message}", file=sys.stderr, flush=True)
 
-    from ..tuning import retain_heap_memory
+    from ...tuning import retain_heap_memory
 
     retain_heap_memory()  # as `bench` and `train`: freed large arrays are reused
     tables = run_tables(args.out, settings, command, say, args.threads, args.only)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from . import _checks, checkpoint, es
+from .. import _checks, checkpoint, es
 from .progress import progress as progress_display
 from .workloads import Task, Workload, get
 
@@ -228,7 +228,7 @@ def run(
     """Train workload `name`; the Python form of `eggroll-np train NAME`.
 
     Args:
-        name: a workload name (eggroll_np.workloads.NAMES).
+        name: a workload name (eggroll_np.training.workloads.NAMES).
         out: output directory (created), default runs/NAME: metrics.jsonl (one JSON record per
             generation), learning_curve.png, checkpoint.npz, run.json, summary.json.
         resume: a checkpoint to continue from; its ES settings and the run.json beside it win
@@ -249,7 +249,7 @@ def run(
     """
     if workers is not None:
         workers = _checks.integer("--workers", workers, 1)
-    from .tuning import threads_for_run
+    from ..tuning import threads_for_run
 
     with threads_for_run(threads):
         return _train(
@@ -292,7 +292,7 @@ def _train(
     start = time.perf_counter()
     try:
         if workers is not None:
-            from .distributed import RayEvaluator
+            from ..distributed import RayEvaluator
 
             evaluator = RayEvaluator(
                 params,

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks
-from ..population import Population
+from ... import _checks
+from ...population import Population
 from .common import (
     Task,
     add_mlp_arguments,

@@ -1,4 +1,4 @@
-"""GPU figures of the CUDA issue in one command: ``python -m eggroll_np.gpu_bench [--out FILE]``.
+"""GPU figures of the CUDA issue in one command: ``python -m eggroll_np.benchmarks.gpu_bench [--out FILE]``.
 
 Measures, on the current CUDA device and in one run (so ratios compare like with like):
   * noise: ``noise.normals_batch`` vs ``cupy.random.standard_normal`` (float32, 10^8 values);
@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _cuda_ops, _ext, noise, simple_cnn, tree
-from .backend import cupy, to_numpy
-from .workloads import reference
+from .. import _ext, dispatch, noise, tree
+from ..backend import cupy, to_numpy
+from ..models import simple_cnn
+from . import reference
 
 __all__ = [
     "WORKLOADS",
@@ -89,7 +90,7 @@ class GpuSetup:
 
 def build(workload: reference.Workload, population: int, rank: int = 1, seed: int = 0) -> GpuSetup:
     """The reference workload's params and inputs on the device, for `population` members."""
-    _cuda_ops.require_device()
+    dispatch.require_cuda()
     w = dataclasses.replace(workload, population=population)
     params = tree.map_leaves(cupy.asarray, reference.make_params(w, seed))
     x = reference.make_inputs(w, seed + 1)
@@ -353,14 +354,14 @@ def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
 
 def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     """Measure every figure on the current device; `quick` shrinks sizes for a smoke run."""
-    _cuda_ops.require_device()
+    dispatch.require_cuda()
     info = _ext.cuda.device_info(cupy.cuda.Device().id)
     values = 10**6 if quick else NOISE_VALUES
     result: dict[str, Any] = {
         "device": info["name"],
         "compute_capability": list(info["compute_capability"]),
         "cupy": cupy.__version__,
-        "command": "python -m eggroll_np.gpu_bench" + (" --quick" if quick else ""),
+        "command": "python -m eggroll_np.benchmarks.gpu_bench" + (" --quick" if quick else ""),
         "repeat": repeat,
         "warmup": 3,
         "CUPY_TF32": os.environ.get("CUPY_TF32", "unset"),
@@ -385,17 +386,14 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; prints the JSON and writes it to --out."""
-    parser = argparse.ArgumentParser(prog="python -m eggroll_np.gpu_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m eggroll_np.benchmarks.gpu_bench", description=__doc__)
     parser.add_argument("--out", default="gpu_bench.json", help="JSON file to write")
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per figure")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     args = parser.parse_args(argv)
-    if not _cuda_ops.gpu_available():
-        try:
-            _cuda_ops.require_device()
-            reason = "CuPy sees no CUDA device"
-        except RuntimeError as exc:
-            reason = str(exc)
+    reason = dispatch.cuda_unavailable_reason()
+    if reason is not None:
+        reason = f"no CUDA device can be used: {reason}"
         print(f"gpu_bench: nothing measured: {reason}", file=sys.stderr)
         return 2
     result = run(repeat=args.repeat, quick=args.quick)

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import es
-from ..workloads import backprop, matching
-from ..workloads.common import Task
+from ... import es
+from ...training.workloads import backprop, matching
+from ...training.workloads.common import Task
 from .measure import measure_mlp_generation, mlp_sizes, param_count, traced
 
 __all__ = ["Settings", "FULL", "QUICK", "SECTIONS", "train_es", "available_memory_bytes"]
@@ -193,8 +193,8 @@ def _es_kwargs(config: Mapping[str, Any], **over: Any) -> dict[str, Any]:
 
 def rank(s: Settings, say: Callable[[str], None]) -> dict[str, Any]:
     """Memory, time per generation and digits test accuracy after a fixed budget, per rank."""
-    from ..train import resolve_config
-    from ..workloads import get
+    from ...training.train import resolve_config
+    from ...training.workloads import get
 
     w = get("digits")
     config = resolve_config(w, {"population": s.population, "baseline": False})
@@ -222,8 +222,8 @@ def rank(s: Settings, say: Callable[[str], None]) -> dict[str, Any]:
 
 def matching_convergence(s: Settings, say: Callable[[str], None]) -> dict[str, Any]:
     """Generations until the parameter error is at most the threshold, and final fitness."""
-    from ..train import resolve_config
-    from ..workloads import get
+    from ...training.train import resolve_config
+    from ...training.workloads import get
 
     w = get("matching")
     config = resolve_config(w, {"population": s.population})
@@ -296,9 +296,9 @@ def _matching_row(label: str, hit: list[int], evaluated: dict[str, float], total
 
 def cnn(s: Settings, say: Callable[[str], None]) -> dict[str, Any]:
     """EGGROLL, standard ES and SGD on the Simple CNN (digits): accuracy and time."""
-    from ..train import resolve_config
-    from ..workloads import cnn as cnn_workload
-    from ..workloads import get
+    from ...training.train import resolve_config
+    from ...training.workloads import cnn as cnn_workload
+    from ...training.workloads import get
 
     w = get("cnn")
     config = resolve_config(w, {"population": s.population, "baseline": False})

@@ -2,7 +2,7 @@
 
 Each probe runs on the current CUDA device, raises AssertionError (naming what differed) on a
 failure and returns a short dict of what it checked. tests/test_cuda.py runs them as GPU tests;
-`python -m eggroll_np.gpu_check` runs them and reports them one by one. `odd_shapes` is the
+`python -m eggroll_np.gpu.check` runs them and reports them one by one. `odd_shapes` is the
 workload compute-sanitizer's memcheck runs over.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _cuda_ops, _ext, _reference, lowrank, noise
-from .backend import cupy
+from .. import _cuda_ops, _ext, _reference, lowrank, noise
+from ..backend import cupy
 
 __all__ = [
     "simd_levels",

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..population import Population
+from ...population import Population
 from .common import (
     Task,
     Workload,

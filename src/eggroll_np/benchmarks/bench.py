@@ -12,8 +12,8 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from .tree import flatten
-from .workloads.reference import cnn_member_fitness, setup
+from ..tree import flatten
+from .reference import cnn_member_fitness, setup
 
 __all__ = ["fresh_states", "peak_rss", "run_workload"]
 
@@ -95,8 +95,8 @@ def _peak_rss_child(name: str, what: str) -> int:
     import resource
     import sys
 
-    from . import init, step
-    from .tuning import retain_heap_memory
+    from .. import init, step
+    from ..tuning import retain_heap_memory
 
     retain_heap_memory()
 
@@ -131,7 +131,7 @@ def run_workload(
     With `noise_table` (T values), the same run also times the forward and the generation of a
     state with `init(noise_table=T)`, in alternation with the default's (keys `table_*`).
     """
-    from . import ask, init, step
+    from .. import ask, init, step
 
     say = progress or (lambda _msg: None)
     w, params, infer, fitness, extra = setup(name)

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .. import _checks
+from ... import _checks
 
 __all__ = [
     "VOCAB",

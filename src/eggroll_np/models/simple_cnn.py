@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import namespace_of
-from .conv import conv2d_inference, conv_output_size
+from ..backend import namespace_of
+from ..conv import conv2d_inference, conv_output_size
 
 __all__ = ["SimpleCNN", "DIGITS_CNN", "MNIST_CNN", "init_params", "lowrank_choices", "inference",
            "population_forward"]  # fmt: skip

@@ -1,0 +1,298 @@
+"""One dispatch table: which implementation runs each operation, and the one CUDA device check.
+
+The table
+---------
+`ROWS` maps ``(operation, backend, dtype)`` to a `Row`; `select` picks the row that runs a call.
+
+* **operation**: a name in `OPERATIONS`, which states its ONE signature. Every row of an
+  operation takes exactly those arguments (the compiled bindings, the CuPy wrappers, the
+  array-code reference), so the caller never knows which one ran.
+* **backend**: where it runs. ``"core"`` is the C++ extension (NumPy arrays), ``"cuda"`` the
+  CUDA extension through its CuPy wrappers (CuPy arrays), ``"numpy"`` array code: the
+  readable reference, which every operation has (`test_dispatch` checks it) and which is the
+  fallback whenever no compiled row takes the call. Its rows run on NumPy arrays, and on CuPy
+  arrays too where the row says ``cupy=True``.
+* **dtype**: the dtype name of the call's first array (`select`'s ``arrays[0]``: the output,
+  or the data being read), e.g. ``"float32"``; ``"*"`` means any dtype.
+* **Row.impl**: ``"module:attribute"``. ``_core`` / ``_cuda`` are the compiled extensions
+  (looked up at each call, so a forced SIMD level or an emulated binding is honoured); other
+  names are eggroll_np modules, imported on first use (the CUDA wrappers import CuPy).
+* **Row.when**: an extra condition on the call's arrays (a rank the kernel wins at, a second
+  accepted dtype), beyond what every compiled row requires: every array given to `select`
+  of that backend's type, of the row's dtype, and C-contiguous unless ``strided=True``.
+
+Lookup order for NumPy arrays: core, then numpy; for CuPy arrays: cuda, then numpy. `use`
+forces one backend (tests compare the compiled rows with the reference this way).
+
+Adding a dtype (int8 leaves) is adding rows: ``("linear_epilogue", "core", "int8")`` with its
+kernel, ``("linear_epilogue", "numpy", "int8")`` with its reference, and so on; the callers do
+not change. Adding an operation is one `OPERATIONS` entry and its rows (a "numpy" row first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _ext
+from .backend import cupy, is_cupy_array
+
+__all__ = [
+    "OPERATIONS",
+    "BACKENDS",
+    "Row",
+    "ROWS",
+    "select",
+    "rows_of",
+    "use",
+    "cuda_unavailable_reason",
+    "cuda_available",
+    "require_cuda",
+]
+
+BACKENDS = ("core", "cuda", "numpy")
+"""Where a row runs: the C++ extension, the CUDA extension, or array code (the reference)."""
+
+#: Each operation's one signature (every row of it takes exactly these arguments).
+OPERATIONS: dict[str, str] = {
+    "philox": "(counters (n, 4) uint32, key (2,) uint32 host) -> (n, 4) uint32 blocks",
+    "normals": (
+        "(seed, epoch, keys (K,) uint32 on outs' backend, leaves, offsets, outs) -> None: "
+        "outs[j] (K, count_j) float32 gets values [offsets[j], +count_j) of the streams "
+        "(leaves[j], keys[k], epoch)"
+    ),
+    "gather_rows": "(table (T,) float32, starts [(K_j,) int64], outs [(K_j, c_j)]) -> None",
+    "lowrank_correction": (
+        "(x (Bt, m) or (N, Bt, m), A (K, m, r), B (K, n, r), keys (N,), coef (N,), "
+        "out (N, Bt, n), base (Bt, n) or None) -> out"
+    ),
+    "contract": "(A (K, m, r), B (K, n, r), w (K,)) -> (m, n) sum_k w[k] A[k] @ B[k].T",
+    "linear_epilogue": (
+        "(out, base, x, left, xa, xa_rows, right, keys, coef, bias, bias_noise, bias_coef, "
+        "act) -> None (see epilogue.epilogue)"
+    ),
+    "conv_epilogue": (
+        "(out, src, a, v, v_index, keys, coef, bias, bias_noise, bias_coef, act) -> None "
+        "(see conv.conv_epilogue)"
+    ),
+    "sgd_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm of the step)",
+    "momentum_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm)",
+    "adam_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm)",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One implementation of an operation for one backend and dtype (see the module docstring)."""
+
+    impl: str
+    strided: bool = False  # takes arrays of any strides (compiled rows: else C order only)
+    cupy: bool = False  # a "numpy" row that also runs on CuPy arrays
+    loose: tuple[int, ...] = ()  # positions in select's arrays exempt from the dtype/layout check
+    when: Callable[[Sequence[Any]], bool] | None = None  # an extra condition on those arrays
+
+
+# ---- conditions beyond "every array of the backend's type and the row's dtype" ---------------
+
+# Ranks the C++ correction kernels take: measured against NumPy's batched matmul at ranks 1-16
+# (docs/benchmarks.md, "Low-rank correction kernels by rank"): faster on rl and sup at every rank
+# up to 8, a draw on per-member multi-row inputs at ranks 4-8, mixed at 16 (BLAS keeps r > 8).
+_CORE_MAX_RANK = 8
+
+
+def _core_correction(arrays: Sequence[Any]) -> bool:
+    """(out, A, B, base, x), select's order: a rank the kernels win at, and a writable out."""
+    return arrays[1].shape[2] <= _CORE_MAX_RANK and arrays[0].flags.writeable
+
+
+def _cuda_correction(arrays: Sequence[Any]) -> bool:
+    """The CUDA kernel writes a C-order out and reads x (arrays[4]) as float32 or float16
+    (accumulating in float32); it takes the factors in any layout (rank-major is best)."""
+    x = arrays[4]
+    return (
+        arrays[0].flags.c_contiguous
+        and is_cupy_array(x)
+        and x.dtype in (np.float32, np.float16)
+    )
+
+
+_F32, _F64, ANY = "float32", "float64", "*"
+
+#: The table: (operation, backend, dtype) -> Row.
+ROWS: dict[tuple[str, str, str], Row] = {
+    ("philox", "core", "uint32"): Row("_core:philox4x32_10"),
+    ("philox", "cuda", "uint32"): Row("eggroll_np._cuda_ops:philox"),
+    ("philox", "numpy", ANY): Row("eggroll_np._reference:philox4x32_10"),
+    ("normals", "core", _F32): Row("eggroll_np.noise:normals_core"),
+    ("normals", "cuda", _F32): Row("eggroll_np._cuda_ops:normals"),
+    ("normals", "numpy", _F32): Row("eggroll_np.noise:normals_reference"),
+    ("gather_rows", "core", _F32): Row("_core:gather_rows_many"),
+    ("gather_rows", "numpy", _F32): Row("eggroll_np.noise_table:gather_reference"),
+    ("lowrank_correction", "core", _F32): Row(
+        "eggroll_np.lowrank:correction_core", when=_core_correction
+    ),
+    ("lowrank_correction", "cuda", _F32): Row(
+        "eggroll_np._cuda_ops:lowrank_correction", strided=True, loose=(4,), when=_cuda_correction
+    ),
+    ("lowrank_correction", "numpy", ANY): Row(
+        "eggroll_np.lowrank:correction_reference", cupy=True, strided=True
+    ),
+    ("contract", "core", _F32): Row("_core:contract", strided=True),
+    ("contract", "core", _F64): Row("_core:contract", strided=True),
+    ("contract", "numpy", ANY): Row("eggroll_np.lowrank:contract_reference", cupy=True),
+    ("linear_epilogue", "core", _F32): Row("_core:linear_epilogue"),
+    ("linear_epilogue", "cuda", _F32): Row("eggroll_np._cuda_layers:linear_epilogue"),
+    ("linear_epilogue", "numpy", ANY): Row(
+        "eggroll_np.epilogue:linear_epilogue_reference", cupy=True, strided=True
+    ),
+    ("conv_epilogue", "core", _F32): Row("_core:conv_epilogue", strided=True),
+    ("conv_epilogue", "cuda", _F32): Row("eggroll_np._cuda_layers:conv_epilogue", strided=True),
+    ("conv_epilogue", "numpy", ANY): Row(
+        "eggroll_np.conv:conv_epilogue_reference", cupy=True, strided=True
+    ),
+    ("sgd_step", "numpy", ANY): Row("eggroll_np.optim:reference_step", cupy=True, strided=True),
+    ("momentum_step", "numpy", ANY): Row(
+        "eggroll_np.optim:reference_step", cupy=True, strided=True
+    ),
+    # The fused step runs the reference's float32 operations in the same order (the same bits)
+    # in one pass over memory instead of ~10 (measured ~20x on a 1M-value leaf); any layout or
+    # byte order (it converts), so every float32 leaf reports its norm from one path.
+    ("adam_step", "core", _F32): Row("eggroll_np.optim:adam_step_core", strided=True),
+    ("adam_step", "numpy", ANY): Row("eggroll_np.optim:reference_step", cupy=True, strided=True),
+}
+
+_forced: str | None = None
+
+
+@contextlib.contextmanager
+def use(backend: str) -> Iterator[None]:
+    """Within the block, `select` takes only `backend`'s rows ("numpy": the reference for every
+    call; "core"/"cuda": the compiled rows where they take the call, else the reference)."""
+    global _forced
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    before, _forced = _forced, backend
+    try:
+        yield
+    finally:
+        _forced = before
+
+
+def rows_of(operation: str) -> dict[tuple[str, str], Row]:
+    """(backend, dtype) -> Row of one operation."""
+    if operation not in OPERATIONS:
+        raise ValueError(f"operation must be one of {sorted(OPERATIONS)}, got {operation!r}")
+    return {(b, d): row for (op, b, d), row in ROWS.items() if op == operation}
+
+
+def _module(name: str) -> Any:
+    if name == "_core":
+        return _ext.core
+    if name == "_cuda":
+        return _ext.cuda
+    return importlib.import_module(name)
+
+
+def _resolve(row: Row) -> Callable[..., Any]:
+    module, attr = row.impl.split(":")
+    return getattr(_module(module), attr)
+
+
+def _loaded(backend: str) -> bool:
+    return backend == "numpy" or (_ext.core if backend == "core" else _ext.cuda) is not None
+
+
+def _takes(backend: str, row: Row, dtype: str, arrays: Sequence[Any]) -> bool:
+    """A compiled row takes the call: every array (but the loose ones) of the backend's type,
+    the row's dtype and (unless strided) C order, and its `when` holds."""
+    for j, a in enumerate(arrays):
+        if a is None or j in row.loose:
+            continue
+        if is_cupy_array(a) != (backend == "cuda") or not hasattr(a, "flags"):
+            return False
+        if dtype != ANY and a.dtype.name != dtype:
+            return False
+        if not row.strided and not (a.flags.c_contiguous and a.dtype.isnative):
+            return False
+    return row.when is None or row.when(arrays)
+
+
+def select(operation: str, arrays: Sequence[Any], device: bool | None = None) -> Callable[..., Any]:
+    """The implementation that runs `operation` on these arrays.
+
+    Args:
+        operation: a key of `OPERATIONS`.
+        arrays: the call's arrays that decide the row (None entries are ignored); arrays[0]'s
+            dtype is the row's dtype. For "lowrank_correction": (out, A, B, base, x).
+        device: True/False when the backend is known without arrays (noise made on CuPy or
+            NumPy); None: CuPy when arrays[0] is a CuPy array.
+
+    Returns:
+        A callable with the operation's signature.
+
+    Raises:
+        RuntimeError: CuPy arrays and no row that takes them (the CUDA extension missing or no
+            device; `require_cuda`'s message).
+    """
+    if operation not in OPERATIONS:
+        raise ValueError(f"operation must be one of {sorted(OPERATIONS)}, got {operation!r}")
+    first = next((a for a in arrays if a is not None), None)
+    on_device = is_cupy_array(first) if device is None else device
+    dtype = first.dtype.name if first is not None and hasattr(first, "dtype") else ANY
+    order = ("cuda", "numpy") if on_device else ("core", "numpy")
+    if _forced is not None:
+        order = tuple(b for b in order if b in (_forced, "numpy"))
+    for backend in order:
+        row = ROWS.get((operation, backend, dtype)) or ROWS.get((operation, backend, ANY))
+        if row is None or not _loaded(backend):
+            continue
+        if backend == "numpy" and on_device and not row.cupy:
+            continue
+        if backend != "numpy" and device is None and not _takes(backend, row, dtype, arrays):
+            continue
+        return _resolve(row)
+    require_cuda()  # CuPy arrays that nothing takes: say why (no extension, no device)
+    raise TypeError(f"no implementation of {operation} takes {dtype} arrays on this backend")
+
+
+# ---- the one CUDA check ------------------------------------------------------------------------
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why CuPy arrays cannot be used here (CuPy, the CUDA extension, a device), or None."""
+    shadow = _ext.shadowed_build() if _ext.cuda is None else None
+    if shadow is not None:  # the likeliest cause, and a surprising one: say it first
+        return shadow
+    if cupy is None:
+        return "CuPy is not installed (pip install 'eggroll_np[cuda]')"
+    if _ext.cuda is None:
+        return (
+            "eggroll_np was built without its CUDA extension "
+            f"({_ext.cuda_error or 'no CUDA compiler at build time'}); reinstall with nvcc on PATH"
+        )
+    if _ext.cuda_device_count() == 0:
+        return "the CUDA extension is built but no GPU/driver is usable"
+    try:
+        if int(cupy.cuda.runtime.getDeviceCount()) == 0:
+            return "CuPy sees no CUDA device"
+    except Exception as exc:  # noqa: BLE001 - CuPy raises CUDARuntimeError subclasses
+        return f"CuPy sees no CUDA device ({type(exc).__name__})"
+    return None
+
+
+def cuda_available() -> bool:
+    """True when CuPy is installed, the CUDA extension is built and a device is usable."""
+    return cuda_unavailable_reason() is None
+
+
+def require_cuda() -> ModuleType:
+    """The _cuda extension module, or a RuntimeError "no CUDA device can be used: <why>"."""
+    if cupy is not None and _ext.cuda_device_count() > 0:
+        return _ext.cuda  # the fast path of every launch: no CuPy runtime query
+    raise RuntimeError(f"no CUDA device can be used: {cuda_unavailable_reason()}")
