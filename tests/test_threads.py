@@ -112,7 +112,7 @@ def test_threads_option_has_one_meaning_and_default_in_every_command(command):
 
 
 def test_train_sets_both_counts_for_the_run(monkeypatch, tmp_path):
-    from eggroll_np import train as train_mod
+    from eggroll_np.training import train as train_mod
 
     seen = {}
 
