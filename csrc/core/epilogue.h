@@ -1,5 +1,5 @@
 // epilogue.h: the fused pass of the population layers (base + low-rank correction + bias +
-// activation over one output row), compiled once per instruction set like kernels.h's kernels.
+// activation over one output row): its arguments; the kernel is KernelTable::epilogue_row.
 #pragma once
 
 #include <cstddef>
@@ -29,17 +29,5 @@ struct RowEpilogue {
   int act;
   float* out;
 };
-
-#define EGG_DECLARE_EPILOGUE(isa) \
-  namespace isa {                 \
-  void epilogue_row(const RowEpilogue& a); \
-  }
-
-EGG_DECLARE_EPILOGUE(baseline)
-EGG_DECLARE_EPILOGUE(avx2)
-EGG_DECLARE_EPILOGUE(avx512)
-
-// The row kernel of the instruction set kernels() uses (follows set_simd_level).
-void (*epilogue_row_kernel())(const RowEpilogue&);
 
 }  // namespace egg

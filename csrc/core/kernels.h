@@ -1,4 +1,4 @@
-// kernels.h: the per-instruction-set kernel entry points (one namespace per ISA) and the dispatcher.
+// kernels.h: the kernel table every instruction set fills in (isa_table.cpp), and the dispatcher.
 #pragma once
 
 #include <cstddef>
@@ -6,6 +6,8 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include "core/epilogue.h"
 
 namespace egg {
 
@@ -17,9 +19,15 @@ struct AdamScalars {
   bool decay;  // wd != 0 (NumPy skips the decay term entirely when wd == 0)
 };
 
-// One set of kernels, compiled once per instruction set (see CMakeLists.txt).
+// One set of kernels, compiled once per instruction set (CMakeLists.txt's EGG_KERNEL_TARGETS,
+// the one list of them): each ISA's isa_table.cpp fills one in and registers it at load.
 struct KernelTable {
   const char* name;
+  // Preference: the higher, the better (the ISA's place in EGG_KERNEL_TARGETS).
+  int rank;
+  // The processor features (GCC's __builtin_cpu_supports names) the objects are compiled for,
+  // null-terminated: every one is checked at run time before the table is used.
+  const char* const* features;
   // Philox4x32-10 over n arbitrary counters (n x 4, row-major) into out (n x 4).
   void (*philox_blocks)(const uint32_t* counters, std::size_t n, uint32_t k0, uint32_t k1,
                         uint32_t* out);
@@ -47,7 +55,12 @@ struct KernelTable {
                             std::size_t np, float* out, std::size_t ldo);
   void (*contract_tile_f64)(const double* a, std::size_t rows, const double* q, std::size_t ldq,
                             std::size_t np, double* out, std::size_t ldo);
+  // One output row of the population layers' fused pass (epilogue.h).
+  void (*epilogue_row)(const RowEpilogue& a);
 };
+
+// Adds an ISA's table (called once per ISA at load, from its isa_table.cpp).
+void register_kernels(const KernelTable& table);
 
 #define EGG_DECLARE_ISA(isa)                                                                  \
   namespace isa {                                                                             \
@@ -67,17 +80,14 @@ struct KernelTable {
                          std::size_t np, float* out, std::size_t ldo);                        \
   void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq, \
                          std::size_t np, double* out, std::size_t ldo);                       \
+  void epilogue_row(const RowEpilogue& a);                                                    \
   }
-
-EGG_DECLARE_ISA(baseline)
-EGG_DECLARE_ISA(avx2)
-EGG_DECLARE_ISA(avx512)
 
 // The kernel table in use (the best this processor supports unless set_simd_level chose one).
 const KernelTable& kernels();
 // Instruction sets this build has and this processor supports, best first.
 std::vector<std::string> available_levels();
-// Processor features (GCC's __builtin_cpu_supports names) each SIMD level needs at run time.
+// Processor features (GCC's __builtin_cpu_supports names) each compiled SIMD level needs.
 const std::map<std::string, std::vector<std::string>>& simd_requirements();
 // Switch kernels (for tests and benchmarks); false if `name` is not available. Not thread-safe
 // against kernels running at the same time.

@@ -19,17 +19,6 @@ namespace py = pybind11;
 
 namespace egg {
 
-void (*epilogue_row_kernel())(const RowEpilogue&) {
-  const std::string name = kernels().name;
-#if defined(EGG_HAVE_AVX512)
-  if (name == "avx512") return &avx512::epilogue_row;
-#endif
-#if defined(EGG_HAVE_AVX2)
-  if (name == "avx2") return &avx2::epilogue_row;
-#endif
-  return &baseline::epilogue_row;
-}
-
 namespace {
 
 // A float32 array argument: data pointer, shape and strides in elements (null when None).
@@ -162,8 +151,8 @@ void linear_epilogue(const py::array& out_obj, const py::object& base_obj, const
   const std::size_t per_item = block * std::max<std::size_t>(1, n + m * r);
   egg::ReleaseGil release;
   parallel_for(items, std::max<std::size_t>(1, (1 << 16) / per_item), [&](std::size_t lo, std::size_t hi) {
-    const auto row_kernel = epilogue_row_kernel();
     const auto& k = kernels();
+    const auto row_kernel = k.epilogue_row;
     std::vector<float> t(block * std::max<std::size_t>(1, r)), vt(r > 1 ? n * r : 0);
     for (std::size_t item = lo; item < hi; ++item) {
       const std::size_t i = item / blocks, j0 = (item % blocks) * block;
@@ -243,7 +232,7 @@ void conv_epilogue(const py::array& out_obj, const py::array& src_obj, const py:
   const std::size_t items = N * Bt;
   egg::ReleaseGil release;
   parallel_for(items, std::max<std::size_t>(1, (1 << 16) / std::max<std::size_t>(1, O * P)), [&](std::size_t lo, std::size_t hi) {
-    const auto row_kernel = epilogue_row_kernel();
+    const auto row_kernel = kernels().epilogue_row;
     std::vector<float> t(std::max<std::size_t>(1, r));
     for (std::size_t item = lo; item < hi; ++item) {
       const std::size_t i = item / Bt, bb = item % Bt;
