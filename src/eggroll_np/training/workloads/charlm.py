@@ -60,13 +60,13 @@ def make(config: Mapping[str, Any]) -> Task:
     data, _source = corpus.load_text(config["data"])
     train, val = corpus.split(data, config["val_fraction"])
     vocab = corpus.Vocabulary(train)
-    train_tokens = vocab.to_token[train]
+    train_tokens = vocab.tokens(train)  # uint8, a chunk at a time: no int64 copy of the corpus
     batch, length = int(config["batch"]), int(config["length"])
     corpus.training_windows(train, np.random.default_rng(0), 1, length)  # length fits?
     # Output bias = log of the tokens' add-one training frequencies: generation 0 already
     # scores about the unigram baseline (4.7 bits) instead of ~6.7, and ES spends its
     # generations on context rather than on byte frequencies.
-    counts = np.bincount(train_tokens, minlength=vocab.size) + 1.0
+    counts = corpus.token_counts(train_tokens, vocab.size) + 1.0
     params = recurrent.init_lm(
         vocab.size,
         int(config["embed"]),
