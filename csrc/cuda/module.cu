@@ -68,9 +68,11 @@ PYBIND11_MODULE(_cuda, m) {
       "fill_normals",
       [](uint64_t seed, uint32_t leaf, std::uintptr_t member_keys, uint32_t epoch, uint64_t offset,
          std::size_t rows, std::size_t count, std::uintptr_t out, std::uintptr_t stream) {
+        // The one-request case of fill_normals_many (one kernel for both).
         py::gil_scoped_release release;
-        egg_cuda::fill_normals(seed, leaf, ptr<const uint32_t>(member_keys), epoch, offset, rows,
-                               count, ptr<float>(out), stream_of(stream));
+        egg_cuda::fill_normals_many(seed, epoch, ptr<const uint32_t>(member_keys), rows, {leaf},
+                                    {offset}, {static_cast<uint64_t>(count)}, {ptr<float>(out)},
+                                    stream_of(stream));
       },
       py::arg("seed"), py::arg("leaf"), py::arg("member_keys"), py::arg("epoch"),
       py::arg("offset"), py::arg("rows"), py::arg("count"), py::arg("out"), py::arg("stream"));

@@ -224,8 +224,8 @@ void run_case(const std::string& dir, std::istringstream& in) {
     in >> seed >> leaf >> epoch >> offset >> count >> rows >> shift;
     const auto keys = read_bin<uint32_t>(p + ".keys.bin", rows);
     Shifted<float> out(rows * count, shift, -99.0f);
-    egg_cuda::fill_normals(seed, leaf, keys.data(), epoch, offset, rows, count, out.data(),
-                           nullptr);
+    egg_cuda::fill_normals_many(seed, epoch, keys.data(), rows, {leaf}, {offset},
+                                {static_cast<uint64_t>(count)}, {out.data()}, nullptr);
     if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
     write_bin(p + ".out.bin", out.data(), rows * count * sizeof(float));
   } else if (op == "many") {
