@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import _ext, dispatch, noise, tree
 from ..backend import cupy, to_numpy
-from ..models import simple_cnn
+from ..models import mlp, simple_cnn
 from . import reference
 from .gpu_timing import launch_bound, measure, time_gpu
 
@@ -110,8 +110,7 @@ def population_forward(setup: GpuSetup, regenerate: bool = True) -> Any:
     """
     if regenerate or setup.population is None:
         setup.population = next_population(setup)
-    n_layers = len(setup.workload.sizes) - 1
-    return reference.population_forward(setup.population, setup.x, n_layers)
+    return mlp.population_forward(setup.population, setup.x, reference.ACTIVATION)
 
 
 def next_population(setup: GpuSetup) -> Any:
@@ -173,13 +172,11 @@ def check_output(setup: GpuSetup) -> dict[str, Any]:
     params_cpu = tree.map_leaves(to_numpy, setup.params)
     x_cpu = to_numpy(setup.x)
     kwargs = dict(population=setup.size, sigma=setup.sigma, rank=setup.rank, seed=setup.seed)
-    n_layers = len(setup.workload.sizes) - 1
-    gpu = reference.population_forward(
-        egg.ask(setup.params, egg.init(setup.params, **kwargs)), setup.x, n_layers
+    act = reference.ACTIVATION
+    gpu = mlp.population_forward(
+        egg.ask(setup.params, egg.init(setup.params, **kwargs)), setup.x, act
     )
-    cpu = reference.population_forward(
-        egg.ask(params_cpu, egg.init(params_cpu, **kwargs)), x_cpu, n_layers
-    )
+    cpu = mlp.population_forward(egg.ask(params_cpu, egg.init(params_cpu, **kwargs)), x_cpu, act)
     return _compare(setup.workload.name, setup.size, gpu, cpu)
 
 
