@@ -30,12 +30,10 @@ import numpy as np
 
 from . import _checks, _ext, dispatch
 from .backend import namespace_of
-from .schedule import SCHEDULES, Schedule
+from .schedule import Schedule
 
 __all__ = [
     "OPTIMIZERS",
-    "SCHEDULES",
-    "Schedule",
     "learning_rate",
     "Optimizer",
     "OptimizerConfig",
