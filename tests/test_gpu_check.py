@@ -22,7 +22,7 @@ without_gpu = pytest.mark.skipif(
 @without_gpu
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(tmp_path, capsys):
     out = tmp_path / "report"
-    assert gpu_check.main(["--out", str(out)]) == 2
+    assert cli_main(["gpu-check", "--out", str(out)]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1
@@ -35,7 +35,7 @@ def test_out_must_be_a_directory(tmp_path, capsys):
     target = tmp_path / "file.txt"
     target.write_text("keep")
     with pytest.raises(SystemExit) as exc:
-        gpu_check.main(["--out", str(target)])
+        cli_main(["gpu-check", "--out", str(target)])
     assert exc.value.code == 2
     assert "--out" in capsys.readouterr().err
     assert target.read_text() == "keep"
@@ -99,7 +99,7 @@ def test_each_step_gets_its_budget_and_a_failed_step_does_not_stop_the_rest(tmp_
     monkeypatch.setattr(gpu_check, "_no_gpu_reason", lambda: None)
     out = tmp_path / "report"
     only = ["--only", "device", "--only", "probes", "--only", "memcheck", "--only", "bench"]
-    assert gpu_check.main(["--out", str(out), *only]) == 1
+    assert cli_main(["gpu-check", "--out", str(out), *only]) == 1
     assert seen == [(n, b) for n, b, _ in fake if n != "gpu-tests" and n != "bit-check"]
     report = json.loads((out / "gpu_check.json").read_text())
     assert [(s["name"], s["status"]) for s in report["steps"]] == [
@@ -160,7 +160,7 @@ def test_with_a_gpu_and_no_tests_nothing_is_written(tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "report"
     with pytest.raises(SystemExit) as exc:
-        gpu_check.main(["--out", str(out)])
+        cli_main(["gpu-check", "--out", str(out)])
     assert exc.value.code == 2
     assert "no test_cuda.py" in capsys.readouterr().err
     assert not out.exists()

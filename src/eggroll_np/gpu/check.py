@@ -38,7 +38,7 @@ from typing import Any
 
 from .. import __version__, _ext, dispatch
 
-__all__ = ["STEPS", "TOTAL_BUDGET", "junit_summary", "render_markdown", "tests_dir", "add_arguments", "run", "main"]
+__all__ = ["STEPS", "TOTAL_BUDGET", "junit_summary", "render_markdown", "tests_dir", "add_arguments", "run"]
 
 # Skip reasons that mean "no GPU usable here" (conftest's gpu marker, test_cuda's checks).
 _MISSING_GPU = ("needs a GPU", "no CUDA device", "CuPy", "_cuda was not built")
@@ -307,10 +307,3 @@ def _command(args: argparse.Namespace) -> str:
     for name in args.only or ():
         words += ["--only", name]
     return " ".join(words)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`eggroll-np gpu-check` with these arguments (the deprecated module entry points use it)."""
-    from ..cli import main as cli_main
-
-    return cli_main(["gpu-check", *(sys.argv[1:] if argv is None else argv)])
