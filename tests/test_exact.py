@@ -1,4 +1,5 @@
-"""Exactness (DESIGN.md): the same bits at every SIMD level, thread count and input layout."""
+"""Exactness (docs/noise-contract.md, "Exactness"): the same bits at every SIMD level, thread count
+and input layout."""
 
 from __future__ import annotations
 
