@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import _checks
+from ... import _checks, evaluate
 from ...epilogue import activation_code, apply_activation
 from ...population import Population
 
@@ -134,19 +134,11 @@ def mlp_forward(params: Mapping[str, Any], x: np.ndarray, activation: str) -> np
     return h
 
 
-#: Bytes of one layer's activations a chunked forward aims at: they stay in the caches from one
-#: layer to the next (measured on the 2-core machines: 2 MiB L2 per core).
-CHUNK_BYTES = 8 << 20
-
-
 def members_per_chunk(rows: int, width: int, itemsize: int = 4) -> int:
     """Members per `Population.chunks` chunk for a forward over a shared batch of `rows` rows
-    whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES.
-
-    Measured on the 2-core machine (one generation, medians): sup (128 rows, width 256) 47 ms
-    whole -> 40 ms in chunks of 64; digits (256 rows, width 64) 47 -> 38 ms in chunks of 128.
-    """
-    return max(1, CHUNK_BYTES // max(1, rows * width * itemsize))
+    whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES
+    (`eggroll_np.evaluate`, where step's chunk="auto" uses the same budget)."""
+    return evaluate.members_per_chunk(rows * width * itemsize)
 
 
 def mlp_population_forward(pop: Population, x: np.ndarray, activation: str) -> np.ndarray:
