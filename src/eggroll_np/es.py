@@ -9,6 +9,7 @@ ever modified.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, gradient, optim, shaping
+from . import _checks, evaluate, gradient, optim, shaping
 from .backend import namespace_of, to_numpy
 from .config import ESConfig, NoiseKind, make_config
 from .noise import epoch_of
@@ -39,7 +40,9 @@ class ESState:
         opt_state: optimizer state, an `optim.OptState` (plain data the optimizer owns).
         spec: TreeSpec of the params at init (tell/ask reject any other tree).
         info: statistics of the last generation told (empty before the first `tell`):
-            generation, fitness_mean, fitness_max, fitness_min, fitness_std, update_norm.
+            generation, fitness_mean, fitness_max, fitness_min, fitness_std, update_norm;
+            after `step` also layer_bytes_per_member (`Population.layer_bytes_per_member`,
+            which sets the next step's chunk="auto").
     """
 
     config: ESConfig
@@ -344,6 +347,7 @@ def step(
     fitness_fn: Callable[[Any], Any],
     state: ESState | None = None,
     batched: bool = False,
+    chunk: int | str | None = "auto",
 ) -> tuple[Any, ESState]:
     """One generation: ask, evaluate, tell (the noise is generated once, for both).
 
@@ -354,6 +358,17 @@ def step(
         state: from `init` or a previous step; None starts a run with `init(params)` defaults,
             and the returned state must be passed back in for the next generation.
         batched: see fitness_fn.
+        chunk: batched only: how many members fitness_fn sees at a time (a `Population`
+            of consecutive members, from member 0 on); the values are concatenated in member
+            order. "auto" (default): as many as keep the largest layer output near
+            `evaluate.CHUNK_BYTES` (8 MiB), from the size the previous generation's layers
+            produced (`state.info["layer_bytes_per_member"]`; the first generation, CuPy,
+            and forwards that fit run whole); an int: that many; None: the whole population
+            in one call. A fitness that compares members with each other (ranks, novelty, a
+            population mean) or returns values for members other than its Population's needs
+            chunk=None. Per-member layer inputs of the whole population are read at each
+            chunk's rows. Chunks may change the last bits of BLAS's outputs, never the noise
+            or the update.
 
     Returns:
         (new_params, new_state).
@@ -362,12 +377,16 @@ def step(
         state = init(params)
     batched = _checks.boolean("batched", batched)
     _checks.callable_("fitness_fn", fitness_fn)
+    chunk = evaluate.check_chunk(chunk)
     pop = ask(params, state)
     if batched:
-        fitness = fitness_fn(pop)
+        layer_bytes = state.info.get(evaluate.INFO_KEY, 0)
+        fitness = evaluate.evaluate(pop, fitness_fn, chunk, layer_bytes)
     else:
         fitness = [
             _checks.fitness_value(f"fitness_fn's value for member {i}", fitness_fn(pop.member(i)))
             for i in range(pop.size)
         ]
-    return tell(params, fitness, state, population=pop)
+    params, state = tell(params, fitness, state, population=pop)
+    info = {**state.info, evaluate.INFO_KEY: pop.layer_bytes_per_member}
+    return params, dataclasses.replace(state, info=info)
