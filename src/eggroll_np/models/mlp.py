@@ -66,8 +66,8 @@ def population_forward(pop: Population, x: Any, activation: str) -> Any:
     return h
 
 
-#: Bytes of one layer's activations a chunked forward aims at: they stay in the caches from one
-#: layer to the next (measured on the 2-core machines: 2 MiB L2 per core).
+#: Bytes of one layer's activations that a chunked forward aims at, so that they stay in the
+#: caches from one layer to the next (measured on the 2-core machines, 2 MiB L2 per core).
 CHUNK_BYTES = 8 << 20
 
 
