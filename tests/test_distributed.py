@@ -506,3 +506,17 @@ def test_bad_arguments_raise_before_starting_anything(ray_local, kwargs, error, 
         RayEvaluator(params, state, "not callable")
     with pytest.raises(TypeError, match="state"):
         RayEvaluator(params, {"generation": 0}, member_fitness)
+
+
+def string_fitness(pop: egg.Population) -> np.ndarray:
+    return np.array(["0.5"] * pop.size)
+
+
+def test_batched_string_fitness_is_refused_like_one_process(evaluator_factory):
+    params = make_params()
+    state = egg.init(params, population=POP, seed=4)
+    ev = evaluator_factory(params, state, string_fitness, workers=2, batched=True)
+    with pytest.raises(TypeError, match="fitness must be real numbers"):
+        ev.step()
+    assert ev.params is params
+    assert ev.state is state

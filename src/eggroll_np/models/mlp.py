@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import evaluate
 from ..epilogue import activation_code, apply_activation
+from ..evaluate import CHUNK_BYTES
 from ..population import Population
 
 __all__ = ["init", "forward", "population_forward", "CHUNK_BYTES", "members_per_chunk"]
@@ -66,16 +68,8 @@ def population_forward(pop: Population, x: Any, activation: str) -> Any:
     return h
 
 
-#: Bytes of one layer's activations that a chunked forward aims at, so that they stay in the
-#: caches from one layer to the next (measured on the 2-core machines, 2 MiB L2 per core).
-CHUNK_BYTES = 8 << 20
-
-
 def members_per_chunk(rows: int, width: int, itemsize: int = 4) -> int:
     """Members per `Population.chunks` chunk for a forward over a shared batch of `rows` rows
-    whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES.
-
-    Measured on the 2-core machine (one generation, medians): sup (128 rows, width 256) 47 ms
-    whole -> 40 ms in chunks of 64; digits (256 rows, width 64) 47 -> 38 ms in chunks of 128.
-    """
-    return max(1, CHUNK_BYTES // max(1, rows * width * itemsize))
+    whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES
+    (`eggroll_np.evaluate`, where step's chunk="auto" uses the same budget)."""
+    return evaluate.members_per_chunk(rows * width * itemsize)
