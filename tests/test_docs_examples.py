@@ -1,4 +1,4 @@
-"""The README's population-layer example runs as printed and learns."""
+"""The population-layer example of docs/layers.md runs as printed and learns."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "layers.md"
 
 
-def test_readme_cnn_example_runs_and_learns():
+def test_layers_page_cnn_example_runs_and_learns():
     pytest.importorskip("sklearn")
-    text = README.read_text(encoding="utf-8")
-    match = re.search(r"<!-- readme-cnn-example -->\n```python\n(.*?)```", text, re.S)
-    assert match, "README lost its CNN example block"
+    text = PAGE.read_text(encoding="utf-8")
+    match = re.search(r"<!-- docs-cnn-example -->\n```python\n(.*?)```", text, re.S)
+    assert match, "docs/layers.md lost its CNN example block"
     code = match.group(1)
     assert len(code.strip().splitlines()) <= 13
     assert "for g in range(60):" in code
     code = code.replace("range(60)", "range(12)")  # the same loop, shorter for the test suite
     scope: dict = {}
-    exec(compile(code, "README.md (CNN example)", "exec"), scope)
+    exec(compile(code, "docs/layers.md (CNN example)", "exec"), scope)
     fitness, state, params, egg, X, y = (
         scope[k] for k in ("fitness", "state", "params", "egg", "X", "y")
     )
