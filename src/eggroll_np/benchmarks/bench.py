@@ -109,27 +109,34 @@ def memory_case(name: str, what: str) -> Callable[[], Any]:
     return lambda: step(params, fitness, state, batched=True)
 
 
-def _peak_rss_child(name: str, what: str) -> int:
+def _peak_rss_child(name: str, what: str, threads: int) -> int:
     """In a fresh process: build `what` of workload `name`, run it once, return peak RSS bytes."""
     from ..sysinfo import peak_rss_bytes
     from ..tuning import retain_heap_memory
+    from ..tuning import threads as set_threads
 
     retain_heap_memory()
+    set_threads(threads)  # BLAS's and the core's per-thread buffers count
     memory_case(name, what)()
     return peak_rss_bytes()
 
 
-def peak_rss(name: str, what: str) -> int:
+def peak_rss(name: str, what: str, threads: int | None = None) -> int:
     """Peak resident memory (bytes) of a fresh process that builds and runs only `what`
     ("inference" or "step") of workload `name`, imports and set-up included: what asv's
     `PeakMemory.peakmem_run` measures. Each call is its own process, so the two cases never
-    share a maximum."""
+    share a maximum. `threads`: BLAS and core threads there (default: this process's core
+    count)."""
     import multiprocessing
+
+    from ..tuning import threads as current_threads
 
     if what not in MEMORY_CASES:
         raise ValueError(f"what must be one of {list(MEMORY_CASES)}, got {what!r}")
+    counts = current_threads()
+    n = (counts.core or counts.blas or 1) if threads is None else threads
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return int(pool.apply(_peak_rss_child, (name, what)))
+        return int(pool.apply(_peak_rss_child, (name, what, n)))
 
 
 def run_workload(
