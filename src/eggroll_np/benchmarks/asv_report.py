@@ -272,6 +272,9 @@ def write_report(results: str | os.PathLike, out: str | os.PathLike, machine: st
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(page)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the page from a web server
         os.replace(tmp, dest / "index.html")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -203,15 +203,26 @@ def _saved_config(resume: str, name: str) -> dict[str, Any] | None:
 
 
 def _check_out(out: str) -> None:
-    """Create the output directory, or ValueError naming --out (before any work is done)."""
+    """ValueError naming --out when the output directory could not be created or written
+    (before any work is done); creates nothing: a refused run leaves no folder behind."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out!r} exists and is not a directory")
+    parent = os.path.abspath(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"--out {out!r} cannot be created: {parent!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        what = "is not writable" if parent == os.path.abspath(out) else "cannot be created"
+        raise ValueError(f"--out {out!r} {what} ({parent!r} is not writable)")
+
+
+def _make_out(out: str) -> None:
+    """Create the output directory once the run's options and task are accepted."""
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out {out!r} cannot be created: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out!r} is not writable")
 
 
 def run(
@@ -280,6 +291,7 @@ def _train(
     else:
         params = task.params
         state = es.init(params, **es_options(config), **task.es_options)
+    _make_out(out)
     _write_run_file(out, name, config)
     metrics_path, ckpt_path = os.path.join(out, METRICS), os.path.join(out, CHECKPOINT)
     # Keep the log of the generations the resumed state has already done, drop the rest.
