@@ -30,3 +30,14 @@ def test_readme_cnn_example_runs_and_learns():
     acc = fitness(egg.ask(params, state), X[:400], y[:400])
     assert acc.shape == (128,)
     assert float(acc.mean()) > 0.15
+
+
+@pytest.mark.parametrize("block", [0, 1], ids=["blackbox", "batched"])
+def test_readme_quickstart_blocks_each_run_alone(block):
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- readme-quickstart -->\n```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2, "README lost a quick-start block"
+    code = re.sub(r"range\(200\)", "range(3)", blocks[block])  # the same loop, shorter
+    scope: dict = {}  # nothing from the other block: pasted alone, it must run
+    exec(compile(code, f"README.md (quick start {block})", "exec"), scope)
+    assert scope["state"].generation == 3
