@@ -34,7 +34,7 @@ class Run:
         env: asv's environment name.
         started: when its newest benchmark started (ms since the epoch).
         values: benchmark name -> one float (or None: failed, skipped) per parameter
-            combination, in the order of itertools.product(*params).
+            combination, in the order of ``itertools.product(*params)``.
         ci: benchmark name -> per combination (low, high) of asv's 99% interval, or None.
     """
 

@@ -162,7 +162,7 @@ def plot_metrics(
     Args:
         fitness_label: the fitness axis's label (what the fitness is).
         references: a dashed reference line on the panel of each monitored key k for which
-            references holds "baseline_" + k (e.g. the baseline's test accuracy).
+            references holds ``"baseline_" + k`` (e.g. the baseline's test accuracy).
 
     Returns:
         The matplotlib Figure written to `path`.
