@@ -131,9 +131,6 @@ class GpuGeneration(_GpuCase):
     """A full generation (ask + forward + tell through the engine API) vs pure inference."""
 
     def setup(self, case):
-        _require_gpu()
-        if not gpu_bench.engine_available():
-            raise NotImplementedError("the engine API (egg.init/ask/tell) is not available")
         super().setup(case)
         # a fresh generation per call, so each timed generation pays for its noise
         self.next_state = gpu_bench.fresh_generation_states(self.s)

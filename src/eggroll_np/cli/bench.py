@@ -1,4 +1,8 @@
-"""`eggroll-np bench`: the reference workloads timed against pure inference and naive ES."""
+"""`eggroll-np bench`: the reference workloads timed against pure inference and naive ES.
+
+`bench tables` measures the reference pages' tables (benchmarks.tables); `bench gpu` the GPU
+figures (bench_gpu.py).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ __all__ = ["HELP", "add_arguments", "run", "format_table"]
 
 HELP = (
     "time the rl/sup/cnn workloads against pure inference and naive ES; `bench tables`: the "
-    "reference pages' tables; `bench report`: asv's results as one HTML page that works offline"
+    "reference pages' tables; `bench gpu`: the GPU figures; `bench report`: asv's results as one "
+    "HTML page that works offline"
 )
 
 
@@ -58,12 +63,13 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """--workload, --repeats, --no-naive, --json, --threads, --noise-table; the optional
-    `tables` and `report` sub-commands."""
+    `tables`, `gpu` and `report` sub-commands."""
     from ..benchmarks import tables
+    from . import bench_gpu
 
     sub = p.add_subparsers(
         dest="bench_what",
-        metavar="[tables|report]",
+        metavar="[tables|gpu|report]",
         title="optional sub-commands (without one: time the workloads)",
     )
     tp = sub.add_parser(
@@ -73,6 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "tables.json, tables.md (beside the pages' claims) and PNG plots to --out.",
     )
     tables.add_arguments(tp)
+    gp = sub.add_parser("gpu", help=bench_gpu.HELP, description=bench_gpu.HELP)
+    bench_gpu.add_arguments(gp)
     rp = sub.add_parser(
         "report",
         help="asv's results as one self-contained HTML page (works offline)",
@@ -109,11 +117,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table (and write --json); or `bench tables`."""
-    if getattr(args, "bench_what", None) == "tables":
+    what = getattr(args, "bench_what", None)
+    if what == "tables":
         from ..benchmarks import tables
 
         return tables.main(args)
-    if getattr(args, "bench_what", None) == "report":
+    if what == "gpu":
+        from . import bench_gpu
+
+        return bench_gpu.run(args)
+    if what == "report":
         return _report(args)
     _checks.integer("--repeats", args.repeats, 1)
     if args.noise_table is not None:
