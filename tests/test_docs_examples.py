@@ -1,4 +1,4 @@
-"""The population-layer example of docs/layers.md runs as printed and learns."""
+"""The examples printed in docs/ run as printed: the quick start blocks, the CNN example."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "layers.md"
+GETTING_STARTED = PAGE.with_name("getting-started.md")
 
 
 def test_layers_page_cnn_example_runs_and_learns():
@@ -30,3 +31,14 @@ def test_layers_page_cnn_example_runs_and_learns():
     acc = fitness(egg.ask(params, state), X[:400], y[:400])
     assert acc.shape == (128,)
     assert float(acc.mean()) > 0.15
+
+
+@pytest.mark.parametrize("block", [0, 1], ids=["blackbox", "batched"])
+def test_quickstart_blocks_each_run_alone(block):
+    text = GETTING_STARTED.read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- quickstart -->\n```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2, "docs/getting-started.md lost a quick-start block"
+    code = re.sub(r"range\(200\)", "range(3)", blocks[block])  # the same loop, shorter
+    scope: dict = {}  # nothing from the other block: pasted alone, it must run
+    exec(compile(code, f"docs/getting-started.md (quick start {block})", "exec"), scope)
+    assert scope["state"].generation == 3
