@@ -319,7 +319,8 @@ def _checked_update_norm(
         causes = f"sigma={config.sigma:g} and lr={config.lr:g}"
         fixes = "use a larger sigma or a smaller lr"
         eps = getattr(config.hyperparams, "eps", None)
-        tiny = max(float(np.finfo(state.spec.dtypes[i]).tiny) for i in new_leaves)
+        floats = [d for d in (np.dtype(state.spec.dtypes[i]) for i in new_leaves) if d.kind == "f"]
+        tiny = max((float(np.finfo(d).tiny) for d in floats), default=0.0)
         if eps is not None and eps < tiny:  # subnormal: mu / eps overflows where nu underflows
             causes = f"sigma={config.sigma:g}, lr={config.lr:g} and eps={eps:g}"
             fixes = f"use eps >= {tiny:.3g} (default 1e-8), a larger sigma or a smaller lr"
