@@ -12,7 +12,7 @@ from eggroll_np import _cuda_int8, _ext, dispatch
 from eggroll_np.backend import cupy
 
 from .test_core_int8 import i8
-from .test_cuda_plumbing import _at, _fake_asarray, _FAKE_CUPY, _FakeDeviceArray
+from .test_cuda_plumbing import _FAKE_CUPY, _at, _fake_asarray, _FakeDeviceArray
 
 core = _ext.core
 pytestmark = pytest.mark.skipif(core is None, reason=f"C++ core not built: {_ext.core_error}")
@@ -27,44 +27,112 @@ class _EmulatedInt8:
 
     @staticmethod
     def int8_gemm(x, w, out, M, K, N, work_a, work_b, _s):
-        assert work_a and work_b
-        core.gemm_s8s8s32(_view(x, (M, K), np.int8), _view(w, (K, N), np.int8),
-                          _view(out, (M, N), np.int32))  # fmt: skip
+        assert work_a
+        assert work_b
+        core.gemm_s8s8s32(
+            _view(x, (M, K), np.int8), _view(w, (K, N), np.int8), _view(out, (M, N), np.int32)
+        )
 
     @staticmethod
-    def int8_linear(x, w, a, m, out, N, B, n, X, w_pm, b, K, r, keys, signs, lr_shift, bias,
-                    bias_pm, bias_noise, bias_shift, out_shift, relu, wa, wb, wxa, _s):  # fmt: skip
-        assert wa and wb and wxa
+    def int8_linear(
+        x,
+        w,
+        a,
+        m,
+        out,
+        N,
+        B,
+        n,
+        X,
+        w_pm,
+        b,
+        K,
+        r,
+        keys,
+        signs,
+        lr_shift,
+        bias,
+        bias_pm,
+        bias_noise,
+        bias_shift,
+        out_shift,
+        relu,
+        wa,
+        wb,
+        wxa,
+        _s,
+    ):
+        assert wa
+        assert wb
+        assert wxa
         core.int8_linear(
-            _view(x, (X, B, m), np.int8), _view(w, (N, m, n) if w_pm else (m, n), np.int8),
-            _view(out, (N, B, n), np.int8), _view(a, (K, m, r), np.int8),
-            _view(b, (K, n, r), np.int8), _view(keys, (N,), np.uint32),
-            _view(signs, (N,), np.int8), lr_shift, _view(bias, (N, n) if bias_pm else (n,), np.int8),
-            _view(bias_noise, (K, n), np.int8), bias_shift, out_shift, relu,
-        )  # fmt: skip
+            _view(x, (X, B, m), np.int8),
+            _view(w, (N, m, n) if w_pm else (m, n), np.int8),
+            _view(out, (N, B, n), np.int8),
+            _view(a, (K, m, r), np.int8),
+            _view(b, (K, n, r), np.int8),
+            _view(keys, (N,), np.uint32),
+            _view(signs, (N,), np.int8),
+            lr_shift,
+            _view(bias, (N, n) if bias_pm else (n,), np.int8),
+            _view(bias_noise, (K, n), np.int8),
+            bias_shift,
+            out_shift,
+            relu,
+        )
 
     @staticmethod
-    def int8_epilogue(out, acc, acc_pm, xa, xa_rows, count, right, K, r, keys, signs, bias,
-                      bias_pm, shift_lr, shift_out, relu, N, B, n, _s):  # fmt: skip
+    def int8_epilogue(
+        out,
+        acc,
+        acc_pm,
+        xa,
+        xa_rows,
+        count,
+        right,
+        K,
+        r,
+        keys,
+        signs,
+        bias,
+        bias_pm,
+        shift_lr,
+        shift_out,
+        relu,
+        N,
+        B,
+        n,
+        _s,
+    ):
         core.int8_epilogue(
-            _view(out, (N, B, n), np.int8), _view(acc, (N, B, n) if acc_pm else (B, n), np.int32),
-            _view(xa, (count, B, r), np.int32), _view(xa_rows, (N,), np.uint32),
-            _view(right, (K, n, r), np.int8), _view(keys, (N,), np.uint32),
-            _view(signs, (N,), np.int8), _view(bias, (N, n) if bias_pm else (n,), np.int8),
-            shift_lr, shift_out, relu,
-        )  # fmt: skip
+            _view(out, (N, B, n), np.int8),
+            _view(acc, (N, B, n) if acc_pm else (B, n), np.int32),
+            _view(xa, (count, B, r), np.int32),
+            _view(xa_rows, (N,), np.uint32),
+            _view(right, (K, n, r), np.int8),
+            _view(keys, (N,), np.uint32),
+            _view(signs, (N,), np.int8),
+            _view(bias, (N, n) if bias_pm else (n,), np.int8),
+            shift_lr,
+            shift_out,
+            relu,
+        )
 
     @staticmethod
     def int8_xa(x, X, a, keys, N, K, B, m, r, xa, _s):
         _view(xa, (N, B, r), np.int32)[...] = core.int8_xa(
-            _view(x, (X, B, m), np.int8), _view(a, (K, m, r), np.int8), _view(keys, (N,), np.uint32))
+            _view(x, (X, B, m), np.int8), _view(a, (K, m, r), np.int8), _view(keys, (N,), np.uint32)
+        )
 
     @staticmethod
     def int8_contract(a, b, c, K, m, n, r, z, q, tau, q_out, wa, wb, _s):
-        assert wa and wb
+        assert wa
+        assert wb
         args = [_view(a, (K, m, r), np.int8), _view(b, (K, n, r), np.int8), _view(c, (K,), np.int8)]
         if q:
-            _view(q_out, (m, n), np.int8)[...] = core.int8_update(_view(q, (m, n), np.int8), *args, tau)
+            _view(q_out, (m, n), np.int8)[...] = core.int8_update(
+                _view(q, (m, n), np.int8), *args, tau
+            )
         else:
             _view(z, (m, n), np.int32)[...] = core.int8_contract(*args)
 
@@ -82,9 +150,15 @@ def _layer_case(rng, shared_x=False, w_pm=False, bias_kind="noise"):
     N, B, m, n, r, K = 6, 2, 37, 21, 4, 3
     x = i8(rng, (1 if shared_x else N, B, m))
     w = i8(rng, (N, m, n) if w_pm else (m, n), lo=-127)
-    kw = dict(a=i8(rng, (K, m, r), lo=-127), b=i8(rng, (K, n, r), lo=-127),
-              keys=rng.integers(0, K, N).astype(np.uint32),
-              signs=np.array([1, -1] * 3, np.int8), lr_shift=7, out_shift=5, relu=True)  # fmt: skip
+    kw = dict(
+        a=i8(rng, (K, m, r), lo=-127),
+        b=i8(rng, (K, n, r), lo=-127),
+        keys=rng.integers(0, K, N).astype(np.uint32),
+        signs=np.array([1, -1] * 3, np.int8),
+        lr_shift=7,
+        out_shift=5,
+        relu=True,
+    )
     if bias_kind == "noise":
         kw.update(bias=i8(rng, n, lo=-127), bias_noise=i8(rng, (K, n), lo=-127), bias_shift=2)
     elif bias_kind == "member":
@@ -92,8 +166,10 @@ def _layer_case(rng, shared_x=False, w_pm=False, bias_kind="noise"):
     return x, w, np.zeros((N, B, n), np.int8), kw
 
 
-@pytest.mark.parametrize(("shared_x", "w_pm", "bias_kind"),
-                         [(True, False, "noise"), (False, True, "member"), (False, False, "none")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("shared_x", "w_pm", "bias_kind"),
+    [(True, False, "noise"), (False, True, "member"), (False, False, "none")],
+)
 def test_wrappers_pass_what_the_kernels_expect(emulated, shared_x, w_pm, bias_kind):
     rng = np.random.default_rng(3)
     x, w, out, kw = _layer_case(rng, shared_x, w_pm, bias_kind)
@@ -113,11 +189,14 @@ def test_wrappers_pass_what_the_kernels_expect(emulated, shared_x, w_pm, bias_ki
     a, b = kw["a"], kw["b"]
     c = np.array([1, 0, -1], np.int8)
     q = i8(rng, (a.shape[1], b.shape[1]), lo=-127)
-    np.testing.assert_array_equal(np.asarray(_cuda_int8.int8_contract(emulated(a), emulated(b), emulated(c))),
-                                  core.int8_contract(a, b, c))  # fmt: skip
+    np.testing.assert_array_equal(
+        np.asarray(_cuda_int8.int8_contract(emulated(a), emulated(b), emulated(c))),
+        core.int8_contract(a, b, c),
+    )
     np.testing.assert_array_equal(
         np.asarray(_cuda_int8.int8_update(emulated(q), emulated(a), emulated(b), emulated(c), 900)),
-        core.int8_update(q, a, b, c, 900))  # fmt: skip
+        core.int8_update(q, a, b, c, 900),
+    )
 
 
 def test_epilogue_wrapper(emulated):
@@ -132,8 +211,9 @@ def test_epilogue_wrapper(emulated):
     want = np.zeros((N, B, n), np.int8)
     core.int8_epilogue(want, acc, xa, keys, right, keys, signs, bias, 3, 8, False)
     got = emulated(np.zeros_like(want))
-    _cuda_int8.int8_epilogue(got, *[emulated(v) for v in (acc, xa, keys, right, keys, signs, bias)],
-                             3, 8, False)  # fmt: skip
+    _cuda_int8.int8_epilogue(
+        got, *[emulated(v) for v in (acc, xa, keys, right, keys, signs, bias)], 3, 8, False
+    )
     np.testing.assert_array_equal(np.asarray(got), want)
 
 
@@ -146,18 +226,26 @@ def test_wrappers_reject_bad_arguments(emulated):
     with pytest.raises(ValueError, match="w must have shape"):
         _cuda_int8.int8_linear(x, emulated(np.zeros((3, 5), np.int8)), out)
     with pytest.raises(ValueError, match="keys are needed"):
-        _cuda_int8.int8_linear(x, w, out, emulated(np.zeros((1, 5, 1), np.int8)),
-                               emulated(np.zeros((1, 3, 1), np.int8)))  # fmt: skip
+        _cuda_int8.int8_linear(
+            x,
+            w,
+            out,
+            emulated(np.zeros((1, 5, 1), np.int8)),
+            emulated(np.zeros((1, 3, 1), np.int8)),
+        )
     with pytest.raises(ValueError, match="out_shift must be in"):
         _cuda_int8.int8_linear(x, w, out, out_shift=63)
     with pytest.raises(ValueError, match="K is 131072, above 131071"):
-        _cuda_int8.gemm_s8s8s32(emulated(np.zeros((1, 131072), np.int8)),
-                                emulated(np.zeros((131072, 1), np.int8)))  # fmt: skip
+        _cuda_int8.gemm_s8s8s32(
+            emulated(np.zeros((1, 131072), np.int8)), emulated(np.zeros((131072, 1), np.int8))
+        )
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("shared_x", "w_pm", "bias_kind"),
-                         [(True, False, "noise"), (False, True, "member"), (False, False, "none")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("shared_x", "w_pm", "bias_kind"),
+    [(True, False, "noise"), (False, True, "member"), (False, False, "none")],
+)
 def test_int8_on_gpu_matches_core(shared_x, w_pm, bias_kind):
     rng = np.random.default_rng(5)
     x, w, out, kw = _layer_case(rng, shared_x, w_pm, bias_kind)
@@ -171,10 +259,12 @@ def test_int8_on_gpu_matches_core(shared_x, w_pm, bias_kind):
     b = i8(rng, (1000, 257), lo=-128)
     np.testing.assert_array_equal(
         cupy.asnumpy(_cuda_int8.gemm_s8s8s32(cupy.asarray(a), cupy.asarray(b))),
-        core.gemm_s8s8s32(a, b))  # fmt: skip
+        core.gemm_s8s8s32(a, b),
+    )
     fa, fb = kw["a"], kw["b"]
     c = np.array([1, 0, -1], np.int8)
     q = i8(rng, (fa.shape[1], fb.shape[1]), lo=-127)
     np.testing.assert_array_equal(
         cupy.asnumpy(_cuda_int8.int8_update(*map(cupy.asarray, (q, fa, fb, c)), 900)),
-        core.int8_update(q, fa, fb, c, 900))  # fmt: skip
+        core.int8_update(q, fa, fb, c, 900),
+    )

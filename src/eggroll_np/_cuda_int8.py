@@ -77,20 +77,43 @@ def gemm_s8s8s32(x: Any, w: Any, out: Any = None) -> Any:
     kp = _depth(K, "K")
     if out is None:
         out = cupy.empty((M, N), np.int32)
-    elif (not isinstance(out, cupy.ndarray) or out.dtype != np.int32 or out.shape != (M, N)
-          or not out.flags.c_contiguous):  # fmt: skip
+    elif (
+        not isinstance(out, cupy.ndarray)
+        or out.dtype != np.int32
+        or out.shape != (M, N)
+        or not out.flags.c_contiguous
+    ):
         raise ValueError(f"out must be a C-contiguous int32 cupy.ndarray of shape ({M}, {N})")
     with cupy.cuda.Device(x.device.id):
-        cuda.int8_gemm(_ptr(x), _ptr(w), _ptr(out), M, K, N, _ptr(_work(M * kp)),
-                       _ptr(_work(N * kp)), current_stream_ptr())  # fmt: skip
+        cuda.int8_gemm(
+            _ptr(x),
+            _ptr(w),
+            _ptr(out),
+            M,
+            K,
+            N,
+            _ptr(_work(M * kp)),
+            _ptr(_work(N * kp)),
+            current_stream_ptr(),
+        )
     return out
 
 
 def int8_linear(
-    x: Any, w: Any, out: Any, a: Any = None, b: Any = None, keys: Any = None, signs: Any = None,
-    lr_shift: int = 0, bias: Any = None, bias_noise: Any = None, bias_shift: int = 0,
-    out_shift: int = 0, relu: bool = False,
-) -> None:  # fmt: skip
+    x: Any,
+    w: Any,
+    out: Any,
+    a: Any = None,
+    b: Any = None,
+    keys: Any = None,
+    signs: Any = None,
+    lr_shift: int = 0,
+    bias: Any = None,
+    bias_noise: Any = None,
+    bias_shift: int = 0,
+    out_shift: int = 0,
+    relu: bool = False,
+) -> None:
     """The fused integer population linear layer into out (see `_core.int8_linear`)."""
     cuda = dispatch.require_cuda()
     x, w = _arr("x", x, np.int8, (3,)), _arr("w", w, np.int8, (2, 3))
@@ -126,19 +149,48 @@ def int8_linear(
     work_xa = _work((K if X == 1 else N) * B * r if a is not None else 0, np.int32)
     with cupy.cuda.Device(out.device.id):
         cuda.int8_linear(
-            _ptr(x), _ptr(w), _ptr(a), m, _ptr(out), N, B, n, X, per_member, _ptr(b), K, r,
-            _ptr(keys), _ptr(signs), _shift("lr_shift", lr_shift), _ptr(bias),
-            bias is not None and bias.ndim == 2, _ptr(bias_noise),
-            _shift("bias_shift", bias_shift), _shift("out_shift", out_shift), bool(relu),
-            _ptr(_work(X * B * kp)), _ptr(_work((N if per_member else 1) * n * kp)),
-            _ptr(work_xa), current_stream_ptr(),
-        )  # fmt: skip
+            _ptr(x),
+            _ptr(w),
+            _ptr(a),
+            m,
+            _ptr(out),
+            N,
+            B,
+            n,
+            X,
+            per_member,
+            _ptr(b),
+            K,
+            r,
+            _ptr(keys),
+            _ptr(signs),
+            _shift("lr_shift", lr_shift),
+            _ptr(bias),
+            bias is not None and bias.ndim == 2,
+            _ptr(bias_noise),
+            _shift("bias_shift", bias_shift),
+            _shift("out_shift", out_shift),
+            bool(relu),
+            _ptr(_work(X * B * kp)),
+            _ptr(_work((N if per_member else 1) * n * kp)),
+            _ptr(work_xa),
+            current_stream_ptr(),
+        )
 
 
 def int8_epilogue(
-    out: Any, acc: Any, xa: Any, xa_rows: Any, right: Any, keys: Any, signs: Any, bias: Any,
-    shift_lr: int, shift_out: int, relu: bool,
-) -> None:  # fmt: skip
+    out: Any,
+    acc: Any,
+    xa: Any,
+    xa_rows: Any,
+    right: Any,
+    keys: Any,
+    signs: Any,
+    bias: Any,
+    shift_lr: int,
+    shift_out: int,
+    relu: bool,
+) -> None:
     """int8_linear's epilogue alone on a GEMM result (see `_core.int8_epilogue`)."""
     cuda = dispatch.require_cuda()
     if not isinstance(out, cupy.ndarray) or out.dtype != np.int8 or out.ndim != 3:
@@ -167,12 +219,27 @@ def int8_epilogue(
         raise ValueError(f"bias must have shape ({n},) or ({N}, {n}), got {bias.shape}")
     with cupy.cuda.Device(out.device.id):
         cuda.int8_epilogue(
-            _ptr(out), _ptr(acc), acc.ndim == 3, _ptr(xa),
-            _ptr(_members("xa_rows", xa_rows, N, np.uint32)), count, _ptr(right), K, r,
-            _ptr(keys), _ptr(signs), _ptr(bias), bias is not None and bias.ndim == 2,
-            _shift("shift_lr", shift_lr), _shift("shift_out", shift_out), bool(relu), N, B, n,
+            _ptr(out),
+            _ptr(acc),
+            acc.ndim == 3,
+            _ptr(xa),
+            _ptr(_members("xa_rows", xa_rows, N, np.uint32)),
+            count,
+            _ptr(right),
+            K,
+            r,
+            _ptr(keys),
+            _ptr(signs),
+            _ptr(bias),
+            bias is not None and bias.ndim == 2,
+            _shift("shift_lr", shift_lr),
+            _shift("shift_out", shift_out),
+            bool(relu),
+            N,
+            B,
+            n,
             current_stream_ptr(),
-        )  # fmt: skip
+        )
 
 
 def int8_xa(x: Any, a: Any, keys: Any) -> Any:
@@ -186,8 +253,7 @@ def int8_xa(x: Any, a: Any, keys: Any) -> Any:
     _depth(m, "m")
     xa = cupy.empty((N, B, r), np.int32)
     with cupy.cuda.Device(x.device.id):
-        cuda.int8_xa(_ptr(x), X, _ptr(a), _ptr(keys), N, K, B, m, r, _ptr(xa),
-                     current_stream_ptr())  # fmt: skip
+        cuda.int8_xa(_ptr(x), X, _ptr(a), _ptr(keys), N, K, B, m, r, _ptr(xa), current_stream_ptr())
     return xa
 
 
@@ -206,8 +272,22 @@ def int8_contract(a: Any, b: Any, c: Any) -> Any:
     a, b, c, K, m, n, r, kp = _contract_args(a, b, c)
     z = cupy.empty((m, n), np.int32)
     with cupy.cuda.Device(a.device.id):
-        cuda.int8_contract(_ptr(a), _ptr(b), _ptr(c), K, m, n, r, _ptr(z), 0, 0, 0,
-                           _ptr(_work(m * kp)), _ptr(_work(n * kp)), current_stream_ptr())  # fmt: skip
+        cuda.int8_contract(
+            _ptr(a),
+            _ptr(b),
+            _ptr(c),
+            K,
+            m,
+            n,
+            r,
+            _ptr(z),
+            0,
+            0,
+            0,
+            _ptr(_work(m * kp)),
+            _ptr(_work(n * kp)),
+            current_stream_ptr(),
+        )
     return z
 
 
@@ -220,6 +300,20 @@ def int8_update(q: Any, a: Any, b: Any, c: Any, tau: int) -> Any:
         raise ValueError(f"q must have shape ({m}, {n}), got {q.shape}")
     out = cupy.empty((m, n), np.int8)
     with cupy.cuda.Device(a.device.id):
-        cuda.int8_contract(_ptr(a), _ptr(b), _ptr(c), K, m, n, r, 0, _ptr(q), int(tau), _ptr(out),
-                           _ptr(_work(m * kp)), _ptr(_work(n * kp)), current_stream_ptr())  # fmt: skip
+        cuda.int8_contract(
+            _ptr(a),
+            _ptr(b),
+            _ptr(c),
+            K,
+            m,
+            n,
+            r,
+            0,
+            _ptr(q),
+            int(tau),
+            _ptr(out),
+            _ptr(_work(m * kp)),
+            _ptr(_work(n * kp)),
+            current_stream_ptr(),
+        )
     return out
