@@ -75,6 +75,12 @@ LanePool& pool() {
 
 std::atomic<long> g_misaligned{0};
 
+// The capped grids' block limit (launch.cuh's grid_cap): kSMs (2) * kBlocksPerSM (32) as on a
+// 2-SM device; a case may lower it (one block) so that grid-stride loops take many turns.
+constexpr unsigned kDefaultMaxBlocks = 64;
+unsigned g_max_blocks = kDefaultMaxBlocks;
+unsigned max_blocks() { return g_max_blocks; }
+
 void vector_access(const void* p) {
   if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) g_misaligned.fetch_add(1);
 }
