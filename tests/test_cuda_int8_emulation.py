@@ -37,7 +37,9 @@ class Cases:
     def __init__(self, tmp: Path) -> None:
         self.tmp, self.lines, self.want = tmp, [], {}
 
-    def add(self, op: str, args: list[int], inputs: dict[str, np.ndarray], want: np.ndarray) -> None:
+    def add(
+        self, op: str, args: list[int], inputs: dict[str, np.ndarray], want: np.ndarray
+    ) -> None:
         name = f"c{len(self.lines)}"
         for key, arr in inputs.items():
             np.ascontiguousarray(arr).tofile(self.tmp / f"{name}.{key}.bin")
@@ -46,7 +48,9 @@ class Cases:
 
     def run(self, exe: Path) -> None:
         (self.tmp / "cases.txt").write_text("\n".join(self.lines) + "\n")
-        done = subprocess.run([str(exe), str(self.tmp)], capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            [str(exe), str(self.tmp)], capture_output=True, text=True, timeout=1800
+        )
         assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
         assert done.stdout.count("ran  int8_") == len(self.lines), done.stdout[-2000:]
         for (name, want), line in zip(self.want.items(), self.lines, strict=True):
@@ -54,14 +58,20 @@ class Cases:
             np.testing.assert_array_equal(got, want, err_msg=line)
 
 
-def _linear_case(cases: Cases, rng, N, B, m, n, shared_x, w_pm, K, r, bias_kind, relu,
-                 signs=True, bad_key=False):  # fmt: skip
+def _linear_case(
+    cases: Cases, rng, N, B, m, n, shared_x, w_pm, K, r, bias_kind, relu, signs=True, bad_key=False
+):
     x = i8(rng, (1 if shared_x else N, B, m))
     w = i8(rng, (N, m, n) if w_pm else (m, n), lo=-127)
     keys = rng.integers(0, K, N).astype(np.uint32)
     sg = np.where(np.arange(N) % 2 == 0, 1, -1).astype(np.int8)
-    kw = dict(keys=keys, signs=sg if signs else None, lr_shift=int(rng.integers(0, 16)),
-              out_shift=int(rng.integers(0, 10)), relu=relu)  # fmt: skip
+    kw = dict(
+        keys=keys,
+        signs=sg if signs else None,
+        lr_shift=int(rng.integers(0, 16)),
+        out_shift=int(rng.integers(0, 10)),
+        relu=relu,
+    )
     inputs = {"x": x, "w": w, "keys": keys}
     if signs:
         inputs["signs"] = sg
@@ -79,8 +89,23 @@ def _linear_case(cases: Cases, rng, N, B, m, n, shared_x, w_pm, K, r, bias_kind,
     if bad_key:  # a key past K: the member's outputs are -128, never a layer value
         keys[N - 1] = K
         want[N - 1] = -128
-    args = [N, B, m, n, x.shape[0], int(w_pm), K, r, 1, int(signs), kw["lr_shift"], kind,
-            kw.get("bias_shift", 0), kw["out_shift"], int(relu)]  # fmt: skip
+    args = [
+        N,
+        B,
+        m,
+        n,
+        x.shape[0],
+        int(w_pm),
+        K,
+        r,
+        1,
+        int(signs),
+        kw["lr_shift"],
+        kind,
+        kw.get("bias_shift", 0),
+        kw["out_shift"],
+        int(relu),
+    ]
     cases.add("linear", args, inputs, want)
 
 
@@ -94,10 +119,21 @@ def test_int8_kernels_in_host_emulation(emulator, tmp_path):
         for shared_x in (True, False):
             for w_pm in (False, True):
                 for bias_kind in ("none", "shared", "member", "noise"):
-                    _linear_case(cases, rng, N=4, B=int(rng.integers(1, 4)),
-                                 m=int(rng.choice([1, 33, 70])), n=int(rng.choice([5, 40])),
-                                 shared_x=shared_x, w_pm=w_pm, K=2, r=r, bias_kind=bias_kind,
-                                 relu=bias_kind != "member", signs=bias_kind != "shared")  # fmt: skip
+                    _linear_case(
+                        cases,
+                        rng,
+                        N=4,
+                        B=int(rng.integers(1, 4)),
+                        m=int(rng.choice([1, 33, 70])),
+                        n=int(rng.choice([5, 40])),
+                        shared_x=shared_x,
+                        w_pm=w_pm,
+                        K=2,
+                        r=r,
+                        bias_kind=bias_kind,
+                        relu=bias_kind != "member",
+                        signs=bias_kind != "shared",
+                    )
     # rows spanning several 64-row tiles; a bad key
     _linear_case(cases, rng, 70, 2, 45, 33, False, False, 35, 4, "noise", True)
     _linear_case(cases, rng, 6, 1, 20, 9, True, False, 3, 1, "noise", False, bad_key=True)
@@ -110,17 +146,29 @@ def test_int8_kernels_in_host_emulation(emulator, tmp_path):
     keys = rng.integers(0, K, N).astype(np.uint32)
     signs = np.array([1, -1, 1, -1, 1], np.int8)
     bias = i8(rng, (N, n), lo=-127)
-    lr = ((signs[:, None, None].astype(np.int64) * np.einsum("ibq,inq->ibn", xa.astype(np.int64), b[keys].astype(np.int64))) >> 11)  # fmt: skip
+    lr = (
+        signs[:, None, None].astype(np.int64)
+        * np.einsum("ibq,inq->ibn", xa.astype(np.int64), b[keys].astype(np.int64))
+    ) >> 11
     want = np.clip(((acc + lr) >> 5) + bias[:, None, :], -127, 127).astype(np.int8)
-    cases.add("epilogue", [N, B, n, K, r, 11, 5, 0],
-              dict(acc=acc, xa=xa, b=b, keys=keys, signs=signs, bias=bias), want)  # fmt: skip
+    cases.add(
+        "epilogue",
+        [N, B, n, K, r, 11, 5, 0],
+        dict(acc=acc, xa=xa, b=b, keys=keys, signs=signs, bias=bias),
+        want,
+    )
     for X in (1, 4):
         x, a = i8(rng, (X, 2, 50)), i8(rng, (3, 50, 4), lo=-127)
         keys = np.array([2, 0, 1, 1], np.uint32)
         want = np.stack([x[0 if X == 1 else i].astype(np.int64) @ a[k] for i, k in enumerate(keys)])
         cases.add("xa", [4, X, 3, 2, 50, 4], dict(x=x, a=a, keys=keys), want.astype(np.int32))
     # the update contraction and its threshold
-    for K, m, n, r, tau in [(7, 33, 70, 1, 30000), (20, 5, 3, 4, 0), (0, 4, 4, 1, 1), (9, 65, 9, 3, -1)]:
+    for K, m, n, r, tau in [
+        (7, 33, 70, 1, 30000),
+        (20, 5, 3, 4, 0),
+        (0, 4, 4, 1, 1),
+        (9, 65, 9, 3, -1),
+    ]:
         a, b = i8(rng, (K, m, r), lo=-127), i8(rng, (K, n, r))
         c = rng.integers(-1, 2, K).astype(np.int8)
         q = i8(rng, (m, n), lo=-127)
