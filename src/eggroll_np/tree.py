@@ -15,7 +15,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .backend import as_array, is_cupy_array, namespace_of
+from .backend import as_array, dtype_name, is_cupy_array, namespace_of
 
 __all__ = [
     "Path",
@@ -256,7 +256,7 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
             raise TypeError(
                 f"{where} must be a float32 or float64 NumPy/CuPy array, got {type(leaf).__name__}"
             )
-        if leaf.dtype.name not in FLOAT_DTYPES:
+        if dtype_name(leaf.dtype) not in FLOAT_DTYPES:
             raise TypeError(f"{where} must have dtype float32 or float64, got {leaf.dtype}")
         leaf_xp = namespace_of(leaf)
         if xp is None:
@@ -270,6 +270,6 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         structure=structure,
         paths=tuple(paths),
         shapes=tuple(tuple(int(n) for n in leaf.shape) for leaf in leaves),
-        dtypes=tuple(leaf.dtype.name for leaf in leaves),
+        dtypes=tuple(dtype_name(leaf.dtype) for leaf in leaves),
     )
     return leaves, spec, xp
