@@ -21,7 +21,7 @@ TOOLS = ("benchmarks", "training", "models", "distributed", "gpu", "cli", "gpu_c
 #: modules of EARLIER layers, at the top or inside a function. A new engine module is placed here.
 ENGINE_LAYERS: list[list[str]] = [
     ["_blas_env", "backend", "_ext", "_reference"],
-    ["_checks", "tree", "dispatch"],
+    ["_checks", "tree", "dispatch", "_array_cache"],
     ["schedule", "shaping", "_optimizers", "lowrank", "noise", "_cuda_ops", "_cuda_layers",
      "tuning", "sysinfo"],
     ["noise_table", "optim", "epilogue"],

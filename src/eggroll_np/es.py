@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, evaluate, gradient, optim, shaping
+from . import _array_cache, _checks, evaluate, gradient, optim, shaping
 from .backend import namespace_of, to_numpy
 from .config import ESConfig, NoiseKind, make_config
 from .noise import epoch_of
@@ -181,6 +181,7 @@ def _noise_for(leaves: list[Any], state: ESState, noise: GenerationNoise | None)
     return GenerationNoise(state.spec, state.config, epoch, xp)
 
 
+@_array_cache.scoped
 def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Population:
     """The Population of generation `state.generation` around `params`.
 
@@ -228,6 +229,7 @@ def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None
         )
 
 
+@_array_cache.scoped
 def tell(
     params: Any, fitness: Any, state: ESState, population: Population | None = None
 ) -> tuple[Any, ESState]:
@@ -343,6 +345,7 @@ def _checked_update_norm(
     return math.sqrt(sq)
 
 
+@_array_cache.scoped
 def step(
     params: Any,
     fitness_fn: Callable[[Any], Any],

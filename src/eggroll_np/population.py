@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, conv, epilogue, layers
+from . import _array_cache, _checks, conv, epilogue, layers
 from .config import NoiseKind
 from .perturbation import GenerationNoise
 from .tree import Path
@@ -126,6 +126,7 @@ class Population:
 
     # ---- what fitness functions call -----------------------------------------------------------
 
+    @_array_cache.scoped
     def member(self, i: int) -> Any:
         """Member i's full parameter tree (new arrays), 0 <= i < size."""
         i = _checks.index("member index i", i, self.size)
@@ -134,6 +135,7 @@ class Population:
             [self._member_leaf(i, leaf) for leaf in range(len(self._leaves))]
         )
 
+    @_array_cache.scoped
     def perturbed(self, path: Path | str) -> Any:
         """`(N, *shape)` stack of every member's value of one leaf.
 
@@ -200,6 +202,7 @@ class Population:
             self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E, chunks
         )
 
+    @_array_cache.scoped
     def linear(
         self,
         x: Any,
@@ -232,6 +235,7 @@ class Population:
         out = layers.linear(x, self._leaf_noise(w, chunked=True), bn, activation, transpose)
         return self._noted(out)
 
+    @_array_cache.scoped
     def conv2d(
         self,
         x: Any,
@@ -262,6 +266,7 @@ class Population:
         x = self._own_rows(x, 5)
         return self._noted(conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation))
 
+    @_array_cache.scoped
     def embed(self, ids: Any, w: Path | str, per_member: bool = False) -> Any:
         """Rows of every member's table W_i (V, d) at integer ids, without forming any W_i.
 

@@ -15,7 +15,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .backend import as_array, is_cupy_array, namespace_of
+from .backend import as_array, dtype_name, is_cupy_array, namespace_of
 
 __all__ = [
     "Path",
@@ -316,7 +316,7 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
                 "into a plain array (a mask dropped silently); pass np.asarray(leaf) or, for a "
                 "masked array, leaf.filled(value)"
             )
-        if leaf.dtype.name not in FLOAT_DTYPES:
+        if dtype_name(leaf.dtype) not in FLOAT_DTYPES:
             raise TypeError(f"{where} must have dtype float32 or float64, got {leaf.dtype}")
         leaf_xp = namespace_of(leaf)
         if xp is None:
@@ -330,6 +330,6 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         structure=structure,
         paths=tuple(paths),
         shapes=tuple(tuple(int(n) for n in leaf.shape) for leaf in leaves),
-        dtypes=tuple(leaf.dtype.name for leaf in leaves),
+        dtypes=tuple(dtype_name(leaf.dtype) for leaf in leaves),
     )
     return leaves, spec, xp
