@@ -24,9 +24,10 @@ The table
 Lookup order for NumPy arrays: core, then numpy; for CuPy arrays: cuda, then numpy. `use`
 forces one backend (tests compare the compiled rows with the reference this way).
 
-Adding a dtype (int8 leaves) is adding rows: ``("linear_epilogue", "core", "int8")`` with its
-kernel, ``("linear_epilogue", "numpy", "int8")`` with its reference, and so on; the callers do
-not change. Adding an operation is one `OPERATIONS` entry and its rows (a "numpy" row first).
+Integer leaves have their own operations (``int_gemm``, ``int_epilogue``, ``int_contract``,
+``int_xa``; `eggroll_np.intops`): their "numpy" rows are exact array code, and a compiled
+kernel plugs in as a ``("int_gemm", "core", "int8")`` row with the same signature; the callers
+do not change. Adding an operation is one `OPERATIONS` entry and its rows (a "numpy" row first).
 """
 
 from __future__ import annotations
@@ -81,6 +82,21 @@ OPERATIONS: dict[str, str] = {
         "(out, src, a, v, v_index, keys, coef, bias, bias_noise, bias_coef, act) -> None "
         "(see conv.conv_epilogue)"
     ),
+    "int_gemm": (
+        "(x (M, K) int8, w (K, n) int8, out (M, n) int32) -> out = x @ w exactly "
+        "(K <= 131072; select's arrays: [x, w, out])"
+    ),
+    "int_epilogue": (
+        "(out (N, B, n) int8, acc (B, n) or (N, B, n) int32, xa (R, B, r) int32 or None, "
+        "xa_rows (N,) uint32, right (K, n, r) int8 or None, keys (N,) uint32, signs (N,) int8, "
+        "bias (N, n) int8 or None, shift_lr, shift_out, relu) -> None (see intops.int_epilogue; "
+        "select's arrays: [out, xa, right, bias])"
+    ),
+    "int_contract": (
+        "(a (K, m, r) int8, b (K, n, r) int8, c (K,) int8 in {-1,0,1}) -> (m, n) int32 "
+        "sum_k c[k] a[k] @ b[k].T (K * r * 127^2 < 2^31)"
+    ),
+    "int_xa": "(x (N, B, m) int8, a (K, m, r) int8, keys (N,) uint32) -> (N, B, r) int32",
     "sgd_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm of the step)",
     "momentum_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm)",
     "adam_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm)",
@@ -122,7 +138,7 @@ def _cuda_correction(arrays: Sequence[Any]) -> bool:
     )
 
 
-_F32, _F64, ANY = "float32", "float64", "*"
+_F32, _F64, _I8, ANY = "float32", "float64", "int8", "*"
 
 #: The table: (operation, backend, dtype) -> Row.
 ROWS: dict[tuple[str, str, str], Row] = {
@@ -156,6 +172,16 @@ ROWS: dict[tuple[str, str, str], Row] = {
     ("conv_epilogue", "numpy", ANY): Row(
         "eggroll_np.conv:conv_epilogue_reference", cupy=True, strided=True
     ),
+    # Integer leaves (docs/noise-contract.md, "Integer leaves"): exact array code on BLAS
+    # (intops), compared bit for bit with intmath's int64 reference by the tests.
+    ("int_gemm", "numpy", _I8): Row("eggroll_np.intops:gemm_numpy", cupy=True, strided=True),
+    ("int_epilogue", "numpy", _I8): Row(
+        "eggroll_np.intops:epilogue_numpy", cupy=True, strided=True
+    ),
+    ("int_contract", "numpy", _I8): Row(
+        "eggroll_np.intops:contract_numpy", cupy=True, strided=True
+    ),
+    ("int_xa", "numpy", _I8): Row("eggroll_np.intops:xa_numpy", cupy=True, strided=True),
     ("sgd_step", "numpy", ANY): Row("eggroll_np.optim:reference_step", cupy=True, strided=True),
     ("momentum_step", "numpy", ANY): Row(
         "eggroll_np.optim:reference_step", cupy=True, strided=True

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, gradient, optim, shaping
+from . import _checks, gradient, intupdate, optim, shaping
 from .backend import namespace_of, to_numpy
-from .config import ESConfig, NoiseKind, make_config
+from .config import ESConfig, NoiseKind, integer_leaves, make_config, optimized_leaves
 from .noise import epoch_of
 from .perturbation import GenerationNoise
 from .population import Population
@@ -77,7 +77,7 @@ def init(params: Any, **kwargs: Any) -> ESState:
     """
     leaves, spec, _ = check_params(params)
     config = make_config(spec, **kwargs)
-    trained = {i: x for i, x in enumerate(leaves) if config.kinds[i] is not NoiseKind.FROZEN}
+    trained = {i: leaves[i] for i in optimized_leaves(config, spec)}
     return ESState(config, 0, optim.init(config.optimizer, trained), spec)
 
 
@@ -92,7 +92,7 @@ def check_state(params: Any, state: Any) -> list[Any]:
     if diff is not None:
         raise ValueError(f"params do not match the state: {diff}")
     # another shape or dtype of a leaf's optimizer state would change the leaf's dtype
-    updated = [i for i, k in enumerate(state.config.kinds) if k is not NoiseKind.FROZEN]
+    updated = optimized_leaves(state.config, state.spec)
     optim.check_state(state.opt_state, state.config.optimizer, leaves, updated, xp)
     return leaves
 
@@ -133,7 +133,9 @@ _MAX_NORMAL = math.sqrt(-2.0 * math.log(2.0**-24))
 def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
     """ValueError if the shaped fitness could overflow the update (only possible unshaped)."""
     kinds = [
-        (k, d) for k, d in zip(config.kinds, spec.dtypes, strict=True) if k is not NoiseKind.FROZEN
+        (k, d)
+        for k, d in zip(config.kinds, spec.dtypes, strict=True)
+        if k is not NoiseKind.FROZEN and d != "int8"  # int8 leaves move by one step at most
     ]
     if not kinds:
         return
@@ -166,7 +168,8 @@ def tell(
 
     Returns:
         (new_params, new_state): new arrays (the inputs are untouched) and the next state, whose
-        `info` describes this generation.
+        `info` describes this generation (update_norm covers the float leaves; with int8
+        leaves, int_moved counts their entries that moved one step).
     """
     leaves = check_state(params, state)
     noise = _told_noise(leaves, state, population)
@@ -187,6 +190,14 @@ def tell(
     new_leaves = list(leaves)
     for i, theta in updated.items():
         new_leaves[i] = theta
+    int_ids = integer_leaves(config, state.spec)
+    moved = None
+    if int_ids:  # the integer rule (raw fitness: only the order within each pair counts)
+        int_new, moved = intupdate.update(
+            noise, f, {i: leaves[i] for i in int_ids}, state.opt_state.count + 1
+        )
+        for i, q in int_new.items():
+            new_leaves[i] = q
     # mean and std of f / max|f|, scaled back: no overflow for fitness near the float64 limit
     scale = float(np.abs(f).max()) or 1.0
     info = {
@@ -197,6 +208,8 @@ def tell(
         "fitness_std": float((f / scale).std()) * scale,
         "update_norm": update_norm,
     }
+    if moved is not None:
+        info["int_moved"] = moved
     new_state = ESState(config, state.generation + 1, opt_state, state.spec, info)
     return state.spec.unflatten(new_leaves), new_state
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import intmath as _intmath
 from . import noise as _noise
 from . import noise_table as _table
 from .config import ESConfig, NoiseKind, noise_extents
@@ -31,6 +32,14 @@ FULL_CHUNK_VALUES = 1 << 21
 #: Full-rank leaves whose noise for all unique keys is at most this many values are generated
 #: together with the low-rank factors when a batched forward starts (biases, norms).
 PREFETCH_FULL_VALUES = 1 << 22
+
+
+def _as_leaf_dtype(z: Any, dtype: str) -> Any:
+    """float32 normals in a leaf's dtype: cast for float leaves, `intmath.quantize`d (16 z
+    rounded to even, clipped to [-127, 127]) for int8 leaves."""
+    if dtype == "int8":
+        return _intmath.quantize(z)
+    return z.astype(dtype, copy=False)
 
 
 class GenerationNoise:
@@ -161,13 +170,14 @@ class GenerationNoise:
             shape = self.spec.shapes[leaf]
             if what == "factors":
                 A, B = _noise.as_factors(next(outs), next(outs), shape, c.rank)
-                value: Any = (A.astype(dt, copy=False), B.astype(dt, copy=False))
+                value: Any = (_as_leaf_dtype(A, dt), _as_leaf_dtype(B, dt))
             else:
-                value = next(outs).astype(dt, copy=False).reshape(self.keys.size, *shape)
+                value = _as_leaf_dtype(next(outs), dt).reshape(self.keys.size, *shape)
             self._items[(what, leaf)] = value
 
     def factors(self, leaf: int) -> tuple[Any, Any]:
-        """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype."""
+        """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype
+        (an int8 leaf's are the quantized factors a, b)."""
         self.prefetch(full=False)  # the one place factors are made; a no-op once held
         return self._items[("factors", leaf)]
 
@@ -179,7 +189,7 @@ class GenerationNoise:
             E = _noise.normals_batch(self.config.seed, leaf, keys, self.epoch, size, 0, self.xp)
         else:
             (E,) = self._reads(np.asarray(keys), [(leaf, 0, size)])
-        return E.astype(self.spec.dtypes[leaf], copy=False).reshape(len(keys), *shape)
+        return _as_leaf_dtype(E, self.spec.dtypes[leaf]).reshape(len(keys), *shape)
 
     def full(self, leaf: int) -> Any:
         """Full-rank unit noise of all unique keys, `(K, *shape)`, held from now on."""
