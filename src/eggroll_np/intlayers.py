@@ -87,10 +87,10 @@ def _bias(b: LeafNoise | None, width: int, w: LeafNoise, k: int) -> Any:
     if b is None:
         return None
     t = b.theta
-    if t.ndim != 1 or t.shape[0] != width:
-        raise ValueError(f"b: leaf '{b.name}' must have shape ({width},), got {tuple(t.shape)}")
     if t.dtype != np.int8:
         raise TypeError(f"b: leaf '{b.name}' ({t.dtype}) must be int8 like w '{w.name}'")
+    if t.ndim != 1 or t.shape[0] != width:
+        raise ValueError(f"b: leaf '{b.name}' must have shape ({width},), got {tuple(t.shape)}")
     if b.kind == "lowrank":
         raise ValueError(f"b: leaf '{b.name}' is low-rank; a bias must be full-rank or frozen")
     return perturbed(b, k)
