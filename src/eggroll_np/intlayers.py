@@ -19,7 +19,7 @@ from .backend import namespace_of
 from .epilogue import LeafNoise
 from .layers import rows_input, same_backend
 
-__all__ = ["check_int_input", "perturbed", "member_leaf", "linear", "embed"]
+__all__ = ["check_int_input", "dense", "perturbed", "member_leaf", "linear", "embed"]
 
 _ACTIVATIONS = (None, "relu")
 
@@ -37,6 +37,33 @@ def check_int_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
             "(quantize inputs to int8 first: value * 16, rounded and clipped to [-127, 127])"
         )
     return xp.ascontiguousarray(x)
+
+
+def dense(x: Any, w: Any, b: Any = None, activation: str | None = None) -> Any:
+    """The unperturbed int8 layer (inference): clip(floor(x @ W / 2^(F + d)) + b), then relu.
+
+    Args:
+        x: int8 (..., m) rows; w: int8 (m, n); b: None or int8 (n,); activation: None or "relu".
+
+    Returns:
+        int8 (..., n), the same bits as member i of `linear` would give with zero noise.
+    """
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be None or 'relu' for int8 layers, got {activation!r}")
+    x = check_int_input(x, w, "w")
+    m, n = w.shape
+    if x.shape[-1] != m:
+        raise ValueError(f"x must have {m} columns for w of shape {tuple(w.shape)}, got {x.shape}")
+    xp = namespace_of(w)
+    acc = intops.gemm(x.reshape(-1, m), w)
+    out = xp.empty((1, acc.shape[0], n), dtype=np.int8)
+    if b is not None and (getattr(b, "dtype", None) != np.int8 or tuple(b.shape) != (n,)):
+        raise TypeError(f"b must be an int8 array of shape ({n},), got {getattr(b, 'dtype', b)}")
+    bias = None if b is None else xp.ascontiguousarray(b).reshape(1, n)
+    one = xp.ones(1, dtype=np.int8)
+    shift = intmath.F + intmath.width_shift(m)
+    intops.int_epilogue(out, acc, None, None, None, None, one, bias, 0, shift, activation == "relu")
+    return out.reshape(*x.shape[:-1], n)
 
 
 def _shift_lr(w: LeafNoise, k: int) -> int:
