@@ -64,8 +64,10 @@ def init(params: Any, **kwargs: Any) -> ESState:
     from T normals generated once from the seed, docs/noise-contract.md),
     lr_schedule="constant" ("linear" or "cosine": decay from lr to lr_final=0.0 over
     lr_decay_steps updates, then hold lr_final; see `optim.learning_rate`),
-    and the chosen optimizer's own hyperparameters: momentum=0.9 (momentum), b1=0.9, b2=0.999,
-    eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
+    int_sigma_shift=2 and int_update_fraction=0.2 (int8 leaves: sigma = 2^-k with k in 0..15,
+    and alpha in (0, 1), the fraction of entries a pure-noise update moves, scaled by the lr
+    schedule; docs/integer.md), and the chosen optimizer's own hyperparameters: momentum=0.9
+    (momentum), b1=0.9, b2=0.999, eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
     ValueError naming it.
 
     Example:
@@ -279,7 +281,7 @@ def step(
     """One generation: ask, evaluate, tell (the noise is generated once, for both).
 
     Args:
-        params: tree of float32/float64 arrays.
+        params: tree of float32/float64/int8 arrays.
         fitness_fn: black-box (default): member params tree -> float, called once per member,
             members built one at a time. batched=True: Population -> (N,) fitness array.
         state: from `init` or a previous step; None starts a run with `init(params)` defaults,

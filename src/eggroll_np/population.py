@@ -213,6 +213,9 @@ class Population:
 
         Returns:
             (N, B, n) array ((N, B, m) with transpose), W's dtype and backend.
+
+        An int8 leaf W takes int8 x and an int8 (or no) bias, activation None or "relu", and
+        gives int8 (N, B, n) by the integer rule (`intlayers.linear`, docs/integer.md).
         """
         if self._is_int(self._spec.index(w)):
             self.noise.prefetch(full=True)
@@ -270,7 +273,8 @@ class Population:
             w: path of a 2-D leaf (V, d).
 
         Returns:
-            `(N, *S, d)` array: theta's rows plus the rows of A_k at the ids times B_k.T.
+            `(N, *S, d)` array: theta's rows plus the rows of A_k at the ids times B_k.T
+            (an int8 table: int8 rows by the integer rule, `intlayers.embed`).
         """
         self.noise.prefetch(full=True)
         if self._is_int(self._spec.index(w)):

@@ -19,7 +19,14 @@ from ..tree import flatten
 from .bench import _interleaved, fresh_states
 from .reference import WORKLOADS, Workload, setup
 
-__all__ = ["int8_params", "int8_inputs", "int8_fitness", "int8_rows_backend", "run_int8_workload"]
+__all__ = [
+    "int8_params",
+    "int8_inputs",
+    "int8_fitness",
+    "int8_rows_backend",
+    "run_int8_workload",
+    "format_int8",
+]
 
 
 def int8_params(w: Workload, seed: int = 0) -> dict[str, Any]:
