@@ -24,6 +24,7 @@ namespace py = pybind11;
 
 namespace egg {
 void register_layer_bindings(py::module_& m);  // layer_bindings.cpp
+void register_int8_bindings(py::module_& m);   // int8_bindings.cpp
 }  // namespace egg
 
 namespace {
@@ -448,6 +449,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("trim_threshold") = std::size_t{1} << 30,
       "Tune glibc malloc for repeated large allocations (process-wide); False where not glibc.");
   egg::register_layer_bindings(m);
+  egg::register_int8_bindings(m);
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
   m.def("available_simd_levels", &egg::available_levels,
