@@ -97,6 +97,11 @@ OPERATIONS: dict[str, str] = {
         "sum_k c[k] a[k] @ b[k].T (K * r * 127^2 < 2^31)"
     ),
     "int_xa": "(x (N, B, m) int8, a (K, m, r) int8, keys (N,) uint32) -> (N, B, r) int32",
+    "int_linear": (
+        "(x (1 or N, B, m) int8, w (m, n) or (N, m, n) int8, out (N, B, n) int8, a, b, keys, "
+        "signs, lr_shift, bias, bias_noise, bias_shift, out_shift, relu) -> None: a whole int8 "
+        "population layer (see intops.linear; select's arrays: [out, x, w, a, b, bias])"
+    ),
     "sgd_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm of the step)",
     "momentum_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm)",
     "adam_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm)",
@@ -182,6 +187,16 @@ ROWS: dict[tuple[str, str, str], Row] = {
         "eggroll_np.intops:contract_numpy", cupy=True, strided=True
     ),
     ("int_xa", "numpy", _I8): Row("eggroll_np.intops:xa_numpy", cupy=True, strided=True),
+    ("int_linear", "numpy", _I8): Row(
+        "eggroll_np.intops:linear_numpy", cupy=True, strided=True
+    ),
+    # The C++ core's exact int8 kernels (one per ISA: VNNI, AVX-512BW/AVX2, baseline), the
+    # same bits as the rows above at every SIMD level and thread count (tests/test_core_int8).
+    ("int_gemm", "core", _I8): Row("_core:gemm_s8s8s32", loose=(2,)),
+    ("int_epilogue", "core", _I8): Row("_core:int8_epilogue", loose=(1,)),
+    ("int_contract", "core", _I8): Row("_core:int8_contract"),
+    ("int_xa", "core", _I8): Row("_core:int8_xa"),
+    ("int_linear", "core", _I8): Row("_core:int8_linear"),
     ("sgd_step", "numpy", ANY): Row("eggroll_np.optim:reference_step", cupy=True, strided=True),
     ("momentum_step", "numpy", ANY): Row(
         "eggroll_np.optim:reference_step", cupy=True, strided=True

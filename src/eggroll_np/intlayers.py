@@ -55,14 +55,13 @@ def dense(x: Any, w: Any, b: Any = None, activation: str | None = None) -> Any:
     if x.shape[-1] != m:
         raise ValueError(f"x must have {m} columns for w of shape {tuple(w.shape)}, got {x.shape}")
     xp = namespace_of(w)
-    acc = intops.gemm(x.reshape(-1, m), w)
-    out = xp.empty((1, acc.shape[0], n), dtype=np.int8)
+    rows = x.reshape(1, -1, m)
+    out = xp.empty((1, rows.shape[1], n), dtype=np.int8)
     if b is not None and (getattr(b, "dtype", None) != np.int8 or tuple(b.shape) != (n,)):
         raise TypeError(f"b must be an int8 array of shape ({n},), got {getattr(b, 'dtype', b)}")
-    bias = None if b is None else xp.ascontiguousarray(b).reshape(1, n)
-    one = xp.ones(1, dtype=np.int8)
+    bias = None if b is None else b.reshape(1, n)
     shift = intmath.F + intmath.width_shift(m)
-    intops.int_epilogue(out, acc, None, None, None, None, one, bias, 0, shift, activation == "relu")
+    intops.linear(rows, w, out, None, None, None, None, 0, bias, shift, activation == "relu")
     return out.reshape(*x.shape[:-1], n)
 
 
@@ -157,33 +156,17 @@ def linear(
     bias = _bias(b, n, w, k)
     xp = namespace_of(W)
     out = xp.empty((N, x.shape[-2], n), dtype=np.int8)
-    signs = w.coef
     shift_out = intmath.F + intmath.width_shift(m)
-    if w.kind == "full":  # per-member weights W_i: one GEMM each (full-rank int8 leaves are small)
-        Wi = perturbed(w, k)
-        acc = xp.stack([intops.gemm(x if shared else x[i], Wi[i]) for i in range(N)])
-        return intops.int_epilogue(out, acc, None, None, None, None, signs, bias, 0, shift_out,
-                                   activation == "relu")  # fmt: skip
-    rows = x if shared else x.reshape(-1, m)
-    acc = intops.gemm(rows, W)
-    if not shared:
-        acc = acc.reshape(N, -1, n)
+    relu = activation == "relu"
+    xs = x[None] if shared else x
+    if w.kind == "full":  # per-member weights W_i (full-rank int8 leaves are small)
+        return intops.linear(xs, perturbed(w, k), out, None, None, w.keys, w.coef, 0, bias,
+                             shift_out, relu)  # fmt: skip
     if w.kind == "frozen":
-        return intops.int_epilogue(out, acc, None, None, None, None, signs, bias, 0, shift_out,
-                                   activation == "relu")  # fmt: skip
-    A = w.A
-    K, _, r = A.shape
-    if shared:  # x @ a_k of every key as ONE GEMM: (B, m) @ (m, K*r) -> (K, B, r)
-        xa = intops.gemm(x, xp.ascontiguousarray(A.transpose(1, 0, 2).reshape(m, K * r)))
-        xa = xp.ascontiguousarray(xa.reshape(x.shape[0], K, r).transpose(1, 0, 2))
-        xa_rows = w.keys
-    else:
-        xa = intops.xa_per_member(x, A, w.keys)
-        xa_rows = xp.arange(N, dtype=np.uint32)
-    return intops.int_epilogue(
-        out, acc, xa, xa_rows, w.B, w.keys, signs, bias, _shift_lr(w, k), shift_out,
-        activation == "relu",
-    )  # fmt: skip
+        return intops.linear(xs, W, out, None, None, w.keys, w.coef, 0, bias, shift_out, relu)
+    return intops.linear(
+        xs, W, out, w.A, w.B, w.keys, w.coef, _shift_lr(w, k), bias, shift_out, relu
+    )
 
 
 def embed(ids: Any, w: LeafNoise, per_member: bool, k: int) -> Any:

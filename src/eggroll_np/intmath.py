@@ -36,7 +36,7 @@ __all__ = [
     "tau",
 ]
 
-#: Fraction bits of an int8 value: q stands for q / 16.
+#: The fraction bits F of an int8 value (q stands for q / 16).
 F = 4
 #: Largest magnitude of an int8 leaf entry, noise value or activation (-128 is never produced).
 QMAX = 127
@@ -222,7 +222,7 @@ def contract_reference(a: np.ndarray, b: np.ndarray, c: Any) -> np.ndarray:
 
 
 def threshold(q: np.ndarray, Z: np.ndarray, tau_: int) -> np.ndarray:
-    """One step per entry where |Z| >= tau: clip(q + sign(Z) * [|Z| >= tau]) as int8."""
+    """One step per entry where abs(Z) >= tau: clip(q + sign(Z) * [abs(Z) >= tau]) as int8."""
     Z = _i64(Z)
     step = np.sign(Z) * (np.abs(Z) >= tau_)
     return clip8(_i64(q) + step.reshape(q.shape))
@@ -232,6 +232,6 @@ def tau(alpha: float, v: float, P: int) -> int:
     """The update threshold ceil(Phi^-1(1 - alpha/2) * v * sqrt(P)) in float64.
 
     Under pure noise Z of an entry is ~ Normal(0, v^2 P), so about a fraction alpha of the
-    entries has |Z| >= tau.
+    entries has abs(Z) >= tau.
     """
     return math.ceil(NormalDist().inv_cdf(1.0 - alpha / 2.0) * v * math.sqrt(P))

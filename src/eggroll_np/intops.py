@@ -28,7 +28,12 @@ __all__ = [
     "contract_numpy",
     "xa_per_member",
     "xa_numpy",
+    "linear",
+    "linear_numpy",
 ]
+
+#: The most terms K of one int8 GEMM (K * 128 * 128 < 2^31 keeps its int32 sums exact).
+MAX_DEPTH = 131071
 
 
 def exact_float(terms: int, bound: int) -> Any:
@@ -58,10 +63,12 @@ def gemm_numpy(x: Any, w: Any, out: Any) -> Any:
 
 
 def gemm(x: Any, w: Any) -> Any:
-    """x (M, K) int8 @ w (K, n) int8 -> int32 (M, n), exact (K <= 131072), on the table's row."""
+    """x (M, K) int8 @ w (K, n) int8 -> int32 (M, n), exact (K <= MAX_DEPTH), on the table's row."""
     xp = namespace_of(x)
-    if x.shape[1] > 131072:
-        raise ValueError(f"an int8 GEMM over {x.shape[1]} terms could overflow int32 (max 131072)")
+    if x.shape[1] > MAX_DEPTH:
+        raise ValueError(
+            f"an int8 GEMM over {x.shape[1]} terms could overflow int32 (max {MAX_DEPTH})"
+        )
     x = xp.ascontiguousarray(x)
     w = xp.ascontiguousarray(w)
     out = xp.empty((x.shape[0], w.shape[1]), dtype=np.int32)
@@ -69,7 +76,7 @@ def gemm(x: Any, w: Any) -> Any:
     return out
 
 
-#: Output values per chunk of the array-code epilogue: its float64 temporaries stay in cache.
+#: The output values per chunk of the array-code epilogue (its float64 temporaries stay in cache).
 _EPILOGUE_CHUNK = 1 << 16
 
 
@@ -82,7 +89,7 @@ def epilogue_numpy(
     >> shift_out) + bias[i]), then relu. Shapes as in `int_epilogue`.
 
     Computed in float64, which is exact here: every value is an integer below 2^53
-    (|xa| < 2^31, |right| <= 128, r < 2^14), a product by 2^-s is exact and floor(v 2^-s) is
+    (abs(xa) < 2^31, abs(right) <= 128, r < 2^14), a product by 2^-s is exact and floor(v 2^-s) is
     v >> s. Members go in chunks so that the temporaries stay in cache.
     """
     xp = namespace_of(out)
@@ -175,3 +182,70 @@ def xa_per_member(x: Any, a: Any, keys: Any) -> Any:
     xp = namespace_of(x)
     x, a, keys = xp.ascontiguousarray(x), xp.ascontiguousarray(a), xp.ascontiguousarray(keys)
     return dispatch.select("int_xa", [x, a])(x, a, keys)
+
+
+def linear_numpy(
+    x: Any, w: Any, out: Any, a: Any = None, b: Any = None, keys: Any = None, signs: Any = None,
+    lr_shift: int = 0, bias: Any = None, bias_noise: Any = None, bias_shift: int = 0,
+    out_shift: int = 0, relu: bool = False,
+) -> None:  # fmt: skip
+    """The "int_linear" array-code row: `int_gemm` rows, then `int_epilogue` (see `linear`)."""
+    xp = namespace_of(out)
+    N, B, n = out.shape
+    m = x.shape[2]
+    shared = x.shape[0] == 1
+    keys = xp.zeros(N, dtype=np.uint32) if keys is None else keys
+    signs = xp.ones(N, dtype=np.int8) if signs is None else signs
+    if w.ndim == 3:  # each member's own (full-rank) weights
+        acc = xp.stack([gemm(x[0 if shared else i], w[i]) for i in range(N)])
+    else:
+        acc = gemm(x.reshape(-1, m), w).reshape(x.shape[0], B, n)
+        acc = acc[0] if shared else acc
+    xa = xa_rows = None
+    if a is not None:
+        K, _, r = a.shape
+        if shared:  # x @ a_k of every key as ONE GEMM: (B, m) @ (m, K*r) -> (K, B, r)
+            xa = gemm(x[0], xp.ascontiguousarray(a.transpose(1, 0, 2).reshape(m, K * r)))
+            xa = xp.ascontiguousarray(xa.reshape(B, K, r).transpose(1, 0, 2))
+            xa_rows = keys
+        else:
+            xa = xa_per_member(x, a, keys)
+            xa_rows = xp.arange(N, dtype=np.uint32)
+    if bias is not None and bias_noise is not None:
+        t = signs.astype(np.int16)[:, None] * bias_noise[keys].astype(np.int16)
+        bias = xp.clip(bias.astype(np.int16) + xp.right_shift(t, bias_shift), -127, 127)
+        bias = bias.astype(np.int8)
+    elif bias is not None and bias.ndim == 1:
+        bias = xp.broadcast_to(bias, (N, n))
+    epilogue_numpy(out, acc, xa, xa_rows, b, keys, signs, bias, lr_shift, out_shift, relu)
+
+
+def linear(
+    x: Any, w: Any, out: Any, a: Any = None, b: Any = None, keys: Any = None, signs: Any = None,
+    lr_shift: int = 0, bias: Any = None, out_shift: int = 0, relu: bool = False,
+) -> Any:  # fmt: skip
+    """Every member's int8 layer in one call of the table's "int_linear" row.
+
+    out[i] = clip(floor((x_i @ W_i + floor(s_i (x_i @ a_k) @ b_k.T / 2^lr_shift))
+    / 2^out_shift) + bias_i), then relu, k = keys[i].
+
+    Args:
+        x: int8 (1, B, m) shared or (N, B, m) per member.
+        w: int8 (m, n), or (N, m, n) each member's own weights (full-rank leaves).
+        out: int8 (N, B, n), written.
+        a, b: int8 (K, m, r), (K, n, r) factors of the keys, or None (no low-rank term).
+        keys: uint32 (N,) each member's key; signs: int8 (N,) +1/-1.
+        lr_shift: F + k + h; out_shift: F + d.
+        bias: int8 (N, n) each member's bias, or None.
+        relu: clamp below at 0.
+
+    Returns:
+        out.
+    """
+    xp = namespace_of(out)
+    c = xp.ascontiguousarray
+    args = [None if v is None else c(v) for v in (x, w, a, b, keys, signs, bias)]
+    x, w, a, b, keys, signs, bias = args
+    fn = dispatch.select("int_linear", [out, x, w, a, b, bias])
+    fn(x, w, out, a, b, keys, signs, int(lr_shift), bias, None, 0, int(out_shift), bool(relu))
+    return out

@@ -3,7 +3,7 @@
 Per antithetic pair j (members 2j, 2j+1, noise key j) c_j = sign(f_2j - f_2j+1) (negated when
 minimising); Z = sum_j c_j E_j exactly (E_j = e_j, or a_j @ b_j.T as ONE integer contraction for a
 low-rank leaf); with P pairs of c_j != 0 and v the standard deviation of one entry of E_j (16, or
-256 sqrt(r)), tau = ceil(Phi^-1(1 - alpha/2) v sqrt(P)) and q_new = clip(q + sign(Z) [|Z| >= tau]).
+256 sqrt(r)), tau = ceil(Phi^-1(1 - alpha/2) v sqrt(P)) and q_new = clip(q + sign(Z) [abs(Z) >= tau]).
 Under pure noise about a fraction alpha of the entries moves. The int64 reference of each piece is
 in `intmath`; docs/noise-contract.md ("Integer leaves") states the rule.
 """
@@ -24,7 +24,7 @@ __all__ = ["pair_signs", "update_fraction", "entry_std", "step_leaf", "update"]
 
 
 def pair_signs(noise: GenerationNoise, fitness: np.ndarray, maximize: bool = True) -> np.ndarray:
-    """c_k of every unique noise key: sign(f_+ - f_-) of its antithetic pair, int8 (K,).
+    """c_k of every unique noise key: sign(f(plus) - f(minus)) of its antithetic pair, int8 (K,).
 
     Args:
         noise: the generation's noise for the whole population (antithetic).
@@ -55,7 +55,7 @@ def _tau(alpha: float, v: float, P: int) -> int:
 
 
 def step_leaf(q: Any, Z: Any, tau: int) -> Any:
-    """clip(q + sign(Z) [|Z| >= tau], -127, 127) as int8 of q's shape (Z any integer dtype,
+    """clip(q + sign(Z) [abs(Z) >= tau], -127, 127) as int8 of q's shape (Z any integer dtype,
     q's backend): `intmath.threshold` on NumPy or CuPy arrays."""
     xp = namespace_of(q)
     Z = Z.reshape(q.shape)

@@ -41,7 +41,7 @@ FLOAT_DTYPES = ("float32", "float64")
 """The float dtypes a parameter leaf may have."""
 
 LEAF_DTYPES = (*FLOAT_DTYPES, "int8")
-"""Every dtype a parameter leaf may have (int8: an integer leaf, docs/integer.md)."""
+"""Every dtype a parameter leaf may have (an int8 leaf is an integer leaf, docs/integer.md)."""
 
 
 def path_str(path: Path | str) -> str:

@@ -58,7 +58,7 @@ INT8_RECIPE: dict[str, Any] = {
     "float_generations": 1500,
 }
 
-#: Option keys charlm gains for --int8 (None: the recipe decides).
+#: The option keys charlm gains for --int8 (None means the recipe decides).
 INT8_OPTIONS: dict[str, Any] = {**INT8_DEFAULTS, "float_generations": None}
 
 
@@ -75,11 +75,11 @@ def add_arguments(p: Any) -> None:
 
 
 _Q = np.arange(-128, 128) / 16.0  # every int8 value as the real number it stands for
-#: Gate table: SIGMOID[u + 128] = round(128 sigmoid(u / 16)), int16 in [0, 128].
+#: The gate table, SIGMOID[u + 128] = round(128 sigmoid(u / 16)), int16 in [0, 128].
 SIGMOID = np.rint(128.0 / (1.0 + np.exp(-_Q))).astype(np.int16)
-#: Candidate table: TANH[v + 128] = round(127 tanh(v / 16)), int16 in [-127, 127].
+#: The candidate table, TANH[v + 128] = round(127 tanh(v / 16)), int16 in [-127, 127].
 TANH = np.rint(127.0 * np.tanh(_Q)).astype(np.int16)
-#: Loss table: EXP[q + 128] = exp(q / 16), float32.
+#: The loss table, EXP[q + 128] = exp(q / 16), float32.
 EXP = np.exp(_Q).astype(np.float32)
 
 
@@ -184,7 +184,7 @@ def population_int_logits(pop: Population, ids: np.ndarray) -> np.ndarray:
 
 
 def bits_per_byte(
-    params: Mapping[str, Any], text: np.ndarray, vocab: corpus.Vocabulary, chunk: int = 4096
+    params: Mapping[str, Any], text: np.ndarray, vocab: Any, chunk: int = 4096
 ) -> float:
     """Mean -log2 p(text[j] | text[:j]) (p: softmax of logits / 16), state carried."""
     tokens = vocab.to_token[np.asarray(text, np.uint8)]
@@ -199,7 +199,7 @@ def bits_per_byte(
 
 
 def sample(
-    params: Mapping[str, Any], prompt: np.ndarray, length: int, vocab: corpus.Vocabulary,
+    params: Mapping[str, Any], prompt: np.ndarray, length: int, vocab: Any,
     rng: np.random.Generator, temperature: float = 0.8,
 ) -> np.ndarray:  # fmt: skip
     """`length` bytes (uint8) drawn after `prompt`, one at a time (softmax of logits / 16)."""
