@@ -87,7 +87,7 @@ def test_int_scan_is_the_integer_minGRU_step(seed, T):
 def test_tables():
     s, t = int_charlm.SIGMOID, int_charlm.TANH
     assert s.min() >= 0 and s.max() <= 128 and np.all(np.diff(s) >= 0)
-    assert np.array_equal(t[1:], -t[1:][::-1]) and abs(int(t).max()) <= 127
+    assert np.array_equal(t[1:], -t[1:][::-1]) and int(np.abs(t).max()) <= 127
     logits = np.array([[0, 16, -16]], np.int8)
     want = np.log(np.exp([1.0]) / np.exp([0.0, 1.0, -1.0]).sum())
     np.testing.assert_allclose(int_charlm.log_prob_at(logits, np.array([1])), want, rtol=1e-6)
