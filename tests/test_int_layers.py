@@ -198,3 +198,17 @@ def test_contract_equals_reference(backend, K, m, n, r, seed):
     with dispatch.use(backend):
         Z = intops.contract(a, b, c)
     np.testing.assert_array_equal(Z, intmath.contract_reference(a, b, c))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_int8_normals_are_the_quantized_normals(backend):
+    keys = np.array([0, 3, 7, 2**32 - 1], np.uint32)
+    requests = [(0, 0, 5000), (3, 17, 999), (2**32 - 1, 2**34 - 10, 10)]
+    z = egg.noise.normals_many(5, 9, keys, requests)
+    with dispatch.use(backend):
+        q = egg.noise.normals_many(5, 9, keys, requests, dtype=np.int8)
+    for zj, qj in zip(z, q, strict=True):
+        assert qj.dtype == np.int8
+        np.testing.assert_array_equal(qj, intmath.quantize(zj))
+    with pytest.raises(ValueError, match="dtype must be float32 or int8"):
+        egg.noise.normals_many(5, 9, keys, requests, dtype=np.int16)

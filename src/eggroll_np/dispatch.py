@@ -66,7 +66,7 @@ OPERATIONS: dict[str, str] = {
     "normals": (
         "(seed, epoch, keys (K,) uint32 on outs' backend, leaves, offsets, outs) -> None: "
         "outs[j] (K, count_j) float32 gets values [offsets[j], +count_j) of the streams "
-        "(leaves[j], keys[k], epoch)"
+        "(leaves[j], keys[k], epoch); int8 outs get them quantized (intmath.quantize)"
     ),
     "gather_rows": "(table (T,) float32, starts [(K_j,) int64], outs [(K_j, c_j)]) -> None",
     "lowrank_correction": (
@@ -153,6 +153,8 @@ ROWS: dict[tuple[str, str, str], Row] = {
     ("normals", "core", _F32): Row("eggroll_np.noise:normals_core"),
     ("normals", "cuda", _F32): Row("eggroll_np._cuda_ops:normals"),
     ("normals", "numpy", _F32): Row("eggroll_np.noise:normals_reference"),
+    ("normals", "core", _I8): Row("eggroll_np.noise:normals_int8_core"),
+    ("normals", "numpy", _I8): Row("eggroll_np.noise:normals_int8", cupy=True),
     ("gather_rows", "core", _F32): Row("_core:gather_rows_many"),
     ("gather_rows", "numpy", _F32): Row("eggroll_np.noise_table:gather_reference"),
     ("lowrank_correction", "core", _F32): Row(

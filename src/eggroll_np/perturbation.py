@@ -38,7 +38,7 @@ def _as_leaf_dtype(z: Any, dtype: str) -> Any:
     """float32 normals in a leaf's dtype: cast for float leaves, `intmath.quantize`d (16 z
     rounded to even, clipped to [-127, 127]) for int8 leaves."""
     if dtype == "int8":
-        return _intmath.quantize(z)
+        return z if z.dtype == np.int8 else _intmath.quantize(z)
     return z.astype(dtype, copy=False)
 
 
@@ -90,11 +90,20 @@ class GenerationNoise:
         """The (leaf, offset, count) reads of `keys`' streams (`noise.normals_many`), or of their
         slices of the shared noise table when the run has one (noise_table.read_many)."""
         c = self.config
-        if self._extents is None:
-            return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp)
-        return _table.read_many(
-            c.seed, c.noise_table, self.epoch, keys, requests, self._extents, self.xp
-        )
+        if self._extents is not None:
+            return _table.read_many(
+                c.seed, c.noise_table, self.epoch, keys, requests, self._extents, self.xp
+            )
+        # int8 leaves read quantized normals (`noise.normals_many(dtype=np.int8)`): one pass
+        # that never holds their float32 values
+        is_int = [self.spec.dtypes[leaf] == "int8" for leaf, _, _ in requests]
+        parts = {}
+        for flag, dt in ((False, np.float32), (True, np.int8)):
+            picked = [r for r, f in zip(requests, is_int, strict=True) if f is flag]
+            if picked:
+                got = _noise.normals_many(c.seed, self.epoch, keys, picked, self.xp, dtype=dt)
+                parts[flag] = iter(got)
+        return [next(parts[f]) for f in is_int]
 
     def __repr__(self) -> str:
         return (
@@ -185,10 +194,7 @@ class GenerationNoise:
         """Full-rank unit noise of `keys` for a leaf: `(len(keys), *shape)` in leaf dtype."""
         shape = self.spec.shapes[leaf]
         size = math.prod(shape)
-        if self._extents is None:
-            E = _noise.normals_batch(self.config.seed, leaf, keys, self.epoch, size, 0, self.xp)
-        else:
-            (E,) = self._reads(np.asarray(keys), [(leaf, 0, size)])
+        (E,) = self._reads(np.asarray(keys), [(leaf, 0, size)])
         return _as_leaf_dtype(E, self.spec.dtypes[leaf]).reshape(len(keys), *shape)
 
     def full(self, leaf: int) -> Any:
