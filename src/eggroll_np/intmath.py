@@ -91,12 +91,12 @@ def perturb_full(q: np.ndarray, e: np.ndarray, keys: Any, signs: Any, k: int) ->
 
     Args:
         q: int8 leaf, shape S.
-        e: int8 (K, *S) quantized noise of the unique keys.
+        e: int8 `(K, *S)` quantized noise of the unique keys.
         keys: (N,) row of e of each member; signs: (N,) +1/-1.
         k: int_sigma_shift.
 
     Returns:
-        int8 (N, *S).
+        int8 `(N, *S)`.
     """
     s = _i64(signs).reshape(-1, *([1] * q.ndim))
     return clip8(_i64(q)[None] + shift_floor(s * _i64(e)[_i64(keys)], k))

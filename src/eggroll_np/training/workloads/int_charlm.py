@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: The --int8 recipe of charlm (its own defaults; options given still win).
-INT8_RECIPE: dict[str, Any] = {
+INT8_RECIPE = {
     "int8": True,
     "population": 256,
     "generations": 1500,
@@ -59,7 +59,7 @@ INT8_RECIPE: dict[str, Any] = {
 }
 
 #: The option keys charlm gains for --int8 (None means the recipe decides).
-INT8_OPTIONS: dict[str, Any] = {**INT8_DEFAULTS, "float_generations": None}
+INT8_OPTIONS = {**INT8_DEFAULTS, "float_generations": None}
 
 
 def add_arguments(p: Any) -> None:

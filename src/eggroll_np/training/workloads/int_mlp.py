@@ -36,7 +36,7 @@ __all__ = [
 
 #: The option keys that the --int8 variants add to a workload's defaults (None means the
 #: recipe decides).
-INT8_DEFAULTS: dict[str, Any] = {
+INT8_DEFAULTS = {
     "recipe": None,
     "int8": False,
     "int_sigma_shift": None,
@@ -46,7 +46,7 @@ INT8_DEFAULTS: dict[str, Any] = {
 #: The digits --int8 recipe, DESIGN.md's calibration (a plain int64 version reached 0.94 test
 #: accuracy in 300 generations): hidden 32, 128 pairs, 256-image batches, k = 2, alpha = 0.3
 #: decaying linearly to 0.
-INT8_RECIPE: dict[str, Any] = {
+INT8_RECIPE = {
     "int8": True,
     "population": 256,
     "generations": 300,
