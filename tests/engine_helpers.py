@@ -21,6 +21,7 @@ __all__ = [
     "FakeGpuArray",
     "patch_fake_cupy",
     "as_format_2",
+    "as_format_3",
 ]
 
 

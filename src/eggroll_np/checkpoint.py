@@ -1,10 +1,11 @@
 """`save` / `load`: params and ES state in one .npz (no pickle), for bit-identical resume.
 
-Layout (format 4): "param/<leaf index>" arrays (int8 leaves stored as int8, exactly), "opt/count" (int64) and "opt/<j>", the optimizer
-state's arrays in `optim.state_arrays` order (host copies, exact dtypes), and "meta", a JSON
-document (format version, config, generation, tree spec, info) stored as uint8 bytes so that the
-file loads with allow_pickle=False. Noise is never saved: it is a pure function of (seed, leaf,
-member, epoch), so a resumed run regenerates the same numbers.
+Layout (format 4): "param/<leaf index>" arrays (int8 leaves as int8, exactly), "opt/count"
+(int64) and "opt/<j>", the optimizer state's arrays in `optim.state_arrays` order (host copies,
+exact dtypes), and "meta", a JSON document (format version, config, generation, tree spec,
+info) stored as uint8 bytes so that the file loads with allow_pickle=False. Noise is never
+saved: it is a pure function of (seed, leaf, member, epoch), so a resumed run regenerates the
+same numbers.
 
 Older formats still load. Format 3 had no int8 leaves (its configs get the integer settings'
 defaults); format 2 named the state arrays "opt/<field>/<leaf index>" and kept the
@@ -28,6 +29,9 @@ from typing import Any
 import numpy as np
 
 from . import optim
+from ._checkpoint_formats import CONFIG_READERS as _CONFIG_READERS
+from ._checkpoint_formats import SCHEDULE_FIELDS as _V2_SCHEDULE
+from ._checkpoint_formats import legacy_opt_names as _legacy_opt_names
 from .backend import get_xp, to_numpy
 from .config import ESConfig, NoiseKind, make_config, optimized_leaves
 from .es import ESState, check_state
@@ -37,36 +41,6 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 
 #: Version of the .npz layout `save` writes; `load` also reads the older formats 1 to 3.
 FORMAT_VERSION = 4
-_V1_HYPERPARAMS = ("momentum", "b1", "b2", "eps")
-_V2_SCHEDULE = {"lr_schedule": "kind", "lr_final": "final", "lr_decay_steps": "steps"}
-
-
-def _config_v1(d: dict[str, Any]) -> dict[str, Any]:
-    """A format-1 config dict in format 3's layout: the chosen optimizer's hyperparameters only."""
-    d = dict(d)
-    flat = {k: d.pop(k) for k in _V1_HYPERPARAMS if k in d}
-    fields = optim.hyperparams(d["optimizer"]).__dataclass_fields__
-    d["hyperparams"] = {k: v for k, v in flat.items() if k in fields}
-    return _config_v2(d)
-
-
-def _config_v2(d: dict[str, Any]) -> dict[str, Any]:
-    """A format-2 config dict in format 4's layout: the schedule's three fields as one value
-    (saved before lr schedules existed: constant), the noise table (before it existed: None)."""
-    d = {"noise_table": None, **d}
-    d["schedule"] = {new: d.pop(old, None) for old, new in _V2_SCHEDULE.items()}
-    if d["schedule"]["kind"] is None:
-        d["schedule"]["kind"] = "constant"
-    return _config_v3(d)
-
-
-def _config_v3(d: dict[str, Any]) -> dict[str, Any]:
-    """A format-3 config dict in format 4's layout: the integer-leaf settings (int8 leaves did
-    not exist: their defaults)."""
-    return {"int_sigma_shift": 2, "int_update_fraction": 0.2, **d}
-
-
-_CONFIG_READERS = {1: _config_v1, 2: _config_v2, 3: _config_v3, 4: dict}
 
 
 def _check_target(path: str) -> None:
@@ -203,16 +177,23 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _json(name: str, text: str | bytes) -> Any:
+    """JSON of the entry `name`; _Bad when it is not UTF-8 JSON or nests too deeply."""
+    try:
+        return json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _Bad(f"'{name}' is not JSON: {_reason(exc)}") from None
+    except RecursionError:  # json's parser recurses once per nested array/object
+        raise _Bad(f"'{name}' JSON nests too deeply to be a checkpoint's") from None
+
+
 def _read_meta(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     raw = arrays.pop("meta", None)
     if raw is None:
         raise _Bad("is not an eggroll_np checkpoint (no 'meta')")
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise _Bad(f"'meta' must be 1-D uint8 (JSON bytes), got {raw.dtype} {raw.shape}")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _Bad(f"'meta' is not JSON: {_reason(exc)}") from None
+    meta = _json("meta", raw.tobytes())
     if not isinstance(meta, dict):
         raise _Bad(f"'meta' must be a JSON object, got {type(meta).__name__}")
     version = meta.get("format_version")
@@ -229,10 +210,7 @@ def _read_meta(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def _read_spec(text: Any) -> TreeSpec:
     """The TreeSpec of meta['spec'], checked: a structure that rebuilds exactly its paths."""
-    try:
-        d = json.loads(text) if isinstance(text, str) else None
-    except json.JSONDecodeError as exc:
-        raise _Bad(f"'spec' is not JSON: {_reason(exc)}") from None
+    d = _json("spec", text) if isinstance(text, str) else None
     if not isinstance(d, dict) or set(d) != _SPEC_KEYS:
         raise _Bad(f"'spec' must be a JSON object with keys {sorted(_SPEC_KEYS)}")
     paths, shapes, dtypes = d["paths"], d["shapes"], d["dtypes"]
@@ -257,6 +235,8 @@ def _read_spec(text: Any) -> TreeSpec:
         leaves, rebuilt_paths, structure = flatten(rebuilt)
     except (TypeError, ValueError, KeyError, IndexError, StopIteration, AttributeError) as exc:
         raise _Bad(f"'spec' structure is not a parameter tree: {_reason(exc)}") from None
+    except RecursionError:  # deeper than tree.flatten's limit, found while rebuilding it
+        raise _Bad("'spec' structure nests too deeply to be a parameter tree") from None
     if leaves != list(range(spec.num_leaves)) or tuple(rebuilt_paths) != spec.paths:
         raise _Bad("'spec' structure does not match its leaf paths")
     if structure != spec.structure:
@@ -291,7 +271,9 @@ def _read_config(d: Any, version: int, spec: TreeSpec) -> ESConfig:
         raise _Bad(f"'config' hyperparams must be a JSON object, got {d['hyperparams']!r}")
     schedule = d["schedule"]
     if not isinstance(schedule, dict) or set(schedule) != set(_V2_SCHEDULE.values()):
-        raise _Bad(f"'config' schedule must be a JSON object {{kind, final, steps}}, got {schedule!r}")
+        raise _Bad(
+            f"'config' schedule must be a JSON object {{kind, final, steps}}, got {schedule!r}"
+        )
     kwargs = {k: v for k, v in d.items() if k not in ("kinds", "hyperparams", "schedule")}
     kwargs.update(d["hyperparams"])
     kwargs.update({old: schedule[new] for old, new in _V2_SCHEDULE.items()})
@@ -313,12 +295,6 @@ def _check_array(name: str, arr: np.ndarray, shape: tuple, dtype: Any) -> None:
         )
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise _Bad(f"'{name}' has non-finite values")
-
-
-def _legacy_opt_names(template: optim.OptState) -> list[str]:
-    """Formats 1 and 2 named each state array "opt/<field>/<leaf index>" (fields in the
-    optimizer's order); this is their name for each array of `optim.state_arrays`."""
-    return [f"opt/{f}/{i}" for i, s in sorted(template.leaves.items()) for f in s._fields]
 
 
 def _read_state(

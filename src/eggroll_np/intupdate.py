@@ -17,10 +17,10 @@ import numpy as np
 
 from . import intmath, intops
 from .backend import namespace_of
-from .config import ESConfig, NoiseKind
+from .config import ESConfig, NoiseKind, integer_leaves
 from .perturbation import GenerationNoise
 
-__all__ = ["pair_signs", "update_fraction", "entry_std", "step_leaf", "update"]
+__all__ = ["pair_signs", "update_fraction", "entry_std", "step_leaf", "update", "update_tree"]
 
 
 def pair_signs(noise: GenerationNoise, fitness: np.ndarray, maximize: bool = True) -> np.ndarray:
@@ -107,3 +107,14 @@ def update(
         new[i] = step_leaf(q, Z, tau)
         moved += int((new[i] != q).sum())
     return new, moved
+
+
+def update_tree(
+    noise: GenerationNoise, fitness: np.ndarray, leaves: list[Any], count: int
+) -> tuple[dict[int, Any], int | None]:
+    """`update` of every non-frozen int8 leaf of a tree (`leaves` in canonical order):
+    (leaf index -> new int8 array, entries moved), or ({}, None) when the tree has none."""
+    ids = integer_leaves(noise.config, noise.spec)
+    if not ids:
+        return {}, None
+    return update(noise, fitness, {i: leaves[i] for i in ids}, count)
