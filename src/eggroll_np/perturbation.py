@@ -206,7 +206,10 @@ class GenerationNoise:
         """Full-rank unit noise of `keys` for a leaf: `(len(keys), *shape)` in leaf dtype."""
         shape = self.spec.shapes[leaf]
         size = math.prod(shape)
-        (E,) = self._reads(np.asarray(keys), [(leaf, 0, size)])
+        if self._extents is None and self.spec.dtypes[leaf] != "int8":
+            E = _noise.normals_batch(self.config.seed, leaf, keys, self.epoch, size, 0, self.xp)
+        else:  # the noise table's slice, or int8 leaves' quantized normals
+            (E,) = self._reads(np.asarray(keys), [(leaf, 0, size)])
         return _as_leaf_dtype(E, self.spec.dtypes[leaf]).reshape(len(keys), *shape)
 
     def full(self, leaf: int) -> Any:
