@@ -19,7 +19,8 @@ from ... import _checks
 from ...intlayers import dense
 from ...population import Population
 from .classification import accuracy_task
-from .common import Task, generation_rng, log_softmax, members_per_chunk
+from ...models.mlp import members_per_chunk
+from .common import Task, generation_rng, log_softmax
 
 __all__ = [
     "INT8_DEFAULTS",
