@@ -183,7 +183,7 @@ def test_corrupt_checkpoint_is_a_clear_error_without_leaking(tmp_path):
 
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
-    with pytest.raises(ValueError, match="bad.npz.*not a readable eggroll_np checkpoint"):
+    with pytest.raises(ValueError, match="bad.npz.*not readable as an eggroll_np checkpoint"):
         egg.load(bad)
 
 

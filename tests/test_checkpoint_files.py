@@ -108,13 +108,13 @@ def test_save_replaces_a_regular_file_in_place(tmp_path):
 def test_load_refuses_a_fifo_without_blocking(tmp_path):
     fifo = tmp_path / "ckpt.npz"
     os.mkfifo(fifo)
-    with pytest.raises(ValueError, match=r"ckpt\.npz' is a FIFO, not a checkpoint file"):
+    with pytest.raises(ValueError, match=r"ckpt\.npz' is a FIFO, not an eggroll_np checkpoint"):
         egg.load(fifo)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_load_refuses_a_device_without_reading_it():
-    with pytest.raises(ValueError, match="is a character device, not a checkpoint file"):
+    with pytest.raises(ValueError, match="is a character device, not an eggroll_np checkpoint"):
         egg.load("/dev/zero")
 
 

@@ -66,7 +66,8 @@ def init(params: Any, **kwargs: Any) -> ESState:
     lr_decay_steps updates, then hold lr_final; see `optim.learning_rate`),
     and the chosen optimizer's own hyperparameters: momentum=0.9 (momentum), b1=0.9, b2=0.999,
     eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
-    ValueError naming it.
+    ValueError naming it, and so is a leaf that is not frozen holding inf or NaN (a frozen leaf
+    may, e.g. a mask of -inf; checkpoints accept exactly the same).
 
     Example:
         >>> import numpy as np, eggroll_np as egg
@@ -75,10 +76,26 @@ def init(params: Any, **kwargs: Any) -> ESState:
         >>> state.generation
         0
     """
-    leaves, spec, _ = check_params(params)
+    leaves, spec, xp = check_params(params)
     config = make_config(spec, **kwargs)
     trained = {i: x for i, x in enumerate(leaves) if config.kinds[i] is not NoiseKind.FROZEN}
+    _check_finite(trained, spec, xp)
     return ESState(config, 0, optim.init(config.optimizer, trained), spec)
+
+
+def _check_finite(trained: dict[int, Any], spec: TreeSpec, xp: Any) -> None:
+    """ValueError naming the first trained leaf holding inf or NaN. A frozen leaf may (a mask of
+    -inf): it is never perturbed or updated, and `save`/`load` accept it there too."""
+    if not trained:
+        return
+    order = sorted(trained)
+    finite = to_numpy(xp.stack([xp.isfinite(trained[i]).all() for i in order]))
+    if not finite.all():
+        path = spec.path_strings[order[int(np.flatnonzero(~finite)[0])]]
+        raise ValueError(
+            f"params leaf '{path}' has non-finite values (inf or NaN); only a frozen leaf may "
+            f"hold them, e.g. a mask: init(..., lowrank={{'{path}': 'frozen'}})"
+        )
 
 
 def check_state(params: Any, state: Any) -> list[Any]:
