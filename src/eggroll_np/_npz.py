@@ -22,7 +22,7 @@ import numpy as np
 
 from ._files import file_kind
 
-__all__ = ["NpzError", "Header", "NpzReader", "ZIP_MAGIC", "MAX_RATIO"]
+__all__ = ["NpzError", "Header", "NpzReader", "named", "ZIP_MAGIC", "MAX_RATIO"]
 
 #: The first bytes of every ZIP archive `np.savez` writes.
 ZIP_MAGIC = b"PK\x03\x04"
@@ -47,7 +47,14 @@ _UNREADABLE = (
 
 
 class NpzError(ValueError):
-    """A problem with an .npz archive; the message says what, the caller adds whose file."""
+    """A problem with an .npz archive; the message says what, `named` adds whose file."""
+
+
+def named(who: str, exc: Exception) -> str:
+    """`who` (a quoted path, "--data 'x'") followed by the problem `exc` describes."""
+    text = str(exc)
+    verb = text.startswith(("is ", "has ", "lacks ", "holds ", "does "))
+    return f"{who}{' ' if verb else ': '}{text}"
 
 
 @dataclass(frozen=True)

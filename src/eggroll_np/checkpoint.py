@@ -24,7 +24,7 @@ import numpy as np
 
 from . import optim
 from ._files import clean_stale, write_atomically
-from ._npz import NpzError, NpzReader
+from ._npz import NpzError, NpzReader, named
 from .backend import get_xp, to_numpy
 from .config import ESConfig, NoiseKind, make_config
 from .es import ESState, check_state
@@ -341,11 +341,6 @@ def _read_checkpoint(path: str) -> tuple[dict[str, Any], TreeSpec, ESConfig, Npz
     return meta, spec, config, npz
 
 
-def _named(path: str, exc: Exception) -> ValueError:
-    sep = " " if str(exc).startswith(("is ", "has ", "lacks ", "holds ", "does ")) else ": "
-    return ValueError(f"{path!r}{sep}{exc}")
-
-
 def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
     """Read (params, state) written by `save`, checking every field.
 
@@ -378,7 +373,7 @@ def load(path: str | os.PathLike[str], xp: Any = None) -> tuple[Any, ESState]:
         with npz:
             leaves, opt = _read_state(npz, spec, config, meta["format_version"])
     except (_Bad, NpzError) as exc:
-        raise _named(path, exc) from None
+        raise ValueError(named(repr(path), exc)) from None
     opt_state = optim.state_from_arrays(opt, opt.count, map(xp.asarray, optim.state_arrays(opt)))
     state = ESState(config, meta["generation"], opt_state, spec, meta["info"])
     return spec.unflatten([xp.asarray(x) for x in leaves]), state
@@ -397,5 +392,5 @@ def load_run(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         meta, _, _, npz = _read_checkpoint(path)
         npz.close()
     except (_Bad, NpzError) as exc:
-        raise _named(path, exc) from None
+        raise ValueError(named(repr(path), exc)) from None
     return meta.get("run")
