@@ -157,6 +157,7 @@ def accuracy_task(
         monitor=monitor,
         baseline=baseline,
         es_options=dict(es_options or {}),
+        data=tuple(data),
     )
 
 

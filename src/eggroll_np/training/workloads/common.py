@@ -46,6 +46,9 @@ class Task:
         es_options: extra keyword arguments of `eggroll_np.init` (e.g. `lowrank=` marking conv
             kernels low-rank); part of the model, so a resumed run gets them from its checkpoint.
         sample: optional params -> text shown after the summary (e.g. generated text).
+        data: the arrays the run learns from and is evaluated on (read from files or a bundled
+            data set); their fingerprint is saved with every checkpoint, so that a resume on
+            other data is refused. Empty when the options alone make the data (simulations).
     """
 
     params: Any
@@ -56,6 +59,7 @@ class Task:
     baseline: Callable[[], dict[str, float]] | None = None
     es_options: Mapping[str, Any] = field(default_factory=dict)
     sample: Callable[[Any], str] | None = None
+    data: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
