@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_closed()
     except KeyboardInterrupt:
+        # The command is over (a training run has saved its checkpoint): one more Ctrl-C must
+        # not turn exit 130 into a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -19,7 +20,6 @@ __all__ = [
     "PLOT",
     "RUN_FILE",
     "SUMMARY",
-    "LOCK",
     "check_out",
     "locked",
     "read_metrics",
@@ -32,8 +32,8 @@ CHECKPOINT = "checkpoint.npz"
 PLOT = "learning_curve.png"
 RUN_FILE = "run.json"
 SUMMARY = "summary.json"
-#: The lock file a run holds (flock) while it trains into the folder; left in place after it.
-LOCK = ".eggroll-train.lock"
+# flock errors of file systems that do not lock directories: the run goes on unlocked.
+_NO_LOCKS = {errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}
 
 
 def check_out(out: str) -> None:
@@ -50,30 +50,30 @@ def check_out(out: str) -> None:
 
 @contextlib.contextmanager
 def locked(out: str) -> Iterator[None]:
-    """Hold the folder's lock (an exclusive flock on its LOCK file) for the block.
+    """Hold the folder's lock (an exclusive flock on the directory itself) for the block.
 
-    The kernel releases the lock when the process ends, however it ends, so a killed run never
-    leaves the folder locked; the file itself stays (removing it would race with a new run).
+    Nothing is written to take it, and the kernel releases it when the process ends, however
+    it ends, so a killed run never leaves the folder locked. A file system that cannot lock a
+    directory (some NFS mounts) gets no lock.
 
     Raises:
-        ValueError: another process holds the lock; the message names the folder and its pid.
+        ValueError: another run holds the lock; the message names the folder.
     """
     if fcntl is None:
         yield
         return
-    path = os.path.join(out, LOCK)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             raise ValueError(
-                f"--out {out!r} is in use by another eggroll-np train (pid {holder}); wait for "
-                "it to finish or choose another --out"
+                f"--out {out!r} is in use by another eggroll-np train; wait for it to finish or "
+                "choose another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                raise
         yield
     finally:
         os.close(fd)  # releases the lock
