@@ -70,8 +70,9 @@ def init(params: Any, **kwargs: Any) -> ESState:
     int_sigma_shift=2 and int_update_fraction=0.2 (int8 leaves: sigma = 2^-k with k in 0..15,
     and alpha in (0, 1), the fraction of entries a pure-noise update moves, scaled by the lr
     schedule; docs/integer.md), and the chosen optimizer's own hyperparameters: momentum=0.9
-    (momentum), b1=0.9, b2=0.999, eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
-    ValueError naming it.
+    (momentum), b1=0.9, b2=0.999, eps=1e-8 (adam). A hyperparameter of another optimizer (b1
+    with optimizer="sgd") is a ValueError naming it, and so is a leaf that is not frozen holding
+    inf or NaN (a frozen leaf may, e.g. a mask of -inf; checkpoints accept exactly the same).
 
     Example:
         >>> import numpy as np, eggroll_np as egg
@@ -82,14 +83,16 @@ def init(params: Any, **kwargs: Any) -> ESState:
     """
     leaves, spec, xp = check_params(params)
     config = make_config(spec, **kwargs)
-    trained = {i: leaves[i] for i in optimized_leaves(config, spec)}
-    bad = _first_non_finite(trained, xp)
-    if bad is not None:
+    non_frozen = {i: x for i, x in enumerate(leaves) if config.kinds[i] is not NoiseKind.FROZEN}
+    bad = _first_non_finite(non_frozen, xp)
+    if bad is not None:  # a frozen leaf may (a mask of -inf): save/load accept it there too
+        path = spec.path_strings[bad]
         raise ValueError(
-            f"params leaf '{spec.path_strings[bad]}' has non-finite values (NaN or inf), which "
-            "every update would spread; fix the params, or freeze the leaf (lowrank={"
-            f"'{spec.path_strings[bad]}': 'frozen'}})"
+            f"params leaf '{path}' has non-finite values (inf or NaN), which every update would "
+            f"spread; only a frozen leaf may hold them, e.g. a mask: init(..., lowrank={{'{path}': "
+            "'frozen'})"
         )
+    trained = {i: leaves[i] for i in optimized_leaves(config, spec)}
     return ESState(config, 0, optim.init(config.optimizer, trained), spec)
 
 
