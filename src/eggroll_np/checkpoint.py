@@ -288,12 +288,15 @@ def _read_state(
     if count < 0:
         raise _Bad("'opt/count' must be >= 0")
     arrays = {}
-    for name in expected:
-        arrays[name] = npz.read(name)
-        if name in must_be_finite and not np.isfinite(arrays[name]).all():
+    for name, i in expected.items():
+        arrays[name] = a = npz.read(name)
+        if name in must_be_finite and not np.isfinite(a).all():
             raise _Bad(f"'{name}' has non-finite values")
-        if arrays[name].dtype == np.int8 and arrays[name].size and int(arrays[name].min()) < -127:
-            raise _Bad(f"'{name}' (an int8 leaf) holds -128; integer leaves lie in [-127, 127]")
+        if a.dtype == np.int8 and a.size and int(a.min()) < -127:
+            raise _Bad(
+                f"'{name}' (int8 leaf '{spec.path_strings[i]}') holds -128; integer leaves lie "
+                "in [-127, 127]"
+            )
     leaves = [arrays[f"param/{i}"] for i in range(spec.num_leaves)]
     state = optim.state_from_arrays(template, count, [arrays[name] for name in names])
     try:
