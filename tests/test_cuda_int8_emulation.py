@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 
 from .test_core_int8 import contract_reference, i8, linear_reference
-from .test_cuda_emulation import _SANITIZE, _compiler, _cuda_include
+
+try:  # the suite runs as a package (tests/__init__.py) or from its directory
+    from . import emulator as emu
+except ImportError:
+    import emulator as emu  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "csrc" / "cuda" / "emulation" / "int8_emulation.cpp"
@@ -24,9 +28,9 @@ SOURCE = ROOT / "csrc" / "cuda" / "emulation" / "int8_emulation.cpp"
 def _skip_reason() -> str | None:
     if not SOURCE.is_file():
         return f"{SOURCE} is not here (tests run outside a source checkout)"
-    if _compiler() is None:
+    if emu.compiler() is None:
         return "no host C++ compiler (c++/g++, or $CXX) to build the CUDA emulator"
-    if _cuda_include() is None:
+    if emu.cuda_include() is None:
         return "no CUDA headers (cuda_runtime.h) found via $CUDA_HOME, nvcc or /usr/local/cuda"
     return None
 
@@ -38,7 +42,7 @@ pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_rea
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exe = tmp_path_factory.mktemp("int8emu") / "int8_emulation"
     cmd = [
-        _compiler(),
+        emu.compiler(),
         "-std=c++20",
         "-O1",
         "-Wall",
@@ -46,13 +50,13 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "-Wno-attributes",
         "-Wno-unknown-pragmas",
         f"-I{ROOT / 'csrc'}",
-        f"-I{_cuda_include()}",
+        f"-I{emu.cuda_include()}",
         str(SOURCE),
         "-o",
         str(exe),
         "-lpthread",
     ]
-    done = subprocess.run(cmd + _SANITIZE, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd + emu._SANITIZE, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:  # no sanitizer runtime here: the plain build still checks values
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
