@@ -21,13 +21,13 @@ TOOLS = ("benchmarks", "training", "models", "distributed", "gpu", "cli", "gpu_c
 #: modules of EARLIER layers, at the top or inside a function. A new engine module is placed here.
 ENGINE_LAYERS: list[list[str]] = [
     ["_blas_env", "backend", "_ext", "_reference"],
-    ["_checks", "tree", "dispatch"],
+    ["_checks", "tree", "dispatch", "_array_cache", "intmath"],
     ["schedule", "shaping", "_optimizers", "lowrank", "noise", "_cuda_ops", "_cuda_layers",
-     "tuning", "sysinfo"],
+     "tuning", "sysinfo", "intops"],
     ["noise_table", "optim", "epilogue"],
     ["config", "layers", "_checkpoint_formats"],
-    ["perturbation", "conv"],
-    ["gradient", "population"],
+    ["perturbation", "conv", "intlayers"],
+    ["gradient", "population", "intupdate"],
     ["evaluate"],
     ["es"],
     ["checkpoint"],

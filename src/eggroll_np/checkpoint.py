@@ -1,12 +1,14 @@
 """`save` / `load`: params and ES state in one .npz (no pickle), for bit-identical resume.
 
-Layout (format 3): "param/<leaf index>" arrays, "opt/count" (int64) and "opt/<j>", the optimizer
-state's arrays in `optim.state_arrays` order (host copies, exact dtypes), and "meta", a JSON
-document (format version, config, generation, tree spec, info) stored as uint8 bytes so that the
-file loads with allow_pickle=False. Noise is never saved: it is a pure function of (seed, leaf,
-member, epoch), so a resumed run regenerates the same numbers.
+Layout (format 4): "param/<leaf index>" arrays (int8 leaves as int8, exactly), "opt/count"
+(int64) and "opt/<j>", the optimizer state's arrays in `optim.state_arrays` order (host copies,
+exact dtypes), and "meta", a JSON document (format version, config, generation, tree spec,
+info) stored as uint8 bytes so that the file loads with allow_pickle=False. Noise is never
+saved: it is a pure function of (seed, leaf, member, epoch), so a resumed run regenerates the
+same numbers.
 
-Older formats still load. Format 2 named the state arrays "opt/<field>/<leaf index>" and kept the
+Older formats still load. Format 3 had no int8 leaves (its configs get the integer settings'
+defaults); format 2 named the state arrays "opt/<field>/<leaf index>" and kept the
 lr schedule as three config fields (lr_schedule, lr_final, lr_decay_steps; absent before
 schedules: constant); format 1 (0.1.0) also stored momentum, b1, b2 and eps flat in the config,
 whatever the optimizer.
@@ -31,14 +33,14 @@ from ._checkpoint_formats import CONFIG_READERS as _CONFIG_READERS
 from ._checkpoint_formats import SCHEDULE_FIELDS as _V2_SCHEDULE
 from ._checkpoint_formats import legacy_opt_names as _legacy_opt_names
 from .backend import get_xp, to_numpy
-from .config import ESConfig, NoiseKind, make_config
+from .config import ESConfig, NoiseKind, make_config, optimized_leaves
 from .es import ESState, check_state
-from .tree import FLOAT_DTYPES, TreeSpec, flatten
+from .tree import LEAF_DTYPES, TreeSpec, flatten
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
-#: Version of the .npz layout `save` writes; `load` also reads the older formats 1 and 2.
-FORMAT_VERSION = 3
+#: Version of the .npz layout `save` writes; `load` also reads the older formats 1 to 3.
+FORMAT_VERSION = 4
 
 
 def _check_target(path: str) -> None:
@@ -225,8 +227,8 @@ def _read_spec(text: Any) -> TreeSpec:
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
         ):
             raise _Bad(f"'spec' shape of leaf {i} must be a list of sizes >= 0, got {shape!r}")
-        if dt not in FLOAT_DTYPES:
-            raise _Bad(f"'spec' dtype of leaf {i} must be float32 or float64, got {dt!r}")
+        if dt not in LEAF_DTYPES:
+            raise _Bad(f"'spec' dtype of leaf {i} must be one of {list(LEAF_DTYPES)}, got {dt!r}")
     try:
         spec = TreeSpec.from_json(text)
         rebuilt = spec.unflatten(list(range(spec.num_leaves)))
@@ -305,8 +307,10 @@ def _read_state(
         if name not in arrays:
             raise _Bad(f"lacks '{name}' (leaf '{spec.path_strings[i]}')")
         _check_array(name, arrays[name], shape, dt)
+        if dt == "int8" and arrays[name].size and int(arrays[name].min()) < -127:
+            raise _Bad(f"'{name}' (int8 leaf '{spec.path_strings[i]}') holds -128")
         leaves.append(arrays[name])
-    updated = [i for i, k in enumerate(config.kinds) if k is not NoiseKind.FROZEN]
+    updated = optimized_leaves(config, spec)
     template = optim.init(config.optimizer, {i: np.zeros(0, spec.dtypes[i]) for i in updated})
     names = (
         [f"opt/{j}" for j in range(len(optim.state_arrays(template)))]

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, evaluate, gradient, optim, shaping
+from . import _array_cache, _checks, evaluate, gradient, intupdate, optim, shaping
 from .backend import namespace_of, to_numpy
-from .config import ESConfig, NoiseKind, make_config
+from .config import ESConfig, NoiseKind, make_config, optimized_leaves
 from .noise import epoch_of
 from .perturbation import GenerationNoise
 from .population import Population
@@ -67,8 +67,10 @@ def init(params: Any, **kwargs: Any) -> ESState:
     from T normals generated once from the seed, docs/noise-contract.md),
     lr_schedule="constant" ("linear" or "cosine": decay from lr to lr_final=0.0 over
     lr_decay_steps updates, then hold lr_final; see `optim.learning_rate`),
-    and the chosen optimizer's own hyperparameters: momentum=0.9 (momentum), b1=0.9, b2=0.999,
-    eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
+    int_sigma_shift=2 and int_update_fraction=0.2 (int8 leaves: sigma = 2^-k with k in 0..15,
+    and alpha in (0, 1), the fraction of entries a pure-noise update moves, scaled by the lr
+    schedule; docs/integer.md), and the chosen optimizer's own hyperparameters: momentum=0.9
+    (momentum), b1=0.9, b2=0.999, eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
     ValueError naming it.
 
     Example:
@@ -80,7 +82,7 @@ def init(params: Any, **kwargs: Any) -> ESState:
     """
     leaves, spec, xp = check_params(params)
     config = make_config(spec, **kwargs)
-    trained = {i: x for i, x in enumerate(leaves) if config.kinds[i] is not NoiseKind.FROZEN}
+    trained = {i: leaves[i] for i in optimized_leaves(config, spec)}
     bad = _first_non_finite(trained, xp)
     if bad is not None:
         raise ValueError(
@@ -122,7 +124,7 @@ def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec]:
     if diff is not None:
         raise ValueError(f"params do not match the state: {diff}")
     # another shape or dtype of a leaf's optimizer state would change the leaf's dtype
-    updated = [i for i, k in enumerate(state.config.kinds) if k is not NoiseKind.FROZEN]
+    updated = optimized_leaves(state.config, state.spec)
     optim.check_state(state.opt_state, state.config.optimizer, leaves, updated, xp)
     return leaves, spec
 
@@ -156,7 +158,7 @@ def _check_fields(state: ESState) -> None:
     if not isinstance(state.info, dict):
         raise TypeError(f"state.info must be a dict, got {type(state.info).__name__}")
     opt = state.opt_state
-    updated = {i for i, k in enumerate(config.kinds) if k is not NoiseKind.FROZEN}
+    updated = set(optimized_leaves(config, spec))
     if isinstance(opt, optim.OptState) and isinstance(opt.leaves, dict):
         missing = sorted(updated - set(opt.leaves))
         if missing:
@@ -181,6 +183,7 @@ def _noise_for(leaves: list[Any], state: ESState, noise: GenerationNoise | None)
     return GenerationNoise(state.spec, state.config, epoch, xp)
 
 
+@_array_cache.scoped
 def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Population:
     """The Population of generation `state.generation` around `params`.
 
@@ -203,7 +206,9 @@ _MAX_NORMAL = math.sqrt(-2.0 * math.log(2.0**-24))
 def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
     """ValueError if the shaped fitness could overflow the update (only possible unshaped)."""
     kinds = [
-        (k, d) for k, d in zip(config.kinds, spec.dtypes, strict=True) if k is not NoiseKind.FROZEN
+        (k, d)
+        for k, d in zip(config.kinds, spec.dtypes, strict=True)
+        if k is not NoiseKind.FROZEN and d != "int8"  # int8 leaves move by one step at most
     ]
     if not kinds:
         return
@@ -228,6 +233,7 @@ def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None
         )
 
 
+@_array_cache.scoped
 def tell(
     params: Any, fitness: Any, state: ESState, population: Population | None = None
 ) -> tuple[Any, ESState]:
@@ -243,7 +249,8 @@ def tell(
 
     Returns:
         (new_params, new_state): new arrays (the inputs are untouched) and the next state, whose
-        `info` describes this generation.
+        `info` describes this generation (update_norm covers the float leaves; with int8
+        leaves, int_moved counts their entries that moved one step).
     """
     leaves, spec = _checked(params, state)
     noise = _told_noise(leaves, state, population)
@@ -261,8 +268,10 @@ def tell(
             grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
         )
     update_norm = _checked_update_norm(updated, norms, state, leaves)
+    # int8 leaves: the integer rule, from the raw fitness (`intupdate.update_tree`)
+    int_new, moved = intupdate.update_tree(noise, f, leaves, state.opt_state.count + 1)
     new_leaves = list(leaves)
-    for i, theta in updated.items():
+    for i, theta in {**updated, **int_new}.items():
         new_leaves[i] = theta
     # mean and std of f / max|f|, scaled back: no overflow for fitness near the float64 limit
     scale = float(np.abs(f).max()) or 1.0
@@ -273,6 +282,7 @@ def tell(
         "fitness_min": float(f.min()),
         "fitness_std": float((f / scale).std()) * scale,
         "update_norm": update_norm,
+        **({} if moved is None else {"int_moved": moved}),
     }
     new_state = ESState(config, state.generation + 1, opt_state, state.spec, info)
     return spec.unflatten(new_leaves), new_state  # the params' own containers (namedtuples)
@@ -319,7 +329,8 @@ def _checked_update_norm(
         causes = f"sigma={config.sigma:g} and lr={config.lr:g}"
         fixes = "use a larger sigma or a smaller lr"
         eps = getattr(config.hyperparams, "eps", None)
-        tiny = max(float(np.finfo(state.spec.dtypes[i]).tiny) for i in new_leaves)
+        floats = [d for d in (np.dtype(state.spec.dtypes[i]) for i in new_leaves) if d.kind == "f"]
+        tiny = max((float(np.finfo(d).tiny) for d in floats), default=0.0)
         if eps is not None and eps < tiny:  # subnormal: mu / eps overflows where nu underflows
             causes = f"sigma={config.sigma:g}, lr={config.lr:g} and eps={eps:g}"
             fixes = f"use eps >= {tiny:.3g} (default 1e-8), a larger sigma or a smaller lr"
@@ -342,6 +353,7 @@ def _checked_update_norm(
     return math.sqrt(sq)
 
 
+@_array_cache.scoped
 def step(
     params: Any,
     fitness_fn: Callable[[Any], Any],
@@ -352,7 +364,7 @@ def step(
     """One generation: ask, evaluate, tell (the noise is generated once, for both).
 
     Args:
-        params: tree of float32/float64 arrays.
+        params: tree of float32/float64/int8 arrays.
         fitness_fn: black-box (default): member params tree -> float, called once per member,
             members built one at a time. batched=True: Population -> (N,) fitness array.
         state: from `init` or a previous step; None starts a run with `init(params)` defaults,
