@@ -257,64 +257,37 @@ def int8_xa(x: Any, a: Any, keys: Any) -> Any:
     return xa
 
 
-def _contract_args(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any, int, int, int, int]:
+def _contract(a: Any, b: Any, c: Any, q: Any = None, tau: int = 0) -> Any:
+    """z = sum_k c[k] a[k] @ b[k].T (q None), else the new leaf from q and the threshold tau."""
+    cuda = dispatch.require_cuda()
     a, b, c = (_arr(k, v, np.int8, (d,)) for k, v, d in (("a", a, 3), ("b", b, 3), ("c", c, 1)))
     K, m, r = a.shape
     n = b.shape[1]
     if b.shape[0] != K or b.shape[2] != r or c.shape != (K,):
         raise ValueError(f"a {a.shape}, b {b.shape} and c {c.shape} must agree on K and r")
     _check_depth(K * r, "K * r")
-    return a, b, c, K, m, n, r
+    q = _arr("q", q, np.int8, (2,))
+    if q is not None and q.shape != (m, n):
+        raise ValueError(f"q must have shape ({m}, {n}), got {q.shape}")
+    out = cupy.empty((m, n), np.int32 if q is None else np.int8)
+    work_a = _work(cuda.int8_packed_rows(m, K * r))
+    work_b = _work(cuda.int8_packed_cols(n, K * r))
+    z, q_out = (out, None) if q is None else (None, out)
+    with cupy.cuda.Device(a.device.id):
+        cuda.int8_contract(
+            _ptr(a), _ptr(b), _ptr(c), K, m, n, r, _ptr(z), _ptr(q), int(tau), _ptr(q_out),
+            _ptr(work_a), _ptr(work_b), current_stream_ptr(),
+        )  # fmt: skip
+    return out
 
 
 def int8_contract(a: Any, b: Any, c: Any) -> Any:
     """z int32 (m, n) = sum_k c[k] a[k] @ b[k].T (see `_core.int8_contract`; a != -128)."""
-    cuda = dispatch.require_cuda()
-    a, b, c, K, m, n, r = _contract_args(a, b, c)
-    z = cupy.empty((m, n), np.int32)
-    with cupy.cuda.Device(a.device.id):
-        cuda.int8_contract(
-            _ptr(a),
-            _ptr(b),
-            _ptr(c),
-            K,
-            m,
-            n,
-            r,
-            _ptr(z),
-            0,
-            0,
-            0,
-            _ptr(_work(cuda.int8_packed_rows(m, K * r))),
-            _ptr(_work(cuda.int8_packed_cols(n, K * r))),
-            current_stream_ptr(),
-        )
-    return z
+    return _contract(a, b, c)
 
 
 def int8_update(q: Any, a: Any, b: Any, c: Any, tau: int) -> Any:
     """The new int8 (m, n) clip(q + sign(z) * (|z| >= tau)) (see `_core.int8_update`)."""
-    cuda = dispatch.require_cuda()
-    a, b, c, K, m, n, r = _contract_args(a, b, c)
-    q = _arr("q", q, np.int8, (2,))
-    if q.shape != (m, n):
-        raise ValueError(f"q must have shape ({m}, {n}), got {q.shape}")
-    out = cupy.empty((m, n), np.int8)
-    with cupy.cuda.Device(a.device.id):
-        cuda.int8_contract(
-            _ptr(a),
-            _ptr(b),
-            _ptr(c),
-            K,
-            m,
-            n,
-            r,
-            0,
-            _ptr(q),
-            int(tau),
-            _ptr(out),
-            _ptr(_work(cuda.int8_packed_rows(m, K * r))),
-            _ptr(_work(cuda.int8_packed_cols(n, K * r))),
-            current_stream_ptr(),
-        )
-    return out
+    if q is None:
+        raise TypeError("q must be a 2-D int8 cupy.ndarray")
+    return _contract(a, b, c, q, tau)
