@@ -144,16 +144,27 @@ def _train(
     w = get(name)
     checkpoint_every = _checks.integer("--checkpoint-every", checkpoint_every, 1)
     out = out or os.path.join("runs", name)
-    created = not os.path.exists(out)
+    created = _missing_dirs(out)
     check_out(out)
     try:
         return _locked_train(name, w, out, resume, overrides, progress, checkpoint_every,
                              workers, ray_address)
     except BaseException:
-        if created:  # a refused (or failed) run that wrote nothing leaves no folder behind
-            with contextlib.suppress(OSError):
-                os.rmdir(out)
+        # A refused (or failed) run that wrote nothing leaves no folder behind: the directories
+        # check_out created are removed, innermost first, while they are empty.
+        with contextlib.suppress(OSError):
+            for d in created:
+                os.rmdir(d)
         raise
+
+
+def _missing_dirs(out: str) -> list[str]:
+    """The directories of `out` that do not exist yet, innermost first."""
+    missing, d = [], os.path.abspath(out)
+    while not os.path.exists(d) and d != os.path.dirname(d):
+        missing.append(d)
+        d = os.path.dirname(d)
+    return missing
 
 
 def _locked_train(
