@@ -14,7 +14,7 @@ from typing import Any
 from .. import _checks, checkpoint, es
 from . import resume as resuming
 from .interrupts import Interrupts
-from .options import ES_KEYS, SCHEDULE_DEFAULTS, es_options, resolve_config
+from .options import es_options, resolve_config
 from .progress import progress as progress_display
 from .run_folder import (
     CHECKPOINT,
@@ -30,8 +30,6 @@ from .run_folder import (
 from .workloads import Task, Workload, get
 
 __all__ = [
-    "ES_KEYS",
-    "SCHEDULE_DEFAULTS",
     "es_options",
     "resolve_config",
     "run",
