@@ -20,7 +20,7 @@ TOOLS = ("benchmarks", "training", "models", "distributed", "gpu", "cli", "gpu_c
 #: The engine's import layers (docs/architecture.md, "Import order"): a module imports only
 #: modules of EARLIER layers, at the top or inside a function. A new engine module is placed here.
 ENGINE_LAYERS: list[list[str]] = [
-    ["_blas_env", "backend", "_ext", "_reference"],
+    ["_startup", "_blas_env", "backend", "_ext", "_reference"],
     ["_checks", "tree", "dispatch"],
     ["schedule", "shaping", "_optimizers", "lowrank", "noise", "_cuda_ops", "_cuda_layers",
      "tuning", "sysinfo"],
