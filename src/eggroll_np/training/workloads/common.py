@@ -137,8 +137,9 @@ def mlp_forward(params: Mapping[str, Any], x: np.ndarray, activation: str) -> np
 def members_per_chunk(rows: int, width: int, itemsize: int = 4) -> int:
     """Members per `Population.chunks` chunk for a forward over a shared batch of `rows` rows
     whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES
-    (`eggroll_np.evaluate`, where step's chunk="auto" uses the same budget)."""
-    return evaluate.members_per_chunk(rows * width * itemsize)
+    (measured on the 2-core Intel machines; step's chunk="auto" sizes its chunks from the
+    last-level cache instead, `eggroll_np.evaluate.chunk_budget`)."""
+    return evaluate.members_per_chunk(rows * width * itemsize, evaluate.CHUNK_BYTES)
 
 
 def mlp_population_forward(pop: Population, x: np.ndarray, activation: str) -> np.ndarray:
