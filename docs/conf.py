@@ -41,6 +41,9 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Any|Callable|Mapping|Sequence|Iterable|Iterator|ModuleType|PathLike|Path)"),
     (r"py:.*", r"(ray|torch|concurrent\.futures)(\..*)?"),
     (r"py:class", r"(optional|array-like|array|callable|ndarray)"),
+    # Sphinx splits `Callable[[Any], dict[str, float]]` (training.workloads.Workload) at its comma
+    # and looks up the fragment "dict[str" as a class.
+    (r"py:class", r"dict\[str"),
 ]
 
 # MyST: ```{directive}``` fences, ::: colon fences, definition lists, headings as link targets.
@@ -102,16 +105,25 @@ api_modules = [
     "eggroll_np.layers",
     "eggroll_np.conv",
     "eggroll_np.epilogue",
+    "eggroll_np.models.mlp",
     "eggroll_np.models.simple_cnn",
     "eggroll_np.shaping",
     "eggroll_np.gradient",
     "eggroll_np.optim",
+    "eggroll_np.schedule",
     "eggroll_np.checkpoint",
     "eggroll_np.distributed",
     "eggroll_np.distributed.replica",
     "eggroll_np.backend",
     "eggroll_np.lowrank",
+    "eggroll_np.intmath",
+    "eggroll_np.intops",
+    "eggroll_np.intlayers",
+    "eggroll_np.intupdate",
     "eggroll_np.training.workloads",
+    "eggroll_np.training.workloads.int_mlp",
+    "eggroll_np.training.workloads.int_charlm",
+    "eggroll_np.benchmarks.int_bench",
     "eggroll_np.benchmarks.reference",
     "eggroll_np.benchmarks.bench",
     "eggroll_np.cli.main",

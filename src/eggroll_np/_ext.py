@@ -1,8 +1,9 @@
 """Loads the compiled extensions: _core (always built) and _cuda (built when nvcc was found).
 
-The C++ core picks the best SIMD level this processor supports (AVX-512, AVX2, baseline); the
-environment variable EGGROLL_SIMD=baseline|avx2|avx512 forces one. Every level gives the same
-bits, so forcing one is for testing and for ruling the kernels out when debugging.
+The C++ core picks the best SIMD level this processor supports (AVX-512 with VNNI, AVX-512,
+AVX2, baseline); the environment variable EGGROLL_SIMD=baseline|avx2|avx512|avx512vnni forces
+one. Every level gives the same bits, so forcing one is for testing and for ruling the kernels
+out when debugging.
 
 Importing never raises: EGGROLL_SIMD and EGGROLL_NUM_THREADS are applied when `core` is first
 read (module __getattr__), and a bad value is a ValueError naming the variable there, at every
@@ -12,10 +13,7 @@ read until it is fixed.
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
 import os
-import sys
-from pathlib import Path
 from types import ModuleType
 
 __all__ = [
@@ -24,7 +22,6 @@ __all__ = [
     "cuda_device_count",
     "core_error",
     "cuda_error",
-    "shadowed_build",
     "SIMD_ENV",
     "SIMD_LEVELS",
     "simd_forced",
@@ -32,7 +29,7 @@ __all__ = [
 
 SIMD_ENV = "EGGROLL_SIMD"
 """Environment variable that forces the C++ core's SIMD level (applied at first use)."""
-SIMD_LEVELS = ("baseline", "avx2", "avx512")
+SIMD_LEVELS = ("baseline", "avx2", "avx512", "avx512vnni")
 """The levels EGGROLL_SIMD may name."""
 
 core_error: str | None = None
@@ -88,41 +85,6 @@ def __getattr__(name: str) -> object:
         globals().update(core=_core, simd_forced=forced)
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _compiled(package_dir: Path, name: str) -> list[Path]:
-    return [
-        p
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES
-        if (p := package_dir / f"{name}{suffix}").is_file()
-    ]
-
-
-def shadowed_build() -> str | None:
-    """Why the compiled modules are missing when another eggroll_np on sys.path has them.
-
-    `python -m pytest` or `python -m eggroll_np.benchmarks.gpu_bench` run from the repository root put the
-    source tree (which holds no compiled modules) first on sys.path, ahead of the installed
-    build. Returns a message saying so and what to run instead, or None when this is not the
-    case (the modules loaded, or no other copy has them).
-    """
-    if _core is not None and cuda is not None:
-        return None
-    here = Path(__file__).resolve().parent
-    missing = [n for n, mod in (("_core", _core), ("_cuda", cuda)) if mod is None]
-    for entry in sys.path:
-        other = (Path(entry or ".") / "eggroll_np").resolve()
-        if other == here or not other.is_dir():
-            continue
-        found = [n for n in missing if _compiled(other, n)]
-        if found and not any(_compiled(here, n) for n in found):
-            return (
-                f"the source tree {here} shadows the installed build {other} (which has "
-                f"{', '.join(found)}): Python put the current directory first on sys.path. Run "
-                "`pytest` (not `python -m pytest`), `python -P -m ...`, or run from another "
-                "directory"
-            )
-    return None
 
 
 def cuda_device_count() -> int:

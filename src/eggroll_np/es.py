@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _array_cache, _checks, evaluate, gradient, optim, shaping
-from .backend import namespace_of, to_numpy
-from .config import ESConfig, NoiseKind, make_config
+from . import _array_cache, _checks, _update_checks, evaluate, gradient, intupdate, optim, shaping
+from .backend import namespace_of
+from .config import ESConfig, NoiseKind, make_config, optimized_leaves
 from .noise import epoch_of
 from .perturbation import GenerationNoise
 from .population import Population
@@ -67,9 +67,12 @@ def init(params: Any, **kwargs: Any) -> ESState:
     from T normals generated once from the seed, docs/noise-contract.md),
     lr_schedule="constant" ("linear" or "cosine": decay from lr to lr_final=0.0 over
     lr_decay_steps updates, then hold lr_final; see `optim.learning_rate`),
-    and the chosen optimizer's own hyperparameters: momentum=0.9 (momentum), b1=0.9, b2=0.999,
-    eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
-    ValueError naming it.
+    int_sigma_shift=2 and int_update_fraction=0.2 (int8 leaves: sigma = 2^-k with k in 0..15,
+    and alpha in (0, 1), the fraction of entries a pure-noise update moves, scaled by the lr
+    schedule; docs/integer.md), and the chosen optimizer's own hyperparameters: momentum=0.9
+    (momentum), b1=0.9, b2=0.999, eps=1e-8 (adam). A hyperparameter of another optimizer (b1
+    with optimizer="sgd") is a ValueError naming it, and so is a leaf that is not frozen holding
+    inf or NaN (a frozen leaf may, e.g. a mask of -inf; checkpoints accept exactly the same).
 
     Example:
         >>> import numpy as np, eggroll_np as egg
@@ -78,26 +81,86 @@ def init(params: Any, **kwargs: Any) -> ESState:
         >>> state.generation
         0
     """
-    leaves, spec, _ = check_params(params)
+    leaves, spec, xp = check_params(params)
     config = make_config(spec, **kwargs)
-    trained = {i: x for i, x in enumerate(leaves) if config.kinds[i] is not NoiseKind.FROZEN}
+    non_frozen = {i: x for i, x in enumerate(leaves) if config.kinds[i] is not NoiseKind.FROZEN}
+    bad = _update_checks.first_non_finite(non_frozen, xp)
+    if bad is not None:  # a frozen leaf may (a mask of -inf): save/load accept it there too
+        path = spec.path_strings[bad]
+        raise ValueError(
+            f"params leaf '{path}' has non-finite values (inf or NaN), which every update would "
+            f"spread; only a frozen leaf may hold them, e.g. a mask: init(..., lowrank={{'{path}': "
+            "'frozen'})"
+        )
+    trained = {i: leaves[i] for i in optimized_leaves(config, spec)}
     return ESState(config, 0, optim.init(config.optimizer, trained), spec)
 
 
 def check_state(params: Any, state: Any) -> list[Any]:
-    """Validate (params, state) together (before any work); the params' leaves, canonical order."""
+    """Validate (params, state) together (before any work); the params' leaves, canonical order.
+
+    Every field of the state is checked, so a hand-edited or mixed-up ESState is a
+    TypeError/ValueError naming the field (`generation`, `config`, `opt_state`, `spec`, `info`)
+    rather than a failure deep inside `ask` or `tell`.
+    """
+    return _checked(params, state)[0]
+
+
+def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec]:
+    """check_state's leaves and the params' own TreeSpec (its namedtuples are the params')."""
     if not isinstance(state, ESState):
         raise TypeError(
             f"state must be an ESState (from eggroll_np.init), got {type(state).__name__}"
         )
+    _check_fields(state)
     leaves, spec, xp = check_params(params)
     diff = state.spec.difference(spec)
     if diff is not None:
         raise ValueError(f"params do not match the state: {diff}")
     # another shape or dtype of a leaf's optimizer state would change the leaf's dtype
-    updated = [i for i, k in enumerate(state.config.kinds) if k is not NoiseKind.FROZEN]
+    updated = optimized_leaves(state.config, state.spec)
     optim.check_state(state.opt_state, state.config.optimizer, leaves, updated, xp)
-    return leaves
+    return leaves, spec
+
+
+def _check_fields(state: ESState) -> None:
+    """TypeError/ValueError naming the field of `state` that init/tell would never produce."""
+    generation = state.generation
+    if isinstance(generation, bool) or not isinstance(generation, (int, np.integer)):
+        raise TypeError(f"state.generation must be an int, got {generation!r}")
+    if generation < 0:
+        raise ValueError(f"state.generation must be >= 0, got {generation}")
+    if not isinstance(state.spec, TreeSpec):
+        raise TypeError(f"state.spec must be a TreeSpec, got {type(state.spec).__name__}")
+    config = state.config
+    if not isinstance(config, ESConfig):
+        raise TypeError(f"state.config must be an ESConfig, got {type(config).__name__}")
+    spec = state.spec
+    if len(config.kinds) != spec.num_leaves:
+        raise ValueError(
+            f"state.config was made for a tree of {len(config.kinds)} leaves, but state.spec "
+            f"has {spec.num_leaves}: config and spec come from different trees"
+        )
+    for path, shape, kind in zip(spec.path_strings, spec.shapes, config.kinds, strict=True):
+        if kind is NoiseKind.LOWRANK and (
+            len(shape) < 2 or (config.rank or 1) > min(shape[0], math.prod(shape[1:]))
+        ):
+            raise ValueError(
+                f"state.config makes leaf '{path}' of shape {shape} low-rank with rank "
+                f"{config.rank}, which init never does: config and spec come from different trees"
+            )
+    if not isinstance(state.info, dict):
+        raise TypeError(f"state.info must be a dict, got {type(state.info).__name__}")
+    opt = state.opt_state
+    updated = set(optimized_leaves(config, spec))
+    if isinstance(opt, optim.OptState) and isinstance(opt.leaves, dict):
+        missing = sorted(updated - set(opt.leaves))
+        if missing:
+            names = [spec.path_strings[i] for i in missing]
+            raise ValueError(
+                f"state.opt_state lacks the optimizer state of leaves {names} (the state of "
+                "another tree or another config?)"
+            )
 
 
 def _noise_for(leaves: list[Any], state: ESState, noise: GenerationNoise | None) -> GenerationNoise:
@@ -129,32 +192,6 @@ def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Po
     return Population(leaves, _noise_for(leaves, state, noise), state.generation)
 
 
-# |z| <= sqrt(-2 ln 2^-24) ~ 5.77 for the contract's normals (u >= 2^-24), so a unit low-rank
-# entry is at most 5.77^2 * r / sqrt(r) and a full-rank one at most 5.77.
-_MAX_NORMAL = math.sqrt(-2.0 * math.log(2.0**-24))
-
-
-def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
-    """ValueError if the shaped fitness could overflow the update (only possible unshaped)."""
-    kinds = [
-        (k, d) for k, d in zip(config.kinds, spec.dtypes, strict=True) if k is not NoiseKind.FROZEN
-    ]
-    if not kinds:
-        return
-    eps_max = _MAX_NORMAL
-    if any(k is NoiseKind.LOWRANK for k, _ in kinds):
-        eps_max = _MAX_NORMAL**2 * math.sqrt(config.rank)
-    bound = float(np.abs(w).sum()) / (config.population * config.sigma) * eps_max
-    # sqrt(max): the optimizer squares g (adam), which must not overflow either.
-    limit = min(math.sqrt(float(np.finfo(d).max)) for _, d in kinds)
-    if not bound <= limit:
-        raise ValueError(
-            f"fitness is too large for shaping={config.shaping!r} and sigma={config.sigma}: the "
-            f"update could reach {bound:.3g}, beyond what the leaves' dtype can hold "
-            "(use a shaping such as 'centered_rank', or rescale the fitness)"
-        )
-
-
 @_array_cache.scoped
 def tell(
     params: Any, fitness: Any, state: ESState, population: Population | None = None
@@ -171,16 +208,17 @@ def tell(
 
     Returns:
         (new_params, new_state): new arrays (the inputs are untouched) and the next state, whose
-        `info` describes this generation.
+        `info` describes this generation (update_norm covers the float leaves; with int8
+        leaves, int_moved counts their entries that moved one step).
     """
-    leaves = check_state(params, state)
+    leaves, spec = _checked(params, state)
     noise = _told_noise(leaves, state, population)
     config = state.config
     f = _checks.fitness_vector(fitness, config.population)
     w = shaping.shape_fitness(f, config.shaping, config.group_size)
     if not config.maximize:
         w = -w
-    _check_update_range(w, config, state.spec)
+    _update_checks.check_range(w, config, state.spec)
     norms: dict[int, Any] = {}  # read back only after every leaf's work is queued (GPU: one wait)
     # An overflow is reported below, naming the leaf, instead of as NumPy's RuntimeWarning.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -188,9 +226,11 @@ def tell(
         updated, opt_state = optim.apply(
             grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
         )
-    update_norm = _checked_update_norm(updated, norms, state)
+    update_norm = _update_checks.checked_norm(updated, norms, state, leaves)
+    # int8 leaves: the integer rule, from the raw fitness (`intupdate.update_tree`)
+    int_new, moved = intupdate.update_tree(noise, f, leaves, state.opt_state.count + 1)
     new_leaves = list(leaves)
-    for i, theta in updated.items():
+    for i, theta in {**updated, **int_new}.items():
         new_leaves[i] = theta
     # mean and std of f / max|f|, scaled back: no overflow for fitness near the float64 limit
     scale = float(np.abs(f).max()) or 1.0
@@ -201,9 +241,10 @@ def tell(
         "fitness_min": float(f.min()),
         "fitness_std": float((f / scale).std()) * scale,
         "update_norm": update_norm,
+        **({} if moved is None else {"int_moved": moved}),
     }
     new_state = ESState(config, state.generation + 1, opt_state, state.spec, info)
-    return state.spec.unflatten(new_leaves), new_state
+    return spec.unflatten(new_leaves), new_state  # the params' own containers (namedtuples)
 
 
 def _told_noise(
@@ -226,42 +267,6 @@ def _told_noise(
     return noise
 
 
-def _checked_update_norm(
-    new_leaves: dict[int, Any], norms: dict[int, Any], state: ESState
-) -> float:
-    """The update's norm; ValueError naming the first leaf whose new values or update norm are
-    not finite (sigma too small or lr too large for the leaves' dtype), before anything is
-    returned: the caller's params and state stay as they were."""
-    paths = state.spec.path_strings
-    config = state.config
-    hint = (
-        f"sigma={config.sigma:g} and lr={config.lr:g} overflow the leaves' dtype; params and "
-        "state are unchanged (use a larger sigma or a smaller lr)"
-    )
-    sq = 0.0
-    for i in sorted(norms):
-        v = float(norms[i])
-        if not math.isfinite(v):
-            raise ValueError(
-                f"generation {state.generation}: the update of leaf '{paths[i]}' has a "
-                f"non-finite norm; {hint}"
-            )
-        sq += v
-    if not math.isfinite(sq):
-        raise ValueError(f"generation {state.generation}: the update norm overflows; {hint}")
-    if new_leaves:
-        order = sorted(new_leaves)
-        xp = namespace_of(new_leaves[order[0]])
-        finite = to_numpy(xp.stack([xp.isfinite(new_leaves[i]).all() for i in order]))
-        if not finite.all():
-            leaf = order[int(np.flatnonzero(~finite)[0])]
-            raise ValueError(
-                f"generation {state.generation}: the new values of leaf '{paths[leaf]}' are "
-                f"not finite; {hint}"
-            )
-    return math.sqrt(sq)
-
-
 @_array_cache.scoped
 def step(
     params: Any,
@@ -273,7 +278,7 @@ def step(
     """One generation: ask, evaluate, tell (the noise is generated once, for both).
 
     Args:
-        params: tree of float32/float64 arrays.
+        params: tree of float32/float64/int8 arrays.
         fitness_fn: black-box (default): member params tree -> float, called once per member,
             members built one at a time. batched=True: Population -> (N,) fitness array.
         state: from `init` or a previous step; None starts a run with `init(params)` defaults,

@@ -6,7 +6,8 @@ low-rank leaf and, once asked for, the dense full-rank noise `(K, *shape)` of fu
 the forward (`Population`) and the update (`gradient.estimate`) read the same arrays, so one
 generation's noise is generated once. It is never saved: noise is a pure function of its
 counters, so a new GenerationNoise gives the same bits. Reusing one across the generations of an
-epoch (noise_reuse > 1) is explicit: pass it to `eggroll_np.ask(..., noise=...)`.
+epoch (noise_reuse > 1) is explicit: pass it to `eggroll_np.ask(..., noise=...)`. Its NumPy
+arrays are read-only: the forward and the update must read the same values.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import intmath as _intmath
 from . import noise as _noise
 from . import noise_table as _table
 from .config import ESConfig, NoiseKind, noise_extents
@@ -31,6 +33,24 @@ FULL_CHUNK_VALUES = 1 << 21
 #: Full-rank leaves whose noise for all unique keys is at most this many values are generated
 #: together with the low-rank factors when a batched forward starts (biases, norms).
 PREFETCH_FULL_VALUES = 1 << 22
+
+
+def _as_leaf_dtype(z: Any, dtype: str) -> Any:
+    """float32 normals in a leaf's dtype: cast for float leaves, `intmath.quantize`d (16 z
+    rounded to even, clipped to [-127, 127]) for int8 leaves."""
+    if dtype == "int8":
+        return z if z.dtype == np.int8 else _intmath.quantize(z)
+    return z.astype(dtype, copy=False)
+
+
+def _read_only(value: Any) -> Any:
+    """`value` (an array or a tuple of arrays) with NumPy arrays made read-only: the forward and
+    the update read the same held noise, so a write through `pop.noise` would change `tell`'s
+    result. (CuPy arrays have no such flag.)"""
+    for a in value if isinstance(value, tuple) else (value,):
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    return value
 
 
 class GenerationNoise:
@@ -64,6 +84,7 @@ class GenerationNoise:
         self.member_keys = _noise.member_keys(n, anti)[self.members]
         self.keys, local = np.unique(self.member_keys, return_inverse=True)
         self.local = local.reshape(-1)
+        _read_only((self.members, self.signs, self.member_keys, self.keys, self.local))
         self._items: dict[tuple[str, int], Any] = {}
         # prefetch(full) done (items are only ever added, so it stays done): every pop.matmul /
         # perturbed calls prefetch, which must then cost O(1), not a scan of every leaf.
@@ -81,11 +102,20 @@ class GenerationNoise:
         """The (leaf, offset, count) reads of `keys`' streams (`noise.normals_many`), or of their
         slices of the shared noise table when the run has one (noise_table.read_many)."""
         c = self.config
-        if self._extents is None:
-            return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp)
-        return _table.read_many(
-            c.seed, c.noise_table, self.epoch, keys, requests, self._extents, self.xp
-        )
+        if self._extents is not None:
+            return _table.read_many(
+                c.seed, c.noise_table, self.epoch, keys, requests, self._extents, self.xp
+            )
+        # int8 leaves read quantized normals (`noise.normals_many(dtype=np.int8)`): one pass
+        # that never holds their float32 values
+        is_int = [self.spec.dtypes[leaf] == "int8" for leaf, _, _ in requests]
+        parts = {}
+        for flag, dt in ((False, np.float32), (True, np.int8)):
+            picked = [r for r, f in zip(requests, is_int, strict=True) if f is flag]
+            if picked:
+                got = _noise.normals_many(c.seed, self.epoch, keys, picked, self.xp, dtype=dt)
+                parts[flag] = iter(got)
+        return [next(parts[f]) for f in is_int]
 
     def __repr__(self) -> str:
         return (
@@ -161,13 +191,14 @@ class GenerationNoise:
             shape = self.spec.shapes[leaf]
             if what == "factors":
                 A, B = _noise.as_factors(next(outs), next(outs), shape, c.rank)
-                value: Any = (A.astype(dt, copy=False), B.astype(dt, copy=False))
+                value: Any = (_as_leaf_dtype(A, dt), _as_leaf_dtype(B, dt))
             else:
-                value = next(outs).astype(dt, copy=False).reshape(self.keys.size, *shape)
-            self._items[(what, leaf)] = value
+                value = _as_leaf_dtype(next(outs), dt).reshape(self.keys.size, *shape)
+            self._items[(what, leaf)] = _read_only(value)
 
     def factors(self, leaf: int) -> tuple[Any, Any]:
-        """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype."""
+        """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype
+        (an int8 leaf's are the quantized factors a, b)."""
         self.prefetch(full=False)  # the one place factors are made; a no-op once held
         return self._items[("factors", leaf)]
 
@@ -175,17 +206,17 @@ class GenerationNoise:
         """Full-rank unit noise of `keys` for a leaf: `(len(keys), *shape)` in leaf dtype."""
         shape = self.spec.shapes[leaf]
         size = math.prod(shape)
-        if self._extents is None:
+        if self._extents is None and self.spec.dtypes[leaf] != "int8":
             E = _noise.normals_batch(self.config.seed, leaf, keys, self.epoch, size, 0, self.xp)
-        else:
+        else:  # the noise table's slice, or int8 leaves' quantized normals
             (E,) = self._reads(np.asarray(keys), [(leaf, 0, size)])
-        return E.astype(self.spec.dtypes[leaf], copy=False).reshape(len(keys), *shape)
+        return _as_leaf_dtype(E, self.spec.dtypes[leaf]).reshape(len(keys), *shape)
 
     def full(self, leaf: int) -> Any:
         """Full-rank unit noise of all unique keys, `(K, *shape)`, held from now on."""
         E = self._items.get(("full", leaf))
         if E is None:
-            E = self._items[("full", leaf)] = self.dense(leaf, self.keys)
+            E = self._items[("full", leaf)] = _read_only(self.dense(leaf, self.keys))
         return E
 
     def full_chunks(self, leaf: int) -> Iterator[tuple[int, np.ndarray, Any]]:
@@ -212,7 +243,8 @@ class GenerationNoise:
         key = int(self.keys[j])
         last = self._last_full.get(leaf)
         if last is None or last[0] != key:  # antithetic pairs are adjacent: reuse it
-            last = self._last_full[leaf] = (key, self.dense(leaf, self.keys[j : j + 1])[0])
+            last = (key, _read_only(self.dense(leaf, self.keys[j : j + 1])[0]))
+            self._last_full[leaf] = last
         return last[1]
 
     def __len__(self) -> int:

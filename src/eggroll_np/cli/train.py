@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .. import optim, shaping
+from .. import optim, schedule, shaping
 from ..training.train import CHECKPOINT, METRICS, PLOT, RUN_FILE
 from ..training.workloads import NAMES, Workload, get
 from .threads_option import add_threads_argument
@@ -27,7 +27,7 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
     g.add_argument("--lr", type=float, help=f"learning rate (default {d['lr']})")
     g.add_argument(
         "--lr-schedule",
-        choices=optim.SCHEDULES,
+        choices=schedule.SCHEDULES,
         help="decay of the learning rate over --generations "
         f"(default {d.get('lr_schedule', 'constant')})",
     )
@@ -36,6 +36,13 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
         type=float,
         help="learning rate at the end of a linear/cosine schedule "
         f"(default {d.get('lr_final', 0.0)})",
+    )
+    g.add_argument(
+        "--lr-decay-steps",
+        type=int,
+        metavar="N",
+        help="generations a linear/cosine schedule decays over (default --generations); on "
+        "--resume, stretches the run's schedule to N generations",
     )
     g.add_argument(
         "--rank", type=int, help=f"rank of each matrix perturbation (default {d['rank']})"
@@ -57,7 +64,8 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
     r.add_argument(
         "--resume",
         metavar="CKPT",
-        help="continue from a checkpoint.npz (the run's options are read from run.json beside it)",
+        help="continue from a checkpoint.npz (the run's options are read from it; options given "
+        "with other values are refused)",
     )
     r.add_argument(
         "--checkpoint-every",

@@ -9,22 +9,20 @@ from typing import Any
 import numpy as np
 
 from ... import _checks
+from ...models import mlp
 from ...population import Population
 from .common import (
     Task,
     add_mlp_arguments,
     check_options,
     generation_rng,
-    init_mlp,
     log_softmax,
-    members_per_chunk,
-    mlp_forward,
-    mlp_population_forward,
     sklearn_seed,
 )
 
 __all__ = [
     "FITNESSES",
+    "FITNESS_LABELS",
     "add_model_arguments",
     "make_classifier_task",
     "accuracy_task",
@@ -32,6 +30,11 @@ __all__ = [
 ]
 
 FITNESSES = ("xent", "accuracy")
+#: The learning curve's fitness axis for each --fitness.
+FITNESS_LABELS = {
+    "xent": "fitness = minus the minibatch cross-entropy (nats)",
+    "accuracy": "fitness = minibatch accuracy",
+}
 
 
 def add_model_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:
@@ -87,17 +90,17 @@ def make_classifier_task(
     sizes = (x_train.shape[1], *tuple(config["hidden"]), classes)
     activation = config["activation"]
     batch = min(int(config["batch"]), len(x_train))
-    params = init_mlp(sizes, np.random.default_rng([seed, 1]))
+    params = mlp.init(sizes, np.random.default_rng([seed, 1]))
     use_accuracy = config["fitness"] == "accuracy"
 
-    chunk = members_per_chunk(batch, max(sizes[1:]))
+    chunk = mlp.members_per_chunk(batch, max(sizes[1:]))
 
     def fitness(pop: Population) -> np.ndarray:
         rows = generation_rng(seed, pop.generation).choice(len(x_train), batch, replace=False)
         x, y = x_train[rows], y_train[rows]
         f = np.empty(pop.size)
         for members, sub in pop.chunks(chunk):  # activations stay in cache between layers
-            logits = mlp_population_forward(sub, x, activation)  # (n, B, classes)
+            logits = mlp.population_forward(sub, x, activation)  # (n, B, classes)
             if use_accuracy:
                 f[members] = (logits.argmax(axis=-1) == y).mean(axis=1)
             else:
@@ -106,7 +109,7 @@ def make_classifier_task(
         return f
 
     def predict(p: Any, x: np.ndarray) -> np.ndarray:
-        return mlp_forward(p, x, activation)
+        return mlp.forward(p, x, activation)
 
     def baseline() -> dict[str, float]:
         return mlp_baseline(config, x_train, y_train, x_test, y_test)
@@ -117,6 +120,7 @@ def make_classifier_task(
         predict,
         (x_train, y_train, x_test, y_test),
         baseline if config["baseline"] else None,
+        fitness_label=FITNESS_LABELS[config["fitness"]],
     )
 
 
@@ -127,6 +131,7 @@ def accuracy_task(
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     baseline: Callable[[], dict[str, float]] | None = None,
     es_options: Mapping[str, Any] | None = None,
+    fitness_label: str = FITNESS_LABELS["xent"],
 ) -> Task:
     """The Task of a classifier: evaluate gives train_accuracy and test_accuracy of the
     unperturbed params, monitor the test accuracy each generation.
@@ -134,6 +139,7 @@ def accuracy_task(
     Args:
         predict: (params, x) -> logits (R, classes).
         data: (x_train, y_train, x_test, y_test).
+        fitness_label: what the fitness is (the learning curve's axis).
     """
     x_train, y_train, x_test, y_test = data
 
@@ -157,6 +163,8 @@ def accuracy_task(
         monitor=monitor,
         baseline=baseline,
         es_options=dict(es_options or {}),
+        fitness_label=fitness_label,
+        data=tuple(data),
     )
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the workloads: the Task contract, MLPs (plain and over a Population), RNGs."""
+"""Helpers shared by the workloads: the Task contract, CLI options, RNGs (the MLP: models.mlp)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from ... import _checks, evaluate
-from ...epilogue import activation_code, apply_activation
-from ...population import Population
+from ... import _checks
 
 __all__ = [
     "Task",
     "Workload",
     "ACTIVATIONS",
-    "init_mlp",
-    "mlp_forward",
-    "mlp_population_forward",
-    "members_per_chunk",
     "generation_rng",
     "log_softmax",
     "parse_sizes",
@@ -46,6 +40,11 @@ class Task:
         es_options: extra keyword arguments of `eggroll_np.init` (e.g. `lowrank=` marking conv
             kernels low-rank); part of the model, so a resumed run gets them from its checkpoint.
         sample: optional params -> text shown after the summary (e.g. generated text).
+        fitness_label: what the fitness is, for the learning curve's axis (e.g. "fitness =
+            minus the minibatch cross-entropy (nats)").
+        data: the arrays the run learns from and is evaluated on (read from files or a bundled
+            data set); their fingerprint is saved with every checkpoint, so that a resume on
+            other data is refused. Empty when the options alone make the data (simulations).
     """
 
     params: Any
@@ -56,6 +55,8 @@ class Task:
     baseline: Callable[[], dict[str, float]] | None = None
     es_options: Mapping[str, Any] = field(default_factory=dict)
     sample: Callable[[Any], str] | None = None
+    fitness_label: str = "fitness"
+    data: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,56 +106,6 @@ def parse_sizes(text: str) -> tuple[int, ...]:
             f"expected comma-separated positive integers, got {text!r}"
         )
     return sizes
-
-
-def init_mlp(sizes: Sequence[int], rng: np.random.Generator, gain: float = 1.0) -> dict[str, Any]:
-    """MLP params {"layers": [{"W": (m, n), "b": (n,)}, ...]} float32, scaled-normal W, zero b.
-
-    Args:
-        sizes: (inputs, hidden..., outputs).
-        rng: NumPy Generator.
-        gain: W ~ N(0, gain^2 / m) (LeCun scaling times gain).
-    """
-    layers = []
-    for m, n in zip(sizes[:-1], sizes[1:], strict=True):
-        w = rng.standard_normal((m, n)) * (gain / np.sqrt(m))
-        layers.append({"W": w.astype(np.float32), "b": np.zeros(n, np.float32)})
-    return {"layers": layers}
-
-
-def mlp_forward(params: Mapping[str, Any], x: np.ndarray, activation: str) -> np.ndarray:
-    """Plain MLP on rows x (B, m) -> (B, n_out) logits; activation between layers only."""
-    code = activation_code(activation)
-    h = x
-    layers = params["layers"]
-    for j, layer in enumerate(layers):
-        h = h @ layer["W"] + layer["b"]
-        if j < len(layers) - 1:
-            h = apply_activation(h, code)
-    return h
-
-
-def members_per_chunk(rows: int, width: int, itemsize: int = 4) -> int:
-    """Members per `Population.chunks` chunk for a forward over a shared batch of `rows` rows
-    whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES
-    (measured on the 2-core Intel machines; step's chunk="auto" sizes its chunks from the
-    last-level cache instead, `eggroll_np.evaluate.chunk_budget`)."""
-    return evaluate.members_per_chunk(rows * width * itemsize, evaluate.CHUNK_BYTES)
-
-
-def mlp_population_forward(pop: Population, x: np.ndarray, activation: str) -> np.ndarray:
-    """Every member's MLP at once: x (B, m) shared or (N, B, m) per member -> (N, B, n_out).
-
-    Each layer is one `pop.linear`: the base GEMM (once for a shared x), then one fused pass
-    adding each member's low-rank term, its bias and the activation.
-    """
-    activation_code(activation)  # a bad name fails before any noise is made
-    n_layers = sum(1 for p in pop.paths if p.endswith("/W"))
-    h = x
-    for j in range(n_layers):
-        act = activation if j < n_layers - 1 else None
-        h = pop.linear(h, f"layers/{j}/W", f"layers/{j}/b", activation=act)
-    return h
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
