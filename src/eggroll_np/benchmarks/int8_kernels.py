@@ -64,9 +64,7 @@ def gemm_case(size: int = 1024) -> tuple[Callable[[], Any], Callable[[], Any]]:
     return (lambda: core.gemm_s8s8s32(a, b, out)), (lambda: af @ bf)
 
 
-def rl_forward_case(
-    k_shift: int = 2, rank: int = 1
-) -> tuple[Callable[[], Any], Callable[[], Any]]:
+def rl_forward_case(k_shift: int = 2, rank: int = 1) -> tuple[Callable[[], Any], Callable[[], Any]]:
     """(int8 population forward, float32 inference) callables at the rl shapes.
 
     The int8 forward draws the generation's quantized factors anew on every call (a new epoch),
@@ -76,7 +74,10 @@ def rl_forward_case(
     rng = np.random.default_rng(1)
     N, K = POPULATION, POPULATION // 2
     widths = RL_LAYERS
-    ws = [rng.integers(-127, 128, (m, n), dtype=np.int8) for m, n in zip(widths, widths[1:])]
+    ws = [
+        rng.integers(-127, 128, (m, n), dtype=np.int8)
+        for m, n in zip(widths, widths[1:], strict=False)
+    ]
     bs = [rng.integers(-127, 128, n, dtype=np.int8) for n in widths[1:]]
     x = rng.integers(-127, 128, (N, 1, widths[0]), dtype=np.int8)
     keys = (np.arange(N) // 2).astype(np.uint32)
@@ -86,7 +87,7 @@ def rl_forward_case(
     fac_b = [np.empty((K, n, rank), np.int8) for n in widths[1:]]
     leaves = [leaf for leaf in range(len(fac_a)) for _ in (0, 1)]
     offsets = [o for m in widths[:-1] for o in (0, m * rank)]
-    outs = [f.reshape(K, -1) for pair in zip(fac_a, fac_b) for f in pair]
+    outs = [f.reshape(K, -1) for pair in zip(fac_a, fac_b, strict=True) for f in pair]
     h = {1: 0, 4: 1, 16: 2}[rank]
     epoch = [0]
 
@@ -98,8 +99,19 @@ def rl_forward_case(
             m, n = w.shape
             out = np.empty((N, 1, n), np.int8)
             d = (m.bit_length() - 1) // 2
-            core.int8_linear(h_in, w, out, a_k, b_k, keys, signs, F + k_shift + h, b,
-                             out_shift=F + d, relu=layer < len(ws) - 1)  # fmt: skip
+            core.int8_linear(
+                h_in,
+                w,
+                out,
+                a_k,
+                b_k,
+                keys,
+                signs,
+                F + k_shift + h,
+                b,
+                out_shift=F + d,
+                relu=layer < len(ws) - 1,
+            )
             h_in = out
         return h_in
 
@@ -133,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     with set_threads(args.threads):
         for level in core.available_simd_levels():
             core.set_simd_level(level)
-            cases = [("gemm 1024^3 vs sgemm", gemm_case()),
-                     ("rl forward vs inference", rl_forward_case())]  # fmt: skip
+            cases = [
+                ("gemm 1024^3 vs sgemm", gemm_case()),
+                ("rl forward vs inference", rl_forward_case()),
+            ]
             for name, (int8_fn, float_fn) in cases:
                 if level == "baseline" and name.startswith("rl"):
                     continue  # minutes at the baseline level; the GEMM row shows its speed

@@ -113,6 +113,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also time forward and generation with init(noise_table=T) (the shared noise "
         "table), in alternation with the default noise",
     )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="time the workload's shapes with int8 leaves and int8 inputs (the integer "
+        "population forward and generation) against float32 inference and the float32 "
+        "population forward (MLP workloads: rl, sup)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
 
         _checks.integer("--noise-table", args.noise_table, 1, MAX_TABLE + 1)
     with apply_threads(args.threads):  # inference and EGGROLL run under the same counts
+        if getattr(args, "int8", False):
+            return _run_int8(args)
         return _run(args)
 
 
@@ -147,6 +156,23 @@ def _report(args: argparse.Namespace) -> int:
         ) from None
     path = write_report(args.results, args.out, args.machine, args.factor)
     print(f"wrote {path}")
+    return 0
+
+
+def _run_int8(args: argparse.Namespace) -> int:
+    from ..benchmarks.int_bench import format_int8, run_int8_workload
+    from ..sysinfo import system_info
+    from ..tuning import retain_heap_memory
+
+    if args.workload not in ("rl", "sup"):
+        raise ValueError(f"--int8 takes --workload rl or sup, got {args.workload!r}")
+    retain_heap_memory()
+    result = run_int8_workload(args.workload, args.repeats, lambda m: print(m, flush=True))
+    print(format_int8(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"system": system_info(), "results": [result]}, fh, indent=2, default=str)
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from ... import _checks
 from ...population import Population
-from . import corpus, recurrent
+from . import corpus, int_charlm, recurrent
 from .common import Task, Workload, check_options, generation_rng
 
 __all__ = ["WORKLOAD", "DEFAULTS", "PROMPT_END", "make"]
@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "batch": 8,
     "length": 64,
     "sample_bytes": 300,
+    **int_charlm.INT8_OPTIONS,  # --int8: the integer model (int_charlm), its own recipe
 }
 
 # The learning curve's held-out figure is measured on this many bytes (every generation).
@@ -57,6 +58,8 @@ def make(config: Mapping[str, Any]) -> Task:
     split by (seed, generation); the held-out split (the text's last `val_fraction`) is only
     ever evaluated.
     """
+    if config["int8"]:
+        return int_charlm.make_int_charlm_task(config, _MONITOR_BYTES)
     check_options(config, positive=("embed", "hidden", "layers", "batch", "length"))
     sample_bytes = _checks.integer("--sample-bytes", config["sample_bytes"], 0)
     seed = int(config["seed"])
@@ -117,6 +120,7 @@ def make(config: Mapping[str, Any]) -> Task:
         monitor=monitor,
         baseline=lambda: dict(baselines),
         sample=text_sample if sample_bytes else None,
+        data=(data,),
     )
 
 
@@ -144,6 +148,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help=f"bytes of text generated at the end, 0 for none (default {d['sample_bytes']})",
     )
+    int_charlm.add_arguments(p)
 
 
 WORKLOAD = Workload(
@@ -154,5 +159,6 @@ WORKLOAD = Workload(
     defaults=DEFAULTS,
     add_arguments=_add_arguments,
     make=make,
-    evaluation_options=("sample_bytes",),
+    recipes={"int8": int_charlm.INT8_RECIPE},
+    evaluation_options=("sample_bytes", "float_generations"),
 )

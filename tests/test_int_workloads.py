@@ -1,0 +1,97 @@
+"""The --int8 workloads: the integer digits MLP and byte model learn (short runs, no timing)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import eggroll_np as egg
+from eggroll_np.training import train
+from eggroll_np.training.workloads import charlm, int_charlm, int_mlp
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / train.METRICS).read_text().splitlines()]
+
+
+def test_digits_int8_learns(tmp_path):
+    summary = train.run(
+        "digits", out=str(tmp_path), recipe="int8", generations=60, baseline=False
+    )
+    assert summary["test_accuracy"] > 0.6  # ten classes: chance is 0.1
+    params, state = egg.load(tmp_path / train.CHECKPOINT)
+    leaves = egg.tree.flatten(params)[0]
+    assert all(v.dtype == np.int8 for v in leaves)
+    assert state.config.int_sigma_shift == 2 and state.config.int_update_fraction == 0.3
+    acc = [r["test_accuracy"] for r in _records(tmp_path)]
+    assert np.mean(acc[-10:]) > np.mean(acc[:5]) + 0.2
+
+
+def test_float_run_reports_the_float_figure():
+    out = int_mlp.float_run("digits", 0, "test_accuracy", generations=2)
+    assert set(out) == {"float_test_accuracy"} and 0.0 <= out["float_test_accuracy"] <= 1.0
+
+
+def test_int8_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="--int-sigma-shift"):
+        train.run("digits", out=str(tmp_path), recipe="int8", int_sigma_shift=16, generations=1)
+    with pytest.raises(ValueError, match="--int-update-fraction"):
+        train.run("digits", out=str(tmp_path), recipe="int8", int_update_fraction=1.5)
+
+
+def test_charlm_int8_learns(tmp_path):
+    summary = train.run(
+        "charlm", out=str(tmp_path), recipe="int8", generations=40, population=64,
+        batch=4, length=32, float_generations=0, sample_bytes=20,
+    )  # fmt: skip
+    recs = _records(tmp_path)
+    f = [r["fitness_mean"] for r in recs]
+    assert np.mean(f[-10:]) > np.mean(f[:10])
+    assert summary["val_bits_per_byte"] < 1.02 * summary["unigram_bits_per_byte"]
+    assert len(summary["sample"]) > 0
+    params, _ = egg.load(tmp_path / train.CHECKPOINT)
+    assert all(v.dtype == np.int8 for v in egg.tree.flatten(params)[0])
+
+
+def test_population_forward_equals_the_plain_forward_for_frozen_members():
+    rng = np.random.default_rng(0)
+    params = int_charlm.init_int_lm(12, 8, 16, 2, rng, np.zeros(12, np.int8))
+    frozen = {p: "frozen" for p in egg.tree.leaf_paths(params)}
+    state = egg.init(params, population=4, lowrank=frozen)
+    ids = rng.integers(0, 12, (3, 7))
+    pop_out = int_charlm.population_int_logits(egg.ask(params, state), ids)  # (N, T, B, V)
+    plain, _ = int_charlm.int_logits(params, ids)  # (B, T, V)
+    for i in range(4):
+        np.testing.assert_array_equal(pop_out[i], plain.transpose(1, 0, 2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), T=st.integers(1, 9))
+def test_int_scan_is_the_integer_minGRU_step(seed, T):
+    rng = np.random.default_rng(seed)
+    z = rng.integers(0, 129, (T, 5)).astype(np.int16)
+    c = rng.integers(-127, 128, (T, 5)).astype(np.int16)
+    h0 = rng.integers(-127, 128, 5).astype(np.int8)
+    out = int_charlm.int_scan(z, c, h0)
+    h = h0.astype(np.int64)
+    for t in range(T):
+        h = h + (z[t].astype(np.int64) * (c[t] - h)) // 128
+        np.testing.assert_array_equal(out[t], h)
+    assert out.dtype == np.int8
+
+
+def test_tables():
+    s, t = int_charlm.SIGMOID, int_charlm.TANH
+    assert s.min() >= 0 and s.max() <= 128 and np.all(np.diff(s) >= 0)
+    assert np.array_equal(t[1:], -t[1:][::-1]) and int(np.abs(t).max()) <= 127
+    logits = np.array([[0, 16, -16]], np.int8)
+    want = np.log(np.exp([1.0]) / np.exp([0.0, 1.0, -1.0]).sum())
+    np.testing.assert_allclose(int_charlm.log_prob_at(logits, np.array([1])), want, rtol=1e-6)
+
+
+def test_charlm_float_path_is_unchanged_by_the_flag():
+    assert charlm.DEFAULTS["int8"] is False and charlm.WORKLOAD.recipes["int8"]["int8"] is True
