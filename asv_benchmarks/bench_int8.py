@@ -1,82 +1,54 @@
-"""int8 leaves on the rl shapes: the integer population forward against float32 (inference and
-the float32 population forward), the integer GEMM row, and the memory of params plus state."""
+"""The C++ core's int8 kernels against float32 NumPy at the rl shapes, on one thread.
+
+The same cases as `python -m eggroll_np.benchmarks.int8_kernels`: the exact int8 GEMM against
+BLAS sgemm (1024^3), and the int8 rl population forward (fresh quantized noise every call)
+against float32 inference of the same rows.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import time
 
-import numpy as np
-
-import eggroll_np as egg
-from eggroll_np import intops
-from eggroll_np.benchmarks import bench, int_bench, reference
-from eggroll_np.tuning import retain_heap_memory
-
-retain_heap_memory()
+from eggroll_np import _ext
+from eggroll_np.benchmarks import int8_kernels
+from eggroll_np.tuning import threads
 
 
-class Int8Forward:
-    """rl (1024-1024-1024-16, 1024 members, one row each): each call on fresh noise."""
-
-    timeout = 600
-
-    def setup(self):
-        w, self.fparams, self.infer, self.ffitness, _ = reference.setup("rl")
-        cfg = dict(population=w.population, lr=0.01, rank=1, seed=0)
-        self.fstate = egg.init(self.fparams, sigma=0.02, **cfg)
-        self.qparams = int_bench.int8_params(w)
-        self.qstate = egg.init(self.qparams, int_sigma_shift=2, int_update_fraction=0.1, **cfg)
-        self.qfitness = int_bench.int8_fitness(w, int_bench.int8_inputs(w))
-        self.k = 0
-
-    def _fresh(self, state):
-        self.k += 1
-        return dataclasses.replace(state, generation=self.k)
-
-    def time_float32_inference(self):
-        self.infer()
-
-    def time_float32_forward(self):
-        self.ffitness(egg.ask(self.fparams, self._fresh(self.fstate)))
-
-    def time_int8_forward(self):
-        self.qfitness(egg.ask(self.qparams, self._fresh(self.qstate)))
-
-    def time_int8_generation(self):
-        egg.step(self.qparams, self.qfitness, self._fresh(self.qstate), batched=True)
-
-    def track_int8_forward_vs_float32_inference(self):
-        _, _, ratio = bench._interleaved(
-            self.infer,
-            {"q": lambda k: self.qfitness(egg.ask(self.qparams, self._fresh(self.qstate)))},
-            5,
-        )
-        return 1.0 / ratio["q"]
-
-    track_int8_forward_vs_float32_inference.unit = "x"
-
-    def track_bytes_ratio(self):
-        """(int8 params + state) / (float32 params + Adam state)."""
-        q = sum(int(v.nbytes) for v in egg.tree.flatten(self.qparams)[0])
-        f = sum(int(v.nbytes) for v in egg.tree.flatten(self.fparams)[0])
-        fs = sum(int(a.nbytes) for s in self.fstate.opt_state.leaves.values() for a in s)
-        return q / (f + fs)
-
-    track_bytes_ratio.unit = "x"
+def _cpu_best(fn, repeats=5):
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
 
 
-class Int8Gemm:
-    """The int_gemm row on the rl first layer (1024 rows, 1024 x 1024)."""
+class Int8Kernels:
+    """int8 over float32 on the rl shapes (one thread; ratios in CPU seconds)."""
 
-    def setup(self):
-        rng = np.random.default_rng(0)
-        self.x = rng.integers(-127, 128, (1024, 1024)).astype(np.int8)
-        self.w = rng.integers(-127, 128, (1024, 1024)).astype(np.int8)
-        self.xf = self.x.astype(np.float32)
-        self.wf = self.w.astype(np.float32)
+    params = [["gemm", "rl_forward"]]
+    param_names = ["case"]
+    timeout = 300
 
-    def time_int8_gemm(self):
-        intops.gemm(self.x, self.w)
+    def setup(self, case):
+        if _ext.core is None:
+            raise NotImplementedError("needs the C++ core")
+        self._threads = threads(1)
+        self._threads.__enter__()
+        make = int8_kernels.gemm_case if case == "gemm" else int8_kernels.rl_forward_case
+        self.int8_fn, self.float_fn = make()
 
-    def time_float32_gemm(self):
-        self.xf @ self.wf
+    def teardown(self, case):
+        self._threads.__exit__(None, None, None)
+
+    def time_int8(self, case):
+        self.int8_fn()
+
+    def time_float32(self, case):
+        self.float_fn()
+
+    def track_float32_over_int8(self, case):
+        return _cpu_best(self.float_fn) / _cpu_best(self.int8_fn)
+
+    track_float32_over_int8.unit = "x"

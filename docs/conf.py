@@ -105,6 +105,7 @@ api_modules = [
     "eggroll_np.layers",
     "eggroll_np.conv",
     "eggroll_np.epilogue",
+    "eggroll_np.models.mlp",
     "eggroll_np.models.simple_cnn",
     "eggroll_np.shaping",
     "eggroll_np.gradient",

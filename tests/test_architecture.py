@@ -23,7 +23,7 @@ ENGINE_LAYERS: list[list[str]] = [
     ["_blas_env", "backend", "_ext", "_reference"],
     ["_checks", "tree", "dispatch", "intmath"],
     ["schedule", "shaping", "_optimizers", "lowrank", "noise", "_cuda_ops", "_cuda_layers",
-     "tuning", "sysinfo", "intops"],
+     "_cuda_int8", "tuning", "sysinfo", "intops"],
     ["noise_table", "optim", "epilogue"],
     ["config", "layers", "_checkpoint_formats"],
     ["perturbation", "conv", "intlayers"],

@@ -267,3 +267,14 @@ def test_progress_is_coarse_when_stderr_is_not_a_terminal(tmp_path):
     assert "\r" not in proc.stderr
     assert lines[-1].startswith("generation 200/200 [100%]")
     assert len(proc.stderr) < 2000
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["train", "mnist"], ["train", "digits", "--population", "3"]],
+    ids=["mnist-without-data", "odd-population"],
+)
+def test_a_refused_run_leaves_no_output_folder(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    _error(capsys, argv)
+    assert list(tmp_path.iterdir()) == []  # no runs/<name>/

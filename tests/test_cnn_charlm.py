@@ -11,7 +11,7 @@ import eggroll_np as egg
 from eggroll_np import cli
 from eggroll_np.training import train
 from eggroll_np.population import NoiseKind
-from eggroll_np.training.workloads import cnn, corpus, get, recurrent
+from eggroll_np.training.workloads import charlm, cnn, corpus, get, recurrent
 
 pytest.importorskip("sklearn")
 
@@ -155,7 +155,8 @@ def test_charlm_learns_on_a_small_file_and_reports_baselines(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("charlm: val_bits_per_byte ")
     assert "sample:\n" in printed
-    assert summary["sample"].startswith(corpus.decode(val[:64]))
+    assert summary["sample"].startswith(corpus.decode(val[:64]) + charlm.PROMPT_END)
+    assert len(summary["sample"]) > len(corpus.decode(val[:64]) + charlm.PROMPT_END)
 
 
 def test_charlm_bad_options_name_the_option(tmp_path):

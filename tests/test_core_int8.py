@@ -45,8 +45,21 @@ def _clip8(v: np.ndarray, lo: int = -127) -> np.ndarray:
     return np.clip(v, lo, 127).astype(np.int8)
 
 
-def linear_reference(x, w, a=None, b=None, keys=None, signs=None, lr_shift=0, bias=None,
-                     bias_noise=None, bias_shift=0, out_shift=0, relu=False, N=None):  # fmt: skip
+def linear_reference(
+    x,
+    w,
+    a=None,
+    b=None,
+    keys=None,
+    signs=None,
+    lr_shift=0,
+    bias=None,
+    bias_noise=None,
+    bias_shift=0,
+    out_shift=0,
+    relu=False,
+    N=None,
+):
     """out (N, B, n) int8 of _core.int8_linear, in int64 with plain loops over members."""
     N = N if N is not None else (len(keys) if keys is not None else x.shape[0])
     out = []
@@ -84,7 +97,12 @@ def i8(rng, shape, lo=-128):
 
 
 @settings(max_examples=25, deadline=None)
-@given(M=st.integers(0, 40), K=st.integers(0, 300), N=st.integers(0, 150), seed=st.integers(0, 2**32 - 1))
+@given(
+    M=st.integers(0, 40),
+    K=st.integers(0, 300),
+    N=st.integers(0, 150),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_gemm_is_exact_at_every_level_and_thread_count(M, K, N, seed):
     rng = np.random.default_rng(seed)
     a, b = i8(rng, (M, K)), i8(rng, (K, N))
@@ -92,7 +110,8 @@ def test_gemm_is_exact_at_every_level_and_thread_count(M, K, N, seed):
     for level, threads in SETTINGS:
         with kernels(level, threads):
             got = core.gemm_s8s8s32(a, b)
-        assert got.dtype == np.int32 and got.shape == (M, N)
+        assert got.dtype == np.int32
+        assert got.shape == (M, N)
         np.testing.assert_array_equal(got, want, err_msg=f"{level}, {threads} threads")
 
 
@@ -159,8 +178,11 @@ def linear_cases(draw):
     elif bias_kind == "member":
         kw.update(bias=i8(rng, (N, n), lo=-127))
     elif bias_kind == "noise":
-        kw.update(bias=i8(rng, n, lo=-127), bias_noise=i8(rng, (K, n), lo=-127),
-                  bias_shift=draw(st.integers(0, 15)))  # fmt: skip
+        kw.update(
+            bias=i8(rng, n, lo=-127),
+            bias_noise=i8(rng, (K, n), lo=-127),
+            bias_shift=draw(st.integers(0, 15)),
+        )
     return x, w, N, kw
 
 
@@ -188,7 +210,8 @@ def test_linear_low_rank_term_needs_64_bits():
     kw = dict(a=a, b=b, keys=keys, signs=signs, lr_shift=20, out_shift=8)
     want = linear_reference(x, w, **kw)
     assert 127**3 * m * r > 2**36  # the case does need 64 bits
-    assert want[0].min() == -127 and want[1].max() == 127
+    assert want[0].min() == -127
+    assert want[1].max() == 127
     for level in LEVELS:
         out = np.zeros((N, 1, n), np.int8)
         with kernels(level, 2):
@@ -210,7 +233,9 @@ def test_linear_epilogue_and_xa_match_the_fused_pass():
         with kernels(level, threads):
             acc = core.gemm_s8s8s32(x.reshape(N * B, m), w).reshape(N, B, n)
             xa = core.int8_xa(x, a, keys)
-            np.testing.assert_array_equal(xa, np.stack([_i64(x[i]) @ _i64(a[keys[i]]) for i in range(N)]))
+            np.testing.assert_array_equal(
+                xa, np.stack([_i64(x[i]) @ _i64(a[keys[i]]) for i in range(N)])
+            )
             out = np.zeros((N, B, n), np.int8)
             core.int8_epilogue(out, acc, xa, None, b, keys, signs, bias, 9, 7, True)
             np.testing.assert_array_equal(out, want, err_msg=f"{level}, {threads}")
@@ -220,7 +245,8 @@ def test_linear_epilogue_and_xa_match_the_fused_pass():
             xa1 = core.int8_xa(xs, a, np.arange(K, dtype=np.uint32))
             core.int8_epilogue(out, acc1, xa1, keys, b, keys, signs, bias, 9, 7, True)
             np.testing.assert_array_equal(
-                out, linear_reference(xs, w, a, b, lr_shift=9, out_shift=7, **kw))
+                out, linear_reference(xs, w, a, b, lr_shift=9, out_shift=7, **kw)
+            )
 
 
 def test_linear_rejects_bad_arguments():
@@ -241,8 +267,8 @@ def test_linear_rejects_bad_arguments():
         core.int8_linear(x, w, out, a, b, keys, np.array([1, 0], np.int8))
     with pytest.raises(ValueError, match="lr_shift must be in"):
         core.int8_linear(x, w, out, a, b, keys, lr_shift=63)
+    out.flags.writeable = False
     with pytest.raises(ValueError, match="out must be writeable"):
-        out.flags.writeable = False
         core.int8_linear(x, w, out)
 
 
@@ -287,7 +313,8 @@ def test_update_full_rank_leaf_as_a_row():
             np.testing.assert_array_equal(core.int8_contract(ones, E[:, :, None], c)[0], z)
             np.testing.assert_array_equal(
                 core.int8_update(q, ones, E[:, :, None], c, 40)[0],
-                _clip8(_i64(q[0]) + np.sign(z) * (np.abs(z) >= 40)))
+                _clip8(_i64(q[0]) + np.sign(z) * (np.abs(z) >= 40)),
+            )
 
 
 def test_contract_rejects_bad_arguments():
@@ -317,8 +344,12 @@ def test_int8_noise_is_the_quantized_normals(seed, count, offset):
             outs = [np.zeros((3, count), np.int8), np.zeros((3, 5), np.int8)]
             core.fill_int8_noise_many(seed, [3, 3], keys, 7, [offset, 0], outs)
         np.testing.assert_array_equal(outs[0], want, err_msg=f"{level}, {threads}")
-        np.testing.assert_array_equal(outs[1], np.clip(np.rint(16 * noise.normals_batch(
-            seed, 3, keys, 7, 5, 0)), -127, 127).astype(np.int8))  # fmt: skip
+        np.testing.assert_array_equal(
+            outs[1],
+            np.clip(np.rint(16 * noise.normals_batch(seed, 3, keys, 7, 5, 0)), -127, 127).astype(
+                np.int8
+            ),
+        )
 
 
 def test_int8_noise_rounds_half_to_even():
@@ -345,10 +376,22 @@ def test_eggroll_simd_forces_the_int8_level_in_a_fresh_process():
         "print(c.simd_level()); a = np.arange(-60, 60, dtype=np.int8).reshape(8, 15); "
         "print(int(c.gemm_s8s8s32(a, a.T.copy()).sum()))"
     )
-    want = str(int((_i64(np.arange(-60, 60).reshape(8, 15)) @ _i64(np.arange(-60, 60).reshape(8, 15)).T).sum()))
+    want = str(
+        int(
+            (
+                _i64(np.arange(-60, 60).reshape(8, 15)) @ _i64(np.arange(-60, 60).reshape(8, 15)).T
+            ).sum()
+        )
+    )
     for level in LEVELS:
         env = dict(os.environ, EGGROLL_SIMD=level)
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=env, timeout=120, cwd=os.path.dirname(__file__) + "/..")  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            cwd=os.path.dirname(__file__) + "/..",
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.split() == [level, want]

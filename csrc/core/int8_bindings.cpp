@@ -323,7 +323,7 @@ void fill_int8_noise_many(uint64_t seed, const std::vector<uint32_t>& leaves,
       const std::size_t start = (local % job.chunks) * kChunk;
       const std::size_t len = std::min(kChunk, job.count - start);
       k.fill_normals(seed, job.leaf, keys.p[row], epoch, job.offset + start, len, z.data());
-      quantize_noise(z.data(), len, job.dst + row * job.count + start);
+      k.int8->quantize(z.data(), len, job.dst + row * job.count + start);
     }
   });
 }

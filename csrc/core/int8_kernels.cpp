@@ -190,62 +190,107 @@ int32_t dot(const int8_t* __restrict x, const int8_t* __restrict y, std::size_t 
 
 constexpr std::size_t kChunk = 256;
 
-void linear_row(const Int8Row& e) {
+// Columns [j0, j0 + len) of a row, len <= kChunk; Len != 0 fixes len at compile time (a whole
+// panel row, the common case: loops without remainders).
+template <std::size_t Len>
+inline void row_part(const Int8Row& e, std::size_t j0, std::size_t len_rt, bool small) {
+  const std::size_t len = Len != 0 ? Len : len_rt;
   const int64_t sign = e.sign;
-  for (std::size_t j0 = 0; j0 < e.width; j0 += kChunk) {
-    const std::size_t len = std::min(kChunk, e.width - j0);
-    alignas(64) int64_t acc[kChunk];
-    alignas(64) int32_t bias[kChunk];
-    const int32_t* g = e.gemm + j0;
+  alignas(64) int64_t acc[kChunk];
+  alignas(64) int32_t bias[kChunk];
+  const int32_t* g = e.gemm + j0;
 #pragma omp simd
-    for (std::size_t j = 0; j < len; ++j) acc[j] = g[j];
-    if (e.r > 0) {
-      alignas(64) int64_t lr[kChunk];
+  for (std::size_t j = 0; j < len; ++j) acc[j] = g[j];
+  if (e.r > 0 && small) {  // every partial sum of sign * t . b fits int32: 16-lane vectors
+    alignas(64) int32_t lr[kChunk];
 #pragma omp simd
-      for (std::size_t j = 0; j < len; ++j) lr[j] = 0;
-      for (std::size_t q = 0; q < e.r; ++q) {
-        const int64_t tq = static_cast<int64_t>(e.t[q]) * sign;
-        const int8_t* bt = e.bt + q * e.ldbt + j0;
+    for (std::size_t j = 0; j < len; ++j) lr[j] = 0;
+    for (std::size_t q = 0; q < e.r; ++q) {
+      const int32_t tq = e.t[q] * e.sign;
+      const int8_t* bt = e.bt + q * e.ldbt + j0;
 #pragma omp simd
-        for (std::size_t j = 0; j < len; ++j) lr[j] += tq * bt[j];
-      }
-      const int sh = e.lr_shift;
-#pragma omp simd
-      for (std::size_t j = 0; j < len; ++j) acc[j] += lr[j] >> sh;
+      for (std::size_t j = 0; j < len; ++j) lr[j] += tq * bt[j];
     }
-    if (e.bias != nullptr) {
-      const int8_t* bb = e.bias + j0;
-      if (e.bias_noise != nullptr) {
-        const int8_t* bn = e.bias_noise + j0;
-        const int32_t s = e.sign, sh = e.bias_shift;
+    const int sh = e.lr_shift;
 #pragma omp simd
-        for (std::size_t j = 0; j < len; ++j) {
-          const int32_t v = bb[j] + ((s * bn[j]) >> sh);
-          bias[j] = std::min(127, std::max(-127, v));
-        }
-      } else {
+    for (std::size_t j = 0; j < len; ++j) acc[j] += lr[j] >> sh;
+  } else if (e.r > 0) {
+    alignas(64) int64_t lr[kChunk];
 #pragma omp simd
-        for (std::size_t j = 0; j < len; ++j) bias[j] = bb[j];
+    for (std::size_t j = 0; j < len; ++j) lr[j] = 0;
+    for (std::size_t q = 0; q < e.r; ++q) {
+      const int64_t tq = static_cast<int64_t>(e.t[q]) * sign;
+      const int8_t* bt = e.bt + q * e.ldbt + j0;
+#pragma omp simd
+      for (std::size_t j = 0; j < len; ++j) lr[j] += tq * bt[j];
+    }
+    const int sh = e.lr_shift;
+#pragma omp simd
+    for (std::size_t j = 0; j < len; ++j) acc[j] += lr[j] >> sh;
+  }
+  if (e.bias != nullptr) {
+    const int8_t* bb = e.bias + j0;
+    if (e.bias_noise != nullptr) {
+      const int8_t* bn = e.bias_noise + j0;
+      const int32_t s = e.sign, sh = e.bias_shift;
+#pragma omp simd
+      for (std::size_t j = 0; j < len; ++j) {
+        const int32_t v = bb[j] + ((s * bn[j]) >> sh);
+        bias[j] = std::min(127, std::max(-127, v));
       }
     } else {
 #pragma omp simd
-      for (std::size_t j = 0; j < len; ++j) bias[j] = 0;
+      for (std::size_t j = 0; j < len; ++j) bias[j] = bb[j];
     }
-    const int sh = e.out_shift;
-    const int64_t lo = e.relu ? 0 : -127;
-    int8_t* out = e.out + j0;
+  } else {
 #pragma omp simd
-    for (std::size_t j = 0; j < len; ++j) {
-      const int64_t y = (acc[j] >> sh) + bias[j];
-      out[j] = static_cast<int8_t>(std::min<int64_t>(127, std::max<int64_t>(lo, y)));
-    }
+    for (std::size_t j = 0; j < len; ++j) bias[j] = 0;
+  }
+  const int sh = e.out_shift;
+  const int64_t lo = e.relu ? 0 : -127;
+  // Clipped into int32 first: GCC does not vectorize an int64 -> int8 narrowing in one step.
+  alignas(64) int32_t y32[kChunk];
+#pragma omp simd
+  for (std::size_t j = 0; j < len; ++j) {
+    const int64_t y = (acc[j] >> sh) + bias[j];
+    y32[j] = static_cast<int32_t>(y < lo ? lo : (y > 127 ? 127 : y));
+  }
+  int8_t* out = e.out + j0;
+#pragma omp simd
+  for (std::size_t j = 0; j < len; ++j) out[j] = static_cast<int8_t>(y32[j]);
+}
+
+void linear_row(const Int8Row& e) {
+  // |sum_q t_q b_qj| <= 128 * sum_q |t_q|: below 2^31 the low-rank sums may be int32 (the same
+  // values, so the same bits; only the vector width changes).
+  int64_t bound = 0;
+  for (std::size_t q = 0; q < e.r; ++q) bound += e.t[q] < 0 ? -int64_t{e.t[q]} : int64_t{e.t[q]};
+  const bool small = bound * 128 < (int64_t{1} << 31);
+  if (e.width == kNr) {
+    row_part<kNr>(e, 0, kNr, small);
+    return;
+  }
+  for (std::size_t j0 = 0; j0 < e.width; j0 += kChunk) {
+    row_part<0>(e, j0, std::min(kChunk, e.width - j0), small);
+  }
+}
+
+void quantize(const float* __restrict z, std::size_t count, int8_t* __restrict out) {
+  // rint by the 1.5 * 2^23 trick: adding and subtracting it rounds to an integer, half to even
+  // (the default rounding mode), for |v| <= 127; clipping first commutes with rint as the bounds
+  // are integers, and 16 * z is exact in float32. No -ffast-math here, so (v + C) - C stays.
+  constexpr float kMagic = 12582912.0f;
+#pragma omp simd
+  for (std::size_t j = 0; j < count; ++j) {
+    const float v = std::min(127.0f, std::max(-127.0f, 16.0f * z[j]));
+    out[j] = static_cast<int8_t>(static_cast<int32_t>((v + kMagic) - kMagic));
   }
 }
 
 }  // namespace
 
-extern const Int8Kernels int8_kernels = {kMr,   kNr,  &a_tile_bytes, &b_panel_bytes, &pack_a,
-                                         &pack_b, &tile, &dot,        &linear_row};
+extern const Int8Kernels int8_kernels = {kMr,    kNr,   &a_tile_bytes, &b_panel_bytes, &pack_a,
+                                         &pack_b, &tile, &dot,         &linear_row,    &quantize};
 
 }  // namespace EGG_ISA
 }  // namespace egg

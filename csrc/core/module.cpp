@@ -1,5 +1,5 @@
 // module.cpp: the eggroll_np._core module. The bindings live by concern (noise_bindings.cpp,
-// update_bindings.cpp, layer_bindings.cpp) over the threaded drivers (drivers.cpp); this file
+// update_bindings.cpp, layer_bindings.cpp, int8_bindings.cpp) over the threaded drivers (drivers.cpp); this file
 // registers them and holds the process-wide controls: SIMD level, threads, malloc tuning.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

@@ -26,119 +26,19 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <barrier>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "cuda/emulation/thread_index.h"
-#define EGG_HOST_EMULATION 1
-
-namespace egg_emu {
-
-constexpr int kLanes = 32;
-
-// The lanes of the warp being run: __shfl_xor_sync exchanges through `vals`.
-struct WarpCtx {
-  std::barrier<> bar{kLanes};
-  float vals[kLanes];
-};
-
-thread_local int tl_lane;
-WarpCtx g_warp;
-
-// 32 threads, one per lane, that run a grid's warps one after another.
-class LanePool {
- public:
-  LanePool() {
-    for (int lane = 0; lane < kLanes; ++lane) {
-      threads_.emplace_back([this, lane] {
-        tl_lane = lane;
-        for (;;) {
-          start_.arrive_and_wait();
-          if (stop_) return;
-          job_(lane);
-          done_.arrive_and_wait();
-        }
-      });
-    }
-  }
-  ~LanePool() {
-    stop_ = true;
-    start_.arrive_and_wait();
-    for (auto& t : threads_) t.join();
-  }
-  void run(std::function<void(int)> job) {
-    job_ = std::move(job);
-    start_.arrive_and_wait();
-    done_.arrive_and_wait();
-  }
-
- private:
-  std::barrier<> start_{kLanes + 1}, done_{kLanes + 1};
-  std::function<void(int)> job_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
-
-LanePool& pool() {
-  static LanePool p;
-  return p;
-}
-
-std::atomic<long> g_misaligned{0};
-
-// The capped grids' block limit (launch.cuh's grid_cap): kSMs (2) * kBlocksPerSM (32) as on a
-// 2-SM device; the layer cases lower it to one block so that grid-stride loops take many turns.
-constexpr unsigned kDefaultMaxBlocks = 64;
-unsigned g_max_blocks = kDefaultMaxBlocks;
-unsigned max_blocks() { return g_max_blocks; }
-
-void vector_access(const void* p) {
-  if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) g_misaligned.fetch_add(1);
-}
-
-template <class Body>
-void run_grid(dim3 grid, dim3 block, Body&& body) {
-  const unsigned nt = block.x * block.y * block.z;
-  if (nt % kLanes != 0) throw std::logic_error("emulated blocks must be whole warps");
-  pool().run([&](int lane) {
-    for (unsigned bz = 0; bz < grid.z; ++bz)
-      for (unsigned by = 0; by < grid.y; ++by)
-        for (unsigned bx = 0; bx < grid.x; ++bx)
-          for (unsigned t = lane; t < nt; t += kLanes) {
-            const unsigned plane = block.x * block.y;
-            emu_threadIdx = make_uint3(t % block.x, (t / block.x) % block.y, t / plane);
-            emu_blockIdx = make_uint3(bx, by, bz);
-            emu_blockDim = block;
-            emu_gridDim = grid;
-            body();
-          }
-  });
-}
-
-}  // namespace egg_emu
-
-inline float __shfl_xor_sync(unsigned, float v, int s) {
-  using egg_emu::g_warp;
-  using egg_emu::tl_lane;
-  g_warp.vals[tl_lane] = v;
-  g_warp.bar.arrive_and_wait();
-  const float r = g_warp.vals[tl_lane ^ s];
-  g_warp.bar.arrive_and_wait();
-  return r;
-}
+#include "cuda/emulation/lanes.h"
 
 #include "cuda/layers.cu"
 #include "cuda/lowrank.cu"

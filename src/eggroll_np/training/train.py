@@ -150,8 +150,23 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
     return records
 
 
-def plot_metrics(records: list[dict[str, Any]], path: str, title: str) -> None:
-    """Learning curve PNG: fitness mean/max (and min-max band), plus each monitored value."""
+def plot_metrics(
+    records: list[dict[str, Any]],
+    path: str,
+    title: str,
+    fitness_label: str = "fitness",
+    references: Mapping[str, float] | None = None,
+) -> Any:
+    """Learning curve PNG: fitness mean/max (and min-max band), plus each monitored value.
+
+    Args:
+        fitness_label: the fitness axis's label (what the fitness is).
+        references: a dashed reference line on the panel of each monitored key k for which
+            references holds ``"baseline_" + k`` (e.g. the baseline's test accuracy).
+
+    Returns:
+        The matplotlib Figure written to `path`.
+    """
     from matplotlib.figure import Figure  # no pyplot: no global backend state, no GUI
 
     base = {"generation", "fitness_mean", "fitness_max", "fitness_min", "fitness_std"}
@@ -170,15 +185,20 @@ def plot_metrics(records: list[dict[str, Any]], path: str, title: str) -> None:
     )
     ax.plot(gen, [r["fitness_mean"] for r in records], label="fitness mean")
     ax.plot(gen, [r["fitness_max"] for r in records], lw=0.8, label="fitness max")
-    ax.set_ylabel("fitness")
+    ax.set_ylabel(fitness_label, fontsize=8 if len(fitness_label) > 30 else None)
     ax.set_title(title)
     ax.legend(loc="lower right")
     for ax, key in zip(axes[1:], extra, strict=True):
         pts = [(r["generation"], r[key]) for r in records if key in r]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=key)
         ax.set_ylabel(key)
+        ref = (references or {}).get(f"baseline_{key}")
+        if ref is not None:
+            ax.axhline(ref, ls="--", color="gray", label=f"baseline {ref:.3g}")
+            ax.legend(loc="lower right")
     axes[-1].set_xlabel("generation")
     fig.savefig(path, dpi=100)
+    return fig
 
 
 def _write_run_file(out: str, name: str, config: Mapping[str, Any]) -> None:
@@ -203,15 +223,26 @@ def _saved_config(resume: str, name: str) -> dict[str, Any] | None:
 
 
 def _check_out(out: str) -> None:
-    """Create the output directory, or ValueError naming --out (before any work is done)."""
+    """ValueError naming --out when the output directory could not be created or written
+    (before any work is done); creates nothing: a refused run leaves no folder behind."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out!r} exists and is not a directory")
+    parent = os.path.abspath(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"--out {out!r} cannot be created: {parent!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        what = "is not writable" if parent == os.path.abspath(out) else "cannot be created"
+        raise ValueError(f"--out {out!r} {what} ({parent!r} is not writable)")
+
+
+def _make_out(out: str) -> None:
+    """Create the output directory once the run's options and task are accepted."""
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out {out!r} cannot be created: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out!r} is not writable")
 
 
 def run(
@@ -280,6 +311,7 @@ def _train(
     else:
         params = task.params
         state = es.init(params, **es_options(config), **task.es_options)
+    _make_out(out)
     _write_run_file(out, name, config)
     metrics_path, ckpt_path = os.path.join(out, METRICS), os.path.join(out, CHECKPOINT)
     # Keep the log of the generations the resumed state has already done, drop the rest.
@@ -352,8 +384,12 @@ def _train(
             evaluator.shutdown()
     train_s = time.perf_counter() - start
     checkpoint.save(ckpt_path, params, state)
+    baseline = task.baseline() if task.baseline is not None else {}
     if records:
-        plot_metrics(records, os.path.join(out, PLOT), f"eggroll-np train {name}")
+        plot_metrics(
+            records, os.path.join(out, PLOT), f"eggroll-np train {name}", task.fitness_label,
+            baseline,
+        )
     # train_s covers the whole run: a resumed run adds the time logged before it stopped.
     summary: dict[str, Any] = {
         "workload": name,
@@ -364,8 +400,7 @@ def _train(
         summary["resumed_at_generation"] = resumed_at
         summary["session_train_s"] = round(train_s, 2)
     summary.update(task.evaluate(params))
-    if task.baseline is not None:
-        summary.update(task.baseline())
+    summary.update(baseline)
     if task.sample is not None:
         summary["sample"] = task.sample(params)
     summary["wall_s"] = round(time.perf_counter() - start, 2)

@@ -40,6 +40,8 @@ class Task:
         es_options: extra keyword arguments of `eggroll_np.init` (e.g. `lowrank=` marking conv
             kernels low-rank); part of the model, so a resumed run gets them from its checkpoint.
         sample: optional params -> text shown after the summary (e.g. generated text).
+        fitness_label: what the fitness is, for the learning curve's axis (e.g. "fitness =
+            minus the minibatch cross-entropy (nats)").
     """
 
     params: Any
@@ -50,6 +52,7 @@ class Task:
     baseline: Callable[[], dict[str, float]] | None = None
     es_options: Mapping[str, Any] = field(default_factory=dict)
     sample: Callable[[Any], str] | None = None
+    fitness_label: str = "fitness"
 
 
 @dataclass(frozen=True)

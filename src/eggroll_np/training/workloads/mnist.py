@@ -61,6 +61,7 @@ _IDX_NAMES = {
 
 
 _READ_CHUNK = 1 << 24  # bytes read (decompressed) at a time
+_IDX_MAX_NDIM = 16  # the header's byte allows 255; NumPy arrays have at most 64
 _ZIP_MAGIC = b"PK\x03\x04"
 _GZIP_MAGIC = b"\x1f\x8b"
 CLASSES = 10
@@ -100,6 +101,11 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
                 raise ValueError(f"{path!r} is not an IDX file (bad magic number)")
             ndim = magic[3]
+            if not 1 <= ndim <= _IDX_MAX_NDIM:  # NumPy's own error would not name the file
+                raise ValueError(
+                    f"{path!r}: IDX header declares {ndim} dimensions; MNIST's files have 1 "
+                    f"(labels) or 3 (images), this reader takes 1 to {_IDX_MAX_NDIM}"
+                )
             dims = _read_exactly(fh, 4 * ndim)
             if len(dims) < 4 * ndim:
                 raise ValueError(f"{path!r}: truncated IDX header")
@@ -142,13 +148,14 @@ def load(data: str | os.PathLike[str] | None) -> tuple[np.ndarray, ...]:
     npz = data if os.path.isfile(data) else os.path.join(data, "mnist.npz")
     if os.path.isfile(npz):
         arrays = _read_npz(npz)
+        sources = {key: npz for key in _IDX_NAMES}
     elif os.path.isdir(data):
-        arrays = {}
+        arrays, sources = {}, {}
         for key, stem in _IDX_NAMES.items():
             found = _find(data, stem)
             if found is None:
                 raise FileNotFoundError(f"--data {data!r} has no {stem}[.gz] (nor mnist.npz)")
-            arrays[key] = read_idx(found)
+            arrays[key], sources[key] = read_idx(found), found
     else:
         raise FileNotFoundError(f"--data {data!r} is neither a directory nor an .npz file")
     out = []
@@ -164,7 +171,15 @@ def load(data: str | os.PathLike[str] | None) -> tuple[np.ndarray, ...]:
                 f"--data {data!r}: x_{split} has {len(x)} rows but y_{split} has {len(y)}"
             )
         scale = 255.0 if x.dtype == np.uint8 else 1.0
-        out += [(x.reshape(len(x), -1) / scale).astype(np.float32), y]
+        with np.errstate(over="ignore"):  # a float64 pixel beyond float32: refused below
+            images = (x.reshape(len(x), -1) / scale).astype(np.float32)
+        bad = np.flatnonzero(~np.isfinite(images).all(axis=1))
+        if bad.size:  # else every member's fitness is NaN, and the fitness gets the blame
+            raise ValueError(
+                f"--data {sources[f'x_{split}']!r}: x_{split} has non-finite pixels (NaN or inf, "
+                f"or beyond float32) in {bad.size} image(s), the first at row {int(bad[0])}"
+            )
+        out += [images, y]
     if out[0].shape[1] != out[2].shape[1]:
         raise ValueError(f"--data {data!r}: train and test images have different sizes")
     return tuple(out)
