@@ -34,7 +34,8 @@ def test_a_large_corpus_is_loaded_tokenized_and_counted_in_bounded_memory(tmp_pa
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert tokens.dtype == np.uint8 and len(tokens) == len(train)
+    assert tokens.dtype == np.uint8
+    assert len(tokens) == len(train)
     # bytes + uint8 tokens (2x the file) plus one chunk's temporaries; measured 2.1x + 18 MB
     # (before: int64 tokens and whole-corpus bincounts, ~23x)
     assert peak < 2 * size + (32 << 20), peak / size
@@ -46,13 +47,15 @@ def test_tokens_equal_the_table_lookup():
     vocab = corpus.Vocabulary(train)
     text = rng.integers(0, 256, (7, 300)).astype(np.uint8)  # unseen bytes too, any shape
     got = vocab.tokens(text)
-    assert got.dtype == np.uint8 and got.shape == text.shape
+    assert got.dtype == np.uint8
+    assert got.shape == text.shape
     np.testing.assert_array_equal(got, vocab.to_token[text])
 
 
 def test_all_256_byte_values_seen_still_fit_a_byte():
     vocab = corpus.Vocabulary(np.arange(256, dtype=np.uint8))
-    assert vocab.size == 257 and vocab.unseen == 0
+    assert vocab.size == 257
+    assert vocab.unseen == 0
     np.testing.assert_array_equal(vocab.tokens(np.arange(256, dtype=np.uint8)), np.arange(256))
 
 

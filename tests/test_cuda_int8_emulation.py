@@ -1,5 +1,5 @@
-"""The integer leaves' CUDA kernels (csrc/cuda/int8*.cu[h]), run on the CPU by
-csrc/cuda/emulation/int8_emulation.cpp, equal the int64 NumPy reference bit for bit.
+"""The integer leaves' CUDA kernels (csrc/cuda/int8*.cu[h]), run on the CPU by the host emulator
+(csrc/cuda/emulation, its int8_* cases), equal the int64 NumPy reference bit for bit.
 
 The emulator compiles int8.cu's launch code unchanged and emulates the tensor-core step warp-wide
 with the PTX fragment layout; it is built here with the system C++ compiler and the CUDA headers
@@ -15,54 +15,20 @@ import numpy as np
 import pytest
 
 from .test_core_int8 import contract_reference, i8, linear_reference
-from .test_cuda_emulation import _SANITIZE, _compiler, _cuda_include
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "csrc" / "cuda" / "emulation" / "int8_emulation.cpp"
+try:  # the suite runs as a package (tests/__init__.py) or from its directory
+    from . import emulator as emu
+except ImportError:
+    import emulator as emu  # type: ignore[no-redef]
 
-
-def _skip_reason() -> str | None:
-    if not SOURCE.is_file():
-        return f"{SOURCE} is not here (tests run outside a source checkout)"
-    if _compiler() is None:
-        return "no host C++ compiler (c++/g++, or $CXX) to build the CUDA emulator"
-    if _cuda_include() is None:
-        return "no CUDA headers (cuda_runtime.h) found via $CUDA_HOME, nvcc or /usr/local/cuda"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+pytestmark = pytest.mark.skipif(
+    emu.skip_reason() is not None, reason=str(emu.skip_reason())
+)
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    exe = tmp_path_factory.mktemp("int8emu") / "int8_emulation"
-    cmd = [
-        _compiler(),
-        "-std=c++20",
-        "-O1",
-        "-Wall",
-        "-Wextra",
-        "-Wno-attributes",
-        "-Wno-unknown-pragmas",
-        f"-I{ROOT / 'csrc'}",
-        f"-I{_cuda_include()}",
-        str(SOURCE),
-        "-o",
-        str(exe),
-        "-lpthread",
-    ]
-    done = subprocess.run(cmd + _SANITIZE, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:  # no sanitizer runtime here: the plain build still checks values
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        if "c++20" in done.stderr or "<barrier>" in done.stderr:
-            pytest.skip(f"the host compiler cannot build C++20 (<barrier>): {done.stderr[-300:]}")
-        pytest.fail(
-            f"building the int8 CUDA emulator failed:\n{' '.join(cmd)}\n{done.stderr[-4000:]}"
-        )
-    assert "warning" not in done.stderr, done.stderr[-4000:]
-    return exe
+    return emu.build(tmp_path_factory.mktemp("int8emu"))
 
 
 class Cases:
@@ -77,7 +43,7 @@ class Cases:
         name = f"c{len(self.lines)}"
         for key, arr in inputs.items():
             np.ascontiguousarray(arr).tofile(self.tmp / f"{name}.{key}.bin")
-        self.lines.append(" ".join([op, name, *map(str, args)]))
+        self.lines.append(" ".join([f"int8_{op}", name, *map(str, args)]))
         self.want[name] = want
 
     def run(self, exe: Path) -> None:
@@ -86,7 +52,7 @@ class Cases:
             [str(exe), str(self.tmp)], capture_output=True, text=True, timeout=1800
         )
         assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-        assert f"ran {len(self.lines)} case(s)" in done.stdout
+        assert done.stdout.count("ran  int8_") == len(self.lines), done.stdout[-2000:]
         for (name, want), line in zip(self.want.items(), self.lines, strict=True):
             got = np.fromfile(self.tmp / f"{name}.out.bin", want.dtype).reshape(want.shape)
             np.testing.assert_array_equal(got, want, err_msg=line)

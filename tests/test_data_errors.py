@@ -47,7 +47,9 @@ def test_non_finite_idx_images_name_the_file(tmp_path, bad):
     x[3, 1, 2] = bad
     data = _idx_dir(tmp_path, x)
     path = str(data / "train-images-idx3-ubyte")
-    with pytest.raises(ValueError, match=rf"^--data '{path}': x_train has non-finite pixels .*row 3"):
+    with pytest.raises(
+        ValueError, match=rf"^--data '{path}': x_train has non-finite pixels .*row 3"
+    ):
         mnist.load(data)
 
 
@@ -64,7 +66,8 @@ def test_non_finite_npz_images_name_the_file_and_array(tmp_path):
 def test_finite_float_images_still_load(tmp_path):
     x = np.full((5, 4, 4), 0.5, np.float32)
     loaded = mnist.load(_idx_dir(tmp_path, x, gz=True))
-    assert loaded[0].shape == (5, 16) and np.all(loaded[0] == 0.5)
+    assert loaded[0].shape == (5, 16)
+    assert np.all(loaded[0] == 0.5)
 
 
 @pytest.mark.parametrize("ndim", [0, 17, 200, 255])
@@ -80,7 +83,8 @@ def _cli_error(capsys, argv) -> str:
         cli.main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
     return err
 
 
@@ -94,4 +98,5 @@ def test_hyperparams_start_values_are_checked_naming_the_option(tmp_path, capsys
         ["train", "hyperparams", f"{option}={value}", "--generations", "1", "--out", str(tmp_path)],
     )
     assert f"{option} must be finite, >= -20.0 and < 20.0" in err
-    assert "FitFailedWarning" not in err and "arange" not in err
+    assert "FitFailedWarning" not in err
+    assert "arange" not in err

@@ -21,6 +21,7 @@ void register_noise_bindings(py::module_& m);   // noise_bindings.cpp
 void register_update_bindings(py::module_& m);  // update_bindings.cpp
 void register_layer_bindings(py::module_& m);   // layer_bindings.cpp
 void register_int8_bindings(py::module_& m);    // int8_bindings.cpp
+void register_array_cache(py::module_& m);      // array_cache.cpp
 }  // namespace egg
 
 PYBIND11_MODULE(_core, m) {
@@ -48,6 +49,7 @@ PYBIND11_MODULE(_core, m) {
       "Tune glibc malloc for repeated large allocations (process-wide); False where not glibc.");
   egg::register_layer_bindings(m);
   egg::register_int8_bindings(m);
+  egg::register_array_cache(m);
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
   m.def("available_simd_levels", &egg::available_levels,

@@ -21,7 +21,7 @@ def _is_command_line() -> bool:
     if sys.argv and os.path.basename(sys.argv[0]) == "eggroll-np":
         return True
     argv = list(getattr(sys, "orig_argv", ()))  # `python -m eggroll_np`: argv[0] is '-m' yet
-    return any(a == "-m" and b == "eggroll_np" for a, b in zip(argv, argv[1:]))
+    return any(a == "-m" and b == "eggroll_np" for a, b in zip(argv, argv[1:], strict=False))
 
 
 def _interrupted(signum: int, frame: Any) -> None:

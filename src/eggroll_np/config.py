@@ -258,7 +258,8 @@ def _check_eps(hyperparams: Any, spec: TreeSpec, kinds: tuple[NoiseKind, ...]) -
     if eps is None:
         return
     for p, dt, kind in zip(spec.path_strings, spec.dtypes, kinds, strict=True):
-        if kind is not NoiseKind.FROZEN and dt != "int8" and np.dtype(dt).type(eps) == 0:
+        dtype = np.dtype(dt)
+        if kind is not NoiseKind.FROZEN and dtype.kind == "f" and dtype.type(eps) == 0:
             raise ValueError(
                 f"eps={eps:g} is 0 in {dt} (leaf '{p}'): Adam would divide 0 by 0 where a "
                 f"gradient entry is 0; use eps >= {float(np.finfo(dt).tiny):.3g} (default 1e-8)"

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from . import _ext
-from .backend import cupy, is_cupy_array
+from .backend import cupy, dtype_name, is_cupy_array
 
 __all__ = [
     "OPERATIONS",
@@ -265,7 +265,7 @@ def _takes(backend: str, row: Row, dtype: str, arrays: Sequence[Any]) -> bool:
             continue
         if is_cupy_array(a) != (backend == "cuda") or not hasattr(a, "flags"):
             return False
-        if dtype != ANY and a.dtype.name != dtype:
+        if dtype != ANY and dtype_name(a.dtype) != dtype:
             return False
         if not row.strided and not (a.flags.c_contiguous and a.dtype.isnative):
             return False
@@ -293,7 +293,7 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
         raise ValueError(f"operation must be one of {sorted(OPERATIONS)}, got {operation!r}")
     first = next((a for a in arrays if a is not None), None)
     on_device = is_cupy_array(first) if device is None else device
-    dtype = first.dtype.name if first is not None and hasattr(first, "dtype") else ANY
+    dtype = dtype_name(first.dtype) if first is not None and hasattr(first, "dtype") else ANY
     order = ("cuda", "numpy") if on_device else ("core", "numpy")
     if _forced is not None:
         order = tuple(b for b in order if b in (_forced, "numpy"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, evaluate, gradient, intupdate, optim, shaping
+from . import _array_cache, _checks, evaluate, gradient, intupdate, optim, shaping
 from .backend import namespace_of, to_numpy
 from .config import ESConfig, NoiseKind, make_config, optimized_leaves
 from .noise import epoch_of
@@ -70,8 +70,9 @@ def init(params: Any, **kwargs: Any) -> ESState:
     int_sigma_shift=2 and int_update_fraction=0.2 (int8 leaves: sigma = 2^-k with k in 0..15,
     and alpha in (0, 1), the fraction of entries a pure-noise update moves, scaled by the lr
     schedule; docs/integer.md), and the chosen optimizer's own hyperparameters: momentum=0.9
-    (momentum), b1=0.9, b2=0.999, eps=1e-8 (adam). A hyperparameter of another optimizer (b1 with optimizer="sgd") is a
-    ValueError naming it.
+    (momentum), b1=0.9, b2=0.999, eps=1e-8 (adam). A hyperparameter of another optimizer (b1
+    with optimizer="sgd") is a ValueError naming it, and so is a leaf that is not frozen holding
+    inf or NaN (a frozen leaf may, e.g. a mask of -inf; checkpoints accept exactly the same).
 
     Example:
         >>> import numpy as np, eggroll_np as egg
@@ -82,14 +83,16 @@ def init(params: Any, **kwargs: Any) -> ESState:
     """
     leaves, spec, xp = check_params(params)
     config = make_config(spec, **kwargs)
-    trained = {i: leaves[i] for i in optimized_leaves(config, spec)}
-    bad = _first_non_finite(trained, xp)
-    if bad is not None:
+    non_frozen = {i: x for i, x in enumerate(leaves) if config.kinds[i] is not NoiseKind.FROZEN}
+    bad = _first_non_finite(non_frozen, xp)
+    if bad is not None:  # a frozen leaf may (a mask of -inf): save/load accept it there too
+        path = spec.path_strings[bad]
         raise ValueError(
-            f"params leaf '{spec.path_strings[bad]}' has non-finite values (NaN or inf), which "
-            "every update would spread; fix the params, or freeze the leaf (lowrank={"
-            f"'{spec.path_strings[bad]}': 'frozen'}})"
+            f"params leaf '{path}' has non-finite values (inf or NaN), which every update would "
+            f"spread; only a frozen leaf may hold them, e.g. a mask: init(..., lowrank={{'{path}': "
+            "'frozen'})"
         )
+    trained = {i: leaves[i] for i in optimized_leaves(config, spec)}
     return ESState(config, 0, optim.init(config.optimizer, trained), spec)
 
 
@@ -183,6 +186,7 @@ def _noise_for(leaves: list[Any], state: ESState, noise: GenerationNoise | None)
     return GenerationNoise(state.spec, state.config, epoch, xp)
 
 
+@_array_cache.scoped
 def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Population:
     """The Population of generation `state.generation` around `params`.
 
@@ -232,6 +236,7 @@ def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None
         )
 
 
+@_array_cache.scoped
 def tell(
     params: Any, fitness: Any, state: ESState, population: Population | None = None
 ) -> tuple[Any, ESState]:
@@ -327,7 +332,8 @@ def _checked_update_norm(
         causes = f"sigma={config.sigma:g} and lr={config.lr:g}"
         fixes = "use a larger sigma or a smaller lr"
         eps = getattr(config.hyperparams, "eps", None)
-        tiny = max(float(np.finfo(state.spec.dtypes[i]).tiny) for i in new_leaves)
+        floats = [d for d in (np.dtype(state.spec.dtypes[i]) for i in new_leaves) if d.kind == "f"]
+        tiny = max((float(np.finfo(d).tiny) for d in floats), default=0.0)
         if eps is not None and eps < tiny:  # subnormal: mu / eps overflows where nu underflows
             causes = f"sigma={config.sigma:g}, lr={config.lr:g} and eps={eps:g}"
             fixes = f"use eps >= {tiny:.3g} (default 1e-8), a larger sigma or a smaller lr"
@@ -350,6 +356,7 @@ def _checked_update_norm(
     return math.sqrt(sq)
 
 
+@_array_cache.scoped
 def step(
     params: Any,
     fitness_fn: Callable[[Any], Any],

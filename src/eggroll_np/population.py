@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, conv, epilogue, intlayers, layers
+from . import _array_cache, _checks, conv, epilogue, intlayers, layers
 from .config import NoiseKind
 from .perturbation import GenerationNoise
 from .tree import Path
@@ -140,6 +140,7 @@ class Population:
 
     # ---- what fitness functions call -----------------------------------------------------------
 
+    @_array_cache.scoped
     def member(self, i: int) -> Any:
         """Member i's full parameter tree (new arrays), 0 <= i < size."""
         i = _checks.index("member index i", i, self.size)
@@ -148,6 +149,7 @@ class Population:
             [self._member_leaf(i, leaf) for leaf in range(len(self._leaves))]
         )
 
+    @_array_cache.scoped
     def perturbed(self, path: Path | str) -> Any:
         """`(N, *shape)` stack of every member's value of one leaf.
 
@@ -217,6 +219,7 @@ class Population:
             self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E, chunks
         )
 
+    @_array_cache.scoped
     def linear(
         self,
         x: Any,
@@ -264,6 +267,7 @@ class Population:
         out = layers.linear(x, self._leaf_noise(w, chunked=True), bn, activation, transpose)
         return self._noted(out)
 
+    @_array_cache.scoped
     def conv2d(
         self,
         x: Any,
@@ -300,6 +304,7 @@ class Population:
         x = self._own_rows(x, 5)
         return self._noted(conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation))
 
+    @_array_cache.scoped
     def embed(self, ids: Any, w: Path | str, per_member: bool = False) -> Any:
         """Rows of every member's table W_i (V, d) at integer ids, without forming any W_i.
 

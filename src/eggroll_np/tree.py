@@ -15,7 +15,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .backend import as_array, is_cupy_array, namespace_of
+from .backend import as_array, dtype_name, is_cupy_array, namespace_of
 
 __all__ = [
     "Path",
@@ -318,18 +318,18 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
                 f"{where} must be a float32, float64 or int8 NumPy/CuPy array, got "
                 f"{type(leaf).__name__}"
             )
-        if leaf.dtype.name not in LEAF_DTYPES:
-            raise TypeError(f"{where} must have dtype float32, float64 or int8, got {leaf.dtype}")
-        if leaf.dtype.name == "int8" and leaf.size and int(leaf.min()) < -127:
-            raise ValueError(
-                f"{where} is int8 and holds -128; integer leaves lie in [-127, 127] "
-                "(clip it: np.clip(q, -127, 127))"
-            )
         if isinstance(leaf, (np.ma.MaskedArray, np.matrix)):  # the update would drop the mask
             raise TypeError(
                 f"{where} is a {type(leaf).__module__}.{type(leaf).__name__}, which ES would turn "
                 "into a plain array (a mask dropped silently); pass np.asarray(leaf) or, for a "
                 "masked array, leaf.filled(value)"
+            )
+        if dtype_name(leaf.dtype) not in LEAF_DTYPES:
+            raise TypeError(f"{where} must have dtype float32, float64 or int8, got {leaf.dtype}")
+        if dtype_name(leaf.dtype) == "int8" and leaf.size and int(leaf.min()) < -127:
+            raise ValueError(
+                f"{where} is int8 and holds -128; integer leaves lie in [-127, 127] "
+                "(clip it: np.clip(q, -127, 127))"
             )
         leaf_xp = namespace_of(leaf)
         if xp is None:
@@ -343,6 +343,6 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         structure=structure,
         paths=tuple(paths),
         shapes=tuple(tuple(int(n) for n in leaf.shape) for leaf in leaves),
-        dtypes=tuple(leaf.dtype.name for leaf in leaves),
+        dtypes=tuple(dtype_name(leaf.dtype) for leaf in leaves),
     )
     return leaves, spec, xp

@@ -1,7 +1,7 @@
 // host_emulation.cpp: runs the CUDA kernels AND their launch code on the CPU, for machines
 // without a GPU.
 //
-// noise.cu, lowrank.cu and layers.cu are compiled unchanged with EGG_HOST_EMULATION defined: their launch
+// noise.cu, lowrank.cu, layers.cu and int8.cu are compiled unchanged with EGG_HOST_EMULATION defined: their launch
 // decisions (aligned or scalar paths, float4 or scalar stores, the rank chunk, the fast divisor,
 // the batched noise job table, grid sizes) run as on the GPU, and `egg_cuda::launch` hands each
 // kernel to run_grid below instead of the driver. run_grid executes every CUDA thread of the
@@ -40,6 +40,7 @@
 
 #include "cuda/emulation/lanes.h"
 
+#include "cuda/int8.cu"
 #include "cuda/layers.cu"
 #include "cuda/lowrank.cu"
 #include "cuda/noise.cu"
@@ -89,6 +90,7 @@ void fail(const std::string& what) {
 
 }  // namespace
 
+#include "cuda/emulation/int8_cases.h"
 #include "cuda/emulation/layers_cases.h"
 
 namespace {
@@ -193,6 +195,10 @@ void run_case(const std::string& dir, std::istringstream& in) {
                                  out.data(), nullptr);
     if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
     write_bin(p + ".result.bin", out.data(), members * batch * n * sizeof(float));
+  } else if (op.rfind("int8_", 0) == 0) {
+    if (!int8_cases::run(op.substr(5), p, in)) {
+      throw std::runtime_error("unknown case kind '" + op + "'");
+    }
   } else if (op == "layers") {
     layer_cases::run_all();  // self-checking: prints a line per case, counts failures
   } else {

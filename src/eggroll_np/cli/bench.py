@@ -146,6 +146,19 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
+def _report(args: argparse.Namespace) -> int:
+    try:
+        from ..benchmarks.asv_report import write_report
+        import matplotlib  # noqa: F401 - the plots
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"bench report needs the package {exc.name!r}: pip install 'eggroll_np[bench]'"
+        ) from None
+    path = write_report(args.results, args.out, args.machine, args.factor)
+    print(f"wrote {path}")
+    return 0
+
+
 def _run_int8(args: argparse.Namespace) -> int:
     from ..benchmarks.int_bench import format_int8, run_int8_workload
     from ..sysinfo import system_info
@@ -160,19 +173,6 @@ def _run_int8(args: argparse.Namespace) -> int:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"system": system_info(), "results": [result]}, fh, indent=2, default=str)
         print(f"wrote {args.json}")
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    try:
-        from ..benchmarks.asv_report import write_report
-        import matplotlib  # noqa: F401 - the plots
-    except ModuleNotFoundError as exc:
-        raise ValueError(
-            f"bench report needs the package {exc.name!r}: pip install 'eggroll_np[bench]'"
-        ) from None
-    path = write_report(args.results, args.out, args.machine, args.factor)
-    print(f"wrote {path}")
     return 0
 
 

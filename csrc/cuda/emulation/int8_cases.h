@@ -1,59 +1,40 @@
-// int8_emulation.cpp: runs the integer leaves' CUDA kernels AND their launch code (int8.cu) on
-// the CPU, for machines without a GPU.
-//
-// int8.cu is compiled unchanged with EGG_HOST_EMULATION (lanes.h): packing, grid sizes, the
-// grid-stride loops and the fused epilogues run as on the GPU, and the tensor-core step
-// mma.m16n8k32 is emulated warp-wide with the PTX fragment layout (lanes.h), so a wrong
-// fragment index gives wrong numbers here too. tests/test_cuda_int8_emulation.py builds it (with
-// AddressSanitizer where available) and runs `int8_emulation DIR`: DIR/cases.txt holds one case
-// per line (see run_case), each case's inputs are raw files NAME.<operand>.bin, and the outputs
-// NAME.out.bin are compared with the int64 NumPy reference by the test.
-#include "cuda/emulation/lanes.h"
+// int8_cases.h: the integer leaves' CUDA cases of the host emulator (included by
+// host_emulation.cpp; ops int8_gemm, int8_linear, int8_epilogue, int8_xa, int8_contract). int8.cu
+// is compiled unchanged: packing, grid sizes, the grid-stride loops and the fused epilogues run
+// as on the GPU, and the tensor-core step mma.m16n8k32 is emulated warp-wide with the PTX
+// fragment layout (lanes.h), so a wrong fragment index gives wrong numbers here too. Each case
+// reads NAME.<operand>.bin and writes NAME.out.bin, which tests/test_cuda_int8_emulation.py
+// compares with the int64 NumPy reference.
+#pragma once
 
-#include <cstdio>
-#include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
-#include "cuda/int8.cu"
-
-namespace {
-
-template <class T>
-std::vector<T> read_bin(const std::string& path, std::size_t count) {
-  std::vector<T> v(count);
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot read " + path);
-  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(count * sizeof(T)));
-  if (static_cast<std::size_t>(f.gcount()) != count * sizeof(T)) throw std::runtime_error(path + ": too short");
-  return v;
-}
+namespace int8_cases {
 
 template <class T>
-void write_bin(const std::string& path, const std::vector<T>& v) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(T)));
-  if (!f) throw std::runtime_error("cannot write " + path);
+inline void write_vec(const std::string& path, const std::vector<T>& v) {
+  write_bin(path, v.data(), v.size() * sizeof(T));
 }
 
 // An optional operand: its file's values, or an empty vector (a null pointer) when count is 0.
 template <class T>
-std::vector<T> maybe(const std::string& path, std::size_t count, bool present) {
+inline std::vector<T> maybe(const std::string& path, std::size_t count, bool present) {
   return present ? read_bin<T>(path, count) : std::vector<T>();
 }
 
 template <class T>
-T* ptr(std::vector<T>& v) {
+inline T* ptr(std::vector<T>& v) {
   return v.empty() ? nullptr : v.data();
 }
 
 // Workspaces exactly as large as int8.cuh documents (AddressSanitizer catches an overrun).
-std::vector<int8_t> work(std::size_t bytes) { return std::vector<int8_t>(bytes); }
+inline std::vector<int8_t> work(std::size_t bytes) { return std::vector<int8_t>(bytes); }
 
-void run_case(const std::string& dir, std::istringstream& in) {
-  std::string op, name;
-  in >> op >> name;
-  const std::string p = dir + "/" + name;
+// Runs the case `op` (without its "int8_" prefix) on the inputs at path prefix p; false when op is
+// not an int8 case.
+inline bool run(const std::string& op, const std::string& p, std::istringstream& in) {
   if (op == "gemm") {
     std::size_t M, K, N;
     in >> M >> K >> N;
@@ -62,7 +43,7 @@ void run_case(const std::string& dir, std::istringstream& in) {
     const std::size_t kp = egg_cuda::int8_depth(K);
     auto wa = work(M * kp), wb = work(N * kp);
     egg_cuda::int8_gemm(x.data(), w.data(), out.data(), M, K, N, ptr(wa), ptr(wb), nullptr);
-    write_bin(p + ".out.bin", out);
+    write_vec(p + ".out.bin", out);
   } else if (op == "linear") {
     std::size_t N, B, m, n, X, K, r;
     int w_pm, has_keys, has_signs, lr_shift, bias_kind, bias_shift, out_shift, relu;
@@ -85,7 +66,7 @@ void run_case(const std::string& dir, std::istringstream& in) {
                                 ptr(keys),  ptr(signs), lr_shift, ptr(bias), bias_kind == 2,
                                 ptr(bias_noise), bias_shift, out_shift, relu != 0};
     egg_cuda::int8_linear(x.data(), w.data(), ptr(a), m, t, ptr(wa), ptr(wb), ptr(wxa), nullptr);
-    write_bin(p + ".out.bin", out);
+    write_vec(p + ".out.bin", out);
   } else if (op == "epilogue") {
     // out from acc (N, B, n) and xa (N, B, r) given, xa_rows = identity.
     std::size_t N, B, n, K, r;
@@ -102,7 +83,7 @@ void run_case(const std::string& dir, std::istringstream& in) {
                                 keys.data(), signs.data(), lr_shift, bias.data(), true, nullptr,
                                 0, out_shift, relu != 0};
     egg_cuda::int8_epilogue(acc.data(), true, nullptr, N, t, nullptr);
-    write_bin(p + ".out.bin", out);
+    write_vec(p + ".out.bin", out);
   } else if (op == "xa") {
     std::size_t N, X, K, B, m, r;
     in >> N >> X >> K >> B >> m >> r;
@@ -111,7 +92,7 @@ void run_case(const std::string& dir, std::istringstream& in) {
     auto keys = read_bin<uint32_t>(p + ".keys.bin", N);
     std::vector<int32_t> out(N * B * r, -1);
     egg_cuda::int8_xa(x.data(), X, a.data(), keys.data(), N, K, B, m, r, out.data(), nullptr);
-    write_bin(p + ".out.bin", out);
+    write_vec(p + ".out.bin", out);
   } else if (op == "contract") {
     std::size_t K, m, n, r;
     long long tau;
@@ -125,39 +106,18 @@ void run_case(const std::string& dir, std::istringstream& in) {
       std::vector<int8_t> out(m * n, 99);
       egg_cuda::int8_contract(a.data(), b.data(), c.data(), K, m, n, r, nullptr, q.data(), tau,
                               out.data(), ptr(wa), ptr(wb), nullptr);
-      write_bin(p + ".out.bin", out);
+      write_vec(p + ".out.bin", out);
     } else {
       std::vector<int32_t> out(m * n, -1);
       egg_cuda::int8_contract(a.data(), b.data(), c.data(), K, m, n, r, out.data(), nullptr, 0,
                               nullptr, ptr(wa), ptr(wb), nullptr);
-      write_bin(p + ".out.bin", out);
+      write_vec(p + ".out.bin", out);
     }
   } else {
-    throw std::runtime_error("unknown case " + op);
+    return false;
   }
+  return true;
 }
 
-}  // namespace
 
-int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s DIR (DIR/cases.txt: one case per line)\n", argv[0]);
-    return 2;
-  }
-  const std::string dir = argv[1];
-  std::ifstream cases(dir + "/cases.txt");
-  if (!cases) {
-    std::fprintf(stderr, "cannot read %s/cases.txt\n", dir.c_str());
-    return 2;
-  }
-  std::string line;
-  int done = 0;
-  while (std::getline(cases, line)) {
-    if (line.empty()) continue;
-    std::istringstream in(line);
-    run_case(dir, in);
-    ++done;
-  }
-  std::printf("ran %d case(s)\n", done);
-  return 0;
-}
+}  // namespace int8_cases
