@@ -12,9 +12,9 @@ from .population import Population
 
 __all__ = ["CHUNK_BYTES", "INFO_KEY", "check_chunk", "members_per_chunk", "evaluate"]
 
-#: Bytes of one layer's activations a chunk aims at: they stay in the caches from one layer to
-#: the next (measured on the 2-core machines, 1-2 MiB of L2 per core: sup 47 -> 40 ms a
-#: generation in chunks of 64 members, digits 47 -> 38 ms in chunks of 128).
+#: The budget in bytes of one layer's activations in a chunk, so that they stay in the caches
+#: from one layer to the next (measured on the 2-core machines, 1-2 MiB of L2 per core, sup
+#: 47 -> 40 ms a generation in chunks of 64 members, digits 47 -> 38 ms in chunks of 128).
 CHUNK_BYTES = 8 << 20
 #: The `ESState.info` entry where `step` keeps a generation's largest layer output per member.
 INFO_KEY = "layer_bytes_per_member"

@@ -14,13 +14,12 @@ from typing import Any
 from .. import _checks, checkpoint, es
 from . import resume as resuming
 from .interrupts import Interrupts
-from .options import ES_KEYS, SCHEDULE_DEFAULTS, es_options, resolve_config
+from .options import es_options, resolve_config
 from .progress import progress as progress_display
 from .run_folder import (
     CHECKPOINT,
     METRICS,
     PLOT,
-    RUN_FILE,
     SUMMARY,
     check_out,
     locked,
@@ -30,8 +29,6 @@ from .run_folder import (
 from .workloads import Task, Workload, get
 
 __all__ = [
-    "ES_KEYS",
-    "SCHEDULE_DEFAULTS",
     "es_options",
     "resolve_config",
     "run",
