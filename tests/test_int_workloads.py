@@ -100,3 +100,16 @@ def test_tables():
 def test_charlm_float_path_is_unchanged_by_the_flag():
     assert charlm.DEFAULTS["int8"] is False
     assert charlm.WORKLOAD.recipes["int8"]["int8"] is True
+
+
+def test_int8_bench_reports_ratios_and_bytes():
+    from eggroll_np.benchmarks import int_bench
+
+    r = int_bench.run_int8_workload("sup", repeats=1)
+    for key in ("int8_forward_vs_float_inference", "int8_forward_vs_float_forward"):
+        assert r[key] > 0
+    assert r["int8_param_bytes"] * 4 == r["float_param_bytes"]
+    assert r["int8_state_bytes"] == 0
+    assert "int8 forward throughput" in int_bench.format_int8(r)
+    with pytest.raises(ValueError, match="MLP workloads"):
+        int_bench.run_int8_workload("cnn")
