@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_closed()
     except KeyboardInterrupt:
+        # The command is over (a training run has saved its checkpoint): one more Ctrl-C must
+        # not turn exit 130 into a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(_startup.MESSAGE, file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as exc:

@@ -120,6 +120,7 @@ def make(config: Mapping[str, Any]) -> Task:
         monitor=monitor,
         baseline=lambda: dict(baselines),
         sample=text_sample if sample_bytes else None,
+        data=(data,),
     )
 
 

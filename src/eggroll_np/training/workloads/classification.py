@@ -164,6 +164,7 @@ def accuracy_task(
         baseline=baseline,
         es_options=dict(es_options or {}),
         fitness_label=fitness_label,
+        data=tuple(data),
     )
 
 

@@ -93,7 +93,14 @@ def make(config: Mapping[str, Any]) -> Task:
     def monitor(p: Any) -> dict[str, float]:
         return {"log_C": float(p["log_C"][0]), "log_gamma": float(p["log_gamma"][0])}
 
-    return Task(params=params, fitness=fitness, batched=False, evaluate=evaluate, monitor=monitor)
+    return Task(
+        params=params,
+        fitness=fitness,
+        batched=False,
+        evaluate=evaluate,
+        monitor=monitor,
+        data=(x_cv, y_cv, x_te, y_te),
+    )
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
