@@ -27,6 +27,10 @@ def _deflated_zeros(zf: zipfile.ZipFile, name: str, shape: tuple, descr: str) ->
             left -= min(left, MIB)
 
 
+def _deflating(path) -> zipfile.ZipFile:
+    return zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=1)
+
+
 def _peak_bytes(fn) -> tuple[int, BaseException | None]:
     """Peak traced allocation (NumPy's array data included) while fn() runs, and its error."""
     tracemalloc.start()
@@ -49,7 +53,7 @@ def _checkpoint(path) -> None:
 def test_an_extra_deflated_array_in_a_checkpoint_is_refused_before_it_is_read(tmp_path):
     good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
     _checkpoint(good)
-    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED, True, 1) as dst:
+    with zipfile.ZipFile(good) as src, _deflating(bad) as dst:
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info))
         _deflated_zeros(dst, "extra", (16 * MIB,), "<f8")  # 128 MiB in about 0.6 MB
@@ -63,7 +67,7 @@ def test_an_extra_deflated_array_in_a_checkpoint_is_refused_before_it_is_read(tm
 def test_a_header_shape_other_than_the_spec_is_refused_before_the_data(tmp_path):
     good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
     _checkpoint(good)
-    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED, True, 1) as dst:
+    with zipfile.ZipFile(good) as src, _deflating(bad) as dst:
         for info in src.infolist():
             if info.filename == "param/0.npy":
                 _deflated_zeros(dst, "param/0", (4096, 4096), "<f4")  # 64 MiB, not (8, 4)
@@ -94,7 +98,7 @@ def _mnist_arrays(rows: int = 20) -> dict[str, np.ndarray]:
 def test_a_deflate_bomb_as_mnist_npz_is_refused_before_it_expands(tmp_path):
     path = tmp_path / "mnist.npz"
     small = _mnist_arrays()
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, True, 1) as zf:
+    with _deflating(path) as zf:
         _deflated_zeros(zf, "x_train", (120_000, 28, 28), "|u1")  # 90 MiB in about 0.4 MB
         _deflated_zeros(zf, "y_train", (120_000,), "|u1")
         for k in ("x_test", "y_test"):

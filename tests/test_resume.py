@@ -39,6 +39,15 @@ def _snapshot(folder) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+def _refused_resume(capsys, workload, ckpt, out, *options) -> str:
+    """The one-line error of a refused `--resume`, after checking that --out is unchanged."""
+    before = _snapshot(out)
+    argv = ["train", workload, "--resume", str(ckpt), *options, "--quiet", "--out", str(out)]
+    err = _error(capsys, argv)
+    assert _snapshot(out) == before
+    return err
+
+
 def _leaves(path):
     params, state = egg.load(path)
     return egg.tree.flatten(params)[0], state
@@ -85,11 +94,8 @@ def test_resume_on_changed_data_is_refused(tmp_path, capsys):
     argv = ["train", "mnist", "--data", str(data), "--hidden", "4", *DIGITS, "--batch", "8"]
     assert cli.main([*argv, "--generations", "2", "--out", str(out)]) == 0
     _mnist_npz(data, 1)  # same file name, other images
-    before = _snapshot(out)
-    ckpt = str(out / train.CHECKPOINT)
-    err = _error(capsys, ["train", "mnist", "--resume", ckpt, "--generations", "3", "--out", str(out)])
+    err = _refused_resume(capsys, "mnist", out / train.CHECKPOINT, out, "--generations", "3")
     assert "the data is not the run's" in err
-    assert _snapshot(out) == before
 
 
 def test_another_workloads_checkpoint_changes_nothing(tmp_path, capsys):
@@ -97,14 +103,12 @@ def test_another_workloads_checkpoint_changes_nothing(tmp_path, capsys):
     argv = ["train", "digits", *DIGITS, "--hidden", "8", "--generations", "2"]
     assert cli.main([*argv, "--out", str(digits)]) == 0
     assert cli.main(["train", "matching", *SMALL, "--generations", "2", "--out", str(alone)]) == 0
-    (alone / run_folder.RUN_FILE).unlink()  # the checkpoint alone
-    before = _snapshot(digits)
-    ckpt = str(alone / train.CHECKPOINT)
-    err = _error(capsys, ["train", "digits", "--resume", ckpt, "--out", str(digits)])
+    (alone / train.RUN_FILE).unlink()  # the checkpoint alone
+    err = _refused_resume(capsys, "digits", alone / train.CHECKPOINT, digits)
     assert "is a 'matching' run, not 'digits'" in err
-    assert _snapshot(digits) == before
     ckpt = str(digits / train.CHECKPOINT)  # the digits run still resumes
-    assert cli.main(["train", "digits", "--resume", ckpt, "--generations", "3", "--out", str(digits)]) == 0
+    argv = ["train", "digits", "--resume", ckpt, "--generations", "3", "--out", str(digits)]
+    assert cli.main(argv) == 0
 
 
 def test_a_corrupt_log_leaves_the_run_json_as_it_was(tmp_path, capsys):
@@ -112,11 +116,8 @@ def test_a_corrupt_log_leaves_the_run_json_as_it_was(tmp_path, capsys):
     assert cli.main(["train", "matching", *SMALL, "--generations", "2", "--out", str(out)]) == 0
     with open(out / train.METRICS, "a", encoding="utf-8") as fh:
         fh.write("{truncated\n")
-    before = _snapshot(out)
-    ckpt = str(out / train.CHECKPOINT)
-    err = _error(capsys, ["train", "matching", "--resume", ckpt, "--generations", "5", "--out", str(out)])
+    err = _refused_resume(capsys, "matching", out / train.CHECKPOINT, out, "--generations", "5")
     assert "line 3 is not JSON" in err
-    assert _snapshot(out) == before
 
 
 def test_a_resume_failing_in_its_first_forward_changes_nothing(tmp_path, monkeypatch):
@@ -142,13 +143,12 @@ def test_extending_a_decaying_schedule_needs_lr_decay_steps(tmp_path, capsys, sc
     out = tmp_path / "run"
     argv = ["train", "matching", *SMALL, "--lr-schedule", schedule, "--generations", "2"]
     assert cli.main([*argv, "--out", str(out)]) == 0
-    before = _snapshot(out)
-    resume = ["train", "matching", "--resume", str(out / train.CHECKPOINT), "--quiet"]
-    err = _error(capsys, [*resume, "--generations", "4", "--out", str(out)])
+    err = _refused_resume(capsys, "matching", out / train.CHECKPOINT, out, "--generations", "4")
     assert f"runs past the run's {schedule} lr schedule" in err
     assert "--lr-decay-steps" in err
-    assert _snapshot(out) == before
-    assert cli.main([*resume, "--generations", "4", "--lr-decay-steps", "4", "--out", str(out)]) == 0
+    resume = ["train", "matching", "--resume", str(out / train.CHECKPOINT), "--quiet"]
+    stretched = ["--generations", "4", "--lr-decay-steps", "4", "--out", str(out)]
+    assert cli.main([*resume, *stretched]) == 0
     norms = [r["update_norm"] for r in train.read_metrics(str(out / train.METRICS))]
     assert len(norms) == 4
     assert min(norms[2:]) > 0  # the new generations train

@@ -1,4 +1,4 @@
-"""Ctrl-C during training: the first stops the run; later ones wait until its checkpoint is saved."""
+"""Ctrl-C during training: the first stops the run; later ones wait for its checkpoint."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from .run_folder import (
     CHECKPOINT,
     METRICS,
     PLOT,
+    RUN_FILE as RUN_FILE,  # re-exported: the run folder's file names, as train.CHECKPOINT
     SUMMARY,
     check_out,
     locked,
