@@ -154,6 +154,8 @@ def _report(args: argparse.Namespace) -> int:
         raise ValueError(
             f"bench report needs the package {exc.name!r}: pip install 'eggroll_np[bench]'"
         ) from None
+    if not args.factor > 1:  # also NaN
+        raise ValueError(f"--factor must be > 1, got {args.factor}")
     path = write_report(args.results, args.out, args.machine, args.factor)
     print(f"wrote {path}")
     return 0
