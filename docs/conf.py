@@ -128,6 +128,7 @@ api_modules = [
     "eggroll_np.benchmarks.bench",
     "eggroll_np.cli.main",
     "eggroll_np.training.train",
+    "eggroll_np.training.options",
     "eggroll_np.tuning",
     "eggroll_np.sysinfo",
 ]

@@ -22,8 +22,8 @@ TOOLS = ("benchmarks", "training", "models", "distributed", "gpu", "cli", "gpu_c
 ENGINE_LAYERS: list[list[str]] = [
     ["_blas_env", "backend", "_ext", "_reference", "_files", "_startup"],
     ["_checks", "tree", "dispatch", "_array_cache", "intmath", "_npz"],
-    ["schedule", "shaping", "_optimizers", "lowrank", "noise", "_cuda_ops", "_cuda_layers", "_cuda_int8",
-     "tuning", "sysinfo", "intops"],
+    ["schedule", "shaping", "_optimizers", "lowrank", "noise", "_cuda_ops", "_cuda_layers",
+     "_cuda_int8", "tuning", "sysinfo", "intops"],
     ["noise_table", "optim", "epilogue"],
     ["config", "layers", "_checkpoint_formats"],
     ["perturbation", "conv", "intlayers"],

@@ -9,7 +9,7 @@ import pytest
 
 import eggroll_np as egg
 from eggroll_np import cli
-from eggroll_np.training import train
+from eggroll_np.training import run_folder, train
 from eggroll_np.population import NoiseKind
 from eggroll_np.training.workloads import charlm, cnn, corpus, get, recurrent
 
@@ -196,7 +196,7 @@ def test_mnist_recipe_runs_unchanged_on_data(tiny_mnist, tmp_path):
          "--population", "8", "--generations", "2", "--quiet", "--out", str(out)]
     )  # fmt: skip
     assert rc == 0
-    saved = json.loads((out / train.RUN_FILE).read_text())["config"]
+    saved = json.loads((out / run_folder.RUN_FILE).read_text())["config"]
     assert saved["recipe"] == "eggroll_mnist"
     assert saved["fitness"] == "accuracy"
     assert saved["hidden"] == [256]

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import optim, schedule, shaping
-from ..training.train import CHECKPOINT, METRICS, PLOT, RUN_FILE
+from ..training.run_folder import CHECKPOINT, METRICS, PLOT, RUN_FILE
 from ..training.workloads import NAMES, Workload, get
 from .threads_option import add_threads_argument
 

@@ -21,6 +21,7 @@ __all__ = [
     "RUN_FILE",
     "SUMMARY",
     "check_out",
+    "remove_created",
     "locked",
     "read_metrics",
     "write_run_file",
@@ -36,16 +37,37 @@ SUMMARY = "summary.json"
 _NO_LOCKS = {errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}
 
 
-def check_out(out: str) -> None:
-    """Create the output directory, or ValueError naming --out (before any work is done)."""
+def check_out(out: str) -> list[str]:
+    """Create the output directory, or ValueError naming --out (before any work is done).
+
+    Returns:
+        The directories it created, deepest first (`remove_created` takes them away again when
+        the run is refused: a refused run leaves no folder behind).
+    """
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out!r} exists and is not a directory")
+    created, missing = [], os.path.abspath(out)
+    while not os.path.exists(missing):
+        created.append(missing)
+        missing = os.path.dirname(missing)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
+        remove_created(created)
         raise ValueError(f"--out {out!r} cannot be created: {exc.strerror or exc}") from None
     if not os.access(out, os.W_OK | os.X_OK):
+        remove_created(created)
         raise ValueError(f"--out {out!r} is not writable")
+    return created
+
+
+def remove_created(created: list[str]) -> None:
+    """Remove the directories `check_out` created, deepest first, as far as they are empty."""
+    for directory in created:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return  # not empty (the run wrote something), or gone
 
 
 @contextlib.contextmanager

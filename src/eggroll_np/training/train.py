@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -14,26 +13,22 @@ from typing import Any
 from .. import _checks, checkpoint, es
 from . import resume as resuming
 from .interrupts import Interrupts
-from .options import ES_KEYS, SCHEDULE_DEFAULTS, es_options, resolve_config
+from .options import es_options, resolve_config
 from .progress import progress as progress_display
 from .run_folder import (
     CHECKPOINT,
     METRICS,
     PLOT,
-    RUN_FILE,
     SUMMARY,
     check_out,
     locked,
     read_metrics,
+    remove_created,
     write_run_file,
 )
 from .workloads import Task, Workload, get
 
 __all__ = [
-    "ES_KEYS",
-    "SCHEDULE_DEFAULTS",
-    "es_options",
-    "resolve_config",
     "run",
     "plot_metrics",
     "read_metrics",
@@ -147,15 +142,12 @@ def _train(
     w = get(name)
     checkpoint_every = _checks.integer("--checkpoint-every", checkpoint_every, 1)
     out = out or os.path.join("runs", name)
-    created = not os.path.exists(out)
-    check_out(out)
+    created = check_out(out)
     try:
         return _locked_train(name, w, out, resume, overrides, progress, checkpoint_every,
                              workers, ray_address)
     except BaseException:
-        if created:  # a refused (or failed) run that wrote nothing leaves no folder behind
-            with contextlib.suppress(OSError):
-                os.rmdir(out)
+        remove_created(created)  # a refused (or failed) run that wrote nothing leaves no folder
         raise
 
 
