@@ -76,13 +76,7 @@ def _values(value: Any, members: slice) -> Any:
     """One chunk's fitness as a host (k,) array (masks kept); `tell` checks the values."""
     k = members.stop - members.start
     if not np.ma.isMaskedArray(value):
-        value = _checks.as_array(value, "fitness")  # a framework's tensor (DLPack)
-        if hasattr(value, "__cuda_array_interface__"):
-            value = value.get()
-        try:
-            value = np.asarray(value)
-        except (TypeError, ValueError) as exc:  # ragged nested lists
-            raise TypeError(f"fitness must be a numeric array of shape ({k},): {exc}") from None
+        value = _checks.host_fitness(value, k)
     if value.shape != (k,):
         raise ValueError(
             f"fitness_fn returned shape {value.shape} for members [{members.start}, "
