@@ -27,6 +27,7 @@ __all__ = [
     "bigram_probs",
     "unigram_bits_per_byte",
     "bigram_bits_per_byte",
+    "token_count_logits",
 ]
 
 VOCAB = 256  # every byte value
@@ -42,7 +43,8 @@ def load_text(data: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, s
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a file that is not valid UTF-8 or has fewer than 64 bytes (naming the path).
+        ValueError: a file that is empty, binary (NUL bytes), not valid UTF-8 or shorter than
+            64 bytes (naming the path).
     """
     if data is None:
         from pydoc_data.topics import topics
@@ -54,6 +56,11 @@ def load_text(data: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, s
         raise FileNotFoundError(f"--data {path!r} is not a file")
     with open(path, "rb") as fh:
         raw = fh.read()
+    if not raw:
+        raise ValueError(f"--data {path!r} is empty")
+    nul = raw.find(b"\0")
+    if nul >= 0:  # valid UTF-8, but no text file holds NUL bytes
+        raise ValueError(f"--data {path!r} is binary, not text: a NUL byte at offset {nul}")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -135,10 +142,20 @@ class Vocabulary:
         return np.where(np.asarray(tokens) == self.size - 1, -other, 0.0)
 
 
+def _unigram(t: np.ndarray, size: int) -> np.ndarray:
+    counts = np.bincount(t, minlength=size).astype(np.float64)
+    return (counts + 1.0) / (counts.sum() + size)
+
+
+def _bigram(t: np.ndarray, size: int, uni: np.ndarray, prior: float) -> np.ndarray:
+    pairs = np.bincount(t[:-1] * size + t[1:], minlength=size * size).astype(np.float64)
+    pairs = pairs.reshape(size, size)
+    return (pairs + prior * uni[None, :]) / (pairs.sum(axis=1, keepdims=True) + prior)
+
+
 def unigram_probs(train: np.ndarray) -> np.ndarray:
     """(256,) float64 add-one (Laplace) estimate: P(b) = (count(b) + 1) / (len + 256)."""
-    counts = np.bincount(np.asarray(train, np.int64), minlength=VOCAB).astype(np.float64)
-    return (counts + 1.0) / (counts.sum() + VOCAB)
+    return _unigram(np.asarray(train, np.int64), VOCAB)
 
 
 def bigram_probs(train: np.ndarray, prior: float = 1.0) -> np.ndarray:
@@ -148,11 +165,26 @@ def bigram_probs(train: np.ndarray, prior: float = 1.0) -> np.ndarray:
     training predicts like the unigram model. count(a .) counts the bigrams that start with a.
     """
     t = np.asarray(train, np.int64)
-    pairs = np.bincount(t[:-1] * VOCAB + t[1:], minlength=VOCAB * VOCAB).astype(np.float64)
-    pairs = pairs.reshape(VOCAB, VOCAB)
-    return (pairs + prior * unigram_probs(train)[None, :]) / (
-        pairs.sum(axis=1, keepdims=True) + prior
-    )
+    return _bigram(t, VOCAB, _unigram(t, VOCAB), prior)
+
+
+def token_count_logits(
+    tokens: np.ndarray, size: int, prior: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The unigram and bigram count models of `tokens` (ints in [0, size)) as logits.
+
+    The estimates of `unigram_probs` and `bigram_probs`, over `size` tokens instead of 256
+    bytes. Fit them on the training split only.
+
+    Returns:
+        (log P(b), shape (size,); log P(b | a) - log P(b), shape (size, size)), float64: the
+        first as an output bias plus row a of the second scores exactly the bigram model after
+        token a.
+    """
+    t = np.asarray(tokens, np.int64)
+    uni = _unigram(t, size)
+    log_uni = np.log(uni)
+    return log_uni, np.log(_bigram(t, size, uni, prior)) - log_uni[None, :]
 
 
 def unigram_bits_per_byte(train: np.ndarray, text: np.ndarray) -> float:
@@ -165,3 +197,4 @@ def bigram_bits_per_byte(train: np.ndarray, text: np.ndarray, prior: float = 1.0
     """Mean -log2 P(text[j] | text[j-1]) over j >= 1, the bigram model fitted on `train`."""
     t = np.asarray(text, np.int64)
     return float(-np.mean(np.log2(bigram_probs(train, prior)[t[:-1], t[1:]])))
+
