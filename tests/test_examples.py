@@ -1,4 +1,5 @@
-"""The short examples in examples/ run as shipped, in a fresh process, and learn.
+"""The short examples in examples/ run as shipped (charlm_texts.py in a tiny mode), in a fresh
+process, and learn.
 
 Each run is a pure function of its seeds, so the thresholds sit well inside what the examples
 print (README and the examples' docstrings quote those figures); a broken layer, update or API
