@@ -2,7 +2,7 @@
 with its own held-out tail, beside the unigram and bigram count models (issue 26).
 
 The texts are found on the machine and in Python's own distribution: Python's pydoc_data topics
-(charlm's default text), the Vim user manual, the source of Python's `email` and `asyncio`
+(charlm's default text), the Vim user manual and its reference manual, the source of Python's `email` and `asyncio`
 packages, and the license texts of /usr/share/common-licenses plus Python's LICENSE. A text that
 is not on this machine is left out with a note. The recipe was tuned on the texts marked "tuned";
 the others it never saw before its figures were measured.
@@ -51,8 +51,11 @@ def _licenses() -> list[str]:
 
 TEXTS = (
     Text("pydoc", "prose documentation (charlm's default)", True, lambda: []),
-    Text("vim-manual", "prose documentation", True, lambda: sorted(
+    Text("vim-manual", "prose documentation (user manual)", True, lambda: sorted(
         glob.glob("/usr/share/vim/vim*/doc/usr_*.txt"))),
+    Text("vim-reference", "prose documentation (reference manual)", False, lambda: sorted(
+        p for p in glob.glob("/usr/share/vim/vim*/doc/*.txt")
+        if not os.path.basename(p).startswith("usr_"))),
     Text("email-src", "Python source", True, lambda: _stdlib("email", "*.py")),
     Text("asyncio-src", "Python source", False, lambda: _stdlib("asyncio", "*.py")),
     Text("licenses", "legal prose", False, _licenses),
