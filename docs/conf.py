@@ -41,6 +41,9 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Any|Callable|Mapping|Sequence|Iterable|Iterator|ModuleType|PathLike|Path)"),
     (r"py:.*", r"(ray|torch|concurrent\.futures)(\..*)?"),
     (r"py:class", r"(optional|array-like|array|callable|ndarray)"),
+    # Sphinx splits `Callable[[Any], dict[str, float]]` (training.workloads.Workload) at its comma
+    # and looks up the fragment "dict[str" as a class.
+    (r"py:class", r"dict\[str"),
 ]
 
 # MyST: ```{directive}``` fences, ::: colon fences, definition lists, headings as link targets.
@@ -106,6 +109,7 @@ api_modules = [
     "eggroll_np.shaping",
     "eggroll_np.gradient",
     "eggroll_np.optim",
+    "eggroll_np.schedule",
     "eggroll_np.checkpoint",
     "eggroll_np.distributed",
     "eggroll_np.distributed.replica",

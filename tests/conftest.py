@@ -8,7 +8,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from eggroll_np import _ext, dispatch
+from eggroll_np import dispatch
 from eggroll_np.backend import cupy
 
 __all__ = ["GPU_SKIP_REASON", "gpu_skip_reason"]
@@ -16,23 +16,14 @@ __all__ = ["GPU_SKIP_REASON", "gpu_skip_reason"]
 
 def gpu_skip_reason() -> str | None:
     """Why GPU tests cannot run here, or None when CuPy and a CUDA device are usable."""
-    shadow = _ext.shadowed_build()
-    if shadow is not None:
-        return shadow
     return dispatch.cuda_unavailable_reason()  # the library's one device check
 
 
 GPU_SKIP_REASON = gpu_skip_reason()
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Say loudly when the source tree hides the compiled modules (every C++/GPU test skips)."""
-    shadow = _ext.shadowed_build()
-    return [f"WARNING: {shadow}"] if shadow else []
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    """EGGROLL_REQUIRE_GPU=1 (set by `python -m eggroll_np.gpu.check`): no GPU is an error."""
+    """EGGROLL_REQUIRE_GPU=1 (set by `eggroll-np gpu-check`): no GPU is an error."""
     if os.environ.get("EGGROLL_REQUIRE_GPU") == "1" and GPU_SKIP_REASON is not None:
         raise pytest.UsageError(f"EGGROLL_REQUIRE_GPU=1 but no GPU: {GPU_SKIP_REASON}")
 

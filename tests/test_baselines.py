@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from eggroll_np import conv
-from eggroll_np.models import simple_cnn
+from eggroll_np.models import mlp, simple_cnn
 from eggroll_np.tree import flatten
 from eggroll_np.training.workloads import backprop, common, corpus
 
@@ -129,7 +129,7 @@ def _as64(tree):
 )
 def test_mlp_gradient_matches_finite_differences(activation, loss, out_act):
     rng = np.random.default_rng(0)
-    params = _as64(common.init_mlp((5, 7, 6, 3), rng))
+    params = _as64(mlp.init((5, 7, 6, 3), rng))
     for layer in params["layers"]:
         layer["b"] += rng.standard_normal(layer["b"].shape) * 0.3
     x = rng.standard_normal((9, 5))
@@ -179,7 +179,7 @@ def test_sgd_fits_the_training_batch():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((64, 4)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
-    params = common.init_mlp((4, 8, 2), rng)
+    params = mlp.init((4, 8, 2), rng)
 
     def batches():
         while True:
@@ -191,7 +191,7 @@ def test_sgd_fits_the_training_batch():
     result = backprop.sgd(params, lg, batches(), steps=200, lr=0.1)
     assert result["steps"] == 200
     assert result["losses"][-1] < 0.3 * result["losses"][0]
-    acc = (common.mlp_forward(result["params"], x, "relu").argmax(1) == y).mean()
+    acc = (mlp.forward(result["params"], x, "relu").argmax(1) == y).mean()
     assert acc > 0.95
     assert result["params"]["layers"][0]["W"].dtype == np.float32
     stopped = backprop.sgd(params, lg, batches(), 50, 0.1, callback=lambda s, p: s == 7)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import importlib
 import json
+import platform
 
+import numpy as np
 import pytest
 
-from eggroll_np import cli
+import eggroll_np
+from eggroll_np import _ext, cli
 
 
 def test_every_command_of_the_table_is_a_subcommand(capsys):
-    assert set(cli.COMMANDS) == {"info", "train", "bench"}
+    assert set(cli.COMMANDS) == {"info", "train", "bench", "gpu-check"}
     for module in cli.COMMANDS.values():
         mod = importlib.import_module(module)
         assert isinstance(mod.HELP, str)
@@ -28,7 +31,11 @@ def test_every_command_of_the_table_is_a_subcommand(capsys):
 def test_info_json_through_the_table(capsys):
     assert cli.main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert "version" in json.dumps(info)
+    assert info["eggroll_np"] == eggroll_np.__version__
+    assert info["python"] == platform.python_version()
+    assert info["numpy"] == np.__version__
+    assert info["core_extension"] is (_ext.core is not None)
+    assert info["cuda_extension"] is (_ext.cuda is not None)
 
 
 def test_bench_rejects_a_bad_repeat_count(capsys):

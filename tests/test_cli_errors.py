@@ -76,8 +76,22 @@ def test_resume_refuses_a_changed_es_option(part_run, capsys):
     assert "--sigma 0.5 (the run has 0.005)" in err
 
 
-def test_resume_accepts_options_equal_to_the_run_and_a_new_length(part_run, capsys):
+class _TickingClock:
+    """`time` for the train module whose perf_counter advances by exactly 1 s per read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def perf_counter(self) -> float:
+        self.reads += 1
+        return float(self.reads)
+
+
+def test_resume_accepts_options_equal_to_the_run_and_a_new_length(part_run, capsys, monkeypatch):
     ckpt = str(part_run / train.CHECKPOINT)
+    logged = train.read_metrics(str(part_run / train.METRICS))
+    clock = _TickingClock()  # the resumed session's clock: exact, so the sums are exact
+    monkeypatch.setattr(train, "time", clock)
     argv = [
         "train",
         "matching",
@@ -99,10 +113,15 @@ def test_resume_accepts_options_equal_to_the_run_and_a_new_length(part_run, caps
     assert "resumed at generation 2" in line
     summary = json.loads((part_run / "summary.json").read_text())
     assert summary["resumed_at_generation"] == 2
-    # train_s is the whole run's: the first session's logged time plus this one's
+    # train_s is the whole run's: the first session's logged time plus this one's, and the
+    # resumed generations' elapsed_s go on from the first session's last one.
     records = train.read_metrics(str(part_run / train.METRICS))
-    assert summary["train_s"] >= summary["session_train_s"]
-    assert summary["train_s"] == pytest.approx(records[-1]["elapsed_s"], abs=0.05)
+    offset = logged[-1]["elapsed_s"]
+    session = summary["session_train_s"]
+    assert records[:2] == logged
+    assert [r["elapsed_s"] for r in records[2:]] == [round(offset + k, 4) for k in (1, 2)]
+    assert session >= 3  # start, two generations, end: at least 4 reads 1 s apart
+    assert summary["train_s"] == round(offset + session, 2)
     assert json.loads((part_run / train.RUN_FILE).read_text())["config"]["inputs"] == 3
 
 

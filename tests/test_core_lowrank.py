@@ -103,7 +103,7 @@ def test_exception_in_a_worker_thread_is_a_python_error(tmp_path):
                                 np.ones(4, np.float32), out)
         print("still works", float(out.sum()))
     """
-    done = subprocess.run(  # cwd: away from a source tree that would shadow the build
+    done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
     assert done.returncode == 0, f"the process died ({done.returncode}): {done.stderr[-2000:]}"

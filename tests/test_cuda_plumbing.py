@@ -24,7 +24,7 @@ from eggroll_np import _cuda_ops, _ext, dispatch, lowrank, noise
 
 needs_extension = pytest.mark.skipif(
     _ext.cuda is None,
-    reason=_ext.shadowed_build() or f"eggroll_np._cuda was not built: {_ext.cuda_error}",
+    reason=f"eggroll_np._cuda was not built: {_ext.cuda_error}",
 )
 
 

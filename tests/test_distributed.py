@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import signal
 import sys
 import threading
 import time
@@ -44,9 +46,25 @@ def batched_fitness(pop: egg.Population) -> np.ndarray:
     return -np.mean((out - 1.0) ** 2, axis=(1, 2))
 
 
-def slow_fitness(p: dict[str, np.ndarray]) -> float:
-    time.sleep(0.03)  # keeps a generation in flight long enough to kill an actor during it
+def gated_fitness(gate: str, p: dict[str, np.ndarray]) -> float:
+    """`member_fitness`; while gate/armed exists, each evaluation first writes
+    gate/inflight-<pid> and waits for gate/release (the test kills one process meanwhile)."""
+    if os.path.exists(os.path.join(gate, "armed")):
+        open(os.path.join(gate, f"inflight-{os.getpid()}"), "w").close()
+        wait_for_file(pathlib.Path(gate), "release")
     return member_fitness(p)
+
+
+def wait_for_file(folder: pathlib.Path, pattern: str) -> int:
+    """Block until a file matching `pattern` exists in folder (a stuck test fails after 120 s);
+    the number after its last "-" (a pid), or 0."""
+    for _ in range(12000):
+        found = sorted(folder.glob(pattern))
+        if found:
+            tail = found[0].name.rsplit("-", 1)[-1]
+            return int(tail) if tail.isdigit() else 0
+        time.sleep(0.01)
+    raise AssertionError(f"nothing matched {folder / pattern} within 120 s")
 
 
 def crashing_fitness(trigger: str, p: dict[str, np.ndarray]) -> float:
@@ -361,19 +379,35 @@ def test_killed_actor_between_generations_is_replaced(evaluator_factory, ray_loc
     assert sum(r.broadcast_bytes for r in ev.reports) > 0  # the replacement got a snapshot
 
 
-def test_actor_killed_mid_generation_still_completes(evaluator_factory, ray_local):
+def test_actor_killed_mid_generation_still_completes(evaluator_factory, tmp_path):
+    # No timer: once armed, the fitness holds each evaluation at a gate and says which process
+    # it runs in; the test kills that process while its evaluation is provably in flight, then
+    # opens the gate for the others.
+    gate = tmp_path / "gate"
+    gate.mkdir()
     params = make_params()
     state = egg.init(params, population=POP, seed=5)
     expected, _ = single_process(params, state, member_fitness, 3)
-    ev = evaluator_factory(params, state, slow_fitness, workers=2)
-    victim = ev.actors[1]
-    timer = threading.Timer(0.1, ray_local.kill, args=(victim,))
-    timer.start()  # a generation takes >= 8 * 30 ms per actor: the kill lands inside one
-    got, _ = ev.run(3)
-    timer.join()
+    ev = evaluator_factory(params, state, partial(gated_fitness, str(gate)), workers=2)
+    ev.step()
+    killed: list[int] = []
+
+    def kill_the_first_in_flight() -> None:
+        pid = wait_for_file(gate, "inflight-*")
+        (gate / "armed").unlink()  # the replacement and the reassigned members pass straight on
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+        (gate / "release").touch()
+
+    (gate / "armed").touch()
+    killer = threading.Thread(target=kill_the_first_in_flight)
+    killer.start()
+    got, _ = ev.run(2)
+    killer.join()
+    assert killed, "no evaluation reached the gate"
     assert_same_params(got, expected)
-    assert sum(r.restarts for r in ev.reports) >= 1
-    assert victim not in ev.actors
+    assert ev.reports[1].restarts == 1
+    assert ev.reports[1].reassigned >= 1
 
 
 def test_actor_crashing_inside_fitness_is_replaced(evaluator_factory, tmp_path):
@@ -472,3 +506,17 @@ def test_bad_arguments_raise_before_starting_anything(ray_local, kwargs, error, 
         RayEvaluator(params, state, "not callable")
     with pytest.raises(TypeError, match="state"):
         RayEvaluator(params, {"generation": 0}, member_fitness)
+
+
+def string_fitness(pop: egg.Population) -> np.ndarray:
+    return np.array(["0.5"] * pop.size)
+
+
+def test_batched_string_fitness_is_refused_like_one_process(evaluator_factory):
+    params = make_params()
+    state = egg.init(params, population=POP, seed=4)
+    ev = evaluator_factory(params, state, string_fitness, workers=2, batched=True)
+    with pytest.raises(TypeError, match="fitness must be real numbers"):
+        ev.step()
+    assert ev.params is params
+    assert ev.state is state

@@ -1,4 +1,5 @@
-"""Exactness (DESIGN.md): the same bits at every SIMD level, thread count and input layout."""
+"""Exactness (docs/noise-contract.md, "Exactness"): the same bits at every SIMD level, thread count
+and input layout."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import eggroll_np as egg
-from eggroll_np import _ext, _reference, lowrank, noise, optim, tree
+from eggroll_np import _ext, _optimizers, _reference, lowrank, noise, optim, tree
 
 core = _ext.core
 needs_core = pytest.mark.skipif(core is None, reason=f"C++ core not built: {_ext.core_error}")
@@ -395,12 +396,12 @@ def test_fma32_is_the_exactly_rounded_fused_multiply_add():
 
 @pytest.mark.parametrize("b", [0.9, 0.999, 0.5])
 def test_bias_correction_power_is_accurate(b):
-    # optim._power squares in IEEE double (libm's pow may round differently elsewhere): its
+    # _optimizers.power squares in IEEE double (libm's pow may round differently elsewhere): its
     # relative error grows at most like n ulps, far below float32's resolution of 1 - b**n.
     from fractions import Fraction
 
     for n in (0, 1, 2, 3, 7, 64, 1000, 123_457):
         exact = Fraction(b) ** n
-        got = optim._power(b, n)
+        got = _optimizers.power(b, n)
         tiny = Fraction(float(np.finfo(np.float64).smallest_subnormal))
         assert abs(Fraction(got) - exact) <= (2 * n + 1) * exact * Fraction(2) ** -53 + tiny

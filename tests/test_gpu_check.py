@@ -1,17 +1,17 @@
-"""`python -m eggroll_np.gpu_check`: its no-GPU path, its report pieces, and the loud failure when
-the source tree shadows the installed build (all without a GPU)."""
+"""`eggroll-np gpu-check` and `bench gpu`: their no-GPU paths, the report's pieces, the missing
+tests/ of a wheel, and the deprecated `python -m eggroll_np.gpu_check` (all without a GPU)."""
 
 from __future__ import annotations
 
-import shutil
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-import eggroll_np
-from eggroll_np import _ext, dispatch
+from eggroll_np import dispatch
+from eggroll_np.cli import main as cli_main
 from eggroll_np.gpu import check as gpu_check
 
 without_gpu = pytest.mark.skipif(
@@ -22,7 +22,7 @@ without_gpu = pytest.mark.skipif(
 @without_gpu
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(tmp_path, capsys):
     out = tmp_path / "report"
-    assert gpu_check.main(["--out", str(out)]) == 2
+    assert cli_main(["gpu-check", "--out", str(out)]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1
@@ -35,7 +35,7 @@ def test_out_must_be_a_directory(tmp_path, capsys):
     target = tmp_path / "file.txt"
     target.write_text("keep")
     with pytest.raises(SystemExit) as exc:
-        gpu_check.main(["--out", str(target)])
+        cli_main(["gpu-check", "--out", str(target)])
     assert exc.value.code == 2
     assert "--out" in capsys.readouterr().err
     assert target.read_text() == "keep"
@@ -61,7 +61,7 @@ def test_junit_summary_counts_missing_gpu_skips_only():
 
 def test_markdown_report_lists_every_step():
     report = {
-        "command": "python -m eggroll_np.gpu_check --out r",
+        "command": "eggroll-np gpu-check --out r",
         "ok": False,
         "seconds": 12.0,
         "steps": [
@@ -78,30 +78,92 @@ def test_markdown_report_lists_every_step():
     assert md.count("\n## ") == 3
 
 
-def test_steps_fit_the_time_budget():
-    assert [s[0] for s in gpu_check.STEPS] == [
-        "device", "gpu-tests", "bit-check", "probes", "memcheck", "bench",
+def test_each_step_gets_its_budget_and_a_failed_step_does_not_stop_the_rest(tmp_path, monkeypatch):
+    # The whole run past the GPU check, with recording steps in place of the GPU ones: every
+    # selected step runs in order with its own budget, a step that raises is reported FAIL (exit
+    # 1) and the next one still runs; the report files say the same.
+    assert sum(budget for _, budget, _ in gpu_check.STEPS) <= gpu_check.TOTAL_BUDGET
+    seen: list[tuple[str, float]] = []
+
+    def step(name):
+        def run(ctx, budget):
+            seen.append((name, budget))
+            if name == "probes":
+                raise RuntimeError("probe broke")
+            return {"skipped": "no tool"} if name == "memcheck" else {"ran": name}
+
+        return run
+
+    fake = [(name, budget, step(name)) for name, budget, _ in gpu_check.STEPS]
+    monkeypatch.setattr(gpu_check, "STEPS", fake)
+    monkeypatch.setattr(gpu_check, "_no_gpu_reason", lambda: None)
+    out = tmp_path / "report"
+    only = ["--only", "device", "--only", "probes", "--only", "memcheck", "--only", "bench"]
+    assert cli_main(["gpu-check", "--out", str(out), *only]) == 1
+    assert seen == [(n, b) for n, b, _ in fake if n != "gpu-tests" and n != "bit-check"]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert [(s["name"], s["status"]) for s in report["steps"]] == [
+        ("device", "pass"), ("probes", "FAIL"), ("memcheck", "skipped"), ("bench", "pass"),
     ]  # fmt: skip
-    assert sum(s[1] for s in gpu_check.STEPS) < 12 * 60
+    assert "RuntimeError: probe broke" in report["steps"][1]["error"]
+    assert report["command"] == "eggroll-np gpu-check --out " + str(out) + " " + " ".join(only)
+    assert "Result: **FAIL**" in (out / "gpu_check.md").read_text()
 
 
-@pytest.mark.skipif(_ext.core is None, reason=f"C++ core not built: {_ext.core_error}")
-@pytest.mark.parametrize("module", ["eggroll_np.benchmarks.gpu_bench", "eggroll_np.gpu_check"])
-def test_source_tree_shadowing_the_build_is_reported(tmp_path, module):
-    # `python -m ...` from a checkout puts its eggroll_np (no compiled modules) ahead of the
-    # installed one: the commands must say so instead of "no CUDA device".
-    installed = Path(eggroll_np.__file__).parent
-    if not any(installed.glob("_core*")):
-        pytest.skip("this eggroll_np has no compiled modules beside it (an in-place build?)")
-    skip = shutil.ignore_patterns("*.so", "*.pyd", "__pycache__")
-    shutil.copytree(installed, tmp_path / "eggroll_np", ignore=skip)
+@pytest.mark.parametrize("argv", [["gpu-check"], ["bench", "gpu"]])
+def test_gpu_commands_are_cli_subcommands(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main([*argv, "--help"])
+    assert exc.value.code == 0
+    assert "--out" in capsys.readouterr().out
+
+
+@without_gpu
+def test_bench_gpu_without_a_gpu_says_so_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "gpu_bench.json"
+    assert cli_main(["bench", "gpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gpu_bench: nothing measured: no CUDA device")
+    assert not out.exists()
+
+
+def test_the_deprecated_module_still_runs_the_check(tmp_path):
+    # `python -m eggroll_np.gpu_check` warns, then runs `eggroll-np gpu-check` (here: its usage
+    # error for an --out that is a file, which needs no GPU).
+    target = tmp_path / "file.txt"
+    target.write_text("keep")
     done = subprocess.run(
-        [sys.executable, "-m", module, "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "eggroll_np.gpu_check", "--out", str(target)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
-    assert "shadows the installed build" in done.stderr
-    assert str(installed) in done.stderr
+    assert "DeprecationWarning" in done.stderr and "eggroll-np gpu-check" in done.stderr
+    assert f"--out {target}: exists and is not a directory" in done.stderr
+    assert target.read_text() == "keep"
+
+
+def test_without_the_repository_tests_it_says_so_before_running_anything(tmp_path, monkeypatch):
+    # An installed wheel has no tests/: the gpu-tests step needs a checkout, and says so
+    # (naming --tests) before any step runs or any report is written.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"--tests .*no test_cuda.py.*wheel"):
+        gpu_check.tests_dir(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"the default of --tests.*checkout"):
+        gpu_check.tests_dir(None)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_cuda.py").write_text("")
+    assert gpu_check.tests_dir(None) == (tmp_path / "tests").resolve()
+
+
+@pytest.mark.skipif(not dispatch.cuda_available(), reason="needs a GPU to get past the GPU check")
+def test_with_a_gpu_and_no_tests_nothing_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "report"
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["gpu-check", "--out", str(out)])
+    assert exc.value.code == 2
+    assert "no test_cuda.py" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def _fake_tests(root: Path, skip_reason: str) -> Path:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np import optim
+from eggroll_np.models import mlp
 from eggroll_np.training import train
 from eggroll_np.training.workloads import NAMES, cartpole, common, get, matching, mnist
 
@@ -38,14 +39,14 @@ def test_registry_names_and_unknown():
 
 
 def test_population_forward_matches_each_member():
-    params = common.init_mlp((5, 7, 3), np.random.default_rng(0))
+    params = mlp.init((5, 7, 3), np.random.default_rng(0))
     state = egg.init(params, population=6, sigma=0.1, seed=3)
     pop = egg.ask(params, state)
     x = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
-    got = common.mlp_population_forward(pop, x, "gelu")
+    got = mlp.population_forward(pop, x, "gelu")
     assert got.shape == (6, 4, 3)
     for i in range(pop.size):
-        want = common.mlp_forward(pop.member(i), x, "gelu")
+        want = mlp.forward(pop.member(i), x, "gelu")
         np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-5)
 
 

@@ -6,7 +6,7 @@
 
 namespace egg {
 
-// Activation codes shared with Python (eggroll_np.layers.ACTIVATIONS).
+// Activation codes shared with Python (eggroll_np.epilogue.ACTIVATIONS).
 enum Activation : int { kNone = 0, kRelu = 1, kTanh = 2, kSigmoid = 3, kGelu = 4 };
 
 // One output row of n values:

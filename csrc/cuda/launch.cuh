@@ -20,6 +20,9 @@ namespace egg_emu {
 template <class Body>
 void run_grid(dim3 grid, dim3 block, Body&& body);
 constexpr int kSMs = 2;
+// Blocks a capped grid may have (the emulator lowers it to make grid-stride loops turn on small
+// cases); kSMs * kBlocksPerSM by default.
+unsigned max_blocks();
 // Records a float4/uint4 access at an address that is not 16-byte aligned (a fault on a GPU).
 void vector_access(const void* p);
 }  // namespace egg_emu
@@ -78,10 +81,19 @@ void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block,
 #endif
 }
 
+// Most blocks worth launching for a grid-stride loop.
+inline std::size_t grid_cap() {
+#if defined(EGG_HOST_EMULATION)
+  return egg_emu::max_blocks();
+#else
+  return static_cast<std::size_t>(sm_count()) * kBlocksPerSM;
+#endif
+}
+
 // 1-D grid for `work` items, `threads` per block, capped for grid-stride loops.
 inline unsigned grid_1d(std::size_t work, int threads) {
   const std::size_t need = (work + threads - 1) / threads;
-  const std::size_t cap = static_cast<std::size_t>(sm_count()) * kBlocksPerSM;
+  const std::size_t cap = grid_cap();
   return static_cast<unsigned>(std::max<std::size_t>(1, std::min(need, cap)));
 }
 
@@ -98,7 +110,7 @@ inline Launch grid_cols_rows(std::size_t cols, std::size_t rows, unsigned thread
   unsigned tx = 1;
   while (tx < cols && tx < threads) tx *= 2;
   const unsigned ty = threads / tx;
-  const std::size_t cap = static_cast<std::size_t>(sm_count()) * kBlocksPerSM;
+  const std::size_t cap = grid_cap();
   const std::size_t need_x = std::max<std::size_t>(1, (cols + tx - 1) / tx);
   const std::size_t need_y = std::max<std::size_t>(1, (rows + ty - 1) / ty);
   const std::size_t gx = std::min(need_x, cap);

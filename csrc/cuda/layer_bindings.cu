@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 
+#include "core/gil.h"
 #include "cuda/layers.cuh"
 
 namespace py = pybind11;
@@ -40,7 +41,7 @@ void register_layer_bindings(py::module_& m) {
                                member_terms(keys, coef, bias, bias_noise, bias_coef, act,
                                             keys_bound),
                                members, rows, n, rank, xa_count};
-        py::gil_scoped_release release;
+        egg::ReleaseGil release;  // safe at exit (core/gil.h)
         linear_epilogue(a, reinterpret_cast<cudaStream_t>(stream));
       },
       py::arg("out"), py::arg("base"), py::arg("xa"), py::arg("xa_rows"), py::arg("xa_scaled"),
@@ -67,7 +68,7 @@ void register_layer_bindings(py::module_& m) {
         e.v_index = ptr<const uint32_t>(v_index);
         e.members = members, e.batch = batch, e.channels = channels, e.positions = positions;
         e.rank = rank, e.v_count = v_count;
-        py::gil_scoped_release release;
+        egg::ReleaseGil release;  // safe at exit (core/gil.h)
         conv_epilogue(e, reinterpret_cast<cudaStream_t>(stream));
       },
       py::arg("out"), py::arg("src"), py::arg("src_stride"), py::arg("src_shared"), py::arg("a"),

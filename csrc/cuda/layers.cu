@@ -2,7 +2,8 @@
 //
 // The base GEMM and the projections x @ A_k / patches @ B_k are cuBLAS's (through CuPy) or the
 // low-rank project kernel's; these write every output value once: base + correction + bias +
-// activation.
+// activation. Launched through launch.cuh like every kernel, so the host emulator runs this file
+// unchanged.
 #include "cuda/cuda_check.h"
 #include "cuda/launch.cuh"
 #include "cuda/layers.cuh"
@@ -13,17 +14,15 @@ namespace egg_cuda {
 void linear_epilogue(const LinearEpilogue& args, cudaStream_t stream) {
   const std::size_t total = args.members * args.rows * args.n;
   if (total == 0) return;
-  constexpr int kThreads = 256;
-  layers_detail::linear_epilogue_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(args);
-  check(cudaGetLastError(), "linear epilogue kernel launch");
+  launch("linear epilogue kernel launch", layers_detail::linear_epilogue_kernel,
+         dim3(grid_1d(total, kBlockThreads)), dim3(kBlockThreads), stream, args);
 }
 
 void conv_epilogue(const ConvEpilogue& args, cudaStream_t stream) {
   const std::size_t total = args.members * args.batch * args.channels * args.positions;
   if (total == 0) return;
-  constexpr int kThreads = 256;
-  layers_detail::conv_epilogue_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(args);
-  check(cudaGetLastError(), "conv epilogue kernel launch");
+  launch("conv epilogue kernel launch", layers_detail::conv_epilogue_kernel,
+         dim3(grid_1d(total, kBlockThreads)), dim3(kBlockThreads), stream, args);
 }
 
 }  // namespace egg_cuda

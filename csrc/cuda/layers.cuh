@@ -8,7 +8,7 @@
 
 namespace egg_cuda {
 
-// Activation codes shared with Python (eggroll_np.layers.ACTIVATIONS).
+// Activation codes shared with Python (eggroll_np.epilogue.ACTIVATIONS).
 enum LayerActivation : int { kActNone = 0, kActRelu = 1, kActTanh = 2, kActSigmoid = 3, kActGelu = 4 };
 
 // What both epilogues add per member i with key k = keys[i] (keys null: k = 0, frozen leaf):

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/gil.h"
 #include "cuda/cuda_check.h"
 #include "cuda/lowrank.cuh"
 #include "cuda/noise.cuh"
@@ -58,7 +59,7 @@ PYBIND11_MODULE(_cuda, m) {
       "philox4x32_10",
       [](std::uintptr_t counters, std::size_t n, uint32_t k0, uint32_t k1, std::uintptr_t out,
          std::uintptr_t stream) {
-        py::gil_scoped_release release;
+        egg::ReleaseGil release;  // safe at exit (core/gil.h)
         egg_cuda::philox_blocks(ptr<const uint32_t>(counters), n, k0, k1, ptr<uint32_t>(out),
                                 stream_of(stream));
       },
@@ -68,9 +69,11 @@ PYBIND11_MODULE(_cuda, m) {
       "fill_normals",
       [](uint64_t seed, uint32_t leaf, std::uintptr_t member_keys, uint32_t epoch, uint64_t offset,
          std::size_t rows, std::size_t count, std::uintptr_t out, std::uintptr_t stream) {
-        py::gil_scoped_release release;
-        egg_cuda::fill_normals(seed, leaf, ptr<const uint32_t>(member_keys), epoch, offset, rows,
-                               count, ptr<float>(out), stream_of(stream));
+        // The one-request case of fill_normals_many (one kernel for both).
+        egg::ReleaseGil release;  // safe at exit (core/gil.h)
+        egg_cuda::fill_normals_many(seed, epoch, ptr<const uint32_t>(member_keys), rows, {leaf},
+                                    {offset}, {static_cast<uint64_t>(count)}, {ptr<float>(out)},
+                                    stream_of(stream));
       },
       py::arg("seed"), py::arg("leaf"), py::arg("member_keys"), py::arg("epoch"),
       py::arg("offset"), py::arg("rows"), py::arg("count"), py::arg("out"), py::arg("stream"));
@@ -83,7 +86,7 @@ PYBIND11_MODULE(_cuda, m) {
         std::vector<float*> out_ptrs;
         out_ptrs.reserve(outs.size());
         for (const auto p : outs) out_ptrs.push_back(ptr<float>(p));
-        py::gil_scoped_release release;
+        egg::ReleaseGil release;  // safe at exit (core/gil.h)
         egg_cuda::fill_normals_many(seed, epoch, ptr<const uint32_t>(member_keys), rows, leaves,
                                     offsets, counts, out_ptrs, stream_of(stream));
       },
@@ -104,7 +107,7 @@ PYBIND11_MODULE(_cuda, m) {
           throw py::value_error("x_dtype must be 0 (float32) or 1 (float16)");
         }
         const egg_cuda::LowrankShape shape{members, batch, rows_left, rows_right, rank, num_keys};
-        py::gil_scoped_release release;
+        egg::ReleaseGil release;  // safe at exit (core/gil.h)
         egg_cuda::lowrank_correction(
             ptr<const void>(x), static_cast<egg_cuda::XType>(x_dtype), x_per_member,
             ptr<const float>(left), ptr<const float>(right), ptr<const uint32_t>(keys),

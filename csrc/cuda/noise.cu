@@ -51,22 +51,6 @@ void philox_blocks(const uint32_t* counters, std::size_t n, uint32_t k0, uint32_
   }
 }
 
-void fill_normals(uint64_t seed, uint32_t leaf, const uint32_t* member_keys, uint32_t epoch,
-                  uint64_t offset, std::size_t rows, std::size_t count, float* out,
-                  cudaStream_t stream) {
-  if (rows == 0 || count == 0) return;
-  const NormalsJob job = make_job(leaf, offset, count, out);
-  const Launch l = grid_cols_rows(philox_blocks_of(job), rows, kBlockThreads);
-  const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  if (job.aligned) {
-    launch("normals kernel launch", noise_detail::normals_kernel<true>, l.grid, l.block, stream,
-           k0, k1, job, member_keys, epoch, rows);
-  } else {
-    launch("normals kernel launch", noise_detail::normals_kernel<false>, l.grid, l.block, stream,
-           k0, k1, job, member_keys, epoch, rows);
-  }
-}
-
 void fill_normals_many(uint64_t seed, uint32_t epoch, const uint32_t* member_keys,
                        std::size_t rows, const std::vector<uint32_t>& leaves,
                        const std::vector<uint64_t>& offsets, const std::vector<uint64_t>& counts,

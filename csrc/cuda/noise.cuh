@@ -13,13 +13,9 @@ namespace egg_cuda {
 void philox_blocks(const uint32_t* counters, std::size_t n, uint32_t k0, uint32_t k1,
                    uint32_t* out, cudaStream_t stream);
 
-// out (rows, count) = values [offset, offset + count) of stream (leaf, member_keys[row], epoch).
-void fill_normals(uint64_t seed, uint32_t leaf, const uint32_t* member_keys, uint32_t epoch,
-                  uint64_t offset, std::size_t rows, std::size_t count, float* out,
-                  cudaStream_t stream);
-
 // Request j: outs[j] (rows, counts[j]) = values [offsets[j], offsets[j] + counts[j]) of stream
-// (leaves[j], member_keys[row], epoch). One launch per 32 requests.
+// (leaves[j], member_keys[row], epoch). One launch per 32 requests; a single fill is the
+// one-request case.
 void fill_normals_many(uint64_t seed, uint32_t epoch, const uint32_t* member_keys,
                        std::size_t rows, const std::vector<uint32_t>& leaves,
                        const std::vector<uint64_t>& offsets, const std::vector<uint64_t>& counts,

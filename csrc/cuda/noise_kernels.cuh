@@ -93,14 +93,6 @@ __device__ __forceinline__ void fill_rows(uint32_t k0, uint32_t k1, const Normal
   }
 }
 
-// One request (noise.normals_batch).
-template <bool kAligned>
-__global__ void normals_kernel(uint32_t k0, uint32_t k1, NormalsJob job,
-                               const uint32_t* __restrict__ member_keys, uint32_t epoch,
-                               std::size_t rows) {
-  fill_rows<kAligned>(k0, k1, job, member_keys, epoch, rows);
-}
-
 // Up to kMaxJobs requests for the same members and epoch, blockIdx.z picking the request
 // (noise.normals_many: every factor of a generation in one launch, keys uploaded once).
 __global__ void normals_many_kernel(uint32_t k0, uint32_t k1, NormalsJobs jobs,

@@ -147,10 +147,25 @@ def fitness_vector(value: Any, n: int) -> np.ndarray:
     return f
 
 
+def rectangular(name: str, value: Any, xp: Any) -> Any:
+    """xp.asarray(value); a ragged nested list (rows of different lengths) is a ValueError
+    naming the argument instead of NumPy's "setting an array element with a sequence"."""
+    try:
+        return xp.asarray(value)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc) and "sequence" not in str(exc):
+            raise
+        raise ValueError(
+            f"{name} is a ragged nested list (rows of different lengths); pass a rectangular "
+            "array"
+        ) from None
+
+
 def real_array(name: str, value: Any, xp: Any) -> Any:
     """`value` as an `xp` array of real numbers (bool, integer or float dtype); strings, complex
-    numbers and objects are a TypeError naming the argument, never cast silently."""
-    arr = xp.asarray(value)
+    numbers and objects are a TypeError naming the argument, never cast silently; a ragged
+    nested list is a ValueError naming it."""
+    arr = rectangular(name, value, xp)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     return arr

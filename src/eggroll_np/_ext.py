@@ -12,10 +12,7 @@ read until it is fixed.
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
 import os
-import sys
-from pathlib import Path
 from types import ModuleType
 
 __all__ = [
@@ -24,7 +21,6 @@ __all__ = [
     "cuda_device_count",
     "core_error",
     "cuda_error",
-    "shadowed_build",
     "SIMD_ENV",
     "SIMD_LEVELS",
     "simd_forced",
@@ -88,41 +84,6 @@ def __getattr__(name: str) -> object:
         globals().update(core=_core, simd_forced=forced)
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _compiled(package_dir: Path, name: str) -> list[Path]:
-    return [
-        p
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES
-        if (p := package_dir / f"{name}{suffix}").is_file()
-    ]
-
-
-def shadowed_build() -> str | None:
-    """Why the compiled modules are missing when another eggroll_np on sys.path has them.
-
-    `python -m pytest` or `python -m eggroll_np.benchmarks.gpu_bench` run from the repository root put the
-    source tree (which holds no compiled modules) first on sys.path, ahead of the installed
-    build. Returns a message saying so and what to run instead, or None when this is not the
-    case (the modules loaded, or no other copy has them).
-    """
-    if _core is not None and cuda is not None:
-        return None
-    here = Path(__file__).resolve().parent
-    missing = [n for n, mod in (("_core", _core), ("_cuda", cuda)) if mod is None]
-    for entry in sys.path:
-        other = (Path(entry or ".") / "eggroll_np").resolve()
-        if other == here or not other.is_dir():
-            continue
-        found = [n for n in missing if _compiled(other, n)]
-        if found and not any(_compiled(here, n) for n in found):
-            return (
-                f"the source tree {here} shadows the installed build {other} (which has "
-                f"{', '.join(found)}): Python put the current directory first on sys.path. Run "
-                "`pytest` (not `python -m pytest`), `python -P -m ...`, or run from another "
-                "directory"
-            )
-    return None
 
 
 def cuda_device_count() -> int:

@@ -206,6 +206,8 @@ def _read_meta(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _Bad(f"'meta' is not JSON: {_reason(exc)}") from None
+    except RecursionError:  # json's parser recurses once per nested array/object
+        raise _Bad("'meta' JSON nests too deeply to be a checkpoint's") from None
     if not isinstance(meta, dict):
         raise _Bad(f"'meta' must be a JSON object, got {type(meta).__name__}")
     version = meta.get("format_version")
@@ -226,6 +228,8 @@ def _read_spec(text: Any) -> TreeSpec:
         d = json.loads(text) if isinstance(text, str) else None
     except json.JSONDecodeError as exc:
         raise _Bad(f"'spec' is not JSON: {_reason(exc)}") from None
+    except RecursionError:
+        raise _Bad("'spec' JSON nests too deeply to be a parameter tree's") from None
     if not isinstance(d, dict) or set(d) != _SPEC_KEYS:
         raise _Bad(f"'spec' must be a JSON object with keys {sorted(_SPEC_KEYS)}")
     paths, shapes, dtypes = d["paths"], d["shapes"], d["dtypes"]
@@ -250,6 +254,8 @@ def _read_spec(text: Any) -> TreeSpec:
         leaves, rebuilt_paths, structure = flatten(rebuilt)
     except (TypeError, ValueError, KeyError, IndexError, StopIteration, AttributeError) as exc:
         raise _Bad(f"'spec' structure is not a parameter tree: {_reason(exc)}") from None
+    except RecursionError:  # deeper than tree.flatten's limit, found while rebuilding it
+        raise _Bad("'spec' structure nests too deeply to be a parameter tree") from None
     if leaves != list(range(spec.num_leaves)) or tuple(rebuilt_paths) != spec.paths:
         raise _Bad("'spec' structure does not match its leaf paths")
     if structure != spec.structure:

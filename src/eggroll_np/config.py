@@ -208,6 +208,20 @@ def _check_rank(rank: int, spec: TreeSpec, kinds: tuple[NoiseKind, ...]) -> None
                 )
 
 
+def _check_eps(hyperparams: Any, spec: TreeSpec, kinds: tuple[NoiseKind, ...]) -> None:
+    """Adam's eps must not round to 0 in a trained leaf's dtype: sqrt(nu) + eps would be 0 where
+    a gradient entry is 0, and the update 0 / 0."""
+    eps = getattr(hyperparams, "eps", None)
+    if eps is None:
+        return
+    for p, dt, kind in zip(spec.path_strings, spec.dtypes, kinds, strict=True):
+        if kind is not NoiseKind.FROZEN and np.dtype(dt).type(eps) == 0:
+            raise ValueError(
+                f"eps={eps:g} is 0 in {dt} (leaf '{p}'): Adam would divide 0 by 0 where a "
+                f"gradient entry is 0; use eps >= {float(np.finfo(dt).tiny):.3g} (default 1e-8)"
+            )
+
+
 def make_config(
     spec: TreeSpec,
     *,
@@ -268,6 +282,8 @@ def make_config(
     kinds = resolve_kinds(spec, lowrank, full)
     if rank is not None:
         _check_rank(rank, spec, kinds)
+    hyperparams = optim.hyperparams(optimizer, **hyperparams)
+    _check_eps(hyperparams, spec, kinds)
     return ESConfig(
         population=population,
         sigma=_checks.real("sigma", sigma, 0.0, True),
@@ -282,7 +298,7 @@ def make_config(
         weight_decay=_checks.real("weight_decay", weight_decay, 0.0),
         maximize=_checks.boolean("maximize", maximize),
         noise=noise,
-        hyperparams=optim.hyperparams(optimizer, **hyperparams),
+        hyperparams=hyperparams,
         kinds=kinds,
         schedule=schedule,
         noise_table=_check_noise_table(noise_table, spec, kinds, rank),

@@ -180,6 +180,10 @@ def conv2d(
         raise ValueError(
             f"w: kernel ({kh}, {kw}) of '{w.name}' is larger than the padded input ({Hp}, {Wp})"
         )
+    if Bt * C * Hp * Wp * W.itemsize >= 2**63:  # beyond any address space: NumPy's own error
+        raise ValueError(  # ("maximum allowed dimension exceeded") would not name padding
+            f"padding {pd} makes the padded input {(Bt, C, Hp, Wp)}, too large for memory"
+        )
     check_bias(b, Co, w)
     xp = namespace_of(W)
     Ho, Wo = conv_output_size(H, kh, st[0], pd[0]), conv_output_size(Wd, kw, st[1], pd[1])

@@ -266,9 +266,6 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
 
 def cuda_unavailable_reason() -> str | None:
     """Why CuPy arrays cannot be used here (CuPy, the CUDA extension, a device), or None."""
-    shadow = _ext.shadowed_build() if _ext.cuda is None else None
-    if shadow is not None:  # the likeliest cause, and a surprising one: say it first
-        return shadow
     if cupy is None:
         return "CuPy is not installed (pip install 'eggroll_np[cuda]')"
     if _ext.cuda is None:

@@ -9,6 +9,7 @@ ever modified.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, gradient, optim, shaping
+from . import _checks, evaluate, gradient, optim, shaping
 from .backend import namespace_of, to_numpy
 from .config import ESConfig, NoiseKind, make_config
 from .noise import epoch_of
@@ -39,7 +40,9 @@ class ESState:
         opt_state: optimizer state, an `optim.OptState` (plain data the optimizer owns).
         spec: TreeSpec of the params at init (tell/ask reject any other tree).
         info: statistics of the last generation told (empty before the first `tell`):
-            generation, fitness_mean, fitness_max, fitness_min, fitness_std, update_norm.
+            generation, fitness_mean, fitness_max, fitness_min, fitness_std, update_norm;
+            after `step` also layer_bytes_per_member (`Population.layer_bytes_per_member`,
+            which sets the next step's chunk="auto").
     """
 
     config: ESConfig
@@ -75,18 +78,45 @@ def init(params: Any, **kwargs: Any) -> ESState:
         >>> state.generation
         0
     """
-    leaves, spec, _ = check_params(params)
+    leaves, spec, xp = check_params(params)
     config = make_config(spec, **kwargs)
     trained = {i: x for i, x in enumerate(leaves) if config.kinds[i] is not NoiseKind.FROZEN}
+    bad = _first_non_finite(trained, xp)
+    if bad is not None:
+        raise ValueError(
+            f"params leaf '{spec.path_strings[bad]}' has non-finite values (NaN or inf), which "
+            "every update would spread; fix the params, or freeze the leaf (lowrank={"
+            f"'{spec.path_strings[bad]}': 'frozen'}})"
+        )
     return ESState(config, 0, optim.init(config.optimizer, trained), spec)
 
 
+def _first_non_finite(leaves: dict[int, Any], xp: Any) -> int | None:
+    """The smallest index of `leaves` holding a NaN or inf, or None (one device read on a GPU)."""
+    if not leaves:
+        return None
+    order = sorted(leaves)
+    finite = to_numpy(xp.stack([xp.isfinite(leaves[i]).all() for i in order]))
+    return None if finite.all() else order[int(np.flatnonzero(~finite)[0])]
+
+
 def check_state(params: Any, state: Any) -> list[Any]:
-    """Validate (params, state) together (before any work); the params' leaves, canonical order."""
+    """Validate (params, state) together (before any work); the params' leaves, canonical order.
+
+    Every field of the state is checked, so a hand-edited or mixed-up ESState is a
+    TypeError/ValueError naming the field (`generation`, `config`, `opt_state`, `spec`, `info`)
+    rather than a failure deep inside `ask` or `tell`.
+    """
+    return _checked(params, state)[0]
+
+
+def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec]:
+    """check_state's leaves and the params' own TreeSpec (its namedtuples are the params')."""
     if not isinstance(state, ESState):
         raise TypeError(
             f"state must be an ESState (from eggroll_np.init), got {type(state).__name__}"
         )
+    _check_fields(state)
     leaves, spec, xp = check_params(params)
     diff = state.spec.difference(spec)
     if diff is not None:
@@ -94,7 +124,47 @@ def check_state(params: Any, state: Any) -> list[Any]:
     # another shape or dtype of a leaf's optimizer state would change the leaf's dtype
     updated = [i for i, k in enumerate(state.config.kinds) if k is not NoiseKind.FROZEN]
     optim.check_state(state.opt_state, state.config.optimizer, leaves, updated, xp)
-    return leaves
+    return leaves, spec
+
+
+def _check_fields(state: ESState) -> None:
+    """TypeError/ValueError naming the field of `state` that init/tell would never produce."""
+    generation = state.generation
+    if isinstance(generation, bool) or not isinstance(generation, (int, np.integer)):
+        raise TypeError(f"state.generation must be an int, got {generation!r}")
+    if generation < 0:
+        raise ValueError(f"state.generation must be >= 0, got {generation}")
+    if not isinstance(state.spec, TreeSpec):
+        raise TypeError(f"state.spec must be a TreeSpec, got {type(state.spec).__name__}")
+    config = state.config
+    if not isinstance(config, ESConfig):
+        raise TypeError(f"state.config must be an ESConfig, got {type(config).__name__}")
+    spec = state.spec
+    if len(config.kinds) != spec.num_leaves:
+        raise ValueError(
+            f"state.config was made for a tree of {len(config.kinds)} leaves, but state.spec "
+            f"has {spec.num_leaves}: config and spec come from different trees"
+        )
+    for path, shape, kind in zip(spec.path_strings, spec.shapes, config.kinds, strict=True):
+        if kind is NoiseKind.LOWRANK and (
+            len(shape) < 2 or (config.rank or 1) > min(shape[0], math.prod(shape[1:]))
+        ):
+            raise ValueError(
+                f"state.config makes leaf '{path}' of shape {shape} low-rank with rank "
+                f"{config.rank}, which init never does: config and spec come from different trees"
+            )
+    if not isinstance(state.info, dict):
+        raise TypeError(f"state.info must be a dict, got {type(state.info).__name__}")
+    opt = state.opt_state
+    updated = {i for i, k in enumerate(config.kinds) if k is not NoiseKind.FROZEN}
+    if isinstance(opt, optim.OptState) and isinstance(opt.leaves, dict):
+        missing = sorted(updated - set(opt.leaves))
+        if missing:
+            names = [spec.path_strings[i] for i in missing]
+            raise ValueError(
+                f"state.opt_state lacks the optimizer state of leaves {names} (the state of "
+                "another tree or another config?)"
+            )
 
 
 def _noise_for(leaves: list[Any], state: ESState, noise: GenerationNoise | None) -> GenerationNoise:
@@ -144,10 +214,17 @@ def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None
     # sqrt(max): the optimizer squares g (adam), which must not overflow either.
     limit = min(math.sqrt(float(np.finfo(d).max)) for _, d in kinds)
     if not bound <= limit:
+        # shaped fitness is already bounded (|w| <= 1 or so): only sigma can bring the bound down
+        if config.shaping == "none":
+            raise ValueError(
+                f"fitness is too large for shaping='none' and sigma={config.sigma}: the update "
+                f"could reach {bound:.3g}, beyond what the leaves' dtype can hold (use a shaping "
+                "such as 'centered_rank', rescale the fitness, or a larger sigma)"
+            )
         raise ValueError(
-            f"fitness is too large for shaping={config.shaping!r} and sigma={config.sigma}: the "
-            f"update could reach {bound:.3g}, beyond what the leaves' dtype can hold "
-            "(use a shaping such as 'centered_rank', or rescale the fitness)"
+            f"sigma={config.sigma} is too small for the leaves' dtype: with "
+            f"shaping={config.shaping!r} the update could reach {bound:.3g}, beyond what it can "
+            f"hold (use sigma >= {config.sigma * bound / limit:.2g})"
         )
 
 
@@ -168,7 +245,7 @@ def tell(
         (new_params, new_state): new arrays (the inputs are untouched) and the next state, whose
         `info` describes this generation.
     """
-    leaves = check_state(params, state)
+    leaves, spec = _checked(params, state)
     noise = _told_noise(leaves, state, population)
     config = state.config
     f = _checks.fitness_vector(fitness, config.population)
@@ -183,7 +260,7 @@ def tell(
         updated, opt_state = optim.apply(
             grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
         )
-    update_norm = _checked_update_norm(updated, norms, state)
+    update_norm = _checked_update_norm(updated, norms, state, leaves)
     new_leaves = list(leaves)
     for i, theta in updated.items():
         new_leaves[i] = theta
@@ -198,7 +275,7 @@ def tell(
         "update_norm": update_norm,
     }
     new_state = ESState(config, state.generation + 1, opt_state, state.spec, info)
-    return state.spec.unflatten(new_leaves), new_state
+    return spec.unflatten(new_leaves), new_state  # the params' own containers (namedtuples)
 
 
 def _told_noise(
@@ -222,38 +299,46 @@ def _told_noise(
 
 
 def _checked_update_norm(
-    new_leaves: dict[int, Any], norms: dict[int, Any], state: ESState
+    new_leaves: dict[int, Any], norms: dict[int, Any], state: ESState, leaves: list[Any]
 ) -> float:
     """The update's norm; ValueError naming the first leaf whose new values or update norm are
-    not finite (sigma too small or lr too large for the leaves' dtype), before anything is
-    returned: the caller's params and state stay as they were."""
+    not finite, before anything is returned: the caller's params and state stay as they were.
+    The hint names the cause: params already non-finite, else sigma and lr (and a tiny eps)."""
     paths = state.spec.path_strings
     config = state.config
-    hint = (
-        f"sigma={config.sigma:g} and lr={config.lr:g} overflow the leaves' dtype; params and "
-        "state are unchanged (use a larger sigma or a smaller lr)"
-    )
+
+    def fail(what: str) -> ValueError:
+        xp = namespace_of(leaves[0])
+        bad = _first_non_finite({i: leaves[i] for i in new_leaves}, xp)
+        if bad is not None:
+            return ValueError(
+                f"generation {state.generation}: params leaf '{paths[bad]}' held non-finite "
+                "values (NaN or inf) before this update, so the update is not finite either; "
+                "params and state are unchanged"
+            )
+        causes = f"sigma={config.sigma:g} and lr={config.lr:g}"
+        fixes = "use a larger sigma or a smaller lr"
+        eps = getattr(config.hyperparams, "eps", None)
+        tiny = max(float(np.finfo(state.spec.dtypes[i]).tiny) for i in new_leaves)
+        if eps is not None and eps < tiny:  # subnormal: mu / eps overflows where nu underflows
+            causes = f"sigma={config.sigma:g}, lr={config.lr:g} and eps={eps:g}"
+            fixes = f"use eps >= {tiny:.3g} (default 1e-8), a larger sigma or a smaller lr"
+        return ValueError(
+            f"generation {state.generation}: {what}; {causes} overflow the leaves' dtype; "
+            f"params and state are unchanged ({fixes})"
+        )
+
     sq = 0.0
     for i in sorted(norms):
         v = float(norms[i])
         if not math.isfinite(v):
-            raise ValueError(
-                f"generation {state.generation}: the update of leaf '{paths[i]}' has a "
-                f"non-finite norm; {hint}"
-            )
+            raise fail(f"the update of leaf '{paths[i]}' has a non-finite norm")
         sq += v
     if not math.isfinite(sq):
-        raise ValueError(f"generation {state.generation}: the update norm overflows; {hint}")
-    if new_leaves:
-        order = sorted(new_leaves)
-        xp = namespace_of(new_leaves[order[0]])
-        finite = to_numpy(xp.stack([xp.isfinite(new_leaves[i]).all() for i in order]))
-        if not finite.all():
-            leaf = order[int(np.flatnonzero(~finite)[0])]
-            raise ValueError(
-                f"generation {state.generation}: the new values of leaf '{paths[leaf]}' are "
-                f"not finite; {hint}"
-            )
+        raise fail("the update norm overflows")
+    bad = _first_non_finite(new_leaves, namespace_of(leaves[0]))
+    if bad is not None:
+        raise fail(f"the new values of leaf '{paths[bad]}' are not finite")
     return math.sqrt(sq)
 
 
@@ -262,6 +347,7 @@ def step(
     fitness_fn: Callable[[Any], Any],
     state: ESState | None = None,
     batched: bool = False,
+    chunk: int | str | None = "auto",
 ) -> tuple[Any, ESState]:
     """One generation: ask, evaluate, tell (the noise is generated once, for both).
 
@@ -272,6 +358,17 @@ def step(
         state: from `init` or a previous step; None starts a run with `init(params)` defaults,
             and the returned state must be passed back in for the next generation.
         batched: see fitness_fn.
+        chunk: batched only: how many members fitness_fn sees at a time (a `Population`
+            of consecutive members, from member 0 on); the values are concatenated in member
+            order. "auto" (default): as many as keep the largest layer output near
+            `evaluate.CHUNK_BYTES` (8 MiB), from the size the previous generation's layers
+            produced (`state.info["layer_bytes_per_member"]`; the first generation, CuPy,
+            and forwards that fit run whole); an int: that many; None: the whole population
+            in one call. A fitness that compares members with each other (ranks, novelty, a
+            population mean) or returns values for members other than its Population's needs
+            chunk=None. Per-member layer inputs of the whole population are read at each
+            chunk's rows. Chunks may change the last bits of BLAS's outputs, never the noise
+            or the update.
 
     Returns:
         (new_params, new_state).
@@ -280,12 +377,16 @@ def step(
         state = init(params)
     batched = _checks.boolean("batched", batched)
     _checks.callable_("fitness_fn", fitness_fn)
+    chunk = evaluate.check_chunk(chunk)
     pop = ask(params, state)
     if batched:
-        fitness = fitness_fn(pop)
+        layer_bytes = state.info.get(evaluate.INFO_KEY, 0)
+        fitness = evaluate.evaluate(pop, fitness_fn, chunk, layer_bytes)
     else:
         fitness = [
             _checks.fitness_value(f"fitness_fn's value for member {i}", fitness_fn(pop.member(i)))
             for i in range(pop.size)
         ]
-    return tell(params, fitness, state, population=pop)
+    params, state = tell(params, fitness, state, population=pop)
+    info = {**state.info, evaluate.INFO_KEY: pop.layer_bytes_per_member}
+    return params, dataclasses.replace(state, info=info)

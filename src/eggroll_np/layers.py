@@ -147,7 +147,7 @@ def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
     if W.ndim != 2:
         raise ValueError(f"w: embed needs a 2-D leaf (V, d), '{w.name}' has shape {tuple(W.shape)}")
     xp = namespace_of(W)
-    ids = xp.asarray(same_backend(ids, W, w.name, "ids"))
+    ids = _checks.rectangular("ids", same_backend(ids, W, w.name, "ids"), xp)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
     V, d = W.shape
@@ -189,9 +189,17 @@ def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
     return out.reshape(N, *shape, d)
 
 
+# conv2d's stride and padding stay below 2^31: the kernels index in 32 bits, and a larger one
+# would only overflow NumPy's strides or allocate an impossible padded input.
+_PAIR_LIMIT = 2**31
+
+
 def check_pair(name: str, value: Any, lo: int) -> tuple[int, int]:
-    """An int or a pair of ints, each >= lo, as a pair (conv2d's stride and padding)."""
+    """An int or a pair of ints, each in [lo, 2^31), as a pair (conv2d's stride and padding)."""
     vals = value if isinstance(value, (tuple, list)) else (value, value)
     if len(vals) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return _checks.integer(name, vals[0], lo), _checks.integer(name, vals[1], lo)
+    return (
+        _checks.integer(name, vals[0], lo, _PAIR_LIMIT),
+        _checks.integer(name, vals[1], lo, _PAIR_LIMIT),
+    )

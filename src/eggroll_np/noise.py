@@ -239,7 +239,8 @@ def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:
     """The matrix view (m, n) of a low-rank leaf: (shape[0], prod(shape[1:])).
 
     A 2-D leaf is its own view; a leaf with ndim >= 3 (a conv kernel (O, C, kh, kw)) is perturbed
-    as (A @ B.T / sqrt(r)).reshape(shape) with A (m, r) and B (n, r) (DESIGN.md, noise contract).
+    as (A @ B.T / sqrt(r)).reshape(shape) with A (m, r) and B (n, r) (docs/noise-contract.md,
+    "Perturbation of a leaf").
     """
     n = 1
     for d in shape[1:]:

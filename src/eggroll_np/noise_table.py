@@ -110,7 +110,7 @@ def _gather(t: Any, starts: list[np.ndarray], counts: list[int], xp: ModuleType)
         outs = [
             np.empty((s.size, c), dtype=np.float32) for s, c in zip(starts, counts, strict=True)
         ]
-        # The core: one memcpy per row, multithreaded, GIL released (csrc/core/module.cpp).
+        # The core: one memcpy per row, multithreaded, GIL released (csrc/core/noise_bindings.cpp, drivers.cpp).
         dispatch.select("gather_rows", [t])(t, starts, outs)
         return outs
     ar = xp.arange

@@ -15,8 +15,10 @@ Each optimizer's step is an operation of the dispatch table (`eggroll_np.dispatc
 one-pass Adam (`adam_step_core`, the same float32 operations in the same order) is Adam's float32
 row. The lr of each update comes from the config's `schedule.Schedule`.
 
-Adding an optimizer: a hyperparameter dataclass, a state NamedTuple, a direction function, one
-`register` call, and its "<name>_step" rows in the dispatch table.
+The optimizers' own pieces (hyperparameter dataclasses, state NamedTuples, direction functions)
+are in `_optimizers.py`; this module registers them and is their public name (`optim.Adam`).
+Adding an optimizer: a hyperparameter dataclass, a state NamedTuple and a direction function
+there, one `register` call here, and its "<name>_step" rows in the dispatch table.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from . import _checks, _ext, dispatch
+from . import _checks, _ext, _optimizers, dispatch
+from ._optimizers import SGD, Adam, AdamState, Momentum, MomentumState, SGDState
 from .backend import namespace_of
-from .schedule import SCHEDULES, Schedule
+from .schedule import Schedule
 
 __all__ = [
     "OPTIMIZERS",
-    "SCHEDULES",
-    "Schedule",
     "learning_rate",
     "Optimizer",
     "OptimizerConfig",
@@ -61,23 +62,6 @@ __all__ = [
 # direction(hp, g, state, count, lr) -> (lr * direction, new state); may work in place on arrays
 # it allocated, never on g or the state's arrays.
 Direction = Callable[[Any, Any, Any, int, float], tuple[Any, Any]]
-
-
-class SGDState(NamedTuple):
-    """SGD keeps no state."""
-
-
-class MomentumState(NamedTuple):
-    """Momentum's velocity, shaped like its leaf."""
-
-    mu: Any
-
-
-class AdamState(NamedTuple):
-    """Adam's first and second moments (nu >= 0), shaped like their leaf."""
-
-    mu: Any
-    nu: Any
 
 
 class OptState(NamedTuple):
@@ -125,85 +109,9 @@ def register(opt: Optimizer) -> Optimizer:
     return opt
 
 
-def _unit_interval(name: str, value: Any) -> float:
-    return _checks.real(name, value, 0.0, False, 1.0)
-
-
-@dataclass(frozen=True)
-class SGD:
-    """Plain ascent: direction = g."""
-
-
-@dataclass(frozen=True)
-class Momentum:
-    """Heavy ball: mu = momentum * mu + g, direction = mu (0 <= momentum < 1)."""
-
-    momentum: float = 0.9
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "momentum", _unit_interval("momentum", self.momentum))
-
-
-@dataclass(frozen=True)
-class Adam:
-    """Adam with bias correction (Kingma & Ba 2015): 0 <= b1, b2 < 1, eps > 0."""
-
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "b1", _unit_interval("b1", self.b1))
-        object.__setattr__(self, "b2", _unit_interval("b2", self.b2))
-        object.__setattr__(self, "eps", _checks.real("eps", self.eps, 0.0, True))
-
-
-def _power(b: float, n: int) -> float:
-    """b**n by binary exponentiation in IEEE double (the C++ core's `power`, step for step).
-
-    Not `b**n`: that is libm's pow, which may round differently on another machine.
-    """
-    result = 1.0
-    while n > 0:
-        if n & 1:
-            result *= b
-        n >>= 1
-        if n > 0:
-            b *= b
-    return result
-
-
-def _sgd(hp: SGD, g: Any, state: SGDState, count: int, lr: float) -> tuple[Any, SGDState]:
-    return lr * g, SGDState()
-
-
-def _momentum(
-    hp: Momentum, g: Any, state: MomentumState, count: int, lr: float
-) -> tuple[Any, MomentumState]:
-    mu = hp.momentum * state.mu
-    mu += g
-    return lr * mu, MomentumState(mu)
-
-
-def _adam(hp: Adam, g: Any, state: AdamState, count: int, lr: float) -> tuple[Any, AdamState]:
-    xp = namespace_of(g)
-    b1, b2 = hp.b1, hp.b2
-    mu = b1 * state.mu
-    mu += (1.0 - b1) * g
-    nu = g * g
-    nu *= 1.0 - b2
-    nu += b2 * state.nu
-    d = nu / (1.0 - _power(b2, count))  # nu_hat
-    d = xp.sqrt(d, out=d) if d.ndim else xp.sqrt(d)
-    d += hp.eps
-    d = mu / d
-    d *= lr / (1.0 - _power(b1, count))  # lr * mu_hat / (sqrt(nu_hat) + eps)
-    return d, AdamState(mu, nu)
-
-
-register(Optimizer("sgd", SGD, SGDState, _sgd))
-register(Optimizer("momentum", Momentum, MomentumState, _momentum))
-register(Optimizer("adam", Adam, AdamState, _adam, nonnegative=("nu",)))
+register(Optimizer("sgd", SGD, SGDState, _optimizers.sgd))
+register(Optimizer("momentum", Momentum, MomentumState, _optimizers.momentum))
+register(Optimizer("adam", Adam, AdamState, _optimizers.adam, nonnegative=("nu",)))
 
 OPTIMIZERS = tuple(sorted(_REGISTRY))
 """Valid optimizer names."""

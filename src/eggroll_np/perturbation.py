@@ -6,7 +6,8 @@ low-rank leaf and, once asked for, the dense full-rank noise `(K, *shape)` of fu
 the forward (`Population`) and the update (`gradient.estimate`) read the same arrays, so one
 generation's noise is generated once. It is never saved: noise is a pure function of its
 counters, so a new GenerationNoise gives the same bits. Reusing one across the generations of an
-epoch (noise_reuse > 1) is explicit: pass it to `eggroll_np.ask(..., noise=...)`.
+epoch (noise_reuse > 1) is explicit: pass it to `eggroll_np.ask(..., noise=...)`. Its NumPy
+arrays are read-only: the forward and the update must read the same values.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ FULL_CHUNK_VALUES = 1 << 21
 #: Full-rank leaves whose noise for all unique keys is at most this many values are generated
 #: together with the low-rank factors when a batched forward starts (biases, norms).
 PREFETCH_FULL_VALUES = 1 << 22
+
+
+def _read_only(value: Any) -> Any:
+    """`value` (an array or a tuple of arrays) with NumPy arrays made read-only: the forward and
+    the update read the same held noise, so a write through `pop.noise` would change `tell`'s
+    result. (CuPy arrays have no such flag.)"""
+    for a in value if isinstance(value, tuple) else (value,):
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    return value
 
 
 class GenerationNoise:
@@ -64,6 +75,7 @@ class GenerationNoise:
         self.member_keys = _noise.member_keys(n, anti)[self.members]
         self.keys, local = np.unique(self.member_keys, return_inverse=True)
         self.local = local.reshape(-1)
+        _read_only((self.members, self.signs, self.member_keys, self.keys, self.local))
         self._items: dict[tuple[str, int], Any] = {}
         # prefetch(full) done (items are only ever added, so it stays done): every pop.matmul /
         # perturbed calls prefetch, which must then cost O(1), not a scan of every leaf.
@@ -164,7 +176,7 @@ class GenerationNoise:
                 value: Any = (A.astype(dt, copy=False), B.astype(dt, copy=False))
             else:
                 value = next(outs).astype(dt, copy=False).reshape(self.keys.size, *shape)
-            self._items[(what, leaf)] = value
+            self._items[(what, leaf)] = _read_only(value)
 
     def factors(self, leaf: int) -> tuple[Any, Any]:
         """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype."""
@@ -185,7 +197,7 @@ class GenerationNoise:
         """Full-rank unit noise of all unique keys, `(K, *shape)`, held from now on."""
         E = self._items.get(("full", leaf))
         if E is None:
-            E = self._items[("full", leaf)] = self.dense(leaf, self.keys)
+            E = self._items[("full", leaf)] = _read_only(self.dense(leaf, self.keys))
         return E
 
     def full_chunks(self, leaf: int) -> Iterator[tuple[int, np.ndarray, Any]]:
@@ -212,7 +224,8 @@ class GenerationNoise:
         key = int(self.keys[j])
         last = self._last_full.get(leaf)
         if last is None or last[0] != key:  # antithetic pairs are adjacent: reuse it
-            last = self._last_full[leaf] = (key, self.dense(leaf, self.keys[j : j + 1])[0])
+            last = (key, _read_only(self.dense(leaf, self.keys[j : j + 1])[0]))
+            self._last_full[leaf] = last
         return last[1]
 
     def __len__(self) -> int:

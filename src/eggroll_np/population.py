@@ -57,12 +57,38 @@ class Population:
         self._local = noise.local
         self._local_xp = self._xp.asarray(self._local.astype(np.uint32))  # as kernels take it
         self._coefs: dict[int, Any] = {}
+        # [bytes]: the largest layer output per member seen by this population or a slice of it
+        # (a one-item list, shared with the slices; `step`'s chunk="auto" reads it)
+        self._layer_bytes = [0]
+        # (start, size of the population this is a slice of): per-member layer inputs sized
+        # for that whole population are taken at this slice's rows (chunked evaluation)
+        self._within = (0, self.size)
 
     def __repr__(self) -> str:
         return (
             f"Population(size={self.size}, sigma={self.sigma}, generation={self.generation}, "
             f"leaves={len(self.paths)})"
         )
+
+    @property
+    def layer_bytes_per_member(self) -> int:
+        """Bytes per member of the largest output that `linear`, `matmul`, `conv2d` or `embed`
+        returned so far, on this population or any slice of it (0 before any)."""
+        return self._layer_bytes[0]
+
+    def _noted(self, out: Any) -> Any:
+        if out.ndim and out.shape[0]:
+            self._layer_bytes[0] = max(self._layer_bytes[0], out.nbytes // out.shape[0])
+        return out
+
+    def _own_rows(self, x: Any, per_member_ndim: int) -> Any:
+        """x's rows of this slice's members when x is a per-member input (ndim
+        `per_member_ndim`) of the whole population it was sliced from; else x."""
+        start, whole = self._within
+        if whole != self.size and getattr(x, "ndim", None) == per_member_ndim:
+            if x.shape[0] == whole:
+                return x[start : start + self.size]
+        return x
 
     def _kind(self, leaf: int) -> NoiseKind:
         return self._config.kinds[leaf]
@@ -186,7 +212,9 @@ class Population:
         (low-rank correction, bias, activation) over the output (`layers.linear`).
 
         Args:
-            x: shared (B, m) or per-member (N, B, m) input, cast to W's dtype.
+            x: shared (B, m) or per-member (N, B, m) input, cast to W's dtype. In a slice
+                (`slice`, `chunks`, `step`'s chunks) a per-member input of the whole
+                population it came from is read at the slice's rows.
             w: path of a 2-D leaf W (m, n): low-rank, full-rank (its noise in key chunks
                 unless held: never all N dense perturbations of a large leaf) or frozen.
             b: None or path of a 1-D leaf (n,) (full-rank, the default for 1-D leaves, or
@@ -200,7 +228,9 @@ class Population:
         epilogue.activation_code(activation)  # before any noise is made
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
         bn = None if b is None else self._leaf_noise(b)
-        return layers.linear(x, self._leaf_noise(w, chunked=True), bn, activation, transpose)
+        x = self._own_rows(x, 3)
+        out = layers.linear(x, self._leaf_noise(w, chunked=True), bn, activation, transpose)
+        return self._noted(out)
 
     def conv2d(
         self,
@@ -215,7 +245,8 @@ class Population:
         zero padding), then an optional activation, without forming N dense kernels.
 
         Args:
-            x: shared (B, C, H, W) or per-member (N, B, C, H, W) input.
+            x: shared (B, C, H, W) or per-member (N, B, C, H, W) input (in a slice, as in
+                `linear`).
             w: path of a 4-D leaf (O, C, kh, kw); make it low-rank with init's `lowrank=`
                 (matrix view (O, C*kh*kw)), else it is full-rank.
             b: None or path of a 1-D leaf (O,).
@@ -228,29 +259,39 @@ class Population:
         epilogue.activation_code(activation)
         self.noise.prefetch(full=True)
         bn = None if b is None else self._leaf_noise(b)
-        return conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation)
+        x = self._own_rows(x, 5)
+        return self._noted(conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation))
 
     def embed(self, ids: Any, w: Path | str, per_member: bool = False) -> Any:
         """Rows of every member's table W_i (V, d) at integer ids, without forming any W_i.
 
         Args:
             ids: integers in [0, V) of any shape S (shared by all members), or `(N, *S)` with
-                per_member=True (each member's own ids, e.g. its sampled tokens).
+                per_member=True (each member's own ids, e.g. its sampled tokens; in a slice,
+                as in `linear`).
             w: path of a 2-D leaf (V, d).
 
         Returns:
             `(N, *S, d)` array: theta's rows plus the rows of A_k at the ids times B_k.T.
         """
         self.noise.prefetch(full=True)
-        return layers.embed(ids, self._leaf_noise(w), per_member)
+        if per_member:
+            ids = self._own_rows(ids, getattr(ids, "ndim", None))
+        return self._noted(layers.embed(ids, self._leaf_noise(w), per_member))
 
     def slice(self, start: int, stop: int) -> Population:
-        """The members [start, stop) as a Population (for workers; noise of its keys only)."""
+        """The members [start, stop) as a Population (for workers; noise of its keys only).
+
+        Its layers take per-member inputs either for its own members or for the whole
+        population it is a slice of (then at rows [start, stop))."""
         start = _checks.index("start", start, self.size, inclusive=True)
         stop = _checks.index("stop", stop, self.size, inclusive=True)
         if stop < start:
             raise ValueError(f"stop ({stop}) must be >= start ({start})")
-        return Population(self._leaves, self.noise.subset(start, stop), self.generation)
+        sub = Population(self._leaves, self.noise.subset(start, stop), self.generation)
+        sub._layer_bytes = self._layer_bytes
+        sub._within = (self._within[0] + start, self._within[1])
+        return sub
 
     def chunks(self, size: int) -> list[tuple[slice, Population]]:
         """(members, sub-population) for consecutive runs of at most `size` members.

@@ -53,6 +53,7 @@ def system_info() -> dict[str, Any]:
         "blas": _blas_info(),
         "openblas_thread_timeout": os.environ.get(_blas_env.VARIABLE),
         "openblas_thread_timeout_set_by_eggroll_np": _blas_env.applied,
+        "openblas_restarted_by_eggroll_np": list(_blas_env.restarted),
     }
     if _ext.cuda is not None:
         n = _ext.cuda_device_count()
@@ -107,5 +108,7 @@ def format_info(info: dict[str, Any]) -> str:
     timeout = info["openblas_thread_timeout"]
     set_here = info["openblas_thread_timeout_set_by_eggroll_np"]
     who = " (set by eggroll_np at import)" if set_here else ""
+    if info.get("openblas_restarted_by_eggroll_np"):
+        who += "; OpenBLAS loaded before eggroll_np re-read it"
     lines.append(f"OPENBLAS_THREAD_TIMEOUT {timeout if timeout is not None else 'unset'}{who}")
     return "\n".join(lines)

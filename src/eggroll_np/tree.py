@@ -47,40 +47,72 @@ def path_str(path: Path | str) -> str:
     return "/".join(str(p) for p in path)
 
 
-def _flatten(node: Any, path: Path, out: list[tuple[Path, Any]]) -> Structure:
+# Deeper nesting is a ValueError naming the path instead of a RecursionError (no model nests
+# near this; the recursion below and json's stay far from Python's limit).
+_MAX_DEPTH = 100
+
+
+def _is_namedtuple(node: Any) -> bool:
+    return isinstance(node, tuple) and isinstance(getattr(type(node), "_fields", None), tuple)
+
+
+def _flatten(
+    node: Any, path: Path, out: list[tuple[Path, Any]], open_: set[int], name: str
+) -> Structure:
+    if not isinstance(node, (dict, list, tuple)):
+        out.append((path, node))
+        return None
+    where = path_str(path) or "<root>"
+    if id(node) in open_:  # a container inside itself: flattening it would never end
+        raise ValueError(f"{name} contains itself at '{where}' (a cycle of containers)")
+    if len(path) >= _MAX_DEPTH:
+        raise ValueError(
+            f"{name} nests more than {_MAX_DEPTH} containers deep at '{path_str(path[:3])}/...'"
+        )
+    open_.add(id(node))
     if isinstance(node, dict):
         for key in node:
             if not isinstance(key, str):
                 raise TypeError(
-                    f"dict keys of a parameter tree must be str, got {key!r} at "
-                    f"'{path_str(path) or '<root>'}'"
+                    f"dict keys of a parameter tree must be str, got {key!r} at '{where}'"
                 )
             if "/" in key:
                 raise ValueError(
-                    f"dict key {key!r} at '{path_str(path) or '<root>'}' contains '/', "
+                    f"dict key {key!r} at '{where}' contains '/', "
                     "which separates the parts of a leaf path"
                 )
         keys = tuple(sorted(node))
-        return ("dict", keys, tuple(_flatten(node[k], (*path, k), out) for k in keys))
-    if isinstance(node, (list, tuple)):
-        kind = "list" if isinstance(node, list) else "tuple"
-        return (kind, tuple(_flatten(c, (*path, i), out) for i, c in enumerate(node)))
-    out.append((path, node))
-    return None
+        children = tuple(_flatten(node[k], (*path, k), out, open_, name) for k in keys)
+        result = ("dict", keys, children)
+    else:
+        children = tuple(_flatten(c, (*path, i), out, open_, name) for i, c in enumerate(node))
+        if isinstance(node, list):
+            result = ("list", children)
+        elif _is_namedtuple(node):  # same canonical order as a tuple; the type comes back
+            result = ("namedtuple", children, type(node))
+        else:
+            result = ("tuple", children)
+    open_.discard(id(node))
+    return result
 
 
-def flatten(tree: Any) -> tuple[list[Any], list[Path], Structure]:
+def flatten(tree: Any, name: str = "the tree") -> tuple[list[Any], list[Path], Structure]:
     """Flatten a tree in canonical order.
 
     Args:
-        tree: nested dict (str keys) / list / tuple; anything else is a leaf.
+        tree: nested dict (str keys) / list / tuple (namedtuples included, ordered as tuples);
+            anything else is a leaf.
+        name: what `tree` is to the user ("params"), for error messages.
 
     Returns:
         (leaves, paths, structure): leaves and their paths in canonical order (leaf index =
         position), and the hashable structure that `unflatten` turns back into a tree.
+
+    Raises:
+        ValueError: a container that contains itself, or nesting deeper than 100 containers.
     """
     pairs: list[tuple[Path, Any]] = []
-    structure = _flatten(tree, (), pairs)
+    structure = _flatten(tree, (), pairs, set(), name)
     return [leaf for _, leaf in pairs], [p for p, _ in pairs], structure
 
 
@@ -89,21 +121,35 @@ def leaf_paths(tree: Any) -> list[str]:
     return [path_str(p) for p in flatten(tree)[1]]
 
 
+def _build(s: Structure, leaves: Sequence[Any], used: list[int]) -> Any:
+    # A module-level function, not a closure over `leaves`: a recursive closure is a reference
+    # cycle that would keep every leaf alive until the garbage collector runs.
+    if s is None:
+        if used[0] == len(leaves):
+            raise ValueError(f"fewer leaves ({len(leaves)}) than the structure has places for")
+        used[0] += 1
+        return leaves[used[0] - 1]
+    if s[0] == "dict":
+        return {k: _build(c, leaves, used) for k, c in zip(s[1], s[2], strict=True)}
+    children = [_build(c, leaves, used) for c in s[1]]
+    if s[0] == "list":
+        return children
+    return s[2](*children) if s[0] == "namedtuple" else tuple(children)
+
+
 def unflatten(structure: Structure, leaves: Sequence[Any]) -> Any:
-    """Rebuild a tree of `structure` (from `flatten`) from leaves in canonical order."""
-    it = iter(leaves)
+    """Rebuild a tree of `structure` (from `flatten`) from leaves in canonical order.
 
-    def build(s: Structure) -> Any:
-        if s is None:
-            return next(it)
-        if s[0] == "dict":
-            return {k: build(c) for k, c in zip(s[1], s[2], strict=True)}
-        children = [build(c) for c in s[1]]
-        return children if s[0] == "list" else tuple(children)
-
-    tree = build(structure)
-    if next(it, None) is not None:
-        raise ValueError("more leaves than the structure has places for")
+    Raises:
+        ValueError: fewer or more leaves than the structure has places for.
+    """
+    leaves = leaves if isinstance(leaves, (list, tuple)) else list(leaves)
+    used = [0]
+    tree = _build(structure, leaves, used)
+    if used[0] != len(leaves):
+        raise ValueError(
+            f"more leaves ({len(leaves)}) than the structure has places for ({used[0]})"
+        )
     return tree
 
 
@@ -114,11 +160,17 @@ def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
 
 
 def _listify(s: Structure) -> Any:
+    """JSON-friendly structure; a namedtuple is written as a plain tuple (its class is code)."""
     if s is None:
         return None
     if s[0] == "dict":
         return ["dict", list(s[1]), [_listify(c) for c in s[2]]]
-    return [s[0], [_listify(c) for c in s[1]]]
+    return ["tuple" if s[0] == "namedtuple" else s[0], [_listify(c) for c in s[1]]]
+
+
+def _plain(s: Structure) -> Structure:
+    """`s` with every namedtuple as a plain tuple (a checkpoint's structure)."""
+    return _tuplify(_listify(s))
 
 
 def _tuplify(s: Any) -> Structure:
@@ -205,6 +257,8 @@ class TreeSpec:
                 return f"leaf '{p}' has shape {s1}, expected {s0}"
             if d0 != d1:
                 return f"leaf '{p}' has dtype {d1}, expected {d0}"
+        if _plain(self.structure) == _plain(other.structure):
+            return None  # a namedtuple and a tuple in the same place: the same leaves, in order
         return "tree structure changed: container types differ (dict/list/tuple)"
 
     def to_json(self) -> str:
@@ -241,11 +295,11 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         numpy or cupy.
 
     Raises:
-        TypeError: a leaf that is not a float array, or leaves on different backends; the message
-            names the leaf path.
-        ValueError: a tree without leaves.
+        TypeError: a leaf that is not a float array (a masked array or np.matrix included), or
+            leaves on different backends; the message names the leaf path.
+        ValueError: a tree without leaves, a cycle or too deep nesting (`flatten`).
     """
-    leaves, paths, structure = flatten(params)
+    leaves, paths, structure = flatten(params, name)
     if not leaves:
         raise ValueError(f"{name} has no array leaves")
     xp = None
@@ -255,6 +309,12 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         if not (isinstance(leaf, np.ndarray) or is_cupy_array(leaf)):
             raise TypeError(
                 f"{where} must be a float32 or float64 NumPy/CuPy array, got {type(leaf).__name__}"
+            )
+        if isinstance(leaf, (np.ma.MaskedArray, np.matrix)):  # the update would drop the mask
+            raise TypeError(
+                f"{where} is a {type(leaf).__module__}.{type(leaf).__name__}, which ES would turn "
+                "into a plain array (a mask dropped silently); pass np.asarray(leaf) or, for a "
+                "masked array, leaf.filled(value)"
             )
         if leaf.dtype.name not in FLOAT_DTYPES:
             raise TypeError(f"{where} must have dtype float32 or float64, got {leaf.dtype}")

@@ -1,7 +1,7 @@
 // host_emulation.cpp: runs the CUDA kernels AND their launch code on the CPU, for machines
 // without a GPU.
 //
-// noise.cu and lowrank.cu are compiled unchanged with EGG_HOST_EMULATION defined: their launch
+// noise.cu, lowrank.cu and layers.cu are compiled unchanged with EGG_HOST_EMULATION defined: their launch
 // decisions (aligned or scalar paths, float4 or scalar stores, the rank chunk, the fast divisor,
 // the batched noise job table, grid sizes) run as on the GPU, and `egg_cuda::launch` hands each
 // kernel to run_grid below instead of the driver. run_grid executes every CUDA thread of the
@@ -10,7 +10,8 @@
 // 64 blocks and the kernels' grid-stride loops take many turns.
 //
 // It checks indexing, grid-stride loops, alignment handling, the float4 and scalar paths, NaN
-// poisoning of bad keys and float16 input. It cannot check timing, memory ordering, occupancy or
+// poisoning of bad keys and float16 input; op `layers` runs the population layers' epilogue
+// cases (layers_cases.h), which check themselves against double-precision loops. It cannot check timing, memory ordering, occupancy or
 // what nvcc's code generation does to float rounding (the PTX check in
 // tests/test_cuda_plumbing.py covers contraction): only a GPU run can.
 //
@@ -24,7 +25,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <barrier>
 #include <cstdint>
 #include <cstdio>
@@ -96,6 +99,12 @@ LanePool& pool() {
 
 std::atomic<long> g_misaligned{0};
 
+// The capped grids' block limit (launch.cuh's grid_cap): kSMs (2) * kBlocksPerSM (32) as on a
+// 2-SM device; the layer cases lower it to one block so that grid-stride loops take many turns.
+constexpr unsigned kDefaultMaxBlocks = 64;
+unsigned g_max_blocks = kDefaultMaxBlocks;
+unsigned max_blocks() { return g_max_blocks; }
+
 void vector_access(const void* p) {
   if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) g_misaligned.fetch_add(1);
 }
@@ -131,6 +140,7 @@ inline float __shfl_xor_sync(unsigned, float v, int s) {
   return r;
 }
 
+#include "cuda/layers.cu"
 #include "cuda/lowrank.cu"
 #include "cuda/noise.cu"
 
@@ -176,6 +186,12 @@ void fail(const std::string& what) {
   ++failures;
   std::printf("FAIL %s\n", what.c_str());
 }
+
+}  // namespace
+
+#include "cuda/emulation/layers_cases.h"
+
+namespace {
 
 int selftest() {
   std::mt19937_64 g(1);
@@ -224,8 +240,8 @@ void run_case(const std::string& dir, std::istringstream& in) {
     in >> seed >> leaf >> epoch >> offset >> count >> rows >> shift;
     const auto keys = read_bin<uint32_t>(p + ".keys.bin", rows);
     Shifted<float> out(rows * count, shift, -99.0f);
-    egg_cuda::fill_normals(seed, leaf, keys.data(), epoch, offset, rows, count, out.data(),
-                           nullptr);
+    egg_cuda::fill_normals_many(seed, epoch, keys.data(), rows, {leaf}, {offset},
+                                {static_cast<uint64_t>(count)}, {out.data()}, nullptr);
     if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
     write_bin(p + ".out.bin", out.data(), rows * count * sizeof(float));
   } else if (op == "many") {
@@ -277,6 +293,8 @@ void run_case(const std::string& dir, std::istringstream& in) {
                                  out.data(), nullptr);
     if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
     write_bin(p + ".result.bin", out.data(), members * batch * n * sizeof(float));
+  } else if (op == "layers") {
+    layer_cases::run_all();  // self-checking: prints a line per case, counts failures
   } else {
     throw std::runtime_error("unknown case kind '" + op + "'");
   }

@@ -1,6 +1,6 @@
-// thread_index.h: CUDA's built-in thread and block indices as host thread-locals, for the emulators.
+// thread_index.h: CUDA's built-in thread and block indices as host thread-locals, for the emulator.
 //
-// Included by each emulation translation unit before the kernel sources: the kernels read
+// Included by the emulator (host_emulation.cpp) before the kernel sources: the kernels read
 // threadIdx/blockIdx/blockDim/gridDim, which on the CPU become per-thread variables that the
 // emulator's launch loop sets before running each CUDA thread.
 #pragma once

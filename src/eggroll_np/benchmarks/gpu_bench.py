@@ -1,4 +1,4 @@
-"""GPU figures of the CUDA issue in one command: ``python -m eggroll_np.benchmarks.gpu_bench [--out FILE]``.
+"""GPU figures of the CUDA issue in one command: ``eggroll-np bench gpu [--out FILE]``.
 
 Measures, on the current CUDA device and in one run (so ratios compare like with like):
   * noise: ``noise.normals_batch`` vs ``cupy.random.standard_normal`` (float32, 10^8 values);
@@ -14,9 +14,9 @@ Every figure is timed after 3 warm-up calls (the clocks ramp up from idle) as th
 CUDA-event times, with the wall time (to the end of the GPU work) and the host time (until the
 call returns, work still queued) beside it: host ~ event means the GPU waits for Python to
 launch work (launch-bound). One output per workload is checked against the CPU path. Results
-are printed and written as JSON. Without a usable GPU it exits with status 2 and a message
-saying why (the source tree shadowing the installed build included). The asv suite
-(asv_benchmarks/bench_gpu.py) reuses the builders here.
+are printed and written as JSON (`eggroll_np.cli.bench_gpu`). Without a usable GPU it exits with
+status 2 and a message saying why. The asv suite (asv_benchmarks/bench_gpu.py) reuses the
+builders here; the timers are in `gpu_timing`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ import numpy as np
 
 from .. import _ext, dispatch, noise, tree
 from ..backend import cupy, to_numpy
-from ..models import simple_cnn
+from ..models import mlp, simple_cnn
 from . import reference
+from .gpu_timing import launch_bound, measure, time_gpu
 
 __all__ = [
     "WORKLOADS",
@@ -48,15 +49,12 @@ __all__ = [
     "population_forward",
     "generation",
     "next_population",
-    "engine_available",
     "fresh_generation_states",
     "time_gpu",
-    "measure",
     "check_output",
     "cnn_figures",
     "output_checks",
     "run",
-    "main",
 ]
 
 NOISE_VALUES = 10**8
@@ -112,8 +110,7 @@ def population_forward(setup: GpuSetup, regenerate: bool = True) -> Any:
     """
     if regenerate or setup.population is None:
         setup.population = next_population(setup)
-    n_layers = len(setup.workload.sizes) - 1
-    return reference.population_forward(setup.population, setup.x, n_layers)
+    return mlp.population_forward(setup.population, setup.x, reference.ACTIVATION)
 
 
 def next_population(setup: GpuSetup) -> Any:
@@ -123,13 +120,6 @@ def next_population(setup: GpuSetup) -> Any:
     if setup.next_state is None:
         setup.next_state = fresh_generation_states(setup)
     return egg.ask(setup.params, setup.next_state())
-
-
-def engine_available() -> bool:
-    """True when the engine API (init/ask/tell and Population.matmul) is importable."""
-    import eggroll_np as egg
-
-    return all(hasattr(egg, name) for name in ("init", "ask", "tell"))
 
 
 def generation(setup: GpuSetup, state: Any) -> tuple[Any, Any]:
@@ -170,44 +160,6 @@ def _generations(state: Any) -> Callable[[], Any]:
     return lambda: states(next(calls))
 
 
-def measure(fn: Callable[[], Any], repeat: int = 5, warmup: int = 3) -> dict[str, float]:
-    """Medians (ms) of `repeat` calls of fn() on the current stream, after `warmup` calls.
-
-    event_ms: CUDA events around the call (GPU time, idle gaps included); wall_ms: host clock
-    until the GPU work is done; host_ms: host clock until fn returns (its work may still be
-    queued). host_ms close to event_ms means the GPU waited on Python: launch-bound.
-    """
-    for _ in range(warmup):
-        fn()
-    stream = cupy.cuda.get_current_stream()
-    stream.synchronize()
-    event, wall, host = [], [], []
-    for _ in range(repeat):
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        t0 = time.perf_counter()
-        start.record()
-        fn()
-        t1 = time.perf_counter()
-        end.record()
-        end.synchronize()
-        t2 = time.perf_counter()
-        event.append(cupy.cuda.get_elapsed_time(start, end))
-        host.append((t1 - t0) * 1e3)
-        wall.append((t2 - t0) * 1e3)
-    med = statistics.median
-    return {"event_ms": med(event), "wall_ms": med(wall), "host_ms": med(host)}
-
-
-def time_gpu(fn: Callable[[], Any], repeat: int = 5, warmup: int = 3) -> float:
-    """Median CUDA-event milliseconds of fn() (see `measure`)."""
-    return measure(fn, repeat, warmup)["event_ms"]
-
-
-def _launch_bound(t: dict[str, float]) -> bool:
-    # Python spent >= 80% of the GPU's elapsed time issuing the work: the GPU mostly waited.
-    return t["host_ms"] >= 0.8 * t["event_ms"]
-
-
 def check_output(setup: GpuSetup) -> dict[str, Any]:
     """One population forward on the GPU vs the same generation on the CPU path (NumPy).
 
@@ -220,13 +172,11 @@ def check_output(setup: GpuSetup) -> dict[str, Any]:
     params_cpu = tree.map_leaves(to_numpy, setup.params)
     x_cpu = to_numpy(setup.x)
     kwargs = dict(population=setup.size, sigma=setup.sigma, rank=setup.rank, seed=setup.seed)
-    n_layers = len(setup.workload.sizes) - 1
-    gpu = reference.population_forward(
-        egg.ask(setup.params, egg.init(setup.params, **kwargs)), setup.x, n_layers
+    act = reference.ACTIVATION
+    gpu = mlp.population_forward(
+        egg.ask(setup.params, egg.init(setup.params, **kwargs)), setup.x, act
     )
-    cpu = reference.population_forward(
-        egg.ask(params_cpu, egg.init(params_cpu, **kwargs)), x_cpu, n_layers
-    )
+    cpu = mlp.population_forward(egg.ask(params_cpu, egg.init(params_cpu, **kwargs)), x_cpu, act)
     return _compare(setup.workload.name, setup.size, gpu, cpu)
 
 
@@ -277,18 +227,14 @@ def _workload_figures(
         "forward_over_inference": infer["event_ms"] / fwd["event_ms"],  # target >= 0.95
         "forward_cached_over_inference": infer["event_ms"] / fwd_cached["event_ms"],
         "timings": {"inference": infer, "forward": fwd, "forward_cached": fwd_cached},
-        "forward_launch_bound": _launch_bound(fwd_cached),
+        "forward_launch_bound": launch_bound(fwd_cached),
     }
-    if engine_available():
-        next_state = fresh_generation_states(setup)
-        gen = measure(lambda: generation(setup, next_state()), repeat)
-        fig["generation_ms"] = gen["event_ms"]
-        fig["generation_over_inference"] = gen["event_ms"] / infer["event_ms"]  # <= 2.2 at 16384
-        fig["timings"]["generation"] = gen
-        fig["generation_launch_bound"] = _launch_bound(gen)
-    else:
-        fig["generation_ms"] = None
-        fig["generation_note"] = "engine API (egg.init/ask/tell) not available on this branch"
+    next_state = fresh_generation_states(setup)
+    gen = measure(lambda: generation(setup, next_state()), repeat)
+    fig["generation_ms"] = gen["event_ms"]
+    fig["generation_over_inference"] = gen["event_ms"] / infer["event_ms"]  # <= 2.2 at 16384
+    fig["timings"]["generation"] = gen
+    fig["generation_launch_bound"] = launch_bound(gen)
     if check:
         fig["output_check"] = check_output(setup)
     return fig
@@ -347,7 +293,7 @@ def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         "full_rank_generation_ms": full["event_ms"],
         "speedup_vs_full_rank": full["event_ms"] / gen["event_ms"],
         "timings": {"inference": infer, "forward": fwd, "generation": gen, "full_rank": full},
-        "forward_launch_bound": _launch_bound(fwd),
+        "forward_launch_bound": launch_bound(fwd),
         "output_check": _compare("cnn", population, gpu, cpu),
     }
 
@@ -361,7 +307,7 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         "device": info["name"],
         "compute_capability": list(info["compute_capability"]),
         "cupy": cupy.__version__,
-        "command": "python -m eggroll_np.benchmarks.gpu_bench" + (" --quick" if quick else ""),
+        "command": "eggroll-np bench gpu" + (" --quick" if quick else ""),
         "repeat": repeat,
         "warmup": 3,
         "CUPY_TF32": os.environ.get("CUPY_TF32", "unset"),
@@ -382,31 +328,3 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     sup = result["workloads"].get("sup", [])
     result["sup_launch_bound"] = bool(sup) and sup[0]["forward_launch_bound"]
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; prints the JSON and writes it to --out."""
-    parser = argparse.ArgumentParser(prog="python -m eggroll_np.benchmarks.gpu_bench", description=__doc__)
-    parser.add_argument("--out", default="gpu_bench.json", help="JSON file to write")
-    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per figure")
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    args = parser.parse_args(argv)
-    reason = dispatch.cuda_unavailable_reason()
-    if reason is not None:
-        reason = f"no CUDA device can be used: {reason}"
-        print(f"gpu_bench: nothing measured: {reason}", file=sys.stderr)
-        return 2
-    result = run(repeat=args.repeat, quick=args.quick)
-    text = json.dumps(result, indent=2)
-    bad = [c for c in output_checks(result) if not c["ok"]]
-    print(text)
-    with open(args.out, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-    if bad:
-        print(f"gpu_bench: GPU outputs differ from the CPU path: {bad}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,8 @@
 rl: MLP 1024-1024-1024-16, 1024 members, one input row per member (an RL policy's step).
 sup: MLP 784-256-256-10, 256 members sharing one batch of 128 rows (supervised learning); its
 forward runs 64 members at a time (`Population.chunks`), so activations stay in cache.
-ReLU hidden layers, He-initialised float32 weights, zero biases.
+The MLPs are `eggroll_np.models.mlp`: ReLU hidden layers, He-initialised float32 weights, zero
+biases.
 cnn: the Simple CNN (`eggroll_np.models.simple_cnn.MNIST_CNN`, 1x28x28 -> conv 8 -> conv 16 -> 128 ->
 10, conv kernels low-rank), 256 members sharing one batch of 32 images.
 One definition for every tool; `setup(name)` gives any of them in one form.
@@ -18,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..models import simple_cnn
 from ..backend import namespace_of
-from ..population import Population
+from ..models import mlp, simple_cnn
 from ..models.simple_cnn import MNIST_CNN, SimpleCNN
-from ..training.workloads.common import members_per_chunk
+from ..population import Population
 
 __all__ = [
     "Workload",
@@ -31,7 +31,7 @@ __all__ = [
     "make_inputs",
     "inference",
     "inference_rows",
-    "population_forward",
+    "ACTIVATION",
     "make_fitness",
     "CNNWorkload",
     "CNN_WORKLOAD",
@@ -51,7 +51,7 @@ class Workload:
     population: int
     rows: int  # rows per member
     shared: bool  # one batch shared by every member (sup) or one input per member (rl)
-    # Members per chunk of the CPU forward (`Population.chunks`, `common.members_per_chunk`),
+    # Members per chunk of the CPU forward (`Population.chunks`, `mlp.members_per_chunk`),
     # None for the whole population at once: rl's activations are one row per member, and
     # chunking would only re-read W (measured slower).
     chunk: int | None = None
@@ -70,28 +70,22 @@ class Workload:
         return self.population * self.rows
 
 
+#: The hidden activation of the reference MLPs.
+ACTIVATION = "relu"
+
 #: The reference workloads by name, rl (one row per member) and sup (one shared batch).
 WORKLOADS = {
     "rl": Workload("rl", (1024, 1024, 1024, 16), population=1024, rows=1, shared=False),
     "sup": Workload(
         "sup", (784, 256, 256, 10), population=256, rows=128, shared=True,
-        chunk=members_per_chunk(128, 256),
+        chunk=mlp.members_per_chunk(128, 256),
     ),
 }
 
 
 def make_params(w: Workload, seed: int = 0) -> dict[str, Any]:
-    """He-initialised float32 MLP: {"layers": [{"W": (m, n), "b": (n,)}, ...]}."""
-    rng = np.random.default_rng(seed)
-    layers = []
-    for m, n in zip(w.sizes[:-1], w.sizes[1:], strict=True):
-        layers.append(
-            {
-                "W": (rng.standard_normal((m, n), dtype=np.float32) * np.float32(np.sqrt(2.0 / m))),
-                "b": np.zeros(n, dtype=np.float32),
-            }
-        )
-    return {"layers": layers}
+    """The workload's MLP (`models.mlp.init`), He-initialised (gain sqrt(2), for ReLU)."""
+    return mlp.init(w.sizes, np.random.default_rng(seed), gain=float(np.sqrt(2.0)))
 
 
 def make_inputs(w: Workload, seed: int = 1) -> np.ndarray:
@@ -102,16 +96,9 @@ def make_inputs(w: Workload, seed: int = 1) -> np.ndarray:
 
 
 def inference(params: dict[str, Any], x: Any) -> Any:
-    """Plain MLP on rows x (R, m) with the unperturbed weights -> (R, n_out) (NumPy or CuPy)."""
-    xp = namespace_of(x)
-    h = x
-    layers = params["layers"]
-    for j, layer in enumerate(layers):
-        h = h @ layer["W"]
-        h += layer["b"]
-        if j < len(layers) - 1:
-            xp.maximum(h, 0, out=h)
-    return h
+    """Pure inference of rows x (R, m) -> (R, n_out) with the unperturbed weights (NumPy or
+    CuPy): `models.mlp.forward` with ReLU."""
+    return mlp.forward(params, x, ACTIVATION)
 
 
 def inference_rows(w: Workload, x: np.ndarray) -> np.ndarray:
@@ -119,16 +106,6 @@ def inference_rows(w: Workload, x: np.ndarray) -> np.ndarray:
     if w.shared:
         return np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, x.shape[-1]).copy()
     return x.reshape(-1, x.shape[-1])
-
-
-def population_forward(pop: Population, x: Any, n_layers: int) -> Any:
-    """MLP forward of every member through `pop.linear` (bias and ReLU fused into the pass that
-    adds the low-rank term): (N, rows, n_out) (NumPy or CuPy)."""
-    h = x
-    for j in range(n_layers):
-        act = "relu" if j < n_layers - 1 else None
-        h = pop.linear(h, f"layers/{j}/W", f"layers/{j}/b", activation=act)
-    return h
 
 
 def make_fitness(
@@ -139,10 +116,8 @@ def make_fitness(
     With `chunk`, the forward runs `chunk` members at a time (`Population.chunks`): each member
     sees the same parameters and inputs either way (BLAS may block a smaller GEMM differently,
     so the last bits of a fitness value can differ)."""
-    n_layers = len(w.sizes) - 1
-
     def score(pop: Population, xs: Any) -> Any:
-        out = population_forward(pop, xs, n_layers)
+        out = mlp.population_forward(pop, xs, ACTIVATION)
         return -namespace_of(out).mean(out * out, axis=(1, 2), dtype=np.float64)
 
     def fitness(pop: Population) -> Any:

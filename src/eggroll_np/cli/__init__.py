@@ -1,4 +1,5 @@
-"""The `eggroll-np` command line (`main`); subcommands in info.py, train.py and bench.py."""
+"""The `eggroll-np` command line (`main`); subcommands in info.py, train.py, bench.py
+(bench gpu: bench_gpu.py) and gpu_check.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""`eggroll-np bench`: the reference workloads timed against pure inference and naive ES."""
+"""`eggroll-np bench`: the reference workloads timed against pure inference and naive ES.
+
+`bench tables` measures the reference pages' tables (benchmarks.tables); `bench gpu` the GPU
+figures (bench_gpu.py).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ __all__ = ["HELP", "add_arguments", "run", "format_table"]
 
 HELP = (
     "time the rl/sup/cnn workloads against pure inference and naive ES; `bench tables`: the "
-    "reference pages' tables"
+    "reference pages' tables; `bench gpu`: the GPU figures"
 )
 
 
@@ -57,10 +61,12 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """--workload, --repeats, --no-naive, --json, --threads, --noise-table; `tables` sub-command."""
+    """--workload, --repeats, --no-naive, --json, --threads, --noise-table; `tables` and `gpu`
+    sub-commands."""
     from ..benchmarks import tables
+    from . import bench_gpu
 
-    sub = p.add_subparsers(dest="bench_what", metavar="tables")
+    sub = p.add_subparsers(dest="bench_what", metavar="{tables,gpu}")
     tp = sub.add_parser(
         "tables",
         help="the reference pages' tables (model size, population, rank, matching, CNN)",
@@ -68,6 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "tables.json, tables.md (beside the pages' claims) and PNG plots to --out.",
     )
     tables.add_arguments(tp)
+    gp = sub.add_parser("gpu", help=bench_gpu.HELP, description=bench_gpu.HELP)
+    bench_gpu.add_arguments(gp)
     p.add_argument("--workload", choices=[*NAMES, "all"], default="all")
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
     p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
@@ -85,10 +93,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table (and write --json); or `bench tables`."""
-    if getattr(args, "bench_what", None) == "tables":
+    what = getattr(args, "bench_what", None)
+    if what == "tables":
         from ..benchmarks import tables
 
         return tables.main(args)
+    if what == "gpu":
+        from . import bench_gpu
+
+        return bench_gpu.run(args)
     _checks.integer("--repeats", args.repeats, 1)
     if args.noise_table is not None:
         from ..noise_table import MAX_TABLE

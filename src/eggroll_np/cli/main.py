@@ -1,4 +1,4 @@
-"""The `eggroll-np` command line: an explicit table of subcommands (info, train, bench)."""
+"""The `eggroll-np` command line: one table of subcommands (info, train, bench, gpu-check)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "info": "eggroll_np.cli.info",
     "train": "eggroll_np.cli.train",
     "bench": "eggroll_np.cli.bench",
+    "gpu-check": "eggroll_np.cli.gpu_check",
 }
 
 

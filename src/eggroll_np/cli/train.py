@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .. import optim, shaping
+from .. import optim, schedule, shaping
 from ..training.train import CHECKPOINT, METRICS, PLOT, RUN_FILE
 from ..training.workloads import NAMES, Workload, get
 from .threads_option import add_threads_argument
@@ -27,7 +27,7 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
     g.add_argument("--lr", type=float, help=f"learning rate (default {d['lr']})")
     g.add_argument(
         "--lr-schedule",
-        choices=optim.SCHEDULES,
+        choices=schedule.SCHEDULES,
         help="decay of the learning rate over --generations "
         f"(default {d.get('lr_schedule', 'constant')})",
     )

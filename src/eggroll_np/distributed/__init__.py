@@ -1,16 +1,11 @@
-"""Distributed populations on Ray (extra `ray`): the driver's evaluator (evaluator) and one worker
-replica with its checksum (replica); only fitness scalars travel."""
+"""Distributed populations on Ray (extra `ray`): the driver's evaluator (evaluator), one worker
+replica with its checksum (replica), what a generation sends (traffic); only fitness travels."""
 
 from __future__ import annotations
 
-from .evaluator import (
-    GenerationReport,
-    RayEvaluator,
-    ReplicaMismatchError,
-    checksum,
-    payload_nbytes,
-    split_members,
-)
+from .evaluator import RayEvaluator, ReplicaMismatchError
+from .replica import checksum, split_members
+from .traffic import GenerationReport, payload_nbytes
 
 __all__ = [
     "RayEvaluator",

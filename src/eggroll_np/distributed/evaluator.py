@@ -12,66 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .. import _checks, es, tree
 from .replica import _build, _check_build, _worker_class, checksum, split_members
+from .traffic import GenerationReport, payload_nbytes, stored_nbytes
 
-__all__ = [
-    "RayEvaluator",
-    "GenerationReport",
-    "ReplicaMismatchError",
-    "checksum",
-    "split_members",
-    "payload_nbytes",
-]
+__all__ = ["RayEvaluator", "ReplicaMismatchError"]
 
 
 class ReplicaMismatchError(RuntimeError):
     """A worker's params/state checksum differs from the driver's after `tell`."""
-
-
-@dataclass(frozen=True)
-class GenerationReport:
-    """What one distributed generation cost and survived.
-
-    Attributes:
-        generation, seconds: the generation told, and its wall time on the driver.
-        bytes_sent: driver -> workers: the fitness vector's object-store size plus the task
-            arguments' pickled sizes (an object reference counts as its id).
-        bytes_received: workers -> driver: fitness slices and checksums (pickled sizes).
-        broadcast_bytes: (params, state) snapshots loaded by restarted or resynced actors (0 in
-            a healthy generation; in neither field above).
-        reassigned, restarts: members re-evaluated after an actor died, actors replaced.
-    """
-
-    generation: int
-    seconds: float
-    bytes_sent: int
-    bytes_received: int
-    broadcast_bytes: int = 0
-    reassigned: int = 0
-    restarts: int = 0
-
-
-def payload_nbytes(obj: Any) -> int:
-    """Serialized size of a Python object as pickle protocol 5 writes it (arrays in-band)."""
-    return len(pickle.dumps(obj, protocol=5))
-
-
-def _stored_nbytes(ray: Any, ref: Any, obj: Any) -> int:
-    """Size of a `ray.put` object as Ray's object store holds it (pickled size if unknown)."""
-    try:
-        size = ray.experimental.get_object_locations([ref])[ref]["object_size"]
-    except Exception:  # noqa: BLE001 - a best-effort lookup; the pickled size is close
-        size = None
-    return int(size) if size else payload_nbytes(obj)
 
 
 def _require_ray() -> Any:
@@ -207,7 +162,7 @@ class RayEvaluator:
             snap = (self._params, self._state)
             ref = self._ray.put(snap)
             self._snapshot = (gen, ref)
-            self._snapshot_bytes = _stored_nbytes(self._ray, ref, snap)
+            self._snapshot_bytes = stored_nbytes(self._ray, ref, snap)
         return self._snapshot[1]
 
     def _broadcast(self, slot: int) -> None:
@@ -325,7 +280,7 @@ class RayEvaluator:
         self._confirm_loads()  # replacements started during the gather must be at `gen` first
         fit_ref = ray.put(fitness)
         if self._fitness_nbytes is None:  # (N,) float64 every generation: look it up once
-            self._fitness_nbytes = _stored_nbytes(ray, fit_ref, fitness)
+            self._fitness_nbytes = stored_nbytes(ray, fit_ref, fitness)
         tally["bytes_sent"] += self._fitness_nbytes
         tells = {}
         for slot, actor in enumerate(self._actors):

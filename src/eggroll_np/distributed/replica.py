@@ -146,13 +146,13 @@ class _Replica:
                 # slice evaluated here reads views of it (`Population.slice`).
                 self._pop.noise.prefetch(full=True)
         if self._batched:
-            values = to_numpy(self._fitness(self._pop.slice(start, stop)))
-            values = np.asarray(values, dtype=np.float64).reshape(-1)
-            if values.shape != (stop - start,):
-                raise ValueError(
-                    f"batched fitness returned {values.size} values for a slice of "
-                    f"{stop - start} members"
-                )
+            raw = self._fitness(self._pop.slice(start, stop))
+            try:  # the validator of one process's `tell`: no strings, no (n, 1) shapes
+                values = _checks.fitness_vector(raw, stop - start)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(
+                    f"batched fitness of the slice of members [{start}, {stop}): {exc}"
+                ) from None
         else:
             values = np.array(
                 [

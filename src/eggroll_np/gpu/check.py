@@ -1,4 +1,4 @@
-"""What a first GPU hour must verify, in one command: ``python -m eggroll_np.gpu.check --out DIR``.
+"""What a first GPU hour must verify, in one command: ``eggroll-np gpu-check --out DIR``.
 
 Runs, on the current CUDA device and in under 12 minutes (an H100/H200-class GPU):
   1. device: the device, driver, CUDA runtime and CuPy versions (and `nvidia-smi` where present);
@@ -10,10 +10,15 @@ Runs, on the current CUDA device and in under 12 minutes (an H100/H200-class GPU
      misaligned views, and the engine's Population taking the _cuda path (`gpu_probes`);
   5. memcheck: compute-sanitizer's memcheck over kernel calls on odd shapes (where the tool
      is installed; reported as skipped otherwise);
-  6. bench: `gpu_bench` with every figure of docs/benchmarks.md, its output check included.
+  6. bench: `eggroll-np bench gpu` with every figure of docs/benchmarks.md, its output check
+     included.
 Writes DIR/gpu_check.md and DIR/gpu_check.json (plus the bench's JSON and the tests' JUnit XML)
 and exits 0 when every step passed, 1 otherwise. Without a usable GPU it prints one line saying
 so, writes nothing and exits 2.
+
+Step 2 runs the repository's tests/, which a wheel does not ship: run the command from a
+checkout's root, pass ``--tests DIR``, or leave that step out (``--only`` the others). Without
+them it says so in one line before anything runs (exit 2).
 """
 
 from __future__ import annotations
@@ -33,13 +38,10 @@ from typing import Any
 
 from .. import __version__, _ext, dispatch
 
-__all__ = ["STEPS", "junit_summary", "render_markdown", "main"]
+__all__ = ["STEPS", "TOTAL_BUDGET", "junit_summary", "render_markdown", "tests_dir", "add_arguments", "run"]
 
-# Runs pytest without the current directory on sys.path, so that the source tree of a checkout
-# does not shadow the installed build (`python -P` does the same from Python 3.11 on).
-_PYTEST = "import sys; sys.path.pop(0); import pytest; sys.exit(pytest.main(sys.argv[1:]))"
 # Skip reasons that mean "no GPU usable here" (conftest's gpu marker, test_cuda's checks).
-_MISSING_GPU = ("needs a GPU", "no CUDA device", "CuPy", "_cuda was not built", "shadows the")
+_MISSING_GPU = ("needs a GPU", "no CUDA device", "CuPy", "_cuda was not built")
 _GPU_PRESENT_SKIP = "this machine has a GPU"  # tests of the no-GPU error path skip on a GPU
 _PROBES_IN_PROCESS = "not test_gpu_probe and not test_gpu_noise_bit_identical"
 
@@ -87,21 +89,28 @@ def _device() -> dict[str, Any]:
     return out
 
 
-def _tests_dir(explicit: str | None) -> Path:
-    candidates = [Path(explicit)] if explicit else [Path.cwd() / "tests"]
-    candidates.append(Path(__file__).resolve().parents[1] / "tests")
-    for c in candidates:
-        if (c / "test_cuda.py").is_file():
-            return c
-    raise FileNotFoundError(
-        "tests/test_cuda.py not found: run from the repository root or pass --tests DIR"
+def tests_dir(explicit: str | None) -> Path:
+    """The repository's tests/ that the gpu-tests step runs: `explicit` or ./tests.
+
+    Raises:
+        ValueError: naming --tests (or ./tests) when it holds no test_cuda.py: an installed
+            wheel has no tests/, so the step needs a checkout.
+    """
+    where = Path(explicit) if explicit else Path.cwd() / "tests"
+    if (where / "test_cuda.py").is_file():
+        return where.resolve()
+    what = f"--tests {explicit}" if explicit else f"{where} (the default of --tests)"
+    raise ValueError(
+        f"{what}: no test_cuda.py there. The gpu-tests step runs the repository's tests/, which "
+        "an installed wheel does not ship: run from a checkout's root, pass --tests DIR, or "
+        "leave the step out with --only"
     )
 
 
 def _pytest(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, EGGROLL_REQUIRE_GPU="1")
     return subprocess.run(
-        [sys.executable, "-c", _PYTEST, *args],
+        [sys.executable, "-m", "pytest", *args],
         capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
     )  # fmt: skip
 
@@ -151,7 +160,7 @@ def _memcheck(out: Path, budget: float) -> dict[str, Any]:
     tool = _sanitizer()
     if tool is None:
         return {"skipped": "compute-sanitizer not found (PATH, $CUDA_HOME/bin, /usr/local/cuda)"}
-    code = "import sys; sys.path.pop(0); from eggroll_np.gpu import probes; probes.odd_shapes()"
+    code = "from eggroll_np.gpu import probes; probes.odd_shapes()"
     cmd = [tool, "--tool", "memcheck", "--error-exitcode", "9", "--leak-check", "no",
            sys.executable, "-c", code]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, cwd=out)
@@ -193,15 +202,19 @@ def _bit_check() -> dict[str, Any]:
     return gpu_probes.bit_check()
 
 
-# (name, seconds it may take, what it runs); the budgets add up to 11 minutes.
-STEPS: list[tuple[str, float, Callable[..., dict[str, Any]]]] = [
-    ("device", 60, lambda ctx: _device()),
-    ("gpu-tests", 240, lambda ctx: _gpu_tests(ctx["out"], ctx["tests"], 240)),
-    ("bit-check", 30, lambda ctx: _bit_check()),
-    ("probes", 60, lambda ctx: _probes()),
-    ("memcheck", 150, lambda ctx: _memcheck(ctx["out"], 150)),
-    ("bench", 120, lambda ctx: _bench(ctx["out"], ctx["quick"])),
+#: (name, seconds it may take, what it runs: step(ctx, budget) -> result). The steps that run a
+#: child process pass their budget on as its timeout; the budgets add up to 11 minutes, within
+#: TOTAL_BUDGET (the docstring's "under 12 minutes").
+STEPS: list[tuple[str, float, Callable[[dict[str, Any], float], dict[str, Any]]]] = [
+    ("device", 60, lambda ctx, budget: _device()),
+    ("gpu-tests", 240, lambda ctx, budget: _gpu_tests(ctx["out"], ctx["tests"], budget)),
+    ("bit-check", 30, lambda ctx, budget: _bit_check()),
+    ("probes", 60, lambda ctx, budget: _probes()),
+    ("memcheck", 150, lambda ctx, budget: _memcheck(ctx["out"], budget)),
+    ("bench", 120, lambda ctx, budget: _bench(ctx["out"], ctx["quick"])),
 ]
+TOTAL_BUDGET = 12 * 60
+"""Seconds the whole check may take on an H100/H200-class GPU."""
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -230,39 +243,43 @@ def _no_gpu_reason() -> str | None:
     return None if reason is None else f"no CUDA device can be used: {reason}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring); returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m eggroll_np.gpu.check",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--out", required=True, help="directory for the report")
-    parser.add_argument("--tests", default=None, help="the repository's tests/ (default ./tests)")
-    parser.add_argument("--quick", action="store_true", help="bench at small sizes (smoke run)")
-    parser.add_argument("--only", action="append", choices=[s[0] for s in STEPS],
-                        help="run only these steps (repeatable)")  # fmt: skip
-    args = parser.parse_args(argv)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        parser.error(f"--out {args.out}: exists and is not a directory")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `eggroll-np gpu-check`: --out, --tests, --quick, --only."""
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the report")
+    p.add_argument("--tests", default=None, metavar="DIR",
+                   help="the repository's tests/ (default ./tests; a wheel has none)")  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="bench at small sizes (smoke run)")
+    p.add_argument("--only", action="append", choices=[s[0] for s in STEPS],
+                   help="run only these steps (repeatable)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the selected steps (see the module docstring); returns the exit status.
+
+    Raises:
+        ValueError: --out is not a directory, or the gpu-tests step has no tests/ to run; in
+            both cases before anything runs or is written.
+    """
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out}: exists and is not a directory")
     reason = _no_gpu_reason()
     if reason is not None:
         print(f"gpu_check: no usable GPU, nothing checked: {reason}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    selected = [step for step in STEPS if not args.only or step[0] in args.only]
+    ctx: dict[str, Any] = {"quick": args.quick}
+    if any(name == "gpu-tests" for name, _, _ in selected):
+        ctx["tests"] = tests_dir(args.tests)
     out.mkdir(parents=True, exist_ok=True)
-    ctx: dict[str, Any] = {"out": out.resolve(), "quick": args.quick}
+    ctx["out"] = out.resolve()
     start = time.perf_counter()
     steps = []
-    for name, _budget, run in STEPS:
-        if args.only and name not in args.only:
-            continue
+    for name, budget, step_run in selected:
         t0 = time.perf_counter()
         step: dict[str, Any] = {"name": name}
         try:
-            if name == "gpu-tests":
-                ctx["tests"] = _tests_dir(args.tests)
-            step["result"] = run(ctx)
+            step["result"] = step_run(ctx, budget)
             step["status"] = "skipped" if "skipped" in step["result"] else "pass"
         except Exception as exc:  # noqa: BLE001 - a failed step is reported, the next one runs
             step["status"] = "FAIL"
@@ -272,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         steps.append(step)
         print(f"gpu_check: {name}: {step['status']} ({step['seconds']:.1f} s)", file=sys.stderr)
     report = {
-        "command": "python -m eggroll_np.gpu.check " + " ".join(argv or sys.argv[1:]),
+        "command": "eggroll-np gpu-check " + _command(args),
         "ok": all(s["status"] != "FAIL" for s in steps),
         "seconds": time.perf_counter() - start,
         "steps": steps,
@@ -283,5 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report["ok"] else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _command(args: argparse.Namespace) -> str:
+    words = ["--out", str(args.out)]
+    words += ["--tests", str(args.tests)] if args.tests else []
+    words += ["--quick"] if args.quick else []
+    for name in args.only or ():
+        words += ["--only", name]
+    return " ".join(words)

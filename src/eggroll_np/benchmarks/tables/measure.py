@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ... import es
+from ...models import mlp
 from ..bench import fresh_states
-from ...training.workloads.common import init_mlp, mlp_forward, mlp_population_forward
 
 __all__ = [
     "METHODS",
@@ -98,13 +98,13 @@ def _fitness(method: str, x: np.ndarray, y: np.ndarray) -> tuple[Callable[[Any],
     if method == "eggroll":
 
         def batched(pop: Any) -> np.ndarray:
-            out = mlp_population_forward(pop, x, "relu")
+            out = mlp.population_forward(pop, x, "relu")
             return -np.mean((out - y) ** 2, axis=(1, 2), dtype=np.float64)
 
         return batched, True
 
     def member(p: Any) -> float:
-        return -float(np.mean((mlp_forward(p, x, "relu") - y) ** 2, dtype=np.float64))
+        return -float(np.mean((mlp.forward(p, x, "relu") - y) ** 2, dtype=np.float64))
 
     return member, False
 
@@ -120,7 +120,7 @@ def setup_generation(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     x, y = _problem(sizes, seed)
     fitness, batched = _fitness(method, x, y)
-    params = init_mlp(sizes, np.random.default_rng([seed, 12]))
+    params = mlp.init(sizes, np.random.default_rng([seed, 12]))
     state = es.init(
         params,
         population=population,

@@ -8,17 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from ...models import mlp
 from ...population import Population
-from .common import (
-    Task,
-    Workload,
-    add_mlp_arguments,
-    check_options,
-    generation_rng,
-    init_mlp,
-    mlp_forward,
-    mlp_population_forward,
-)
+from .common import Task, Workload, add_mlp_arguments, check_options, generation_rng
 
 __all__ = ["WORKLOAD", "DEFAULTS", "CartPoleBatch", "make", "evaluate_gymnasium"]
 
@@ -102,7 +94,7 @@ def population_returns(
     returns = np.zeros((n, e))
     for _ in range(max_steps):
         obs = env.state.astype(np.float32)
-        logits = mlp_population_forward(pop, obs, activation)  # (N, E, 2)
+        logits = mlp.population_forward(pop, obs, activation)  # (N, E, 2)
         done = env.step(logits.argmax(axis=-1))
         returns += alive
         alive &= ~done
@@ -124,7 +116,7 @@ def evaluate_gymnasium(
             obs, _ = env.reset(seed=seed_base + k)
             total, done = 0.0, False
             while not done:
-                logits = mlp_forward(params, np.asarray(obs, np.float32)[None], activation)
+                logits = mlp.forward(params, np.asarray(obs, np.float32)[None], activation)
                 obs, reward, terminated, truncated, _ = env.step(int(logits[0].argmax()))
                 total += float(reward)
                 done = terminated or truncated
@@ -158,7 +150,7 @@ def make(config: Mapping[str, Any]) -> Task:
     check_options(config, positive=("episodes", "eval_episodes", "max_steps"))
     seed, activation = int(config["seed"]), config["activation"]
     episodes, max_steps = int(config["episodes"]), int(config["max_steps"])
-    params = init_mlp((4, *tuple(config["hidden"]), 2), np.random.default_rng([seed, 1]))
+    params = mlp.init((4, *tuple(config["hidden"]), 2), np.random.default_rng([seed, 1]))
 
     def fitness(pop: Population) -> np.ndarray:
         starts = generation_rng(seed, pop.generation).uniform(-0.05, 0.05, (episodes, 4))

@@ -9,17 +9,14 @@ from typing import Any
 import numpy as np
 
 from ... import _checks
+from ...models import mlp
 from ...population import Population
 from .common import (
     Task,
     add_mlp_arguments,
     check_options,
     generation_rng,
-    init_mlp,
     log_softmax,
-    members_per_chunk,
-    mlp_forward,
-    mlp_population_forward,
     sklearn_seed,
 )
 
@@ -87,17 +84,17 @@ def make_classifier_task(
     sizes = (x_train.shape[1], *tuple(config["hidden"]), classes)
     activation = config["activation"]
     batch = min(int(config["batch"]), len(x_train))
-    params = init_mlp(sizes, np.random.default_rng([seed, 1]))
+    params = mlp.init(sizes, np.random.default_rng([seed, 1]))
     use_accuracy = config["fitness"] == "accuracy"
 
-    chunk = members_per_chunk(batch, max(sizes[1:]))
+    chunk = mlp.members_per_chunk(batch, max(sizes[1:]))
 
     def fitness(pop: Population) -> np.ndarray:
         rows = generation_rng(seed, pop.generation).choice(len(x_train), batch, replace=False)
         x, y = x_train[rows], y_train[rows]
         f = np.empty(pop.size)
         for members, sub in pop.chunks(chunk):  # activations stay in cache between layers
-            logits = mlp_population_forward(sub, x, activation)  # (n, B, classes)
+            logits = mlp.population_forward(sub, x, activation)  # (n, B, classes)
             if use_accuracy:
                 f[members] = (logits.argmax(axis=-1) == y).mean(axis=1)
             else:
@@ -106,7 +103,7 @@ def make_classifier_task(
         return f
 
     def predict(p: Any, x: np.ndarray) -> np.ndarray:
-        return mlp_forward(p, x, activation)
+        return mlp.forward(p, x, activation)
 
     def baseline() -> dict[str, float]:
         return mlp_baseline(config, x_train, y_train, x_test, y_test)

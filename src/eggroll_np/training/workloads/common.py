@@ -1,4 +1,4 @@
-"""Helpers shared by the workloads: the Task contract, MLPs (plain and over a Population), RNGs."""
+"""Helpers shared by the workloads: the Task contract, CLI options, RNGs (the MLP: models.mlp)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,11 @@ from typing import Any
 import numpy as np
 
 from ... import _checks
-from ...epilogue import activation_code, apply_activation
-from ...population import Population
 
 __all__ = [
     "Task",
     "Workload",
     "ACTIVATIONS",
-    "init_mlp",
-    "mlp_forward",
-    "mlp_population_forward",
-    "members_per_chunk",
     "generation_rng",
     "log_softmax",
     "parse_sizes",
@@ -105,63 +99,6 @@ def parse_sizes(text: str) -> tuple[int, ...]:
             f"expected comma-separated positive integers, got {text!r}"
         )
     return sizes
-
-
-def init_mlp(sizes: Sequence[int], rng: np.random.Generator, gain: float = 1.0) -> dict[str, Any]:
-    """MLP params {"layers": [{"W": (m, n), "b": (n,)}, ...]} float32, scaled-normal W, zero b.
-
-    Args:
-        sizes: (inputs, hidden..., outputs).
-        rng: NumPy Generator.
-        gain: W ~ N(0, gain^2 / m) (LeCun scaling times gain).
-    """
-    layers = []
-    for m, n in zip(sizes[:-1], sizes[1:], strict=True):
-        w = rng.standard_normal((m, n)) * (gain / np.sqrt(m))
-        layers.append({"W": w.astype(np.float32), "b": np.zeros(n, np.float32)})
-    return {"layers": layers}
-
-
-def mlp_forward(params: Mapping[str, Any], x: np.ndarray, activation: str) -> np.ndarray:
-    """Plain MLP on rows x (B, m) -> (B, n_out) logits; activation between layers only."""
-    code = activation_code(activation)
-    h = x
-    layers = params["layers"]
-    for j, layer in enumerate(layers):
-        h = h @ layer["W"] + layer["b"]
-        if j < len(layers) - 1:
-            h = apply_activation(h, code)
-    return h
-
-
-#: Bytes of one layer's activations a chunked forward aims at: they stay in the caches from one
-#: layer to the next (measured on the 2-core machines: 2 MiB L2 per core).
-CHUNK_BYTES = 8 << 20
-
-
-def members_per_chunk(rows: int, width: int, itemsize: int = 4) -> int:
-    """Members per `Population.chunks` chunk for a forward over a shared batch of `rows` rows
-    whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES.
-
-    Measured on the 2-core machine (one generation, medians): sup (128 rows, width 256) 47 ms
-    whole -> 40 ms in chunks of 64; digits (256 rows, width 64) 47 -> 38 ms in chunks of 128.
-    """
-    return max(1, CHUNK_BYTES // max(1, rows * width * itemsize))
-
-
-def mlp_population_forward(pop: Population, x: np.ndarray, activation: str) -> np.ndarray:
-    """Every member's MLP at once: x (B, m) shared or (N, B, m) per member -> (N, B, n_out).
-
-    Each layer is one `pop.linear`: the base GEMM (once for a shared x), then one fused pass
-    adding each member's low-rank term, its bias and the activation.
-    """
-    activation_code(activation)  # a bad name fails before any noise is made
-    n_layers = sum(1 for p in pop.paths if p.endswith("/W"))
-    h = x
-    for j in range(n_layers):
-        act = activation if j < n_layers - 1 else None
-        h = pop.linear(h, f"layers/{j}/W", f"layers/{j}/b", activation=act)
-    return h
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:

@@ -8,16 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from ...models import mlp
 from ...population import Population
-from .common import (
-    Task,
-    Workload,
-    check_options,
-    generation_rng,
-    init_mlp,
-    mlp_forward,
-    mlp_population_forward,
-)
+from .common import Task, Workload, check_options, generation_rng
 
 __all__ = [
     "WORKLOAD",
@@ -57,7 +50,7 @@ def target_network(config: Mapping[str, Any]) -> dict[str, Any]:
     """The network to recover: one layer {"layers": [{"W": (inputs, outputs), "b"}]}."""
     seed = int(config["seed"])
     sizes = (int(config["inputs"]), int(config["outputs"]))
-    target = init_mlp(sizes, np.random.default_rng([seed, 2]), gain=1.5)
+    target = mlp.init(sizes, np.random.default_rng([seed, 2]), gain=1.5)
     target["layers"][0]["b"] = (
         np.random.default_rng([seed, 3]).standard_normal(sizes[1]).astype(np.float32) * 0.5
     )
@@ -67,7 +60,7 @@ def target_network(config: Mapping[str, Any]) -> dict[str, Any]:
 def initial_params(config: Mapping[str, Any]) -> dict[str, Any]:
     """Where training starts: the same layer shapes, small random weights."""
     sizes = (int(config["inputs"]), int(config["outputs"]))
-    return init_mlp(sizes, np.random.default_rng([int(config["seed"]), 1]), gain=0.5)
+    return mlp.init(sizes, np.random.default_rng([int(config["seed"]), 1]), gain=0.5)
 
 
 def training_inputs(seed: int, generation: int, batch: int, inputs: int) -> np.ndarray:
@@ -91,17 +84,17 @@ def make(config: Mapping[str, Any]) -> Task:
     params = initial_params(config)
 
     def forward_target(x: np.ndarray) -> np.ndarray:
-        return np.tanh(mlp_forward(target, x, "tanh"))
+        return np.tanh(mlp.forward(target, x, "tanh"))
 
     def fitness(pop: Population) -> np.ndarray:
         x = training_inputs(seed, pop.generation, batch, sizes[0])
-        out = np.tanh(mlp_population_forward(pop, x, "tanh"))  # (N, B, outputs)
+        out = np.tanh(mlp.population_forward(pop, x, "tanh"))  # (N, B, outputs)
         return -np.mean((out - forward_target(x)) ** 2, axis=(1, 2))
 
     x_eval = np.random.default_rng([seed, 4]).standard_normal((1024, sizes[0])).astype(np.float32)
 
     def evaluate(p: Any) -> dict[str, float]:
-        mse = np.mean((np.tanh(mlp_forward(p, x_eval, "tanh")) - forward_target(x_eval)) ** 2)
+        mse = np.mean((np.tanh(mlp.forward(p, x_eval, "tanh")) - forward_target(x_eval)) ** 2)
         return {"parameter_error": parameter_error(p, target), "output_mse": float(mse)}
 
     def monitor(p: Any) -> dict[str, float]:

@@ -1,16 +1,10 @@
-// layers_emulation.cpp: runs the population layers' CUDA epilogue kernels on the CPU.
-//
-// The kernels of layers_kernels.cuh use no shared memory or warp primitives, so every CUDA
-// thread of a launch runs one after the other: 256-thread blocks as layers.cu launches, on a
-// grid capped at a few blocks (or a deliberately tiny one) so that every grid-stride loop takes
-// several turns (launch.cuh, which holds the <<<>>> launches, is not included). Results are
-// compared with double-precision loops of the documented formula (layers.cuh), including NaN
-// poisoning of out-of-range keys and strided sources. tests/test_cuda_layers.py builds and runs
-// it (g++ with the CUDA headers; no GPU needed):
-//   g++ -std=c++17 -O1 -Wno-attributes -Icsrc -I/usr/local/cuda/include
-//     csrc/cuda/emulation/layers_emulation.cpp -o /tmp/layers_emulation
-//     -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread && /tmp/layers_emulation
-#include <cuda_runtime.h>
+// layers_cases.h: the population layers' epilogue cases of the host emulator (included by
+// host_emulation.cpp, op `layers`). Each case runs egg_cuda::linear_epilogue / conv_epilogue --
+// layers.cu's launch code and kernels, unchanged -- on random inputs and compares every output
+// with a double-precision loop of the documented formula (layers.cuh), including NaN poisoning of
+// out-of-range keys and strided sources. "tiny" cases cap the grid at one block so that the
+// grid-stride loops take many turns.
+#pragma once
 
 #include <algorithm>
 #include <cmath>
@@ -18,31 +12,11 @@
 #include <random>
 #include <vector>
 
-#include "cuda/emulation/thread_index.h"
-
-#include "cuda/layers_kernels.cuh"
+namespace layer_cases {
 
 using namespace egg_cuda;
-static int failures = 0;
 
-// Blocks for `total` values at 256 threads each, capped like grid_1d on a small device.
-unsigned grid_for(std::size_t total) {
-  return static_cast<unsigned>(std::min<std::size_t>((total + 255) / 256, 6));
-}
-
-template <class F>
-void launch(unsigned grid, unsigned block, F f) {
-  emu_gridDim = dim3(grid, 1, 1);
-  emu_blockDim = dim3(block, 1, 1);
-  for (unsigned bx = 0; bx < grid; ++bx)
-    for (unsigned t = 0; t < block; ++t) {
-      emu_blockIdx = make_uint3(bx, 0, 0);
-      emu_threadIdx = make_uint3(t, 0, 0);
-      f();
-    }
-}
-
-double act_ref(double h, int act) {
+inline double act_ref(double h, int act) {
   switch (act) {
     case 1: return h < 0 ? 0 : h;
     case 2: return std::tanh(h);
@@ -52,12 +26,12 @@ double act_ref(double h, int act) {
   }
 }
 
-void report(bool ok, const char* what, double err) {
+inline void report(bool ok, const char* what, double err) {
   if (!ok) ++failures;
   std::printf("%s %s err=%.2e\n", ok ? "ok  " : "FAIL", what, err);
 }
 
-void linear_case(std::size_t n, std::size_t r, bool use_base, bool use_rows, bool scaled,
+inline void linear_case(std::size_t n, std::size_t r, bool use_base, bool use_rows, bool scaled,
                  bool use_bias, int act, bool bad_key, bool tiny) {
   const std::size_t N = 5, rows = 3, K = 3, R = use_rows ? 4 : N;
   std::mt19937 g(static_cast<unsigned>(n * 31 + r * 7 + act));
@@ -74,9 +48,9 @@ void linear_case(std::size_t n, std::size_t r, bool use_base, bool use_rows, boo
   LinearEpilogue a{out.data(), use_base ? base.data() : nullptr, xa.data(),
                    use_rows ? xr.data() : nullptr, scaled, r ? right.data() : nullptr,
                    terms, N, rows, n, r, R};
-  const std::size_t total = N * rows * n;
-  launch(tiny ? 1 : grid_for(total), tiny ? 32 : 256,
-         [&] { layers_detail::linear_epilogue_kernel(a); });
+  egg_emu::g_max_blocks = tiny ? 1 : 6;
+  egg_cuda::linear_epilogue(a, nullptr);
+  egg_emu::g_max_blocks = egg_emu::kDefaultMaxBlocks;
   double worst = 0;
   bool ok = true;
   for (std::size_t i = 0; i < N; ++i)
@@ -105,7 +79,7 @@ void linear_case(std::size_t n, std::size_t r, bool use_base, bool use_rows, boo
   report(ok && worst < 1e-5, what, worst);
 }
 
-void conv_case(std::size_t O, std::size_t P, std::size_t r, bool shared, bool channels_last,
+inline void conv_case(std::size_t O, std::size_t P, std::size_t r, bool shared, bool channels_last,
                bool use_bias, int act, bool bad_key, bool tiny) {
   const std::size_t N = 4, Bt = 2, K = 3, X = 5;
   std::mt19937 g(static_cast<unsigned>(O * 13 + P * 5 + r + act));
@@ -134,9 +108,9 @@ void conv_case(std::size_t O, std::size_t P, std::size_t r, bool shared, bool ch
                     use_bias ? bn.data() : nullptr, bc.data(), act, K};
   e.members = N, e.batch = Bt, e.channels = O, e.positions = P, e.rank = r;
   e.v_count = X;
-  const std::size_t total = N * Bt * O * P;
-  launch(tiny ? 2 : grid_for(total), tiny ? 32 : 256,
-         [&] { layers_detail::conv_epilogue_kernel(e); });
+  egg_emu::g_max_blocks = tiny ? 1 : 6;
+  egg_cuda::conv_epilogue(e, nullptr);
+  egg_emu::g_max_blocks = egg_emu::kDefaultMaxBlocks;
   double worst = 0;
   bool ok = true;
   for (std::size_t i = 0; i < N; ++i)
@@ -167,7 +141,10 @@ void conv_case(std::size_t O, std::size_t P, std::size_t r, bool shared, bool ch
   report(ok && worst < 1e-5, what, worst);
 }
 
-int main() {
+
+// Every case; returns after printing one "ok  "/"FAIL" line per case (failures counted by report).
+inline void run_all() {
+
   for (int act = 0; act <= 4; ++act)
     for (std::size_t r : {0, 1, 3})
       for (bool base : {false, true}) {
@@ -183,6 +160,6 @@ int main() {
         conv_case(5, 7, r, shared, false, act % 2 == 1, act, false, true);
       }
   conv_case(2, 9, 1, false, true, true, 4, true, false);
-  std::printf("%d failure(s)\n", failures);
-  return failures != 0;
 }
+
+}  // namespace layer_cases
