@@ -2,8 +2,9 @@
 with its own held-out tail, beside the unigram and bigram count models (issue 26).
 
 The texts are found on the machine and in Python's own distribution: Python's pydoc_data topics
-(charlm's default text), the Vim user manual and its reference manual, the source of Python's `email` and `asyncio`
-packages, and the license texts of /usr/share/common-licenses plus Python's LICENSE. A text that
+(charlm's default text), the Vim user manual and its reference manual, the source of Python's
+`email` and `asyncio` packages, and the license texts of /usr/share/common-licenses plus Python's
+LICENSE. A text that
 is not on this machine is left out with a note. The recipe was tuned on the texts marked "tuned";
 the others it never saw before its figures were measured.
 

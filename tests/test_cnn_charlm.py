@@ -9,8 +9,8 @@ import pytest
 
 import eggroll_np as egg
 from eggroll_np import cli
-from eggroll_np.training import train
 from eggroll_np.population import NoiseKind
+from eggroll_np.training import train
 from eggroll_np.training.workloads import charlm, cnn, corpus, get, recurrent
 
 pytest.importorskip("sklearn")
@@ -164,8 +164,10 @@ _SMALL_TEXT = (
     "the cat sat on the mat. the dog ate the log. a bird in the hand is worth two in the bush. "
     "we sat on the log and the dog sat on the mat. "
 ) * 40
-_SHORT_RUN = ["--population", "32", "--hidden", "16", "--embed", "8", "--length", "16",
-              "--lr", "0.05", "--lr-schedule", "constant", "--sample-bytes", "0", "--quiet"]  # fmt: skip
+_SHORT_RUN = [
+    "--population", "32", "--hidden", "16", "--embed", "8", "--length", "16",
+    "--lr", "0.05", "--lr-schedule", "constant", "--sample-bytes", "0", "--quiet",
+]  # fmt: skip
 
 
 def test_charlm_learns_below_the_bigram_baseline_and_says_so(tmp_path, capsys):

@@ -197,4 +197,3 @@ def bigram_bits_per_byte(train: np.ndarray, text: np.ndarray, prior: float = 1.0
     """Mean -log2 P(text[j] | text[j-1]) over j >= 1, the bigram model fitted on `train`."""
     t = np.asarray(text, np.int64)
     return float(-np.mean(np.log2(bigram_probs(train, prior)[t[:-1], t[1:]])))
-
