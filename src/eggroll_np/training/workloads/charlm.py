@@ -16,7 +16,7 @@ from .common import Task, Workload, check_options, generation_rng
 __all__ = ["WORKLOAD", "DEFAULTS", "make", "verdict"]
 
 # With the bigram path (issue 26), `eggroll-np train charlm` (3000 generations) held out 3.045
-# bits per byte using 161 s of CPU (bigram 3.347, unigram 4.684), and every text of
+# bits per byte using 160 s of CPU (bigram 3.347, unigram 4.684), and every text of
 # examples/charlm_texts.py ended below its bigram baseline; without the path (the unigram start)
 # 3000 generations gave 3.21 and 6000 3.13. The rest was chosen without the path (load
 # average 2.4-5, the default text). Against the earlier recipe
