@@ -1,34 +1,23 @@
-"""CPU speed and memory of eggroll_np on the reference workloads (rl, sup, cnn), with ratios."""
+"""CPU speed of eggroll_np on the reference workloads (rl, sup, cnn), with lower-is-better ratios.
+
+Every class takes `_common.Timed`'s settings (one thread, CPU time, rounds) and every `track_`
+is a time ratio, lower is better (`_common.RATIO_UNIT`). Peak memory is in bench_memory.py.
+"""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+from ._common import RATIO_UNIT, Timed, configure, ratio_of_times
 
 import eggroll_np as egg
 from eggroll_np import _ext, noise
-from eggroll_np.benchmarks import bench
-from eggroll_np.tuning import retain_heap_memory
-from eggroll_np.benchmarks import reference
+from eggroll_np.benchmarks import bench, reference
 
-# As `eggroll-np bench` and `eggroll-np train` do: freed large arrays are reused, not re-faulted.
-retain_heap_memory()
+configure()
 
 
-def _best_of(fn, repeats=5):
-    fn()
-    return min(_timed(fn) for _ in range(repeats))
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-class Noise:
-    """Counter-based normals vs NumPy's generator."""
+class Noise(Timed):
+    """Counter-based normals (the core's noise kernel) vs NumPy's generator."""
 
     params = [10**6, 10**7]
     param_names = ["count"]
@@ -42,15 +31,16 @@ class Noise:
     def time_numpy_standard_normal(self, count):
         self.rng.standard_normal(count, dtype=np.float32)
 
-    def track_speedup_vs_numpy(self, count):
-        t_np = _best_of(lambda: self.rng.standard_normal(count, dtype=np.float32))
-        t_egg = _best_of(lambda: noise.normals(0, 0, 0, 0, count))
-        return t_np / t_egg
+    def track_eggroll_over_numpy(self, count):
+        return ratio_of_times(
+            lambda: noise.normals(0, 0, 0, 0, count),
+            lambda: self.rng.standard_normal(count, dtype=np.float32),
+        )
 
-    track_speedup_vs_numpy.unit = "x"
+    track_eggroll_over_numpy.unit = RATIO_UNIT
 
 
-class UpdateContraction:
+class UpdateContraction(Timed):
     """The update's fixed-order contraction (machine-independent bits) against BLAS's GEMM.
 
     Shapes of the first layer of each workload: K unique keys, a (m, n) leaf, rank 1.
@@ -77,18 +67,49 @@ class UpdateContraction:
         self.a2 @ self.b2
 
     def track_exact_over_blas(self, name):
-        t_exact = _best_of(lambda: _ext.core.contract(self.A, self.B, self.w))
-        return t_exact / _best_of(lambda: self.a2 @ self.b2)
+        return ratio_of_times(
+            lambda: _ext.core.contract(self.A, self.B, self.w), lambda: self.a2 @ self.b2
+        )
 
-    track_exact_over_blas.unit = "x"
+    track_exact_over_blas.unit = RATIO_UNIT
 
 
-class Workload:
+class PopulationLinear(Timed):
+    """One `pop.linear` (base GEMM, then the fused epilogue: low-rank correction, bias, ReLU)
+    of a generation whose noise is already made, on a layer of sup (N 256, 128 rows).
+
+    shared: the first layer, one (128, 784) batch for every member: one small GEMM, so the
+    epilogue, which writes all N * 128 * 256 outputs, is most of the time. per_member: the
+    hidden layer, (N, 128, 256) inputs: the GEMM is most of it.
+    """
+
+    params = [["shared", "per_member"]]
+    param_names = ["input"]
+
+    def setup(self, case):
+        w = reference.WORKLOADS["sup"]
+        params = reference.make_params(w)
+        state = egg.init(params, population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0)
+        self.pop = egg.ask(params, state)
+        rng = np.random.default_rng(1)
+        if case == "shared":
+            self.x = rng.standard_normal((w.rows, w.sizes[0]), dtype=np.float32)
+            self.leaf = "layers/0"
+        else:
+            shape = (w.population, w.rows, w.sizes[1])
+            self.x = rng.standard_normal(shape, dtype=np.float32)
+            self.leaf = "layers/1"
+        self.time_linear(case)  # the generation's noise is made here, not in the timed calls
+
+    def time_linear(self, case):
+        self.pop.linear(self.x, f"{self.leaf}/W", f"{self.leaf}/b", activation="relu")
+
+
+class Workload(Timed):
     """Population forward, full generation and pure inference on rl, sup and cnn."""
 
     params = list(reference.NAMES)
     param_names = ["workload"]
-    timeout = 300
 
     def setup(self, name):
         self.w, self.params_tree, self._infer, self.fitness, extra = reference.setup(name)
@@ -110,11 +131,8 @@ class Workload:
     def _step(self):
         return egg.step(self.params_tree, self.fitness, self._state(), batched=True)
 
-    def _inference(self):
-        return self._infer()
-
     def time_inference(self, name):
-        self._inference()
+        self._infer()
 
     def time_population_forward(self, name):
         self._forward()
@@ -122,31 +140,28 @@ class Workload:
     def time_step(self, name):
         self._step()
 
-    def peakmem_inference(self, name):
-        self._inference()
+    def track_forward_over_inference(self, name):
+        # The population's forward against inference of the same N * rows rows: 1 means
+        # evaluating N perturbed members costs what inference of their rows does.
+        return ratio_of_times(self._forward, self._infer)
 
-    def peakmem_step(self, name):
-        self._step()
-
-    def track_forward_throughput_ratio(self, name):
-        return _best_of(self._inference) / _best_of(self._forward)
-
-    track_forward_throughput_ratio.unit = "ratio (forward throughput / inference)"
+    track_forward_over_inference.unit = RATIO_UNIT
 
     def track_generation_over_inference(self, name):
-        return _best_of(self._step) / _best_of(self._inference)
+        return ratio_of_times(self._step, self._infer)
 
-    track_generation_over_inference.unit = "ratio (generation time / inference)"
+    track_generation_over_inference.unit = RATIO_UNIT
 
 
-class NaiveES:
+class NaiveES(Timed):
     """The library's own full-rank ES path: what EGGROLL is compared against."""
 
     params = list(reference.NAMES)
     param_names = ["workload"]
-    timeout = 600
+    timeout = 900
     number = 1
-    repeat = 1
+    rounds = 2
+    repeat = (1, 3, 30.0)
 
     def setup(self, name):
         w, self.params_tree, _, self.fitness, extra = reference.setup(name)
@@ -162,23 +177,23 @@ class NaiveES:
     def time_naive_step(self, name):
         self._step(self.naive)
 
-    def track_speedup_vs_naive(self, name):
-        t_naive = _timed(lambda: self._step(self.naive))
-        t_egg = _best_of(lambda: self._step(self.lowrank))
-        return t_naive / t_egg
+    def track_eggroll_over_naive(self, name):
+        # EGGROLL's generation time over full-rank ES's (the speed-up is its inverse).
+        return ratio_of_times(lambda: self._step(self.lowrank), lambda: self._step(self.naive), 3)
 
-    track_speedup_vs_naive.unit = "x"
+    track_eggroll_over_naive.unit = RATIO_UNIT
 
 
-class PopulationScaling:
+class PopulationScaling(Timed):
     """Seconds and peak memory of one generation against the population, both methods: the
     population_scaling table of `eggroll-np bench tables` (its 1M-parameter MLP)."""
 
     params = [[50, 100, 256, 512, 1024], ["eggroll", "standard_es"]]
     param_names = ["population", "method"]
-    timeout = 600
+    timeout = 900
     number = 1
-    repeat = (1, 3, 60)
+    rounds = 2
+    repeat = (1, 3, 60.0)
 
     def setup(self, population, method):
         from eggroll_np.benchmarks.tables import FULL, measure

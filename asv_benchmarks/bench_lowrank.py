@@ -1,8 +1,9 @@
 """The low-rank correction at ranks 1-16: the C++ core's kernels vs NumPy's batched matmul.
 
-asv times both paths per (case, rank). Run as a script for the ratios of one interleaved run
-(what `lowrank._CORE_MAX_RANK` was set from; docs/benchmarks.md, "Low-rank correction kernels"):
-    python -P asv_benchmarks/bench_lowrank.py [--threads 2] [--repeats 15]
+asv times both paths per (case, rank), with the suite's settings (`_common.Timed`). Run as a
+script, from the repository root, for the ratios of one interleaved run (what
+`lowrank._CORE_MAX_RANK` was set from; docs/benchmarks.md, "Low-rank correction kernels"):
+    python -m asv_benchmarks.bench_lowrank [--threads 2] [--repeats 15]
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 
 import eggroll_np as egg
 from eggroll_np import _ext, lowrank
+
+from ._common import Timed, configure
 
 # name: (members, rows per member, m, n, shared x)
 CASES = {
@@ -54,13 +57,14 @@ def core_path(a: dict) -> None:
         _ext.core.lowrank_correction(x, A, B, keys, coef, out)
 
 
-class LowrankCorrection:
+class LowrankCorrection(Timed):
     """One population correction of a layer, by path."""
 
     params = (list(CASES), list(RANKS))
     param_names = ("case", "rank")
 
     def setup(self, case, rank):
+        configure()  # here, not at import: the script sets its own --threads
         if _ext.core is None:
             raise NotImplementedError("the C++ core is not built")
         self.a = make(case, rank)

@@ -256,7 +256,8 @@ PROBE = """JSON.stringify({
 })"""
 
 
-def _page_problems(dt: _DevTools, url: str, settle: float) -> list[str]:
+def _load(dt: _DevTools, url: str, settle: float, probe: str) -> tuple[list[str], dict]:
+    """Load url in a new tab; (what went wrong on the way, the probe's JSON result)."""
     target = dt.send("Target.createTarget", {"url": "about:blank"})["targetId"]
     session = dt.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     for domain in ("Runtime", "Log", "Network", "Page"):
@@ -269,13 +270,13 @@ def _page_problems(dt: _DevTools, url: str, settle: float) -> list[str]:
         for e in dt.events
     ):
         if time.monotonic() > deadline:
-            return [f"{url}: the page did not finish loading within 30 s"]
+            return [f"{url}: the page did not finish loading within 30 s"], {}
         dt.pump(0.2)
     dt.pump(settle)  # scripts that run after load (search index, theme switcher, ...)
     result = dt.send(
-        "Runtime.evaluate", {"expression": PROBE, "returnByValue": True}, session=session
+        "Runtime.evaluate", {"expression": probe, "returnByValue": True}, session=session
     )
-    probe = json.loads(result["result"]["value"])
+    found = json.loads(result["result"]["value"])
     problems = []
     for e in dt.events:
         if e.get("sessionId") != session:
@@ -301,13 +302,33 @@ def _page_problems(dt: _DevTools, url: str, settle: float) -> list[str]:
             req = p["request"]["url"]
             if urlsplit(req).scheme not in ("file", "data", "blob", "about"):
                 problems.append(f"{url}: requested {req} (the site must work offline)")
+    dt.send("Target.closeTarget", {"targetId": target})
+    return problems, found
+
+
+def _page_problems(dt: _DevTools, url: str, settle: float) -> list[str]:
+    problems, probe = _load(dt, url, settle, PROBE)
+    if not probe:
+        return problems
     if probe["theme"] not in ("light", "dark"):
         problems.append(f"{url}: the theme's script did not run (no data-theme on <html>)")
     if not probe["main"] or probe["width"] <= 0:
         problems.append(f"{url}: nothing was laid out ({probe})")
     problems += [f"{url}: image {src} did not load" for src in probe["brokenImages"]]
-    dt.send("Target.closeTarget", {"targetId": target})
     return problems
+
+
+def load_page(browser: str, page: Path, probe: str, settle: float = 0.5) -> tuple[list[str], dict]:
+    """Open one local page (any, not only this site's) in headless Chromium, offline: (failed
+    or remote requests, errors logged; the JSON that the JavaScript expression `probe`
+    returns). `eggroll-np bench report`'s test uses it."""
+    with tempfile.TemporaryDirectory(prefix="check-site-") as profile:
+        dt = _DevTools(browser, profile)
+        try:
+            dt.send("Browser.getVersion", timeout=60)  # the browser is up
+            return _load(dt, Path(page).resolve().as_uri(), settle, probe)
+        finally:
+            dt.close()
 
 
 def browser_problems(site: Path, pages: list[str], browser: str, settle: float = 1.0) -> list[str]:

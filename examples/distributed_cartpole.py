@@ -17,7 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import eggroll_np as egg
-from eggroll_np.training.train import ES_KEYS, resolve_config
+from eggroll_np.training.options import ES_KEYS, resolve_config
 from eggroll_np.training.workloads import get
 
 __all__ = ["main"]

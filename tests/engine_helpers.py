@@ -21,6 +21,7 @@ __all__ = [
     "FakeGpuArray",
     "patch_fake_cupy",
     "as_format_2",
+    "as_format_3",
 ]
 
 
@@ -65,15 +66,30 @@ def fit_rank(rank: int, params: Any, lowrank: dict[str, Any] | None = None) -> i
 _V2_FIELDS = {"sgd": (), "momentum": ("mu",), "adam": ("mu", "nu")}
 
 
-def as_format_2(src: Path, dst: Path, edit: Callable[[dict[str, Any]], None] = lambda m: None) -> None:
-    """Copy the format-3 checkpoint `src` to `dst` as format 2 wrote it (written out here from
-    the old layout, independently of the library): state arrays named "opt/<field>/<leaf>", the
-    schedule as config fields lr_schedule, lr_final and lr_decay_steps; then `edit(meta)`."""
+def as_format_3(src: Path, dst: Path) -> None:
+    """Copy the format-4 checkpoint `src` (float leaves only) to `dst` as format 3 wrote it:
+    the same arrays, a config without int_sigma_shift and int_update_fraction."""
     with np.load(src) as data:
         arrays = {name: data[name] for name in data.files}
     meta = json.loads(arrays["meta"].tobytes().decode())
-    assert meta["format_version"] == 3
+    assert meta["format_version"] == 4
+    del meta["config"]["int_sigma_shift"], meta["config"]["int_update_fraction"]
+    meta["format_version"] = 3
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(dst, **arrays)
+
+
+def as_format_2(src: Path, dst: Path, edit: Callable[[dict[str, Any]], None] = lambda m: None) -> None:
+    """Copy the format-4 checkpoint `src` (float leaves only) to `dst` as format 2 wrote it
+    (written out here from the old layout, independently of the library): state arrays named
+    "opt/<field>/<leaf>", the schedule as config fields lr_schedule, lr_final and
+    lr_decay_steps, no integer-leaf settings; then `edit(meta)`."""
+    with np.load(src) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    assert meta["format_version"] == 4
     config = meta["config"]
+    del config["int_sigma_shift"], config["int_update_fraction"]
     trained = [i for i, k in enumerate(config["kinds"]) if k != "frozen"]
     names = [f"opt/{f}/{i}" for i in trained for f in _V2_FIELDS[config["optimizer"]]]
     for j, name in enumerate(names):

@@ -20,14 +20,15 @@ TOOLS = ("benchmarks", "training", "models", "distributed", "gpu", "cli", "gpu_c
 #: The engine's import layers (docs/architecture.md, "Import order"): a module imports only
 #: modules of EARLIER layers, at the top or inside a function. A new engine module is placed here.
 ENGINE_LAYERS: list[list[str]] = [
-    ["_blas_env", "backend", "_ext", "_reference"],
-    ["_checks", "tree", "dispatch"],
+    ["_blas_env", "backend", "_ext", "_reference", "_files", "_startup"],
+    ["_checks", "tree", "dispatch", "_array_cache", "intmath", "_npz"],
     ["schedule", "shaping", "_optimizers", "lowrank", "noise", "_cuda_ops", "_cuda_layers",
-     "tuning", "sysinfo"],
+     "_cuda_int8", "tuning", "sysinfo", "intops"],
     ["noise_table", "optim", "epilogue"],
-    ["config", "layers"],
-    ["perturbation", "conv"],
-    ["gradient", "population"],
+    ["config", "layers", "_checkpoint_formats"],
+    ["perturbation", "conv", "intlayers"],
+    ["gradient", "population", "intupdate", "_update_checks"],
+    ["evaluate"],
     ["es"],
     ["checkpoint"],
     ["__init__"],

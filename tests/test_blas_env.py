@@ -84,3 +84,13 @@ def test_numpy_first_blas_still_computes_and_obeys_thread_limits():
     pytest.importorskip("threadpoolctl")
     ok, *counts = _run(code).split()
     assert ok == "True" and counts and all(int(c) >= 1 for c in counts)
+
+
+def test_info_reports_the_restart_when_numpy_came_first():
+    out = _run(
+        "import numpy; from eggroll_np import sysinfo; "
+        "print(sysinfo.format_info(sysinfo.system_info()))"
+    )
+    if "openblas" not in out.lower():
+        pytest.skip("NumPy does not use OpenBLAS here")
+    assert "OPENBLAS_THREAD_TIMEOUT 4 (set by eggroll_np at import; OpenBLAS loaded before" in out

@@ -183,7 +183,7 @@ def test_corrupt_checkpoint_is_a_clear_error_without_leaking(tmp_path):
 
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
-    with pytest.raises(ValueError, match="bad.npz.*not a readable eggroll_np checkpoint"):
+    with pytest.raises(ValueError, match="bad.npz.*not readable as an eggroll_np checkpoint"):
         egg.load(bad)
 
 
@@ -248,3 +248,31 @@ def test_formats_1_2_and_3_load_to_the_same_state(tmp_path, kwargs):
     for k in params:
         np.testing.assert_array_equal(p2[k], p3[k])
     assert s3.opt_state.count == 2
+
+
+def test_a_frozen_non_finite_leaf_trains_saves_and_loads(tmp_path):
+    # A mask of -inf is a frozen leaf: init, tell, save and load all accept it, bits unchanged.
+    mask = np.array([0.0, -np.inf, np.nan], np.float32)
+    params = {"W": np.ones((3, 2), np.float32), "mask": mask}
+    state = egg.init(params, population=4, lowrank={"mask": "frozen"})
+    params, state = egg.step(params, lambda p: float(p["W"].sum()), state)
+    egg.save(tmp_path / "m.npz", params, state)
+    loaded, lstate = egg.load(tmp_path / "m.npz")
+    assert loaded["mask"].tobytes() == mask.tobytes()
+    assert lstate.generation == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_init_names_a_trained_leaf_holding_inf_or_nan(bad):
+    params = {"W": np.ones((3, 2), np.float32), "b": np.array([0.0, bad])}
+    with pytest.raises(ValueError, match=r"params leaf 'b' has non-finite values.*frozen"):
+        egg.init(params, population=4)
+
+
+def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path):
+    params = {"W": np.ones((3, 2), np.float32)}
+    state = egg.init(params, population=4)
+    params["W"][0, 0] = np.nan  # made non-finite after init (a hand-edited tree)
+    with pytest.raises(ValueError, match=r"c\.npz.*leaf 'W' has non-finite values"):
+        egg.save(tmp_path / "c.npz", params, state)
+    assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -108,13 +114,13 @@ def test_save_replaces_a_regular_file_in_place(tmp_path):
 def test_load_refuses_a_fifo_without_blocking(tmp_path):
     fifo = tmp_path / "ckpt.npz"
     os.mkfifo(fifo)
-    with pytest.raises(ValueError, match=r"ckpt\.npz' is a FIFO, not a checkpoint file"):
+    with pytest.raises(ValueError, match=r"ckpt\.npz' is a FIFO, not an eggroll_np checkpoint"):
         egg.load(fifo)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_load_refuses_a_device_without_reading_it():
-    with pytest.raises(ValueError, match="is a character device, not a checkpoint file"):
+    with pytest.raises(ValueError, match="is a character device, not an eggroll_np checkpoint"):
         egg.load("/dev/zero")
 
 
@@ -150,3 +156,133 @@ def test_an_array_header_promising_too_much_is_refused(tmp_path):
             dst.writestr(info.filename, data)
     with pytest.raises(ValueError, match=r"bad\.npz' is damaged"):
         egg.load(bad)
+
+
+def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    params, state = _run()
+    path = tmp_path / "ckpt.npz"
+    egg.save(path, params, state)
+    os.chmod(path, 0o600)
+    egg.save(path, params, state)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_save_refuses_a_read_only_checkpoint_by_name(tmp_path):
+    params, state = _run()
+    path = tmp_path / "ckpt.npz"
+    egg.save(path, params, state)
+    before = path.read_bytes()
+    os.chmod(path, 0o444)
+    new_params, new_state = egg.step(params, lambda p: float(p["W"].sum()), state)
+    with pytest.raises(ValueError, match=r"ckpt\.npz': it is read-only \(mode 0444\)"):
+        egg.save(path, new_params, new_state)
+    assert path.read_bytes() == before
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o444
+    assert _listing(tmp_path) == ["ckpt.npz"]
+
+
+def test_a_full_disk_names_the_checkpoint(tmp_path, monkeypatch):
+    params, state = _run()
+    path = tmp_path / "ckpt.npz"
+
+    def full(fh, **arrays):
+        fh.write(b"PK\x03\x04 some bytes")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(OSError, match=r"No space left on device \(writing '.*ckpt\.npz'\)") as exc:
+        egg.save(path, params, state)
+    assert exc.value.errno == errno.ENOSPC
+    assert _listing(tmp_path) == []
+
+
+# A child process that starts `save` of a big checkpoint and is killed by SIGKILL mid-write.
+_KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+import eggroll_np as egg
+params = {"W": np.ones((64, 64), np.float32)}
+state = egg.init(params, population=4)
+real = np.savez
+def savez(fh, **arrays):
+    fh.write(b"PK" + bytes(1 << 20))
+    fh.flush()
+    print("writing", flush=True)
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    sys.stdin.read()  # wait to be killed
+np.savez = savez
+egg.save(sys.argv[1], params, state)
+"""
+
+
+@contextlib.contextmanager
+def _writer(path, how):
+    """A child process mid-`save` of `path`: it kills itself ("kill") or waits to be killed."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(path), how],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout.readline() == "writing\n"
+            yield proc
+        finally:
+            proc.kill()
+            proc.wait(timeout=60)
+
+
+def _killed_writer(path):
+    with _writer(path, "kill") as proc:
+        assert proc.wait(timeout=60) == -9
+
+
+def _temporaries(directory):
+    return [n for n in _listing(directory) if n.endswith(".npz.tmp")]
+
+
+def test_the_temporary_of_a_writer_killed_by_sigkill_is_removed_by_the_next_save(tmp_path):
+    params, state = _run()
+    path = tmp_path / "ckpt.npz"
+    _killed_writer(path)
+    assert len(_temporaries(tmp_path)) == 1  # what SIGKILL leaves (documented) ...
+    _killed_writer(path)
+    assert len(_temporaries(tmp_path)) == 1  # ... until the next save of the same checkpoint
+    egg.save(path, params, state)
+    assert _listing(tmp_path) == ["ckpt.npz"]
+
+
+def test_load_removes_stale_temporaries_of_its_checkpoint_only(tmp_path):
+    params, state = _run()
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    egg.save(a, params, state)
+    egg.save(b, params, state)
+    _killed_writer(a)
+    _killed_writer(b)
+    assert len(_temporaries(tmp_path)) == 2
+    egg.load(a)
+    assert len(_temporaries(tmp_path)) == 1  # b's temporary is b's to clean
+    egg.load(b)
+    assert _listing(tmp_path) == ["a.npz", "b.npz"]
+
+
+def test_a_live_writers_temporary_is_left_alone(tmp_path):
+    params, state = _run()
+    path = tmp_path / "ckpt.npz"
+    with _writer(path, "wait"):
+        egg.save(path, params, state)  # a concurrent save of the same checkpoint
+        assert len(_temporaries(tmp_path)) == 1
+    egg.load(path)  # now its writer is gone
+    assert _listing(tmp_path) == ["ckpt.npz"]
+
+
+def test_temporaries_of_older_versions_are_removed_once_an_hour_old(tmp_path):
+    params, state = _run()
+    old, fresh = tmp_path / ".eggroll-abcd1234.npz.tmp", tmp_path / ".eggroll-wxyz9876.npz.tmp"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    egg.save(tmp_path / "ckpt.npz", params, state)
+    assert _listing(tmp_path) == [fresh.name, "ckpt.npz"]

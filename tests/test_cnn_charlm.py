@@ -10,7 +10,7 @@ import pytest
 import eggroll_np as egg
 from eggroll_np import cli
 from eggroll_np.population import NoiseKind
-from eggroll_np.training import train
+from eggroll_np.training import run_folder, train
 from eggroll_np.training.workloads import charlm, cnn, corpus, get, recurrent
 
 pytest.importorskip("sklearn")
@@ -157,7 +157,8 @@ def test_charlm_learns_on_a_small_file_and_reports_baselines(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("charlm: val_bits_per_byte ")
     assert "sample:\n" in printed
-    assert summary["sample"].startswith(corpus.decode(val[:64]))
+    assert summary["sample"].startswith(corpus.decode(val[:64]) + charlm.PROMPT_END)
+    assert len(summary["sample"]) > len(corpus.decode(val[:64]) + charlm.PROMPT_END)
 
 
 _SMALL_TEXT = (
@@ -268,7 +269,7 @@ def test_mnist_recipe_runs_unchanged_on_data(tiny_mnist, tmp_path):
          "--population", "8", "--generations", "2", "--quiet", "--out", str(out)]
     )  # fmt: skip
     assert rc == 0
-    saved = json.loads((out / train.RUN_FILE).read_text())["config"]
+    saved = json.loads((out / run_folder.RUN_FILE).read_text())["config"]
     assert saved["recipe"] == "eggroll_mnist"
     assert saved["fitness"] == "accuracy"
     assert saved["hidden"] == [256]

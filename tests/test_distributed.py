@@ -335,7 +335,7 @@ def test_fitness_factory_runs_on_each_worker(evaluator_factory):
 
 
 def test_cartpole_workload_on_two_workers_matches_one_process(evaluator_factory):
-    from eggroll_np.training.train import ES_KEYS, resolve_config
+    from eggroll_np.training.options import ES_KEYS, resolve_config
     from eggroll_np.training.workloads import get
 
     workload = get("cartpole")

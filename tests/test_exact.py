@@ -168,7 +168,7 @@ class _CoreWithout:
         raise AssertionError("set_simd_level called for an unsupported level")
 
 
-@pytest.mark.parametrize("value", ["avx2", "avx512"])
+@pytest.mark.parametrize("value", ["avx2", "avx512", "avx512vnni"])
 def test_eggroll_simd_level_the_cpu_lacks_is_a_clear_error(monkeypatch, value):
     monkeypatch.setenv(_ext.SIMD_ENV, value)
     with pytest.raises(ValueError, match=f"EGGROLL_SIMD='{value}'.*does not support {value}.*"

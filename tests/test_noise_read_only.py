@@ -50,4 +50,5 @@ def test_a_slices_noise_is_read_only_too():
     pop.perturbed("b")
     part = pop.slice(2, 6)
     A, _ = part.noise.factors(0)
-    assert not A.flags.writeable and not part.noise.full(1).flags.writeable
+    assert not A.flags.writeable
+    assert not part.noise.full(1).flags.writeable

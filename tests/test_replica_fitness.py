@@ -44,4 +44,5 @@ def test_a_replica_accepts_a_list_of_floats_like_one_process():
     replica.load((params, state))
     start, stop, values = replica.evaluate(0, 2, 6)
     assert (start, stop) == (2, 6)
-    assert values.dtype == np.float64 and values.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert values.dtype == np.float64
+    assert values.tolist() == [0.0, 1.0, 2.0, 3.0]

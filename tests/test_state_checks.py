@@ -51,7 +51,9 @@ def test_missing_optimizer_entries_name_the_leaf():
     opt = state.opt_state
     leaves = {i: s for i, s in opt.leaves.items() if i != 1}
     state = dataclasses.replace(state, opt_state=optim.OptState(opt.count, leaves))
-    _tell_refuses(p, state, ValueError, r"state\.opt_state lacks the optimizer state of leaves \['b'\]")
+    _tell_refuses(
+        p, state, ValueError, r"state\.opt_state lacks the optimizer state of leaves \['b'\]"
+    )
 
 
 def test_a_config_from_another_tree_is_refused_by_name():
@@ -63,7 +65,9 @@ def test_a_config_from_another_tree_is_refused_by_name():
 
 def test_a_config_from_a_tree_of_as_many_leaves_but_other_kinds_is_refused():
     p = _params()
-    other = egg.init({"a": np.zeros(3, np.float32), "z": np.zeros((4, 3), np.float32)}, population=8)
+    other = egg.init(
+        {"a": np.zeros(3, np.float32), "z": np.zeros((4, 3), np.float32)}, population=8
+    )
     state = dataclasses.replace(egg.init(p, population=8), config=other.config)
     _tell_refuses(p, state, ValueError, r"state\.config makes leaf 'b' of shape \(3,\) low-rank")
 
@@ -104,7 +108,8 @@ def test_tell_blames_non_finite_params_not_sigma_and_lr(optimizer):
     p["W"][2, 1] = np.nan
     with pytest.raises(ValueError, match=r"params leaf 'W' held non-finite values") as err:
         egg.tell(p, np.arange(8.0), state)
-    assert "sigma" not in str(err.value) and "lr" not in str(err.value)
+    assert "sigma" not in str(err.value)
+    assert "lr" not in str(err.value)
 
 
 def test_an_eps_that_is_zero_in_float32_is_refused_at_init_by_name():
@@ -112,7 +117,12 @@ def test_an_eps_that_is_zero_in_float32_is_refused_at_init_by_name():
         egg.init(_params(), population=8, eps=1e-50)
     # 1e-50 is a float64 number: fine for float64 leaves, and a frozen float32 leaf has no eps
     egg.init({"b": np.zeros(3)}, population=8, eps=1e-50)
-    egg.init({**_params(), "c": np.zeros(3)}, population=8, eps=1e-50, lowrank={"W": "frozen", "b": "frozen"})
+    egg.init(
+        {**_params(), "c": np.zeros(3)},
+        population=8,
+        eps=1e-50,
+        lowrank={"W": "frozen", "b": "frozen"},
+    )
 
 
 def test_a_subnormal_eps_is_named_in_the_overflow_hint():

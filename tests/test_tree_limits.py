@@ -56,7 +56,9 @@ def test_unflatten_with_too_few_leaves_is_a_value_error():
 
 def test_unflatten_counts_a_none_leaf_too_many():
     _, _, s = flatten({"a": 1, "b": 2})
-    with pytest.raises(ValueError, match=r"more leaves \(3\) than the structure has places for \(2\)"):
+    with pytest.raises(
+        ValueError, match=r"more leaves \(3\) than the structure has places for \(2\)"
+    ):
         unflatten(s, [1, 2, None])
 
 
@@ -74,7 +76,8 @@ def test_namedtuple_params_keep_their_type_through_ask_tell_and_unflatten():
     assert type(pop.member(3)) is Pair
     new, state = egg.tell(params, np.arange(8.0), state, population=pop)
     assert type(new) is Pair
-    assert new.W.shape == (4, 3) and not np.array_equal(new.W, params.W)
+    assert new.W.shape == (4, 3)
+    assert not np.array_equal(new.W, params.W)
     new2, _ = egg.step(new, lambda p: float(p.b.sum()), state)
     assert type(new2) is Pair
 
@@ -122,4 +125,5 @@ def test_masked_array_leaf_is_refused_by_tell_leaving_params_unchanged():
     masked = {"W": np.ma.masked_array(params["W"].copy(), mask=np.eye(4, 3, dtype=bool))}
     with pytest.raises(TypeError, match=r"params leaf 'W' is a numpy\.ma"):
         egg.tell(masked, np.arange(8.0), state)
-    assert masked["W"].mask.sum() == 3 and not masked["W"].data.any()
+    assert masked["W"].mask.sum() == 3
+    assert not masked["W"].data.any()

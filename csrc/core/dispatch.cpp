@@ -28,6 +28,7 @@ bool cpu_has(const std::string& feature) {
   if (feature == "avx512dq") return __builtin_cpu_supports("avx512dq");
   if (feature == "avx512vl") return __builtin_cpu_supports("avx512vl");
   if (feature == "avx512bw") return __builtin_cpu_supports("avx512bw");
+  if (feature == "avx512vnni") return __builtin_cpu_supports("avx512vnni");
 #endif
   (void)feature;
   return false;  // a feature this file cannot check is taken as missing

@@ -39,13 +39,16 @@ constexpr const char* kFeatures[] = {
 #if defined(__AVX512BW__)
     "avx512bw",
 #endif
+#if defined(__AVX512VNNI__)
+    "avx512vnni",
+#endif
     nullptr};
 
 [[maybe_unused]] const bool registered = [] {
   register_kernels({EGG_STR(EGG_ISA), EGG_ISA_RANK, kFeatures, &philox_blocks, &fill_normals,
                     &lowrank_project, &lowrank_expand, &adam_step, contract_rows,
                     contract_cols_f32, contract_cols_f64, &contract_tile_f32, &contract_tile_f64,
-                    &epilogue_row});
+                    &epilogue_row, &int8_kernels});
   return true;
 }();
 

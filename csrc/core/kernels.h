@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/epilogue.h"
+#include "core/int8.h"
 
 namespace egg {
 
@@ -57,6 +58,8 @@ struct KernelTable {
                             std::size_t np, double* out, std::size_t ldo);
   // One output row of the population layers' fused pass (epilogue.h).
   void (*epilogue_row)(const RowEpilogue& a);
+  // The integer leaves' GEMM, packing and row epilogue (int8.h).
+  const Int8Kernels* int8;
 };
 
 // Adds an ISA's table (called once per ISA at load, from its isa_table.cpp).
@@ -81,6 +84,7 @@ void register_kernels(const KernelTable& table);
   void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq, \
                          std::size_t np, double* out, std::size_t ldo);                       \
   void epilogue_row(const RowEpilogue& a);                                                    \
+  extern const Int8Kernels int8_kernels;                                                      \
   }
 
 // The kernel table in use (the best this processor supports unless set_simd_level chose one).

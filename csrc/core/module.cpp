@@ -1,5 +1,5 @@
 // module.cpp: the eggroll_np._core module. The bindings live by concern (noise_bindings.cpp,
-// update_bindings.cpp, layer_bindings.cpp) over the threaded drivers (drivers.cpp); this file
+// update_bindings.cpp, layer_bindings.cpp, int8_bindings.cpp) over the threaded drivers (drivers.cpp); this file
 // registers them and holds the process-wide controls: SIMD level, threads, malloc tuning.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -20,6 +20,8 @@ namespace egg {
 void register_noise_bindings(py::module_& m);   // noise_bindings.cpp
 void register_update_bindings(py::module_& m);  // update_bindings.cpp
 void register_layer_bindings(py::module_& m);   // layer_bindings.cpp
+void register_int8_bindings(py::module_& m);    // int8_bindings.cpp
+void register_array_cache(py::module_& m);      // array_cache.cpp
 }  // namespace egg
 
 PYBIND11_MODULE(_core, m) {
@@ -46,6 +48,8 @@ PYBIND11_MODULE(_core, m) {
       py::arg("trim_threshold") = std::size_t{1} << 30,
       "Tune glibc malloc for repeated large allocations (process-wide); False where not glibc.");
   egg::register_layer_bindings(m);
+  egg::register_int8_bindings(m);
+  egg::register_array_cache(m);
   m.def("simd_level", [] { return std::string(egg::kernels().name); },
         "Instruction set of the kernels chosen for this processor.");
   m.def("available_simd_levels", &egg::available_levels,

@@ -16,6 +16,7 @@ namespace py = pybind11;
 
 namespace egg_cuda {
 void register_layer_bindings(py::module_& m);  // layer_bindings.cu
+void register_int8_bindings(py::module_& m);   // int8_bindings.cu
 }  // namespace egg_cuda
 
 namespace {
@@ -53,6 +54,7 @@ py::dict device_info(int device) {
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "eggroll_np's CUDA core: Philox noise and low-rank population kernels";
   egg_cuda::register_layer_bindings(m);
+  egg_cuda::register_int8_bindings(m);
   m.def("device_count", &device_count, "Number of usable CUDA devices (0 without a driver/GPU).");
   m.def("device_info", &device_info, py::arg("device") = 0, "Name and properties of a device.");
   m.def(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import _blas_env  # noqa: F401 - first: it must run before NumPy loads OpenBLAS
+from . import _startup  # noqa: F401 - first: Ctrl-C while the command line starts is one line
+from . import _blas_env  # noqa: F401 - before NumPy: it must run before NumPy loads OpenBLAS
 
 # isort: split
 from . import noise, tree

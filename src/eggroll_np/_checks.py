@@ -156,8 +156,7 @@ def rectangular(name: str, value: Any, xp: Any) -> Any:
         if "inhomogeneous" not in str(exc) and "sequence" not in str(exc):
             raise
         raise ValueError(
-            f"{name} is a ragged nested list (rows of different lengths); pass a rectangular "
-            "array"
+            f"{name} is a ragged nested list (rows of different lengths); pass a rectangular array"
         ) from None
 
 

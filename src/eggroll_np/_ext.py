@@ -1,8 +1,9 @@
 """Loads the compiled extensions: _core (always built) and _cuda (built when nvcc was found).
 
-The C++ core picks the best SIMD level this processor supports (AVX-512, AVX2, baseline); the
-environment variable EGGROLL_SIMD=baseline|avx2|avx512 forces one. Every level gives the same
-bits, so forcing one is for testing and for ruling the kernels out when debugging.
+The C++ core picks the best SIMD level this processor supports (AVX-512 with VNNI, AVX-512,
+AVX2, baseline); the environment variable EGGROLL_SIMD=baseline|avx2|avx512|avx512vnni forces
+one. Every level gives the same bits, so forcing one is for testing and for ruling the kernels
+out when debugging.
 
 Importing never raises: EGGROLL_SIMD and EGGROLL_NUM_THREADS are applied when `core` is first
 read (module __getattr__), and a bad value is a ValueError naming the variable there, at every
@@ -28,7 +29,7 @@ __all__ = [
 
 SIMD_ENV = "EGGROLL_SIMD"
 """Environment variable that forces the C++ core's SIMD level (applied at first use)."""
-SIMD_LEVELS = ("baseline", "avx2", "avx512")
+SIMD_LEVELS = ("baseline", "avx2", "avx512", "avx512vnni")
 """The levels EGGROLL_SIMD may name."""
 
 core_error: str | None = None

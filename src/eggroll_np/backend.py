@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "dtype_name",
     "cupy",
     "is_cupy_array",
     "namespace_of",
@@ -124,3 +125,15 @@ def to_numpy(x: Any) -> np.ndarray:
 def current_stream_ptr() -> int:
     """CuPy's current stream as a raw cudaStream_t integer (0 = legacy default stream)."""
     return int(cupy.cuda.get_current_stream().ptr) if cupy is not None else 0
+
+
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
+def dtype_name(dtype: Any) -> str:
+    """`dtype.name`, remembered per dtype: NumPy builds the name in Python on every read
+    (~1 us), and every layer call and step reads several."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype.name
+    return name

@@ -26,6 +26,8 @@ __all__ = [
     "noise_extents",
     "NOISE_MODES",
     "LowrankSpec",
+    "optimized_leaves",
+    "integer_leaves",
 ]
 
 #: Values of `init`'s `noise`: low-rank EGGROLL perturbations or classic full-rank ES.
@@ -52,7 +54,7 @@ class ESConfig:
     `kinds` holds the resolved NoiseKind of each leaf in canonical order; `hyperparams` the
     chosen optimizer's own hyperparameters (an `optim.SGD`, `optim.Momentum` or `optim.Adam`);
     `schedule` the lr schedule (`init`'s lr_schedule, lr_final and lr_decay_steps as one
-    value); the other fields are the arguments of `init`.
+    value; it also scales `int_update_fraction`); the other fields are the arguments of `init`.
     """
 
     population: int
@@ -72,6 +74,8 @@ class ESConfig:
     kinds: tuple[NoiseKind, ...]
     schedule: Schedule = Schedule()
     noise_table: int | None = None  # None: the default contract (checkpoints before it: None)
+    int_sigma_shift: int = 2  # integer leaves' sigma is 2^-k (checkpoints before it: 2)
+    int_update_fraction: float = 0.2  # integer leaves' alpha (checkpoints before it: 0.2)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (kinds as their string values, hyperparams and schedule as dicts)."""
@@ -195,6 +199,45 @@ def _check_noise_table(value: Any, spec: TreeSpec, kinds: Sequence[NoiseKind], r
     return value
 
 
+def optimized_leaves(config: ESConfig, spec: TreeSpec) -> list[int]:
+    """Indices of the leaves the optimizer updates: the non-frozen float leaves."""
+    return [
+        i
+        for i, (k, d) in enumerate(zip(config.kinds, spec.dtypes, strict=True))
+        if k is not NoiseKind.FROZEN and d != "int8"
+    ]
+
+
+def integer_leaves(config: ESConfig, spec: TreeSpec) -> list[int]:
+    """Indices of the non-frozen int8 leaves (updated by the integer rule, `intupdate`)."""
+    return [
+        i
+        for i, (k, d) in enumerate(zip(config.kinds, spec.dtypes, strict=True))
+        if k is not NoiseKind.FROZEN and d == "int8"
+    ]
+
+
+def _check_integer_leaves(
+    spec: TreeSpec, kinds: tuple[NoiseKind, ...], rank: int | None, antithetic: bool
+) -> None:
+    """Integer leaves need antithetic pairs (the update compares pair members) and, when
+    low-rank, a rank that is a power of 4 (the shift h = log4(r) replaces / sqrt(r))."""
+    for p, d, kind in zip(spec.path_strings, spec.dtypes, kinds, strict=True):
+        if d != "int8" or kind is NoiseKind.FROZEN:
+            continue
+        if not antithetic:
+            raise ValueError(
+                f"int8 leaf '{p}' needs antithetic=True: the integer update compares the two "
+                "members of each antithetic pair"
+            )
+        r = int(rank or 1)
+        if kind is NoiseKind.LOWRANK and (r & (r - 1) or (r.bit_length() - 1) % 2):
+            raise ValueError(
+                f"rank must be a power of 4 (1, 4, 16, ...) with low-rank int8 leaf '{p}', "
+                f"got {r}"
+            )
+
+
 def _check_rank(rank: int, spec: TreeSpec, kinds: tuple[NoiseKind, ...]) -> None:
     """rank <= min(m, n) of every low-rank leaf's matrix view: more only adds redundant noise
     (and factors bigger than the matrix)."""
@@ -215,7 +258,8 @@ def _check_eps(hyperparams: Any, spec: TreeSpec, kinds: tuple[NoiseKind, ...]) -
     if eps is None:
         return
     for p, dt, kind in zip(spec.path_strings, spec.dtypes, kinds, strict=True):
-        if kind is not NoiseKind.FROZEN and np.dtype(dt).type(eps) == 0:
+        dtype = np.dtype(dt)
+        if kind is not NoiseKind.FROZEN and dtype.kind == "f" and dtype.type(eps) == 0:
             raise ValueError(
                 f"eps={eps:g} is 0 in {dt} (leaf '{p}'): Adam would divide 0 by 0 where a "
                 f"gradient entry is 0; use eps >= {float(np.finfo(dt).tiny):.3g} (default 1e-8)"
@@ -243,6 +287,8 @@ def make_config(
     lr_final: float | None = None,
     lr_decay_steps: int | None = None,
     noise_table: int | None = None,
+    int_sigma_shift: int = 2,
+    int_update_fraction: float = 0.2,
     **hyperparams: Any,
 ) -> ESConfig:
     """Validate every hyperparameter (the one place that does) and resolve per-leaf noise kinds.
@@ -282,6 +328,9 @@ def make_config(
     kinds = resolve_kinds(spec, lowrank, full)
     if rank is not None:
         _check_rank(rank, spec, kinds)
+    int_sigma_shift = _checks.integer("int_sigma_shift", int_sigma_shift, 0, 16)
+    alpha = _checks.real("int_update_fraction", int_update_fraction, 0.0, True, 1.0)
+    _check_integer_leaves(spec, kinds, rank, antithetic)
     hyperparams = optim.hyperparams(optimizer, **hyperparams)
     _check_eps(hyperparams, spec, kinds)
     return ESConfig(
@@ -302,4 +351,6 @@ def make_config(
         kinds=kinds,
         schedule=schedule,
         noise_table=_check_noise_table(noise_table, spec, kinds, rank),
+        int_sigma_shift=int_sigma_shift,
+        int_update_fraction=alpha,
     )

@@ -24,9 +24,10 @@ The table
 Lookup order for NumPy arrays: core, then numpy; for CuPy arrays: cuda, then numpy. `use`
 forces one backend (tests compare the compiled rows with the reference this way).
 
-Adding a dtype (int8 leaves) is adding rows: ``("linear_epilogue", "core", "int8")`` with its
-kernel, ``("linear_epilogue", "numpy", "int8")`` with its reference, and so on; the callers do
-not change. Adding an operation is one `OPERATIONS` entry and its rows (a "numpy" row first).
+Integer leaves have their own operations (``int_gemm``, ``int_epilogue``, ``int_contract``,
+``int_xa``; `eggroll_np.intops`): their "numpy" rows are exact array code, and a compiled
+kernel plugs in as a ``("int_gemm", "core", "int8")`` row with the same signature; the callers
+do not change. Adding an operation is one `OPERATIONS` entry and its rows (a "numpy" row first).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from . import _ext
-from .backend import cupy, is_cupy_array
+from .backend import cupy, dtype_name, is_cupy_array
 
 __all__ = [
     "OPERATIONS",
@@ -65,7 +66,7 @@ OPERATIONS: dict[str, str] = {
     "normals": (
         "(seed, epoch, keys (K,) uint32 on outs' backend, leaves, offsets, outs) -> None: "
         "outs[j] (K, count_j) float32 gets values [offsets[j], +count_j) of the streams "
-        "(leaves[j], keys[k], epoch)"
+        "(leaves[j], keys[k], epoch); int8 outs get them quantized (intmath.quantize)"
     ),
     "gather_rows": "(table (T,) float32, starts [(K_j,) int64], outs [(K_j, c_j)]) -> None",
     "lowrank_correction": (
@@ -80,6 +81,26 @@ OPERATIONS: dict[str, str] = {
     "conv_epilogue": (
         "(out, src, a, v, v_index, keys, coef, bias, bias_noise, bias_coef, act) -> None "
         "(see conv.conv_epilogue)"
+    ),
+    "int_gemm": (
+        "(x (M, K) int8, w (K, n) int8, out (M, n) int32) -> out = x @ w exactly "
+        "(K <= 131072; select's arrays: [x, w, out])"
+    ),
+    "int_epilogue": (
+        "(out (N, B, n) int8, acc (B, n) or (N, B, n) int32, xa (R, B, r) int32 or None, "
+        "xa_rows (N,) uint32, right (K, n, r) int8 or None, keys (N,) uint32, signs (N,) int8, "
+        "bias (N, n) int8 or None, shift_lr, shift_out, relu) -> None (see intops.int_epilogue; "
+        "select's arrays: [out, xa, right, bias])"
+    ),
+    "int_contract": (
+        "(a (K, m, r) int8, b (K, n, r) int8, c (K,) int8 in {-1,0,1}) -> (m, n) int32 "
+        "sum_k c[k] a[k] @ b[k].T (K * r * 127^2 < 2^31)"
+    ),
+    "int_xa": "(x (N, B, m) int8, a (K, m, r) int8, keys (N,) uint32) -> (N, B, r) int32",
+    "int_linear": (
+        "(x (1 or N, B, m) int8, w (m, n) or (N, m, n) int8, out (N, B, n) int8, a, b, keys, "
+        "signs, lr_shift, bias, bias_noise, bias_shift, out_shift, relu) -> None: a whole int8 "
+        "population layer (see intops.linear; select's arrays: [out, x, w, a, b, bias])"
     ),
     "sgd_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm of the step)",
     "momentum_step": "(hp, theta, g, state, count, lr, wd) -> (theta', state', sq_norm)",
@@ -122,7 +143,7 @@ def _cuda_correction(arrays: Sequence[Any]) -> bool:
     )
 
 
-_F32, _F64, ANY = "float32", "float64", "*"
+_F32, _F64, _I8, ANY = "float32", "float64", "int8", "*"
 
 #: The table: (operation, backend, dtype) -> Row.
 ROWS: dict[tuple[str, str, str], Row] = {
@@ -132,6 +153,8 @@ ROWS: dict[tuple[str, str, str], Row] = {
     ("normals", "core", _F32): Row("eggroll_np.noise:normals_core"),
     ("normals", "cuda", _F32): Row("eggroll_np._cuda_ops:normals"),
     ("normals", "numpy", _F32): Row("eggroll_np.noise:normals_reference"),
+    ("normals", "core", _I8): Row("eggroll_np.noise:normals_int8_core"),
+    ("normals", "numpy", _I8): Row("eggroll_np.noise:normals_int8", cupy=True),
     ("gather_rows", "core", _F32): Row("_core:gather_rows_many"),
     ("gather_rows", "numpy", _F32): Row("eggroll_np.noise_table:gather_reference"),
     ("lowrank_correction", "core", _F32): Row(
@@ -156,6 +179,33 @@ ROWS: dict[tuple[str, str, str], Row] = {
     ("conv_epilogue", "numpy", ANY): Row(
         "eggroll_np.conv:conv_epilogue_reference", cupy=True, strided=True
     ),
+    # Integer leaves (docs/noise-contract.md, "Integer leaves"): exact array code on BLAS
+    # (intops), compared bit for bit with intmath's int64 reference by the tests.
+    ("int_gemm", "numpy", _I8): Row("eggroll_np.intops:gemm_numpy", cupy=True, strided=True),
+    ("int_epilogue", "numpy", _I8): Row(
+        "eggroll_np.intops:epilogue_numpy", cupy=True, strided=True
+    ),
+    ("int_contract", "numpy", _I8): Row(
+        "eggroll_np.intops:contract_numpy", cupy=True, strided=True
+    ),
+    ("int_xa", "numpy", _I8): Row("eggroll_np.intops:xa_numpy", cupy=True, strided=True),
+    ("int_linear", "numpy", _I8): Row(
+        "eggroll_np.intops:linear_numpy", cupy=True, strided=True
+    ),
+    # The C++ core's exact int8 kernels (one per ISA: VNNI, AVX-512BW/AVX2, baseline), the
+    # same bits as the rows above at every SIMD level and thread count (tests/test_core_int8).
+    ("int_gemm", "core", _I8): Row("_core:gemm_s8s8s32", loose=(2,)),
+    ("int_epilogue", "core", _I8): Row("_core:int8_epilogue", loose=(1,)),
+    ("int_contract", "core", _I8): Row("_core:int8_contract"),
+    ("int_xa", "core", _I8): Row("_core:int8_xa"),
+    ("int_linear", "core", _I8): Row("_core:int8_linear"),
+    # The same on the GPU: one tensor-core (mma.sync) GEMM with the epilogue fused, the core's
+    # bits (tests/test_cuda_int8*.py: host emulation here, the GPU run where there is one).
+    ("int_gemm", "cuda", _I8): Row("eggroll_np._cuda_int8:gemm_s8s8s32", loose=(2,)),
+    ("int_epilogue", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_epilogue", loose=(1,)),
+    ("int_contract", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_contract"),
+    ("int_xa", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_xa"),
+    ("int_linear", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_linear"),
     ("sgd_step", "numpy", ANY): Row("eggroll_np.optim:reference_step", cupy=True, strided=True),
     ("momentum_step", "numpy", ANY): Row(
         "eggroll_np.optim:reference_step", cupy=True, strided=True
@@ -216,7 +266,7 @@ def _takes(backend: str, row: Row, dtype: str, arrays: Sequence[Any]) -> bool:
             continue
         if is_cupy_array(a) != (backend == "cuda") or not hasattr(a, "flags"):
             return False
-        if dtype != ANY and a.dtype.name != dtype:
+        if dtype != ANY and dtype_name(a.dtype) != dtype:
             return False
         if not row.strided and not (a.flags.c_contiguous and a.dtype.isnative):
             return False
@@ -244,7 +294,7 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
         raise ValueError(f"operation must be one of {sorted(OPERATIONS)}, got {operation!r}")
     first = next((a for a in arrays if a is not None), None)
     on_device = is_cupy_array(first) if device is None else device
-    dtype = first.dtype.name if first is not None and hasattr(first, "dtype") else ANY
+    dtype = dtype_name(first.dtype) if first is not None and hasattr(first, "dtype") else ANY
     order = ("cuda", "numpy") if on_device else ("core", "numpy")
     if _forced is not None:
         order = tuple(b for b in order if b in (_forced, "numpy"))

@@ -27,7 +27,8 @@ def estimate(noise: GenerationNoise, weights: np.ndarray) -> dict[int, Any]:
         weights: (N,) float64 shaped fitness (sign already set for maximize/minimize).
 
     Returns:
-        leaf index -> g (leaf shape and dtype, noise.xp backend) for every non-frozen leaf.
+        leaf index -> g (leaf shape and dtype, noise.xp backend) for every non-frozen float
+        leaf (int8 leaves have their own rule, `intupdate`).
     """
     if not noise.is_whole:
         raise ValueError("the gradient needs the whole population's noise, not a slice's")
@@ -39,6 +40,8 @@ def estimate(noise: GenerationNoise, weights: np.ndarray) -> dict[int, Any]:
     wk = noise.xp.asarray(w)  # float64 (the scale folds in before the cast), one upload on a GPU
     grads: dict[int, Any] = {}
     for leaf, kind in enumerate(config.kinds):
+        if noise.spec.dtypes[leaf] == "int8":  # the integer rule updates these (`intupdate`)
+            continue
         if kind is NoiseKind.LOWRANK:
             A, B = noise.factors(leaf)
             g = lowrank.contract(A, B, wk, scale / math.sqrt(config.rank))

@@ -16,11 +16,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import _checks
 from .backend import as_array, namespace_of
 from .epilogue import LeafNoise, activation_code, epilogue
 
-__all__ = ["same_backend", "as_input", "check_bias", "check_pair", "rows_input", "linear", "embed"]
+__all__ = [
+    "same_backend",
+    "as_input",
+    "check_bias",
+    "check_pair",
+    "check_ids",
+    "rows_input",
+    "linear",
+    "embed",
+]
 
 
 def same_backend(x: Any, theta: Any, name: str, what: str) -> Any:
@@ -41,6 +52,11 @@ def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
     validation of every layer's input (linear, conv2d)."""
     xp = namespace_of(theta)
     x = _checks.real_array(what, same_backend(x, theta, name, what), xp)  # never cast strings
+    if x.dtype == np.int8:  # int8 activations belong to int8 leaves: never silently cast
+        raise TypeError(
+            f"{what} is int8 but leaf '{name}' is {theta.dtype}; int8 inputs need an int8 leaf "
+            f"(convert x to {theta.dtype} to use this float leaf)"
+        )
     return xp.ascontiguousarray(x, dtype=theta.dtype)
 
 
@@ -142,27 +158,11 @@ def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
     Returns:
         `(N, *S, d)` array in w's dtype and backend.
     """
-    _checks.boolean("per_member", per_member)
+    ids, flat, shape = check_ids(ids, w, per_member)
     W = w.theta
-    if W.ndim != 2:
-        raise ValueError(f"w: embed needs a 2-D leaf (V, d), '{w.name}' has shape {tuple(W.shape)}")
     xp = namespace_of(W)
-    ids = _checks.rectangular("ids", same_backend(ids, W, w.name, "ids"), xp)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
-    V, d = W.shape
+    d = W.shape[1]
     N = w.size
-    if per_member and (ids.ndim < 1 or ids.shape[0] != N):
-        raise ValueError(
-            f"ids must have shape ({N}, ...) with per_member=True, got {tuple(ids.shape)}"
-        )
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
-        raise ValueError(
-            f"ids must be in [0, {V}) for leaf '{w.name}', got values in "
-            f"[{int(ids.min())}, {int(ids.max())}]"
-        )
-    shape = ids.shape[1:] if per_member else ids.shape
-    flat = ids.reshape(N, -1) if per_member else ids.reshape(-1)
     L = flat.shape[-1]
     if per_member:
         out = W[flat]  # (N, L, d), a gather: each member's own rows
@@ -187,6 +187,33 @@ def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:
         xa_rows = w.keys
     epilogue(out, base, w, None, 0, xa=xa, xa_rows=xa_rows, right=w.B)
     return out.reshape(N, *shape, d)
+
+
+def check_ids(ids: Any, w: LeafNoise, per_member: Any) -> tuple[Any, Any, tuple[int, ...]]:
+    """Validate an embedding's ids for a 2-D leaf (V, d): integers in [0, V) on its backend,
+    `(N, ...)` with per_member. Returns (ids, flat ids (L,) or (N, L), their shape S)."""
+    per_member = _checks.boolean("per_member", per_member)
+    W = w.theta
+    if W.ndim != 2:
+        raise ValueError(f"w: embed needs a 2-D leaf (V, d), '{w.name}' has shape {tuple(W.shape)}")
+    xp = namespace_of(W)
+    ids = _checks.rectangular("ids", same_backend(ids, W, w.name, "ids"), xp)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+    V = W.shape[0]
+    N = w.size
+    if per_member and (ids.ndim < 1 or ids.shape[0] != N):
+        raise ValueError(
+            f"ids must have shape ({N}, ...) with per_member=True, got {tuple(ids.shape)}"
+        )
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
+        raise ValueError(
+            f"ids must be in [0, {V}) for leaf '{w.name}', got values in "
+            f"[{int(ids.min())}, {int(ids.max())}]"
+        )
+    shape = ids.shape[1:] if per_member else ids.shape
+    flat = ids.reshape(N, -1) if per_member else ids.reshape(-1)
+    return ids, flat, tuple(shape)
 
 
 # conv2d's stride and padding stay below 2^31: the kernels index in 32 bits, and a larger one

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _ext, _reference, dispatch
+from . import _checks, _ext, _reference, dispatch, intmath
 from .backend import get_xp, is_cupy_array, namespace_of
 
 __all__ = [
@@ -109,6 +109,27 @@ def normals_core(
     _ext.core.fill_normals_many(seed, leaves, keys, epoch, offsets, outs)
 
 
+def normals_int8_core(
+    seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list
+) -> None:
+    """The "normals" operation into int8 outs on the C++ core: the quantized normals
+    (`intmath.quantize`) in one parallel pass, never holding their float32 values."""
+    _ext.core.fill_int8_noise_many(seed, leaves, keys, epoch, offsets, outs)
+
+
+def normals_int8(
+    seed: int, epoch: int, keys: Any, leaves: list, offsets: list, outs: list
+) -> None:
+    """The "normals" operation into int8 outs in array code (NumPy or CuPy): the float32
+    row's normals, then `intmath.quantize`."""
+    xp = namespace_of(outs[0])
+    tmp = [xp.empty(o.shape, dtype=np.float32) for o in outs]
+    fill = dispatch.select("normals", [tmp[0]], device=xp is not np)
+    fill(seed, epoch, keys, leaves, offsets, tmp)
+    for o, t in zip(outs, tmp, strict=True):
+        o[...] = intmath.quantize(t)
+
+
 def normals_reference(
     seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list
 ) -> None:
@@ -173,6 +194,7 @@ def normals_many(
     member_keys: Sequence[int] | np.ndarray,
     requests: Sequence[tuple[int, int, int]],
     xp: ModuleType | str | None = None,
+    dtype: Any = np.float32,
 ) -> list[Any]:
     """Several stream reads for the same members and epoch, generated together.
 
@@ -182,10 +204,17 @@ def normals_many(
     Args:
         requests: (leaf, offset, count) triples.
 
+        dtype: float32, or int8 for the quantized normals of int8 leaves
+            (`intmath.quantize` of the same values, docs/noise-contract.md).
+
     Returns:
-        One float32 array of shape (len(member_keys), count) per request, on backend `xp`;
-        request j equals normals_batch(seed, leaf_j, member_keys, epoch, count_j, offset_j).
+        One array of shape (len(member_keys), count) per request, on backend `xp`;
+        request j equals normals_batch(seed, leaf_j, member_keys, epoch, count_j, offset_j)
+        (quantized with dtype int8).
     """
+    dtype = np.dtype(dtype)
+    if dtype.name not in ("float32", "int8"):
+        raise ValueError(f"dtype must be float32 or int8, got {dtype}")
     seed = check_seed(seed)
     epoch = _checks.integer("epoch", epoch, 0, _U32)
     keys = _keys_array(member_keys)
@@ -199,7 +228,7 @@ def normals_many(
             raise ValueError(
                 f"requests[{j}]: offset + count exceeds the 2^34 values of one Philox stream"
             )
-        outs.append(xp.empty((keys.size, count), dtype=np.float32))
+        outs.append(xp.empty((keys.size, count), dtype=dtype))
     _fill(seed, epoch, keys, list(zip(leaves, offsets, [o.shape[1] for o in outs])), outs, xp)
     return outs
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import intmath as _intmath
 from . import noise as _noise
 from . import noise_table as _table
 from .config import ESConfig, NoiseKind, noise_extents
@@ -32,6 +33,14 @@ FULL_CHUNK_VALUES = 1 << 21
 #: Full-rank leaves whose noise for all unique keys is at most this many values are generated
 #: together with the low-rank factors when a batched forward starts (biases, norms).
 PREFETCH_FULL_VALUES = 1 << 22
+
+
+def _as_leaf_dtype(z: Any, dtype: str) -> Any:
+    """float32 normals in a leaf's dtype: cast for float leaves, `intmath.quantize`d (16 z
+    rounded to even, clipped to [-127, 127]) for int8 leaves."""
+    if dtype == "int8":
+        return z if z.dtype == np.int8 else _intmath.quantize(z)
+    return z.astype(dtype, copy=False)
 
 
 def _read_only(value: Any) -> Any:
@@ -93,11 +102,20 @@ class GenerationNoise:
         """The (leaf, offset, count) reads of `keys`' streams (`noise.normals_many`), or of their
         slices of the shared noise table when the run has one (noise_table.read_many)."""
         c = self.config
-        if self._extents is None:
-            return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp)
-        return _table.read_many(
-            c.seed, c.noise_table, self.epoch, keys, requests, self._extents, self.xp
-        )
+        if self._extents is not None:
+            return _table.read_many(
+                c.seed, c.noise_table, self.epoch, keys, requests, self._extents, self.xp
+            )
+        # int8 leaves read quantized normals (`noise.normals_many(dtype=np.int8)`): one pass
+        # that never holds their float32 values
+        is_int = [self.spec.dtypes[leaf] == "int8" for leaf, _, _ in requests]
+        parts = {}
+        for flag, dt in ((False, np.float32), (True, np.int8)):
+            picked = [r for r, f in zip(requests, is_int, strict=True) if f is flag]
+            if picked:
+                got = _noise.normals_many(c.seed, self.epoch, keys, picked, self.xp, dtype=dt)
+                parts[flag] = iter(got)
+        return [next(parts[f]) for f in is_int]
 
     def __repr__(self) -> str:
         return (
@@ -173,13 +191,14 @@ class GenerationNoise:
             shape = self.spec.shapes[leaf]
             if what == "factors":
                 A, B = _noise.as_factors(next(outs), next(outs), shape, c.rank)
-                value: Any = (A.astype(dt, copy=False), B.astype(dt, copy=False))
+                value: Any = (_as_leaf_dtype(A, dt), _as_leaf_dtype(B, dt))
             else:
-                value = next(outs).astype(dt, copy=False).reshape(self.keys.size, *shape)
+                value = _as_leaf_dtype(next(outs), dt).reshape(self.keys.size, *shape)
             self._items[(what, leaf)] = _read_only(value)
 
     def factors(self, leaf: int) -> tuple[Any, Any]:
-        """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype."""
+        """(A, B) of a low-rank leaf for the unique keys: (K, m, r), (K, n, r) in leaf dtype
+        (an int8 leaf's are the quantized factors a, b)."""
         self.prefetch(full=False)  # the one place factors are made; a no-op once held
         return self._items[("factors", leaf)]
 
@@ -187,11 +206,11 @@ class GenerationNoise:
         """Full-rank unit noise of `keys` for a leaf: `(len(keys), *shape)` in leaf dtype."""
         shape = self.spec.shapes[leaf]
         size = math.prod(shape)
-        if self._extents is None:
+        if self._extents is None and self.spec.dtypes[leaf] != "int8":
             E = _noise.normals_batch(self.config.seed, leaf, keys, self.epoch, size, 0, self.xp)
-        else:
+        else:  # the noise table's slice, or int8 leaves' quantized normals
             (E,) = self._reads(np.asarray(keys), [(leaf, 0, size)])
-        return E.astype(self.spec.dtypes[leaf], copy=False).reshape(len(keys), *shape)
+        return _as_leaf_dtype(E, self.spec.dtypes[leaf]).reshape(len(keys), *shape)
 
     def full(self, leaf: int) -> Any:
         """Full-rank unit noise of all unique keys, `(K, *shape)`, held from now on."""

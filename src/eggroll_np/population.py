@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, conv, epilogue, layers
+from . import _array_cache, _checks, conv, epilogue, intlayers, layers
 from .config import NoiseKind
 from .perturbation import GenerationNoise
 from .tree import Path
@@ -93,10 +93,16 @@ class Population:
     def _kind(self, leaf: int) -> NoiseKind:
         return self._config.kinds[leaf]
 
+    def _is_int(self, leaf: int) -> bool:
+        return self._spec.dtypes[leaf] == "int8"
+
     def _coef(self, leaf: int) -> Any:
-        """(N,) sigma * s_i (/ sqrt(r) for low-rank leaves) in the leaf's dtype and backend."""
+        """(N,) sigma * s_i (/ sqrt(r) for low-rank leaves) in the leaf's dtype and backend; for
+        an int8 leaf the signs s_i as int8 (its sigma is the shift int_sigma_shift)."""
         # Kept per population: on CuPy each upload is a host-to-device copy in the forward.
         coef = self._coefs.get(leaf)
+        if coef is None and self._is_int(leaf):
+            coef = self._coefs[leaf] = self._xp.asarray(self.signs.astype(np.int8))
         if coef is None:
             c = self.sigma * self.signs.astype(np.float64)
             if self._kind(leaf) is NoiseKind.LOWRANK:
@@ -111,6 +117,14 @@ class Population:
         if kind is NoiseKind.FROZEN:
             return theta.copy()
         j = int(self._local[i])
+        if self._is_int(leaf):
+            A = B = E = None
+            if kind is NoiseKind.LOWRANK:
+                A, B = (f[j] for f in self.noise.factors(leaf))
+            else:
+                E = self.noise.full_of_member(leaf, j)
+            k = self._config.int_sigma_shift
+            return intlayers.member_leaf(theta, kind.value, A, B, E, int(self.signs[i]), k)
         if kind is NoiseKind.LOWRANK:
             A, B = self.noise.factors(leaf)
             coef = self.sigma * float(self.signs[i]) / math.sqrt(self._config.rank)
@@ -126,6 +140,7 @@ class Population:
 
     # ---- what fitness functions call -----------------------------------------------------------
 
+    @_array_cache.scoped
     def member(self, i: int) -> Any:
         """Member i's full parameter tree (new arrays), 0 <= i < size."""
         i = _checks.index("member index i", i, self.size)
@@ -134,6 +149,7 @@ class Population:
             [self._member_leaf(i, leaf) for leaf in range(len(self._leaves))]
         )
 
+    @_array_cache.scoped
     def perturbed(self, path: Path | str) -> Any:
         """`(N, *shape)` stack of every member's value of one leaf.
 
@@ -147,6 +163,8 @@ class Population:
         if kind is NoiseKind.FROZEN:
             return xp.broadcast_to(theta, (self.size, *theta.shape)).copy()
         self.noise.prefetch(full=True)
+        if self._is_int(leaf):
+            return intlayers.perturbed(self._leaf_noise(path), self._config.int_sigma_shift)
         coef = self._coef(leaf).reshape(-1, *([1] * theta.ndim))
         if kind is NoiseKind.LOWRANK:
             A, B = self.noise.factors(leaf)
@@ -192,7 +210,8 @@ class Population:
         if kind is NoiseKind.LOWRANK:
             A, B = self.noise.factors(leaf)
         elif kind is NoiseKind.FULL:
-            E = self.noise.held_full(leaf) if chunked else self.noise.full(leaf)
+            held = chunked and not self._is_int(leaf)  # int8 full-rank leaves: whole (small)
+            E = self.noise.held_full(leaf) if held else self.noise.full(leaf)
             if E is None:
                 chunks = partial(self._full_chunks, leaf)
         coef = self._coef(leaf) if kind is not NoiseKind.FROZEN else None
@@ -200,6 +219,7 @@ class Population:
             self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E, chunks
         )
 
+    @_array_cache.scoped
     def linear(
         self,
         x: Any,
@@ -224,14 +244,30 @@ class Population:
 
         Returns:
             (N, B, n) array ((N, B, m) with transpose), W's dtype and backend.
+
+        An int8 leaf W takes int8 x and an int8 (or no) bias, activation None or "relu", and
+        gives int8 (N, B, n) by the integer rule (`intlayers.linear`, docs/integer.md).
         """
+        if self._is_int(self._spec.index(w)):
+            self.noise.prefetch(full=True)
+            bn = None if b is None else self._leaf_noise(b)
+            k = self._config.int_sigma_shift
+            x = self._own_rows(x, 3)
+            out = intlayers.linear(x, self._leaf_noise(w), bn, activation, k, transpose)
+            return self._noted(out)
         epilogue.activation_code(activation)  # before any noise is made
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
         bn = None if b is None else self._leaf_noise(b)
+        if bn is not None and self._is_int(self._spec.index(b)):
+            raise TypeError(
+                f"b: leaf '{bn.name}' is int8 but w '{self.paths[self._spec.index(w)]}' is a "
+                "float leaf; a layer's leaves share one dtype"
+            )
         x = self._own_rows(x, 3)
         out = layers.linear(x, self._leaf_noise(w, chunked=True), bn, activation, transpose)
         return self._noted(out)
 
+    @_array_cache.scoped
     def conv2d(
         self,
         x: Any,
@@ -256,12 +292,19 @@ class Population:
         Returns:
             (N, B, O, H', W') array, H' = (H + 2 pad - kh) // stride + 1 (likewise W').
         """
+        leaf = self._spec.index(w)
+        if self._is_int(leaf) or (b is not None and self._is_int(self._spec.index(b))):
+            raise TypeError(
+                f"conv2d does not take int8 leaves ('{self.paths[leaf]}'); use linear on "
+                "im2col patches, or a float kernel"
+            )
         epilogue.activation_code(activation)
         self.noise.prefetch(full=True)
         bn = None if b is None else self._leaf_noise(b)
         x = self._own_rows(x, 5)
         return self._noted(conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation))
 
+    @_array_cache.scoped
     def embed(self, ids: Any, w: Path | str, per_member: bool = False) -> Any:
         """Rows of every member's table W_i (V, d) at integer ids, without forming any W_i.
 
@@ -272,11 +315,15 @@ class Population:
             w: path of a 2-D leaf (V, d).
 
         Returns:
-            `(N, *S, d)` array: theta's rows plus the rows of A_k at the ids times B_k.T.
+            `(N, *S, d)` array: theta's rows plus the rows of A_k at the ids times B_k.T
+            (an int8 table: int8 rows by the integer rule, `intlayers.embed`).
         """
         self.noise.prefetch(full=True)
         if per_member:
             ids = self._own_rows(ids, getattr(ids, "ndim", None))
+        if self._is_int(self._spec.index(w)):
+            k = self._config.int_sigma_shift
+            return self._noted(intlayers.embed(ids, self._leaf_noise(w), per_member, k))
         return self._noted(layers.embed(ids, self._leaf_noise(w), per_member))
 
     def slice(self, start: int, stop: int) -> Population:

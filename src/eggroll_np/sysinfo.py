@@ -10,7 +10,29 @@ import numpy as np
 
 from . import _blas_env, _ext
 
-__all__ = ["system_info", "format_info"]
+__all__ = ["system_info", "format_info", "peak_rss_bytes"]
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes, since it started (or last exec'd).
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this process's own address
+    space. Not getrusage's ru_maxrss: after fork + exec (multiprocessing's spawn) that also
+    keeps the parent's size at the fork, so a small child would report a large parent's peak.
+    Elsewhere: ru_maxrss (bytes on macOS, KiB on other systems).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # "VmHWM:   12345 kB"
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss) if sys.platform == "darwin" else int(rss) * 1024
 
 
 def _blas_info() -> list[dict[str, Any]]:
@@ -107,8 +129,9 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append("BLAS            unknown")
     timeout = info["openblas_thread_timeout"]
     set_here = info["openblas_thread_timeout_set_by_eggroll_np"]
-    who = " (set by eggroll_np at import)" if set_here else ""
+    notes = ["set by eggroll_np at import"] if set_here else []
     if info.get("openblas_restarted_by_eggroll_np"):
-        who += "; OpenBLAS loaded before eggroll_np re-read it"
+        notes.append("OpenBLAS loaded before eggroll_np re-read it")
+    who = f" ({'; '.join(notes)})" if notes else ""
     lines.append(f"OPENBLAS_THREAD_TIMEOUT {timeout if timeout is not None else 'unset'}{who}")
     return "\n".join(lines)

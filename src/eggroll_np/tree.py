@@ -15,7 +15,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .backend import as_array, is_cupy_array, namespace_of
+from .backend import as_array, dtype_name, is_cupy_array, namespace_of
 
 __all__ = [
     "Path",
@@ -27,6 +27,7 @@ __all__ = [
     "map_leaves",
     "check_params",
     "FLOAT_DTYPES",
+    "LEAF_DTYPES",
 ]
 
 Path = tuple[Union[str, int], ...]
@@ -37,7 +38,10 @@ Path = tuple[Union[str, int], ...]
 Structure = Any
 
 FLOAT_DTYPES = ("float32", "float64")
-"""The dtypes a parameter leaf may have."""
+"""The float dtypes a parameter leaf may have."""
+
+LEAF_DTYPES = (*FLOAT_DTYPES, "int8")
+"""Every dtype a parameter leaf may have (an int8 leaf is an integer leaf, docs/integer.md)."""
 
 
 def path_str(path: Path | str) -> str:
@@ -189,7 +193,7 @@ class TreeSpec:
         structure: hashable tree structure (see `flatten`).
         paths: leaf paths in canonical order.
         shapes: leaf shapes.
-        dtypes: leaf dtype names ("float32" or "float64").
+        dtypes: leaf dtype names ("float32", "float64" or "int8").
     """
 
     structure: Structure
@@ -287,17 +291,20 @@ class TreeSpec:
 def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec, ModuleType]:
     """Flatten and validate a parameter tree.
 
-    Every leaf must be a float32 or float64 NumPy or CuPy array, all on one backend, or an array
-    of another framework that exports DLPack (`backend.as_array`: adopted without a copy).
+    Every leaf must be a float32, float64 or int8 NumPy or CuPy array, all on one backend, or an
+    array of another framework that exports DLPack (`backend.as_array`: adopted without a copy).
+    An int8 leaf's entries must lie in [-127, 127] (docs/integer.md).
 
     Returns:
         (leaves, spec, xp): leaves in canonical order (NumPy/CuPy arrays), their TreeSpec, and
         numpy or cupy.
 
     Raises:
-        TypeError: a leaf that is not a float array (a masked array or np.matrix included), or
-            leaves on different backends; the message names the leaf path.
-        ValueError: a tree without leaves, a cycle or too deep nesting (`flatten`).
+        TypeError: a leaf that is not a float32/float64/int8 array (a masked array or
+            np.matrix included), or leaves on different backends; the message names the leaf
+            path.
+        ValueError: a tree without leaves, a cycle or too deep nesting (`flatten`), or an int8
+            leaf holding -128.
     """
     leaves, paths, structure = flatten(params, name)
     if not leaves:
@@ -308,7 +315,8 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         leaf = leaves[k] = as_array(leaves[k], where)  # a DLPack array (torch, JAX) as NumPy/CuPy
         if not (isinstance(leaf, np.ndarray) or is_cupy_array(leaf)):
             raise TypeError(
-                f"{where} must be a float32 or float64 NumPy/CuPy array, got {type(leaf).__name__}"
+                f"{where} must be a float32, float64 or int8 NumPy/CuPy array, got "
+                f"{type(leaf).__name__}"
             )
         if isinstance(leaf, (np.ma.MaskedArray, np.matrix)):  # the update would drop the mask
             raise TypeError(
@@ -316,8 +324,13 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
                 "into a plain array (a mask dropped silently); pass np.asarray(leaf) or, for a "
                 "masked array, leaf.filled(value)"
             )
-        if leaf.dtype.name not in FLOAT_DTYPES:
-            raise TypeError(f"{where} must have dtype float32 or float64, got {leaf.dtype}")
+        if dtype_name(leaf.dtype) not in LEAF_DTYPES:
+            raise TypeError(f"{where} must have dtype float32, float64 or int8, got {leaf.dtype}")
+        if dtype_name(leaf.dtype) == "int8" and leaf.size and int(leaf.min()) < -127:
+            raise ValueError(
+                f"{where} is int8 and holds -128; integer leaves lie in [-127, 127] "
+                "(clip it: np.clip(q, -127, 127))"
+            )
         leaf_xp = namespace_of(leaf)
         if xp is None:
             xp = leaf_xp
@@ -330,6 +343,6 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         structure=structure,
         paths=tuple(paths),
         shapes=tuple(tuple(int(n) for n in leaf.shape) for leaf in leaves),
-        dtypes=tuple(leaf.dtype.name for leaf in leaves),
+        dtypes=tuple(dtype_name(leaf.dtype) for leaf in leaves),
     )
     return leaves, spec, xp

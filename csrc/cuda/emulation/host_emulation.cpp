@@ -1,7 +1,7 @@
 // host_emulation.cpp: runs the CUDA kernels AND their launch code on the CPU, for machines
 // without a GPU.
 //
-// noise.cu, lowrank.cu and layers.cu are compiled unchanged with EGG_HOST_EMULATION defined: their launch
+// noise.cu, lowrank.cu, layers.cu and int8.cu are compiled unchanged with EGG_HOST_EMULATION defined: their launch
 // decisions (aligned or scalar paths, float4 or scalar stores, the rank chunk, the fast divisor,
 // the batched noise job table, grid sizes) run as on the GPU, and `egg_cuda::launch` hands each
 // kernel to run_grid below instead of the driver. run_grid executes every CUDA thread of the
@@ -26,120 +26,21 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <barrier>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "cuda/emulation/thread_index.h"
-#define EGG_HOST_EMULATION 1
+#include "cuda/emulation/lanes.h"
 
-namespace egg_emu {
-
-constexpr int kLanes = 32;
-
-// The lanes of the warp being run: __shfl_xor_sync exchanges through `vals`.
-struct WarpCtx {
-  std::barrier<> bar{kLanes};
-  float vals[kLanes];
-};
-
-thread_local int tl_lane;
-WarpCtx g_warp;
-
-// 32 threads, one per lane, that run a grid's warps one after another.
-class LanePool {
- public:
-  LanePool() {
-    for (int lane = 0; lane < kLanes; ++lane) {
-      threads_.emplace_back([this, lane] {
-        tl_lane = lane;
-        for (;;) {
-          start_.arrive_and_wait();
-          if (stop_) return;
-          job_(lane);
-          done_.arrive_and_wait();
-        }
-      });
-    }
-  }
-  ~LanePool() {
-    stop_ = true;
-    start_.arrive_and_wait();
-    for (auto& t : threads_) t.join();
-  }
-  void run(std::function<void(int)> job) {
-    job_ = std::move(job);
-    start_.arrive_and_wait();
-    done_.arrive_and_wait();
-  }
-
- private:
-  std::barrier<> start_{kLanes + 1}, done_{kLanes + 1};
-  std::function<void(int)> job_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
-
-LanePool& pool() {
-  static LanePool p;
-  return p;
-}
-
-std::atomic<long> g_misaligned{0};
-
-// The capped grids' block limit (launch.cuh's grid_cap): kSMs (2) * kBlocksPerSM (32) as on a
-// 2-SM device; the layer cases lower it to one block so that grid-stride loops take many turns.
-constexpr unsigned kDefaultMaxBlocks = 64;
-unsigned g_max_blocks = kDefaultMaxBlocks;
-unsigned max_blocks() { return g_max_blocks; }
-
-void vector_access(const void* p) {
-  if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) g_misaligned.fetch_add(1);
-}
-
-template <class Body>
-void run_grid(dim3 grid, dim3 block, Body&& body) {
-  const unsigned nt = block.x * block.y * block.z;
-  if (nt % kLanes != 0) throw std::logic_error("emulated blocks must be whole warps");
-  pool().run([&](int lane) {
-    for (unsigned bz = 0; bz < grid.z; ++bz)
-      for (unsigned by = 0; by < grid.y; ++by)
-        for (unsigned bx = 0; bx < grid.x; ++bx)
-          for (unsigned t = lane; t < nt; t += kLanes) {
-            const unsigned plane = block.x * block.y;
-            emu_threadIdx = make_uint3(t % block.x, (t / block.x) % block.y, t / plane);
-            emu_blockIdx = make_uint3(bx, by, bz);
-            emu_blockDim = block;
-            emu_gridDim = grid;
-            body();
-          }
-  });
-}
-
-}  // namespace egg_emu
-
-inline float __shfl_xor_sync(unsigned, float v, int s) {
-  using egg_emu::g_warp;
-  using egg_emu::tl_lane;
-  g_warp.vals[tl_lane] = v;
-  g_warp.bar.arrive_and_wait();
-  const float r = g_warp.vals[tl_lane ^ s];
-  g_warp.bar.arrive_and_wait();
-  return r;
-}
-
+#include "cuda/int8.cu"
 #include "cuda/layers.cu"
 #include "cuda/lowrank.cu"
 #include "cuda/noise.cu"
@@ -189,6 +90,7 @@ void fail(const std::string& what) {
 
 }  // namespace
 
+#include "cuda/emulation/int8_cases.h"
 #include "cuda/emulation/layers_cases.h"
 
 namespace {
@@ -293,6 +195,10 @@ void run_case(const std::string& dir, std::istringstream& in) {
                                  out.data(), nullptr);
     if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
     write_bin(p + ".result.bin", out.data(), members * batch * n * sizeof(float));
+  } else if (op.rfind("int8_", 0) == 0) {
+    if (!int8_cases::run(op.substr(5), p, in)) {
+      throw std::runtime_error("unknown case kind '" + op + "'");
+    }
   } else if (op == "layers") {
     layer_cases::run_all();  // self-checking: prints a line per case, counts failures
   } else {

@@ -15,7 +15,7 @@ from typing import Any
 from ..tree import flatten
 from .reference import cnn_member_fitness, setup
 
-__all__ = ["fresh_states", "peak_rss", "run_workload"]
+__all__ = ["MEMORY_CASES", "fresh_states", "memory_case", "peak_rss", "run_workload"]
 
 
 def _median_time(fn: Callable[[Any], Any], repeats: int, make_arg: Callable[[int], Any]) -> float:
@@ -90,33 +90,53 @@ def _peak_bytes(fn: Callable[[], Any]) -> int:
     return max(0, peak - base)
 
 
-def _peak_rss_child(name: str, what: str) -> int:
-    """In a fresh process: build workload `name`, run `what` once, return peak RSS in bytes."""
-    import resource
-    import sys
+#: What `memory_case` can build and run: pure inference, or one generation (ask, fitness, tell).
+MEMORY_CASES = ("inference", "step")
 
+
+def memory_case(name: str, what: str) -> Callable[[], Any]:
+    """Build only what `what` ("inference" or "step") of workload `name` needs; returns the call
+    to measure. A step never builds inference's input (98 MB for sup), so the peak memory of a
+    process that runs it is the step's own. asv's `PeakMemory` and `peak_rss` use this."""
     from .. import init, step
-    from ..tuning import retain_heap_memory
 
-    retain_heap_memory()
-
+    if what not in MEMORY_CASES:
+        raise ValueError(f"what must be one of {list(MEMORY_CASES)}, got {what!r}")
     w, params, infer, fitness, extra = setup(name)
     if what == "inference":
-        infer()
-    else:
-        state = init(params, population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0, **extra)
-        step(params, fitness, state, batched=True)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
+        return infer
+    state = init(params, population=w.population, sigma=0.02, lr=0.01, rank=1, seed=0, **extra)
+    return lambda: step(params, fitness, state, batched=True)
 
 
-def peak_rss(name: str, what: str) -> int:
-    """Peak resident memory (bytes) of a fresh process that runs `what` ("inference" or "step")
-    once on workload `name`, setup included: what asv's peakmem_* measures."""
+def _peak_rss_child(name: str, what: str, threads: int) -> int:
+    """In a fresh process: build `what` of workload `name`, run it once, return peak RSS bytes."""
+    from ..sysinfo import peak_rss_bytes
+    from ..tuning import retain_heap_memory
+    from ..tuning import threads as set_threads
+
+    retain_heap_memory()
+    set_threads(threads)  # BLAS's and the core's per-thread buffers count
+    memory_case(name, what)()
+    return peak_rss_bytes()
+
+
+def peak_rss(name: str, what: str, threads: int | None = None) -> int:
+    """Peak resident memory (bytes) of a fresh process that builds and runs only `what`
+    ("inference" or "step") of workload `name`, imports and set-up included: what asv's
+    `PeakMemory.peakmem_run` measures. Each call is its own process, so the two cases never
+    share a maximum. `threads`: BLAS and core threads there (default: this process's core
+    count)."""
     import multiprocessing
 
+    from ..tuning import threads as current_threads
+
+    if what not in MEMORY_CASES:
+        raise ValueError(f"what must be one of {list(MEMORY_CASES)}, got {what!r}")
+    counts = current_threads()
+    n = (counts.core or counts.blas or 1) if threads is None else threads
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return int(pool.apply(_peak_rss_child, (name, what)))
+        return int(pool.apply(_peak_rss_child, (name, what, n)))
 
 
 def run_workload(

@@ -161,26 +161,43 @@ def cnn_images() -> np.ndarray:
 
 def setup(name: str) -> tuple[Any, dict[str, Any], Callable[[], Any], Callable, dict[str, Any]]:
     """(workload, params, pure inference of all N*rows rows, batched fitness, extra init kwargs)
-    of the reference workload `name` (one of NAMES)."""
+    of the reference workload `name` (one of NAMES).
+
+    Inference's input rows are built on its first call, not here (see `_lazy`)."""
     if name == CNN_WORKLOAD.name:
         w = CNN_WORKLOAD
         params = simple_cnn.init_params(w.arch)
         x = cnn_images()
-        rows = np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, *x.shape[1:]).copy()
+        cnn_rows = _lazy(
+            lambda: np.broadcast_to(x, (w.population, *x.shape)).reshape(-1, *x.shape[1:]).copy()
+        )
 
         def fitness(pop: Population) -> Any:
             out = simple_cnn.population_forward(pop, x, w.arch)
             return -np.mean(out * out, axis=(1, 2), dtype=np.float64)
 
         def infer() -> Any:
-            return simple_cnn.inference(params, rows, w.arch)
+            return simple_cnn.inference(params, cnn_rows(), w.arch)
 
         return w, params, infer, fitness, {"lowrank": simple_cnn.lowrank_choices()}
     wm = WORKLOADS[name]
     params = make_params(wm)
     x = make_inputs(wm)
-    mlp_rows = inference_rows(wm, x)
-    return wm, params, lambda: inference(params, mlp_rows), make_fitness(wm, x, wm.chunk), {}
+    mlp_rows = _lazy(lambda: inference_rows(wm, x))
+    return wm, params, lambda: inference(params, mlp_rows()), make_fitness(wm, x, wm.chunk), {}
+
+
+def _lazy(make: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """make() on the first call, the same array after: inference's N * rows input (98 MB for
+    sup) exists only in a process that runs inference, so a step's peak memory is its own."""
+    held: list[np.ndarray] = []
+
+    def get() -> np.ndarray:
+        if not held:
+            held.append(make())
+        return held[0]
+
+    return get
 
 
 def cnn_member_fitness() -> Callable[[Any], float]:

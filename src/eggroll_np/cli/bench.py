@@ -18,7 +18,8 @@ __all__ = ["HELP", "add_arguments", "run", "format_table"]
 
 HELP = (
     "time the rl/sup/cnn workloads against pure inference and naive ES; `bench tables`: the "
-    "reference pages' tables; `bench gpu`: the GPU figures"
+    "reference pages' tables; `bench gpu`: the GPU figures; `bench report`: asv's results as one "
+    "HTML page that works offline"
 )
 
 
@@ -61,12 +62,16 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """--workload, --repeats, --no-naive, --json, --threads, --noise-table; `tables` and `gpu`
-    sub-commands."""
+    """--workload, --repeats, --no-naive, --json, --threads, --noise-table; the optional
+    `tables`, `gpu` and `report` sub-commands."""
     from ..benchmarks import tables
     from . import bench_gpu
 
-    sub = p.add_subparsers(dest="bench_what", metavar="{tables,gpu}")
+    sub = p.add_subparsers(
+        dest="bench_what",
+        metavar="[tables|gpu|report]",
+        title="optional sub-commands (without one: time the workloads)",
+    )
     tp = sub.add_parser(
         "tables",
         help="the reference pages' tables (model size, population, rank, matching, CNN)",
@@ -76,7 +81,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tables.add_arguments(tp)
     gp = sub.add_parser("gpu", help=bench_gpu.HELP, description=bench_gpu.HELP)
     bench_gpu.add_arguments(gp)
-    p.add_argument("--workload", choices=[*NAMES, "all"], default="all")
+    rp = sub.add_parser(
+        "report",
+        help="asv's results as one self-contained HTML page (works offline)",
+        description="Write DIR/index.html from an asv results directory: the last comparison "
+        "(the two most recently run commits, regressions first) and a history plot per "
+        "benchmark, with no remote asset (docs/asv.md).",
+    )
+    rp.add_argument("--results", default=".asv/results", metavar="DIR",
+                    help="asv's results directory (default .asv/results)")  # fmt: skip
+    rp.add_argument("--out", required=True, metavar="DIR", help="where index.html is written")
+    rp.add_argument("--machine", help="the machine's results to show (default: the only one)")
+    rp.add_argument("--factor", type=float, default=1.5,
+                    help="head / base ratio counted as a change (default 1.5, as docs/asv.md's "
+                    "asv continuous command)")  # fmt: skip
+    p.add_argument(
+        "--workload",
+        choices=[*NAMES, "all"],
+        default="all",
+        help="the reference workload to time (default all: " + ", ".join(NAMES) + ")",
+    )
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
     p.add_argument("--no-naive", action="store_true", help="skip the slow full-rank ES baseline")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -88,6 +112,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="T",
         help="also time forward and generation with init(noise_table=T) (the shared noise "
         "table), in alternation with the default noise",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="time the workload's shapes with int8 leaves and int8 inputs (the integer "
+        "population forward and generation) against float32 inference and the float32 "
+        "population forward (MLP workloads: rl, sup)",
     )
 
 
@@ -102,13 +133,50 @@ def run(args: argparse.Namespace) -> int:
         from . import bench_gpu
 
         return bench_gpu.run(args)
+    if what == "report":
+        return _report(args)
     _checks.integer("--repeats", args.repeats, 1)
     if args.noise_table is not None:
         from ..noise_table import MAX_TABLE
 
         _checks.integer("--noise-table", args.noise_table, 1, MAX_TABLE + 1)
     with apply_threads(args.threads):  # inference and EGGROLL run under the same counts
+        if getattr(args, "int8", False):
+            return _run_int8(args)
         return _run(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        from ..benchmarks.asv_report import write_report
+        import matplotlib  # noqa: F401 - the plots
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"bench report needs the package {exc.name!r}: pip install 'eggroll_np[bench]'"
+        ) from None
+    path = write_report(args.results, args.out, args.machine, args.factor)
+    print(f"wrote {path}")
+    return 0
+
+
+def _run_int8(args: argparse.Namespace) -> int:
+    from ..benchmarks.int_bench import format_int8, run_int8_workload
+    from ..sysinfo import system_info
+    from ..tuning import retain_heap_memory
+
+    names = ["rl", "sup"] if args.workload == "all" else [args.workload]
+    if not set(names) <= {"rl", "sup"}:
+        raise ValueError(f"--int8 takes --workload rl, sup or all, got {args.workload!r}")
+    retain_heap_memory()
+    results = []
+    for name in names:
+        results.append(run_int8_workload(name, args.repeats, lambda m: print(m, flush=True)))
+        print(format_int8(results[-1]))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"system": system_info(), "results": results}, fh, indent=2, default=str)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

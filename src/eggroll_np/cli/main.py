@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from .. import _startup
+
 __all__ = ["COMMANDS", "main", "build_parser"]
 
 #: name -> module defining HELP, add_arguments(parser) and run(args) -> exit code. Each module
@@ -67,10 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every error is one line on stderr and exit status 2 (130 after Ctrl-C); a closed stdout
     (a pipe into `head`) ends the command quietly.
     """
-    parser = build_parser()
     args = None
     try:
         try:
+            parser = build_parser()
+            _startup.release()  # from here a Ctrl-C is a KeyboardInterrupt, handled below
             args = parser.parse_args(argv)
             code = int(args._run(args) or 0)
         finally:
@@ -79,10 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_closed()
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        # The command is over (a training run has saved its checkpoint): one more Ctrl-C must
+        # not turn exit 130 into a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(_startup.MESSAGE, file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as exc:
-        parser.exit(2, _one_line(f"eggroll-np {args.command}: error: {exc}"))
+        prog = "eggroll-np" if args is None else f"eggroll-np {args.command}"
+        sys.stderr.write(_one_line(f"{prog}: error: {exc}"))
+        sys.exit(2)
 
 
 if __name__ == "__main__":

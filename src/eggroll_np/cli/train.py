@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import optim, schedule, shaping
-from ..training.train import CHECKPOINT, METRICS, PLOT, RUN_FILE
+from ..training.run_folder import CHECKPOINT, METRICS, PLOT, RUN_FILE
 from ..training.workloads import NAMES, Workload, get
 from .threads_option import add_threads_argument
 
@@ -38,6 +38,13 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
         f"(default {d.get('lr_final', 0.0)})",
     )
     g.add_argument(
+        "--lr-decay-steps",
+        type=int,
+        metavar="N",
+        help="generations a linear/cosine schedule decays over (default --generations); on "
+        "--resume, stretches the run's schedule to N generations",
+    )
+    g.add_argument(
         "--rank", type=int, help=f"rank of each matrix perturbation (default {d['rank']})"
     )
     g.add_argument(
@@ -57,7 +64,8 @@ def _common_arguments(p: argparse.ArgumentParser, w: Workload) -> None:
     r.add_argument(
         "--resume",
         metavar="CKPT",
-        help="continue from a checkpoint.npz (the run's options are read from run.json beside it)",
+        help="continue from a checkpoint.npz (the run's options are read from it; options given "
+        "with other values are refused)",
     )
     r.add_argument(
         "--checkpoint-every",

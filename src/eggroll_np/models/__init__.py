@@ -1,4 +1,4 @@
-"""Models the tools and examples share, written on the engine's Population (simple_cnn)."""
+"""Models the tools and examples share, written on the engine's Population (mlp, simple_cnn)."""
 
 from __future__ import annotations
 

@@ -15,10 +15,9 @@ import numpy as np
 
 from .. import evaluate
 from ..epilogue import activation_code, apply_activation
-from ..evaluate import CHUNK_BYTES
 from ..population import Population
 
-__all__ = ["init", "forward", "population_forward", "CHUNK_BYTES", "members_per_chunk"]
+__all__ = ["init", "forward", "population_forward", "members_per_chunk"]
 
 
 def init(sizes: Sequence[int], rng: np.random.Generator, gain: float = 1.0) -> dict[str, Any]:
@@ -70,6 +69,7 @@ def population_forward(pop: Population, x: Any, activation: str) -> Any:
 
 def members_per_chunk(rows: int, width: int, itemsize: int = 4) -> int:
     """Members per `Population.chunks` chunk for a forward over a shared batch of `rows` rows
-    whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES
-    (`eggroll_np.evaluate`, where step's chunk="auto" uses the same budget)."""
-    return evaluate.members_per_chunk(rows * width * itemsize)
+    whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES of
+    `eggroll_np.evaluate` (measured on the 2-core Intel machines; step's chunk="auto" sizes its
+    chunks from the last-level cache instead, `evaluate.chunk_budget`)."""
+    return evaluate.members_per_chunk(rows * width * itemsize, evaluate.CHUNK_BYTES)

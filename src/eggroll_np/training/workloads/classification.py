@@ -22,6 +22,7 @@ from .common import (
 
 __all__ = [
     "FITNESSES",
+    "FITNESS_LABELS",
     "add_model_arguments",
     "make_classifier_task",
     "accuracy_task",
@@ -29,6 +30,11 @@ __all__ = [
 ]
 
 FITNESSES = ("xent", "accuracy")
+#: The learning curve's fitness axis for each --fitness.
+FITNESS_LABELS = {
+    "xent": "fitness = minus the minibatch cross-entropy (nats)",
+    "accuracy": "fitness = minibatch accuracy",
+}
 
 
 def add_model_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:
@@ -114,6 +120,7 @@ def make_classifier_task(
         predict,
         (x_train, y_train, x_test, y_test),
         baseline if config["baseline"] else None,
+        fitness_label=FITNESS_LABELS[config["fitness"]],
     )
 
 
@@ -124,6 +131,7 @@ def accuracy_task(
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     baseline: Callable[[], dict[str, float]] | None = None,
     es_options: Mapping[str, Any] | None = None,
+    fitness_label: str = FITNESS_LABELS["xent"],
 ) -> Task:
     """The Task of a classifier: evaluate gives train_accuracy and test_accuracy of the
     unperturbed params, monitor the test accuracy each generation.
@@ -131,6 +139,7 @@ def accuracy_task(
     Args:
         predict: (params, x) -> logits (R, classes).
         data: (x_train, y_train, x_test, y_test).
+        fitness_label: what the fitness is (the learning curve's axis).
     """
     x_train, y_train, x_test, y_test = data
 
@@ -154,6 +163,8 @@ def accuracy_task(
         monitor=monitor,
         baseline=baseline,
         es_options=dict(es_options or {}),
+        fitness_label=fitness_label,
+        data=tuple(data),
     )
 
 

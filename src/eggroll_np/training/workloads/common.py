@@ -40,6 +40,11 @@ class Task:
         es_options: extra keyword arguments of `eggroll_np.init` (e.g. `lowrank=` marking conv
             kernels low-rank); part of the model, so a resumed run gets them from its checkpoint.
         sample: optional params -> text shown after the summary (e.g. generated text).
+        fitness_label: what the fitness is, for the learning curve's axis (e.g. "fitness =
+            minus the minibatch cross-entropy (nats)").
+        data: the arrays the run learns from and is evaluated on (read from files or a bundled
+            data set); their fingerprint is saved with every checkpoint, so that a resume on
+            other data is refused. Empty when the options alone make the data (simulations).
     """
 
     params: Any
@@ -50,6 +55,8 @@ class Task:
     baseline: Callable[[], dict[str, float]] | None = None
     es_options: Mapping[str, Any] = field(default_factory=dict)
     sample: Callable[[Any], str] | None = None
+    fitness_label: str = "fitness"
+    data: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)

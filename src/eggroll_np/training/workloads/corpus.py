@@ -9,6 +9,7 @@ a recurrent model are scored on the same positions.
 
 from __future__ import annotations
 
+import codecs
 import os
 
 import numpy as np
@@ -27,15 +28,23 @@ __all__ = [
     "bigram_probs",
     "unigram_bits_per_byte",
     "bigram_bits_per_byte",
+    "token_counts",
+    "pair_counts",
     "token_count_logits",
 ]
 
 VOCAB = 256  # every byte value
 _MIN_BYTES = 64  # shorter files cannot give a training and a held-out split worth the name
+# Bytes per step of the loops over a whole corpus: their temporaries (int64 indices, decoded
+# text) stay ~10-30 MB however large the file is, instead of 8-24x the file.
+_CHUNK = 1 << 20
 
 
 def load_text(data: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, str]:
     """The corpus as uint8 bytes and a description of where it came from.
+
+    A file is read straight into the returned array and checked as UTF-8 a chunk at a time, so
+    memory stays about the file's size (no Python str or bytes copy of the whole text).
 
     Args:
         data: None for the pydoc_data topics shipped with Python (joined in sorted topic order),
@@ -55,21 +64,48 @@ def load_text(data: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, s
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--data {path!r} is not a file")
     with open(path, "rb") as fh:
-        raw = fh.read()
-    if not raw:
+        raw = np.empty(os.fstat(fh.fileno()).st_size, np.uint8)
+        view, have = memoryview(raw), 0
+        while have < len(raw):  # readinto may return less than asked
+            got = fh.readinto(view[have:])
+            if not got:
+                break
+            have += got
+    raw = raw[:have]  # a file that shrank while it was read
+    if not have:
         raise ValueError(f"--data {path!r} is empty")
-    nul = raw.find(b"\0")
-    if nul >= 0:  # valid UTF-8, but no text file holds NUL bytes
+    nul = _first_nul(raw)
+    if nul is not None:  # valid UTF-8, but no text file holds NUL bytes
         raise ValueError(f"--data {path!r} is binary, not text: a NUL byte at offset {nul}")
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"--data {path!r} is not UTF-8 text: invalid byte at offset {exc.start}"
-        ) from None
+    bad = _first_invalid_utf8(raw)
+    if bad is not None:
+        raise ValueError(f"--data {path!r} is not UTF-8 text: invalid byte at offset {bad}")
     if len(raw) < _MIN_BYTES:
         raise ValueError(f"--data {path!r} has {len(raw)} bytes; need at least {_MIN_BYTES}")
-    return np.frombuffer(raw, dtype=np.uint8).copy(), path
+    return raw, path
+
+
+def _first_nul(raw: np.ndarray) -> int | None:
+    """Offset of the first zero byte of `raw`, or None; _CHUNK bytes at a time."""
+    for start in range(0, len(raw), _CHUNK):
+        found = np.flatnonzero(raw[start : start + _CHUNK] == 0)
+        if len(found):
+            return start + int(found[0])
+    return None
+
+
+def _first_invalid_utf8(raw: np.ndarray) -> int | None:
+    """Offset of the first byte that makes `raw` invalid UTF-8, or None; decoded _CHUNK bytes at
+    a time (the decoder carries a character cut by a chunk's end into the next)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(raw)
+    for start in range(0, max(len(raw), 1), _CHUNK):
+        pending = len(decoder.getstate()[0])  # bytes of a character begun in the last chunk
+        try:
+            decoder.decode(view[start : start + _CHUNK], final=start + _CHUNK >= len(raw))
+        except UnicodeDecodeError as exc:
+            return start - pending + exc.start
+    return None
 
 
 def encode(text: str) -> np.ndarray:
@@ -129,12 +165,24 @@ class Vocabulary:
     """
 
     def __init__(self, train: np.ndarray) -> None:
-        seen = np.unique(np.asarray(train, np.uint8))
+        seen = np.flatnonzero(token_counts(np.asarray(train, np.uint8), VOCAB)).astype(np.uint8)
         self.size = len(seen) + 1
         self.unseen = VOCAB - len(seen)
         self.to_token = np.full(VOCAB, len(seen), np.int64)
         self.to_token[seen] = np.arange(len(seen))
         self.to_byte = seen
+        # Tokens fit a byte: the last token, len(seen), exists only while a byte is unseen.
+        self._to_token8 = self.to_token.astype(np.uint8)
+
+    def tokens(self, data: np.ndarray) -> np.ndarray:
+        """The tokens of uint8 bytes `data` as a uint8 array of the same shape (equal to
+        to_token[data]), made a chunk at a time: no int64 copy of a large corpus."""
+        data = np.asarray(data, np.uint8)
+        flat = data.reshape(-1)
+        out = np.empty(flat.shape, np.uint8)
+        for start in range(0, len(flat), _CHUNK):
+            out[start : start + _CHUNK] = self._to_token8[flat[start : start + _CHUNK]]
+        return out.reshape(data.shape)
 
     def log2_share(self, tokens: np.ndarray) -> np.ndarray:
         """log2 of the share of its token's probability that one byte gets (0, or -log2 unseen)."""
@@ -142,20 +190,39 @@ class Vocabulary:
         return np.where(np.asarray(tokens) == self.size - 1, -other, 0.0)
 
 
-def _unigram(t: np.ndarray, size: int) -> np.ndarray:
-    counts = np.bincount(t, minlength=size).astype(np.float64)
-    return (counts + 1.0) / (counts.sum() + size)
+def token_counts(tokens: np.ndarray, size: int) -> np.ndarray:
+    """(size,) int64: how often each value of `tokens` (ints in [0, size)) occurs; memory stays
+    a chunk's worth however long `tokens` is."""
+    counts = np.zeros(size, np.int64)
+    for start in range(0, len(tokens), _CHUNK):
+        counts += np.bincount(tokens[start : start + _CHUNK], minlength=size)
+    return counts
 
 
-def _bigram(t: np.ndarray, size: int, uni: np.ndarray, prior: float) -> np.ndarray:
-    pairs = np.bincount(t[:-1] * size + t[1:], minlength=size * size).astype(np.float64)
-    pairs = pairs.reshape(size, size)
+def pair_counts(tokens: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) int64: [a, b] counts the j with tokens[j] = a and tokens[j + 1] = b (ints in
+    [0, size)); memory stays a chunk's worth however long `tokens` is."""
+    counts = np.zeros(size * size, np.int64)
+    for start in range(0, len(tokens) - 1, _CHUNK):
+        nxt = tokens[start + 1 : start + _CHUNK + 1]
+        pairs = tokens[start : start + len(nxt)].astype(np.int64) * size + nxt
+        counts += np.bincount(pairs, minlength=size * size)
+    return counts.reshape(size, size)
+
+
+def _add_one(counts: np.ndarray) -> np.ndarray:
+    """The add-one estimate from token counts: (count + 1) / (total + size)."""
+    return (counts + 1.0) / (counts.sum() + len(counts))
+
+
+def _back_off(pairs: np.ndarray, uni: np.ndarray, prior: float) -> np.ndarray:
+    """Bigram rows from pair counts, each backing off to `uni` with weight `prior`."""
     return (pairs + prior * uni[None, :]) / (pairs.sum(axis=1, keepdims=True) + prior)
 
 
 def unigram_probs(train: np.ndarray) -> np.ndarray:
     """(256,) float64 add-one (Laplace) estimate: P(b) = (count(b) + 1) / (len + 256)."""
-    return _unigram(np.asarray(train, np.int64), VOCAB)
+    return _add_one(token_counts(np.asarray(train, np.uint8), VOCAB).astype(np.float64))
 
 
 def bigram_probs(train: np.ndarray, prior: float = 1.0) -> np.ndarray:
@@ -164,8 +231,8 @@ def bigram_probs(train: np.ndarray, prior: float = 1.0) -> np.ndarray:
     Each row backs off smoothly to the unigram estimate: a context seen rarely (or never) in
     training predicts like the unigram model. count(a .) counts the bigrams that start with a.
     """
-    t = np.asarray(train, np.int64)
-    return _bigram(t, VOCAB, _unigram(t, VOCAB), prior)
+    pairs = pair_counts(np.asarray(train, np.uint8), VOCAB).astype(np.float64)
+    return _back_off(pairs, unigram_probs(train), prior)
 
 
 def token_count_logits(
@@ -174,26 +241,27 @@ def token_count_logits(
     """The unigram and bigram count models of `tokens` (ints in [0, size)) as logits.
 
     The estimates of `unigram_probs` and `bigram_probs`, over `size` tokens instead of 256
-    bytes. Fit them on the training split only.
+    bytes (counted a chunk at a time). Fit them on the training split only.
 
     Returns:
         (log P(b), shape (size,); log P(b | a) - log P(b), shape (size, size)), float64: the
         first as an output bias plus row a of the second scores exactly the bigram model after
         token a.
     """
-    t = np.asarray(tokens, np.int64)
-    uni = _unigram(t, size)
+    uni = _add_one(token_counts(tokens, size).astype(np.float64))
     log_uni = np.log(uni)
-    return log_uni, np.log(_bigram(t, size, uni, prior)) - log_uni[None, :]
+    bigram = _back_off(pair_counts(tokens, size).astype(np.float64), uni, prior)
+    return log_uni, np.log(bigram) - log_uni[None, :]
 
 
 def unigram_bits_per_byte(train: np.ndarray, text: np.ndarray) -> float:
     """Mean -log2 P_uni(text[j]) over j >= 1, the unigram model fitted on `train`."""
-    t = np.asarray(text, np.int64)
-    return float(-np.mean(np.log2(unigram_probs(train)[t[1:]])))
+    # sum over byte values of count * log2 P: the mean over positions, without an array per byte
+    counts = token_counts(np.asarray(text, np.uint8)[1:], VOCAB)
+    return float(-(counts * np.log2(unigram_probs(train))).sum() / counts.sum())
 
 
 def bigram_bits_per_byte(train: np.ndarray, text: np.ndarray, prior: float = 1.0) -> float:
     """Mean -log2 P(text[j] | text[j-1]) over j >= 1, the bigram model fitted on `train`."""
-    t = np.asarray(text, np.int64)
-    return float(-np.mean(np.log2(bigram_probs(train, prior)[t[:-1], t[1:]])))
+    counts = pair_counts(np.asarray(text, np.uint8), VOCAB)
+    return float(-(counts * np.log2(bigram_probs(train, prior))).sum() / counts.sum())

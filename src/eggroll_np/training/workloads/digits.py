@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .classification import add_model_arguments, make_classifier_task
+from . import int_mlp
+from .classification import add_model_arguments, make_classifier_task, mlp_baseline
 from .common import Task, Workload, sklearn_seed
 
 __all__ = ["WORKLOAD", "DEFAULTS", "load", "make"]
@@ -27,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "batch": 256,
     "test_fraction": 0.2,
     "baseline": True,
+    **int_mlp.INT8_DEFAULTS,
 }
 
 
@@ -47,8 +49,18 @@ def load(seed: int, test_fraction: float) -> tuple[np.ndarray, ...]:
 
 
 def make(config: Mapping[str, Any]) -> Task:
-    """The digits Task (see `classification.make_classifier_task`)."""
-    return make_classifier_task(config, *load(config["seed"], config["test_fraction"]))
+    """The digits Task (see `classification.make_classifier_task`; with --int8
+    `int_mlp.make_int_classifier_task`, the float run's test accuracy beside it)."""
+    data = load(config["seed"], config["test_fraction"])
+    if not config["int8"]:
+        return make_classifier_task(config, *data)
+
+    def beside() -> dict[str, float]:
+        seed, fraction = config["seed"], config["test_fraction"]
+        out = int_mlp.float_run("digits", seed, "test_accuracy", test_fraction=fraction)
+        return {**out, **mlp_baseline({**config, "activation": "relu"}, *data)}
+
+    return int_mlp.make_int_classifier_task(config, data, beside if config["baseline"] else None)
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,6 +70,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         help=f"held-out fraction for the test accuracy (default {DEFAULTS['test_fraction']})",
     )
+    int_mlp.add_int8_arguments(p, int_mlp.INT8_RECIPE)
 
 
 WORKLOAD = Workload(
@@ -68,5 +81,6 @@ WORKLOAD = Workload(
     defaults=DEFAULTS,
     add_arguments=_add_arguments,
     make=make,
+    recipes={"int8": int_mlp.INT8_RECIPE},
     evaluation_options=("baseline",),
 )

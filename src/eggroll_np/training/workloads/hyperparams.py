@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ... import _checks
 from .common import Task, Workload, check_options, sklearn_seed
 
 __all__ = ["WORKLOAD", "DEFAULTS", "make"]
@@ -28,13 +29,16 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_LOG_LIMIT = 20.0  # |log C|, |log gamma| the search covers
+
+
 def _svc_scores(params: Any, x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.svm import SVC
 
     # exp of the search variables: ES moves them additively, the SVC needs them positive.
-    c = float(np.exp(np.clip(params["log_C"][0], -20.0, 20.0)))
-    gamma = float(np.exp(np.clip(params["log_gamma"][0], -20.0, 20.0)))
+    c = float(np.exp(np.clip(params["log_C"][0], -_LOG_LIMIT, _LOG_LIMIT)))
+    gamma = float(np.exp(np.clip(params["log_gamma"][0], -_LOG_LIMIT, _LOG_LIMIT)))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=sklearn_seed(seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -62,9 +66,13 @@ def make(config: Mapping[str, Any]) -> Task:
     x_cv, y_cv = x[order[:n]], y[order[:n]]
     x_te, y_te = x[order[n:]], y[order[n:]]
     folds, seed = int(config["folds"]), int(config["seed"])
+    # The fitness clips both to [-20, 20] (`_svc_scores`): a start outside is a flat landscape,
+    # NaN is no start at all, and 1e308 only overflows exp().
     params = {
-        "log_C": np.array([config["log_c"]], dtype=np.float64),
-        "log_gamma": np.array([config["log_gamma"]], dtype=np.float64),
+        "log_C": np.array([_checks.real("--log-c", config["log_c"], -_LOG_LIMIT, hi=_LOG_LIMIT)]),
+        "log_gamma": np.array(
+            [_checks.real("--log-gamma", config["log_gamma"], -_LOG_LIMIT, hi=_LOG_LIMIT)]
+        ),
     }
 
     def fitness(member: Any) -> float:
@@ -85,7 +93,14 @@ def make(config: Mapping[str, Any]) -> Task:
     def monitor(p: Any) -> dict[str, float]:
         return {"log_C": float(p["log_C"][0]), "log_gamma": float(p["log_gamma"][0])}
 
-    return Task(params=params, fitness=fitness, batched=False, evaluate=evaluate, monitor=monitor)
+    return Task(
+        params=params,
+        fitness=fitness,
+        batched=False,
+        evaluate=evaluate,
+        monitor=monitor,
+        data=(x_cv, y_cv, x_te, y_te),
+    )
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:

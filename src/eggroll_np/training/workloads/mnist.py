@@ -6,13 +6,13 @@ import argparse
 import gzip
 import math
 import os
-import zipfile
 import zlib
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from ..._npz import ZIP_MAGIC, NpzError, NpzReader, named
 from .classification import add_model_arguments, make_classifier_task
 from .common import Task, Workload
 
@@ -61,7 +61,7 @@ _IDX_NAMES = {
 
 
 _READ_CHUNK = 1 << 24  # bytes read (decompressed) at a time
-_ZIP_MAGIC = b"PK\x03\x04"
+_IDX_MAX_NDIM = 16  # the header's byte allows 255; NumPy arrays have at most 64
 _GZIP_MAGIC = b"\x1f\x8b"
 CLASSES = 10
 
@@ -100,6 +100,11 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
                 raise ValueError(f"{path!r} is not an IDX file (bad magic number)")
             ndim = magic[3]
+            if not 1 <= ndim <= _IDX_MAX_NDIM:  # NumPy's own error would not name the file
+                raise ValueError(
+                    f"{path!r}: IDX header declares {ndim} dimensions; MNIST's files have 1 "
+                    f"(labels) or 3 (images), this reader takes 1 to {_IDX_MAX_NDIM}"
+                )
             dims = _read_exactly(fh, 4 * ndim)
             if len(dims) < 4 * ndim:
                 raise ValueError(f"{path!r}: truncated IDX header")
@@ -142,39 +147,72 @@ def load(data: str | os.PathLike[str] | None) -> tuple[np.ndarray, ...]:
     npz = data if os.path.isfile(data) else os.path.join(data, "mnist.npz")
     if os.path.isfile(npz):
         arrays = _read_npz(npz)
+        sources = {key: npz for key in _IDX_NAMES}
     elif os.path.isdir(data):
-        arrays = {}
+        arrays, sources = {}, {}
         for key, stem in _IDX_NAMES.items():
             found = _find(data, stem)
             if found is None:
                 raise FileNotFoundError(f"--data {data!r} has no {stem}[.gz] (nor mnist.npz)")
-            arrays[key] = read_idx(found)
+            arrays[key], sources[key] = read_idx(found), found
     else:
         raise FileNotFoundError(f"--data {data!r} is neither a directory nor an .npz file")
     out = []
     for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], _labels(arrays[f"y_{split}"], f"y_{split}", data)
-        if x.ndim < 1 or not (np.issubdtype(x.dtype, np.integer) or x.dtype.kind == "f"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        _check_split(split, x.shape, x.dtype, y.shape, y.dtype, data)
+        images = _images(x)
+        bad = np.flatnonzero(~np.isfinite(images).all(axis=1))
+        if bad.size:  # else every member's fitness is NaN, and the fitness gets the blame
             raise ValueError(
-                f"--data {data!r}: x_{split} must be a real array of images, got dtype "
-                f"{x.dtype} and shape {x.shape}"
+                f"--data {sources[f'x_{split}']!r}: x_{split} has non-finite pixels (NaN or inf, "
+                f"or beyond float32) in {bad.size} image(s), the first at row {int(bad[0])}"
             )
-        if len(x) != len(y) or len(x) == 0:
-            raise ValueError(
-                f"--data {data!r}: x_{split} has {len(x)} rows but y_{split} has {len(y)}"
-            )
-        scale = 255.0 if x.dtype == np.uint8 else 1.0
-        out += [(x.reshape(len(x), -1) / scale).astype(np.float32), y]
+        out += [images, _labels(y, f"y_{split}", data)]
     if out[0].shape[1] != out[2].shape[1]:
         raise ValueError(f"--data {data!r}: train and test images have different sizes")
     return tuple(out)
+
+
+def _check_split(
+    split: str, x_shape: tuple, x_dtype: np.dtype, y_shape: tuple, y_dtype: np.dtype, data: str
+) -> None:
+    """ValueError naming --data unless x_<split> (rows, ...) real images and y_<split> (rows,)
+    integer labels agree; from the shapes and dtypes alone (an .npz's headers, before its data)."""
+    if len(x_shape) < 1 or not (np.issubdtype(x_dtype, np.integer) or x_dtype.kind == "f"):
+        raise ValueError(
+            f"--data {data!r}: x_{split} must be a real array of images, got dtype "
+            f"{x_dtype} and shape {x_shape}"
+        )
+    if len(y_shape) != 1 or not np.issubdtype(y_dtype, np.integer):
+        raise ValueError(
+            f"--data {data!r}: y_{split} must be a 1-D array of integer labels, got dtype "
+            f"{y_dtype} and shape {y_shape}"
+        )
+    if x_shape[0] != y_shape[0] or x_shape[0] == 0:
+        raise ValueError(
+            f"--data {data!r}: x_{split} has {x_shape[0]} rows but y_{split} has {y_shape[0]}"
+        )
+
+
+def _images(x: np.ndarray) -> np.ndarray:
+    """(R, ...) images -> (R, pixels) float32 in [0, 1] (uint8 / 255), a block of rows at a time:
+    the float64 quotient of the whole set would be 8x the uint8 images."""
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    rows = x.reshape(len(x), -1)
+    out = np.empty(rows.shape, np.float32)
+    step = max(1, _READ_CHUNK // max(1, 8 * rows.shape[1]))
+    with np.errstate(over="ignore"):  # a float64 pixel beyond float32: refused by the caller
+        for a in range(0, len(rows), step):
+            out[a : a + step] = rows[a : a + step] / scale
+    return out
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
     """The four arrays of an .npz; ValueError naming the file when it is not one (or lacks them)."""
     with open(path, "rb") as fh:
         head = fh.read(4)
-    if head != _ZIP_MAGIC:
+    if head != ZIP_MAGIC:
         if head[:2] == _GZIP_MAGIC or (len(head) == 4 and head[:2] == b"\0\0"):
             raise ValueError(
                 f"--data {path!r} is a single IDX file; give the directory holding MNIST's four "
@@ -182,28 +220,22 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
             )
         raise ValueError(f"--data {path!r} is neither a directory of IDX files nor an .npz archive")
     try:
-        # np.load on an open file: a corrupt archive must not leak the file handle.
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-            missing = [k for k in _IDX_NAMES if k not in f.files]
+        with NpzReader(path) as npz:
+            missing = [k for k in _IDX_NAMES if k not in npz.names]
             if missing:
                 raise ValueError(f"--data {path!r} lacks arrays {missing}")
-            return {k: f[k] for k in _IDX_NAMES}
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"--data {path!r} is not a readable .npz archive: {exc}") from None
-    except ValueError as exc:
-        if str(exc).startswith("--data"):
-            raise
-        raise ValueError(f"--data {path!r} is not a plain numeric .npz: {exc}") from None
+            h = {k: npz.header(k) for k in _IDX_NAMES}  # every header before any data
+            for split in ("train", "test"):
+                x, y = h[f"x_{split}"], h[f"y_{split}"]
+                _check_split(split, x.shape, x.dtype, y.shape, y.dtype, path)
+            return {k: npz.read(k) for k in _IDX_NAMES}
+    except NpzError as exc:
+        raise ValueError(named(f"--data {path!r}", exc)) from None
 
 
 def _labels(y: np.ndarray, name: str, data: str) -> np.ndarray:
-    """y as int64, checked: one integer label in [0, CLASSES) per row (a float label is refused,
-    not truncated; -1 would otherwise silently mean the last class)."""
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(
-            f"--data {data!r}: {name} must be a 1-D array of integer labels, got dtype {y.dtype} "
-            f"and shape {y.shape}"
-        )
+    """y (checked by `_check_split`) as int64: one label in [0, CLASSES) per row (a float
+    label is refused, not truncated; -1 would otherwise silently mean the last class)."""
     if y.size and (int(y.min()) < 0 or int(y.max()) >= CLASSES):
         bad = y[(y < 0) | (y >= CLASSES)][0]
         raise ValueError(

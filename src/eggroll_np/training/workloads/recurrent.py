@@ -210,7 +210,7 @@ def bits_per_byte(
 
     A byte outside the model's vocabulary gets its share of the unseen-bytes token.
     """
-    tokens = vocab.to_token[np.asarray(text, np.uint8)]
+    tokens = vocab.tokens(text)
     total, state = 0.0, None
     for start in range(0, len(tokens) - 1, chunk):
         tgt = tokens[start + 1 : start + chunk + 1]
