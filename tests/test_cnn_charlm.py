@@ -210,7 +210,7 @@ def test_charlm_says_plainly_when_it_is_not_below_the_bigram_baseline(tmp_path, 
     assert summary["val_bits_per_byte"] > summary["bigram_bits_per_byte"]
     assert "is NOT below the bigram baseline" in summary["verdict"]
     assert f"verdict: {summary['verdict']}" in capsys.readouterr().out
-    assert charlm.verdict(3.0, {"bigram_bits_per_byte": 3.0, "unigram_bits_per_byte": 4.0}) == (
+    assert corpus.verdict(3.0, {"bigram_bits_per_byte": 3.0, "unigram_bits_per_byte": 4.0}) == (
         "held-out 3.000 bits per byte is NOT below the bigram baseline 3.000 (unigram 4.000)"
     )
 

@@ -1,4 +1,4 @@
-"""Byte-level text for `charlm`: the corpus loader, the held-out split and count-model baselines.
+"""Byte-level text for `charlm`: the corpus loader, the held-out split, count-model baselines.
 
 Text is modelled as its UTF-8 bytes (vocabulary 256), so "bits per byte" is well defined for any
 language. The default corpus ships with every Python: the standard library's `pydoc_data`
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -31,6 +32,7 @@ __all__ = [
     "token_counts",
     "pair_counts",
     "token_count_logits",
+    "verdict",
 ]
 
 VOCAB = 256  # every byte value
@@ -265,3 +267,14 @@ def bigram_bits_per_byte(train: np.ndarray, text: np.ndarray, prior: float = 1.0
     """Mean -log2 P(text[j] | text[j-1]) over j >= 1, the bigram model fitted on `train`."""
     counts = pair_counts(np.asarray(text, np.uint8), VOCAB)
     return float(-(counts * np.log2(bigram_probs(train, prior))).sum() / counts.sum())
+
+
+def verdict(bits: float, baselines: Mapping[str, float]) -> str:
+    """One sentence for a run's summary: is the held-out `bits` per byte below the bigram
+    baseline? Both baselines (`unigram_bits_per_byte`, `bigram_bits_per_byte`) stand beside it."""
+    bigram, unigram = baselines["bigram_bits_per_byte"], baselines["unigram_bits_per_byte"]
+    below = "below" if bits < bigram else "NOT below"
+    return (
+        f"held-out {bits:.3f} bits per byte is {below} the bigram baseline {bigram:.3f} "
+        f"(unigram {unigram:.3f})"
+    )
