@@ -53,6 +53,7 @@ def test_charlm_int8_learns(tmp_path):
     # 40 generations: the held-out figure is reported beside the count models'
     assert np.isfinite(summary["val_bits_per_byte"])
     assert "bigram_bits_per_byte" in summary
+    assert "below the bigram baseline" in summary["verdict"]  # said plainly, either way
     assert len(summary["sample"]) > 0
     params, _ = egg.load(tmp_path / train.CHECKPOINT)
     assert all(v.dtype == np.int8 for v in egg.tree.flatten(params)[0])

@@ -248,8 +248,9 @@ def make_int_charlm_task(config: Mapping[str, Any], monitor_bytes: int = 4096) -
         "bigram_bits_per_byte": corpus.bigram_bits_per_byte(train, val),
     }
 
-    def evaluate(p: Any) -> dict[str, float]:
-        return {"val_bits_per_byte": bits_per_byte(p, val, vocab), **baselines}
+    def evaluate(p: Any) -> dict[str, Any]:
+        bits = bits_per_byte(p, val, vocab)
+        return {"val_bits_per_byte": bits, **baselines, "verdict": corpus.verdict(bits, baselines)}
 
     def monitor(p: Any) -> dict[str, float]:
         return {"val_bits_per_byte_4k": bits_per_byte(p, monitor_text, vocab)}
