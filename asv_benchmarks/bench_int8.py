@@ -92,4 +92,4 @@ class Int8Forward(Timed):
         fs = sum(int(a.nbytes) for s in self.fstate.opt_state.leaves.values() for a in s)
         return q / (f + fs)
 
-    track_bytes_ratio.unit = "ratio (lower is better)"
+    track_bytes_ratio.unit = RATIO_UNIT

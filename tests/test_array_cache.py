@@ -15,7 +15,7 @@ from eggroll_np import _array_cache, _ext
 pytestmark = pytest.mark.skipif(not _array_cache.enabled, reason="needs the C++ core's cache")
 
 _multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-BIG = 1 << 18  # float32 values: 1 MiB, the smallest buffer the cache keeps
+BIG = 1 << 18  # float32 values: 1 MiB, well above the smallest buffer the cache keeps (64 KiB)
 
 
 def _handler(a: np.ndarray) -> str:

@@ -108,6 +108,15 @@ def test_bad_results_name_the_path_and_write_nothing(tmp_path, breakage, expecte
     assert not out.exists()
 
 
+def test_factor_must_exceed_one(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "report", "--results", str(_results_dir(tmp_path)),
+                  "--out", str(tmp_path / "o"), "--factor", "1"])  # fmt: skip
+    assert e.value.code == 2
+    assert "--factor must be > 1, got 1.0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_results_directory(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["bench", "report", "--out", str(tmp_path / "o"),

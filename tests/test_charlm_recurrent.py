@@ -1,4 +1,4 @@
-"""charlm's recurrence kernels and initialisation: scan, token_scan, the unigram head bias."""
+"""charlm's recurrence kernels and initialisation: scan, token_scan, the count-model start."""
 
 from __future__ import annotations
 
@@ -59,19 +59,85 @@ def test_init_lm_head_bias_and_its_check():
         recurrent.init_lm(7, 4, 5, 1, rng, head_bias=np.zeros(6))
 
 
-def test_charlm_starts_at_the_unigram_model(tmp_path):
-    """The untrained model's output bias is the training split's log token frequencies, so with
-    the head's weights zeroed it scores exactly the unigram model (over its own vocabulary)."""
+def test_init_lm_skip_and_head_scale():
+    rng = np.random.default_rng(3)
+    skip = rng.standard_normal((7, 7))
+    params = recurrent.init_lm(7, 4, 5, 1, np.random.default_rng(4), skip=skip, head_scale=0.1)
+    assert params["skip"].shape == (7, 7)
+    assert params["skip"].dtype == np.float32
+    plain = recurrent.init_lm(7, 4, 5, 1, np.random.default_rng(4))
+    assert "skip" not in plain
+    np.testing.assert_allclose(params["head"]["W"], 0.1 * plain["head"]["W"], rtol=1e-6)
+    # the path adds row skip[x_t] to the logits after token x_t
+    ids = np.array([[0, 3, 6, 3]])
+    with_skip, _ = recurrent.logits(params, ids)
+    params["skip"][...] = 0.0
+    without, _ = recurrent.logits(params, ids)
+    np.testing.assert_allclose(with_skip[0] - without[0], skip[ids[0]], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="skip"):
+        recurrent.init_lm(7, 4, 5, 1, rng, skip=np.zeros((7, 6)))
+    with pytest.raises(ValueError, match="head_scale"):
+        recurrent.init_lm(7, 4, 5, 1, rng, head_scale=-1.0)
+
+
+def test_token_count_logits_are_the_count_models():
+    """Over the 256 byte values, bias + skip row a are exactly the baselines' log P(. | a)."""
+    text = corpus.encode("the cat sat on the mat; a stitch in time saves nine. " * 5)
+    log_uni, skip = corpus.token_count_logits(text, corpus.VOCAB)
+    assert log_uni.shape == (256,)
+    assert skip.shape == (256, 256)
+    np.testing.assert_allclose(log_uni, np.log(corpus.unigram_probs(text)), rtol=1e-12)
+    np.testing.assert_allclose(
+        log_uni[None, :] + skip, np.log(corpus.bigram_probs(text)), rtol=1e-12, atol=1e-12
+    )
+
+
+def _charlm(tmp_path, **options):
     path = tmp_path / "text.txt"
-    path.write_text("a stitch in time saves nine; " * 40, encoding="utf-8")
-    config = train.resolve_config(get("charlm"), {"data": str(path)})
+    path.write_text("a stitch in time saves nine; the cat sat on the mat. " * 40, "utf-8")
+    config = train.resolve_config(get("charlm"), {"data": str(path), **options})
     task = get("charlm").make(config)
-    params = task.params
-    params["head"]["W"][...] = 0.0
     data, _ = corpus.load_text(str(path))
     train_split, val = corpus.split(data, config["val_fraction"])
     vocab = corpus.Vocabulary(train_split)
-    tokens = vocab.to_token[train_split]
+    return task, vocab, vocab.to_token[train_split], val
+
+
+def test_charlm_starts_at_the_bigram_model(tmp_path):
+    """By default the output bias and the (V, V) bigram path are the training split's token
+    counts, so with the head's weights zeroed the model is exactly the bigram count model."""
+    task, vocab, tokens, val = _charlm(tmp_path)
+    params = task.params
+    assert params["skip"].shape == (vocab.size, vocab.size)
+    params["head"]["W"][...] = 0.0
+    # the bigram model over the vocabulary's tokens, counted here independently
+    v = vocab.size
+    uni = (np.bincount(tokens, minlength=v) + 1.0) / (len(tokens) + v)
+    pairs = np.zeros((v, v))
+    for a, b in zip(tokens[:-1], tokens[1:], strict=True):
+        pairs[a, b] += 1
+    big = (pairs + uni) / (pairs.sum(axis=1, keepdims=True) + 1.0)
+    t = vocab.to_token[val]
+    want = -np.mean(np.log2(big[t[:-1], t[1:]]) + vocab.log2_share(t[1:]))
+    assert recurrent.bits_per_byte(params, val, vocab) == pytest.approx(want, rel=1e-5)
+
+
+def test_charlm_generation_0_scores_the_bigram_baseline():
+    """On the default text the untrained model (head x0.1, not zeroed) is within a few
+    hundredths of a bit of the byte bigram baseline, far below the unigram one."""
+    config = train.resolve_config(get("charlm"), {})
+    task = get("charlm").make(config)
+    got = task.evaluate(task.params)
+    assert got["val_bits_per_byte"] == pytest.approx(got["bigram_bits_per_byte"], abs=0.05)
+    assert got["val_bits_per_byte"] < got["unigram_bits_per_byte"] - 1.0
+
+
+def test_charlm_without_the_bigram_path_starts_at_the_unigram_model(tmp_path):
+    """--no-bigram-path: no skip leaf, and the output bias alone is the unigram model."""
+    task, vocab, tokens, val = _charlm(tmp_path, bigram_path=False)
+    params = task.params
+    assert "skip" not in params
+    params["head"]["W"][...] = 0.0
     counts = np.bincount(tokens, minlength=vocab.size) + 1.0
     p = counts / counts.sum()
     val_tokens = vocab.to_token[val]

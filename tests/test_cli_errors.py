@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from eggroll_np import cli
-from eggroll_np.training import train
+from eggroll_np.training import run_folder, train
 from eggroll_np.training.workloads import get
 
 pytest.importorskip("sklearn")
@@ -45,7 +45,7 @@ def part_run(tmp_path):
 
 def test_resume_refuses_changed_model_options_and_names_them(part_run, capsys):
     ckpt = str(part_run / train.CHECKPOINT)
-    before = (part_run / train.RUN_FILE).read_text()
+    before = (part_run / run_folder.RUN_FILE).read_text()
     err = _error(
         capsys,
         [
@@ -65,7 +65,7 @@ def test_resume_refuses_changed_model_options_and_names_them(part_run, capsys):
     )
     assert "--inputs 4 (the run has 3)" in err
     assert "--batch 16 (the run has 8)" in err
-    assert (part_run / train.RUN_FILE).read_text() == before  # nothing rewritten
+    assert (part_run / run_folder.RUN_FILE).read_text() == before  # nothing rewritten
 
 
 def test_resume_refuses_a_changed_es_option(part_run, capsys):
@@ -122,7 +122,7 @@ def test_resume_accepts_options_equal_to_the_run_and_a_new_length(part_run, caps
     assert [r["elapsed_s"] for r in records[2:]] == [round(offset + k, 4) for k in (1, 2)]
     assert session >= 3  # start, two generations, end: at least 4 reads 1 s apart
     assert summary["train_s"] == round(offset + session, 2)
-    assert json.loads((part_run / train.RUN_FILE).read_text())["config"]["inputs"] == 3
+    assert json.loads((part_run / run_folder.RUN_FILE).read_text())["config"]["inputs"] == 3
 
 
 def test_resume_may_change_evaluation_only_options():
@@ -154,7 +154,7 @@ def test_a_malformed_metrics_log_is_one_line_naming_it(part_run, capsys):
 
 
 def test_a_malformed_run_json_is_one_line(part_run, capsys):
-    (part_run / train.RUN_FILE).write_text("{not json")
+    (part_run / run_folder.RUN_FILE).write_text("{not json")
     err = _error(
         capsys,
         ["train", "matching", "--resume", str(part_run / train.CHECKPOINT), "--out", str(part_run)],

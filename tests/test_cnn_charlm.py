@@ -9,8 +9,8 @@ import pytest
 
 import eggroll_np as egg
 from eggroll_np import cli
-from eggroll_np.training import train
 from eggroll_np.population import NoiseKind
+from eggroll_np.training import run_folder, train
 from eggroll_np.training.workloads import charlm, cnn, corpus, get, recurrent
 
 pytest.importorskip("sklearn")
@@ -100,6 +100,7 @@ def test_charlm_population_logits_match_each_member():
     task = get("charlm").make(config)
     state = _init(task, config)
     pop = egg.ask(task.params, state)
+    assert "skip" in pop.paths  # each member's own bigram path rows, perturbed too
     vocab_size = task.params["embed"].shape[0]
     assert 90 < vocab_size < 120  # the bytes of pydoc_data's training split, plus one
     ids = np.random.default_rng(0).integers(0, vocab_size, (3, 7))
@@ -132,6 +133,7 @@ def test_charlm_bits_per_byte_and_carried_state():
 
 
 def test_charlm_learns_on_a_small_file_and_reports_baselines(tmp_path, capsys):
+    """Without the bigram path too: from the unigram start, the model learns the context."""
     path = tmp_path / "corpus.txt"
     path.write_text("the cat sat on the mat. " * 200, encoding="utf-8")
     out = tmp_path / "run"
@@ -139,7 +141,7 @@ def test_charlm_learns_on_a_small_file_and_reports_baselines(tmp_path, capsys):
         ["train", "charlm", "--data", str(path), "--population", "32", "--generations", "40",
          "--hidden", "16", "--embed", "8", "--layers", "1", "--length", "16",
          "--lr", "0.05", "--lr-schedule", "constant", "--sample-bytes", "20", "--quiet",
-         "--out", str(out)]
+         "--no-bigram-path", "--out", str(out)]
     )  # fmt: skip
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -157,6 +159,77 @@ def test_charlm_learns_on_a_small_file_and_reports_baselines(tmp_path, capsys):
     assert "sample:\n" in printed
     assert summary["sample"].startswith(corpus.decode(val[:64]) + charlm.PROMPT_END)
     assert len(summary["sample"]) > len(corpus.decode(val[:64]) + charlm.PROMPT_END)
+
+
+_SMALL_TEXT = (
+    "the cat sat on the mat. the dog ate the log. a bird in the hand is worth two in the bush. "
+    "we sat on the log and the dog sat on the mat. "
+) * 40
+_SHORT_RUN = [
+    "--population", "32", "--hidden", "16", "--embed", "8", "--length", "16",
+    "--lr", "0.05", "--lr-schedule", "constant", "--sample-bytes", "0", "--quiet",
+]  # fmt: skip
+
+
+def test_charlm_learns_below_the_bigram_baseline_and_says_so(tmp_path, capsys):
+    """Starting at the bigram model (generation 0 scores it), 40 generations go well below it
+    on a small text with context beyond one byte; the summary and the printed verdict say so."""
+    path = tmp_path / "small.txt"
+    path.write_text(_SMALL_TEXT, encoding="utf-8")
+    out = tmp_path / "run"
+    rc = cli.main(
+        ["train", "charlm", "--data", str(path), "--generations", "40", *_SHORT_RUN,
+         "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    bigram = summary["bigram_bits_per_byte"]
+    records = train.read_metrics(str(out / train.METRICS))
+    assert records[0]["val_bits_per_byte_4k"] == pytest.approx(bigram, abs=0.05)
+    assert summary["val_bits_per_byte"] < bigram - 0.1
+    assert "is below the bigram baseline" in summary["verdict"]
+    assert f"{bigram:.3f}" in summary["verdict"]
+    assert f"{summary['unigram_bits_per_byte']:.3f}" in summary["verdict"]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1] == f"verdict: {summary['verdict']}"
+    assert "verdict" not in printed[0]  # the summary line keeps its numbers only
+
+
+def test_charlm_says_plainly_when_it_is_not_below_the_bigram_baseline(tmp_path, capsys):
+    """Without the bigram path an untrained model scores about the unigram model: the verdict
+    says NOT below, beside both baselines."""
+    path = tmp_path / "small.txt"
+    path.write_text(_SMALL_TEXT, encoding="utf-8")
+    out = tmp_path / "run"
+    rc = cli.main(
+        ["train", "charlm", "--data", str(path), "--no-bigram-path", "--generations", "0",
+         *_SHORT_RUN, "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["val_bits_per_byte"] > summary["bigram_bits_per_byte"]
+    assert "is NOT below the bigram baseline" in summary["verdict"]
+    assert f"verdict: {summary['verdict']}" in capsys.readouterr().out
+    assert corpus.verdict(3.0, {"bigram_bits_per_byte": 3.0, "unigram_bits_per_byte": 4.0}) == (
+        "held-out 3.000 bits per byte is NOT below the bigram baseline 3.000 (unigram 4.000)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"text\x00\x01\x02 with NUL bytes" * 8, "binary.*offset 4"),
+        ("café ".encode("latin-1") * 40, "not UTF-8"),
+        (b"short", "5 bytes"),
+        (b"a long enough text, but shorter than the window. " * 3, "too short for --length"),
+    ],
+)
+def test_charlm_bad_data_names_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"bad.txt.*{message}"):
+        get("charlm").make(_config("charlm", data=str(path), length=200))
 
 
 def test_charlm_bad_options_name_the_option(tmp_path):
@@ -196,7 +269,7 @@ def test_mnist_recipe_runs_unchanged_on_data(tiny_mnist, tmp_path):
          "--population", "8", "--generations", "2", "--quiet", "--out", str(out)]
     )  # fmt: skip
     assert rc == 0
-    saved = json.loads((out / train.RUN_FILE).read_text())["config"]
+    saved = json.loads((out / run_folder.RUN_FILE).read_text())["config"]
     assert saved["recipe"] == "eggroll_mnist"
     assert saved["fitness"] == "accuracy"
     assert saved["hidden"] == [256]

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,22 +14,12 @@ from hypothesis import strategies as st
 
 from eggroll_np import _ext, noise
 
+from .test_exact import kernels
+
 core = _ext.core
 pytestmark = pytest.mark.skipif(core is None, reason=f"C++ core not built: {_ext.core_error}")
 LEVELS = core.available_simd_levels() if core is not None else []
 SETTINGS = [(level, threads) for level in LEVELS for threads in (1, 2)]
-
-
-@contextlib.contextmanager
-def kernels(level: str, threads: int) -> Iterator[None]:
-    before_level, before_threads = core.simd_level(), core.num_threads()
-    core.set_simd_level(level)
-    core.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        core.set_simd_level(before_level)
-        core.set_num_threads(before_threads)
 
 
 # ---- the int64 reference of the kernels' formulas (DESIGN.md "Integer leaves") ------------------

@@ -26,6 +26,14 @@ class _EmulatedInt8:
     """`_cuda`'s int8 bindings (csrc/cuda/int8.cuh) on raw host addresses, computed by _core."""
 
     @staticmethod
+    def int8_packed_rows(rows, k):
+        return -(-rows // 16) * 16 * (-(-k // 32) * 32)
+
+    @staticmethod
+    def int8_packed_cols(cols, k):
+        return -(-cols // 8) * 8 * (-(-k // 32) * 32)
+
+    @staticmethod
     def int8_gemm(x, w, out, M, K, N, work_a, work_b, _s):
         assert work_a
         assert work_b

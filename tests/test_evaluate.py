@@ -66,6 +66,12 @@ def test_int_chunks_give_the_whole_populations_values(size):
     assert state.info["fitness_max"] == float(np.max(_per_member(egg.ask(params, _state(params)))))
 
 
+@pytest.fixture
+def budget_8mib(monkeypatch):
+    monkeypatch.setattr(evaluate, "chunk_budget", lambda: 8 << 20)
+
+
+@pytest.mark.usefixtures("budget_8mib")
 def test_auto_chunks_from_the_previous_generations_activations():
     # 512 rows x 64 outputs x 4 bytes = 128 KiB a member: 64 members fill the 8 MiB budget.
     params = _params(width=64)
@@ -84,6 +90,7 @@ def test_auto_chunks_from_the_previous_generations_activations():
         np.testing.assert_allclose(p2[k], whole[k], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.usefixtures("budget_8mib")
 def test_auto_chunks_the_same_after_a_checkpoint(tmp_path):
     params = _params(width=64)
     x = np.random.default_rng(1).standard_normal((512, 6)).astype(np.float32)
@@ -176,3 +183,34 @@ def test_masked_values_in_a_chunk_are_refused_naming_the_member():
 
     with pytest.raises(ValueError, match="member 9 masked"):
         egg.step(params, masked, _state(params), batched=True, chunk=4)
+
+
+def _fake_caches(root, entries):
+    for i, (level, kind, size) in enumerate(entries):
+        d = root / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+
+
+@pytest.mark.parametrize(
+    ("entries", "want"),
+    [
+        ([(1, "Data", "32K"), (1, "Instruction", "32K"), (2, "Unified", "1024K"),
+          (3, "Unified", "32768K")], 32 << 20),  # fmt: skip
+        ([(1, "Data", "48K"), (2, "Unified", "2048K"), (3, "Unified", "64M")], 64 << 20),
+        ([(1, "Data", "32K"), (2, "Unified", "4096K")], evaluate.CHUNK_BYTES),  # never below
+        ([(1, "Data", "32K"), (3, "Unified", "lots")], evaluate.CHUNK_BYTES),  # unreadable
+        (None, evaluate.CHUNK_BYTES),  # no sysfs
+    ],
+)
+def test_chunk_budget_is_the_last_level_cache(tmp_path, monkeypatch, entries, want):
+    if entries is not None:
+        _fake_caches(tmp_path, entries)
+    monkeypatch.setattr(evaluate, "_CACHES", str(tmp_path if entries else tmp_path / "none"))
+    evaluate.chunk_budget.cache_clear()
+    try:
+        assert evaluate.chunk_budget() == want
+    finally:
+        evaluate.chunk_budget.cache_clear()

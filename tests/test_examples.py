@@ -1,4 +1,5 @@
-"""The short examples in examples/ run as shipped, in a fresh process, and learn.
+"""The short examples in examples/ run as shipped (charlm_texts.py in a tiny mode), in a fresh
+process, and learn.
 
 Each run is a pure function of its seeds, so the thresholds sit well inside what the examples
 print (README and the examples' docstrings quote those figures); a broken layer, update or API
@@ -66,3 +67,31 @@ def test_digits_own_loop_example_learns(tmp_path):
     pytest.importorskip("sklearn")
     out = _run("digits_own_loop.py", tmp_path)
     assert _floats(r"final test accuracy ([0-9.]+)", out)[0] > 0.9
+
+
+def test_charlm_texts_example_tiny_mode_and_reuse(tmp_path):
+    """The evaluation over several texts, in a tiny mode (one text from Python's own source,
+    2 generations): a Markdown table row with both baselines and a verdict; a second call reads
+    the finished run back instead of training again."""
+    args = ["--texts", "email-src", "--generations", "2", "--out", str(tmp_path / "texts")]
+
+    def once() -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLES / "charlm_texts.py"), *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    first = once()
+    (row,) = [line for line in first.stdout.splitlines() if line.startswith("| email-src |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "Python source"
+    assert cells[3] == "yes"  # tuned on
+    unigram, bigram, bits = (float(c.strip("*")) for c in cells[4:7])
+    assert bigram < unigram
+    assert cells[7] == ("below" if bits < bigram else "NOT below") + " the bigram baseline"
+    assert "train charlm" in first.stderr
+    second = once()
+    assert second.stdout == first.stdout
+    assert "train charlm" not in second.stderr  # read back, not run again

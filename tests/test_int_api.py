@@ -115,11 +115,13 @@ def test_save_load_is_exact_and_resumes(tmp_path):
     egg.save(tmp_path / "c.npz", p, state)
     p2, s2 = egg.load(tmp_path / "c.npz")
     _same(p, p2)
-    assert s2.config == state.config and s2.info == state.info
+    assert s2.config == state.config
+    assert s2.info == state.info
     with np.load(tmp_path / "c.npz") as data:
         assert data["param/0"].dtype == np.int8  # 'W' stored as int8, not widened
         meta = json.loads(data["meta"].tobytes())
-    assert meta["format_version"] == 4 and meta["config"]["int_sigma_shift"] == 1
+    assert meta["format_version"] == 4
+    assert meta["config"]["int_sigma_shift"] == 1
     for f in fits[3:]:
         p, state = egg.tell(p, f, state)
         p2, s2 = egg.tell(p2, f, s2)

@@ -17,7 +17,7 @@ import pytest
 
 import eggroll_np as egg
 from eggroll_np import cli
-from eggroll_np.training import train
+from eggroll_np.training import run_folder, train
 from eggroll_np.training.workloads import matching
 
 pytest.importorskip("sklearn")
@@ -67,7 +67,7 @@ def test_a_checkpoint_alone_resumes_its_own_model_and_refuses_another(tmp_path, 
     assert not c.exists() or _snapshot(c) == {}
     # Without the option: the checkpoint's relu and 8 units, exactly the uninterrupted run.
     assert cli.main([*resume, "--generations", "4", "--out", str(c)]) == 0
-    config = json.loads((c / train.RUN_FILE).read_text())["config"]
+    config = json.loads((c / run_folder.RUN_FILE).read_text())["config"]
     assert (config["activation"], config["hidden"]) == ("relu", [8])
     (got, _), (want, _) = _leaves(c / train.CHECKPOINT), _leaves(full / train.CHECKPOINT)
     assert all(np.array_equal(x, y) for x, y in zip(got, want, strict=True))

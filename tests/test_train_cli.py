@@ -15,7 +15,7 @@ import pytest
 
 import eggroll_np as egg
 from eggroll_np import cli
-from eggroll_np.training import train
+from eggroll_np.training import run_folder, train
 from eggroll_np.training.workloads import NAMES
 
 pytest.importorskip("sklearn")
@@ -78,7 +78,7 @@ def test_files_written_and_one_line_summary(tmp_path):
     assert len(lines) == 1
     assert lines[0].startswith("matching: parameter_error ")
     assert "after 5 generations" in lines[0]
-    for name in (train.METRICS, train.PLOT, train.CHECKPOINT, train.RUN_FILE, "summary.json"):
+    for name in (train.METRICS, train.PLOT, train.CHECKPOINT, run_folder.RUN_FILE, "summary.json"):
         assert (out / name).stat().st_size > 0
     assert (out / train.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     records = train.read_metrics(str(out / train.METRICS))

@@ -26,7 +26,9 @@ namespace py = pybind11;
 namespace egg {
 namespace {
 
-constexpr std::size_t kMinBytes = std::size_t{1} << 20;  // below: malloc's own bins do well
+// Below this, malloc's small bins serve the request; from here up glibc may mmap the block or
+// hand back heap memory it trims after the free, and either costs page faults next time.
+constexpr std::size_t kMinBytes = std::size_t{64} << 10;
 
 struct Cache {
   std::mutex mu;

@@ -25,18 +25,24 @@ void run_gemm(const Int8Gemm& g, cudaStream_t stream) {
 
 unsigned blocks_for(std::size_t total) { return grid_1d(total, kBlockThreads); }
 
-void pack_rows(int8_t* dst, const int8_t* src, std::size_t rows, std::size_t k, std::size_t kp,
-               cudaStream_t stream) {
-  if (rows * kp == 0) return;
-  launch("int8 pack rows", pack_rows_kernel, dim3(blocks_for(rows * kp)), dim3(kBlockThreads),
-         stream, dst, src, rows, k, k, kp);
+// `blocks` blocks of `rows` x k read by src into packed a (int8_packed_rows each).
+template <class Src>
+void pack_a(int8_t* dst, Src src, std::size_t blocks, std::size_t rows, std::size_t k,
+            cudaStream_t stream) {
+  const std::size_t kp = int8_depth(k), total = blocks * int8_packed_rows(rows, kp);
+  if (total == 0) return;
+  launch("int8 pack a", pack_a_kernel<Src>, dim3(blocks_for(total)), dim3(kBlockThreads), stream,
+         dst, src, blocks, rows, k, kp);
 }
 
-void pack_cols(int8_t* dst, const int8_t* src, std::size_t G, std::size_t k, std::size_t n,
-               std::size_t kp, cudaStream_t stream) {
-  if (G * n * kp == 0) return;
-  launch("int8 pack columns", pack_cols_kernel, dim3(blocks_for(G * n * kp)),
-         dim3(kBlockThreads), stream, dst, src, G, k, n, kp);
+// `blocks` blocks of `cols` x k (b^T) read by src into packed b (int8_packed_cols each).
+template <class Src>
+void pack_b(int8_t* dst, Src src, std::size_t blocks, std::size_t cols, std::size_t k,
+            cudaStream_t stream) {
+  const std::size_t kp = int8_depth(k), total = blocks * int8_packed_cols(cols, kp);
+  if (total == 0) return;
+  launch("int8 pack b", pack_b_kernel<Src>, dim3(blocks_for(total)), dim3(kBlockThreads), stream,
+         dst, src, blocks, cols, k, kp);
 }
 
 }  // namespace
@@ -44,8 +50,8 @@ void pack_cols(int8_t* dst, const int8_t* src, std::size_t G, std::size_t k, std
 void int8_gemm(const int8_t* x, const int8_t* w, int32_t* out, std::size_t M, std::size_t K,
                std::size_t N, int8_t* work_a, int8_t* work_b, cudaStream_t stream) {
   const std::size_t kp = int8_depth(K);
-  pack_rows(work_a, x, M, K, kp, stream);
-  pack_cols(work_b, w, 1, K, N, kp, stream);
+  pack_a(work_a, RowMajor{x, K, 0}, 1, M, K, stream);
+  pack_b(work_b, Transposed{w, K, N}, 1, N, K, stream);
   Int8Gemm g{};
   g.a = work_a, g.a_groups = 1, g.bt = work_b;
   g.rows = M, g.n = N, g.kp = kp, g.groups = 1;
@@ -77,15 +83,15 @@ void int8_linear(const int8_t* x, const int8_t* w, const int8_t* a, std::size_t 
     }
     terms.xa = work_xa;
   }
-  const std::size_t kp = int8_depth(m);
   const std::size_t groups = t.w_per_member ? t.N : 1;
-  pack_rows(work_a, x, t.X * t.B, m, kp, stream);
-  pack_cols(work_b, w, groups, m, t.n, kp, stream);
   Int8Gemm g{};
-  g.a = work_a, g.bt = work_b, g.kp = kp, g.n = t.n, g.groups = groups;
+  g.bt = work_b, g.kp = int8_depth(m), g.n = t.n, g.groups = groups;
   // A shared w: one GEMM over all X * B rows; per-member w: N GEMMs of B rows (x block i or 0).
   g.rows = t.w_per_member ? t.B : t.X * t.B;
   g.a_groups = t.w_per_member ? t.X : 1;
+  pack_a(work_a, RowMajor{x, m, t.B * m}, g.a_groups, g.rows, m, stream);
+  pack_b(work_b, Transposed{w, m, t.n}, groups, t.n, m, stream);
+  g.a = work_a;
   g.mode = kInt8Linear, g.terms = terms;
   run_gemm(g, stream);
 }
@@ -105,13 +111,8 @@ void int8_contract(const int8_t* a, const int8_t* b, const int8_t* c, std::size_
   if (m == 0 || n == 0) return;
   const std::size_t kp = int8_depth(K * r);
   // Pairs with c = 0 are packed as zeros rather than compacted: no host round trip for c.
-  if (kp > 0) {
-    launch("int8 pack update a", pack_factor_kernel, dim3(blocks_for(m * kp)),
-           dim3(kBlockThreads), stream, work_a, a, c, K, m, r, kp);
-    launch("int8 pack update b", pack_factor_kernel, dim3(blocks_for(n * kp)),
-           dim3(kBlockThreads), stream, work_b, b, static_cast<const int8_t*>(nullptr), K, n, r,
-           kp);
-  }
+  pack_a(work_a, Factor{a, c, m, r}, 1, m, K * r, stream);
+  pack_b(work_b, Factor{b, nullptr, n, r}, 1, n, K * r, stream);
   Int8Gemm g{};
   g.a = work_a, g.a_groups = 1, g.bt = work_b;
   g.rows = m, g.n = n, g.kp = kp, g.groups = 1;

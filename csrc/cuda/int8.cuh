@@ -2,8 +2,9 @@
 // the semantics of the C++ core's (csrc/core/int8.h, _core.int8_*), bit for bit.
 //
 // The GEMM runs on the int8 tensor cores (mma.sync m16n8k32, sm_80+) from operands packed by
-// the launch code into a caller-provided workspace: a as (rows, kp) and b transposed as
-// (groups, n, kp), kp = the depth rounded up to a multiple of 32, zero padded.
+// the launch code into caller-provided workspaces, in the order the tensor-core fragments are
+// loaded (int8_kernels.cuh): a in tiles of 16 rows x 32 depths, b in tiles of 8 columns x 32
+// depths, zero padded; int8_packed_rows / int8_packed_cols give the bytes of one block.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -14,7 +15,14 @@
 namespace egg_cuda {
 
 // Depth of the packed operands: k rounded up to the tensor-core step (32).
-inline std::size_t int8_depth(std::size_t k) { return (k + 31) / 32 * 32; }
+__host__ __device__ inline std::size_t int8_depth(std::size_t k) { return (k + 31) / 32 * 32; }
+// Bytes of one packed block of a with `rows` rows, and of b^T with `cols` columns, depth k.
+__host__ __device__ inline std::size_t int8_packed_rows(std::size_t rows, std::size_t k) {
+  return (rows + 15) / 16 * 16 * int8_depth(k);
+}
+__host__ __device__ inline std::size_t int8_packed_cols(std::size_t cols, std::size_t k) {
+  return (cols + 7) / 8 * 8 * int8_depth(k);
+}
 
 // The fused linear layer's per-member terms (see _core.int8_linear): for member i, k = keys[i],
 // s = signs[i], acc = x_i @ w_i, row t of B, column j of n:
@@ -44,9 +52,9 @@ enum Int8Mode : int { kInt8Raw = 0, kInt8Linear = 1, kInt8Update = 2 };
 
 // One packed tensor-core GEMM and what its result becomes.
 struct Int8Gemm {
-  const int8_t* a;  // (a_groups, rows, kp): group g uses a + (a_groups == 1 ? 0 : g) * rows * kp
+  const int8_t* a;  // a_groups packed blocks of rows x kp (int8_packed_rows each)
   std::size_t a_groups;
-  const int8_t* bt;  // (groups, n, kp)
+  const int8_t* bt;  // groups packed blocks of b^T, n x kp (int8_packed_cols each)
   std::size_t rows, n, kp, groups;
   int mode;
   int32_t* c;          // kInt8Raw: (rows, n)
@@ -56,13 +64,15 @@ struct Int8Gemm {
   Int8Terms terms;  // kInt8Linear
 };
 
-// out (M, N) int32 = x (M, K) @ w (K, N), int8; work_a holds M * kp bytes, work_b N * kp.
+// out (M, N) int32 = x (M, K) @ w (K, N), int8; work_a holds int8_packed_rows(M, K) bytes,
+// work_b int8_packed_cols(N, K).
 void int8_gemm(const int8_t* x, const int8_t* w, int32_t* out, std::size_t M, std::size_t K,
                std::size_t N, int8_t* work_a, int8_t* work_b, cudaStream_t stream);
 
 // The fused layer: x (X, B, m), w (m, n) or (N, m, n) (t.w_per_member), a (K, m, r) or null
-// with t.right; work_a X * B * kp bytes, work_b (w_per_member ? N : 1) * n * kp bytes, work_xa
-// (X == 1 ? K : N) * B * r int32 (unused without a), kp = int8_depth(m).
+// with t.right; work_a int8_packed_rows(X * B, m) bytes (w shared) or X * int8_packed_rows(B, m)
+// (w per member), work_b (w_per_member ? N : 1) * int8_packed_cols(n, m), work_xa
+// (X == 1 ? K : N) * B * r int32 (unused without a).
 void int8_linear(const int8_t* x, const int8_t* w, const int8_t* a, std::size_t m,
                  const Int8Terms& t, int8_t* work_a, int8_t* work_b, int32_t* work_xa,
                  cudaStream_t stream);
@@ -77,8 +87,8 @@ void int8_xa(const int8_t* x, std::size_t X, const int8_t* a, const uint32_t* ke
              int32_t* xa, cudaStream_t stream);
 
 // z (m, n) = sum_k c[k] a[k] @ b[k]^T (q null), or q_out = clip(q + sign(z) (|z| >= tau)):
-// a (K, m, r), b (K, n, r), c (K,) in {-1, 0, 1}; work_a m * kp, work_b n * kp bytes,
-// kp = int8_depth(K * r).
+// a (K, m, r), b (K, n, r), c (K,) in {-1, 0, 1}; work_a int8_packed_rows(m, K * r) bytes,
+// work_b int8_packed_cols(n, K * r).
 void int8_contract(const int8_t* a, const int8_t* b, const int8_t* c, std::size_t K,
                    std::size_t m, std::size_t n, std::size_t r, int32_t* z, const int8_t* q,
                    long long tau, int8_t* q_out, int8_t* work_a, int8_t* work_b,

@@ -40,6 +40,10 @@ Int8Terms terms(std::uintptr_t out, std::size_t N, std::size_t B, std::size_t n,
 }  // namespace
 
 void register_int8_bindings(py::module_& m) {
+  m.def("int8_packed_rows", &int8_packed_rows, py::arg("rows"), py::arg("k"),
+        "Bytes of one packed block of the GEMM's left operand (rows x depth k): a workspace size.");
+  m.def("int8_packed_cols", &int8_packed_cols, py::arg("cols"), py::arg("k"),
+        "Bytes of one packed block of the GEMM's right operand (depth k x cols).");
   m.def(
       "int8_gemm",
       [](std::uintptr_t x, std::uintptr_t w, std::uintptr_t out, std::size_t M, std::size_t K,
@@ -50,8 +54,8 @@ void register_int8_bindings(py::module_& m) {
       },
       py::arg("x"), py::arg("w"), py::arg("out"), py::arg("M"), py::arg("K"), py::arg("N"),
       py::arg("work_a"), py::arg("work_b"), py::arg("stream"),
-      "out int32 (M, N) = x int8 (M, K) @ w int8 (K, N) on the tensor cores; work_a M * kp and "
-      "work_b N * kp bytes, kp = K rounded up to 32.");
+      "out int32 (M, N) = x int8 (M, K) @ w int8 (K, N) on the tensor cores; work_a "
+      "int8_packed_rows(M, K) and work_b int8_packed_cols(N, K) bytes.");
   m.def(
       "int8_linear",
       [](std::uintptr_t x, std::uintptr_t w, std::uintptr_t a, std::size_t m, std::uintptr_t out,
@@ -123,7 +127,7 @@ void register_int8_bindings(py::module_& m) {
       py::arg("r"), py::arg("z"), py::arg("q"), py::arg("tau"), py::arg("q_out"),
       py::arg("work_a"), py::arg("work_b"), py::arg("stream"),
       "z int32 (m, n) = sum_k c[k] a[k] @ b[k].T (q = 0), or q_out = clip(q + sign(z) * "
-      "(|z| >= tau)); work_a m * kp, work_b n * kp bytes, kp = K * r rounded up to 32.");
+      "(|z| >= tau)); work_a int8_packed_rows(m, K * r), work_b int8_packed_cols(n, K * r) bytes.");
 }
 
 }  // namespace egg_cuda

@@ -1,8 +1,9 @@
 // int8_kernels.cuh: device code of the integer leaves' kernels (launches in int8.cu).
 //
 // The GEMM: one warp per block, a 64 x 32 output tile per warp (4 x 4 tensor-core tiles of
-// 16 x 8), fragments loaded straight from the packed operands (32-bit loads, every row of a and
-// of b^T is kp bytes, kp % 32 == 0); the int32 result then goes through the mode's epilogue in
+// 16 x 8), fragments loaded straight from the packed operands, which the pack kernels store in
+// fragment order (int8.cuh): one coalesced 16-byte load per lane per 16 x 32 tile of a, one
+// 8-byte load per 32 x 8 tile of b. The int32 result then goes through the mode's epilogue in
 // registers, so the layer's int32 intermediate never reaches memory. Integer sums are exact, so
 // the tile shapes and the order of the tensor-core steps change no bit. Kept apart from the
 // launches so that csrc/cuda/emulation runs the same kernels on the CPU (it supplies the
@@ -15,6 +16,7 @@
 #include <cstdint>
 
 #include "cuda/int8.cuh"
+#include "cuda/launch.cuh"  // EGG_VEC_ACCESS
 
 namespace egg_cuda {
 namespace int8_detail {
@@ -102,32 +104,43 @@ __device__ __forceinline__ void linear_finish(const Int8Terms& p, std::size_t g,
 __global__ void gemm_kernel(Int8Gemm g) {
   const int lane = static_cast<int>(threadIdx.x);
   const int gid = lane >> 2, tig = lane & 3;
+  const std::size_t kb_count = g.kp / 32;
+  const std::size_t row_subs = (g.rows + 15) / 16, col_subs = (g.n + 7) / 8;
   const std::size_t row_tiles = (g.rows + kTileRows - 1) / kTileRows;
   const std::size_t col_tiles = (g.n + kTileCols - 1) / kTileCols;
+  const std::size_t a_block = int8_packed_rows(g.rows, g.kp), b_block = int8_packed_cols(g.n, g.kp);
   // Every loop bound is the same for the 32 lanes: the warp stays converged for mma.sync.
   for (std::size_t grp = blockIdx.z; grp < g.groups; grp += gridDim.z)
     for (std::size_t rt = blockIdx.y; rt < row_tiles; rt += gridDim.y)
       for (std::size_t ct = blockIdx.x; ct < col_tiles; ct += gridDim.x) {
-        const int8_t* A = g.a + (g.a_groups == 1 ? 0 : grp) * g.rows * g.kp;
-        const int8_t* Bt = g.bt + grp * g.n * g.kp;
+        const int8_t* A = g.a + (g.a_groups == 1 ? 0 : grp) * a_block;
+        const int8_t* Bt = g.bt + grp * b_block;
         const std::size_t row0 = rt * kTileRows, col0 = ct * kTileCols;
         int32_t acc[4][4][4] = {};
-        for (std::size_t k0 = 0; k0 < g.kp; k0 += 32) {
+        for (std::size_t kb = 0; kb < kb_count; ++kb) {
           uint32_t af[4][4], bf[4][2];
 #pragma unroll
           for (int mt = 0; mt < 4; ++mt) {
-            const std::size_t r0 = row0 + mt * 16 + gid, r1 = r0 + 8;
-            const std::size_t k = k0 + 4 * tig;
-            af[mt][0] = r0 < g.rows ? load32(A + r0 * g.kp + k) : 0u;
-            af[mt][1] = r1 < g.rows ? load32(A + r1 * g.kp + k) : 0u;
-            af[mt][2] = r0 < g.rows ? load32(A + r0 * g.kp + k + 16) : 0u;
-            af[mt][3] = r1 < g.rows ? load32(A + r1 * g.kp + k + 16) : 0u;
+            const std::size_t sub = rt * 4 + mt;
+            if (sub < row_subs) {
+              const int8_t* p = A + ((sub * kb_count + kb) * 32 + lane) * 16;
+              EGG_VEC_ACCESS(p);
+              const uint4 v = *reinterpret_cast<const uint4*>(p);
+              af[mt][0] = v.x, af[mt][1] = v.y, af[mt][2] = v.z, af[mt][3] = v.w;
+            } else {
+              af[mt][0] = af[mt][1] = af[mt][2] = af[mt][3] = 0u;
+            }
           }
 #pragma unroll
           for (int nt = 0; nt < 4; ++nt) {
-            const std::size_t c = col0 + nt * 8 + gid, k = k0 + 4 * tig;
-            bf[nt][0] = c < g.n ? load32(Bt + c * g.kp + k) : 0u;
-            bf[nt][1] = c < g.n ? load32(Bt + c * g.kp + k + 16) : 0u;
+            const std::size_t sub = ct * 4 + nt;
+            if (sub < col_subs) {
+              const int8_t* p = Bt + ((sub * kb_count + kb) * 32 + lane) * 8;
+              const uint2 v = *reinterpret_cast<const uint2*>(p);
+              bf[nt][0] = v.x, bf[nt][1] = v.y;
+            } else {
+              bf[nt][0] = bf[nt][1] = 0u;
+            }
           }
 #pragma unroll
           for (int mt = 0; mt < 4; ++mt)
@@ -158,43 +171,68 @@ __global__ void gemm_kernel(Int8Gemm g) {
       }
 }
 
-// dst (blocks * rows, kp)[row, p] = src[row * lds + p] for p < k, else 0.
-__global__ void pack_rows_kernel(int8_t* dst, const int8_t* src, std::size_t rows,
-                                 std::size_t k, std::size_t lds, std::size_t kp) {
-  const std::size_t total = rows * kp, step = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+// Where the packers read: a matrix (blocks of `rows` x `k`, row stride lds, block stride bs)...
+struct RowMajor {
+  const int8_t* p;
+  std::size_t lds, bs;
+  __device__ __forceinline__ int at(std::size_t blk, std::size_t row, std::size_t k) const {
+    return p[blk * bs + row * lds + k];
+  }
+};
+// ... a matrix (blocks of (k, n)) read transposed, as (n, k) ...
+struct Transposed {
+  const int8_t* p;
+  std::size_t k, n;
+  __device__ __forceinline__ int at(std::size_t blk, std::size_t j, std::size_t kk) const {
+    return p[(blk * k + kk) * n + j];
+  }
+};
+// ... or the update's factors over p = kk * r + q: f[kk, i, q] (times c[kk] when c is given).
+struct Factor {
+  const int8_t* f;
+  const int8_t* c;
+  std::size_t d, r;
+  __device__ __forceinline__ int at(std::size_t, std::size_t i, std::size_t p) const {
+    const std::size_t kk = p / r, q = p % r;
+    const int v = f[(kk * d + i) * r + q];
+    return c != nullptr ? v * c[kk] : v;
+  }
+};
+
+// dst: `blocks` blocks of a in int8_packed_rows layout (int8.cuh): byte (sub, kb, lane, reg, i)
+// holds a[row = 16 sub + 8 (reg & 1) + lane / 4][k = 32 kb + 16 (reg >> 1) + 4 (lane % 4) + i],
+// zero past rows or k: lane's a0..a3 of the m16n8k32 step, 16 bytes.
+template <class Src>
+__global__ void pack_a_kernel(int8_t* dst, Src src, std::size_t blocks, std::size_t rows,
+                              std::size_t k, std::size_t kp) {
+  const std::size_t per = int8_packed_rows(rows, kp), kbs = kp / 32;
+  const std::size_t total = blocks * per, step = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t idx = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
        idx < total; idx += step) {
-    const std::size_t row = idx / kp, p = idx % kp;
-    dst[idx] = p < k ? src[row * lds + p] : static_cast<int8_t>(0);
+    const std::size_t blk = idx / per, rem = idx % per;
+    const std::size_t sub = rem / (kbs * 512), kb = (rem / 512) % kbs, lane = (rem / 16) % 32;
+    const std::size_t reg = (rem / 4) % 4, i = rem % 4;
+    const std::size_t row = 16 * sub + 8 * (reg & 1) + lane / 4;
+    const std::size_t kk = 32 * kb + 16 * (reg >> 1) + 4 * (lane % 4) + i;
+    dst[idx] = static_cast<int8_t>(row < rows && kk < k ? src.at(blk, row, kk) : 0);
   }
 }
 
-// dst (G, n, kp)[g, j, p] = src[g][p][j] (src (G, k, n)) for p < k, else 0.
-__global__ void pack_cols_kernel(int8_t* dst, const int8_t* src, std::size_t G, std::size_t k,
-                                 std::size_t n, std::size_t kp) {
-  const std::size_t total = G * n * kp, step = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+// dst: `blocks` blocks of b^T in int8_packed_cols layout: byte (sub, kb, lane, reg, i) holds
+// b[k = 32 kb + 16 reg + 4 (lane % 4) + i][col = 8 sub + lane / 4]: lane's b0, b1, 8 bytes.
+template <class Src>
+__global__ void pack_b_kernel(int8_t* dst, Src src, std::size_t blocks, std::size_t cols,
+                              std::size_t k, std::size_t kp) {
+  const std::size_t per = int8_packed_cols(cols, kp), kbs = kp / 32;
+  const std::size_t total = blocks * per, step = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t idx = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
        idx < total; idx += step) {
-    const std::size_t p = idx % kp, j = (idx / kp) % n, grp = idx / (kp * n);
-    dst[idx] = p < k ? src[(grp * k + p) * n + j] : static_cast<int8_t>(0);
-  }
-}
-
-// The update's operands over p = kk * r + q: a' (m, kp) = c[kk] * a[kk, i, q] (with c) and
-// b'^T (n, kp) = b[kk, j, q] (c null), zero for p >= K * r.
-__global__ void pack_factor_kernel(int8_t* dst, const int8_t* f, const int8_t* c, std::size_t K,
-                                   std::size_t d, std::size_t r, std::size_t kp) {
-  const std::size_t total = d * kp, step = static_cast<std::size_t>(gridDim.x) * blockDim.x;
-  for (std::size_t idx = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       idx < total; idx += step) {
-    const std::size_t i = idx / kp, p = idx % kp;
-    int v = 0;
-    if (p < K * r) {
-      const std::size_t kk = p / r, q = p % r;
-      v = f[(kk * d + i) * r + q];
-      if (c != nullptr) v *= c[kk];
-    }
-    dst[idx] = static_cast<int8_t>(v);
+    const std::size_t blk = idx / per, rem = idx % per;
+    const std::size_t sub = rem / (kbs * 256), kb = (rem / 256) % kbs, lane = (rem / 8) % 32;
+    const std::size_t reg = (rem / 4) % 2, i = rem % 4;
+    const std::size_t col = 8 * sub + lane / 4;
+    const std::size_t kk = 32 * kb + 16 * reg + 4 * (lane % 4) + i;
+    dst[idx] = static_cast<int8_t>(col < cols && kk < k ? src.at(blk, col, kk) : 0);
   }
 }
 

@@ -19,6 +19,7 @@ from .backend import as_array
 
 __all__ = [
     "integer",
+    "host_fitness",
     "real",
     "boolean",
     "choice",
@@ -109,6 +110,18 @@ def fitness_value(what: str, value: Any) -> float:
         raise ValueError(f"{what} is about 10^{magnitude}, beyond the float64 range") from None
 
 
+def host_fitness(value: Any, n: int) -> np.ndarray:
+    """Fitness values as a host NumPy array, unchecked (`n`: the values expected, for the
+    message): a framework's tensor (DLPack) adopted, a CuPy array copied to the host."""
+    value = as_array(value, "fitness")
+    if hasattr(value, "__cuda_array_interface__"):
+        value = value.get()
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise TypeError(f"fitness must be a numeric array of shape ({n},): {exc}") from None
+
+
 def fitness_vector(value: Any, n: int) -> np.ndarray:
     """(n,) float64 fitness, one finite real number per member.
 
@@ -123,13 +136,7 @@ def fitness_vector(value: Any, n: int) -> np.ndarray:
                 f"({masked.size} masked); every member needs a value"
             )
         value = np.ma.getdata(value)
-    value = as_array(value, "fitness")  # a framework's tensor (DLPack) as NumPy/CuPy
-    if hasattr(value, "__cuda_array_interface__"):
-        value = value.get()
-    try:
-        f = np.asarray(value)
-    except (TypeError, ValueError) as exc:  # ragged nested lists
-        raise TypeError(f"fitness must be a numeric array of shape ({n},): {exc}") from None
+    f = host_fitness(value, n)
     if f.shape != (n,):
         raise ValueError(f"fitness must have shape ({n},) (one value per member), got {f.shape}")
     if f.dtype.kind == "O":

@@ -44,10 +44,9 @@ def _arr(name: str, a: Any, dtype: Any, ndims: tuple[int, ...]) -> Any:
     return cupy.ascontiguousarray(a)
 
 
-def _depth(k: int, what: str) -> int:
+def _check_depth(k: int, what: str) -> None:
     if k > MAX_DEPTH:
         raise ValueError(f"{what} is {k}, above {MAX_DEPTH} (int32 accumulation would overflow)")
-    return (k + 31) // 32 * 32
 
 
 def _shift(name: str, s: int) -> int:
@@ -74,7 +73,7 @@ def gemm_s8s8s32(x: Any, w: Any, out: Any = None) -> Any:
     (M, K), N = x.shape, w.shape[1]
     if w.shape[0] != K:
         raise ValueError(f"x {x.shape} and w {w.shape} must agree on K")
-    kp = _depth(K, "K")
+    _check_depth(K, "K")
     if out is None:
         out = cupy.empty((M, N), np.int32)
     elif (
@@ -92,8 +91,8 @@ def gemm_s8s8s32(x: Any, w: Any, out: Any = None) -> Any:
             M,
             K,
             N,
-            _ptr(_work(M * kp)),
-            _ptr(_work(N * kp)),
+            _ptr(_work(cuda.int8_packed_rows(M, K))),
+            _ptr(_work(cuda.int8_packed_cols(N, K))),
             current_stream_ptr(),
         )
     return out
@@ -145,7 +144,8 @@ def int8_linear(
     keys, signs = _members("keys", keys, N, np.uint32), _members("signs", signs, N, np.int8)
     if keys is None and (a is not None or bias_noise is not None):
         raise ValueError("keys are needed with a/b or bias_noise")
-    kp = _depth(m, "m")
+    _check_depth(m, "m")
+    rows = cuda.int8_packed_rows(B, m) * X if per_member else cuda.int8_packed_rows(X * B, m)
     work_xa = _work((K if X == 1 else N) * B * r if a is not None else 0, np.int32)
     with cupy.cuda.Device(out.device.id):
         cuda.int8_linear(
@@ -171,8 +171,8 @@ def int8_linear(
             _shift("bias_shift", bias_shift),
             _shift("out_shift", out_shift),
             bool(relu),
-            _ptr(_work(X * B * kp)),
-            _ptr(_work((N if per_member else 1) * n * kp)),
+            _ptr(_work(rows)),
+            _ptr(_work((N if per_member else 1) * cuda.int8_packed_cols(n, m))),
             _ptr(work_xa),
             current_stream_ptr(),
         )
@@ -250,70 +250,44 @@ def int8_xa(x: Any, a: Any, keys: Any) -> Any:
     N, (X, B, m), (K, _, r) = keys.shape[0], x.shape, a.shape
     if a.shape[1] != m or X not in (1, N):
         raise ValueError(f"x {x.shape} must be (1 or {N}, B, m) with a (K, m, r) {a.shape}")
-    _depth(m, "m")
+    _check_depth(m, "m")
     xa = cupy.empty((N, B, r), np.int32)
     with cupy.cuda.Device(x.device.id):
         cuda.int8_xa(_ptr(x), X, _ptr(a), _ptr(keys), N, K, B, m, r, _ptr(xa), current_stream_ptr())
     return xa
 
 
-def _contract_args(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any, int, int, int, int, int]:
+def _contract(a: Any, b: Any, c: Any, q: Any = None, tau: int = 0) -> Any:
+    """z = sum_k c[k] a[k] @ b[k].T (q None), else the new leaf from q and the threshold tau."""
+    cuda = dispatch.require_cuda()
     a, b, c = (_arr(k, v, np.int8, (d,)) for k, v, d in (("a", a, 3), ("b", b, 3), ("c", c, 1)))
     K, m, r = a.shape
     n = b.shape[1]
     if b.shape[0] != K or b.shape[2] != r or c.shape != (K,):
         raise ValueError(f"a {a.shape}, b {b.shape} and c {c.shape} must agree on K and r")
-    return a, b, c, K, m, n, r, _depth(K * r, "K * r")
+    _check_depth(K * r, "K * r")
+    q = _arr("q", q, np.int8, (2,))
+    if q is not None and q.shape != (m, n):
+        raise ValueError(f"q must have shape ({m}, {n}), got {q.shape}")
+    out = cupy.empty((m, n), np.int32 if q is None else np.int8)
+    work_a = _work(cuda.int8_packed_rows(m, K * r))
+    work_b = _work(cuda.int8_packed_cols(n, K * r))
+    z, q_out = (out, None) if q is None else (None, out)
+    with cupy.cuda.Device(a.device.id):
+        cuda.int8_contract(
+            _ptr(a), _ptr(b), _ptr(c), K, m, n, r, _ptr(z), _ptr(q), int(tau), _ptr(q_out),
+            _ptr(work_a), _ptr(work_b), current_stream_ptr(),
+        )  # fmt: skip
+    return out
 
 
 def int8_contract(a: Any, b: Any, c: Any) -> Any:
     """z int32 (m, n) = sum_k c[k] a[k] @ b[k].T (see `_core.int8_contract`; a != -128)."""
-    cuda = dispatch.require_cuda()
-    a, b, c, K, m, n, r, kp = _contract_args(a, b, c)
-    z = cupy.empty((m, n), np.int32)
-    with cupy.cuda.Device(a.device.id):
-        cuda.int8_contract(
-            _ptr(a),
-            _ptr(b),
-            _ptr(c),
-            K,
-            m,
-            n,
-            r,
-            _ptr(z),
-            0,
-            0,
-            0,
-            _ptr(_work(m * kp)),
-            _ptr(_work(n * kp)),
-            current_stream_ptr(),
-        )
-    return z
+    return _contract(a, b, c)
 
 
 def int8_update(q: Any, a: Any, b: Any, c: Any, tau: int) -> Any:
     """The new int8 (m, n) clip(q + sign(z) * (|z| >= tau)) (see `_core.int8_update`)."""
-    cuda = dispatch.require_cuda()
-    a, b, c, K, m, n, r, kp = _contract_args(a, b, c)
-    q = _arr("q", q, np.int8, (2,))
-    if q.shape != (m, n):
-        raise ValueError(f"q must have shape ({m}, {n}), got {q.shape}")
-    out = cupy.empty((m, n), np.int8)
-    with cupy.cuda.Device(a.device.id):
-        cuda.int8_contract(
-            _ptr(a),
-            _ptr(b),
-            _ptr(c),
-            K,
-            m,
-            n,
-            r,
-            0,
-            _ptr(q),
-            int(tau),
-            _ptr(out),
-            _ptr(_work(m * kp)),
-            _ptr(_work(n * kp)),
-            current_stream_ptr(),
-        )
-    return out
+    if q is None:
+        raise TypeError("q must be a 2-D int8 cupy.ndarray")
+    return _contract(a, b, c, q, tau)

@@ -288,15 +288,13 @@ def _read_state(
     if count < 0:
         raise _Bad("'opt/count' must be >= 0")
     arrays = {}
-    for name, i in expected.items():
-        arrays[name] = a = npz.read(name)
-        if name in must_be_finite and not np.isfinite(a).all():
+    for name in expected:
+        arrays[name] = npz.read(name)
+        if name in must_be_finite and not np.isfinite(arrays[name]).all():
             raise _Bad(f"'{name}' has non-finite values")
-        if a.dtype == np.int8 and a.size and int(a.min()) < -127:
-            raise _Bad(
-                f"'{name}' (int8 leaf '{spec.path_strings[i]}') holds -128; integer leaves lie "
-                "in [-127, 127]"
-            )
+        if arrays[name].dtype == np.int8 and arrays[name].size and int(arrays[name].min()) < -127:
+            leaf = spec.path_strings[expected[name]]
+            raise _Bad(f"'{name}' (int8 leaf '{leaf}') holds -128; int8 leaves lie in [-127, 127]")
     leaves = [arrays[f"param/{i}"] for i in range(spec.num_leaves)]
     state = optim.state_from_arrays(template, count, [arrays[name] for name in names])
     try:

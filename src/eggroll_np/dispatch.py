@@ -199,6 +199,13 @@ ROWS: dict[tuple[str, str, str], Row] = {
     ("int_contract", "core", _I8): Row("_core:int8_contract"),
     ("int_xa", "core", _I8): Row("_core:int8_xa"),
     ("int_linear", "core", _I8): Row("_core:int8_linear"),
+    # The same on the GPU: one tensor-core (mma.sync) GEMM with the epilogue fused, the core's
+    # bits (tests/test_cuda_int8*.py: host emulation here, the GPU run where there is one).
+    ("int_gemm", "cuda", _I8): Row("eggroll_np._cuda_int8:gemm_s8s8s32", loose=(2,)),
+    ("int_epilogue", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_epilogue", loose=(1,)),
+    ("int_contract", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_contract"),
+    ("int_xa", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_xa"),
+    ("int_linear", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_linear"),
     ("sgd_step", "numpy", ANY): Row("eggroll_np.optim:reference_step", cupy=True, strided=True),
     ("momentum_step", "numpy", ANY): Row(
         "eggroll_np.optim:reference_step", cupy=True, strided=True

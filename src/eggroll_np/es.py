@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _array_cache, _checks, evaluate, gradient, intupdate, optim, shaping
-from .backend import namespace_of, to_numpy
+from . import _array_cache, _checks, _update_checks, evaluate, gradient, intupdate, optim, shaping
+from .backend import namespace_of
 from .config import ESConfig, NoiseKind, make_config, optimized_leaves
 from .noise import epoch_of
 from .perturbation import GenerationNoise
@@ -84,7 +84,7 @@ def init(params: Any, **kwargs: Any) -> ESState:
     leaves, spec, xp = check_params(params)
     config = make_config(spec, **kwargs)
     non_frozen = {i: x for i, x in enumerate(leaves) if config.kinds[i] is not NoiseKind.FROZEN}
-    bad = _first_non_finite(non_frozen, xp)
+    bad = _update_checks.first_non_finite(non_frozen, xp)
     if bad is not None:  # a frozen leaf may (a mask of -inf): save/load accept it there too
         path = spec.path_strings[bad]
         raise ValueError(
@@ -94,15 +94,6 @@ def init(params: Any, **kwargs: Any) -> ESState:
         )
     trained = {i: leaves[i] for i in optimized_leaves(config, spec)}
     return ESState(config, 0, optim.init(config.optimizer, trained), spec)
-
-
-def _first_non_finite(leaves: dict[int, Any], xp: Any) -> int | None:
-    """The smallest index of `leaves` holding a NaN or inf, or None (one device read on a GPU)."""
-    if not leaves:
-        return None
-    order = sorted(leaves)
-    finite = to_numpy(xp.stack([xp.isfinite(leaves[i]).all() for i in order]))
-    return None if finite.all() else order[int(np.flatnonzero(~finite)[0])]
 
 
 def check_state(params: Any, state: Any) -> list[Any]:
@@ -201,41 +192,6 @@ def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Po
     return Population(leaves, _noise_for(leaves, state, noise), state.generation)
 
 
-# |z| <= sqrt(-2 ln 2^-24) ~ 5.77 for the contract's normals (u >= 2^-24), so a unit low-rank
-# entry is at most 5.77^2 * r / sqrt(r) and a full-rank one at most 5.77.
-_MAX_NORMAL = math.sqrt(-2.0 * math.log(2.0**-24))
-
-
-def _check_update_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
-    """ValueError if the shaped fitness could overflow the update (only possible unshaped)."""
-    kinds = [
-        (k, d)
-        for k, d in zip(config.kinds, spec.dtypes, strict=True)
-        if k is not NoiseKind.FROZEN and d != "int8"  # int8 leaves move by one step at most
-    ]
-    if not kinds:
-        return
-    eps_max = _MAX_NORMAL
-    if any(k is NoiseKind.LOWRANK for k, _ in kinds):
-        eps_max = _MAX_NORMAL**2 * math.sqrt(config.rank)
-    bound = float(np.abs(w).sum()) / (config.population * config.sigma) * eps_max
-    # sqrt(max): the optimizer squares g (adam), which must not overflow either.
-    limit = min(math.sqrt(float(np.finfo(d).max)) for _, d in kinds)
-    if not bound <= limit:
-        # shaped fitness is already bounded (|w| <= 1 or so): only sigma can bring the bound down
-        if config.shaping == "none":
-            raise ValueError(
-                f"fitness is too large for shaping='none' and sigma={config.sigma}: the update "
-                f"could reach {bound:.3g}, beyond what the leaves' dtype can hold (use a shaping "
-                "such as 'centered_rank', rescale the fitness, or a larger sigma)"
-            )
-        raise ValueError(
-            f"sigma={config.sigma} is too small for the leaves' dtype: with "
-            f"shaping={config.shaping!r} the update could reach {bound:.3g}, beyond what it can "
-            f"hold (use sigma >= {config.sigma * bound / limit:.2g})"
-        )
-
-
 @_array_cache.scoped
 def tell(
     params: Any, fitness: Any, state: ESState, population: Population | None = None
@@ -262,7 +218,7 @@ def tell(
     w = shaping.shape_fitness(f, config.shaping, config.group_size)
     if not config.maximize:
         w = -w
-    _check_update_range(w, config, state.spec)
+    _update_checks.check_range(w, config, state.spec)
     norms: dict[int, Any] = {}  # read back only after every leaf's work is queued (GPU: one wait)
     # An overflow is reported below, naming the leaf, instead of as NumPy's RuntimeWarning.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -270,7 +226,7 @@ def tell(
         updated, opt_state = optim.apply(
             grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
         )
-    update_norm = _checked_update_norm(updated, norms, state, leaves)
+    update_norm = _update_checks.checked_norm(updated, norms, state, leaves)
     # int8 leaves: the integer rule, from the raw fitness (`intupdate.update_tree`)
     int_new, moved = intupdate.update_tree(noise, f, leaves, state.opt_state.count + 1)
     new_leaves = list(leaves)
@@ -311,51 +267,6 @@ def _told_noise(
     return noise
 
 
-def _checked_update_norm(
-    new_leaves: dict[int, Any], norms: dict[int, Any], state: ESState, leaves: list[Any]
-) -> float:
-    """The update's norm; ValueError naming the first leaf whose new values or update norm are
-    not finite, before anything is returned: the caller's params and state stay as they were.
-    The hint names the cause: params already non-finite, else sigma and lr (and a tiny eps)."""
-    paths = state.spec.path_strings
-    config = state.config
-
-    def fail(what: str) -> ValueError:
-        xp = namespace_of(leaves[0])
-        bad = _first_non_finite({i: leaves[i] for i in new_leaves}, xp)
-        if bad is not None:
-            return ValueError(
-                f"generation {state.generation}: params leaf '{paths[bad]}' held non-finite "
-                "values (NaN or inf) before this update, so the update is not finite either; "
-                "params and state are unchanged"
-            )
-        causes = f"sigma={config.sigma:g} and lr={config.lr:g}"
-        fixes = "use a larger sigma or a smaller lr"
-        eps = getattr(config.hyperparams, "eps", None)
-        floats = [d for d in (np.dtype(state.spec.dtypes[i]) for i in new_leaves) if d.kind == "f"]
-        tiny = max((float(np.finfo(d).tiny) for d in floats), default=0.0)
-        if eps is not None and eps < tiny:  # subnormal: mu / eps overflows where nu underflows
-            causes = f"sigma={config.sigma:g}, lr={config.lr:g} and eps={eps:g}"
-            fixes = f"use eps >= {tiny:.3g} (default 1e-8), a larger sigma or a smaller lr"
-        return ValueError(
-            f"generation {state.generation}: {what}; {causes} overflow the leaves' dtype; "
-            f"params and state are unchanged ({fixes})"
-        )
-
-    sq = 0.0
-    for i in sorted(norms):
-        v = float(norms[i])
-        if not math.isfinite(v):
-            raise fail(f"the update of leaf '{paths[i]}' has a non-finite norm")
-        sq += v
-    if not math.isfinite(sq):
-        raise fail("the update norm overflows")
-    bad = _first_non_finite(new_leaves, namespace_of(leaves[0]))
-    if bad is not None:
-        raise fail(f"the new values of leaf '{paths[bad]}' are not finite")
-    return math.sqrt(sq)
-
-
 @_array_cache.scoped
 def step(
     params: Any,
@@ -375,9 +286,9 @@ def step(
         batched: see fitness_fn.
         chunk: batched only: how many members fitness_fn sees at a time (a `Population`
             of consecutive members, from member 0 on); the values are concatenated in member
-            order. "auto" (default): as many as keep the largest layer output near
-            `evaluate.CHUNK_BYTES` (8 MiB), from the size the previous generation's layers
-            produced (`state.info["layer_bytes_per_member"]`; the first generation, CuPy,
+            order. "auto" (default): as many as keep the largest layer output within the
+            last-level cache (`evaluate.chunk_budget`), from the size the previous generation's
+            layers produced (`state.info["layer_bytes_per_member"]`; the first generation, CuPy,
             and forwards that fit run whole); an int: that many; None: the whole population
             in one call. A fitness that compares members with each other (ranks, novelty, a
             population mean) or returns values for members other than its Population's needs

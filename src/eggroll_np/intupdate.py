@@ -3,9 +3,10 @@
 Per antithetic pair j (members 2j, 2j+1, noise key j) c_j = sign(f_2j - f_2j+1) (negated when
 minimising); Z = sum_j c_j E_j exactly (E_j = e_j, or a_j @ b_j.T as ONE integer contraction for a
 low-rank leaf); with P pairs of c_j != 0 and v the standard deviation of one entry of E_j (16, or
-256 sqrt(r)), tau = ceil(Phi^-1(1 - alpha/2) v sqrt(P)) and q_new = clip(q + sign(Z) [abs(Z) >= tau]).
-Under pure noise about a fraction alpha of the entries moves. The int64 reference of each piece is
-in `intmath`; docs/noise-contract.md ("Integer leaves") states the rule.
+256 sqrt(r)), tau = ceil(Phi^-1(1 - alpha/2) v sqrt(P)) and
+q_new = clip(q + sign(Z) [abs(Z) >= tau]). Under pure noise about a fraction alpha of the entries
+moves. The int64 reference of each piece is in `intmath`; docs/noise-contract.md ("Integer
+leaves") states the rule.
 """
 
 from __future__ import annotations

@@ -129,8 +129,9 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append("BLAS            unknown")
     timeout = info["openblas_thread_timeout"]
     set_here = info["openblas_thread_timeout_set_by_eggroll_np"]
-    who = " (set by eggroll_np at import)" if set_here else ""
+    notes = ["set by eggroll_np at import"] if set_here else []
     if info.get("openblas_restarted_by_eggroll_np"):
-        who += "; OpenBLAS loaded before eggroll_np re-read it"
+        notes.append("OpenBLAS loaded before eggroll_np re-read it")
+    who = f" ({'; '.join(notes)})" if notes else ""
     lines.append(f"OPENBLAS_THREAD_TIMEOUT {timeout if timeout is not None else 'unset'}{who}")
     return "\n".join(lines)

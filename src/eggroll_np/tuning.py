@@ -24,7 +24,10 @@ def retain_heap_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
     on virtual machines that costs up to a third of a generation. This raises the mmap threshold
     and the trim threshold so freed blocks are reused from the heap. It affects the whole process
     (the heap keeps up to `trim_threshold` bytes of freed memory), so it is opt-in: the `bench`
-    and `train` commands and the asv suite call it, the library itself never does.
+    and `train` commands and the asv suite call it, the library itself never does. A plain
+    `step` loop does not need it: arrays made inside eggroll_np's calls go through its own
+    array cache (`EGGROLL_NP_ARRAY_CACHE`); this still helps large arrays that a script makes
+    outside them.
 
     Returns:
         True if the allocator accepted the settings (False off glibc or without the C++ core).

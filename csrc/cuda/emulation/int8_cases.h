@@ -40,8 +40,7 @@ inline bool run(const std::string& op, const std::string& p, std::istringstream&
     in >> M >> K >> N;
     auto x = read_bin<int8_t>(p + ".x.bin", M * K), w = read_bin<int8_t>(p + ".w.bin", K * N);
     std::vector<int32_t> out(M * N, -1);
-    const std::size_t kp = egg_cuda::int8_depth(K);
-    auto wa = work(M * kp), wb = work(N * kp);
+    auto wa = work(egg_cuda::int8_packed_rows(M, K)), wb = work(egg_cuda::int8_packed_cols(N, K));
     egg_cuda::int8_gemm(x.data(), w.data(), out.data(), M, K, N, ptr(wa), ptr(wb), nullptr);
     write_vec(p + ".out.bin", out);
   } else if (op == "linear") {
@@ -58,8 +57,8 @@ inline bool run(const std::string& op, const std::string& p, std::istringstream&
     auto bias = maybe<int8_t>(p + ".bias.bin", bias_kind == 2 ? N * n : n, bias_kind > 0);
     auto bias_noise = maybe<int8_t>(p + ".bias_noise.bin", K * n, bias_kind == 3);
     std::vector<int8_t> out(N * B * n, 99);
-    const std::size_t kp = egg_cuda::int8_depth(m);
-    auto wa = work(X * B * kp), wb = work((w_pm ? N : 1) * n * kp);
+    auto wa = work(w_pm ? X * egg_cuda::int8_packed_rows(B, m) : egg_cuda::int8_packed_rows(X * B, m));
+    auto wb = work((w_pm ? N : 1) * egg_cuda::int8_packed_cols(n, m));
     std::vector<int32_t> wxa(r > 0 ? (X == 1 ? K : N) * B * r : 0);
     const egg_cuda::Int8Terms t{out.data(), N,       B,         n,         X,
                                 w_pm != 0,  nullptr, ptr(b),    K,         r,
@@ -100,8 +99,8 @@ inline bool run(const std::string& op, const std::string& p, std::istringstream&
     in >> K >> m >> n >> r >> tau >> update;
     auto a = read_bin<int8_t>(p + ".a.bin", K * m * r), b = read_bin<int8_t>(p + ".b.bin", K * n * r);
     auto c = read_bin<int8_t>(p + ".c.bin", K), q = read_bin<int8_t>(p + ".q.bin", m * n);
-    const std::size_t kp = egg_cuda::int8_depth(K * r);
-    auto wa = work(m * kp), wb = work(n * kp);
+    auto wa = work(egg_cuda::int8_packed_rows(m, K * r));
+    auto wb = work(egg_cuda::int8_packed_cols(n, K * r));
     if (update) {
       std::vector<int8_t> out(m * n, 99);
       egg_cuda::int8_contract(a.data(), b.data(), c.data(), K, m, n, r, nullptr, q.data(), tau,

@@ -154,6 +154,8 @@ def _report(args: argparse.Namespace) -> int:
         raise ValueError(
             f"bench report needs the package {exc.name!r}: pip install 'eggroll_np[bench]'"
         ) from None
+    if not args.factor > 1:  # also NaN
+        raise ValueError(f"--factor must be > 1, got {args.factor}")
     path = write_report(args.results, args.out, args.machine, args.factor)
     print(f"wrote {path}")
     return 0
@@ -164,14 +166,17 @@ def _run_int8(args: argparse.Namespace) -> int:
     from ..sysinfo import system_info
     from ..tuning import retain_heap_memory
 
-    if args.workload not in ("rl", "sup"):
-        raise ValueError(f"--int8 takes --workload rl or sup, got {args.workload!r}")
+    names = ["rl", "sup"] if args.workload == "all" else [args.workload]
+    if not set(names) <= {"rl", "sup"}:
+        raise ValueError(f"--int8 takes --workload rl, sup or all, got {args.workload!r}")
     retain_heap_memory()
-    result = run_int8_workload(args.workload, args.repeats, lambda m: print(m, flush=True))
-    print(format_int8(result))
+    results = []
+    for name in names:
+        results.append(run_int8_workload(name, args.repeats, lambda m: print(m, flush=True)))
+        print(format_int8(results[-1]))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"system": system_info(), "results": [result]}, fh, indent=2, default=str)
+            json.dump({"system": system_info(), "results": results}, fh, indent=2, default=str)
         print(f"wrote {args.json}")
     return 0
 

@@ -108,8 +108,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def format_summary(summary: Mapping[str, Any], metric: str, out: str) -> str:
-    """One line: the workload's metric first, then everything else evaluated."""
-    skip = {"workload", "generations", "train_s", "wall_s", "sample", metric}
+    """One line: the workload's metric first, then everything else evaluated (a verdict and a
+    sample are printed on lines of their own)."""
+    skip = {"workload", "generations", "train_s", "wall_s", "sample", "verdict", metric}
     skip |= {"resumed_at_generation", "session_train_s"}
     rest = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -158,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
             f"{w.name} needs the package {exc.name!r}: pip install 'eggroll_np[examples]'"
         ) from None
     print(format_summary(summary, w.metric, out))
+    if "verdict" in summary:  # e.g. charlm's result against its baselines, in plain words
+        print(f"verdict: {summary['verdict']}")
     if "sample" in summary:  # e.g. charlm's generated text, after the one summary line
         print(f"sample:\n{summary['sample']}")
     return 0

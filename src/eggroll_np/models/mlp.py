@@ -70,5 +70,6 @@ def population_forward(pop: Population, x: Any, activation: str) -> Any:
 def members_per_chunk(rows: int, width: int, itemsize: int = 4) -> int:
     """Members per `Population.chunks` chunk for a forward over a shared batch of `rows` rows
     whose widest layer has `width` outputs: chunk * rows * width * itemsize ~ CHUNK_BYTES of
-    `eggroll_np.evaluate` (where step's chunk="auto" uses the same budget)."""
-    return evaluate.members_per_chunk(rows * width * itemsize)
+    `eggroll_np.evaluate` (measured on the 2-core Intel machines; step's chunk="auto" sizes its
+    chunks from the last-level cache instead, `evaluate.chunk_budget`)."""
+    return evaluate.members_per_chunk(rows * width * itemsize, evaluate.CHUNK_BYTES)

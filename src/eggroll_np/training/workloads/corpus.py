@@ -1,4 +1,4 @@
-"""Byte-level text for `charlm`: the corpus loader, the held-out split and count-model baselines.
+"""Byte-level text for `charlm`: the corpus loader, the held-out split, count-model baselines.
 
 Text is modelled as its UTF-8 bytes (vocabulary 256), so "bits per byte" is well defined for any
 language. The default corpus ships with every Python: the standard library's `pydoc_data`
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -30,6 +31,8 @@ __all__ = [
     "bigram_bits_per_byte",
     "token_counts",
     "pair_counts",
+    "token_count_logits",
+    "verdict",
 ]
 
 VOCAB = 256  # every byte value
@@ -51,7 +54,8 @@ def load_text(data: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, s
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a file that is not valid UTF-8 or has fewer than 64 bytes (naming the path).
+        ValueError: a file that is empty, binary (NUL bytes), not valid UTF-8 or shorter than
+            64 bytes (naming the path).
     """
     if data is None:
         from pydoc_data.topics import topics
@@ -70,12 +74,26 @@ def load_text(data: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, s
                 break
             have += got
     raw = raw[:have]  # a file that shrank while it was read
+    if not have:
+        raise ValueError(f"--data {path!r} is empty")
+    nul = _first_nul(raw)
+    if nul is not None:  # valid UTF-8, but no text file holds NUL bytes
+        raise ValueError(f"--data {path!r} is binary, not text: a NUL byte at offset {nul}")
     bad = _first_invalid_utf8(raw)
     if bad is not None:
         raise ValueError(f"--data {path!r} is not UTF-8 text: invalid byte at offset {bad}")
     if len(raw) < _MIN_BYTES:
         raise ValueError(f"--data {path!r} has {len(raw)} bytes; need at least {_MIN_BYTES}")
     return raw, path
+
+
+def _first_nul(raw: np.ndarray) -> int | None:
+    """Offset of the first zero byte of `raw`, or None; _CHUNK bytes at a time."""
+    for start in range(0, len(raw), _CHUNK):
+        found = np.flatnonzero(raw[start : start + _CHUNK] == 0)
+        if len(found):
+            return start + int(found[0])
+    return None
 
 
 def _first_invalid_utf8(raw: np.ndarray) -> int | None:
@@ -194,10 +212,19 @@ def pair_counts(tokens: np.ndarray, size: int) -> np.ndarray:
     return counts.reshape(size, size)
 
 
+def _add_one(counts: np.ndarray) -> np.ndarray:
+    """The add-one estimate from token counts: (count + 1) / (total + size)."""
+    return (counts + 1.0) / (counts.sum() + len(counts))
+
+
+def _back_off(pairs: np.ndarray, uni: np.ndarray, prior: float) -> np.ndarray:
+    """Bigram rows from pair counts, each backing off to `uni` with weight `prior`."""
+    return (pairs + prior * uni[None, :]) / (pairs.sum(axis=1, keepdims=True) + prior)
+
+
 def unigram_probs(train: np.ndarray) -> np.ndarray:
     """(256,) float64 add-one (Laplace) estimate: P(b) = (count(b) + 1) / (len + 256)."""
-    counts = token_counts(np.asarray(train, np.uint8), VOCAB).astype(np.float64)
-    return (counts + 1.0) / (counts.sum() + VOCAB)
+    return _add_one(token_counts(np.asarray(train, np.uint8), VOCAB).astype(np.float64))
 
 
 def bigram_probs(train: np.ndarray, prior: float = 1.0) -> np.ndarray:
@@ -207,9 +234,26 @@ def bigram_probs(train: np.ndarray, prior: float = 1.0) -> np.ndarray:
     training predicts like the unigram model. count(a .) counts the bigrams that start with a.
     """
     pairs = pair_counts(np.asarray(train, np.uint8), VOCAB).astype(np.float64)
-    return (pairs + prior * unigram_probs(train)[None, :]) / (
-        pairs.sum(axis=1, keepdims=True) + prior
-    )
+    return _back_off(pairs, unigram_probs(train), prior)
+
+
+def token_count_logits(
+    tokens: np.ndarray, size: int, prior: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The unigram and bigram count models of `tokens` (ints in [0, size)) as logits.
+
+    The estimates of `unigram_probs` and `bigram_probs`, over `size` tokens instead of 256
+    bytes (counted a chunk at a time). Fit them on the training split only.
+
+    Returns:
+        (log P(b), shape (size,); log P(b | a) - log P(b), shape (size, size)), float64: the
+        first as an output bias plus row a of the second scores exactly the bigram model after
+        token a.
+    """
+    uni = _add_one(token_counts(tokens, size).astype(np.float64))
+    log_uni = np.log(uni)
+    bigram = _back_off(pair_counts(tokens, size).astype(np.float64), uni, prior)
+    return log_uni, np.log(bigram) - log_uni[None, :]
 
 
 def unigram_bits_per_byte(train: np.ndarray, text: np.ndarray) -> float:
@@ -223,3 +267,14 @@ def bigram_bits_per_byte(train: np.ndarray, text: np.ndarray, prior: float = 1.0
     """Mean -log2 P(text[j] | text[j-1]) over j >= 1, the bigram model fitted on `train`."""
     counts = pair_counts(np.asarray(text, np.uint8), VOCAB)
     return float(-(counts * np.log2(bigram_probs(train, prior))).sum() / counts.sum())
+
+
+def verdict(bits: float, baselines: Mapping[str, float]) -> str:
+    """One sentence for a run's summary: is the held-out `bits` per byte below the bigram
+    baseline? Both baselines (`unigram_bits_per_byte`, `bigram_bits_per_byte`) stand beside it."""
+    bigram, unigram = baselines["bigram_bits_per_byte"], baselines["unigram_bits_per_byte"]
+    below = "below" if bits < bigram else "NOT below"
+    return (
+        f"held-out {bits:.3f} bits per byte is {below} the bigram baseline {bigram:.3f} "
+        f"(unigram {unigram:.3f})"
+    )

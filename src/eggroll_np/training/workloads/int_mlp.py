@@ -17,9 +17,9 @@ import numpy as np
 
 from ... import _checks
 from ...intlayers import dense
+from ...models.mlp import members_per_chunk
 from ...population import Population
 from .classification import accuracy_task
-from ...models.mlp import members_per_chunk
 from .common import Task, generation_rng, log_softmax
 
 __all__ = [
@@ -146,7 +146,7 @@ def make_int_classifier_task(
     """
     seed = int(config["seed"])
     x_train, y_train, x_test, y_test = data
-    q_train, q_test = quantize_pixels(x_train), quantize_pixels(x_test)
+    q_train = quantize_pixels(x_train)
     classes = int(max(y_train.max(), y_test.max())) + 1
     sizes = (x_train.shape[1], *tuple(config["hidden"]), classes)
     batch = min(_checks.integer("--batch", config["batch"], 1), len(x_train))

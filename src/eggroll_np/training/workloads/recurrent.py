@@ -5,8 +5,12 @@ c_t = tanh(x_t Wh + bh), h_t = (1 - z_t) * h_(t-1) + z_t * c_t. The gates read o
 input, so each layer's matrices act on all T positions in ONE population GEMM (per-member
 hidden states of the layer below are its input) and only the cheap elementwise recurrence
 runs step by step. Params:
-    {"embed": (V, d), "cells": [{"Wz", "bz", "Wh", "bh"}, ...], "head": {"W": (H, V), "b"}}
+    {"embed": (V, d), "cells": [{"Wz", "bz", "Wh", "bh"}, ...], "head": {"W": (H, V), "b"},
+     "skip": (V, V) (optional)}
 over the V tokens of a `corpus.Vocabulary` (the bytes seen in training, plus one for the rest).
+The optional bigram path adds row `skip[x_t]` of the current token to the logits of the next:
+initialised from the training split's counts it makes the untrained model the bigram model, and
+ES learns the context the bigram model lacks on top of it instead of first rediscovering it.
 """
 
 from __future__ import annotations
@@ -40,17 +44,28 @@ def init_lm(
     layers: int,
     rng: np.random.Generator,
     head_bias: np.ndarray | None = None,
+    skip: np.ndarray | None = None,
+    head_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Float32 params; W ~ N(0, 1/fan_in), update-gate bias -1 (a long memory to start with).
 
-    head_bias: optional (vocab,) initial output bias, e.g. the log of the tokens' training
-    frequencies, so the untrained model already predicts like the unigram model instead of
-    spending generations learning byte frequencies (zeros if None).
+    Args:
+        head_bias: optional (vocab,) initial output bias, e.g. the log of the tokens' training
+            frequencies, so the untrained model already predicts like the unigram model instead
+            of spending generations learning byte frequencies (zeros if None).
+        skip: optional (vocab, vocab) bigram path, the leaf "skip": row a is added to the logits
+            after token a (e.g. `corpus.token_count_logits`' bigram correction); None: no path.
+        head_scale: the head's W ~ N(0, (0.5 * head_scale)^2 / hidden); below 1 the recurrent
+            part starts quiet, so the model starts near what the biases and skip predict.
     """
     if head_bias is None:
         head_bias = np.zeros(vocab, np.float32)
     elif np.shape(head_bias) != (vocab,):
         raise ValueError(f"head_bias must have shape ({vocab},), got {np.shape(head_bias)}")
+    if skip is not None and np.shape(skip) != (vocab, vocab):
+        raise ValueError(f"skip must have shape ({vocab}, {vocab}), got {np.shape(skip)}")
+    if not np.isfinite(head_scale) or head_scale < 0:
+        raise ValueError(f"head_scale must be finite and >= 0, got {head_scale}")
 
     def normal(shape: tuple[int, int], scale: float) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -67,14 +82,17 @@ def init_lm(
             }
         )
         width = hidden
-    return {
+    params = {
         "embed": normal((vocab, embed), 1.0),
         "cells": cells,
         "head": {
-            "W": normal((hidden, vocab), 0.5 / np.sqrt(hidden)),
+            "W": normal((hidden, vocab), 0.5 * head_scale / np.sqrt(hidden)),
             "b": np.asarray(head_bias, np.float32).copy(),
         },
     }
+    if skip is not None:
+        params["skip"] = np.asarray(skip, np.float32).copy()
+    return params
 
 
 def scan(
@@ -125,6 +143,8 @@ def logits(
         final.append(h[:, -1, :].copy())
         h = h.reshape(b * t, -1)
     out = h @ params["head"]["W"] + params["head"]["b"]
+    if "skip" in params:
+        out += params["skip"][np.reshape(ids, -1)]
     return out.reshape(b, t, -1), final
 
 
@@ -161,7 +181,7 @@ def population_logits(pop: Population, ids: np.ndarray) -> np.ndarray:
     The first layer's gates depend on the current token alone, so they are computed once per
     DISTINCT token of the batch (U <= V rows per member instead of B*T: ~8x fewer for a
     512-byte batch) and each step gathers its rows (`token_scan`); exact, every member's own
-    embedding and gates.
+    embedding and gates, and the rows of its own bigram path `skip` if the model has one.
     """
     b, t = ids.shape
     tokens, where = np.unique(np.asarray(ids).T, return_inverse=True)  # time-major positions
@@ -177,7 +197,10 @@ def population_logits(pop: Population, ids: np.ndarray) -> np.ndarray:
             z, c = z.reshape(n, t, b, -1), c.reshape(n, t, b, -1)
             h = scan(z, c, axis=1, overwrite=True)  # z, c are ours
         h = h.reshape(n, t * b, -1)
-    return pop.linear(h, "head/W", "head/b").reshape(n, t, b, -1)
+    out = pop.linear(h, "head/W", "head/b")  # (N, T*B, V)
+    if "skip" in pop.paths:
+        out += np.take(pop.embed(tokens, "skip"), where.reshape(-1), axis=1, mode="clip")
+    return out.reshape(n, t, b, -1)
 
 
 def bits_per_byte(
