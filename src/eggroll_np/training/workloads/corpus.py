@@ -33,7 +33,11 @@ __all__ = [
     "pair_counts",
     "token_count_logits",
     "verdict",
+    "PROMPT_END",
 ]
+
+#: Put between a sample's prompt and the bytes the model generated after it.
+PROMPT_END = " <<prompt ends; generated:>> "
 
 VOCAB = 256  # every byte value
 _MIN_BYTES = 64  # shorter files cannot give a training and a held-out split worth the name

@@ -268,7 +268,8 @@ def make_int_charlm_task(config: Mapping[str, Any], monitor_bytes: int = 4096) -
     def text_sample(p: Any) -> str:
         prompt = val[:64]
         drawn = sample(p, prompt, sample_bytes, vocab, np.random.default_rng([seed, 7]))
-        return corpus.decode(np.concatenate([prompt, drawn]))
+        # The marker shows where the held-out prompt ends and the model's own bytes begin.
+        return f"{corpus.decode(prompt)}{corpus.PROMPT_END}{corpus.decode(drawn)}"
 
     return Task(
         params=params,
@@ -279,4 +280,5 @@ def make_int_charlm_task(config: Mapping[str, Any], monitor_bytes: int = 4096) -
         baseline=beside,
         es_options=int_es_options(config),
         sample=text_sample if sample_bytes else None,
+        data=(data,),  # fingerprinted in every checkpoint: a resume on other data is refused
     )
