@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "cuda/pointers.h"
 #include "cuda/int8.cuh"
 
 namespace py = pybind11;
@@ -12,13 +13,6 @@ namespace py = pybind11;
 namespace egg_cuda {
 
 namespace {
-template <class T>
-T* ptr(std::uintptr_t p) {
-  return reinterpret_cast<T*>(p);
-}
-
-cudaStream_t stream_of(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
-
 void check_shift(int s, const char* name) {
   if (s < 0 || s > 62) throw py::value_error(std::string(name) + " must be in [0, 62]");
 }

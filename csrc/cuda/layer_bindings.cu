@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/gil.h"
+#include "cuda/pointers.h"
 #include "cuda/layers.cuh"
 
 namespace py = pybind11;
@@ -14,11 +15,6 @@ namespace py = pybind11;
 namespace egg_cuda {
 
 namespace {
-template <class T>
-T* ptr(std::uintptr_t p) {
-  return reinterpret_cast<T*>(p);
-}
-
 MemberTerms member_terms(std::uintptr_t keys, std::uintptr_t coef, std::uintptr_t bias,
                          std::uintptr_t bias_noise, std::uintptr_t bias_coef, int act,
                          std::size_t keys_bound) {
@@ -42,7 +38,7 @@ void register_layer_bindings(py::module_& m) {
                                             keys_bound),
                                members, rows, n, rank, xa_count};
         egg::ReleaseGil release;  // safe at exit (core/gil.h)
-        linear_epilogue(a, reinterpret_cast<cudaStream_t>(stream));
+        linear_epilogue(a, stream_of(stream));
       },
       py::arg("out"), py::arg("base"), py::arg("xa"), py::arg("xa_rows"), py::arg("xa_scaled"),
       py::arg("right"), py::arg("keys"), py::arg("coef"), py::arg("bias"), py::arg("bias_noise"),
@@ -69,7 +65,7 @@ void register_layer_bindings(py::module_& m) {
         e.members = members, e.batch = batch, e.channels = channels, e.positions = positions;
         e.rank = rank, e.v_count = v_count;
         egg::ReleaseGil release;  // safe at exit (core/gil.h)
-        conv_epilogue(e, reinterpret_cast<cudaStream_t>(stream));
+        conv_epilogue(e, stream_of(stream));
       },
       py::arg("out"), py::arg("src"), py::arg("src_stride"), py::arg("src_shared"), py::arg("a"),
       py::arg("v"), py::arg("v_stride"), py::arg("v_index"), py::arg("keys"), py::arg("coef"),

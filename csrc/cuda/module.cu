@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/gil.h"
+#include "cuda/pointers.h"
 #include "cuda/cuda_check.h"
 #include "cuda/lowrank.cuh"
 #include "cuda/noise.cuh"
@@ -19,14 +20,10 @@ void register_layer_bindings(py::module_& m);  // layer_bindings.cu
 void register_int8_bindings(py::module_& m);   // int8_bindings.cu
 }  // namespace egg_cuda
 
+using egg_cuda::ptr;
+using egg_cuda::stream_of;
+
 namespace {
-
-template <class T>
-T* ptr(std::uintptr_t p) {
-  return reinterpret_cast<T*>(p);
-}
-
-cudaStream_t stream_of(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
 int device_count() {
   int n = 0;
