@@ -16,6 +16,15 @@ namespace layer_cases {
 
 using namespace egg_cuda;
 
+// Caps the emulated grids (launch.cuh's grid_cap) for one launch, so that grid-stride loops
+// take several turns; the default comes back however the block is left.
+struct GridCap {
+  explicit GridCap(unsigned blocks) { egg_emu::g_max_blocks = blocks; }
+  ~GridCap() { egg_emu::g_max_blocks = egg_emu::kDefaultMaxBlocks; }
+  GridCap(const GridCap&) = delete;
+  GridCap& operator=(const GridCap&) = delete;
+};
+
 inline double act_ref(double h, int act) {
   switch (act) {
     case 1: return h < 0 ? 0 : h;
@@ -48,9 +57,10 @@ inline void linear_case(std::size_t n, std::size_t r, bool use_base, bool use_ro
   LinearEpilogue a{out.data(), use_base ? base.data() : nullptr, xa.data(),
                    use_rows ? xr.data() : nullptr, scaled, r ? right.data() : nullptr,
                    terms, N, rows, n, r, R};
-  egg_emu::g_max_blocks = tiny ? 1 : 6;
-  egg_cuda::linear_epilogue(a, nullptr);
-  egg_emu::g_max_blocks = egg_emu::kDefaultMaxBlocks;
+  {
+    const GridCap cap(tiny ? 1 : 6);
+    egg_cuda::linear_epilogue(a, nullptr);
+  }
   double worst = 0;
   bool ok = true;
   for (std::size_t i = 0; i < N; ++i)
@@ -108,9 +118,10 @@ inline void conv_case(std::size_t O, std::size_t P, std::size_t r, bool shared, 
                     use_bias ? bn.data() : nullptr, bc.data(), act, K};
   e.members = N, e.batch = Bt, e.channels = O, e.positions = P, e.rank = r;
   e.v_count = X;
-  egg_emu::g_max_blocks = tiny ? 1 : 6;
-  egg_cuda::conv_epilogue(e, nullptr);
-  egg_emu::g_max_blocks = egg_emu::kDefaultMaxBlocks;
+  {
+    const GridCap cap(tiny ? 1 : 6);
+    egg_cuda::conv_epilogue(e, nullptr);
+  }
   double worst = 0;
   bool ok = true;
   for (std::size_t i = 0; i < N; ++i)

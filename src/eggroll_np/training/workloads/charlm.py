@@ -122,8 +122,7 @@ def make(config: Mapping[str, Any]) -> Task:
     def text_sample(p: Any) -> str:
         prompt = val[:64]
         drawn = recurrent.sample(p, prompt, sample_bytes, vocab, np.random.default_rng([seed, 7]))
-        # The marker shows where the held-out prompt ends and the model's own bytes begin.
-        return f"{corpus.decode(prompt)}{PROMPT_END}{corpus.decode(drawn)}"
+        return corpus.sample_text(prompt, drawn)
 
     return Task(
         params=params,

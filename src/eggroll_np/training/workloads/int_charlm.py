@@ -268,8 +268,7 @@ def make_int_charlm_task(config: Mapping[str, Any], monitor_bytes: int = 4096) -
     def text_sample(p: Any) -> str:
         prompt = val[:64]
         drawn = sample(p, prompt, sample_bytes, vocab, np.random.default_rng([seed, 7]))
-        # The marker shows where the held-out prompt ends and the model's own bytes begin.
-        return f"{corpus.decode(prompt)}{corpus.PROMPT_END}{corpus.decode(drawn)}"
+        return corpus.sample_text(prompt, drawn)
 
     return Task(
         params=params,
