@@ -33,7 +33,9 @@ do not change. Adding an operation is one `OPERATIONS` entry and its rows (a "nu
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -118,6 +120,12 @@ class Row:
     loose: tuple[int, ...] = ()  # positions in select's arrays exempt from the dtype/layout check
     when: Callable[[Sequence[Any]], bool] | None = None  # an extra condition on those arrays
 
+    @functools.cached_property
+    def target(self) -> tuple[str, str]:
+        """(module, attribute) of `impl`, split once."""
+        module, attr = self.impl.split(":")
+        return module, attr
+
 
 # ---- conditions beyond "every array of the backend's type and the row's dtype" ---------------
 
@@ -144,6 +152,8 @@ def _cuda_correction(arrays: Sequence[Any]) -> bool:
 
 
 _F32, _F64, _I8, ANY = "float32", "float64", "int8", "*"
+# The native dtype object of each row dtype: NumPy arrays of a builtin native dtype share it.
+_NATIVE = {name: np.dtype(name) for name in (_F32, _F64, _I8, "uint32")}
 
 #: The table: (operation, backend, dtype) -> Row.
 ROWS: dict[tuple[str, str, str], Row] = {
@@ -246,11 +256,12 @@ def _module(name: str) -> Any:
         return _ext.core
     if name == "_cuda":
         return _ext.cuda
-    return importlib.import_module(name)
+    # sys.modules first: import_module's own lookup costs more than a tiny layer call's kernel
+    return sys.modules.get(name) or importlib.import_module(name)
 
 
 def _resolve(row: Row) -> Callable[..., Any]:
-    module, attr = row.impl.split(":")
+    module, attr = row.target
     return getattr(_module(module), attr)
 
 
@@ -261,9 +272,15 @@ def _loaded(backend: str) -> bool:
 def _takes(backend: str, row: Row, dtype: str, arrays: Sequence[Any]) -> bool:
     """A compiled row takes the call: every array (but the loose ones) of the backend's type,
     the row's dtype and (unless strided) C order, and its `when` holds."""
+    native = _NATIVE.get(dtype) if backend == "core" else None
     for j, a in enumerate(arrays):
         if a is None or j in row.loose:
             continue
+        # The common case in one identity test: a plain NumPy array whose dtype is the native
+        # singleton of the row's dtype (so it is native too); anything else takes the full test.
+        if native is not None and type(a) is np.ndarray and a.dtype is native:
+            if row.strided or a.flags.c_contiguous:
+                continue
         if is_cupy_array(a) != (backend == "cuda") or not hasattr(a, "flags"):
             return False
         if dtype != ANY and dtype_name(a.dtype) != dtype:
@@ -292,7 +309,11 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
     """
     if operation not in OPERATIONS:
         raise ValueError(f"operation must be one of {sorted(OPERATIONS)}, got {operation!r}")
-    first = next((a for a in arrays if a is not None), None)
+    first = None
+    for a in arrays:  # a loop, not next() over a generator: this runs on every layer call
+        if a is not None:
+            first = a
+            break
     on_device = is_cupy_array(first) if device is None else device
     dtype = dtype_name(first.dtype) if first is not None and hasattr(first, "dtype") else ANY
     order = ("cuda", "numpy") if on_device else ("core", "numpy")

@@ -78,6 +78,10 @@ class LeafNoise:
 
 def activation_code(activation: Any) -> int:
     """The kernels' code of an activation name (None 0, relu 1, tanh 2, sigmoid 3, gelu 4)."""
+    if activation is None or type(activation) is str:  # noqa: E721 - str subclasses: below
+        code = _CODES.get(activation)
+        if code is not None:
+            return code
     if activation is not None and not isinstance(activation, str):
         raise TypeError(
             f"activation must be None or one of {list(ACTIVATIONS[1:])}, "

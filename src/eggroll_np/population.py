@@ -57,6 +57,7 @@ class Population:
         self._local = noise.local
         self._local_xp = self._xp.asarray(self._local.astype(np.uint32))  # as kernels take it
         self._coefs: dict[int, Any] = {}
+        self._leaf_noises: dict[tuple[int, bool], epilogue.LeafNoise] = {}
         # [bytes]: the largest layer output per member seen by this population or a slice of it
         # (a one-item list, shared with the slices; `step`'s chunk="auto" reads it)
         self._layer_bytes = [0]
@@ -204,7 +205,15 @@ class Population:
     def _leaf_noise(self, path: Path | str, chunked: bool = False) -> epilogue.LeafNoise:
         """One leaf and its members' noise, as the layer functions take it. `chunked`: a
         full-rank leaf's noise that is not held comes in key chunks (never all N at once)."""
-        leaf = self._spec.index(path)
+        return self._noise_of(self._spec.index(path), chunked)
+
+    def _noise_of(self, leaf: int, chunked: bool = False) -> epilogue.LeafNoise:
+        """`_leaf_noise` of leaf index `leaf`, made once per population: its arrays never change
+        once made, and a tiny layer call must not rebuild it (the one exception, a full-rank
+        leaf's noise read in chunks, is not kept: a later `perturbed` may hold it whole)."""
+        got = self._leaf_noises.get((leaf, chunked))
+        if got is not None:
+            return got
         kind = self._kind(leaf)
         A = B = E = chunks = None
         if kind is NoiseKind.LOWRANK:
@@ -215,9 +224,12 @@ class Population:
             if E is None:
                 chunks = partial(self._full_chunks, leaf)
         coef = self._coef(leaf) if kind is not NoiseKind.FROZEN else None
-        return epilogue.LeafNoise(
+        got = epilogue.LeafNoise(
             self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E, chunks
         )
+        if chunks is None:
+            self._leaf_noises[(leaf, chunked)] = got
+        return got
 
     @_array_cache.scoped
     def linear(
@@ -248,23 +260,25 @@ class Population:
         An int8 leaf W takes int8 x and an int8 (or no) bias, activation None or "relu", and
         gives int8 (N, B, n) by the integer rule (`intlayers.linear`, docs/integer.md).
         """
-        if self._is_int(self._spec.index(w)):
+        wi = self._spec.index(w)
+        if self._is_int(wi):
             self.noise.prefetch(full=True)
             bn = None if b is None else self._leaf_noise(b)
             k = self._config.int_sigma_shift
             x = self._own_rows(x, 3)
-            out = intlayers.linear(x, self._leaf_noise(w), bn, activation, k, transpose)
+            out = intlayers.linear(x, self._noise_of(wi), bn, activation, k, transpose)
             return self._noted(out)
         epilogue.activation_code(activation)  # before any noise is made
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
-        bn = None if b is None else self._leaf_noise(b)
-        if bn is not None and self._is_int(self._spec.index(b)):
+        bi = None if b is None else self._spec.index(b)
+        bn = None if bi is None else self._noise_of(bi)
+        if bi is not None and self._is_int(bi):
             raise TypeError(
-                f"b: leaf '{bn.name}' is int8 but w '{self.paths[self._spec.index(w)]}' is a "
+                f"b: leaf '{bn.name}' is int8 but w '{self.paths[wi]}' is a "
                 "float leaf; a layer's leaves share one dtype"
             )
         x = self._own_rows(x, 3)
-        out = layers.linear(x, self._leaf_noise(w, chunked=True), bn, activation, transpose)
+        out = layers.linear(x, self._noise_of(wi, chunked=True), bn, activation, transpose)
         return self._noted(out)
 
     @_array_cache.scoped
