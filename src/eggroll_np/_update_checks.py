@@ -6,6 +6,7 @@ state stay as they were; the hint names the cause (non-finite params, sigma and 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -27,8 +28,16 @@ def first_non_finite(leaves: dict[int, Any], xp: Any) -> int | None:
     if not leaves:
         return None
     order = sorted(leaves)
+    if xp is np:  # on the host each answer is at hand: no stack of them to build first
+        return next((i for i in order if not np.isfinite(leaves[i]).all()), None)
     finite = to_numpy(xp.stack([xp.isfinite(leaves[i]).all() for i in order]))
     return None if finite.all() else order[int(np.flatnonzero(~finite)[0])]
+
+
+@functools.lru_cache(maxsize=None)
+def _root_max(dtype: str) -> float:
+    """sqrt of the largest finite value of a float dtype (np.finfo is slow to ask each time)."""
+    return math.sqrt(float(np.finfo(dtype).max))
 
 
 def check_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
@@ -45,7 +54,7 @@ def check_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
         eps_max = _MAX_NORMAL**2 * math.sqrt(config.rank)
     bound = float(np.abs(w).sum()) / (config.population * config.sigma) * eps_max
     # sqrt(max): the optimizer squares g (adam), which must not overflow either.
-    limit = min(math.sqrt(float(np.finfo(d).max)) for _, d in kinds)
+    limit = min(_root_max(d) for _, d in kinds)
     if not bound <= limit:
         # shaped fitness is already bounded (|w| <= 1 or so): only sigma can bring the bound down
         if config.shaping == "none":

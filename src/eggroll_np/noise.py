@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _ext, _reference, dispatch, intmath
-from .backend import get_xp, is_cupy_array, namespace_of
+from .backend import dtype_name, get_xp, is_cupy_array, namespace_of
 
 __all__ = [
     "philox4x32_10",
@@ -78,6 +78,8 @@ def _keys_array(member_keys: Any) -> np.ndarray:
         raise ValueError(f"member_keys must be 1-D, got shape {keys.shape}")
     if keys.size and (keys.dtype.kind not in "iu"):
         raise TypeError(f"member_keys must be integers, got dtype {keys.dtype}")
+    if keys.dtype == np.uint32:  # every value is in range: no pass over them (noise's own keys)
+        return keys
     if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= _U32):
         raise ValueError("member_keys must be in [0, 2^32)")
     return keys.astype(np.uint32, copy=False)
@@ -213,7 +215,7 @@ def normals_many(
         (quantized with dtype int8).
     """
     dtype = np.dtype(dtype)
-    if dtype.name not in ("float32", "int8"):
+    if dtype_name(dtype) not in ("float32", "int8"):
         raise ValueError(f"dtype must be float32 or int8, got {dtype}")
     seed = check_seed(seed)
     epoch = _checks.integer("epoch", epoch, 0, _U32)

@@ -31,9 +31,14 @@ def centered_rank(f: np.ndarray) -> np.ndarray:
     n = f.shape[0]
     if n < 2:
         return np.zeros(n)
-    _, inverse, counts = np.unique(f, return_inverse=True, return_counts=True)
-    first = np.cumsum(counts) - counts  # rank of the first member of each tie group
-    ranks = (first + (counts - 1) / 2.0)[inverse.reshape(-1)]
+    s = np.sort(f)
+    # A member's tie group spans ranks first..last-1 of the sorted values; its mean rank
+    # (first + last - 1) / 2 is a half-integer, exact in float64, so the weights have the same
+    # bits as from np.unique's groups (which costs several times more on small populations).
+    # NaN sorts last in both and -0.0 ties with 0.0 in both.
+    first = np.searchsorted(s, f, side="left")
+    last = np.searchsorted(s, f, side="right")
+    ranks = (first + last - 1) / 2.0
     return ranks / (n - 1) - 0.5
 
 
