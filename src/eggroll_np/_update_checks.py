@@ -34,27 +34,31 @@ def first_non_finite(leaves: dict[int, Any], xp: Any) -> int | None:
     return None if finite.all() else order[int(np.flatnonzero(~finite)[0])]
 
 
-@functools.lru_cache(maxsize=None)
-def _root_max(dtype: str) -> float:
-    """sqrt of the largest finite value of a float dtype (np.finfo is slow to ask each time)."""
-    return math.sqrt(float(np.finfo(dtype).max))
+@functools.lru_cache(maxsize=64)
+def _limits(kinds: tuple[NoiseKind, ...], dtypes: tuple[str, ...], rank: int | None) -> Any:
+    """(largest |entry| of a unit perturbation, sqrt of the smallest dtype maximum) over the
+    float leaves that move, or None without any: per tree and config, not per generation."""
+    moving = [
+        (k, d)
+        for k, d in zip(kinds, dtypes, strict=True)
+        if k is not NoiseKind.FROZEN and d != "int8"  # int8 leaves move by one step at most
+    ]
+    if not moving:
+        return None
+    eps_max = _MAX_NORMAL
+    if any(k is NoiseKind.LOWRANK for k, _ in moving):
+        eps_max = _MAX_NORMAL**2 * math.sqrt(rank)
+    # sqrt(max): the optimizer squares g (adam), which must not overflow either.
+    return eps_max, min(math.sqrt(float(np.finfo(d).max)) for _, d in moving)
 
 
 def check_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
     """ValueError if the shaped fitness could overflow the update (only possible unshaped)."""
-    kinds = [
-        (k, d)
-        for k, d in zip(config.kinds, spec.dtypes, strict=True)
-        if k is not NoiseKind.FROZEN and d != "int8"  # int8 leaves move by one step at most
-    ]
-    if not kinds:
+    limits = _limits(config.kinds, spec.dtypes, config.rank)
+    if limits is None:
         return
-    eps_max = _MAX_NORMAL
-    if any(k is NoiseKind.LOWRANK for k, _ in kinds):
-        eps_max = _MAX_NORMAL**2 * math.sqrt(config.rank)
+    eps_max, limit = limits
     bound = float(np.abs(w).sum()) / (config.population * config.sigma) * eps_max
-    # sqrt(max): the optimizer squares g (adam), which must not overflow either.
-    limit = min(_root_max(d) for _, d in kinds)
     if not bound <= limit:
         # shaped fitness is already bounded (|w| <= 1 or so): only sigma can bring the bound down
         if config.shaping == "none":
@@ -109,7 +113,11 @@ def checked_norm(
         sq += v
     if not math.isfinite(sq):
         raise fail("the update norm overflows")
-    bad = first_non_finite(new_leaves, namespace_of(leaves[0]))
+    # A leaf's squared norm sums (new - old)^2 over its entries as applied (`optim.apply`), so
+    # a NaN or inf among its new values made it non-finite above: only a leaf without a norm
+    # needs a pass over its values.
+    unmeasured = {i: v for i, v in new_leaves.items() if i not in norms}
+    bad = first_non_finite(unmeasured, namespace_of(leaves[0]))
     if bad is not None:
         raise fail(f"the new values of leaf '{paths[bad]}' are not finite")
     return math.sqrt(sq)

@@ -273,14 +273,21 @@ def _takes(backend: str, row: Row, dtype: str, arrays: Sequence[Any]) -> bool:
     """A compiled row takes the call: every array (but the loose ones) of the backend's type,
     the row's dtype and (unless strided) C order, and its `when` holds."""
     native = _NATIVE.get(dtype) if backend == "core" else None
+    strided = row.strided
     for j, a in enumerate(arrays):
-        if a is None or j in row.loose:
+        if a is None:
             continue
         # The common case in one identity test: a plain NumPy array whose dtype is the native
         # singleton of the row's dtype (so it is native too); anything else takes the full test.
-        if native is not None and type(a) is np.ndarray and a.dtype is native:
-            if row.strided or a.flags.c_contiguous:
-                continue
+        if (
+            native is not None
+            and type(a) is np.ndarray
+            and a.dtype is native
+            and (strided or a.flags.c_contiguous)
+        ):
+            continue
+        if j in row.loose:
+            continue
         if is_cupy_array(a) != (backend == "cuda") or not hasattr(a, "flags"):
             return False
         if dtype != ANY and dtype_name(a.dtype) != dtype:

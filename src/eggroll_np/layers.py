@@ -51,7 +51,9 @@ def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
     """x as a C-contiguous array of theta's backend and dtype (`same_backend` first): the one
     validation of every layer's input (linear, conv2d)."""
     xp = namespace_of(theta)
-    x = _checks.real_array(what, same_backend(x, theta, name, what), xp)  # never cast strings
+    if type(x) is not xp.ndarray:  # a plain array of theta's backend: nothing to adopt or mix
+        x = same_backend(x, theta, name, what)
+    x = _checks.real_array(what, x, xp)  # never cast strings
     if x.dtype == np.int8:  # int8 activations belong to int8 leaves: never silently cast
         raise TypeError(
             f"{what} is int8 but leaf '{name}' is {theta.dtype}; int8 inputs need an int8 leaf "

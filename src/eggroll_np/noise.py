@@ -93,13 +93,13 @@ def _device_xp(xp: ModuleType | str | None) -> ModuleType:
     return mod
 
 
-def _fill(seed: int, epoch: int, keys: np.ndarray, requests: list, outs: list, xp: Any) -> None:
-    """outs[j] = the values of requests[j] = (leaf, offset, count) for every key: the table's
-    "normals" row for xp's backend (keys uploaded once)."""
+def _fill(
+    seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list, xp: Any
+) -> None:
+    """outs[j] (K, count_j) = values [offsets[j], +count_j) of stream leaves[j] for every key:
+    the table's "normals" row for xp's backend (keys uploaded once)."""
     if not keys.size or not outs:
         return
-    leaves = [leaf for leaf, _, _ in requests]
-    offsets = [offset for _, offset, _ in requests]
     impl = dispatch.select("normals", [outs[0]], device=xp is not np)
     impl(seed, epoch, xp.asarray(keys), leaves, offsets, outs)
 
@@ -169,7 +169,7 @@ def normals_batch(
     keys = _keys_array(member_keys)
     xp = _device_xp(xp)
     out = xp.empty((keys.size, count), dtype=np.float32)
-    _fill(seed, epoch, keys, [(leaf, offset, count)], [out], xp)
+    _fill(seed, epoch, keys, [leaf], [offset], [out], xp)
     return out
 
 
@@ -223,15 +223,18 @@ def normals_many(
     xp = _device_xp(xp)
     leaves, offsets, outs = [], [], []
     for j, (leaf, offset, count) in enumerate(requests):
-        leaves.append(_checks.integer(f"requests[{j}] leaf", leaf, 0, _U32))
-        offsets.append(_checks.integer(f"requests[{j}] offset", offset, 0, _STREAM_VALUES))
-        count = _checks.integer(f"requests[{j}] count", count, 0, _STREAM_VALUES + 1)
+        try:
+            leaves.append(_checks.integer("leaf", leaf, 0, _U32))
+            offsets.append(_checks.integer("offset", offset, 0, _STREAM_VALUES))
+            count = _checks.integer("count", count, 0, _STREAM_VALUES + 1)
+        except (TypeError, ValueError) as exc:  # "requests[j] ..." made only when one fails
+            raise type(exc)(f"requests[{j}] {exc}") from None
         if offsets[-1] + count > _STREAM_VALUES:
             raise ValueError(
                 f"requests[{j}]: offset + count exceeds the 2^34 values of one Philox stream"
             )
         outs.append(xp.empty((keys.size, count), dtype=dtype))
-    _fill(seed, epoch, keys, list(zip(leaves, offsets, [o.shape[1] for o in outs])), outs, xp)
+    _fill(seed, epoch, keys, leaves, offsets, outs, xp)
     return outs
 
 

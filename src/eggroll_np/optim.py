@@ -258,9 +258,10 @@ def apply(
 
     Same arguments as `update`. Each leaf's step is the dispatch table's row of
     "<optimizer>_step" for its arrays (float32 NumPy leaves under Adam: the fused C++ step, the
-    same bits). If `sq_norms` is a dict, it receives leaf index -> squared norm of the step (a
-    float, or a 0-d device array on CuPy), computed without another pass over the leaf where
-    possible.
+    same bits). If `sq_norms` is a dict, it receives leaf index -> squared norm of the step as
+    applied, the float64 sum of (new - old)^2 over the leaf (a float, or a 0-d device array on
+    CuPy; non-finite whenever a new value is), computed without another pass over the leaf
+    where possible.
 
     Returns:
         (new_params, new_state): leaf index -> new parameter array, and the new state.

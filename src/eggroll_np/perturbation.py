@@ -124,6 +124,8 @@ class GenerationNoise:
         # int8 leaves read quantized normals (`noise.normals_many(dtype=np.int8)`): one pass
         # that never holds their float32 values
         is_int = [self.spec.dtypes[leaf] == "int8" for leaf, _, _ in requests]
+        if not any(is_int):  # float leaves only (the usual tree): one read, nothing to split
+            return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp)
         parts = {}
         for flag, dt in ((False, np.float32), (True, np.int8)):
             picked = [r for r, f in zip(requests, is_int, strict=True) if f is flag]
@@ -149,8 +151,8 @@ class GenerationNoise:
             self.is_whole
             and self.epoch == epoch
             and self.xp is xp
-            and self.config == config
-            and self.spec.difference(spec) is None
+            and (self.config is config or self.config == config)
+            and (self.spec is spec or self.spec.difference(spec) is None)
         )
 
     def subset(self, start: int, stop: int) -> GenerationNoise:
