@@ -297,6 +297,15 @@ def _takes(backend: str, row: Row, dtype: str, arrays: Sequence[Any]) -> bool:
     return row.when is None or row.when(arrays)
 
 
+# Backends in lookup order, by whether the call's arrays are on the device.
+_ORDERS = {False: ("core", "numpy"), True: ("cuda", "numpy")}
+
+
+def _forced_order(on_device: bool) -> tuple[str, ...]:
+    """The lookup order under `use(backend)`: that backend's rows, then the reference."""
+    return tuple(b for b in _ORDERS[on_device] if b in (_forced, "numpy"))
+
+
 def select(operation: str, arrays: Sequence[Any], device: bool | None = None) -> Callable[..., Any]:
     """The implementation that runs `operation` on these arrays.
 
@@ -321,11 +330,13 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
         if a is not None:
             first = a
             break
-    on_device = is_cupy_array(first) if device is None else device
-    dtype = dtype_name(first.dtype) if first is not None and hasattr(first, "dtype") else ANY
-    order = ("cuda", "numpy") if on_device else ("core", "numpy")
-    if _forced is not None:
-        order = tuple(b for b in order if b in (_forced, "numpy"))
+    if type(first) is np.ndarray:  # the common case: a host array, its dtype at hand
+        on_device = False if device is None else device
+        dtype = dtype_name(first.dtype)
+    else:
+        on_device = is_cupy_array(first) if device is None else device
+        dtype = dtype_name(first.dtype) if first is not None and hasattr(first, "dtype") else ANY
+    order = _ORDERS[bool(on_device)] if _forced is None else _forced_order(bool(on_device))
     for backend in order:
         row = ROWS.get((operation, backend, dtype)) or ROWS.get((operation, backend, ANY))
         if row is None or not _loaded(backend):

@@ -171,5 +171,6 @@ def contract_full(E: Any, w: Any, scale: float) -> Any:
     K = E.shape[0]
     ones = namespace_of(E).ones((K, 1, 1), dtype=E.dtype)
     g = contract(ones, E.reshape(K, -1, 1), w, 1.0)[0]
-    g *= scale
+    if scale != 1.0:  # x * 1.0 is x, bit for bit (the update passes 1.0): no pass to make
+        g *= scale
     return g.reshape(E.shape[1:])

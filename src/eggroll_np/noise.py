@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 _U32 = 1 << 32
+_U32_DTYPE = np.dtype(np.uint32)
 _U64 = 1 << 64
 _STREAM_VALUES = 1 << 34  # 2^32 Philox blocks of 4 values each
 # Values of one stream the pure-NumPy fallback generates at a time (its temporaries: ~2.5 MiB).
@@ -78,7 +79,7 @@ def _keys_array(member_keys: Any) -> np.ndarray:
         raise ValueError(f"member_keys must be 1-D, got shape {keys.shape}")
     if keys.size and (keys.dtype.kind not in "iu"):
         raise TypeError(f"member_keys must be integers, got dtype {keys.dtype}")
-    if keys.dtype == np.uint32:  # every value is in range: no pass over them (noise's own keys)
+    if keys.dtype == _U32_DTYPE:  # every value is in range: no pass over them (noise's own keys)
         return keys
     if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= _U32):
         raise ValueError("member_keys must be in [0, 2^32)")
