@@ -131,7 +131,7 @@ def fitness_vector(value: Any, n: int) -> np.ndarray:
     Strings, complex numbers, None, masked entries and integers beyond float64 are refused
     naming the member; a CuPy array is copied to the host.
     """
-    if np.ma.isMaskedArray(value):
+    if isinstance(value, np.ma.MaskedArray):  # np.ma.isMaskedArray, without the call
         masked = np.flatnonzero(np.ma.getmaskarray(value))
         if masked.size:
             raise ValueError(
@@ -148,7 +148,7 @@ def fitness_vector(value: Any, n: int) -> np.ndarray:
         kind = " (complex)" if f.dtype.kind == "c" else ""
         raise TypeError(f"fitness must be real numbers, got dtype {f.dtype}{kind}")
     f = f.astype(np.float64)
-    if np.isfinite(f).all():  # the common case in one pass; the message's details below
+    if np.logical_and.reduce(np.isfinite(f)):  # all finite, one pass; details below if not
         return f
     bad = np.flatnonzero(~np.isfinite(f))
     if bad.size:

@@ -58,7 +58,7 @@ def check_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
     if limits is None:
         return
     eps_max, limit = limits
-    bound = float(np.abs(w).sum()) / (config.population * config.sigma) * eps_max
+    bound = float(np.add.reduce(np.abs(w))) / (config.population * config.sigma) * eps_max
     if not bound <= limit:
         # shaped fitness is already bounded (|w| <= 1 or so): only sigma can bring the bound down
         if config.shaping == "none":

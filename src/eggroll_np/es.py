@@ -258,8 +258,8 @@ def tell(
     info = {
         "generation": state.generation,
         "fitness_mean": mean,
-        "fitness_max": float(f.max()),
-        "fitness_min": float(f.min()),
+        "fitness_max": float(np.maximum.reduce(f)),  # f.max() without its Python wrapper
+        "fitness_min": float(np.minimum.reduce(f)),
         "fitness_std": std,
         "update_norm": update_norm,
         **({} if moved is None else {"int_moved": moved}),
@@ -272,13 +272,13 @@ def _mean_std(f: np.ndarray) -> tuple[float, float]:
     """Mean and std (ddof 0) of the (N,) float64 fitness, as NumPy's `mean` and `std` of f / max|f|
     compute them (the same sums, divisions and sqrt: the same bits) without their per-call
     machinery, scaled back: no overflow for fitness near the float64 limit."""
-    scale = float(np.abs(f).max()) or 1.0
+    scale = float(np.maximum.reduce(np.abs(f))) or 1.0
     g = f / scale
     n = g.shape[0]
-    mean = float(g.sum()) / n
-    d = g - mean
-    d *= d
-    return mean * scale, math.sqrt(float(d.sum()) / n) * scale
+    mean = float(np.add.reduce(g)) / n  # g.sum(): the same pairwise sum
+    g -= mean
+    g *= g
+    return mean * scale, math.sqrt(float(np.add.reduce(g)) / n) * scale
 
 
 def _told_noise(

@@ -232,17 +232,14 @@ def reference_step(
     return new_theta, new_state, xp.square(step, out=step).sum()
 
 
-def _c32(a: np.ndarray) -> np.ndarray:
-    """a as a C-contiguous native float32 array (no copy when it already is one)."""
-    return np.asarray(a, dtype=np.float32, order="C")  # not ascontiguousarray: keeps 0-d
-
-
 def adam_step_core(
     hp: Adam, theta: Any, g: Any, state: AdamState, count: int, lr: float, wd: float
 ) -> tuple[Any, AdamState, float]:
-    """Adam's float32 row: the C++ core's fused one-pass step (`reference_step`'s bits)."""
+    """Adam's float32 row: the C++ core's fused one-pass step (`reference_step`'s bits). The
+    binding takes float32 arrays of any layout or byte order (converted to C-order native
+    copies where they are not already), 0-d included."""
     theta, mu, nu, sq = _ext.core.adam_step(
-        _c32(theta), _c32(g), _c32(state.mu), _c32(state.nu), lr, hp.b1, hp.b2, hp.eps, wd, count
+        theta, g, state.mu, state.nu, lr, hp.b1, hp.b2, hp.eps, wd, count
     )
     return theta, AdamState(mu, nu), sq
 

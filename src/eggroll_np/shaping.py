@@ -31,15 +31,19 @@ def centered_rank(f: np.ndarray) -> np.ndarray:
     n = f.shape[0]
     if n < 2:
         return np.zeros(n)
-    s = np.sort(f)
+    s = np.array(f)  # a copy, sorted in place: np.sort's own copy without its wrappers
+    s.sort()
     # A member's tie group spans ranks first..last-1 of the sorted values; its mean rank
     # (first + last - 1) / 2 is a half-integer, exact in float64, so the weights have the same
     # bits as from np.unique's groups (which costs several times more on small populations).
     # NaN sorts last in both and -0.0 ties with 0.0 in both.
-    first = np.searchsorted(s, f, side="left")
-    last = np.searchsorted(s, f, side="right")
-    ranks = (first + last - 1) / 2.0
-    return ranks / (n - 1) - 0.5
+    first = s.searchsorted(f, side="left")
+    first += s.searchsorted(f, side="right")
+    first -= 1
+    ranks = first / 2.0
+    ranks /= n - 1
+    ranks -= 0.5
+    return ranks
 
 
 def zscore(f: np.ndarray) -> np.ndarray:
