@@ -154,6 +154,7 @@ def _cuda_correction(arrays: Sequence[Any]) -> bool:
 _F32, _F64, _I8, ANY = "float32", "float64", "int8", "*"
 # The native dtype object of each row dtype: NumPy arrays of a builtin native dtype share it.
 _NATIVE = {name: np.dtype(name) for name in (_F32, _F64, _I8, "uint32")}
+_NDARRAY = np.ndarray
 
 #: The table: (operation, backend, dtype) -> Row.
 ROWS: dict[tuple[str, str, str], Row] = {
@@ -262,31 +263,36 @@ def _module(name: str) -> Any:
 
 def _resolve(row: Row) -> Callable[..., Any]:
     module, attr = row.target
-    return getattr(_module(module), attr)
+    return getattr(_ext.core if module == "_core" else _module(module), attr)
 
 
 def _loaded(backend: str) -> bool:
     return backend == "numpy" or (_ext.core if backend == "core" else _ext.cuda) is not None
 
 
+def _plain(arrays: Sequence[Any], native: np.dtype, strided: bool) -> bool:
+    """Every array given is a plain NumPy array of this native dtype object (NumPy shares one
+    per builtin native dtype, so an identity test says dtype and byte order at once), and C
+    order unless `strided`: the common case, which the core's rows take, checked in one loop;
+    False sends a call to `_takes`' array-by-array test."""
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not _NDARRAY or a.dtype is not native:
+            return False
+        if not (strided or a.flags.c_contiguous):
+            return False
+    return True
+
+
 def _takes(backend: str, row: Row, dtype: str, arrays: Sequence[Any]) -> bool:
     """A compiled row takes the call: every array (but the loose ones) of the backend's type,
     the row's dtype and (unless strided) C order, and its `when` holds."""
     native = _NATIVE.get(dtype) if backend == "core" else None
-    strided = row.strided
+    if native is not None and _plain(arrays, native, row.strided):
+        return row.when is None or row.when(arrays)
     for j, a in enumerate(arrays):
-        if a is None:
-            continue
-        # The common case in one identity test: a plain NumPy array whose dtype is the native
-        # singleton of the row's dtype (so it is native too); anything else takes the full test.
-        if (
-            native is not None
-            and type(a) is np.ndarray
-            and a.dtype is native
-            and (strided or a.flags.c_contiguous)
-        ):
-            continue
-        if j in row.loose:
+        if a is None or j in row.loose:
             continue
         if is_cupy_array(a) != (backend == "cuda") or not hasattr(a, "flags"):
             return False
@@ -330,16 +336,16 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
         if a is not None:
             first = a
             break
-    if type(first) is np.ndarray:  # the common case: a host array, its dtype at hand
-        on_device = False if device is None else device
+    if type(first) is _NDARRAY:  # the common case: a host array, its dtype at hand
+        on_device = False if device is None else bool(device)
         dtype = dtype_name(first.dtype)
     else:
-        on_device = is_cupy_array(first) if device is None else device
+        on_device = is_cupy_array(first) if device is None else bool(device)
         dtype = dtype_name(first.dtype) if first is not None and hasattr(first, "dtype") else ANY
-    order = _ORDERS[bool(on_device)] if _forced is None else _forced_order(bool(on_device))
+    order = _ORDERS[on_device] if _forced is None else _forced_order(on_device)
     for backend in order:
         row = ROWS.get((operation, backend, dtype)) or ROWS.get((operation, backend, ANY))
-        if row is None or not _loaded(backend):
+        if row is None or not (backend == "numpy" or _loaded(backend)):
             continue
         if backend == "numpy" and on_device and not row.cupy:
             continue

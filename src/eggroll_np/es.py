@@ -254,12 +254,13 @@ def tell(
     new_leaves = list(leaves)
     for i, theta in {**updated, **int_new}.items():
         new_leaves[i] = theta
-    mean, std = _mean_std(f)
+    hi, lo = float(np.maximum.reduce(f)), float(np.minimum.reduce(f))  # f.max(), f.min()
+    mean, std = _mean_std(f, max(hi, -lo))
     info = {
         "generation": state.generation,
         "fitness_mean": mean,
-        "fitness_max": float(np.maximum.reduce(f)),  # f.max() without its Python wrapper
-        "fitness_min": float(np.minimum.reduce(f)),
+        "fitness_max": hi,
+        "fitness_min": lo,
         "fitness_std": std,
         "update_norm": update_norm,
         **({} if moved is None else {"int_moved": moved}),
@@ -268,11 +269,12 @@ def tell(
     return spec.unflatten(new_leaves), new_state  # the params' own containers (namedtuples)
 
 
-def _mean_std(f: np.ndarray) -> tuple[float, float]:
-    """Mean and std (ddof 0) of the (N,) float64 fitness, as NumPy's `mean` and `std` of f / max|f|
-    compute them (the same sums, divisions and sqrt: the same bits) without their per-call
-    machinery, scaled back: no overflow for fitness near the float64 limit."""
-    scale = float(np.maximum.reduce(np.abs(f))) or 1.0
+def _mean_std(f: np.ndarray, largest: float) -> tuple[float, float]:
+    """Mean and std (ddof 0) of the (N,) finite float64 fitness whose largest |f_i| is
+    `largest`, as NumPy's `mean` and `std` of f / max|f| compute them (the same sums,
+    divisions and sqrt: the same bits) without their per-call machinery, scaled back: no
+    overflow for fitness near the float64 limit."""
+    scale = largest or 1.0
     g = f / scale
     n = g.shape[0]
     mean = float(np.add.reduce(g)) / n  # g.sum(): the same pairwise sum

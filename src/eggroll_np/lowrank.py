@@ -147,7 +147,9 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
         (sum_k w_k A_k) @ (sum_k w_k B_k).T. On NumPy with the C++ core, the same bits on every
         machine (see the module docstring); on CuPy, cuBLAS's.
     """
-    ws = (w * scale).astype(A.dtype, copy=False).reshape(-1)
+    ws = (w * scale).astype(A.dtype, copy=False)
+    if ws.ndim != 1:
+        ws = ws.reshape(-1)
     return dispatch.select("contract", [A, B, ws])(A, B, ws)
 
 

@@ -40,8 +40,8 @@ def centered_rank(f: np.ndarray) -> np.ndarray:
     first = s.searchsorted(f, side="left")
     first += s.searchsorted(f, side="right")
     first -= 1
-    ranks = first / 2.0
-    ranks /= n - 1
+    # (a / 2) / (n - 1) is a / (2 (n - 1)) rounded once either way: a / 2 and 2 (n - 1) are exact
+    ranks = first / (2.0 * (n - 1))
     ranks -= 0.5
     return ranks
 
