@@ -60,12 +60,14 @@ def _is_namedtuple(node: Any) -> bool:
     return isinstance(node, tuple) and isinstance(getattr(type(node), "_fields", None), tuple)
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _flatten(
-    node: Any, path: Path, out: list[tuple[Path, Any]], open_: set[int], name: str
+    node: Any, path: Path, leaves: list[Any], paths: list[Path], open_: set[int], name: str
 ) -> Structure:
-    if not isinstance(node, (dict, list, tuple)):
-        out.append((path, node))
-        return None
+    """The structure of container `node` at `path`; its leaves and their paths are appended
+    to `leaves` and `paths` in canonical order."""
     if id(node) in open_:  # a container inside itself: flattening it would never end
         where = path_str(path) or "<root>"
         raise ValueError(f"{name} contains itself at '{where}' (a cycle of containers)")
@@ -74,7 +76,8 @@ def _flatten(
             f"{name} nests more than {_MAX_DEPTH} containers deep at '{path_str(path[:3])}/...'"
         )
     open_.add(id(node))
-    if isinstance(node, dict):
+    is_dict = isinstance(node, dict)
+    if is_dict:
         for key in node:
             if not isinstance(key, str):
                 raise TypeError(
@@ -87,16 +90,25 @@ def _flatten(
                     "which separates the parts of a leaf path"
                 )
         keys = tuple(sorted(node))
-        children = tuple([_flatten(node[k], (*path, k), out, open_, name) for k in keys])
-        result = ("dict", keys, children)
+        items: Any = [(k, node[k]) for k in keys]
     else:
-        children = tuple([_flatten(c, (*path, i), out, open_, name) for i, c in enumerate(node)])
-        if isinstance(node, list):
-            result = ("list", children)
-        elif _is_namedtuple(node):  # same canonical order as a tuple; the type comes back
-            result = ("namedtuple", children, type(node))
-        else:
-            result = ("tuple", children)
+        items = enumerate(node)
+    children: list[Structure] = []
+    for k, child in items:
+        if isinstance(child, _CONTAINERS):
+            children.append(_flatten(child, (*path, k), leaves, paths, open_, name))
+        else:  # a leaf (most nodes of a tree): appended here, without a call of its own
+            leaves.append(child)
+            paths.append((*path, k))
+            children.append(None)
+    if is_dict:
+        result = ("dict", keys, tuple(children))
+    elif isinstance(node, list):
+        result = ("list", tuple(children))
+    elif _is_namedtuple(node):  # same canonical order as a tuple; the type comes back
+        result = ("namedtuple", tuple(children), type(node))
+    else:
+        result = ("tuple", tuple(children))
     open_.discard(id(node))
     return result
 
@@ -116,9 +128,12 @@ def flatten(tree: Any, name: str = "the tree") -> tuple[list[Any], list[Path], S
     Raises:
         ValueError: a container that contains itself, or nesting deeper than 100 containers.
     """
-    pairs: list[tuple[Path, Any]] = []
-    structure = _flatten(tree, (), pairs, set(), name)
-    return [leaf for _, leaf in pairs], [p for p, _ in pairs], structure
+    if not isinstance(tree, _CONTAINERS):
+        return [tree], [()], None
+    leaves: list[Any] = []
+    paths: list[Path] = []
+    structure = _flatten(tree, (), leaves, paths, set(), name)
+    return leaves, paths, structure
 
 
 def leaf_paths(tree: Any) -> list[str]:
@@ -341,7 +356,8 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
                 f"{_where(name, path)} is a {leaf_xp.__name__} array but earlier leaves are "
                 f"{xp.__name__} arrays; mixed NumPy/CuPy trees are not supported"
             )
-        shapes.append(tuple(map(int, leaf.shape)))
+        # a NumPy shape is already a tuple of ints; another array's is converted
+        shapes.append(leaf.shape if leaf_xp is np else tuple(map(int, leaf.shape)))
         dtypes.append(dt)
     spec = TreeSpec(
         structure=structure, paths=tuple(paths), shapes=tuple(shapes), dtypes=tuple(dtypes)
