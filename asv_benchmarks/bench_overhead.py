@@ -45,21 +45,30 @@ def tiny() -> tuple[dict, object, np.ndarray, np.ndarray]:
     return params, state, x, rng.standard_normal(8).astype(np.float32)
 
 
+#: Calls per timed sample: per-call figures (the sample / CALLS) of warm, back-to-back calls,
+#: as a training loop makes them, also where asv re-runs setup before every timed sample.
+LINEAR_CALLS, GENERATIONS = 100, 20
+
+
 class Overhead(Timed):
-    """A tiny model's calls, where the Python layers are all of the time."""
+    """A tiny model's calls, where the Python layers are all of the time: `time_linear` is
+    LINEAR_CALLS `pop.linear` calls, `time_ask_tell` GENERATIONS generations of ask + tell."""
 
     def setup(self):
         configure()
         self.params, self.state, self.x, self.fitness = tiny()
         self.pop = egg.ask(self.params, self.state)
+        self.pop.linear(self.x, "W", "b", activation="relu")  # its noise made: steady state
 
     def time_linear(self):
-        self.pop.linear(self.x, "W", "b", activation="relu")
+        pop, x = self.pop, self.x
+        for _ in range(LINEAR_CALLS):
+            pop.linear(x, "W", "b", activation="relu")
 
     def time_ask_tell(self):
-        # a fresh generation each call: its noise is made anew, as in a training loop
-        pop = egg.ask(self.params, self.state)
-        self.params, self.state = egg.tell(self.params, self.fitness, self.state, pop)
+        params, state, fitness = self.params, self.state, self.fitness
+        for _ in range(GENERATIONS):  # a fresh generation each: its noise made anew
+            params, state = egg.tell(params, fitness, state, egg.ask(params, state))
 
 
 def _per_call_us(fn, calls: int, repeats: int) -> list[float]:
