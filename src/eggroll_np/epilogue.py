@@ -10,6 +10,7 @@ each member's low-rank correction, its bias and the activation. It is the dispat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -70,9 +71,9 @@ class LeafNoise:
             return self.chunks()
         return [(slice(None), self.keys, self.E)]
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
-        """Members N."""
+        """Members N (a population keeps its LeafNoise: read on every layer call)."""
         return int(self.keys.shape[0])
 
 

@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 
+_I8 = np.dtype(np.int8)  # a dtype compares with a dtype faster than with a scalar type
+
+
 def same_backend(x: Any, theta: Any, name: str, what: str) -> Any:
     """x (a DLPack array adopted first, without a copy: `backend.as_array`) when it is on
     theta's backend or a Python value; mixed NumPy/CuPy is a TypeError naming both."""
@@ -54,7 +57,7 @@ def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
     if type(x) is not xp.ndarray:  # a plain array of theta's backend: nothing to adopt or mix
         x = same_backend(x, theta, name, what)
     x = _checks.real_array(what, x, xp)  # never cast strings
-    if x.dtype == np.int8:  # int8 activations belong to int8 leaves: never silently cast
+    if x.dtype == _I8:  # int8 activations belong to int8 leaves: never silently cast
         raise TypeError(
             f"{what} is int8 but leaf '{name}' is {theta.dtype}; int8 inputs need an int8 leaf "
             f"(convert x to {theta.dtype} to use this float leaf)"

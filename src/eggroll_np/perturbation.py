@@ -36,11 +36,16 @@ FULL_CHUNK_VALUES = 1 << 21
 PREFETCH_FULL_VALUES = 1 << 22
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _as_leaf_dtype(z: Any, dtype: str) -> Any:
     """float32 normals in a leaf's dtype: cast for float leaves, `intmath.quantize`d (16 z
     rounded to even, clipped to [-127, 127]) for int8 leaves."""
     if dtype == "int8":
         return z if z.dtype == np.int8 else _intmath.quantize(z)
+    if dtype == "float32" and z.dtype == _F32:  # the normals' own dtype: nothing to cast
+        return z
     return z.astype(dtype, copy=False)
 
 
@@ -123,9 +128,9 @@ class GenerationNoise:
             )
         # int8 leaves read quantized normals (`noise.normals_many(dtype=np.int8)`): one pass
         # that never holds their float32 values
-        is_int = [self.spec.dtypes[leaf] == "int8" for leaf, _, _ in requests]
-        if not any(is_int):  # float leaves only (the usual tree): one read, nothing to split
+        if "int8" not in self.spec.dtypes:  # float leaves only (the usual tree): one read
             return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp)
+        is_int = [self.spec.dtypes[leaf] == "int8" for leaf, _, _ in requests]
         parts = {}
         for flag, dt in ((False, np.float32), (True, np.int8)):
             picked = [r for r, f in zip(requests, is_int, strict=True) if f is flag]

@@ -261,7 +261,8 @@ class Population:
         gives int8 (N, B, n) by the integer rule (`intlayers.linear`, docs/integer.md).
         """
         wi = self._spec.index(w)
-        if self._is_int(wi):
+        dtypes = self._spec.dtypes
+        if dtypes[wi] == "int8":
             self.noise.prefetch(full=True)
             bn = None if b is None else self._leaf_noise(b)
             k = self._config.int_sigma_shift
@@ -272,7 +273,7 @@ class Population:
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
         bi = None if b is None else self._spec.index(b)
         bn = None if bi is None else self._noise_of(bi)
-        if bi is not None and self._is_int(bi):
+        if bi is not None and dtypes[bi] == "int8":
             raise TypeError(
                 f"b: leaf '{bn.name}' is int8 but w '{self.paths[wi]}' is a "
                 "float leaf; a layer's leaves share one dtype"
