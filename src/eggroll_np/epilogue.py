@@ -72,9 +72,29 @@ class LeafNoise:
         return [(slice(None), self.keys, self.E)]
 
     @functools.cached_property
+    def a_columns(self) -> Any:
+        """A as one (m, K*r) matrix, so x @ a_columns is every key's x @ A_k in one GEMM (a
+        shared input's projection): made at its first use, not at each layer call."""
+        return _columns(self.A)
+
+    @functools.cached_property
+    def b_columns(self) -> Any:
+        """B as one (n, K*r) matrix (the projection of a transposed layer)."""
+        return _columns(self.B)
+
+    @functools.cached_property
     def size(self) -> int:
         """Members N (a population keeps its LeafNoise: read on every layer call)."""
         return int(self.keys.shape[0])
+
+
+def _columns(F: Any) -> Any:
+    """(K, m, r) factors as an (m, K*r) matrix: column k*r + q is F[k, :, q]."""
+    K, m, r = F.shape
+    cols = F.transpose(1, 0, 2).reshape(m, K * r)
+    if isinstance(cols, np.ndarray):
+        cols.flags.writeable = False  # like the factors: the forward must not change them
+    return cols
 
 
 def activation_code(activation: Any) -> int:

@@ -146,7 +146,7 @@ def linear(
     left, right = (w.B, w.A) if transpose else (w.A, w.B)
     if shared:  # x @ left_k for every key as ONE GEMM: (B, m) @ (m, K*r) -> (K, B, r)
         K, _, r = left.shape
-        xa = (x @ left.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r)
+        xa = (x @ (w.b_columns if transpose else w.a_columns)).reshape(x.shape[0], K, r)
         xa = xp.ascontiguousarray(xa.transpose(1, 0, 2))
         return epilogue(out, base, w, b, code, xa=xa, xa_rows=w.keys, right=right)
     return epilogue(out, None, w, b, code, x=x, left=left, right=right)
