@@ -90,7 +90,7 @@ def _flatten(
                     "which separates the parts of a leaf path"
                 )
         keys = tuple(sorted(node))
-        items: Any = [(k, node[k]) for k in keys]
+        items: Any = zip(keys, map(node.__getitem__, keys))
     else:
         items = enumerate(node)
     children: list[Structure] = []
