@@ -24,6 +24,7 @@ there, one `register` call here, and its "<name>_step" rows in the dispatch tabl
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -94,9 +95,9 @@ class Optimizer:
     direction: Direction
     nonnegative: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def operation(self) -> str:
-        """Its step's operation in the dispatch table."""
+        """Its step's operation in the dispatch table (read for every leaf of every update)."""
         return f"{self.name}_step"
 
 
