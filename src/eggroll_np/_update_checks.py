@@ -100,7 +100,10 @@ def checked_norm(
         sq += v
     if not math.isfinite(sq):
         raise fail("the update norm overflows")
-    bad = first_non_finite(new_leaves, namespace_of(leaves[0]))
+    # A finite squared norm of new - theta (float64) means every new value is finite: inf and
+    # NaN reach the norm. Only leaves whose step reported no norm need a pass of their own.
+    unmeasured = {i: x for i, x in new_leaves.items() if i not in norms}
+    bad = first_non_finite(unmeasured, namespace_of(leaves[0]))
     if bad is not None:
         raise fail(f"the new values of leaf '{paths[bad]}' are not finite")
     return math.sqrt(sq)
