@@ -42,12 +42,21 @@ __device__ __forceinline__ bool member_key(const MemberTerms& t, std::size_t i, 
   return t.keys == nullptr || *k < t.keys_bound || !(factors || t.bias_noise != nullptr);
 }
 
+// act(h + bias[c] + bias_coef * noise): the end of every epilogue (fused.cu's too), one order.
+__device__ __forceinline__ float finish_with(const float* bias, bool noisy, float bias_coef,
+                                             float noise, float h, std::size_t c, int act) {
+  if (bias != nullptr) h += bias[c];
+  if (noisy) h += bias_coef * noise;
+  return activate(h, act);
+}
+
 // act(h + bias[c] + bias_coef[i] * bias_noise[k, c]) for channel c of `width` channels.
 __device__ __forceinline__ float finish(const MemberTerms& t, float h, std::size_t i, uint32_t k,
                                         std::size_t c, std::size_t width) {
-  if (t.bias != nullptr) h += t.bias[c];
-  if (t.bias_noise != nullptr) h += t.bias_coef[i] * t.bias_noise[static_cast<std::size_t>(k) * width + c];
-  return activate(h, t.act);
+  const bool noisy = t.bias_noise != nullptr;
+  return finish_with(t.bias, noisy, noisy ? t.bias_coef[i] : 0.0f,
+                     noisy ? t.bias_noise[static_cast<std::size_t>(k) * width + c] : 0.0f, h, c,
+                     t.act);
 }
 
 __global__ void linear_epilogue_kernel(LinearEpilogue a) {
