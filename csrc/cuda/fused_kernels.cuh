@@ -2,7 +2,7 @@
 //
 // The arithmetic of every output value is the plain epilogue's (layers_kernels.cuh): the rank
 // sum s = sum_q xa[q] * right[q] in ascending q, h += coef * s, then the bias, its noise and the
-// activation. Only where a factor value comes from differs: `Values` generates it from Philox or
+// activation (layers_math.cuh). Only where a factor value comes from differs: `Values` generates it from Philox or
 // reads it from memory, so generated and held factors give the same bits. Kept apart from the
 // launches so that csrc/cuda/emulation runs the same kernels on the CPU.
 #pragma once
@@ -15,7 +15,7 @@
 
 #include "cuda/fused.cuh"
 #include "cuda/launch.cuh"
-#include "cuda/layers_kernels.cuh"
+#include "cuda/layers_math.cuh"
 #include "cuda/lowrank_kernels.cuh"
 #include "philox.h"
 

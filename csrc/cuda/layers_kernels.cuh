@@ -13,26 +13,10 @@
 #include <cstdint>
 
 #include "cuda/layers.cuh"
+#include "cuda/layers_math.cuh"
 
 namespace egg_cuda {
 namespace layers_detail {
-
-__device__ __forceinline__ float sigmoid(float h) { return 1.0f / (1.0f + expf(-h)); }
-
-__device__ __forceinline__ float activate(float h, int act) {
-  switch (act) {
-    case kActRelu:
-      return h < 0.0f ? 0.0f : h;  // NaN stays NaN
-    case kActTanh:
-      return tanhf(h);
-    case kActSigmoid:
-      return sigmoid(h);
-    case kActGelu:  // 0.5 h (1 + tanh(u)) == h * sigmoid(2u): no cancellation for h < 0
-      return h * sigmoid(2.0f * 0.7978845608028654f * (h + 0.044715f * h * h * h));
-    default:
-      return h;
-  }
-}
 
 // Member i's key in *k; false when the key is out of range and a factor (`factors`) or the bias
 // noise would be read with it: the caller then writes NaN instead of reading out of bounds.
@@ -40,14 +24,6 @@ __device__ __forceinline__ bool member_key(const MemberTerms& t, std::size_t i, 
                                            uint32_t* k) {
   *k = t.keys != nullptr ? t.keys[i] : 0u;
   return t.keys == nullptr || *k < t.keys_bound || !(factors || t.bias_noise != nullptr);
-}
-
-// act(h + bias[c] + bias_coef * noise): the end of every epilogue (fused.cu's too), one order.
-__device__ __forceinline__ float finish_with(const float* bias, bool noisy, float bias_coef,
-                                             float noise, float h, std::size_t c, int act) {
-  if (bias != nullptr) h += bias[c];
-  if (noisy) h += bias_coef * noise;
-  return activate(h, act);
 }
 
 // act(h + bias[c] + bias_coef[i] * bias_noise[k, c]) for channel c of `width` channels.
