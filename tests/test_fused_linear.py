@@ -11,6 +11,8 @@ kernels themselves are checked bit for bit by the emulator (test_cuda_fused.py).
 from __future__ import annotations
 
 import inspect
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,7 +134,21 @@ def test_wider_ranks_and_cpu_arrays_take_the_separate_pass(gpu):
 
 @pytest.mark.skipif(_ext.cuda is None, reason=f"eggroll_np._cuda was not built: {_ext.cuda_error}")
 def test_the_stand_in_takes_the_real_bindings_arguments():
-    doc = _ext.cuda.linear_fused.__doc__.splitlines()[0]
-    params = doc[doc.index("(") + 1 : doc.rindex(")")].split(",")
-    names = [p.split(":")[0].strip() for p in params]
+    head = _ext.cuda.linear_fused.__doc__.splitlines()[0]
+    names = re.findall(r"[(,] ?(\w+): ", head)  # the std::array types hold commas of their own
     assert names == list(inspect.signature(_EmulatedFused.linear_fused).parameters)
+
+
+@pytest.mark.skipif(_ext.cuda is None, reason=f"eggroll_np._cuda was not built: {_ext.cuda_error}")
+def test_the_fused_projection_makes_its_normals_without_fma_contraction():
+    # fused.cu is built with --fmad=false like noise.cu: the normals it makes must be philox.h's
+    # float32 operations (the epilogue's activations call the CUDA math library, whose tanhf and
+    # expf use fmaf on purpose, as in layers.cu; the Box-Muller code is in the projection too).
+    text = Path(_ext.cuda.__file__).read_bytes().decode("latin-1").replace("\x00", "\n")
+    bodies = {m.group(1): text[m.end() : text.find("\n}\n", m.end())]
+              for m in re.finditer(r"\.entry (\S+)\(", text)}  # fmt: skip
+    project = {k: v for k, v in bodies.items() if "fused_detail" in k and "project" in k}
+    if not project:
+        pytest.skip("no PTX of the fused kernels in the module (compressed fatbinary?)")
+    assert {k: v.count("fma.rn.f32") for k, v in project.items()} == dict.fromkeys(project, 0)
+    assert all("mul.rn.f32" in v for v in project.values())
