@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _array_cache, _checks, conv, epilogue, intlayers, layers
+from . import _array_cache, _checks, conv, epilogue, fused_linear, intlayers, layers
 from .config import NoiseKind
 from .perturbation import GenerationNoise
 from .tree import Path
@@ -55,7 +55,7 @@ class Population:
         self.signs = noise.signs
         self.member_keys = noise.member_keys
         self._local = noise.local
-        self._local_xp = self._xp.asarray(self._local.astype(np.uint32))  # as kernels take it
+        self._streams: fused_linear.Streams | None = None  # the keys on the device, lazily
         self._coefs: dict[int, Any] = {}
         # [bytes]: the largest layer output per member seen by this population or a slice of it
         # (a one-item list, shared with the slices; `step`'s chunk="auto" reads it)
@@ -89,6 +89,32 @@ class Population:
             if x.shape[0] == whole:
                 return x[start : start + self.size]
         return x
+
+    @property
+    def _local_xp(self) -> Any:  # (N,) uint32 each member's index into the unique keys
+        return self._device_streams().local
+
+    def _device_streams(self) -> fused_linear.Streams:
+        """The member keys on the backend, uploaded once, at their first use (on the GPU: after
+        the first layer's GEMM is queued)."""
+        if self._streams is None:
+            self._streams = fused_linear.upload_streams(
+                self.member_keys, self.noise.keys, self._local, self._xp
+            )
+        return self._streams
+
+    def _fused_linear(self, x: Any, w: Any, b: Any, code: int, transpose: Any) -> Any:
+        """`linear` through `fused_linear` (a low-rank float32 CuPy W: the GEMM first, the noise
+        made inside the kernels), or None where that path does not take the layer."""
+        kinds = self._config.kinds
+        idx = [self._spec.index(p) for p in (w, b) if p is not None]
+        leaves = [(j, self.paths[j], self._leaves[j], kinds[j]) for j in idx]
+        if not fused_linear.fusable(leaves, self._config.rank):
+            return None
+        x = self._own_rows(x, 3)
+        return fused_linear.linear(
+            x, leaves, code, transpose, self.noise, self.size, self._device_streams, self._coef
+        )
 
     def _kind(self, leaf: int) -> NoiseKind:
         return self._config.kinds[leaf]
@@ -255,7 +281,10 @@ class Population:
             x = self._own_rows(x, 3)
             out = intlayers.linear(x, self._leaf_noise(w), bn, activation, k, transpose)
             return self._noted(out)
-        epilogue.activation_code(activation)  # before any noise is made
+        code = epilogue.activation_code(activation)  # before any noise is made
+        out = self._fused_linear(x, w, b, code, transpose)
+        if out is not None:
+            return self._noted(out)
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
         bn = None if b is None else self._leaf_noise(b)
         if bn is not None and self._is_int(self._spec.index(b)):
