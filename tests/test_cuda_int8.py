@@ -12,7 +12,10 @@ from eggroll_np import _cuda_int8, _ext, dispatch
 from eggroll_np.backend import cupy
 
 from .test_core_int8 import i8
-from .test_cuda_plumbing import _FAKE_CUPY, _at, _fake_asarray, _FakeDeviceArray
+from .fake_cupy import FAKE_CUPY as _FAKE_CUPY
+from .fake_cupy import FakeDeviceArray as _FakeDeviceArray
+from .fake_cupy import at as _at
+from .fake_cupy import fake_asarray as _fake_asarray
 
 core = _ext.core
 pytestmark = pytest.mark.skipif(core is None, reason=f"C++ core not built: {_ext.core_error}")
@@ -147,7 +150,7 @@ class _EmulatedInt8:
 
 @pytest.fixture
 def emulated(monkeypatch):
-    fake = types.SimpleNamespace(**vars(_FAKE_CUPY), ndarray=_FakeDeviceArray)
+    fake = types.SimpleNamespace(**vars(_FAKE_CUPY))
     monkeypatch.setattr(_cuda_int8, "cupy", fake)
     monkeypatch.setattr(_cuda_int8, "current_stream_ptr", lambda: 0)
     monkeypatch.setattr(dispatch, "require_cuda", lambda: _EmulatedInt8)

@@ -16,10 +16,16 @@ try:  # the suite runs as a package (tests/__init__.py) or from its directory
 except ImportError:
     import emulator as emu  # type: ignore[no-redef]
 
-try:  # the fake device memory of the low-rank wrapper's plumbing tests (moved by the cuda branch)
-    from .test_cuda_plumbing import _FAKE_CUPY, _at, _fake_asarray, _FakeDeviceArray
+try:  # the suite runs as a package (tests/__init__.py) or from its directory
+    from .fake_cupy import FAKE_CUPY as _FAKE_CUPY
+    from .fake_cupy import FakeDeviceArray as _FakeDeviceArray
+    from .fake_cupy import at as _at
+    from .fake_cupy import fake_asarray as _fake_asarray
 except ImportError:
-    from .test_cuda import _FAKE_CUPY, _at, _fake_asarray, _FakeDeviceArray
+    from fake_cupy import FAKE_CUPY as _FAKE_CUPY  # type: ignore[no-redef]
+    from fake_cupy import FakeDeviceArray as _FakeDeviceArray  # type: ignore[no-redef]
+    from fake_cupy import at as _at  # type: ignore[no-redef]
+    from fake_cupy import fake_asarray as _fake_asarray  # type: ignore[no-redef]
 
 
 

@@ -8,8 +8,6 @@ themselves run on the CPU in test_cuda_emulation.py and on a GPU in test_cuda.py
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import inspect
 import re
 import types
@@ -21,6 +19,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eggroll_np import _cuda_ops, _ext, dispatch, lowrank, noise
+
+try:  # the suite runs as a package (tests/__init__.py) or from its directory
+    from .fake_cupy import FAKE_CUPY as _FAKE_CUPY
+    from .fake_cupy import FakeDeviceArray as _FakeDeviceArray
+    from .fake_cupy import at as _at
+    from .fake_cupy import fake_asarray as _fake_asarray
+except ImportError:
+    from fake_cupy import FAKE_CUPY as _FAKE_CUPY  # type: ignore[no-redef]
+    from fake_cupy import FakeDeviceArray as _FakeDeviceArray  # type: ignore[no-redef]
+    from fake_cupy import at as _at  # type: ignore[no-redef]
+    from fake_cupy import fake_asarray as _fake_asarray  # type: ignore[no-redef]
 
 needs_extension = pytest.mark.skipif(
     _ext.cuda is None,
@@ -79,45 +88,6 @@ def test_noise_kernels_are_built_without_fma_contraction():
 
 
 # ------------------------------------- the wrapper's plumbing, on emulated device memory (anywhere)
-
-
-class _FakeDeviceArray(np.ndarray):
-    """Host memory posing as a CuPy array: `.data.ptr` is its address, the device is 0."""
-
-    @property
-    def data(self):
-        return types.SimpleNamespace(ptr=self.ctypes.data)
-
-    @property
-    def device(self):
-        return types.SimpleNamespace(id=0)
-
-
-def _fake_asarray(a):
-    if isinstance(a, _FakeDeviceArray):
-        return a
-    return np.array(a, order="C").view(_FakeDeviceArray)  # an upload copies, like cupy.asarray
-
-
-def _fake_contiguous(a):
-    return a if a.flags.c_contiguous else np.array(a, order="C").view(_FakeDeviceArray)
-
-
-_FAKE_CUPY = types.SimpleNamespace(
-    asarray=_fake_asarray,
-    ascontiguousarray=_fake_contiguous,
-    empty=lambda shape, dtype: np.empty(shape, dtype).view(_FakeDeviceArray),
-    cuda=types.SimpleNamespace(Device=lambda device_id: contextlib.nullcontext()),
-)
-
-
-def _at(ptr, count, dtype):
-    """A writeable NumPy view of `count` values of `dtype` at address `ptr`."""
-    dtype = np.dtype(dtype)
-    if count == 0:
-        return np.empty(0, dtype)
-    raw = (ctypes.c_ubyte * (count * dtype.itemsize)).from_address(ptr)
-    return np.ctypeslib.as_array(raw).view(dtype)
 
 
 class _EmulatedBinding:

@@ -200,6 +200,10 @@ def _fake_caches(root, entries):
         ([(1, "Data", "32K"), (1, "Instruction", "32K"), (2, "Unified", "1024K"),
           (3, "Unified", "32768K")], 32 << 20),  # fmt: skip
         ([(1, "Data", "48K"), (2, "Unified", "2048K"), (3, "Unified", "64M")], 64 << 20),
+        # a socket-wide mesh cache (a Xeon VM's 480 MiB L3): the measured 8 MiB instead
+        ([(1, "Data", "48K"), (2, "Unified", "2048K"), (3, "Unified", "491520K")],
+         evaluate.CHUNK_BYTES),  # fmt: skip
+        ([(2, "Unified", "2048K"), (3, "Unified", "65537K")], evaluate.CHUNK_BYTES),
         ([(1, "Data", "32K"), (2, "Unified", "4096K")], evaluate.CHUNK_BYTES),  # never below
         ([(1, "Data", "32K"), (3, "Unified", "lots")], evaluate.CHUNK_BYTES),  # unreadable
         (None, evaluate.CHUNK_BYTES),  # no sysfs

@@ -208,6 +208,24 @@ def test_contract_is_the_reference_sum_at_every_level_and_thread_count(K, m, n, 
 
 
 @needs_core
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K, r", [(300, 1), (97, 3)])
+def test_contract_over_many_blocks_is_the_reference_sum(K, r, dtype):
+    # K * r spans several of the core's blocks of terms (it resumes each output element from
+    # its stored sum), with a last row tile and a last column tile that are not whole.
+    rng = np.random.default_rng(K * r)
+    A = rng.standard_normal((K, 13, r)).astype(dtype)
+    B = rng.standard_normal((K, 70, r)).astype(dtype)
+    w = rng.standard_normal(K)
+    want = _reference.contract(A, B, (w * 0.37).astype(dtype))
+    for level in LEVELS:
+        for threads in (1, 2):
+            with kernels(level, threads):
+                got = lowrank.contract(A, B, w, 0.37)
+            np.testing.assert_array_equal(bits(got), bits(want), err_msg=f"{level}, {threads}")
+
+
+@needs_core
 def test_contract_full_is_the_reference_sum_at_every_level():
     rng = np.random.default_rng(5)
     E = rng.standard_normal((300, 7, 129)).astype(np.float32)

@@ -189,3 +189,24 @@ def test_gpu_tests_step_fails_on_a_skip_for_want_of_a_gpu(tmp_path):
     assert result["cuda"]["tests"] == 2
     assert result["cuda"]["skipped"] == 1
     assert result["marked_gpu"]["returncode"] == 5  # nothing marked gpu outside the CUDA files
+
+
+def test_bench_gpu_reports_issue_23s_targets_from_its_figures():
+    # No GPU needed: the targets are read from a result's figures (what `run` measured).
+    from eggroll_np.benchmarks import gpu_bench
+
+    def figs(pop, fwd, host):
+        return {"population": pop, "forward_over_inference": fwd, "generation_host_over_gpu": host}
+
+    result = {"workloads": {"rl-4096": [figs(4096, 0.97, 1.0), figs(16384, 0.5, 1.0)],
+                            "sup": [figs(256, 0.4, 1.3)]}}  # fmt: skip
+    rows = {(r["workload"], r["figure"]): r for r in gpu_bench.targets(result)}
+    assert rows["rl-4096", "forward_over_inference"]["met"] is True
+    assert rows["rl-4096", "forward_over_inference"]["value"] == 0.97  # population 4096's
+    assert rows["sup", "forward_over_inference"]["met"] is False
+    assert rows["sup", "generation_host_over_gpu"] == {
+        "workload": "sup", "population": 256, "figure": "generation_host_over_gpu",
+        "target": "<= 1.2", "value": 1.3, "met": False,
+    }  # fmt: skip
+    quick = gpu_bench.targets({"workloads": {"sup": [figs(64, 0.9, 1.0)]}})
+    assert [r["met"] for r in quick] == [None, None, None]  # not measured: neither met nor missed

@@ -1,9 +1,10 @@
 // contract.cpp: packing and threading around the per-ISA tiles of contract_kernels.cpp.
 //
 // The left operand (w * a, p = k * r + q) is packed once into panels of contract_rows rows; each
-// thread takes whole column tiles, packs its slice of b and runs every row tile over it. An
-// output element is produced by exactly one tile, in one pass over p, so neither the thread
-// split nor the tile width changes its bits.
+// thread takes whole column tiles, packs its slice of b block by block (kc terms at a time) and
+// runs every row tile over each block. An output element is produced by exactly one tile, which
+// adds its terms in ascending p, resuming from its stored sum at each block, so neither the
+// thread split, the block size nor the tile width changes its bits.
 #include "core/contract.h"
 
 #include <algorithm>
@@ -17,6 +18,10 @@
 namespace egg {
 
 namespace {
+// Bytes of b's packed block per column tile: two thirds of a 48 KiB L1 data cache, one half
+// of a 32 KiB one (the rest holds a's panel and the tile's sums).
+constexpr std::size_t kL1PanelBytes = std::size_t{1} << 15;
+
 template <class T>
 struct Tiles;
 template <>
@@ -64,42 +69,49 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
       }
     }
   });
+  // Blocks of kc terms (BLIS's kc): a column tile's packed block of b, kc x nr values, stays in
+  // L1 while every row tile streams its panel of a past it. Each block resumes from the sums
+  // the previous block stored, so an element still adds its terms in one ascending chain.
+  const std::size_t kc = std::max<std::size_t>(16, kL1PanelBytes / (nr * sizeof(T)));
   const std::size_t col_tiles = (n + nr - 1) / nr;
   const std::size_t per_tile = np * row_tiles * rows * nr;
   const std::size_t min_tiles = std::max<std::size_t>(1, (std::size_t{1} << 18) / per_tile);
   parallel_for(col_tiles, min_tiles, [&](std::size_t c0, std::size_t c1) {
-    std::vector<T> pq, res(rows * nr);
+    // strip: the column tile's sums, rows nr apart, copied to out once every block is in. The
+    // blocks resume from it in L2; out's own rows, n apart (often a multiple of 4 KiB), would
+    // come back from memory at each block and collide in the same L1 sets.
+    std::vector<T> pq, strip(row_tiles * rows * nr);
     for (std::size_t c = c0; c < c1; ++c) {
       const std::size_t j0 = c * nr, width = std::min(nr, n - j0);
-      const T* q;
-      std::size_t ldq;
-      if (rows == 1 && r == 1 && width == nr) {
-        q = b + j0;  // each value is used once: read it in place rather than copy it first
-        ldq = n;
-      } else {
-        pq.assign(np * nr, T(0));
-        for (std::size_t p = 0; p < np; ++p) {
-          const std::size_t kk = p / r, qq = p % r;
-          T* dst = pq.data() + p * nr;
-          if (r == 1) {
-            std::memcpy(dst, b + kk * n + j0, width * sizeof(T));
-          } else {
-            for (std::size_t j = 0; j < width; ++j) dst[j] = b[(kk * n + j0 + j) * r + qq];
+      for (std::size_t p0 = 0; p0 < np; p0 += kc) {
+        const std::size_t pn = std::min(kc, np - p0);
+        const T* q;
+        std::size_t ldq;
+        if (rows == 1 && r == 1 && width == nr) {
+          q = b + p0 * n + j0;  // each value is used once: read it in place rather than copy it
+          ldq = n;
+        } else {
+          pq.assign(pn * nr, T(0));
+          for (std::size_t p = p0; p < p0 + pn; ++p) {
+            const std::size_t kk = p / r, qq = p % r;
+            T* dst = pq.data() + (p - p0) * nr;
+            if (r == 1) {
+              std::memcpy(dst, b + kk * n + j0, width * sizeof(T));
+            } else {
+              for (std::size_t j = 0; j < width; ++j) dst[j] = b[(kk * n + j0 + j) * r + qq];
+            }
           }
+          q = pq.data();
+          ldq = nr;
         }
-        q = pq.data();
-        ldq = nr;
+        const bool resume = p0 > 0;
+        for (std::size_t t = 0; t < row_tiles; ++t) {
+          tile(pa.get() + (t * np + p0) * rows, rows, q, ldq, pn, strip.data() + t * rows * nr, nr,
+               resume);
+        }
       }
-      for (std::size_t t = 0; t < row_tiles; ++t) {
-        const std::size_t height = std::min(rows, m - t * rows);
-        if (height == rows && width == nr) {  // a whole tile: straight into out
-          tile(pa.get() + t * np * rows, rows, q, ldq, np, out + t * rows * n + j0, n);
-          continue;
-        }
-        tile(pa.get() + t * np * rows, rows, q, ldq, np, res.data(), nr);
-        for (std::size_t i = 0; i < height; ++i) {
-          std::memcpy(out + (t * rows + i) * n + j0, res.data() + i * nr, width * sizeof(T));
-        }
+      for (std::size_t i = 0; i < m; ++i) {
+        std::memcpy(out + i * n + j0, strip.data() + i * nr, width * sizeof(T));
       }
     }
   });

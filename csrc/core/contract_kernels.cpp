@@ -61,16 +61,37 @@ inline typename Vec<T>::type term(typename Vec<T>::type a, typename Vec<T>::type
   }
 }
 
+// All lanes = x, as one broadcast load. (`V{} + x` would add +0.0 first, which the compiler
+// must keep, -0.0 + 0.0 being +0.0, and then broadcast from a register on the FMA port.)
+template <class T>
+inline typename Vec<T>::type splat(const T* x) {
+  using V = typename Vec<T>::type;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm512_set1_ps(*x);
+  if constexpr (std::is_same_v<T, double>) return (V)_mm512_set1_pd(*x);
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm256_set1_ps(*x);
+  if constexpr (std::is_same_v<T, double>) return (V)_mm256_set1_pd(*x);
+#endif
+  V out;
+  for (std::size_t l = 0; l < Vec<T>::lanes; ++l) out[l] = *x;
+  return out;
+}
+
 template <class T, std::size_t Rows>
 inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, std::size_t np,
-                 T* __restrict out, std::size_t ldo) {
+                 T* __restrict out, std::size_t ldo, bool resume) {
   using V = typename Vec<T>::type;
   constexpr std::size_t L = Vec<T>::lanes;
   V acc[Rows][kVecs];
+  // Resuming from the stored partial sums continues the same chain of roundings: a float
+  // stored and loaded back is the same float, so splitting p into blocks keeps the bits.
 #pragma GCC unroll 16
   for (std::size_t r = 0; r < Rows; ++r) {
 #pragma GCC unroll 16
-    for (std::size_t v = 0; v < kVecs; ++v) acc[r][v] = V{};
+    for (std::size_t v = 0; v < kVecs; ++v) {
+      acc[r][v] = resume ? *reinterpret_cast<const V*>(out + r * ldo + v * L) : V{};
+    }
   }
   for (std::size_t p = 0; p < np; ++p, a += Rows, q += ldq) {
     V b[kVecs];
@@ -78,7 +99,7 @@ inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, 
     for (std::size_t v = 0; v < kVecs; ++v) b[v] = *reinterpret_cast<const V*>(q + v * L);
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < Rows; ++r) {
-      const V av = V{} + a[r];  // broadcast
+      const V av = splat<T>(a + r);
 #pragma GCC unroll 16
       for (std::size_t v = 0; v < kVecs; ++v) acc[r][v] = term<T>(av, b[v], acc[r][v]);
     }
@@ -94,11 +115,11 @@ inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, 
 
 template <class T>
 void tile_rows(const T* a, std::size_t rows, const T* q, std::size_t ldq, std::size_t np, T* out,
-               std::size_t ldo) {
+               std::size_t ldo, bool resume) {
   if (rows == kRows) {
-    tile<T, kRows>(a, q, ldq, np, out, ldo);
+    tile<T, kRows>(a, q, ldq, np, out, ldo, resume);
   } else {
-    tile<T, 1>(a, q, ldq, np, out, ldo);
+    tile<T, 1>(a, q, ldq, np, out, ldo, resume);
   }
 }
 }  // namespace
@@ -108,13 +129,13 @@ extern const std::size_t contract_cols_f32 = Vec<float>::cols;
 extern const std::size_t contract_cols_f64 = Vec<double>::cols;
 
 void contract_tile_f32(const float* a, std::size_t rows, const float* q, std::size_t ldq,
-                       std::size_t np, float* out, std::size_t ldo) {
-  tile_rows(a, rows, q, ldq, np, out, ldo);
+                       std::size_t np, float* out, std::size_t ldo, bool resume) {
+  tile_rows(a, rows, q, ldq, np, out, ldo, resume);
 }
 
 void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq,
-                       std::size_t np, double* out, std::size_t ldo) {
-  tile_rows(a, rows, q, ldq, np, out, ldo);
+                       std::size_t np, double* out, std::size_t ldo, bool resume) {
+  tile_rows(a, rows, q, ldq, np, out, ldo, resume);
 }
 
 }  // namespace EGG_ISA

@@ -48,14 +48,14 @@ struct KernelTable {
                     float* nu_out);
   // Rows of one contraction tile, and its columns for float32 / float64 (whole vectors).
   std::size_t contract_rows, contract_cols_f32, contract_cols_f64;
-  // out[i * ldo + j] (i < rows, j < cols = contract_cols_*) = sum over p in [0, np) IN ORDER of
-  // a[p * rows + i] * q[p * ldq + j]; float32 one FMA per term, float64 product and sum rounded
-  // on their own, at every level alike: the bits do not depend on the instruction set. rows is
-  // 1 or contract_rows.
+  // out[i * ldo + j] (i < rows, j < cols = contract_cols_*) = s + sum over p in [0, np) IN
+  // ORDER of a[p * rows + i] * q[p * ldq + j], s = 0 or (resume) out's value on entry; float32
+  // one FMA per term, float64 product and sum rounded on their own, at every level alike: the
+  // bits do not depend on the instruction set. rows is 1 or contract_rows.
   void (*contract_tile_f32)(const float* a, std::size_t rows, const float* q, std::size_t ldq,
-                            std::size_t np, float* out, std::size_t ldo);
+                            std::size_t np, float* out, std::size_t ldo, bool resume);
   void (*contract_tile_f64)(const double* a, std::size_t rows, const double* q, std::size_t ldq,
-                            std::size_t np, double* out, std::size_t ldo);
+                            std::size_t np, double* out, std::size_t ldo, bool resume);
   // One output row of the population layers' fused pass (epilogue.h).
   void (*epilogue_row)(const RowEpilogue& a);
   // The integer leaves' GEMM, packing and row epilogue (int8.h).
@@ -80,9 +80,9 @@ void register_kernels(const KernelTable& table);
                  float* nu_out);                                                              \
   extern const std::size_t contract_rows, contract_cols_f32, contract_cols_f64;               \
   void contract_tile_f32(const float* a, std::size_t rows, const float* q, std::size_t ldq,   \
-                         std::size_t np, float* out, std::size_t ldo);                        \
+                         std::size_t np, float* out, std::size_t ldo, bool resume);           \
   void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq, \
-                         std::size_t np, double* out, std::size_t ldo);                       \
+                         std::size_t np, double* out, std::size_t ldo, bool resume);          \
   void epilogue_row(const RowEpilogue& a);                                                    \
   extern const Int8Kernels int8_kernels;                                                      \
   }

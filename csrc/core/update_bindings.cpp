@@ -166,8 +166,8 @@ void register_update_bindings(py::module_& m) {
         "(theta, mu, nu, squared norm of the step).");
   m.def("contract", &contract_py, py::arg("a"), py::arg("b"), py::arg("w"),
         "sum_k sum_q (w[k] * a[k, :, q]) outer b[k, :, q] for a (K, m, r), b (K, n, r), w (K,) "
-        "-> (m, n), terms added in (k, q) order with no FMA: the same bits on every machine, "
-        "SIMD level and thread count. float32 or float64.");
+        "-> (m, n), terms added in (k, q) order (float32: one FMA each; float64: product and sum "
+        "rounded apart): the same bits on every machine, SIMD level and thread count.");
 }
 
 }  // namespace egg

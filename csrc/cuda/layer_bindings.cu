@@ -8,6 +8,7 @@
 
 #include "core/gil.h"
 #include "cuda/pointers.h"
+#include "cuda/fused.cuh"
 #include "cuda/layers.cuh"
 
 namespace py = pybind11;
@@ -15,6 +16,11 @@ namespace py = pybind11;
 namespace egg_cuda {
 
 namespace {
+FactorSource factor_source(std::uintptr_t held, const std::array<long long, 3>& stride,
+                           uint32_t leaf, uint64_t offset) {
+  return FactorSource{ptr<const float>(held), {stride[0], stride[1], stride[2]}, leaf, offset};
+}
+
 MemberTerms member_terms(std::uintptr_t keys, std::uintptr_t coef, std::uintptr_t bias,
                          std::uintptr_t bias_noise, std::uintptr_t bias_coef, int act,
                          std::size_t keys_bound) {
@@ -25,6 +31,44 @@ MemberTerms member_terms(std::uintptr_t keys, std::uintptr_t coef, std::uintptr_
 }  // namespace
 
 void register_layer_bindings(py::module_& m) {
+  m.def(
+      "linear_fused",
+      [](std::uintptr_t out, std::uintptr_t base, std::uintptr_t x, std::uintptr_t xa,
+         std::uintptr_t slot_keys, std::uintptr_t xa_rows, std::uintptr_t keys,
+         std::uintptr_t coef, std::uintptr_t bias, std::uintptr_t bias_coef,
+         std::uintptr_t left, std::array<long long, 3> left_stride, uint64_t left_offset,
+         std::uintptr_t right, std::array<long long, 3> right_stride, uint64_t right_offset,
+         std::uintptr_t bias_noise, std::array<long long, 3> bias_noise_stride, uint32_t leaf,
+         uint32_t bias_leaf, bool generate, bool bias_noisy, uint64_t seed, uint32_t epoch,
+         int act, std::size_t members, std::size_t rows, std::size_t m, std::size_t n,
+         std::size_t rank, std::size_t slots, std::size_t keys_bound, std::uintptr_t stream) {
+        if (act < kActNone || act > kActGelu) throw py::value_error("act must be in [0, 4]");
+        if (rank == 0 || rank > kFusedMaxRank) throw py::value_error("rank must be in [1, 8]");
+        FusedLinear a{};
+        a.out = ptr<float>(out), a.base = ptr<const float>(base), a.x = ptr<const float>(x);
+        a.xa = ptr<float>(xa), a.slot_keys = ptr<const uint32_t>(slot_keys);
+        a.xa_rows = ptr<const uint32_t>(xa_rows), a.keys = ptr<const uint32_t>(keys);
+        a.coef = ptr<const float>(coef), a.bias = ptr<const float>(bias);
+        a.bias_coef = ptr<const float>(bias_coef);
+        a.left = factor_source(left, left_stride, leaf, left_offset);
+        a.right = factor_source(right, right_stride, leaf, right_offset);
+        a.bias_noise = factor_source(bias_noise, bias_noise_stride, bias_leaf, 0);
+        a.generate = generate, a.bias_noisy = bias_noisy, a.seed = seed, a.epoch = epoch;
+        a.act = act, a.members = members, a.rows = rows, a.m = m, a.n = n, a.rank = rank;
+        a.slots = slots, a.keys_bound = keys_bound;
+        egg::ReleaseGil release;  // safe at exit (core/gil.h)
+        linear_fused(a, stream_of(stream));
+      },
+      py::arg("out"), py::arg("base"), py::arg("x"), py::arg("xa"), py::arg("slot_keys"),
+      py::arg("xa_rows"), py::arg("keys"), py::arg("coef"), py::arg("bias"), py::arg("bias_coef"),
+      py::arg("left"), py::arg("left_stride"), py::arg("left_offset"), py::arg("right"),
+      py::arg("right_stride"), py::arg("right_offset"), py::arg("bias_noise"),
+      py::arg("bias_noise_stride"), py::arg("leaf"), py::arg("bias_leaf"), py::arg("generate"),
+      py::arg("bias_noisy"), py::arg("seed"), py::arg("epoch"), py::arg("act"),
+      py::arg("members"), py::arg("rows"), py::arg("m"), py::arg("n"), py::arg("rank"),
+      py::arg("slots"), py::arg("keys_bound"), py::arg("stream"),
+      "The population linear layer with its factors made in the kernels (see fused.cuh); "
+      "held pointers 0: generated from Philox.");
   m.def(
       "linear_epilogue",
       [](std::uintptr_t out, std::uintptr_t base, std::uintptr_t xa, std::uintptr_t xa_rows,

@@ -13,26 +13,10 @@
 #include <cstdint>
 
 #include "cuda/layers.cuh"
+#include "cuda/layers_math.cuh"
 
 namespace egg_cuda {
 namespace layers_detail {
-
-__device__ __forceinline__ float sigmoid(float h) { return 1.0f / (1.0f + expf(-h)); }
-
-__device__ __forceinline__ float activate(float h, int act) {
-  switch (act) {
-    case kActRelu:
-      return h < 0.0f ? 0.0f : h;  // NaN stays NaN
-    case kActTanh:
-      return tanhf(h);
-    case kActSigmoid:
-      return sigmoid(h);
-    case kActGelu:  // 0.5 h (1 + tanh(u)) == h * sigmoid(2u): no cancellation for h < 0
-      return h * sigmoid(2.0f * 0.7978845608028654f * (h + 0.044715f * h * h * h));
-    default:
-      return h;
-  }
-}
 
 // Member i's key in *k; false when the key is out of range and a factor (`factors`) or the bias
 // noise would be read with it: the caller then writes NaN instead of reading out of bounds.
@@ -45,9 +29,10 @@ __device__ __forceinline__ bool member_key(const MemberTerms& t, std::size_t i, 
 // act(h + bias[c] + bias_coef[i] * bias_noise[k, c]) for channel c of `width` channels.
 __device__ __forceinline__ float finish(const MemberTerms& t, float h, std::size_t i, uint32_t k,
                                         std::size_t c, std::size_t width) {
-  if (t.bias != nullptr) h += t.bias[c];
-  if (t.bias_noise != nullptr) h += t.bias_coef[i] * t.bias_noise[static_cast<std::size_t>(k) * width + c];
-  return activate(h, t.act);
+  const bool noisy = t.bias_noise != nullptr;
+  return finish_with(t.bias, noisy, noisy ? t.bias_coef[i] : 0.0f,
+                     noisy ? t.bias_noise[static_cast<std::size_t>(k) * width + c] : 0.0f, h, c,
+                     t.act);
 }
 
 __global__ void linear_epilogue_kernel(LinearEpilogue a) {

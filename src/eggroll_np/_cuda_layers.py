@@ -15,7 +15,7 @@ import numpy as np
 from . import dispatch
 from .backend import cupy, current_stream_ptr
 
-__all__ = ["linear_epilogue", "conv_epilogue"]
+__all__ = ["linear_epilogue", "conv_epilogue", "linear_fused"]
 
 
 def _ptr(a: Any) -> int:
@@ -105,3 +105,32 @@ def conv_epilogue(
             _ptr(_f32("bias_coef", bias_coef, 1)), int(act), N, Bt, Co, P, rank, v_count, bound,
             current_stream_ptr(),
         )  # fmt: skip
+
+
+def _elem_strides(a: Any) -> list[int]:
+    return [0, 0, 0] if a is None else [s // a.itemsize for s in a.strides] + [0] * (3 - a.ndim)
+
+
+def linear_fused(
+    out: Any, base: Any, x: Any, xa: Any, slot_keys: Any, xa_rows: Any, keys: Any, coef: Any,
+    bias: Any, bias_coef: Any, left: Any, right: Any, bias_noise: Any, offsets: tuple[int, int],
+    leaves: tuple[int, int], seed: int, epoch: int, act: int,
+) -> None:  # fmt: skip
+    """The fused linear layer (csrc/cuda/fused.cuh) on CuPy arrays, already shaped, typed and
+    C-contiguous by `eggroll_np.fused_linear` (this is its hot path: pointers only, no checks
+    that cost a launch or a copy). left/right/bias_noise None: made from Philox in the kernels
+    (keys are then stream keys); arrays: held factors read with their strides (keys index them).
+    """
+    cuda = dispatch.require_cuda()
+    N, rows, n = out.shape
+    slots, _, rank = xa.shape
+    generate = left is None
+    noisy = bias_coef is not None
+    cuda.linear_fused(
+        _ptr(out), _ptr(base), _ptr(x), _ptr(xa), _ptr(slot_keys), _ptr(xa_rows), _ptr(keys),
+        _ptr(coef), _ptr(bias), _ptr(bias_coef), _ptr(left), _elem_strides(left), offsets[0],
+        _ptr(right), _elem_strides(right), offsets[1], _ptr(bias_noise),
+        _elem_strides(bias_noise), leaves[0], leaves[1], generate, noisy, seed, epoch, act, N,
+        rows, x.shape[-1], n, rank, slots, 0 if generate else left.shape[0],
+        current_stream_ptr(),
+    )  # fmt: skip

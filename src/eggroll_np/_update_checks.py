@@ -113,10 +113,9 @@ def checked_norm(
         sq += v
     if not math.isfinite(sq):
         raise fail("the update norm overflows")
-    # A leaf's squared norm sums (new - old)^2 over its entries as applied (`optim.apply`), so
-    # a NaN or inf among its new values made it non-finite above: only a leaf without a norm
-    # needs a pass over its values.
-    unmeasured = {i: v for i, v in new_leaves.items() if i not in norms}
+    # A finite squared norm of new - theta (float64) means every new value is finite: inf and
+    # NaN reach the norm. Only leaves whose step reported no norm need a pass of their own.
+    unmeasured = {i: x for i, x in new_leaves.items() if i not in norms}
     bad = first_non_finite(unmeasured, namespace_of(leaves[0]))
     if bad is not None:
         raise fail(f"the new values of leaf '{paths[bad]}' are not finite")

@@ -13,12 +13,18 @@ from . import _checks
 from .population import Population
 
 __all__ = [
-    "CHUNK_BYTES", "INFO_KEY", "chunk_budget", "check_chunk", "members_per_chunk", "evaluate",
+    "CHUNK_BYTES", "LARGEST_PRIVATE_LLC", "INFO_KEY", "chunk_budget", "check_chunk", "members_per_chunk", "evaluate",
 ]  # fmt: skip
 
 #: Bytes of one chunk's widest layer output where the processor's last-level cache is unknown
 #: (the 2-core Intel machines' measured optimum: sup 47 -> 40 ms a generation in chunks of 64).
 CHUNK_BYTES = 8 << 20
+#: A last-level cache larger than this is a server socket's mesh cache (hundreds of MiB shared by
+#: every tenant, slower per core than a chiplet's L3): the budget is then CHUNK_BYTES. Measured
+#: on a 2-core Intel Xeon VM reporting a 480 MiB L3 (2 threads, 5 alternating rounds): sup at
+#: population 256 (32 MiB a layer) 43.7 ms a generation whole, 40.5 in chunks of 128 (16 MiB),
+#: 36.9 in chunks of 64 (8 MiB); a 32 MiB AMD chiplet L3 held the whole 32 MiB faster.
+LARGEST_PRIVATE_LLC = 64 << 20
 _CACHES = "/sys/devices/system/cpu/cpu0/cache"
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
@@ -38,7 +44,7 @@ def check_chunk(chunk: Any) -> int | str | None:
 @functools.lru_cache(maxsize=1)
 def chunk_budget() -> int:
     """Bytes of one chunk's widest layer output under chunk="auto": the processor's last-level
-    cache (Linux sysfs), else CHUNK_BYTES.
+    cache (Linux sysfs) up to LARGEST_PRIVATE_LLC, else CHUNK_BYTES.
 
     A population's layer output that fits the last-level cache stays there for the next layer;
     one that does not goes to memory and back. Measured on a 2-core AMD EPYC (32 MiB L3, one
@@ -61,6 +67,8 @@ def chunk_budget() -> int:
             size = int(text[:-1]) * _UNITS[text[-1]] if text[-1:] in _UNITS else int(text)
             best = max(best, (level, size))
     except (OSError, ValueError):
+        return CHUNK_BYTES
+    if best[1] > LARGEST_PRIVATE_LLC:  # a socket-wide mesh cache: CHUNK_BYTES measured faster
         return CHUNK_BYTES
     return best[1] if best[1] >= CHUNK_BYTES else CHUNK_BYTES
 

@@ -243,6 +243,10 @@ class GenerationNoise:
         self.prefetch(full=False)  # the one place factors are made; a no-op once held
         return self._items[("factors", leaf)]
 
+    def holds_factors(self, leaf: int) -> bool:
+        """True when the factors of a low-rank leaf are held (made, not only makeable)."""
+        return ("factors", leaf) in self._items
+
     def dense(self, leaf: int, keys: np.ndarray) -> Any:
         """Full-rank unit noise of `keys` for a leaf: `(len(keys), *shape)` in leaf dtype."""
         shape = self.spec.shapes[leaf]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _array_cache, _checks, conv, epilogue, intlayers, layers
+from . import _array_cache, _checks, conv, epilogue, fused_linear, intlayers, layers
 from .config import NoiseKind
 from .perturbation import GenerationNoise
 from .tree import Path
@@ -55,7 +55,7 @@ class Population:
         self.signs = noise.signs
         self.member_keys = noise.member_keys
         self._local = noise.local
-        self._local_xp = self._xp.asarray(self._local.astype(np.uint32))  # as kernels take it
+        self._streams: fused_linear.Streams | None = None  # the keys on the device, lazily
         self._coefs: dict[int, Any] = {}
         self._leaf_noises: dict[tuple[int, bool], epilogue.LeafNoise] = {}
         # [bytes]: the largest layer output per member seen by this population or a slice of it
@@ -90,6 +90,31 @@ class Population:
             if x.shape[0] == whole:
                 return x[start : start + self.size]
         return x
+
+    @property
+    def _local_xp(self) -> Any:  # (N,) uint32 each member's index into the unique keys
+        return self._device_streams().local
+
+    def _device_streams(self) -> fused_linear.Streams:
+        """The member keys on the backend, uploaded once, at their first use (on the GPU: after
+        the first layer's GEMM is queued)."""
+        if self._streams is None:
+            self._streams = fused_linear.upload_streams(
+                self.member_keys, self.noise.keys, self._local, self._xp
+            )
+        return self._streams
+
+    def _fused_linear(self, x: Any, w: Any, b: Any, code: int, transpose: Any) -> Any:
+        """`linear` through `fused_linear` (a low-rank float32 CuPy W: the GEMM first, the noise
+        made inside the kernels), or None where that path does not take the layer."""
+        idx = [self._spec.index(p) for p in (w, b) if p is not None]
+        leaves = [(j, self.paths[j], self._leaves[j], self._config.kinds[j]) for j in idx]
+        if not fused_linear.fusable(leaves, self._config.rank):
+            return None
+        x = self._own_rows(x, 3)
+        return fused_linear.linear(
+            x, leaves, code, transpose, self.noise, self.size, self._device_streams, self._coef
+        )
 
     def _kind(self, leaf: int) -> NoiseKind:
         return self._config.kinds[leaf]
@@ -165,7 +190,7 @@ class Population:
             return xp.broadcast_to(theta, (self.size, *theta.shape)).copy()
         self.noise.prefetch(full=True)
         if self._is_int(leaf):
-            return intlayers.perturbed(self._leaf_noise(path), self._config.int_sigma_shift)
+            return intlayers.perturbed(self._noise_of(leaf), self._config.int_sigma_shift)
         coef = self._coef(leaf).reshape(-1, *([1] * theta.ndim))
         if kind is NoiseKind.LOWRANK:
             A, B = self.noise.factors(leaf)
@@ -202,17 +227,10 @@ class Population:
             if rows.size:  # a slice's members need only some keys
                 yield xp.asarray(rows), xp.asarray(self._local[rows] - c), E
 
-    def _leaf_noise(self, path: Path | str, chunked: bool = False) -> epilogue.LeafNoise:
-        """One leaf and its members' noise, as the layer functions take it. `chunked`: a
-        full-rank leaf's noise that is not held comes in key chunks (never all N at once)."""
-        return self._noise_of(self._spec.index(path), chunked)
-
     def _noise_of(self, leaf: int, chunked: bool = False) -> epilogue.LeafNoise:
-        """`_leaf_noise` of leaf index `leaf`, made once per population: its arrays never change
-        once made, and a tiny layer call must not rebuild it (the one exception, a full-rank
-        leaf's noise read in chunks, is not kept: a later `perturbed` may hold it whole)."""
-        got = self._leaf_noises.get((leaf, chunked))
-        if got is not None:
+        """Leaf `leaf` and its members' noise as the layers take it, kept per population (a tiny
+        layer call must not rebuild it). `chunked`: unheld full-rank noise in key chunks."""
+        if (got := self._leaf_noises.get((leaf, chunked))) is not None:
             return got
         kind = self._kind(leaf)
         A = B = E = chunks = None
@@ -227,7 +245,7 @@ class Population:
         got = epilogue.LeafNoise(
             self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E, chunks
         )
-        if chunks is None:
+        if chunks is None:  # chunked noise is not kept: a later `perturbed` may hold it whole
             self._leaf_noises[(leaf, chunked)] = got
         return got
 
@@ -261,19 +279,20 @@ class Population:
         gives int8 (N, B, n) by the integer rule (`intlayers.linear`, docs/integer.md).
         """
         wi = self._spec.index(w)
-        dtypes = self._spec.dtypes
-        if dtypes[wi] == "int8":
+        if self._spec.dtypes[wi] == "int8":
             self.noise.prefetch(full=True)
-            bn = None if b is None else self._leaf_noise(b)
+            bn = None if b is None else self._noise_of(self._spec.index(b))
             k = self._config.int_sigma_shift
             x = self._own_rows(x, 3)
             out = intlayers.linear(x, self._noise_of(wi), bn, activation, k, transpose)
             return self._noted(out)
-        epilogue.activation_code(activation)  # before any noise is made
+        code = epilogue.activation_code(activation)  # before any noise is made
+        out = None if self._xp is np else self._fused_linear(x, w, b, code, transpose)  # CuPy
+        if out is not None:
+            return self._noted(out)
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
-        bi = None if b is None else self._spec.index(b)
-        bn = None if bi is None else self._noise_of(bi)
-        if bi is not None and dtypes[bi] == "int8":
+        bn = None if b is None else self._noise_of(self._spec.index(b))
+        if bn is not None and bn.theta.dtype == np.int8:
             raise TypeError(
                 f"b: leaf '{bn.name}' is int8 but w '{self.paths[wi]}' is a "
                 "float leaf; a layer's leaves share one dtype"
@@ -315,9 +334,9 @@ class Population:
             )
         epilogue.activation_code(activation)
         self.noise.prefetch(full=True)
-        bn = None if b is None else self._leaf_noise(b)
+        bn = None if b is None else self._noise_of(self._spec.index(b))
         x = self._own_rows(x, 5)
-        return self._noted(conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation))
+        return self._noted(conv.conv2d(x, self._noise_of(leaf), bn, stride, padding, activation))
 
     @_array_cache.scoped
     def embed(self, ids: Any, w: Path | str, per_member: bool = False) -> Any:
@@ -336,10 +355,10 @@ class Population:
         self.noise.prefetch(full=True)
         if per_member:
             ids = self._own_rows(ids, getattr(ids, "ndim", None))
-        if self._is_int(self._spec.index(w)):
+        if self._is_int(leaf := self._spec.index(w)):
             k = self._config.int_sigma_shift
-            return self._noted(intlayers.embed(ids, self._leaf_noise(w), per_member, k))
-        return self._noted(layers.embed(ids, self._leaf_noise(w), per_member))
+            return self._noted(intlayers.embed(ids, self._noise_of(leaf), per_member, k))
+        return self._noted(layers.embed(ids, self._noise_of(leaf), per_member))
 
     def slice(self, start: int, stop: int) -> Population:
         """The members [start, stop) as a Population (for workers; noise of its keys only).

@@ -1,7 +1,8 @@
 // host_emulation.cpp: runs the CUDA kernels AND their launch code on the CPU, for machines
 // without a GPU.
 //
-// noise.cu, lowrank.cu, layers.cu and int8.cu are compiled unchanged with EGG_HOST_EMULATION defined: their launch
+// noise.cu, lowrank.cu, layers.cu, fused.cu and int8.cu are compiled unchanged with
+// EGG_HOST_EMULATION defined: their launch
 // decisions (aligned or scalar paths, float4 or scalar stores, the rank chunk, the fast divisor,
 // the batched noise job table, grid sizes) run as on the GPU, and `egg_cuda::launch` hands each
 // kernel to run_grid below instead of the driver. run_grid executes every CUDA thread of the
@@ -11,7 +12,9 @@
 //
 // It checks indexing, grid-stride loops, alignment handling, the float4 and scalar paths, NaN
 // poisoning of bad keys and float16 input; op `layers` runs the population layers' epilogue
-// cases (layers_cases.h), which check themselves against double-precision loops. It cannot check timing, memory ordering, occupancy or
+// cases (layers_cases.h), which check themselves against double-precision loops; op `fused` the
+// fused linear layer (fused_cases.h): generated == held factors == the plain epilogue, bit for
+// bit. It cannot check timing, memory ordering, occupancy or
 // what nvcc's code generation does to float rounding (the PTX check in
 // tests/test_cuda_plumbing.py covers contraction): only a GPU run can.
 //
@@ -40,6 +43,7 @@
 
 #include "cuda/emulation/lanes.h"
 
+#include "cuda/fused.cu"
 #include "cuda/int8.cu"
 #include "cuda/layers.cu"
 #include "cuda/lowrank.cu"
@@ -92,6 +96,7 @@ void fail(const std::string& what) {
 
 #include "cuda/emulation/int8_cases.h"
 #include "cuda/emulation/layers_cases.h"
+#include "cuda/emulation/fused_cases.h"
 
 namespace {
 
@@ -199,6 +204,8 @@ void run_case(const std::string& dir, std::istringstream& in) {
     if (!int8_cases::run(op.substr(5), p, in)) {
       throw std::runtime_error("unknown case kind '" + op + "'");
     }
+  } else if (op == "fused") {
+    fused_cases::run(name, p, in);  // self-checking against the separate pass, writes outputs
   } else if (op == "layers") {
     layer_cases::run_all();  // self-checking: prints a line per case, counts failures
   } else {

@@ -54,6 +54,8 @@ __all__ = [
     "check_output",
     "cnn_figures",
     "output_checks",
+    "TARGETS",
+    "targets",
     "run",
 ]
 
@@ -196,6 +198,31 @@ def output_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
             if "output_check" in f]  # fmt: skip
 
 
+#: Issue 23's GPU targets: (workload, population, figure, bound, "min" or "max"). The figures
+#: are `_workload_figures`'s: forward_over_inference is inference time / forward time, the
+#: forward with fresh noise (a new generation each call); generation_host_over_gpu is a
+#: generation's host time (until the call returns) over its GPU (CUDA-event) time.
+TARGETS: tuple[tuple[str, int, str, float, str], ...] = (
+    ("rl-4096", 4096, "forward_over_inference", 0.95, "min"),
+    ("sup", 256, "forward_over_inference", 0.5, "min"),
+    ("sup", 256, "generation_host_over_gpu", 1.2, "max"),
+)
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each of `TARGETS` with its measured value and whether it is met (`met` None when the
+    run did not measure it, e.g. --quick's smaller populations)."""
+    rows = []
+    for workload, population, figure, bound, kind in TARGETS:
+        figs = result.get("workloads", {}).get(workload, [])
+        value = next((f[figure] for f in figs if f.get("population") == population), None)
+        met = None if value is None else (value >= bound if kind == "min" else value <= bound)
+        rows.append({"workload": workload, "population": population, "figure": figure,
+                     "target": f"{'>=' if kind == 'min' else '<='} {bound}", "value": value,
+                     "met": met})  # fmt: skip
+    return rows
+
+
 def _noise_figures(repeat: int, values: int) -> dict[str, Any]:
     ours = measure(lambda: noise.normals_batch(0, 0, [0], 0, values, xp="cupy"), repeat)
     ref = measure(lambda: cupy.random.standard_normal(values, dtype=np.float32), repeat)
@@ -235,6 +262,7 @@ def _workload_figures(
     fig["generation_over_inference"] = gen["event_ms"] / infer["event_ms"]  # <= 2.2 at 16384
     fig["timings"]["generation"] = gen
     fig["generation_launch_bound"] = launch_bound(gen)
+    fig["generation_host_over_gpu"] = gen["host_ms"] / gen["event_ms"]  # target <= 1.2 (sup)
     if check:
         fig["output_check"] = check_output(setup)
     return fig
@@ -327,4 +355,5 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     cupy.get_default_memory_pool().free_all_blocks()
     sup = result["workloads"].get("sup", [])
     result["sup_launch_bound"] = bool(sup) and sup[0]["forward_launch_bound"]
+    result["targets"] = targets(result)
     return result
