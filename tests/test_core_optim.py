@@ -56,3 +56,30 @@ def test_adam_step_keeps_shape_and_rejects_mismatch():
         core.adam_step(a, a[:2], a, a, 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
     with pytest.raises(ValueError, match="count"):
         core.adam_step(a, a, a, a, 0.1, 0.9, 0.999, 1e-8, 0.0, 0)
+
+
+@pytest.mark.parametrize("layout", ["strided", "fortran", "byteswapped", "0-d"])
+def test_adam_row_takes_any_float32_layout_with_the_reference_bits(layout):
+    # The dispatch row takes float32 arrays of any layout (strided=True): the binding converts
+    # them, and the step keeps the reference's bits.
+    from eggroll_np import optim
+
+    rng = np.random.default_rng(3)
+    base = [rng.standard_normal((6, 4), dtype=np.float32) for _ in range(4)]
+    base[3] = np.abs(base[3])
+    if layout == "strided":
+        arrays = [a[::2, ::2] for a in base]
+    elif layout == "fortran":
+        arrays = [np.asfortranarray(a) for a in base]
+    elif layout == "byteswapped":
+        arrays = [a.astype(a.dtype.newbyteorder()) for a in base]
+    else:
+        arrays = [np.asarray(a[0, 0]) for a in base]
+    theta, g, mu, nu = arrays
+    hp, state = optim.Adam(), optim.AdamState(mu, nu)
+    got = optim.adam_step_core(hp, theta, g, state, 3, 0.01, 0.1)
+    want = optim.reference_step(hp, theta, g, state, 3, 0.01, 0.1)
+    assert got[0].shape == theta.shape
+    for a, b in ((got[0], want[0]), (got[1].mu, want[1].mu), (got[1].nu, want[1].nu)):
+        assert a.dtype == np.float32
+        assert np.asarray(a).tobytes() == np.ascontiguousarray(b, dtype=np.float32).tobytes()

@@ -226,6 +226,23 @@ def test_info_and_inputs_untouched():
     assert isinstance(new_params["scale"], np.ndarray)
 
 
+@settings(max_examples=50, deadline=None)
+@given(
+    f=st.lists(st.floats(-1e300, 1e300), min_size=4, max_size=300).filter(
+        lambda v: len(v) % 2 == 0
+    )
+)
+def test_info_mean_and_std_have_numpys_bits(f):
+    # info's mean and std are NumPy's mean and std of f / max|f|, scaled back, to the bit
+    params = {"b": np.zeros(3, np.float32)}
+    state = egg.init(params, population=len(f), optimizer="sgd", lr=0.0)
+    info = egg.tell(params, f, state)[1].info
+    f = np.array(f)
+    scale = float(np.abs(f).max()) or 1.0
+    assert info["fitness_mean"] == float((f / scale).mean()) * scale
+    assert info["fitness_std"] == float((f / scale).std()) * scale
+
+
 @pytest.mark.parametrize("shaping_name", ["centered_rank", "zscore"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_huge_fitness_values_are_fine(shaping_name, dtype):

@@ -107,3 +107,22 @@ def test_shape_fitness_validation():
         shape_fitness(np.zeros(2), "rank")
     with pytest.raises(ValueError, match="needs group_size"):
         shape_fitness(np.zeros(2), "group_zscore")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    f=st.lists(
+        st.sampled_from([0.0, -0.0, 1.0, -2.5, 1e300, -1e-300, np.inf, -np.inf, np.nan])
+        | st.floats(allow_nan=True),
+        min_size=2,
+        max_size=40,
+    )
+)
+def test_centered_rank_has_the_bits_of_unique_tie_groups(f):
+    # The weights as np.unique's tie groups give them (the definition: the mean rank of each
+    # group of equal values), bit for bit: tell's update depends on every bit.
+    f = np.array(f, dtype=np.float64)
+    _, inverse, counts = np.unique(f, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts
+    want = (first + (counts - 1) / 2.0)[inverse.reshape(-1)] / (f.size - 1) - 0.5
+    assert centered_rank(f).tobytes() == want.tobytes()

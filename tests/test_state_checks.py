@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import eggroll_np as egg
-from eggroll_np import optim
+from eggroll_np import config, es, optim, tree
 
 
 def _params() -> dict:
@@ -150,3 +150,35 @@ def test_a_tiny_sigma_without_shaping_still_suggests_one():
     state = egg.init(p, population=8, sigma=1e-30, shaping="none")
     with pytest.raises(ValueError, match=r"use a shaping such as 'centered_rank'"):
         egg.tell(p, np.arange(8.0), state)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_every_state_the_engine_makes_passes_the_full_checks(optimizer):
+    # ask/tell check a state that init, tell or step made only against the params (es._MADE):
+    # sound only while each such state passes every check of a hand-made one.
+    p = {
+        "W": np.ones((4, 3), np.float32),
+        "b": np.zeros(3, np.float64),
+        "s": np.array(0.5, np.float32),
+        "q": np.ones((3, 2), np.int8),
+        "mask": np.array([0.0, -np.inf], np.float32),
+    }
+    states = [egg.init(p, population=8, optimizer=optimizer, lowrank={"mask": "frozen"})]
+    p1, s1 = egg.tell(p, np.arange(8.0), states[0])
+    p2, s2 = egg.step(p1, lambda pop: np.arange(8.0), s1, batched=True)
+    p3, s3 = egg.step(p2, lambda member: float(member["W"].sum()), s2)
+    states += [s1, s2, s3]
+    for state, params in zip(states, (p, p1, p2, p3), strict=True):
+        assert state in es._MADE
+        es._check_fields(state)
+        leaves = tree.check_params(params)[0]
+        updated = config.optimized_leaves(state.config, state.spec)
+        optim.check_state(state.opt_state, optimizer, leaves, updated, np)
+
+
+def test_a_made_state_is_still_checked_against_other_params():
+    p = _params()
+    state = egg.init(p, population=8)
+    other = {"W": np.zeros((4, 3), np.float64), "b": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match=r"leaf 'W' has dtype float64, expected float32"):
+        egg.ask(other, state)

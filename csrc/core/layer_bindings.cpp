@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <array>
+#include <stdexcept>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,15 +24,18 @@ namespace egg {
 namespace {
 
 // A float32 array argument: data pointer, shape and strides in elements (null when None).
+// Fixed arrays, not vectors: a tiny layer's call must not pay a heap allocation per dimension.
+constexpr std::size_t kMaxDims = 4;
 struct View {
   float* p = nullptr;
-  std::vector<std::ptrdiff_t> shape, stride;
+  std::array<std::ptrdiff_t, kMaxDims> shape{}, stride{};
   explicit operator bool() const { return p != nullptr; }
   std::ptrdiff_t dim(std::size_t k) const { return shape[k]; }
 };
 
 View f32(const py::handle& obj, const char* name, std::size_t ndim, bool contiguous,
          bool writeable = false) {
+  if (ndim > kMaxDims) throw std::logic_error("f32: a View holds at most 4 dimensions");
   View v;
   if (obj.is_none()) return v;
   if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be an ndarray");
@@ -49,8 +54,8 @@ View f32(const py::handle& obj, const char* name, std::size_t ndim, bool contigu
     if (arr.strides(k) % static_cast<py::ssize_t>(sizeof(float)) != 0) {
       throw py::value_error(std::string(name) + " must have float-aligned strides");
     }
-    v.shape.push_back(arr.shape(k));
-    v.stride.push_back(arr.strides(k) / static_cast<py::ssize_t>(sizeof(float)));
+    v.shape[k] = arr.shape(k);
+    v.stride[k] = arr.strides(k) / static_cast<py::ssize_t>(sizeof(float));
   }
   v.p = static_cast<float*>(const_cast<void*>(arr.data()));
   return v;

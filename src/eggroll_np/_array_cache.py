@@ -52,18 +52,19 @@ def scoped(fn: F) -> F:
     integer test. Arrays made inside are freed through the cache wherever they die."""
     if not enabled:
         return fn
+    enter, exit_ = _ext._core.array_cache_enter, _ext._core.array_cache_exit  # looked up once
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         if getattr(_local, "depth", 0):
             return fn(*args, **kwargs)
-        previous = _ext._core.array_cache_enter()
+        previous = enter()
         _local.depth = 1
         try:
             return fn(*args, **kwargs)
         finally:
             _local.depth = 0
-            _ext._core.array_cache_exit(previous)
+            exit_(previous)
 
     return run  # type: ignore[return-value]
 

@@ -33,12 +33,15 @@ __all__ = [
 
 def integer(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
     """`value` as a Python int with lo <= value (< hi when given)."""
-    if isinstance(value, (bool, np.bool_)):
+    if type(value) is int:  # the common case: neither a bool (a subclass) nor an __index__ call
+        v = value
+    elif isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    else:
+        try:
+            v = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
     if hi is not None and not (lo or 0) <= v < hi:
         hi_s = f"2^{hi.bit_length() - 1}" if hi > 1 << 16 and hi & (hi - 1) == 0 else str(hi)
         raise ValueError(f"{name} must be in [{lo or 0}, {hi_s}), got {v}")
@@ -128,7 +131,7 @@ def fitness_vector(value: Any, n: int) -> np.ndarray:
     Strings, complex numbers, None, masked entries and integers beyond float64 are refused
     naming the member; a CuPy array is copied to the host.
     """
-    if np.ma.isMaskedArray(value):
+    if isinstance(value, np.ma.MaskedArray):  # np.ma.isMaskedArray, without the call
         masked = np.flatnonzero(np.ma.getmaskarray(value))
         if masked.size:
             raise ValueError(
@@ -145,6 +148,8 @@ def fitness_vector(value: Any, n: int) -> np.ndarray:
         kind = " (complex)" if f.dtype.kind == "c" else ""
         raise TypeError(f"fitness must be real numbers, got dtype {f.dtype}{kind}")
     f = f.astype(np.float64)
+    if np.logical_and.reduce(np.isfinite(f)):  # all finite, one pass; details below if not
+        return f
     bad = np.flatnonzero(~np.isfinite(f))
     if bad.size:
         raise ValueError(

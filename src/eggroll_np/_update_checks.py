@@ -6,6 +6,7 @@ state stay as they were; the hint names the cause (non-finite params, sigma and 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -27,25 +28,37 @@ def first_non_finite(leaves: dict[int, Any], xp: Any) -> int | None:
     if not leaves:
         return None
     order = sorted(leaves)
+    if xp is np:  # on the host each answer is at hand: no stack of them to build first
+        return next((i for i in order if not np.isfinite(leaves[i]).all()), None)
     finite = to_numpy(xp.stack([xp.isfinite(leaves[i]).all() for i in order]))
     return None if finite.all() else order[int(np.flatnonzero(~finite)[0])]
 
 
-def check_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
-    """ValueError if the shaped fitness could overflow the update (only possible unshaped)."""
-    kinds = [
+@functools.lru_cache(maxsize=64)
+def _limits(kinds: tuple[NoiseKind, ...], dtypes: tuple[str, ...], rank: int | None) -> Any:
+    """(largest |entry| of a unit perturbation, sqrt of the smallest dtype maximum) over the
+    float leaves that move, or None without any: per tree and config, not per generation."""
+    moving = [
         (k, d)
-        for k, d in zip(config.kinds, spec.dtypes, strict=True)
+        for k, d in zip(kinds, dtypes, strict=True)
         if k is not NoiseKind.FROZEN and d != "int8"  # int8 leaves move by one step at most
     ]
-    if not kinds:
-        return
+    if not moving:
+        return None
     eps_max = _MAX_NORMAL
-    if any(k is NoiseKind.LOWRANK for k, _ in kinds):
-        eps_max = _MAX_NORMAL**2 * math.sqrt(config.rank)
-    bound = float(np.abs(w).sum()) / (config.population * config.sigma) * eps_max
+    if any(k is NoiseKind.LOWRANK for k, _ in moving):
+        eps_max = _MAX_NORMAL**2 * math.sqrt(rank)
     # sqrt(max): the optimizer squares g (adam), which must not overflow either.
-    limit = min(math.sqrt(float(np.finfo(d).max)) for _, d in kinds)
+    return eps_max, min(math.sqrt(float(np.finfo(d).max)) for _, d in moving)
+
+
+def check_range(w: np.ndarray, config: ESConfig, spec: TreeSpec) -> None:
+    """ValueError if the shaped fitness could overflow the update (only possible unshaped)."""
+    limits = _limits(config.kinds, spec.dtypes, config.rank)
+    if limits is None:
+        return
+    eps_max, limit = limits
+    bound = float(np.add.reduce(np.abs(w))) / (config.population * config.sigma) * eps_max
     if not bound <= limit:
         # shaped fitness is already bounded (|w| <= 1 or so): only sigma can bring the bound down
         if config.shaping == "none":

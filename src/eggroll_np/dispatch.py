@@ -33,7 +33,9 @@ do not change. Adding an operation is one `OPERATIONS` entry and its rows (a "nu
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -118,6 +120,12 @@ class Row:
     loose: tuple[int, ...] = ()  # positions in select's arrays exempt from the dtype/layout check
     when: Callable[[Sequence[Any]], bool] | None = None  # an extra condition on those arrays
 
+    @functools.cached_property
+    def target(self) -> tuple[str, str]:
+        """(module, attribute) of `impl`, split once."""
+        module, attr = self.impl.split(":")
+        return module, attr
+
 
 # ---- conditions beyond "every array of the backend's type and the row's dtype" ---------------
 
@@ -144,6 +152,9 @@ def _cuda_correction(arrays: Sequence[Any]) -> bool:
 
 
 _F32, _F64, _I8, ANY = "float32", "float64", "int8", "*"
+# The native dtype object of each row dtype: NumPy arrays of a builtin native dtype share it.
+_NATIVE = {name: np.dtype(name) for name in (_F32, _F64, _I8, "uint32")}
+_NDARRAY = np.ndarray
 
 #: The table: (operation, backend, dtype) -> Row.
 ROWS: dict[tuple[str, str, str], Row] = {
@@ -246,21 +257,40 @@ def _module(name: str) -> Any:
         return _ext.core
     if name == "_cuda":
         return _ext.cuda
-    return importlib.import_module(name)
+    # sys.modules first: import_module's own lookup costs more than a tiny layer call's kernel
+    return sys.modules.get(name) or importlib.import_module(name)
 
 
 def _resolve(row: Row) -> Callable[..., Any]:
-    module, attr = row.impl.split(":")
-    return getattr(_module(module), attr)
+    module, attr = row.target
+    return getattr(_ext.core if module == "_core" else _module(module), attr)
 
 
 def _loaded(backend: str) -> bool:
     return backend == "numpy" or (_ext.core if backend == "core" else _ext.cuda) is not None
 
 
+def _plain(arrays: Sequence[Any], native: np.dtype, strided: bool) -> bool:
+    """Every array given is a plain NumPy array of this native dtype object (NumPy shares one
+    per builtin native dtype, so an identity test says dtype and byte order at once), and C
+    order unless `strided`: the common case, which the core's rows take, checked in one loop;
+    False sends a call to `_takes`' array-by-array test."""
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not _NDARRAY or a.dtype is not native:
+            return False
+        if not (strided or a.flags.c_contiguous):
+            return False
+    return True
+
+
 def _takes(backend: str, row: Row, dtype: str, arrays: Sequence[Any]) -> bool:
     """A compiled row takes the call: every array (but the loose ones) of the backend's type,
     the row's dtype and (unless strided) C order, and its `when` holds."""
+    native = _NATIVE.get(dtype) if backend == "core" else None
+    if native is not None and _plain(arrays, native, row.strided):
+        return row.when is None or row.when(arrays)
     for j, a in enumerate(arrays):
         if a is None or j in row.loose:
             continue
@@ -271,6 +301,15 @@ def _takes(backend: str, row: Row, dtype: str, arrays: Sequence[Any]) -> bool:
         if not row.strided and not (a.flags.c_contiguous and a.dtype.isnative):
             return False
     return row.when is None or row.when(arrays)
+
+
+# Backends in lookup order, by whether the call's arrays are on the device.
+_ORDERS = {False: ("core", "numpy"), True: ("cuda", "numpy")}
+
+
+def _forced_order(on_device: bool) -> tuple[str, ...]:
+    """The lookup order under `use(backend)`: that backend's rows, then the reference."""
+    return tuple(b for b in _ORDERS[on_device] if b in (_forced, "numpy"))
 
 
 def select(operation: str, arrays: Sequence[Any], device: bool | None = None) -> Callable[..., Any]:
@@ -292,15 +331,21 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
     """
     if operation not in OPERATIONS:
         raise ValueError(f"operation must be one of {sorted(OPERATIONS)}, got {operation!r}")
-    first = next((a for a in arrays if a is not None), None)
-    on_device = is_cupy_array(first) if device is None else device
-    dtype = dtype_name(first.dtype) if first is not None and hasattr(first, "dtype") else ANY
-    order = ("cuda", "numpy") if on_device else ("core", "numpy")
-    if _forced is not None:
-        order = tuple(b for b in order if b in (_forced, "numpy"))
+    first = None
+    for a in arrays:  # a loop, not next() over a generator: this runs on every layer call
+        if a is not None:
+            first = a
+            break
+    if type(first) is _NDARRAY:  # the common case: a host array, its dtype at hand
+        on_device = False if device is None else bool(device)
+        dtype = dtype_name(first.dtype)
+    else:
+        on_device = is_cupy_array(first) if device is None else bool(device)
+        dtype = dtype_name(first.dtype) if first is not None and hasattr(first, "dtype") else ANY
+    order = _ORDERS[on_device] if _forced is None else _forced_order(on_device)
     for backend in order:
         row = ROWS.get((operation, backend, dtype)) or ROWS.get((operation, backend, ANY))
-        if row is None or not _loaded(backend):
+        if row is None or not (backend == "numpy" or _loaded(backend)):
             continue
         if backend == "numpy" and on_device and not row.cupy:
             continue

@@ -10,6 +10,7 @@ each member's low-rank correction, its bias and the activation. It is the dispat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -70,14 +71,38 @@ class LeafNoise:
             return self.chunks()
         return [(slice(None), self.keys, self.E)]
 
-    @property
+    @functools.cached_property
+    def a_columns(self) -> Any:
+        """A as one (m, K*r) matrix, so x @ a_columns is every key's x @ A_k in one GEMM (a
+        shared input's projection): made at its first use, not at each layer call."""
+        return _columns(self.A)
+
+    @functools.cached_property
+    def b_columns(self) -> Any:
+        """B as one (n, K*r) matrix (the projection of a transposed layer)."""
+        return _columns(self.B)
+
+    @functools.cached_property
     def size(self) -> int:
-        """Members N."""
+        """Members N (a population keeps its LeafNoise: read on every layer call)."""
         return int(self.keys.shape[0])
+
+
+def _columns(F: Any) -> Any:
+    """(K, m, r) factors as an (m, K*r) matrix: column k*r + q is F[k, :, q]."""
+    K, m, r = F.shape
+    cols = F.transpose(1, 0, 2).reshape(m, K * r)
+    if isinstance(cols, np.ndarray):
+        cols.flags.writeable = False  # like the factors: the forward must not change them
+    return cols
 
 
 def activation_code(activation: Any) -> int:
     """The kernels' code of an activation name (None 0, relu 1, tanh 2, sigmoid 3, gelu 4)."""
+    if activation is None or type(activation) is str:  # noqa: E721 - str subclasses: below
+        code = _CODES.get(activation)
+        if code is not None:
+            return code
     if activation is not None and not isinstance(activation, str):
         raise TypeError(
             f"activation must be None or one of {list(ACTIVATIONS[1:])}, "
@@ -186,6 +211,11 @@ def epilogue(
     return out
 
 
+_U32 = np.dtype(np.uint32)
+
+
 def _u32(a: Any) -> Any:
+    if type(a) is np.ndarray and a.dtype is _U32 and a.flags.c_contiguous:
+        return a  # already what the kernels take (a population's keys): no call to make
     xp = namespace_of(a)
     return xp.ascontiguousarray(a, dtype=np.uint32)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,20 @@ class ESState:
     opt_state: optim.OptState
     spec: TreeSpec
     info: dict[str, Any] = field(default_factory=dict)
+
+
+# The states init, tell and step made, each with the backend of its optimizer arrays. Such a
+# state is frozen and passes `_check_fields` and `optim.check_state` by construction, so for
+# params of its spec on that backend those checks would repeat what is known (a state built
+# any other way, `dataclasses.replace` included, is not here and is checked in full). Weak:
+# a state leaves when the run drops it; not pickled: a copy sent elsewhere is checked again.
+_MADE: weakref.WeakKeyDictionary[ESState, ModuleType] = weakref.WeakKeyDictionary()
+
+
+def _made(state: ESState, xp: ModuleType) -> ESState:
+    """`state`, noted as made by the engine for params on backend xp (see `_MADE`)."""
+    _MADE[state] = xp
+    return state
 
 
 def init(params: Any, **kwargs: Any) -> ESState:
@@ -93,7 +109,7 @@ def init(params: Any, **kwargs: Any) -> ESState:
             "'frozen'})"
         )
     trained = {i: leaves[i] for i in optimized_leaves(config, spec)}
-    return ESState(config, 0, optim.init(config.optimizer, trained), spec)
+    return _made(ESState(config, 0, optim.init(config.optimizer, trained), spec), xp)
 
 
 def check_state(params: Any, state: Any) -> list[Any]:
@@ -101,26 +117,32 @@ def check_state(params: Any, state: Any) -> list[Any]:
 
     Every field of the state is checked, so a hand-edited or mixed-up ESState is a
     TypeError/ValueError naming the field (`generation`, `config`, `opt_state`, `spec`, `info`)
-    rather than a failure deep inside `ask` or `tell`.
+    rather than a failure deep inside `ask` or `tell`. A state that init, tell or step made
+    passed those checks when it was made (it is frozen), so only the params are checked
+    against it.
     """
     return _checked(params, state)[0]
 
 
-def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec]:
-    """check_state's leaves and the params' own TreeSpec (its namedtuples are the params')."""
+def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec, ModuleType]:
+    """check_state's leaves, the params' own TreeSpec (its namedtuples are the params') and
+    their backend."""
     if not isinstance(state, ESState):
         raise TypeError(
             f"state must be an ESState (from eggroll_np.init), got {type(state).__name__}"
         )
-    _check_fields(state)
+    made_on = _MADE.get(state)
+    if made_on is None:
+        _check_fields(state)
     leaves, spec, xp = check_params(params)
     diff = state.spec.difference(spec)
     if diff is not None:
         raise ValueError(f"params do not match the state: {diff}")
-    # another shape or dtype of a leaf's optimizer state would change the leaf's dtype
-    updated = optimized_leaves(state.config, state.spec)
-    optim.check_state(state.opt_state, state.config.optimizer, leaves, updated, xp)
-    return leaves, spec
+    if made_on is not xp:
+        # another shape or dtype of a leaf's optimizer state would change the leaf's dtype
+        updated = optimized_leaves(state.config, state.spec)
+        optim.check_state(state.opt_state, state.config.optimizer, leaves, updated, xp)
+    return leaves, spec, xp
 
 
 def _check_fields(state: ESState) -> None:
@@ -211,7 +233,7 @@ def tell(
         `info` describes this generation (update_norm covers the float leaves; with int8
         leaves, int_moved counts their entries that moved one step).
     """
-    leaves, spec = _checked(params, state)
+    leaves, spec, xp = _checked(params, state)
     noise = _told_noise(leaves, state, population)
     config = state.config
     f = _checks.fitness_vector(fitness, config.population)
@@ -232,19 +254,33 @@ def tell(
     new_leaves = list(leaves)
     for i, theta in {**updated, **int_new}.items():
         new_leaves[i] = theta
-    # mean and std of f / max|f|, scaled back: no overflow for fitness near the float64 limit
-    scale = float(np.abs(f).max()) or 1.0
+    hi, lo = float(np.maximum.reduce(f)), float(np.minimum.reduce(f))  # f.max(), f.min()
+    mean, std = _mean_std(f, max(hi, -lo))
     info = {
         "generation": state.generation,
-        "fitness_mean": float((f / scale).mean()) * scale,
-        "fitness_max": float(f.max()),
-        "fitness_min": float(f.min()),
-        "fitness_std": float((f / scale).std()) * scale,
+        "fitness_mean": mean,
+        "fitness_max": hi,
+        "fitness_min": lo,
+        "fitness_std": std,
         "update_norm": update_norm,
         **({} if moved is None else {"int_moved": moved}),
     }
-    new_state = ESState(config, state.generation + 1, opt_state, state.spec, info)
+    new_state = _made(ESState(config, state.generation + 1, opt_state, state.spec, info), xp)
     return spec.unflatten(new_leaves), new_state  # the params' own containers (namedtuples)
+
+
+def _mean_std(f: np.ndarray, largest: float) -> tuple[float, float]:
+    """Mean and std (ddof 0) of the (N,) finite float64 fitness whose largest |f_i| is
+    `largest`, as NumPy's `mean` and `std` of f / max|f| compute them (the same sums,
+    divisions and sqrt: the same bits) without their per-call machinery, scaled back: no
+    overflow for fitness near the float64 limit."""
+    scale = largest or 1.0
+    g = f / scale
+    n = g.shape[0]
+    mean = float(np.add.reduce(g)) / n  # g.sum(): the same pairwise sum
+    g -= mean
+    g *= g
+    return mean * scale, math.sqrt(float(np.add.reduce(g)) / n) * scale
 
 
 def _told_noise(
@@ -315,4 +351,6 @@ def step(
         ]
     params, state = tell(params, fitness, state, population=pop)
     info = {**state.info, evaluate.INFO_KEY: pop.layer_bytes_per_member}
-    return params, dataclasses.replace(state, info=info)
+    made_on = _MADE.get(state)  # tell's: only info differs
+    new_state = dataclasses.replace(state, info=info)
+    return params, new_state if made_on is None else _made(new_state, made_on)

@@ -36,7 +36,7 @@ def estimate(noise: GenerationNoise, weights: np.ndarray) -> dict[int, Any]:
     K = noise.keys.size
     w = np.bincount(noise.local, weights=weights * noise.signs, minlength=K)
     scale = 1.0 / (config.population * config.sigma)
-    noise.prefetch(full=False)
+    noise.prefetch_update()
     wk = noise.xp.asarray(w)  # float64 (the scale folds in before the cast), one upload on a GPU
     grads: dict[int, Any] = {}
     for leaf, kind in enumerate(config.kinds):

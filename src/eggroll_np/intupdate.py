@@ -115,6 +115,8 @@ def update_tree(
 ) -> tuple[dict[int, Any], int | None]:
     """`update` of every non-frozen int8 leaf of a tree (`leaves` in canonical order):
     (leaf index -> new int8 array, entries moved), or ({}, None) when the tree has none."""
+    if "int8" not in noise.spec.dtypes:  # a float tree (the usual one): no pass over its kinds
+        return {}, None
     ids = integer_leaves(noise.config, noise.spec)
     if not ids:
         return {}, None

@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 
+_I8 = np.dtype(np.int8)  # a dtype compares with a dtype faster than with a scalar type
+
+
 def same_backend(x: Any, theta: Any, name: str, what: str) -> Any:
     """x (a DLPack array adopted first, without a copy: `backend.as_array`) when it is on
     theta's backend or a Python value; mixed NumPy/CuPy is a TypeError naming both."""
@@ -51,8 +54,10 @@ def as_input(x: Any, theta: Any, name: str, what: str = "x") -> Any:
     """x as a C-contiguous array of theta's backend and dtype (`same_backend` first): the one
     validation of every layer's input (linear, conv2d)."""
     xp = namespace_of(theta)
-    x = _checks.real_array(what, same_backend(x, theta, name, what), xp)  # never cast strings
-    if x.dtype == np.int8:  # int8 activations belong to int8 leaves: never silently cast
+    if type(x) is not xp.ndarray:  # a plain array of theta's backend: nothing to adopt or mix
+        x = same_backend(x, theta, name, what)
+    x = _checks.real_array(what, x, xp)  # never cast strings
+    if x.dtype == _I8:  # int8 activations belong to int8 leaves: never silently cast
         raise TypeError(
             f"{what} is int8 but leaf '{name}' is {theta.dtype}; int8 inputs need an int8 leaf "
             f"(convert x to {theta.dtype} to use this float leaf)"
@@ -141,7 +146,7 @@ def linear(
     left, right = (w.B, w.A) if transpose else (w.A, w.B)
     if shared:  # x @ left_k for every key as ONE GEMM: (B, m) @ (m, K*r) -> (K, B, r)
         K, _, r = left.shape
-        xa = (x @ left.transpose(1, 0, 2).reshape(m, K * r)).reshape(x.shape[0], K, r)
+        xa = (x @ (w.b_columns if transpose else w.a_columns)).reshape(x.shape[0], K, r)
         xa = xp.ascontiguousarray(xa.transpose(1, 0, 2))
         return epilogue(out, base, w, b, code, xa=xa, xa_rows=w.keys, right=right)
     return epilogue(out, None, w, b, code, x=x, left=left, right=right)

@@ -14,6 +14,7 @@ is its NumPy statement).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -146,7 +147,9 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
         (sum_k w_k A_k) @ (sum_k w_k B_k).T. On NumPy with the C++ core, the same bits on every
         machine (see the module docstring); on CuPy, cuBLAS's.
     """
-    ws = (w * scale).astype(A.dtype, copy=False).reshape(-1)
+    ws = (w * scale).astype(A.dtype, copy=False)
+    if ws.ndim != 1:
+        ws = ws.reshape(-1)
     return dispatch.select("contract", [A, B, ws])(A, B, ws)
 
 
@@ -162,6 +165,14 @@ def contract_reference(A: Any, B: Any, w: Any) -> Any:
     return aw.transpose(0, 2, 1).reshape(K * r, m).T @ B.transpose(0, 2, 1).reshape(K * r, n)
 
 
+@functools.lru_cache(maxsize=16)
+def _host_ones(K: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only (K, 1, 1) array of ones: the same for every generation of a run."""
+    ones = np.ones((K, 1, 1), dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
 def contract_full(E: Any, w: Any, scale: float) -> Any:
     """`scale * sum_k w[k] * E[k]` for full-rank noise E `(K, *shape)` -> shape.
 
@@ -169,7 +180,9 @@ def contract_full(E: Any, w: Any, scale: float) -> Any:
     the C++ core the keys are summed in order (machine-independent bits).
     """
     K = E.shape[0]
-    ones = namespace_of(E).ones((K, 1, 1), dtype=E.dtype)
+    xp = namespace_of(E)
+    ones = _host_ones(K, E.dtype) if xp is np else xp.ones((K, 1, 1), dtype=E.dtype)
     g = contract(ones, E.reshape(K, -1, 1), w, 1.0)[0]
-    g *= scale
+    if scale != 1.0:  # x * 1.0 is x, bit for bit (the update passes 1.0): no pass to make
+        g *= scale
     return g.reshape(E.shape[1:])

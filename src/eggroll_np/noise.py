@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _ext, _reference, dispatch, intmath
-from .backend import get_xp, is_cupy_array, namespace_of
+from .backend import dtype_name, get_xp, is_cupy_array, namespace_of
 
 __all__ = [
     "philox4x32_10",
@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 _U32 = 1 << 32
+_U32_DTYPE = np.dtype(np.uint32)
 _U64 = 1 << 64
 _STREAM_VALUES = 1 << 34  # 2^32 Philox blocks of 4 values each
 # Values of one stream the pure-NumPy fallback generates at a time (its temporaries: ~2.5 MiB).
@@ -78,6 +79,8 @@ def _keys_array(member_keys: Any) -> np.ndarray:
         raise ValueError(f"member_keys must be 1-D, got shape {keys.shape}")
     if keys.size and (keys.dtype.kind not in "iu"):
         raise TypeError(f"member_keys must be integers, got dtype {keys.dtype}")
+    if keys.dtype == _U32_DTYPE:  # every value is in range: no pass over them (noise's own keys)
+        return keys
     if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= _U32):
         raise ValueError("member_keys must be in [0, 2^32)")
     return keys.astype(np.uint32, copy=False)
@@ -91,13 +94,13 @@ def _device_xp(xp: ModuleType | str | None) -> ModuleType:
     return mod
 
 
-def _fill(seed: int, epoch: int, keys: np.ndarray, requests: list, outs: list, xp: Any) -> None:
-    """outs[j] = the values of requests[j] = (leaf, offset, count) for every key: the table's
-    "normals" row for xp's backend (keys uploaded once)."""
+def _fill(
+    seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list, xp: Any
+) -> None:
+    """outs[j] (K, count_j) = values [offsets[j], +count_j) of stream leaves[j] for every key:
+    the table's "normals" row for xp's backend (keys uploaded once)."""
     if not keys.size or not outs:
         return
-    leaves = [leaf for leaf, _, _ in requests]
-    offsets = [offset for _, offset, _ in requests]
     impl = dispatch.select("normals", [outs[0]], device=xp is not np)
     impl(seed, epoch, xp.asarray(keys), leaves, offsets, outs)
 
@@ -167,7 +170,7 @@ def normals_batch(
     keys = _keys_array(member_keys)
     xp = _device_xp(xp)
     out = xp.empty((keys.size, count), dtype=np.float32)
-    _fill(seed, epoch, keys, [(leaf, offset, count)], [out], xp)
+    _fill(seed, epoch, keys, [leaf], [offset], [out], xp)
     return out
 
 
@@ -213,7 +216,7 @@ def normals_many(
         (quantized with dtype int8).
     """
     dtype = np.dtype(dtype)
-    if dtype.name not in ("float32", "int8"):
+    if dtype_name(dtype) not in ("float32", "int8"):
         raise ValueError(f"dtype must be float32 or int8, got {dtype}")
     seed = check_seed(seed)
     epoch = _checks.integer("epoch", epoch, 0, _U32)
@@ -221,15 +224,18 @@ def normals_many(
     xp = _device_xp(xp)
     leaves, offsets, outs = [], [], []
     for j, (leaf, offset, count) in enumerate(requests):
-        leaves.append(_checks.integer(f"requests[{j}] leaf", leaf, 0, _U32))
-        offsets.append(_checks.integer(f"requests[{j}] offset", offset, 0, _STREAM_VALUES))
-        count = _checks.integer(f"requests[{j}] count", count, 0, _STREAM_VALUES + 1)
+        try:
+            leaves.append(_checks.integer("leaf", leaf, 0, _U32))
+            offsets.append(_checks.integer("offset", offset, 0, _STREAM_VALUES))
+            count = _checks.integer("count", count, 0, _STREAM_VALUES + 1)
+        except (TypeError, ValueError) as exc:  # "requests[j] ..." made only when one fails
+            raise type(exc)(f"requests[{j}] {exc}") from None
         if offsets[-1] + count > _STREAM_VALUES:
             raise ValueError(
                 f"requests[{j}]: offset + count exceeds the 2^34 values of one Philox stream"
             )
         outs.append(xp.empty((keys.size, count), dtype=dtype))
-    _fill(seed, epoch, keys, list(zip(leaves, offsets, [o.shape[1] for o in outs])), outs, xp)
+    _fill(seed, epoch, keys, leaves, offsets, outs, xp)
     return outs
 
 

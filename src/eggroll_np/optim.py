@@ -24,6 +24,7 @@ there, one `register` call here, and its "<name>_step" rows in the dispatch tabl
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -94,9 +95,9 @@ class Optimizer:
     direction: Direction
     nonnegative: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def operation(self) -> str:
-        """Its step's operation in the dispatch table."""
+        """Its step's operation in the dispatch table (read for every leaf of every update)."""
         return f"{self.name}_step"
 
 
@@ -232,17 +233,14 @@ def reference_step(
     return new_theta, new_state, xp.square(step, out=step).sum()
 
 
-def _c32(a: np.ndarray) -> np.ndarray:
-    """a as a C-contiguous native float32 array (no copy when it already is one)."""
-    return np.asarray(a, dtype=np.float32, order="C")  # not ascontiguousarray: keeps 0-d
-
-
 def adam_step_core(
     hp: Adam, theta: Any, g: Any, state: AdamState, count: int, lr: float, wd: float
 ) -> tuple[Any, AdamState, float]:
-    """Adam's float32 row: the C++ core's fused one-pass step (`reference_step`'s bits)."""
+    """Adam's float32 row: the C++ core's fused one-pass step (`reference_step`'s bits). The
+    binding takes float32 arrays of any layout or byte order (converted to C-order native
+    copies where they are not already), 0-d included."""
     theta, mu, nu, sq = _ext.core.adam_step(
-        _c32(theta), _c32(g), _c32(state.mu), _c32(state.nu), lr, hp.b1, hp.b2, hp.eps, wd, count
+        theta, g, state.mu, state.nu, lr, hp.b1, hp.b2, hp.eps, wd, count
     )
     return theta, AdamState(mu, nu), sq
 
@@ -258,9 +256,10 @@ def apply(
 
     Same arguments as `update`. Each leaf's step is the dispatch table's row of
     "<optimizer>_step" for its arrays (float32 NumPy leaves under Adam: the fused C++ step, the
-    same bits). If `sq_norms` is a dict, it receives leaf index -> squared norm of the step (a
-    float, or a 0-d device array on CuPy), computed without another pass over the leaf where
-    possible.
+    same bits). If `sq_norms` is a dict, it receives leaf index -> squared norm of the step as
+    applied, the float64 sum of (new - old)^2 over the leaf (a float, or a 0-d device array on
+    CuPy; non-finite whenever a new value is), computed without another pass over the leaf
+    where possible.
 
     Returns:
         (new_params, new_state): leaf index -> new parameter array, and the new state.

@@ -12,6 +12,7 @@ arrays are read-only: the forward and the update must read the same values.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from types import ModuleType
@@ -35,11 +36,16 @@ FULL_CHUNK_VALUES = 1 << 21
 PREFETCH_FULL_VALUES = 1 << 22
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _as_leaf_dtype(z: Any, dtype: str) -> Any:
     """float32 normals in a leaf's dtype: cast for float leaves, `intmath.quantize`d (16 z
     rounded to even, clipped to [-127, 127]) for int8 leaves."""
     if dtype == "int8":
         return z if z.dtype == np.int8 else _intmath.quantize(z)
+    if dtype == "float32" and z.dtype == _F32:  # the normals' own dtype: nothing to cast
+        return z
     return z.astype(dtype, copy=False)
 
 
@@ -51,6 +57,18 @@ def _read_only(value: Any) -> Any:
         if isinstance(a, np.ndarray):
             a.flags.writeable = False
     return value
+
+
+@functools.lru_cache(maxsize=16)
+def _whole(population: int, antithetic: bool) -> tuple[np.ndarray, ...]:
+    """(members, signs, member keys, sorted unique keys, each member's position in them) of a
+    whole population: read-only, so every generation of a run shares one set (np.unique each
+    generation is most of a tiny generation's noise set-up)."""
+    members = np.arange(population)
+    signs = _noise.signs(population, antithetic)
+    member_keys = _noise.member_keys(population, antithetic)
+    keys, local = np.unique(member_keys, return_inverse=True)
+    return _read_only((members, signs, member_keys, keys, local.reshape(-1)))
 
 
 class GenerationNoise:
@@ -78,13 +96,15 @@ class GenerationNoise:
         self.config = config
         self.epoch = int(epoch)
         self.xp = xp
-        self.members = np.arange(config.population) if members is None else members
-        n, anti = config.population, config.antithetic
-        self.signs = _noise.signs(n, anti)[self.members]
-        self.member_keys = _noise.member_keys(n, anti)[self.members]
-        self.keys, local = np.unique(self.member_keys, return_inverse=True)
-        self.local = local.reshape(-1)
-        _read_only((self.members, self.signs, self.member_keys, self.keys, self.local))
+        whole = _whole(config.population, config.antithetic)
+        if members is None:
+            self.members, self.signs, self.member_keys, self.keys, self.local = whole
+        else:
+            self.members = members
+            self.signs, self.member_keys = whole[1][members], whole[2][members]
+            self.keys, local = np.unique(self.member_keys, return_inverse=True)
+            self.local = local.reshape(-1)
+            _read_only((self.members, self.signs, self.member_keys, self.keys, self.local))
         self._items: dict[tuple[str, int], Any] = {}
         # prefetch(full) done (items are only ever added, so it stays done): every pop.matmul /
         # perturbed calls prefetch, which must then cost O(1), not a scan of every leaf.
@@ -108,6 +128,8 @@ class GenerationNoise:
             )
         # int8 leaves read quantized normals (`noise.normals_many(dtype=np.int8)`): one pass
         # that never holds their float32 values
+        if "int8" not in self.spec.dtypes:  # float leaves only (the usual tree): one read
+            return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp)
         is_int = [self.spec.dtypes[leaf] == "int8" for leaf, _, _ in requests]
         parts = {}
         for flag, dt in ((False, np.float32), (True, np.int8)):
@@ -134,8 +156,8 @@ class GenerationNoise:
             self.is_whole
             and self.epoch == epoch
             and self.xp is xp
-            and self.config == config
-            and self.spec.difference(spec) is None
+            and (self.config is config or self.config == config)
+            and (self.spec is spec or self.spec.difference(spec) is None)
         )
 
     def subset(self, start: int, stop: int) -> GenerationNoise:
@@ -165,6 +187,24 @@ class GenerationNoise:
         instead of being woken per leaf, which matters most right after BLAS has held them."""
         if self._prefetched[full] or self._prefetched[True]:
             return
+        self._make(PREFETCH_FULL_VALUES if full else -1, math.inf)
+        self._prefetched[full] = True
+
+    def prefetch_update(self) -> None:
+        """What the update reads, before it reads it. When nothing was made yet (`tell` right
+        after `ask`, or without the population) the factors and, while they fit ONE update
+        chunk together (FULL_CHUNK_VALUES values), the full-rank leaves' noise come from one
+        call, as a forward's `prefetch` makes them: one wake of the cores, not one per leaf.
+        After black-box members (`prefetch(full=False)`) the full-rank noise stays chunked."""
+        if self._prefetched[False] or self._prefetched[True]:
+            return
+        self._make(FULL_CHUNK_VALUES, FULL_CHUNK_VALUES)
+        self._prefetched[False] = True
+
+    def _make(self, per_leaf: float, total: float) -> None:
+        """Make in ONE call (`_generate`) the factors of every low-rank leaf not held yet, and
+        the noise of every full-rank leaf not held whose values for all keys number at most
+        `per_leaf`, while those values sum to at most `total`."""
         c = self.config
         jobs: list[tuple[str, int]] = []
         requests: list[tuple[int, int, int]] = []
@@ -173,14 +213,15 @@ class GenerationNoise:
             if kind is NoiseKind.LOWRANK and ("factors", leaf) not in self._items:
                 jobs.append(("factors", leaf))
                 requests += _noise.factor_requests(leaf, shape, c.rank)
-            elif full and kind is NoiseKind.FULL and ("full", leaf) not in self._items:
+            elif kind is NoiseKind.FULL and ("full", leaf) not in self._items:
                 size = math.prod(shape)
-                if self.keys.size * size <= PREFETCH_FULL_VALUES:
+                values = self.keys.size * size
+                if values <= per_leaf and values <= total:
+                    total -= values
                     jobs.append(("full", leaf))
                     requests.append((leaf, 0, size))
         if jobs:
             self._generate(jobs, requests)
-        self._prefetched[full] = True
 
     def _generate(self, jobs: list[tuple[str, int]], requests: list[tuple[int, int, int]]) -> None:
         """Make the arrays of `jobs` (from `prefetch`) from ONE call (`_reads`)."""

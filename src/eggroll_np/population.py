@@ -57,6 +57,7 @@ class Population:
         self._local = noise.local
         self._streams: fused_linear.Streams | None = None  # the keys on the device, lazily
         self._coefs: dict[int, Any] = {}
+        self._leaf_noises: dict[tuple[int, bool], epilogue.LeafNoise] = {}
         # [bytes]: the largest layer output per member seen by this population or a slice of it
         # (a one-item list, shared with the slices; `step`'s chunk="auto" reads it)
         self._layer_bytes = [0]
@@ -106,9 +107,8 @@ class Population:
     def _fused_linear(self, x: Any, w: Any, b: Any, code: int, transpose: Any) -> Any:
         """`linear` through `fused_linear` (a low-rank float32 CuPy W: the GEMM first, the noise
         made inside the kernels), or None where that path does not take the layer."""
-        kinds = self._config.kinds
         idx = [self._spec.index(p) for p in (w, b) if p is not None]
-        leaves = [(j, self.paths[j], self._leaves[j], kinds[j]) for j in idx]
+        leaves = [(j, self.paths[j], self._leaves[j], self._config.kinds[j]) for j in idx]
         if not fused_linear.fusable(leaves, self._config.rank):
             return None
         x = self._own_rows(x, 3)
@@ -190,7 +190,7 @@ class Population:
             return xp.broadcast_to(theta, (self.size, *theta.shape)).copy()
         self.noise.prefetch(full=True)
         if self._is_int(leaf):
-            return intlayers.perturbed(self._leaf_noise(path), self._config.int_sigma_shift)
+            return intlayers.perturbed(self._noise_of(leaf), self._config.int_sigma_shift)
         coef = self._coef(leaf).reshape(-1, *([1] * theta.ndim))
         if kind is NoiseKind.LOWRANK:
             A, B = self.noise.factors(leaf)
@@ -227,10 +227,11 @@ class Population:
             if rows.size:  # a slice's members need only some keys
                 yield xp.asarray(rows), xp.asarray(self._local[rows] - c), E
 
-    def _leaf_noise(self, path: Path | str, chunked: bool = False) -> epilogue.LeafNoise:
-        """One leaf and its members' noise, as the layer functions take it. `chunked`: a
-        full-rank leaf's noise that is not held comes in key chunks (never all N at once)."""
-        leaf = self._spec.index(path)
+    def _noise_of(self, leaf: int, chunked: bool = False) -> epilogue.LeafNoise:
+        """Leaf `leaf` and its members' noise as the layers take it, kept per population (a tiny
+        layer call must not rebuild it). `chunked`: unheld full-rank noise in key chunks."""
+        if (got := self._leaf_noises.get((leaf, chunked))) is not None:
+            return got
         kind = self._kind(leaf)
         A = B = E = chunks = None
         if kind is NoiseKind.LOWRANK:
@@ -241,9 +242,12 @@ class Population:
             if E is None:
                 chunks = partial(self._full_chunks, leaf)
         coef = self._coef(leaf) if kind is not NoiseKind.FROZEN else None
-        return epilogue.LeafNoise(
+        got = epilogue.LeafNoise(
             self.paths[leaf], self._leaves[leaf], kind.value, self._local_xp, coef, A, B, E, chunks
         )
+        if chunks is None:  # chunked noise is not kept: a later `perturbed` may hold it whole
+            self._leaf_noises[(leaf, chunked)] = got
+        return got
 
     @_array_cache.scoped
     def linear(
@@ -274,26 +278,27 @@ class Population:
         An int8 leaf W takes int8 x and an int8 (or no) bias, activation None or "relu", and
         gives int8 (N, B, n) by the integer rule (`intlayers.linear`, docs/integer.md).
         """
-        if self._is_int(self._spec.index(w)):
+        wi = self._spec.index(w)
+        if self._spec.dtypes[wi] == "int8":
             self.noise.prefetch(full=True)
-            bn = None if b is None else self._leaf_noise(b)
+            bn = None if b is None else self._noise_of(self._spec.index(b))
             k = self._config.int_sigma_shift
             x = self._own_rows(x, 3)
-            out = intlayers.linear(x, self._leaf_noise(w), bn, activation, k, transpose)
+            out = intlayers.linear(x, self._noise_of(wi), bn, activation, k, transpose)
             return self._noted(out)
         code = epilogue.activation_code(activation)  # before any noise is made
-        out = self._fused_linear(x, w, b, code, transpose)
+        out = None if self._xp is np else self._fused_linear(x, w, b, code, transpose)  # CuPy
         if out is not None:
             return self._noted(out)
         self.noise.prefetch(full=True)  # noise first: after a GEMM it would compete with BLAS
-        bn = None if b is None else self._leaf_noise(b)
-        if bn is not None and self._is_int(self._spec.index(b)):
+        bn = None if b is None else self._noise_of(self._spec.index(b))
+        if bn is not None and bn.theta.dtype == np.int8:
             raise TypeError(
-                f"b: leaf '{bn.name}' is int8 but w '{self.paths[self._spec.index(w)]}' is a "
+                f"b: leaf '{bn.name}' is int8 but w '{self.paths[wi]}' is a "
                 "float leaf; a layer's leaves share one dtype"
             )
         x = self._own_rows(x, 3)
-        out = layers.linear(x, self._leaf_noise(w, chunked=True), bn, activation, transpose)
+        out = layers.linear(x, self._noise_of(wi, chunked=True), bn, activation, transpose)
         return self._noted(out)
 
     @_array_cache.scoped
@@ -329,9 +334,9 @@ class Population:
             )
         epilogue.activation_code(activation)
         self.noise.prefetch(full=True)
-        bn = None if b is None else self._leaf_noise(b)
+        bn = None if b is None else self._noise_of(self._spec.index(b))
         x = self._own_rows(x, 5)
-        return self._noted(conv.conv2d(x, self._leaf_noise(w), bn, stride, padding, activation))
+        return self._noted(conv.conv2d(x, self._noise_of(leaf), bn, stride, padding, activation))
 
     @_array_cache.scoped
     def embed(self, ids: Any, w: Path | str, per_member: bool = False) -> Any:
@@ -350,10 +355,10 @@ class Population:
         self.noise.prefetch(full=True)
         if per_member:
             ids = self._own_rows(ids, getattr(ids, "ndim", None))
-        if self._is_int(self._spec.index(w)):
+        if self._is_int(leaf := self._spec.index(w)):
             k = self._config.int_sigma_shift
-            return self._noted(intlayers.embed(ids, self._leaf_noise(w), per_member, k))
-        return self._noted(layers.embed(ids, self._leaf_noise(w), per_member))
+            return self._noted(intlayers.embed(ids, self._noise_of(leaf), per_member, k))
+        return self._noted(layers.embed(ids, self._noise_of(leaf), per_member))
 
     def slice(self, start: int, stop: int) -> Population:
         """The members [start, stop) as a Population (for workers; noise of its keys only).

@@ -60,42 +60,55 @@ def _is_namedtuple(node: Any) -> bool:
     return isinstance(node, tuple) and isinstance(getattr(type(node), "_fields", None), tuple)
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _flatten(
-    node: Any, path: Path, out: list[tuple[Path, Any]], open_: set[int], name: str
+    node: Any, path: Path, leaves: list[Any], paths: list[Path], open_: set[int], name: str
 ) -> Structure:
-    if not isinstance(node, (dict, list, tuple)):
-        out.append((path, node))
-        return None
-    where = path_str(path) or "<root>"
+    """The structure of container `node` at `path`; its leaves and their paths are appended
+    to `leaves` and `paths` in canonical order."""
     if id(node) in open_:  # a container inside itself: flattening it would never end
+        where = path_str(path) or "<root>"
         raise ValueError(f"{name} contains itself at '{where}' (a cycle of containers)")
     if len(path) >= _MAX_DEPTH:
         raise ValueError(
             f"{name} nests more than {_MAX_DEPTH} containers deep at '{path_str(path[:3])}/...'"
         )
     open_.add(id(node))
-    if isinstance(node, dict):
+    is_dict = isinstance(node, dict)
+    if is_dict:
         for key in node:
             if not isinstance(key, str):
                 raise TypeError(
-                    f"dict keys of a parameter tree must be str, got {key!r} at '{where}'"
+                    f"dict keys of a parameter tree must be str, got {key!r} at "
+                    f"'{path_str(path) or '<root>'}'"
                 )
             if "/" in key:
                 raise ValueError(
-                    f"dict key {key!r} at '{where}' contains '/', "
+                    f"dict key {key!r} at '{path_str(path) or '<root>'}' contains '/', "
                     "which separates the parts of a leaf path"
                 )
         keys = tuple(sorted(node))
-        children = tuple(_flatten(node[k], (*path, k), out, open_, name) for k in keys)
-        result = ("dict", keys, children)
+        items: Any = zip(keys, map(node.__getitem__, keys))
     else:
-        children = tuple(_flatten(c, (*path, i), out, open_, name) for i, c in enumerate(node))
-        if isinstance(node, list):
-            result = ("list", children)
-        elif _is_namedtuple(node):  # same canonical order as a tuple; the type comes back
-            result = ("namedtuple", children, type(node))
-        else:
-            result = ("tuple", children)
+        items = enumerate(node)
+    children: list[Structure] = []
+    for k, child in items:
+        if isinstance(child, _CONTAINERS):
+            children.append(_flatten(child, (*path, k), leaves, paths, open_, name))
+        else:  # a leaf (most nodes of a tree): appended here, without a call of its own
+            leaves.append(child)
+            paths.append((*path, k))
+            children.append(None)
+    if is_dict:
+        result = ("dict", keys, tuple(children))
+    elif isinstance(node, list):
+        result = ("list", tuple(children))
+    elif _is_namedtuple(node):  # same canonical order as a tuple; the type comes back
+        result = ("namedtuple", tuple(children), type(node))
+    else:
+        result = ("tuple", tuple(children))
     open_.discard(id(node))
     return result
 
@@ -115,9 +128,12 @@ def flatten(tree: Any, name: str = "the tree") -> tuple[list[Any], list[Path], S
     Raises:
         ValueError: a container that contains itself, or nesting deeper than 100 containers.
     """
-    pairs: list[tuple[Path, Any]] = []
-    structure = _flatten(tree, (), pairs, set(), name)
-    return [leaf for _, leaf in pairs], [p for p, _ in pairs], structure
+    if not isinstance(tree, _CONTAINERS):
+        return [tree], [()], None
+    leaves: list[Any] = []
+    paths: list[Path] = []
+    structure = _flatten(tree, (), leaves, paths, set(), name)
+    return leaves, paths, structure
 
 
 def leaf_paths(tree: Any) -> list[str]:
@@ -219,6 +235,10 @@ class TreeSpec:
 
     def index(self, path: Path | str) -> int:
         """Leaf index of a path given as 'a/0/b' or ('a', 0, 'b'); ValueError if absent."""
+        if type(path) is str:  # the common case (a layer call's names): one dict read
+            i = self._index.get(path)
+            if i is not None:
+                return i
         if isinstance(path, list):
             path = tuple(path)
         if not isinstance(path, (str, tuple)):
@@ -310,39 +330,59 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
     if not leaves:
         raise ValueError(f"{name} has no array leaves")
     xp = None
+    shapes, dtypes = [], []
     for k, path in enumerate(paths):
-        where = f"{name} leaf '{path_str(path) or '<root>'}'"
-        leaf = leaves[k] = as_array(leaves[k], where)  # a DLPack array (torch, JAX) as NumPy/CuPy
-        if not (isinstance(leaf, np.ndarray) or is_cupy_array(leaf)):
+        leaf = leaves[k]
+        # A plain NumPy array (the common case) is neither to adopt nor a masked array/matrix.
+        if type(leaf) is np.ndarray:
+            leaf_xp = np
+        else:
+            leaf = leaves[k] = _array_leaf(leaf, _where(name, path))
+            leaf_xp = namespace_of(leaf)
+        dt = dtype_name(leaf.dtype)
+        if dt not in LEAF_DTYPES:
             raise TypeError(
-                f"{where} must be a float32, float64 or int8 NumPy/CuPy array, got "
-                f"{type(leaf).__name__}"
+                f"{_where(name, path)} must have dtype float32, float64 or int8, got {leaf.dtype}"
             )
-        if isinstance(leaf, (np.ma.MaskedArray, np.matrix)):  # the update would drop the mask
-            raise TypeError(
-                f"{where} is a {type(leaf).__module__}.{type(leaf).__name__}, which ES would turn "
-                "into a plain array (a mask dropped silently); pass np.asarray(leaf) or, for a "
-                "masked array, leaf.filled(value)"
-            )
-        if dtype_name(leaf.dtype) not in LEAF_DTYPES:
-            raise TypeError(f"{where} must have dtype float32, float64 or int8, got {leaf.dtype}")
-        if dtype_name(leaf.dtype) == "int8" and leaf.size and int(leaf.min()) < -127:
+        if dt == "int8" and leaf.size and int(leaf.min()) < -127:
             raise ValueError(
-                f"{where} is int8 and holds -128; integer leaves lie in [-127, 127] "
+                f"{_where(name, path)} is int8 and holds -128; integer leaves lie in [-127, 127] "
                 "(clip it: np.clip(q, -127, 127))"
             )
-        leaf_xp = namespace_of(leaf)
         if xp is None:
             xp = leaf_xp
         elif leaf_xp is not xp:
             raise TypeError(
-                f"{where} is a {leaf_xp.__name__} array but earlier leaves are {xp.__name__} "
-                "arrays; mixed NumPy/CuPy trees are not supported"
+                f"{_where(name, path)} is a {leaf_xp.__name__} array but earlier leaves are "
+                f"{xp.__name__} arrays; mixed NumPy/CuPy trees are not supported"
             )
+        # a NumPy shape is already a tuple of ints; another array's is converted
+        shapes.append(leaf.shape if leaf_xp is np else tuple(map(int, leaf.shape)))
+        dtypes.append(dt)
     spec = TreeSpec(
-        structure=structure,
-        paths=tuple(paths),
-        shapes=tuple(tuple(int(n) for n in leaf.shape) for leaf in leaves),
-        dtypes=tuple(dtype_name(leaf.dtype) for leaf in leaves),
+        structure=structure, paths=tuple(paths), shapes=tuple(shapes), dtypes=tuple(dtypes)
     )
     return leaves, spec, xp
+
+
+def _where(name: str, path: Path) -> str:
+    """How errors name a leaf: "params leaf 'a/0/b'" (made only when one is raised)."""
+    return f"{name} leaf '{path_str(path) or '<root>'}'"
+
+
+def _array_leaf(leaf: Any, where: str) -> Any:
+    """A leaf that is not a plain NumPy array as a NumPy/CuPy array (a DLPack array such as a
+    torch or JAX one adopted), or a TypeError naming it (masked arrays and np.matrix too)."""
+    leaf = as_array(leaf, where)
+    if not (isinstance(leaf, np.ndarray) or is_cupy_array(leaf)):
+        raise TypeError(
+            f"{where} must be a float32, float64 or int8 NumPy/CuPy array, got "
+            f"{type(leaf).__name__}"
+        )
+    if isinstance(leaf, (np.ma.MaskedArray, np.matrix)):  # the update would drop the mask
+        raise TypeError(
+            f"{where} is a {type(leaf).__module__}.{type(leaf).__name__}, which ES would turn "
+            "into a plain array (a mask dropped silently); pass np.asarray(leaf) or, for a "
+            "masked array, leaf.filled(value)"
+        )
+    return leaf
