@@ -348,14 +348,16 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
     raise TypeError(f"no implementation of {operation} takes {dtype} arrays on this backend")
 
 
-def select_kept(memo: dict, key: Any, operation: str, arrays: Sequence[Any]) -> Callable[..., Any]:
-    """`select(operation, arrays)` kept in `memo` under `key` while `use` and the loaded
+def select_kept(
+    memo: dict, key: Any, operation: str, arrays: Sequence[Any], device: bool | None = None
+) -> Callable[..., Any]:
+    """`select(operation, arrays, device)` kept in `memo` under `key` while `use` and the loaded
     extensions stay the same: for calls whose arrays `key` fixes (types, dtypes, layouts,
     a row's `when`), e.g. a population layer's held operands and fresh C-order outputs."""
     k = (key, _forced, _ext.core, _ext.cuda)
     impl = memo.get(k)
     if impl is None:
-        impl = memo[k] = select(operation, arrays)
+        impl = memo[k] = select(operation, arrays, device)
     return impl
 
 

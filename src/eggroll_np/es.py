@@ -25,7 +25,7 @@ from .config import ESConfig, NoiseKind, make_config, optimized_leaves
 from .noise import epoch_of
 from .perturbation import GenerationNoise
 from .population import Population
-from .tree import TreeSpec, check_params
+from .tree import TreeSpec, check_params, holds
 
 __all__ = ["ESConfig", "ESState", "init", "ask", "tell", "step", "make_config", "check_state"]
 
@@ -145,6 +145,23 @@ def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec, ModuleType]:
     return leaves, spec, xp
 
 
+def _asked(params: Any, state: Any, population: Any) -> tuple[list[Any], TreeSpec, Any] | None:
+    """`_checked`'s answer without flattening params again, where they are the very NumPy
+    arrays that `population` was asked for, in the same containers, and the state is one the
+    engine made for NumPy params of that population's spec; else None. Float trees only: an
+    int8 leaf is read again for -128."""
+    if (
+        isinstance(state, ESState)
+        and isinstance(population, Population)
+        and population.noise.spec is state.spec
+        and _MADE.get(state) is np
+        and "int8" not in state.spec.dtypes
+        and holds(params, state.spec, population._leaves)
+    ):
+        return population._leaves, state.spec, np
+    return None
+
+
 def _check_fields(state: ESState) -> None:
     """TypeError/ValueError naming the field of `state` that init/tell would never produce."""
     generation = state.generation
@@ -233,7 +250,7 @@ def tell(
         `info` describes this generation (update_norm covers the float leaves; with int8
         leaves, int_moved counts their entries that moved one step).
     """
-    leaves, spec, xp = _checked(params, state)
+    leaves, spec, xp = _asked(params, state, population) or _checked(params, state)
     noise = _told_noise(leaves, state, population)
     config = state.config
     f = _checks.fitness_vector(fitness, config.population)
@@ -246,7 +263,7 @@ def tell(
     with np.errstate(over="ignore", invalid="ignore"):
         grads = gradient.estimate(noise, w)
         updated, opt_state = optim.apply(
-            grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
+            grads, state.opt_state, dict(enumerate(leaves)), config, norms, noise.rows
         )
     update_norm = _update_checks.checked_norm(updated, norms, state, leaves)
     # int8 leaves: the integer rule, from the raw fitness (`intupdate.update_tree`)

@@ -23,6 +23,8 @@ __all__ = [
     "normals",
     "normals_batch",
     "normals_many",
+    "normals_checked",
+    "check_requests",
     "factors",
     "factor_requests",
     "as_factors",
@@ -95,13 +97,19 @@ def _device_xp(xp: ModuleType | str | None) -> ModuleType:
 
 
 def _fill(
-    seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list, xp: Any
-) -> None:
+    seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list, xp: Any,
+    rows: dict | None = None,
+) -> None:  # fmt: skip
     """outs[j] (K, count_j) = values [offsets[j], +count_j) of stream leaves[j] for every key:
-    the table's "normals" row for xp's backend (keys uploaded once)."""
+    the table's "normals" row for xp's backend (keys uploaded once; kept in `rows`, a
+    `dispatch.select_kept` memo, when given)."""
     if not keys.size or not outs:
         return
-    impl = dispatch.select("normals", [outs[0]], device=xp is not np)
+    if rows is None:
+        impl = dispatch.select("normals", [outs[0]], device=xp is not np)
+    else:
+        key = ("normals", outs[0].dtype)
+        impl = dispatch.select_kept(rows, key, "normals", [outs[0]], device=xp is not np)
     impl(seed, epoch, xp.asarray(keys), leaves, offsets, outs)
 
 
@@ -215,27 +223,55 @@ def normals_many(
         request j equals normals_batch(seed, leaf_j, member_keys, epoch, count_j, offset_j)
         (quantized with dtype int8).
     """
+    call = _many_call(seed, epoch, member_keys, xp, dtype)
+    return _read_many(*call, check_requests(requests))
+
+
+def normals_checked(
+    seed: int, epoch: int, member_keys: Any, checked: tuple[list[int], list[int], list[int]],
+    xp: ModuleType | str | None = None, rows: dict | None = None,
+) -> list[Any]:  # fmt: skip
+    """float32 `normals_many` of requests that `check_requests` passed before (a run's reads
+    are the same every generation: `GenerationNoise` checks them once); `rows`: a run's
+    `dispatch.select_kept` memo."""
+    return _read_many(*_many_call(seed, epoch, member_keys, xp, np.float32), checked, rows)
+
+
+def _many_call(seed: Any, epoch: Any, member_keys: Any, xp: Any, dtype: Any) -> tuple[Any, ...]:
+    """normals_many's checked (seed, epoch, keys, xp, dtype)."""
     dtype = np.dtype(dtype)
     if dtype_name(dtype) not in ("float32", "int8"):
         raise ValueError(f"dtype must be float32 or int8, got {dtype}")
     seed = check_seed(seed)
     epoch = _checks.integer("epoch", epoch, 0, _U32)
-    keys = _keys_array(member_keys)
-    xp = _device_xp(xp)
-    leaves, offsets, outs = [], [], []
+    return seed, epoch, _keys_array(member_keys), _device_xp(xp), dtype
+
+
+def check_requests(requests: Sequence[Any]) -> tuple[list[int], list[int], list[int]]:
+    """(leaves, offsets, counts) of `normals_many`'s (leaf, offset, count) requests, checked:
+    each in range and within one stream, else an error naming requests[j]."""
+    leaves, offsets, counts = [], [], []
     for j, (leaf, offset, count) in enumerate(requests):
         try:
             leaves.append(_checks.integer("leaf", leaf, 0, _U32))
             offsets.append(_checks.integer("offset", offset, 0, _STREAM_VALUES))
-            count = _checks.integer("count", count, 0, _STREAM_VALUES + 1)
+            counts.append(_checks.integer("count", count, 0, _STREAM_VALUES + 1))
         except (TypeError, ValueError) as exc:  # "requests[j] ..." made only when one fails
             raise type(exc)(f"requests[{j}] {exc}") from None
-        if offsets[-1] + count > _STREAM_VALUES:
+        if offsets[-1] + counts[-1] > _STREAM_VALUES:
             raise ValueError(
                 f"requests[{j}]: offset + count exceeds the 2^34 values of one Philox stream"
             )
-        outs.append(xp.empty((keys.size, count), dtype=dtype))
-    _fill(seed, epoch, keys, leaves, offsets, outs, xp)
+    return leaves, offsets, counts
+
+
+def _read_many(
+    seed: int, epoch: int, keys: np.ndarray, xp: Any, dtype: np.dtype,
+    checked: tuple[list[int], list[int], list[int]], rows: dict | None = None,
+) -> list[Any]:  # fmt: skip
+    leaves, offsets, counts = checked
+    outs = [xp.empty((keys.size, count), dtype=dtype) for count in counts]
+    _fill(seed, epoch, keys, leaves, offsets, outs, xp, rows)
     return outs
 
 

@@ -18,17 +18,9 @@ import numpy as np
 from .backend import as_array, dtype_name, is_cupy_array, namespace_of
 
 __all__ = [
-    "Path",
-    "TreeSpec",
-    "flatten",
-    "unflatten",
-    "leaf_paths",
-    "path_str",
-    "map_leaves",
-    "check_params",
-    "FLOAT_DTYPES",
-    "LEAF_DTYPES",
-]
+    "Path", "TreeSpec", "flatten", "unflatten", "leaf_paths", "path_str", "map_leaves",
+    "check_params", "holds", "FLOAT_DTYPES", "LEAF_DTYPES",
+]  # fmt: skip
 
 Path = tuple[Union[str, int], ...]
 """A leaf path as a tuple of dict keys (str) and list/tuple positions (int), outermost first."""
@@ -158,11 +150,8 @@ def _build(s: Structure, leaves: Sequence[Any], used: list[int]) -> Any:
 
 
 def unflatten(structure: Structure, leaves: Sequence[Any]) -> Any:
-    """Rebuild a tree of `structure` (from `flatten`) from leaves in canonical order.
-
-    Raises:
-        ValueError: fewer or more leaves than the structure has places for.
-    """
+    """Rebuild a tree of `structure` (from `flatten`) from leaves in canonical order; a
+    ValueError for fewer or more leaves than the structure has places for."""
     leaves = leaves if isinstance(leaves, (list, tuple)) else list(leaves)
     used = [0]
     tree = _build(structure, leaves, used)
@@ -320,11 +309,9 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         numpy or cupy.
 
     Raises:
-        TypeError: a leaf that is not a float32/float64/int8 array (a masked array or
-            np.matrix included), or leaves on different backends; the message names the leaf
-            path.
-        ValueError: a tree without leaves, a cycle or too deep nesting (`flatten`), or an int8
-            leaf holding -128.
+        TypeError: a leaf that is not a float32/float64/int8 array (a masked array or np.matrix
+            included), or leaves on different backends; the message names the leaf path.
+        ValueError: no leaves, a cycle or too deep nesting (`flatten`), an int8 leaf at -128.
     """
     leaves, paths, structure = flatten(params, name)
     if not leaves:
@@ -363,6 +350,30 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         structure=structure, paths=tuple(paths), shapes=tuple(shapes), dtypes=tuple(dtypes)
     )
     return leaves, spec, xp
+
+
+def holds(tree: Any, spec: TreeSpec, leaves: Sequence[Any]) -> bool:
+    """True when `tree` has spec's containers (exact types) and these very NumPy arrays as its
+    leaves, of spec's shapes and dtypes: `check_params` of such a tree would find them again."""
+    it = iter(leaves)
+    if not _holds(tree, spec.structure, it) or next(it, None) is not None:
+        return False
+    return all(
+        type(a) is np.ndarray and a.shape == s and dtype_name(a.dtype) == d
+        for a, s, d in zip(leaves, spec.shapes, spec.dtypes, strict=True)
+    )
+
+
+def _holds(node: Any, s: Structure, it: Any) -> bool:
+    if s is None:
+        return node is next(it, None)
+    if s[0] == "dict":
+        return type(node) is dict and len(node) == len(s[1]) and all(
+            k in node and _holds(node[k], c, it) for k, c in zip(s[1], s[2], strict=True)
+        )
+    kind = {"list": list, "tuple": tuple}.get(s[0]) or s[2]  # or the namedtuple's class
+    same = type(node) is kind and len(node) == len(s[1])
+    return same and all(_holds(n, c, it) for n, c in zip(node, s[1], strict=True))
 
 
 def _where(name: str, path: Path) -> str:
