@@ -289,12 +289,9 @@ class TreeSpec:
     def from_json(cls, text: str) -> TreeSpec:
         """Inverse of `to_json`."""
         d = json.loads(text)
-        return cls(
-            structure=_tuplify(d["structure"]),
-            paths=tuple(tuple(p) for p in d["paths"]),
-            shapes=tuple(tuple(int(n) for n in s) for s in d["shapes"]),
-            dtypes=tuple(d["dtypes"]),
-        )
+        shapes = tuple(tuple(int(n) for n in s) for s in d["shapes"])
+        paths, dtypes = tuple(tuple(p) for p in d["paths"]), tuple(d["dtypes"])
+        return cls(structure=_tuplify(d["structure"]), paths=paths, shapes=shapes, dtypes=dtypes)
 
 
 def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec, ModuleType]:
@@ -305,8 +302,7 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
     An int8 leaf's entries must lie in [-127, 127] (docs/integer.md).
 
     Returns:
-        (leaves, spec, xp): leaves in canonical order (NumPy/CuPy arrays), their TreeSpec, and
-        numpy or cupy.
+        (leaves, spec, xp): the leaves in canonical order, their TreeSpec, numpy or cupy.
 
     Raises:
         TypeError: a leaf that is not a float32/float64/int8 array (a masked array or np.matrix
@@ -355,25 +351,28 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
 def holds(tree: Any, spec: TreeSpec, leaves: Sequence[Any]) -> bool:
     """True when `tree` has spec's containers (exact types) and these very NumPy arrays as its
     leaves, of spec's shapes and dtypes: `check_params` of such a tree would find them again."""
-    it = iter(leaves)
-    if not _holds(tree, spec.structure, it) or next(it, None) is not None:
+    found = [tree] if spec.structure is None else []
+    if not (found or _holds(tree, spec.structure, found)) or len(found) != len(leaves):
         return False
-    return all(
-        type(a) is np.ndarray and a.shape == s and dtype_name(a.dtype) == d
-        for a, s, d in zip(leaves, spec.shapes, spec.dtypes, strict=True)
-    )
+    for a, b, sh, dt in zip(found, leaves, spec.shapes, spec.dtypes, strict=True):
+        if a is not b or type(a) is not np.ndarray or a.shape != sh or dtype_name(a.dtype) != dt:
+            return False
+    return True
 
 
-def _holds(node: Any, s: Structure, it: Any) -> bool:
-    if s is None:
-        return node is next(it, None)
-    if s[0] == "dict":
-        return type(node) is dict and len(node) == len(s[1]) and all(
-            k in node and _holds(node[k], c, it) for k, c in zip(s[1], s[2], strict=True)
-        )
-    kind = {"list": list, "tuple": tuple}.get(s[0]) or s[2]  # or the namedtuple's class
-    same = type(node) is kind and len(node) == len(s[1])
-    return same and all(_holds(n, c, it) for n, c in zip(node, s[1], strict=True))
+def _holds(node: Any, s: Structure, found: list[Any]) -> bool:
+    """Appends node's children where s has leaves to `found`; False where a container's type,
+    length or dict keys differ from s (a missing key reads None: never a leaf)."""
+    subs = s[2] if s[0] == "dict" else s[1]
+    kind = {"dict": dict, "list": list, "tuple": tuple}.get(s[0]) or s[2]  # s[2]: namedtuple
+    if type(node) is not kind or len(node) != len(subs):
+        return False
+    for child, c in zip(map(node.get, s[1]) if kind is dict else node, subs):
+        if c is None:
+            found.append(child)
+        elif not _holds(child, c, found):
+            return False
+    return True
 
 
 def _where(name: str, path: Path) -> str:
