@@ -101,3 +101,25 @@ def test_a_kept_noise_plan_gives_every_generation_its_own_noise():
     fresh = egg.noise.factors(state.config.seed, 0, np.arange(4), 2, (4, 3), 2)[0]
     np.testing.assert_array_equal(pops[2], fresh)
     assert not np.array_equal(pops[0], pops[1])
+
+
+def test_ask_checks_told_params_changed_after_tell():
+    params, state = _run()
+    params, state = egg.tell(params, np.arange(8.0), state, population=egg.ask(params, state))
+    params["W"].shape = (12,)
+    with pytest.raises(ValueError, match=r"leaf 'W' has shape \(12,\), expected \(4, 3\)"):
+        egg.ask(params, state)
+    params["W"].shape = (4, 3)
+    told_w = params["W"]
+    params["W"] = told_w.astype(np.float64)
+    with pytest.raises(ValueError, match="leaf 'W' has dtype float64, expected float32"):
+        egg.ask(params, state)
+    params["W"] = told_w + 1  # another array of the right kind: asked around it
+    pop = egg.ask(params, state)
+    np.testing.assert_array_equal(pop.member(0)["b"] - pop.member(1)["b"] != 0, True)
+    np.testing.assert_allclose(pop.perturbed("W").mean(axis=0), told_w + 1, atol=1e-5)
+    params["extra"] = np.zeros(1, F32)
+    with pytest.raises(ValueError, match=r"unexpected leaves \['extra'\]"):
+        egg.ask(params, state)
+    with pytest.raises(ValueError, match="params do not match the state"):
+        egg.ask([params["W"], params["b"]], state)

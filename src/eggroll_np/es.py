@@ -62,6 +62,11 @@ class ESState:
 _MADE: weakref.WeakKeyDictionary[ESState, ModuleType] = weakref.WeakKeyDictionary()
 
 
+# The leaves of the params that tell returned with each state it made, as weak references (a
+# state never keeps params alive): `ask` on those very arrays need not flatten them again.
+_TOLD: weakref.WeakKeyDictionary[ESState, list[Any]] = weakref.WeakKeyDictionary()
+
+
 def _made(state: ESState, xp: ModuleType) -> ESState:
     """`state`, noted as made by the engine for params on backend xp (see `_MADE`)."""
     _MADE[state] = xp
@@ -145,20 +150,20 @@ def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec, ModuleType]:
     return leaves, spec, xp
 
 
-def _asked(params: Any, state: Any, population: Any) -> tuple[list[Any], TreeSpec, Any] | None:
-    """`_checked`'s answer without flattening params again, where they are the very NumPy
-    arrays that `population` was asked for, in the same containers, and the state is one the
-    engine made for NumPy params of that population's spec; else None. Float trees only: an
-    int8 leaf is read again for -128."""
+def _known(params: Any, state: Any, leaves: list[Any], spec: TreeSpec) -> Any:
+    """`_checked`'s answer without flattening params again, where `leaves` are the very NumPy
+    arrays the engine checked or made for params of `spec` (a population's, or the params
+    tell returned with the state: `_TOLD`), params hold them in spec's containers, and the
+    state is one the engine made with that spec for NumPy params; else None. Float trees
+    only: an int8 leaf is read again for -128."""
     if (
         isinstance(state, ESState)
-        and isinstance(population, Population)
-        and population.noise.spec is state.spec
+        and spec is state.spec
         and _MADE.get(state) is np
-        and "int8" not in state.spec.dtypes
-        and holds(params, state.spec, population._leaves)
+        and "int8" not in spec.dtypes
+        and holds(params, spec, leaves)
     ):
-        return population._leaves, state.spec, np
+        return leaves, spec, np
     return None
 
 
@@ -227,7 +232,9 @@ def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Po
             reuses its arrays instead of generating them again. Noise of another epoch (or
             run, or backend) is ignored and new noise made; the bits are the same either way.
     """
-    leaves = check_state(params, state)
+    told = _TOLD.get(state) if isinstance(state, ESState) else None
+    known = told and _known(params, state, [ref() for ref in told], state.spec)
+    leaves = known[0] if known else check_state(params, state)
     return Population(leaves, _noise_for(leaves, state, noise), state.generation)
 
 
@@ -250,7 +257,9 @@ def tell(
         `info` describes this generation (update_norm covers the float leaves; with int8
         leaves, int_moved counts their entries that moved one step).
     """
-    leaves, spec, xp = _asked(params, state, population) or _checked(params, state)
+    asked = population if isinstance(population, Population) else None
+    known = asked and _known(params, state, asked._leaves, asked.noise.spec)
+    leaves, spec, xp = known or _checked(params, state)
     noise = _told_noise(leaves, state, population)
     config = state.config
     f = _checks.fitness_vector(fitness, config.population)
@@ -283,6 +292,8 @@ def tell(
         **({} if moved is None else {"int_moved": moved}),
     }
     new_state = _made(ESState(config, state.generation + 1, opt_state, state.spec, info), xp)
+    if xp is np:  # the next ask on these very arrays need not flatten them again
+        _TOLD[new_state] = [weakref.ref(a) for a in new_leaves]
     return spec.unflatten(new_leaves), new_state  # the params' own containers (namedtuples)
 
 
@@ -370,4 +381,6 @@ def step(
     info = {**state.info, evaluate.INFO_KEY: pop.layer_bytes_per_member}
     made_on = _MADE.get(state)  # tell's: only info differs
     new_state = dataclasses.replace(state, info=info)
+    if state in _TOLD:
+        _TOLD[new_state] = _TOLD[state]
     return params, new_state if made_on is None else _made(new_state, made_on)
