@@ -148,7 +148,7 @@ def contract(A: Any, B: Any, w: Any, scale: float, kept: tuple[dict, Any] | None
         machine (see the module docstring); on CuPy, cuBLAS's.
     `kept`: (memo, key) for `dispatch.select_kept`, where key fixes the arrays' kinds.
     """
-    ws = (w * scale).astype(A.dtype, copy=False)
+    ws = (w if scale == 1.0 else w * scale).astype(A.dtype, copy=False)  # x * 1.0 is x
     if ws.ndim != 1:
         ws = ws.reshape(-1)
     if kept is None:
