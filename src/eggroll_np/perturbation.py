@@ -65,23 +65,24 @@ class _Run:
     the run's operations (`dispatch.select_kept`: its arrays have the same types, dtypes and
     layouts every generation)."""
 
-    __slots__ = ("spec", "config", "plans", "rows")
+    __slots__ = ("spec", "config", "xp", "plans", "rows")
 
-    def __init__(self, spec: TreeSpec, config: ESConfig) -> None:
-        self.spec, self.config = spec, config  # held: their ids are not reused meanwhile
+    def __init__(self, spec: TreeSpec, config: ESConfig, xp: ModuleType) -> None:
+        self.spec, self.config, self.xp = spec, config, xp  # held: their ids are not reused
         self.plans: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.rows: dict[Any, Any] = {}
 
 
-_RUNS: dict[tuple[int, int, ModuleType], _Run] = {}
+_RUNS: dict[tuple[int, int, int], _Run] = {}
 
 
 def _run_of(spec: TreeSpec, config: ESConfig, xp: ModuleType) -> _Run:
-    run = _RUNS.get((id(spec), id(config), xp))
+    key = (id(spec), id(config), id(xp))
+    run = _RUNS.get(key)
     if run is None:
         if len(_RUNS) >= 64:
             _RUNS.clear()
-        run = _RUNS[(id(spec), id(config), xp)] = _Run(spec, config)
+        run = _RUNS[key] = _Run(spec, config, xp)
     return run
 
 
