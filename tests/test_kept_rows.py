@@ -123,3 +123,17 @@ def test_ask_checks_told_params_changed_after_tell():
         egg.ask(params, state)
     with pytest.raises(ValueError, match="params do not match the state"):
         egg.ask([params["W"], params["b"]], state)
+
+
+def test_checked_requests_read_what_plain_requests_read():
+    reqs = [(0, 0, 5), (3, 7, 2), (1, 0, 0)]
+    checked = egg.noise.check_requests(reqs)
+    assert list(checked) == reqs
+    keys = np.arange(3)
+    for got, want in zip(egg.noise.normals_many(9, 2, keys, checked),
+                         egg.noise.normals_many(9, 2, keys, reqs), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match=r"requests\[1\]: offset \+ count exceeds"):
+        egg.noise.check_requests([(0, 0, 1), (0, 2**34 - 1, 2)])
+    with pytest.raises(TypeError, match=r"requests\[0\] leaf must be an integer, got bool"):
+        egg.noise.check_requests([(True, 0, 1)])

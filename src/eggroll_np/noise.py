@@ -23,8 +23,8 @@ __all__ = [
     "normals",
     "normals_batch",
     "normals_many",
-    "normals_checked",
     "check_requests",
+    "Requests",
     "factors",
     "factor_requests",
     "as_factors",
@@ -206,6 +206,7 @@ def normals_many(
     requests: Sequence[tuple[int, int, int]],
     xp: ModuleType | str | None = None,
     dtype: Any = np.float32,
+    rows: dict | None = None,
 ) -> list[Any]:
     """Several stream reads for the same members and epoch, generated together.
 
@@ -213,43 +214,43 @@ def normals_many(
     uploaded once and the requests run as one kernel launch per 32 (a job table).
 
     Args:
-        requests: (leaf, offset, count) triples.
-
+        requests: (leaf, offset, count) triples; `Requests` (from `check_requests`) are not
+            checked again (a run's reads are the same every generation).
         dtype: float32, or int8 for the quantized normals of int8 leaves
             (`intmath.quantize` of the same values, docs/noise-contract.md).
+        rows: a run's `dispatch.select_kept` memo (`GenerationNoise.rows`), or None.
 
     Returns:
         One array of shape (len(member_keys), count) per request, on backend `xp`;
         request j equals normals_batch(seed, leaf_j, member_keys, epoch, count_j, offset_j)
         (quantized with dtype int8).
     """
-    call = _many_call(seed, epoch, member_keys, xp, dtype)
-    return _read_many(*call, check_requests(requests))
-
-
-def normals_checked(
-    seed: int, epoch: int, member_keys: Any, checked: tuple[list[int], list[int], list[int]],
-    xp: ModuleType | str | None = None, rows: dict | None = None,
-) -> list[Any]:  # fmt: skip
-    """float32 `normals_many` of requests that `check_requests` passed before (a run's reads
-    are the same every generation: `GenerationNoise` checks them once); `rows`: a run's
-    `dispatch.select_kept` memo."""
-    return _read_many(*_many_call(seed, epoch, member_keys, xp, np.float32), checked, rows)
-
-
-def _many_call(seed: Any, epoch: Any, member_keys: Any, xp: Any, dtype: Any) -> tuple[Any, ...]:
-    """normals_many's checked (seed, epoch, keys, xp, dtype)."""
     dtype = np.dtype(dtype)
     if dtype_name(dtype) not in ("float32", "int8"):
         raise ValueError(f"dtype must be float32 or int8, got {dtype}")
     seed = check_seed(seed)
     epoch = _checks.integer("epoch", epoch, 0, _U32)
-    return seed, epoch, _keys_array(member_keys), _device_xp(xp), dtype
+    keys = _keys_array(member_keys)
+    xp = _device_xp(xp)
+    if type(requests) is not Requests:
+        requests = check_requests(requests)
+    outs = [xp.empty((keys.size, count), dtype=dtype) for count in requests.counts]
+    _fill(seed, epoch, keys, requests.leaves, requests.offsets, outs, xp, rows)
+    return outs
 
 
-def check_requests(requests: Sequence[Any]) -> tuple[list[int], list[int], list[int]]:
-    """(leaves, offsets, counts) of `normals_many`'s (leaf, offset, count) requests, checked:
-    each in range and within one stream, else an error naming requests[j]."""
+class Requests(tuple):
+    """`normals_many`'s (leaf, offset, count) triples as `check_requests` passed them, with
+    their columns as lists (what the "normals" rows take)."""
+
+    leaves: list[int]
+    offsets: list[int]
+    counts: list[int]
+
+
+def check_requests(requests: Sequence[Any]) -> Requests:
+    """`normals_many`'s requests checked (each value in range, each read within one stream,
+    else an error naming requests[j]) as `Requests`."""
     leaves, offsets, counts = [], [], []
     for j, (leaf, offset, count) in enumerate(requests):
         try:
@@ -262,17 +263,9 @@ def check_requests(requests: Sequence[Any]) -> tuple[list[int], list[int], list[
             raise ValueError(
                 f"requests[{j}]: offset + count exceeds the 2^34 values of one Philox stream"
             )
-    return leaves, offsets, counts
-
-
-def _read_many(
-    seed: int, epoch: int, keys: np.ndarray, xp: Any, dtype: np.dtype,
-    checked: tuple[list[int], list[int], list[int]], rows: dict | None = None,
-) -> list[Any]:  # fmt: skip
-    leaves, offsets, counts = checked
-    outs = [xp.empty((keys.size, count), dtype=dtype) for count in counts]
-    _fill(seed, epoch, keys, leaves, offsets, outs, xp, rows)
-    return outs
+    checked = Requests(zip(leaves, offsets, counts))
+    checked.leaves, checked.offsets, checked.counts = leaves, offsets, counts
+    return checked
 
 
 def factors(

@@ -273,8 +273,8 @@ class GenerationNoise:
         if checked is None:
             outs = iter(self._reads(self.keys, requests))
         else:
-            got = _noise.normals_checked(c.seed, self.epoch, self.keys, checked, self.xp, self.rows)
-            outs = iter(got)
+            keys, rows = self.keys, self.rows
+            outs = iter(_noise.normals_many(c.seed, self.epoch, keys, checked, self.xp, rows=rows))
         for what, leaf in jobs:
             dt = self.spec.dtypes[leaf]
             shape = self.spec.shapes[leaf]
