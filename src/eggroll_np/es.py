@@ -59,17 +59,14 @@ class ESState:
 # params of its spec on that backend those checks would repeat what is known (a state built
 # any other way, `dataclasses.replace` included, is not here and is checked in full). Weak:
 # a state leaves when the run drops it; not pickled: a copy sent elsewhere is checked again.
-_MADE: weakref.WeakKeyDictionary[ESState, ModuleType] = weakref.WeakKeyDictionary()
+# With tell's states also the leaves of the params it returned, as weak references (a state
+# never keeps params alive): `ask` on those very arrays need not flatten them again.
+_MADE: weakref.WeakKeyDictionary[ESState, tuple[ModuleType, Any]] = weakref.WeakKeyDictionary()
 
 
-# The leaves of the params that tell returned with each state it made, as weak references (a
-# state never keeps params alive): `ask` on those very arrays need not flatten them again.
-_TOLD: weakref.WeakKeyDictionary[ESState, list[Any]] = weakref.WeakKeyDictionary()
-
-
-def _made(state: ESState, xp: ModuleType) -> ESState:
+def _made(state: ESState, xp: ModuleType, told: list[Any] | None = None) -> ESState:
     """`state`, noted as made by the engine for params on backend xp (see `_MADE`)."""
-    _MADE[state] = xp
+    _MADE[state] = (xp, told)
     return state
 
 
@@ -136,7 +133,7 @@ def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec, ModuleType]:
         raise TypeError(
             f"state must be an ESState (from eggroll_np.init), got {type(state).__name__}"
         )
-    made_on = _MADE.get(state)
+    made_on = _MADE.get(state, (None,))[0]
     if made_on is None:
         _check_fields(state)
     leaves, spec, xp = check_params(params)
@@ -150,16 +147,16 @@ def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec, ModuleType]:
     return leaves, spec, xp
 
 
-def _known(params: Any, state: Any, leaves: list[Any], spec: TreeSpec) -> Any:
+def _known(params: Any, state: Any, leaves: list[Any], spec: TreeSpec, made: Any) -> Any:
     """`_checked`'s answer without flattening params again, where `leaves` are the very NumPy
     arrays the engine checked or made for params of `spec` (a population's, or the params
-    tell returned with the state: `_TOLD`), params hold them in spec's containers, and the
-    state is one the engine made with that spec for NumPy params; else None. Float trees
-    only: an int8 leaf is read again for -128."""
+    tell returned with the state), params hold them in spec's containers, and the state is
+    one the engine made with that spec for NumPy params (`made`: its `_MADE` entry); else
+    None. Float trees only: an int8 leaf is read again for -128."""
     if (
-        isinstance(state, ESState)
+        made is not None
+        and made[0] is np
         and spec is state.spec
-        and _MADE.get(state) is np
         and "int8" not in spec.dtypes
         and holds(params, spec, leaves)
     ):
@@ -232,8 +229,9 @@ def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Po
             reuses its arrays instead of generating them again. Noise of another epoch (or
             run, or backend) is ignored and new noise made; the bits are the same either way.
     """
-    told = _TOLD.get(state) if isinstance(state, ESState) else None
-    known = told and _known(params, state, [ref() for ref in told], state.spec)
+    made = _MADE.get(state) if isinstance(state, ESState) else None
+    told = made and made[1]
+    known = told and _known(params, state, [ref() for ref in told], state.spec, made)
     leaves = known[0] if known else check_state(params, state)
     return Population(leaves, _noise_for(leaves, state, noise), state.generation)
 
@@ -258,7 +256,8 @@ def tell(
         leaves, int_moved counts their entries that moved one step).
     """
     asked = population if isinstance(population, Population) else None
-    known = asked and _known(params, state, asked._leaves, asked.noise.spec)
+    made = _MADE.get(state) if asked and isinstance(state, ESState) else None
+    known = made and _known(params, state, asked._leaves, asked.noise.spec, made)
     leaves, spec, xp = known or _checked(params, state)
     noise = _told_noise(leaves, state, population)
     config = state.config
@@ -291,9 +290,9 @@ def tell(
         "update_norm": update_norm,
         **({} if moved is None else {"int_moved": moved}),
     }
-    new_state = _made(ESState(config, state.generation + 1, opt_state, state.spec, info), xp)
-    if xp is np:  # the next ask on these very arrays need not flatten them again
-        _TOLD[new_state] = [weakref.ref(a) for a in new_leaves]
+    # the next ask on these very arrays need not flatten them again
+    told = [weakref.ref(a) for a in new_leaves] if xp is np else None
+    new_state = _made(ESState(config, state.generation + 1, opt_state, state.spec, info), xp, told)
     return spec.unflatten(new_leaves), new_state  # the params' own containers (namedtuples)
 
 
@@ -379,8 +378,6 @@ def step(
         ]
     params, state = tell(params, fitness, state, population=pop)
     info = {**state.info, evaluate.INFO_KEY: pop.layer_bytes_per_member}
-    made_on = _MADE.get(state)  # tell's: only info differs
+    made = _MADE.get(state)  # tell's: only info differs
     new_state = dataclasses.replace(state, info=info)
-    if state in _TOLD:
-        _TOLD[new_state] = _TOLD[state]
-    return params, new_state if made_on is None else _made(new_state, made_on)
+    return params, new_state if made is None else _made(new_state, *made)
