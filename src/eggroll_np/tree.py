@@ -53,6 +53,7 @@ def _is_namedtuple(node: Any) -> bool:
 
 
 _CONTAINERS = (dict, list, tuple)
+_KINDS = {"dict": dict, "list": list, "tuple": tuple}  # a structure's container types (`holds`)
 
 
 def _flatten(
@@ -364,7 +365,7 @@ def _holds(node: Any, s: Structure, found: list[Any]) -> bool:
     """Appends node's children where s has leaves to `found`; False where a container's type,
     length or dict keys differ from s (a missing key reads None: never a leaf)."""
     subs = s[2] if s[0] == "dict" else s[1]
-    kind = {"dict": dict, "list": list, "tuple": tuple}.get(s[0]) or s[2]  # s[2]: namedtuple
+    kind = _KINDS.get(s[0]) or s[2]  # s[2]: a namedtuple's class
     if type(node) is not kind or len(node) != len(subs):
         return False
     for child, c in zip(map(node.get, s[1]) if kind is dict else node, subs):
