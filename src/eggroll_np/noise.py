@@ -263,7 +263,7 @@ def check_requests(requests: Sequence[Any]) -> Requests:
             raise ValueError(
                 f"requests[{j}]: offset + count exceeds the 2^34 values of one Philox stream"
             )
-    checked = Requests(zip(leaves, offsets, counts))
+    checked = Requests(zip(leaves, offsets, counts, strict=True))
     checked.leaves, checked.offsets, checked.counts = leaves, offsets, counts
     return checked
 

@@ -368,7 +368,7 @@ def _holds(node: Any, s: Structure, found: list[Any]) -> bool:
     kind = _KINDS.get(s[0]) or s[2]  # s[2]: a namedtuple's class
     if type(node) is not kind or len(node) != len(subs):
         return False
-    for child, c in zip(map(node.get, s[1]) if kind is dict else node, subs):
+    for child, c in zip(map(node.get, s[1]) if kind is dict else node, subs, strict=True):
         if c is None:
             found.append(child)
         elif not _holds(child, c, found):
