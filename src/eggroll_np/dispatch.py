@@ -47,17 +47,9 @@ from . import _ext
 from .backend import cupy, dtype_name, is_cupy_array
 
 __all__ = [
-    "OPERATIONS",
-    "BACKENDS",
-    "Row",
-    "ROWS",
-    "select",
-    "rows_of",
-    "use",
-    "cuda_unavailable_reason",
-    "cuda_available",
-    "require_cuda",
-]
+    "OPERATIONS", "BACKENDS", "Row", "ROWS", "select", "select_kept", "rows_of", "use",
+    "cuda_unavailable_reason", "cuda_available", "require_cuda",
+]  # fmt: skip
 
 BACKENDS = ("core", "cuda", "numpy")
 """Where a row runs: the C++ extension, the CUDA extension, or array code (the reference)."""
@@ -354,6 +346,19 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
         return _resolve(row)
     require_cuda()  # CuPy arrays that nothing takes: say why (no extension, no device)
     raise TypeError(f"no implementation of {operation} takes {dtype} arrays on this backend")
+
+
+def select_kept(
+    memo: dict, key: Any, operation: str, arrays: Sequence[Any], device: bool | None = None
+) -> Callable[..., Any]:
+    """`select(operation, arrays, device)` kept in `memo` under `key` while `use` and the loaded
+    extensions stay the same: for calls whose arrays `key` fixes (types, dtypes, layouts,
+    a row's `when`), e.g. a population layer's held operands and fresh C-order outputs."""
+    k = (key, _forced, _ext.core, _ext.cuda)
+    impl = memo.get(k)
+    if impl is None:
+        impl = memo[k] = select(operation, arrays, device)
+    return impl
 
 
 # ---- the one CUDA check ------------------------------------------------------------------------

@@ -189,6 +189,8 @@ def epilogue(
     xa: Any = None,
     xa_rows: Any = None,
     right: Any = None,
+    members: tuple[Any, ...] | None = None,
+    memo: dict | None = None,
 ) -> Any:
     """The one pass after the base GEMM, in place on out (N, rows, n):
 
@@ -198,16 +200,22 @@ def epilogue(
     left[keys[i]] (per-member input; x (N, rows, m), left (K, m, r)) or xa[xa_rows[i], j]
     (precomputed (R, rows, r): a shared projection or gathered embedding rows); right (K, n, r).
     No correction when w is None or the leaf is not low-rank; bias_i = b's theta + coef_b,i *
-    E_b[keys[i]] (full) or theta (frozen).
+    E_b[keys[i]] (full) or theta (frozen). A layer called again passes `member_operands(w, b)`
+    as `members` and a `memo` of its rows (`dispatch.select_kept`: its other arrays are fresh
+    C-order arrays of w's dtype, so the row depends only on which of them are given).
     """
     lowrank = w is not None and w.kind == "lowrank"
-    members = member_operands(w, b)
+    if members is None:
+        members = member_operands(w, b)
     if not lowrank:
         x = left = xa = xa_rows = right = None
     arrays = [out, base, x, left, xa, right, members[2], members[3]]
-    dispatch.select("linear_epilogue", arrays)(
-        out, base, x, left, xa, None if xa_rows is None else _u32(xa_rows), right, *members, code
-    )
+    if memo is None:
+        impl = dispatch.select("linear_epilogue", arrays)
+    else:
+        impl = dispatch.select_kept(memo, (base is None, x is None), "linear_epilogue", arrays)
+    xa_rows = None if xa_rows is None else _u32(xa_rows)
+    impl(out, base, x, left, xa, xa_rows, right, *members, code)
     return out
 
 

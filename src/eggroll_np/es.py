@@ -25,7 +25,7 @@ from .config import ESConfig, NoiseKind, make_config, optimized_leaves
 from .noise import epoch_of
 from .perturbation import GenerationNoise
 from .population import Population
-from .tree import TreeSpec, check_params
+from .tree import TreeSpec, check_params, holds
 
 __all__ = ["ESConfig", "ESState", "init", "ask", "tell", "step", "make_config", "check_state"]
 
@@ -59,12 +59,14 @@ class ESState:
 # params of its spec on that backend those checks would repeat what is known (a state built
 # any other way, `dataclasses.replace` included, is not here and is checked in full). Weak:
 # a state leaves when the run drops it; not pickled: a copy sent elsewhere is checked again.
-_MADE: weakref.WeakKeyDictionary[ESState, ModuleType] = weakref.WeakKeyDictionary()
+# With tell's states also the leaves of the params it returned, as weak references (a state
+# never keeps params alive): `ask` on those very arrays need not flatten them again.
+_MADE: weakref.WeakKeyDictionary[ESState, tuple[ModuleType, Any]] = weakref.WeakKeyDictionary()
 
 
-def _made(state: ESState, xp: ModuleType) -> ESState:
+def _made(state: ESState, xp: ModuleType, told: list[Any] | None = None) -> ESState:
     """`state`, noted as made by the engine for params on backend xp (see `_MADE`)."""
-    _MADE[state] = xp
+    _MADE[state] = (xp, told)
     return state
 
 
@@ -131,7 +133,7 @@ def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec, ModuleType]:
         raise TypeError(
             f"state must be an ESState (from eggroll_np.init), got {type(state).__name__}"
         )
-    made_on = _MADE.get(state)
+    made_on = _MADE.get(state, (None,))[0]
     if made_on is None:
         _check_fields(state)
     leaves, spec, xp = check_params(params)
@@ -143,6 +145,23 @@ def _checked(params: Any, state: Any) -> tuple[list[Any], TreeSpec, ModuleType]:
         updated = optimized_leaves(state.config, state.spec)
         optim.check_state(state.opt_state, state.config.optimizer, leaves, updated, xp)
     return leaves, spec, xp
+
+
+def _known(params: Any, state: Any, leaves: list[Any], spec: TreeSpec, made: Any) -> Any:
+    """`_checked`'s answer without flattening params again, where `leaves` are the very NumPy
+    arrays the engine checked or made for params of `spec` (a population's, or the params
+    tell returned with the state), params hold them in spec's containers, and the state is
+    one the engine made with that spec for NumPy params (`made`: its `_MADE` entry); else
+    None. Float trees only: an int8 leaf is read again for -128."""
+    if (
+        made is not None
+        and made[0] is np
+        and spec is state.spec
+        and "int8" not in spec.dtypes
+        and holds(params, spec, leaves)
+    ):
+        return leaves, spec, np
+    return None
 
 
 def _check_fields(state: ESState) -> None:
@@ -210,7 +229,10 @@ def ask(params: Any, state: ESState, noise: GenerationNoise | None = None) -> Po
             reuses its arrays instead of generating them again. Noise of another epoch (or
             run, or backend) is ignored and new noise made; the bits are the same either way.
     """
-    leaves = check_state(params, state)
+    made = _MADE.get(state) if isinstance(state, ESState) else None
+    told = made and made[1]
+    known = told and _known(params, state, [ref() for ref in told], state.spec, made)
+    leaves = known[0] if known else check_state(params, state)
     return Population(leaves, _noise_for(leaves, state, noise), state.generation)
 
 
@@ -233,7 +255,10 @@ def tell(
         `info` describes this generation (update_norm covers the float leaves; with int8
         leaves, int_moved counts their entries that moved one step).
     """
-    leaves, spec, xp = _checked(params, state)
+    asked = population if isinstance(population, Population) else None
+    made = _MADE.get(state) if asked and isinstance(state, ESState) else None
+    known = made and _known(params, state, asked._leaves, asked.noise.spec, made)
+    leaves, spec, xp = known or _checked(params, state)
     noise = _told_noise(leaves, state, population)
     config = state.config
     f = _checks.fitness_vector(fitness, config.population)
@@ -246,7 +271,7 @@ def tell(
     with np.errstate(over="ignore", invalid="ignore"):
         grads = gradient.estimate(noise, w)
         updated, opt_state = optim.apply(
-            grads, state.opt_state, dict(enumerate(leaves)), config, sq_norms=norms
+            grads, state.opt_state, dict(enumerate(leaves)), config, norms, noise.rows
         )
     update_norm = _update_checks.checked_norm(updated, norms, state, leaves)
     # int8 leaves: the integer rule, from the raw fitness (`intupdate.update_tree`)
@@ -265,7 +290,9 @@ def tell(
         "update_norm": update_norm,
         **({} if moved is None else {"int_moved": moved}),
     }
-    new_state = _made(ESState(config, state.generation + 1, opt_state, state.spec, info), xp)
+    # the next ask on these very arrays need not flatten them again
+    told = [weakref.ref(a) for a in new_leaves] if xp is np else None
+    new_state = _made(ESState(config, state.generation + 1, opt_state, state.spec, info), xp, told)
     return spec.unflatten(new_leaves), new_state  # the params' own containers (namedtuples)
 
 
@@ -351,6 +378,6 @@ def step(
         ]
     params, state = tell(params, fitness, state, population=pop)
     info = {**state.info, evaluate.INFO_KEY: pop.layer_bytes_per_member}
-    made_on = _MADE.get(state)  # tell's: only info differs
+    made = _MADE.get(state)  # tell's: only info differs
     new_state = dataclasses.replace(state, info=info)
-    return params, new_state if made_on is None else _made(new_state, made_on)
+    return params, new_state if made is None else _made(new_state, *made)

@@ -44,7 +44,8 @@ def estimate(noise: GenerationNoise, weights: np.ndarray) -> dict[int, Any]:
             continue
         if kind is NoiseKind.LOWRANK:
             A, B = noise.factors(leaf)
-            g = lowrank.contract(A, B, wk, scale / math.sqrt(config.rank))
+            kept = (noise.rows, ("contract", leaf))  # the run's row: same kinds of arrays
+            g = lowrank.contract(A, B, wk, scale / math.sqrt(config.rank), kept)
             grads[leaf] = g.reshape(noise.spec.shapes[leaf])  # ndim >= 3: the matrix view
         elif kind is NoiseKind.FULL:
             grads[leaf] = _full(noise, leaf, w, scale)
@@ -57,7 +58,8 @@ def _full(noise: GenerationNoise, leaf: int, w: np.ndarray, scale: float) -> Any
     dt = noise.spec.dtypes[leaf]
     g = xp.zeros(noise.spec.shapes[leaf], dtype=dt)
     for c, keys, E in noise.full_chunks(leaf):
-        g += lowrank.contract_full(E, xp.asarray(w[c : c + keys.size].astype(dt)), 1.0)
+        wc = xp.asarray(w[c : c + keys.size].astype(dt))
+        g += lowrank.contract_full(E, wc, 1.0, (noise.rows, ("contract_full", leaf)))
         del E  # free this chunk before the next one is generated
     g *= scale
     return g

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _checks
 from .backend import as_array, namespace_of
-from .epilogue import LeafNoise, activation_code, epilogue
+from .epilogue import LeafNoise, activation_code, epilogue, member_operands
 
 __all__ = [
     "same_backend",
@@ -29,7 +29,9 @@ __all__ = [
     "check_pair",
     "check_ids",
     "rows_input",
+    "LinearPlan",
     "linear",
+    "run_linear",
     "embed",
 ]
 
@@ -93,6 +95,25 @@ def rows_input(x: Any, m: int, n_members: int, name: str, what: str) -> bool:
     )
 
 
+class LinearPlan:
+    """What a population layer call of `linear` keeps between calls: its leaves, checked
+    once (activation, transpose, W's ndim, the bias), the epilogue's per-member operands and
+    its dispatch rows (`dispatch.select_kept`). Only x changes from call to call."""
+
+    __slots__ = ("w", "b", "code", "transpose", "members", "memo")
+
+    def __init__(self, w: LeafNoise, b: LeafNoise | None, activation: Any, transpose: Any) -> None:
+        self.code = activation_code(activation)
+        self.transpose = _checks.boolean("transpose", transpose)
+        W = w.theta
+        if W.ndim != 2:
+            raise ValueError(f"w: linear needs a 2-D leaf, '{w.name}' has shape {tuple(W.shape)}")
+        check_bias(b, W.shape[0] if self.transpose else W.shape[1], w)
+        self.w, self.b = w, b
+        self.members = member_operands(w if w.kind == "lowrank" else None, b)
+        self.memo: dict = {}
+
+
 def linear(
     x: Any, w: LeafNoise, b: LeafNoise | None = None, activation: str | None = None,
     transpose: bool = False,
@@ -109,17 +130,19 @@ def linear(
     Returns:
         (N, B, n) array in w's dtype and backend.
     """
-    code = activation_code(activation)
-    _checks.boolean("transpose", transpose)
+    return run_linear(x, LinearPlan(w, b, activation, transpose))
+
+
+def run_linear(x: Any, plan: LinearPlan) -> Any:
+    """`linear` of a plan (a population keeps one per layer): x checked, the GEMMs, the
+    epilogue."""
+    w, b, code, transpose = plan.w, plan.b, plan.code, plan.transpose
     W = w.theta
-    if W.ndim != 2:
-        raise ValueError(f"w: linear needs a 2-D leaf, '{w.name}' has shape {tuple(W.shape)}")
     x = as_input(x, W, w.name)
     Wt = W.T if transpose else W
     m, n = Wt.shape
     N = w.size
     shared = rows_input(x, m, N, w.name, " (transposed)" if transpose else "")
-    check_bias(b, n, w)
     xp = namespace_of(W)
     if shared:
         base = x @ Wt  # the shared GEMM, once for the whole population
@@ -127,6 +150,7 @@ def linear(
     else:
         base = None
         out = (x.reshape(-1, m) @ Wt).reshape(N, x.shape[1], n)
+    ops = {"members": plan.members, "memo": plan.memo}
     if w.kind == "full":  # dense noise: its own GEMMs, then the epilogue adds bias/activation
         if base is not None:
             out[...] = base
@@ -140,16 +164,16 @@ def linear(
             else:
                 out[members] += scale * xp.matmul(x[members], Et[rows])
             del E, Et  # free this chunk before the next one is generated
-        return epilogue(out, None, None, b, code)
+        return epilogue(out, None, None, b, code, **ops)
     if w.kind == "frozen":
-        return epilogue(out, base, None, b, code)
+        return epilogue(out, base, None, b, code, **ops)
     left, right = (w.B, w.A) if transpose else (w.A, w.B)
     if shared:  # x @ left_k for every key as ONE GEMM: (B, m) @ (m, K*r) -> (K, B, r)
         K, _, r = left.shape
         xa = (x @ (w.b_columns if transpose else w.a_columns)).reshape(x.shape[0], K, r)
         xa = xp.ascontiguousarray(xa.transpose(1, 0, 2))
-        return epilogue(out, base, w, b, code, xa=xa, xa_rows=w.keys, right=right)
-    return epilogue(out, None, w, b, code, x=x, left=left, right=right)
+        return epilogue(out, base, w, b, code, xa=xa, xa_rows=w.keys, right=right, **ops)
+    return epilogue(out, None, w, b, code, x=x, left=left, right=right, **ops)
 
 
 def embed(ids: Any, w: LeafNoise, per_member: bool = False) -> Any:

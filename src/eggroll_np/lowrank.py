@@ -134,7 +134,7 @@ def correction_transposed(
     return correction(x, B, A, keys, coef, out, base)
 
 
-def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
+def contract(A: Any, B: Any, w: Any, scale: float, kept: tuple[dict, Any] | None = None) -> Any:
     """`scale * sum_k w[k] * A[k] @ B[k].T` as one GEMM.
 
     Args:
@@ -146,11 +146,14 @@ def contract(A: Any, B: Any, w: Any, scale: float) -> Any:
         (m, n) array in the factors' dtype. The sum is high rank: it is NOT
         (sum_k w_k A_k) @ (sum_k w_k B_k).T. On NumPy with the C++ core, the same bits on every
         machine (see the module docstring); on CuPy, cuBLAS's.
+    `kept`: (memo, key) for `dispatch.select_kept`, where key fixes the arrays' kinds.
     """
-    ws = (w * scale).astype(A.dtype, copy=False)
+    ws = (w if scale == 1.0 else w * scale).astype(A.dtype, copy=False)  # x * 1.0 is x
     if ws.ndim != 1:
         ws = ws.reshape(-1)
-    return dispatch.select("contract", [A, B, ws])(A, B, ws)
+    if kept is None:
+        return dispatch.select("contract", [A, B, ws])(A, B, ws)
+    return dispatch.select_kept(*kept, "contract", [A, B, ws])(A, B, ws)
 
 
 def contract_reference(A: Any, B: Any, w: Any) -> Any:
@@ -173,7 +176,7 @@ def _host_ones(K: int, dtype: np.dtype) -> np.ndarray:
     return ones
 
 
-def contract_full(E: Any, w: Any, scale: float) -> Any:
+def contract_full(E: Any, w: Any, scale: float, kept: tuple[dict, Any] | None = None) -> Any:
     """`scale * sum_k w[k] * E[k]` for full-rank noise E `(K, *shape)` -> shape.
 
     `contract` of a one-row contraction (A = ones: w[k] * 1 is w[k] exactly), so on NumPy with
@@ -182,7 +185,7 @@ def contract_full(E: Any, w: Any, scale: float) -> Any:
     K = E.shape[0]
     xp = namespace_of(E)
     ones = _host_ones(K, E.dtype) if xp is np else xp.ones((K, 1, 1), dtype=E.dtype)
-    g = contract(ones, E.reshape(K, -1, 1), w, 1.0)[0]
+    g = contract(ones, E.reshape(K, -1, 1), w, 1.0, kept)[0]
     if scale != 1.0:  # x * 1.0 is x, bit for bit (the update passes 1.0): no pass to make
         g *= scale
     return g.reshape(E.shape[1:])

@@ -23,6 +23,8 @@ __all__ = [
     "normals",
     "normals_batch",
     "normals_many",
+    "check_requests",
+    "Requests",
     "factors",
     "factor_requests",
     "as_factors",
@@ -95,13 +97,19 @@ def _device_xp(xp: ModuleType | str | None) -> ModuleType:
 
 
 def _fill(
-    seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list, xp: Any
-) -> None:
+    seed: int, epoch: int, keys: np.ndarray, leaves: list, offsets: list, outs: list, xp: Any,
+    rows: dict | None = None,
+) -> None:  # fmt: skip
     """outs[j] (K, count_j) = values [offsets[j], +count_j) of stream leaves[j] for every key:
-    the table's "normals" row for xp's backend (keys uploaded once)."""
+    the table's "normals" row for xp's backend (keys uploaded once; kept in `rows`, a
+    `dispatch.select_kept` memo, when given)."""
     if not keys.size or not outs:
         return
-    impl = dispatch.select("normals", [outs[0]], device=xp is not np)
+    if rows is None:
+        impl = dispatch.select("normals", [outs[0]], device=xp is not np)
+    else:
+        key = ("normals", outs[0].dtype)
+        impl = dispatch.select_kept(rows, key, "normals", [outs[0]], device=xp is not np)
     impl(seed, epoch, xp.asarray(keys), leaves, offsets, outs)
 
 
@@ -198,6 +206,7 @@ def normals_many(
     requests: Sequence[tuple[int, int, int]],
     xp: ModuleType | str | None = None,
     dtype: Any = np.float32,
+    rows: dict | None = None,
 ) -> list[Any]:
     """Several stream reads for the same members and epoch, generated together.
 
@@ -205,10 +214,11 @@ def normals_many(
     uploaded once and the requests run as one kernel launch per 32 (a job table).
 
     Args:
-        requests: (leaf, offset, count) triples.
-
+        requests: (leaf, offset, count) triples; `Requests` (from `check_requests`) are not
+            checked again (a run's reads are the same every generation).
         dtype: float32, or int8 for the quantized normals of int8 leaves
             (`intmath.quantize` of the same values, docs/noise-contract.md).
+        rows: a run's `dispatch.select_kept` memo (`GenerationNoise.rows`), or None.
 
     Returns:
         One array of shape (len(member_keys), count) per request, on backend `xp`;
@@ -222,21 +232,40 @@ def normals_many(
     epoch = _checks.integer("epoch", epoch, 0, _U32)
     keys = _keys_array(member_keys)
     xp = _device_xp(xp)
-    leaves, offsets, outs = [], [], []
+    if type(requests) is not Requests:
+        requests = check_requests(requests)
+    outs = [xp.empty((keys.size, count), dtype=dtype) for count in requests.counts]
+    _fill(seed, epoch, keys, requests.leaves, requests.offsets, outs, xp, rows)
+    return outs
+
+
+class Requests(tuple):
+    """`normals_many`'s (leaf, offset, count) triples as `check_requests` passed them, with
+    their columns as lists (what the "normals" rows take)."""
+
+    leaves: list[int]
+    offsets: list[int]
+    counts: list[int]
+
+
+def check_requests(requests: Sequence[Any]) -> Requests:
+    """`normals_many`'s requests checked (each value in range, each read within one stream,
+    else an error naming requests[j]) as `Requests`."""
+    leaves, offsets, counts = [], [], []
     for j, (leaf, offset, count) in enumerate(requests):
         try:
             leaves.append(_checks.integer("leaf", leaf, 0, _U32))
             offsets.append(_checks.integer("offset", offset, 0, _STREAM_VALUES))
-            count = _checks.integer("count", count, 0, _STREAM_VALUES + 1)
+            counts.append(_checks.integer("count", count, 0, _STREAM_VALUES + 1))
         except (TypeError, ValueError) as exc:  # "requests[j] ..." made only when one fails
             raise type(exc)(f"requests[{j}] {exc}") from None
-        if offsets[-1] + count > _STREAM_VALUES:
+        if offsets[-1] + counts[-1] > _STREAM_VALUES:
             raise ValueError(
                 f"requests[{j}]: offset + count exceeds the 2^34 values of one Philox stream"
             )
-        outs.append(xp.empty((keys.size, count), dtype=dtype))
-    _fill(seed, epoch, keys, leaves, offsets, outs, xp)
-    return outs
+    checked = Requests(zip(leaves, offsets, counts, strict=True))
+    checked.leaves, checked.offsets, checked.counts = leaves, offsets, counts
+    return checked
 
 
 def factors(

@@ -251,6 +251,7 @@ def apply(
     params: Mapping[int, Any],
     config: OptimizerConfig,
     sq_norms: dict[int, Any] | None = None,
+    rows: dict | None = None,
 ) -> tuple[dict[int, Any], OptState]:
     """One optimizer step: the new parameters of each leaf in `grads`; pure.
 
@@ -259,7 +260,8 @@ def apply(
     same bits). If `sq_norms` is a dict, it receives leaf index -> squared norm of the step as
     applied, the float64 sum of (new - old)^2 over the leaf (a float, or a 0-d device array on
     CuPy; non-finite whenever a new value is), computed without another pass over the leaf
-    where possible.
+    where possible. `rows`: a run's `dispatch.select_kept` memo (GenerationNoise.rows: a
+    leaf's arrays have the same backend and dtype every generation).
 
     Returns:
         (new_params, new_state): leaf index -> new parameter array, and the new state.
@@ -270,7 +272,11 @@ def apply(
     new_params, leaves = {}, dict(state.leaves)
     for i in sorted(grads):
         leaf = state.leaves[i]
-        step = dispatch.select(opt.operation, [params[i], grads[i], *leaf])
+        arrays = [params[i], grads[i], *leaf]
+        if rows is None:
+            step = dispatch.select(opt.operation, arrays)
+        else:
+            step = dispatch.select_kept(rows, (opt.operation, i), opt.operation, arrays)
         new_params[i], leaves[i], sq = step(
             config.hyperparams, params[i], grads[i], leaf, count, lr, wd
         )

@@ -55,8 +55,35 @@ def _read_only(value: Any) -> Any:
     result. (CuPy arrays have no such flag.)"""
     for a in value if isinstance(value, tuple) else (value,):
         if isinstance(a, np.ndarray):
-            a.flags.writeable = False
+            a.setflags(write=False)
     return value
+
+
+class _Run:
+    """What the GenerationNoise of every generation of one run (one spec and config object,
+    one backend) shares: `_make`'s plans with their checked reads, and the dispatch rows of
+    the run's operations (`dispatch.select_kept`: its arrays have the same types, dtypes and
+    layouts every generation)."""
+
+    __slots__ = ("spec", "config", "xp", "plans", "rows")
+
+    def __init__(self, spec: TreeSpec, config: ESConfig, xp: ModuleType) -> None:
+        self.spec, self.config, self.xp = spec, config, xp  # held: their ids are not reused
+        self.plans: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self.rows: dict[Any, Any] = {}
+
+
+_RUNS: dict[tuple[int, int, int], _Run] = {}
+
+
+def _run_of(spec: TreeSpec, config: ESConfig, xp: ModuleType) -> _Run:
+    key = (id(spec), id(config), id(xp))
+    run = _RUNS.get(key)
+    if run is None:
+        if len(_RUNS) >= 64:
+            _RUNS.clear()
+        run = _RUNS[key] = _Run(spec, config, xp)
+    return run
 
 
 @functools.lru_cache(maxsize=16)
@@ -106,6 +133,8 @@ class GenerationNoise:
             self.local = local.reshape(-1)
             _read_only((self.members, self.signs, self.member_keys, self.keys, self.local))
         self._items: dict[tuple[str, int], Any] = {}
+        self._run = _run_of(spec, config, xp)
+        self.rows = self._run.rows  # the run's dispatch rows (gradient, optim: select_kept)
         # prefetch(full) done (items are only ever added, so it stays done): every pop.matmul /
         # perturbed calls prefetch, which must then cost O(1), not a scan of every leaf.
         self._prefetched = {False: False, True: False}
@@ -204,7 +233,13 @@ class GenerationNoise:
     def _make(self, per_leaf: float, total: float) -> None:
         """Make in ONE call (`_generate`) the factors of every low-rank leaf not held yet, and
         the noise of every full-rank leaf not held whose values for all keys number at most
-        `per_leaf`, while those values sum to at most `total`."""
+        `per_leaf`, while those values sum to at most `total`. With nothing held yet, the
+        jobs and their checked reads are the same every generation of a run: kept (`_Run`)."""
+        key = (self.keys.size, per_leaf, total)
+        kept = None if self._items else self._run.plans.get(key)
+        if kept is not None:
+            self._generate(*kept)
+            return
         c = self.config
         jobs: list[tuple[str, int]] = []
         requests: list[tuple[int, int, int]] = []
@@ -220,13 +255,26 @@ class GenerationNoise:
                     total -= values
                     jobs.append(("full", leaf))
                     requests.append((leaf, 0, size))
-        if jobs:
-            self._generate(jobs, requests)
+        # float leaves' own streams (no table, no int8 split): the reads checked once per run
+        plain = self._extents is None and "int8" not in self.spec.dtypes
+        checked = _noise.check_requests(requests) if plain else None
+        if not self._items:
+            self._run.plans[key] = (jobs, requests, checked)
+        self._generate(jobs, requests, checked)
 
-    def _generate(self, jobs: list[tuple[str, int]], requests: list[tuple[int, int, int]]) -> None:
-        """Make the arrays of `jobs` (from `prefetch`) from ONE call (`_reads`)."""
+    def _generate(
+        self, jobs: list[tuple[str, int]], requests: list[tuple[int, int, int]], checked: Any
+    ) -> None:
+        """Make the arrays of `jobs` (from `prefetch`) from ONE call (`_reads`; `checked`: the
+        requests as `noise.check_requests` passed them)."""
+        if not jobs:
+            return
         c = self.config
-        outs = iter(self._reads(self.keys, requests))
+        if checked is None:
+            outs = iter(self._reads(self.keys, requests))
+        else:
+            keys, rows = self.keys, self.rows
+            outs = iter(_noise.normals_many(c.seed, self.epoch, keys, checked, self.xp, rows=rows))
         for what, leaf in jobs:
             dt = self.spec.dtypes[leaf]
             shape = self.spec.shapes[leaf]

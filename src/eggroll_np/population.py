@@ -58,6 +58,7 @@ class Population:
         self._streams: fused_linear.Streams | None = None  # the keys on the device, lazily
         self._coefs: dict[int, Any] = {}
         self._leaf_noises: dict[tuple[int, bool], epilogue.LeafNoise] = {}
+        self._plans: dict[tuple[Any, ...], layers.LinearPlan] = {}  # (w, b, act, transpose)
         # [bytes]: the largest layer output per member seen by this population or a slice of it
         # (a one-item list, shared with the slices; `step`'s chunk="auto" reads it)
         self._layer_bytes = [0]
@@ -66,10 +67,8 @@ class Population:
         self._within = (0, self.size)
 
     def __repr__(self) -> str:
-        return (
-            f"Population(size={self.size}, sigma={self.sigma}, generation={self.generation}, "
-            f"leaves={len(self.paths)})"
-        )
+        g, n = self.generation, len(self.paths)
+        return f"Population(size={self.size}, sigma={self.sigma}, generation={g}, leaves={n})"
 
     @property
     def layer_bytes_per_member(self) -> int:
@@ -87,8 +86,7 @@ class Population:
         `per_member_ndim`) of the whole population it was sliced from; else x."""
         start, whole = self._within
         if whole != self.size and getattr(x, "ndim", None) == per_member_ndim:
-            if x.shape[0] == whole:
-                return x[start : start + self.size]
+            return x[start : start + self.size] if x.shape[0] == whole else x
         return x
 
     @property
@@ -204,15 +202,9 @@ class Population:
 
     def matmul(self, x: Any, path: Path | str, transpose: bool = False) -> Any:
         """x @ W_i for every member without forming any W_i: `linear` without bias/activation.
-
-        Args:
-            x: shared input (B, m), or per-member inputs (N, B, m); cast to the leaf's dtype.
-            path: a 2-D leaf W of shape (m, n) ('a/0/W' or a tuple path).
-            transpose: compute x @ W_i.T instead (x then has n columns).
-
-        Returns:
-            (N, B, n) array ((N, B, m) with transpose). A shared x is multiplied by W once.
-        """
+        x: shared (B, m) or per-member (N, B, m), cast to the dtype of `path`'s 2-D leaf W
+        (m, n); transpose: x @ W_i.T (x then has n columns). Returns (N, B, n) ((N, B, m)
+        with transpose); a shared x is multiplied by W once."""
         return self.linear(x, path, transpose=transpose)
 
     def _full_chunks(self, leaf: int) -> Iterator[tuple[Any, Any, Any]]:
@@ -278,6 +270,13 @@ class Population:
         An int8 leaf W takes int8 x and an int8 (or no) bias, activation None or "relu", and
         gives int8 (N, B, n) by the integer rule (`intlayers.linear`, docs/integer.md).
         """
+        key = (w, b, activation, transpose) if type(transpose) is bool else None
+        try:
+            plan = self._plans.get(key)
+        except TypeError:  # an unhashable path (a list): nothing kept
+            plan = key = None
+        if plan is not None:  # this layer's leaves were checked at its first call
+            return self._noted(layers.run_linear(self._own_rows(x, 3), plan))
         wi = self._spec.index(w)
         if self._spec.dtypes[wi] == "int8":
             self.noise.prefetch(full=True)
@@ -297,9 +296,10 @@ class Population:
                 f"b: leaf '{bn.name}' is int8 but w '{self.paths[wi]}' is a "
                 "float leaf; a layer's leaves share one dtype"
             )
-        x = self._own_rows(x, 3)
-        out = layers.linear(x, self._noise_of(wi, chunked=True), bn, activation, transpose)
-        return self._noted(out)
+        plan = layers.LinearPlan(self._noise_of(wi, chunked=True), bn, activation, transpose)
+        if key is not None and self._xp is np and plan.w.chunks is None:
+            self._plans[key] = plan  # NumPy: the next call of this layer starts from here
+        return self._noted(layers.run_linear(self._own_rows(x, 3), plan))
 
     @_array_cache.scoped
     def conv2d(

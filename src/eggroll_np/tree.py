@@ -18,17 +18,9 @@ import numpy as np
 from .backend import as_array, dtype_name, is_cupy_array, namespace_of
 
 __all__ = [
-    "Path",
-    "TreeSpec",
-    "flatten",
-    "unflatten",
-    "leaf_paths",
-    "path_str",
-    "map_leaves",
-    "check_params",
-    "FLOAT_DTYPES",
-    "LEAF_DTYPES",
-]
+    "Path", "TreeSpec", "flatten", "unflatten", "leaf_paths", "path_str", "map_leaves",
+    "check_params", "holds", "FLOAT_DTYPES", "LEAF_DTYPES",
+]  # fmt: skip
 
 Path = tuple[Union[str, int], ...]
 """A leaf path as a tuple of dict keys (str) and list/tuple positions (int), outermost first."""
@@ -61,6 +53,7 @@ def _is_namedtuple(node: Any) -> bool:
 
 
 _CONTAINERS = (dict, list, tuple)
+_KINDS = {"dict": dict, "list": list, "tuple": tuple}  # a structure's container types (`holds`)
 
 
 def _flatten(
@@ -158,11 +151,8 @@ def _build(s: Structure, leaves: Sequence[Any], used: list[int]) -> Any:
 
 
 def unflatten(structure: Structure, leaves: Sequence[Any]) -> Any:
-    """Rebuild a tree of `structure` (from `flatten`) from leaves in canonical order.
-
-    Raises:
-        ValueError: fewer or more leaves than the structure has places for.
-    """
+    """Rebuild a tree of `structure` (from `flatten`) from leaves in canonical order; a
+    ValueError for fewer or more leaves than the structure has places for."""
     leaves = leaves if isinstance(leaves, (list, tuple)) else list(leaves)
     used = [0]
     tree = _build(structure, leaves, used)
@@ -300,12 +290,9 @@ class TreeSpec:
     def from_json(cls, text: str) -> TreeSpec:
         """Inverse of `to_json`."""
         d = json.loads(text)
-        return cls(
-            structure=_tuplify(d["structure"]),
-            paths=tuple(tuple(p) for p in d["paths"]),
-            shapes=tuple(tuple(int(n) for n in s) for s in d["shapes"]),
-            dtypes=tuple(d["dtypes"]),
-        )
+        shapes = tuple(tuple(int(n) for n in s) for s in d["shapes"])
+        paths, dtypes = tuple(tuple(p) for p in d["paths"]), tuple(d["dtypes"])
+        return cls(structure=_tuplify(d["structure"]), paths=paths, shapes=shapes, dtypes=dtypes)
 
 
 def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec, ModuleType]:
@@ -316,15 +303,12 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
     An int8 leaf's entries must lie in [-127, 127] (docs/integer.md).
 
     Returns:
-        (leaves, spec, xp): leaves in canonical order (NumPy/CuPy arrays), their TreeSpec, and
-        numpy or cupy.
+        (leaves, spec, xp): the leaves in canonical order, their TreeSpec, numpy or cupy.
 
     Raises:
-        TypeError: a leaf that is not a float32/float64/int8 array (a masked array or
-            np.matrix included), or leaves on different backends; the message names the leaf
-            path.
-        ValueError: a tree without leaves, a cycle or too deep nesting (`flatten`), or an int8
-            leaf holding -128.
+        TypeError: a leaf that is not a float32/float64/int8 array (a masked array or np.matrix
+            included), or leaves on different backends; the message names the leaf path.
+        ValueError: no leaves, a cycle or too deep nesting (`flatten`), an int8 leaf at -128.
     """
     leaves, paths, structure = flatten(params, name)
     if not leaves:
@@ -363,6 +347,33 @@ def check_params(params: Any, name: str = "params") -> tuple[list[Any], TreeSpec
         structure=structure, paths=tuple(paths), shapes=tuple(shapes), dtypes=tuple(dtypes)
     )
     return leaves, spec, xp
+
+
+def holds(tree: Any, spec: TreeSpec, leaves: Sequence[Any]) -> bool:
+    """True when `tree` has spec's containers (exact types) and these very NumPy arrays as its
+    leaves, of spec's shapes and dtypes: `check_params` of such a tree would find them again."""
+    found = [tree] if spec.structure is None else []
+    if not (found or _holds(tree, spec.structure, found)) or len(found) != len(leaves):
+        return False
+    for a, b, sh, dt in zip(found, leaves, spec.shapes, spec.dtypes, strict=True):
+        if a is not b or type(a) is not np.ndarray or a.shape != sh or dtype_name(a.dtype) != dt:
+            return False
+    return True
+
+
+def _holds(node: Any, s: Structure, found: list[Any]) -> bool:
+    """Appends node's children where s has leaves to `found`; False where a container's type,
+    length or dict keys differ from s (a missing key reads None: never a leaf)."""
+    subs = s[2] if s[0] == "dict" else s[1]
+    kind = _KINDS.get(s[0]) or s[2]  # s[2]: a namedtuple's class
+    if type(node) is not kind or len(node) != len(subs):
+        return False
+    for child, c in zip(map(node.get, s[1]) if kind is dict else node, subs, strict=True):
+        if c is None:
+            found.append(child)
+        elif not _holds(child, c, found):
+            return False
+    return True
 
 
 def _where(name: str, path: Path) -> str:
