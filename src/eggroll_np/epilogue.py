@@ -84,7 +84,7 @@ class LeafNoise:
 
     @functools.cached_property
     def size(self) -> int:
-        """Members N (a population keeps its LeafNoise: read on every layer call)."""
+        """The number of members N, cached since a population keeps its LeafNoise for every call."""
         return int(self.keys.shape[0])
 
 
