@@ -350,9 +350,9 @@ def step(
         chunk: batched only: how many members fitness_fn sees at a time (a `Population`
             of consecutive members, from member 0 on); the values are concatenated in member
             order. "auto" (default): as many as keep the largest layer output within the
-            last-level cache (`evaluate.chunk_budget`), from the size the previous generation's
-            layers produced (`state.info["layer_bytes_per_member"]`; the first generation, CuPy,
-            and forwards that fit run whole); an int: that many; None: the whole population
+            last-level cache, 8 MiB above 64 MiB (`evaluate.chunk_budget`), from the size the
+            previous generation's layers produced (`state.info["layer_bytes_per_member"]`; the
+            first generation, CuPy, and forwards that fit run whole); an int: that many; None: the whole population
             in one call. A fitness that compares members with each other (ranks, novelty, a
             population mean) or returns values for members other than its Population's needs
             chunk=None. Per-member layer inputs of the whole population are read at each
