@@ -255,7 +255,7 @@ def _module(name: str) -> Any:
 
 def _resolve(row: Row) -> Callable[..., Any]:
     module, attr = row.target
-    return getattr(_ext.core if module == "_core" else _module(module), attr)
+    return getattr(_module(module), attr)
 
 
 def _loaded(backend: str) -> bool:
@@ -337,7 +337,7 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
     order = _ORDERS[on_device] if _forced is None else _forced_order(on_device)
     for backend in order:
         row = ROWS.get((operation, backend, dtype)) or ROWS.get((operation, backend, ANY))
-        if row is None or not (backend == "numpy" or _loaded(backend)):
+        if row is None or not _loaded(backend):
             continue
         if backend == "numpy" and on_device and not row.cupy:
             continue
@@ -349,11 +349,15 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
 
 
 def select_kept(
-    memo: dict, key: Any, operation: str, arrays: Sequence[Any], device: bool | None = None
-) -> Callable[..., Any]:
+    memo: dict | None, key: Any, operation: str, arrays: Sequence[Any],
+    device: bool | None = None,
+) -> Callable[..., Any]:  # fmt: skip
     """`select(operation, arrays, device)` kept in `memo` under `key` while `use` and the loaded
     extensions stay the same: for calls whose arrays `key` fixes (types, dtypes, layouts,
-    a row's `when`), e.g. a population layer's held operands and fresh C-order outputs."""
+    a row's `when`), e.g. a population layer's held operands and fresh C-order outputs.
+    memo None: `select` itself, nothing kept."""
+    if memo is None:
+        return select(operation, arrays, device)
     k = (key, _forced, _ext.core, _ext.cuda)
     impl = memo.get(k)
     if impl is None:

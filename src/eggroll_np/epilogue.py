@@ -210,10 +210,7 @@ def epilogue(
     if not lowrank:
         x = left = xa = xa_rows = right = None
     arrays = [out, base, x, left, xa, right, members[2], members[3]]
-    if memo is None:
-        impl = dispatch.select("linear_epilogue", arrays)
-    else:
-        impl = dispatch.select_kept(memo, (base is None, x is None), "linear_epilogue", arrays)
+    impl = dispatch.select_kept(memo, (base is None, x is None), "linear_epilogue", arrays)
     xa_rows = None if xa_rows is None else _u32(xa_rows)
     impl(out, base, x, left, xa, xa_rows, right, *members, code)
     return out

@@ -151,9 +151,8 @@ def contract(A: Any, B: Any, w: Any, scale: float, kept: tuple[dict, Any] | None
     ws = (w if scale == 1.0 else w * scale).astype(A.dtype, copy=False)  # x * 1.0 is x
     if ws.ndim != 1:
         ws = ws.reshape(-1)
-    if kept is None:
-        return dispatch.select("contract", [A, B, ws])(A, B, ws)
-    return dispatch.select_kept(*kept, "contract", [A, B, ws])(A, B, ws)
+    memo, key = kept or (None, None)
+    return dispatch.select_kept(memo, key, "contract", [A, B, ws])(A, B, ws)
 
 
 def contract_reference(A: Any, B: Any, w: Any) -> Any:

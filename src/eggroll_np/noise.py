@@ -105,11 +105,8 @@ def _fill(
     `dispatch.select_kept` memo, when given)."""
     if not keys.size or not outs:
         return
-    if rows is None:
-        impl = dispatch.select("normals", [outs[0]], device=xp is not np)
-    else:
-        key = ("normals", outs[0].dtype)
-        impl = dispatch.select_kept(rows, key, "normals", [outs[0]], device=xp is not np)
+    key = ("normals", outs[0].dtype)
+    impl = dispatch.select_kept(rows, key, "normals", [outs[0]], device=xp is not np)
     impl(seed, epoch, xp.asarray(keys), leaves, offsets, outs)
 
 

@@ -273,10 +273,7 @@ def apply(
     for i in sorted(grads):
         leaf = state.leaves[i]
         arrays = [params[i], grads[i], *leaf]
-        if rows is None:
-            step = dispatch.select(opt.operation, arrays)
-        else:
-            step = dispatch.select_kept(rows, (opt.operation, i), opt.operation, arrays)
+        step = dispatch.select_kept(rows, (opt.operation, i), opt.operation, arrays)
         new_params[i], leaves[i], sq = step(
             config.hyperparams, params[i], grads[i], leaf, count, lr, wd
         )
