@@ -148,8 +148,9 @@ class GenerationNoise:
         )
 
     def _reads(self, keys: np.ndarray, requests: list[tuple[int, int, int]]) -> list[Any]:
-        """The (leaf, offset, count) reads of `keys`' streams (`noise.normals_many`), or of their
-        slices of the shared noise table when the run has one (noise_table.read_many)."""
+        """The (leaf, offset, count) reads of `keys`' streams (`noise.normals_many`, with the
+        run's kept rows; `_make` passes them checked, as `noise.Requests`), or of their slices
+        of the shared noise table when the run has one (noise_table.read_many)."""
         c = self.config
         if self._extents is not None:
             return _table.read_many(
@@ -158,7 +159,7 @@ class GenerationNoise:
         # int8 leaves read quantized normals (`noise.normals_many(dtype=np.int8)`): one pass
         # that never holds their float32 values
         if "int8" not in self.spec.dtypes:  # float leaves only (the usual tree): one read
-            return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp)
+            return _noise.normals_many(c.seed, self.epoch, keys, requests, self.xp, rows=self.rows)
         is_int = [self.spec.dtypes[leaf] == "int8" for leaf, _, _ in requests]
         parts = {}
         for flag, dt in ((False, np.float32), (True, np.int8)):
@@ -256,25 +257,18 @@ class GenerationNoise:
                     jobs.append(("full", leaf))
                     requests.append((leaf, 0, size))
         # float leaves' own streams (no table, no int8 split): the reads checked once per run
-        plain = self._extents is None and "int8" not in self.spec.dtypes
-        checked = _noise.check_requests(requests) if plain else None
+        if self._extents is None and "int8" not in self.spec.dtypes:
+            requests = _noise.check_requests(requests)
         if not self._items:
-            self._run.plans[key] = (jobs, requests, checked)
-        self._generate(jobs, requests, checked)
+            self._run.plans[key] = (jobs, requests)
+        self._generate(jobs, requests)
 
-    def _generate(
-        self, jobs: list[tuple[str, int]], requests: list[tuple[int, int, int]], checked: Any
-    ) -> None:
-        """Make the arrays of `jobs` (from `prefetch`) from ONE call (`_reads`; `checked`: the
-        requests as `noise.check_requests` passed them)."""
+    def _generate(self, jobs: list[tuple[str, int]], requests: list[tuple[int, int, int]]) -> None:
+        """Make the arrays of `jobs` (from `prefetch`) from ONE call (`_reads`)."""
         if not jobs:
             return
         c = self.config
-        if checked is None:
-            outs = iter(self._reads(self.keys, requests))
-        else:
-            keys, rows = self.keys, self.rows
-            outs = iter(_noise.normals_many(c.seed, self.epoch, keys, checked, self.xp, rows=rows))
+        outs = iter(self._reads(self.keys, requests))
         for what, leaf in jobs:
             dt = self.spec.dtypes[leaf]
             shape = self.spec.shapes[leaf]
