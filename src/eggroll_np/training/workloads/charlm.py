@@ -119,11 +119,6 @@ def make(config: Mapping[str, Any]) -> Task:
     def monitor(p: Any) -> dict[str, float]:
         return {"val_bits_per_byte_4k": recurrent.bits_per_byte(p, monitor_text, vocab)}
 
-    def text_sample(p: Any) -> str:
-        prompt = val[:64]
-        drawn = recurrent.sample(p, prompt, sample_bytes, vocab, np.random.default_rng([seed, 7]))
-        return corpus.sample_text(prompt, drawn)
-
     return Task(
         params=params,
         fitness=fitness,
@@ -131,7 +126,7 @@ def make(config: Mapping[str, Any]) -> Task:
         evaluate=evaluate,
         monitor=monitor,
         baseline=lambda: dict(baselines),
-        sample=text_sample if sample_bytes else None,
+        sample=corpus.text_sampler(recurrent.sample, val, sample_bytes, vocab, seed),
         data=(data,),
     )
 

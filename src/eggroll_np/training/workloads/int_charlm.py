@@ -265,11 +265,6 @@ def make_int_charlm_task(config: Mapping[str, Any], monitor_bytes: int = 4096) -
 
     sample_bytes = _checks.integer("--sample-bytes", config["sample_bytes"], 0)
 
-    def text_sample(p: Any) -> str:
-        prompt = val[:64]
-        drawn = sample(p, prompt, sample_bytes, vocab, np.random.default_rng([seed, 7]))
-        return corpus.sample_text(prompt, drawn)
-
     return Task(
         params=params,
         fitness=fitness,
@@ -278,6 +273,6 @@ def make_int_charlm_task(config: Mapping[str, Any], monitor_bytes: int = 4096) -
         monitor=monitor,
         baseline=beside,
         es_options=int_es_options(config),
-        sample=text_sample if sample_bytes else None,
+        sample=corpus.text_sampler(sample, val, sample_bytes, vocab, seed),
         data=(data,),  # fingerprinted in every checkpoint: a resume on other data is refused
     )
