@@ -11,11 +11,10 @@ import pytest
 from eggroll_np import _cuda_int8, _ext, dispatch
 from eggroll_np.backend import cupy
 
-from .test_core_int8 import i8
 from .fake_cupy import FAKE_CUPY as _FAKE_CUPY
-from .fake_cupy import FakeDeviceArray as _FakeDeviceArray
 from .fake_cupy import at as _at
 from .fake_cupy import fake_asarray as _fake_asarray
+from .test_core_int8 import i8
 
 core = _ext.core
 pytestmark = pytest.mark.skipif(core is None, reason=f"C++ core not built: {_ext.core_error}")

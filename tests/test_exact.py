@@ -209,7 +209,7 @@ def test_contract_is_the_reference_sum_at_every_level_and_thread_count(K, m, n, 
 
 @needs_core
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("K, r", [(300, 1), (97, 3)])
+@pytest.mark.parametrize(("K", "r"), [(300, 1), (97, 3)])
 def test_contract_over_many_blocks_is_the_reference_sum(K, r, dtype):
     # K * r spans several of the core's blocks of terms (it resumes each output element from
     # its stored sum), with a last row tile and a last column tile that are not whole.

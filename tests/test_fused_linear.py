@@ -109,7 +109,8 @@ def test_a_layer_call_is_one_gemm_two_launches_and_no_sync(gpu, transpose, share
     first = list(gpu.EVENTS)
     assert first[0] == "gemm"  # queued before any noise work (the keys' and coefficients' uploads)
     assert gpu.CALLS["upload"] == 3  # the keys (one copy for the population), two coefficients
-    assert gpu.CALLS["d2h"] == 0 and gpu.CALLS["sync"] == 0
+    assert gpu.CALLS["d2h"] == 0
+    assert gpu.CALLS["sync"] == 0
     assert gpu.CALLS["launch"] == 2
     want = want_pop.linear(x, "W", "b", "relu", transpose=transpose)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)

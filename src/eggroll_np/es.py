@@ -352,12 +352,12 @@ def step(
             order. "auto" (default): as many as keep the largest layer output within the
             last-level cache, 8 MiB above 64 MiB (`evaluate.chunk_budget`), from the size the
             previous generation's layers produced (`state.info["layer_bytes_per_member"]`; the
-            first generation, CuPy, and forwards that fit run whole); an int: that many; None: the whole population
-            in one call. A fitness that compares members with each other (ranks, novelty, a
-            population mean) or returns values for members other than its Population's needs
-            chunk=None. Per-member layer inputs of the whole population are read at each
-            chunk's rows. Chunks may change the last bits of BLAS's outputs, never the noise
-            or the update.
+            first generation, CuPy, and forwards that fit run whole); an int: that many; None:
+            the whole population in one call. A fitness that compares members with each other
+            (ranks, novelty, a population mean) or returns values for members other than its
+            Population's needs chunk=None. Per-member layer inputs of the whole population are
+            read at each chunk's rows. Chunks may change the last bits of BLAS's outputs, never
+            the noise or the update.
 
     Returns:
         (new_params, new_state).

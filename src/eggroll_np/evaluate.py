@@ -13,7 +13,8 @@ from . import _checks
 from .population import Population
 
 __all__ = [
-    "CHUNK_BYTES", "LARGEST_PRIVATE_LLC", "INFO_KEY", "chunk_budget", "check_chunk", "members_per_chunk", "evaluate",
+    "CHUNK_BYTES", "LARGEST_PRIVATE_LLC", "INFO_KEY", "chunk_budget", "check_chunk",
+    "members_per_chunk", "evaluate",
 ]  # fmt: skip
 
 #: Bytes of one chunk's widest layer output where the processor's last-level cache is unknown

@@ -83,7 +83,7 @@ def _flatten(
                     "which separates the parts of a leaf path"
                 )
         keys = tuple(sorted(node))
-        items: Any = zip(keys, map(node.__getitem__, keys))
+        items: Any = zip(keys, map(node.__getitem__, keys), strict=True)
     else:
         items = enumerate(node)
     children: list[Structure] = []
