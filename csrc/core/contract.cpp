@@ -50,20 +50,29 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
   const std::size_t nr = Tiles<T>::cols(k);
   const std::size_t rows = m == 1 ? 1 : k.contract_rows;  // a row vector (full-rank leaves): 1
   const std::size_t row_tiles = (m + rows - 1) / rows;
-  // pa[(t * np + p) * rows + i] = w[k] * a[k][t * rows + i][q], zero past row m. Blocks of
-  // kPackP terms: the rows of a they read stay in cache while every row tile takes its part.
-  constexpr std::size_t kPackP = 16;
+  // pa[(t * np + k * r + q) * rows + i] = w[k] * a[k][t * rows + i][q], zero past row m.
+  // Blocks of kPackK keys: the rows of a they read stay in cache while every row tile takes its
+  // part. (Each value is one product, as before: packing does not touch the bits.)
+  constexpr std::size_t kPackK = 16;
   std::unique_ptr<T[]> pa(new T[row_tiles * np * rows]);  // every value is written below
   parallel_for(row_tiles, 16, [&](std::size_t t0, std::size_t t1) {
-    for (std::size_t p0 = 0; p0 < np; p0 += kPackP) {
-      const std::size_t p1 = std::min(np, p0 + kPackP);
+    for (std::size_t k0 = 0; k0 < K; k0 += kPackK) {
+      const std::size_t k1 = std::min(K, k0 + kPackK);
       for (std::size_t t = t0; t < t1; ++t) {
-        for (std::size_t p = p0; p < p1; ++p) {
-          const std::size_t kk = p / r, qq = p % r;
-          T* dst = pa.get() + (t * np + p) * rows;
-          for (std::size_t i = 0; i < rows; ++i) {
-            const std::size_t row = t * rows + i;
-            dst[i] = row < m ? w[kk] * a[(kk * m + row) * r + qq] : T(0);
+        const std::size_t row0 = t * rows, live = std::min(rows, m - row0);
+        T* dst = pa.get() + (t * np + k0 * r) * rows;
+        for (std::size_t kk = k0; kk < k1; ++kk) {
+          const T wk = w[kk];
+          const T* src = a + (kk * m + row0) * r;  // a[kk][row0 + i][q] = src[i * r + q]
+          if (r == 1 && live == rows) {
+            for (std::size_t i = 0; i < rows; ++i) dst[i] = wk * src[i];
+            dst += rows;
+            continue;
+          }
+          for (std::size_t q = 0; q < r; ++q, dst += rows) {
+            std::size_t i = 0;
+            for (; i < live; ++i) dst[i] = wk * src[i * r + q];
+            for (; i < rows; ++i) dst[i] = T(0);
           }
         }
       }
@@ -77,12 +86,13 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
   const std::size_t per_tile = np * row_tiles * rows * nr;
   const std::size_t min_tiles = std::max<std::size_t>(1, (std::size_t{1} << 18) / per_tile);
   parallel_for(col_tiles, min_tiles, [&](std::size_t c0, std::size_t c1) {
-    // strip: the column tile's sums, rows nr apart, copied to out once every block is in. The
-    // blocks resume from it in L2; out's own rows, n apart (often a multiple of 4 KiB), would
-    // come back from memory at each block and collide in the same L1 sets.
+    // strip: the column tile's running sums, rows nr apart, between blocks. The blocks resume
+    // from it in L2; out's own rows, n apart (often a multiple of 4 KiB), would come back from
+    // memory at each block and collide in the same L1 sets.
     std::vector<T> pq, strip(row_tiles * rows * nr);
     for (std::size_t c = c0; c < c1; ++c) {
       const std::size_t j0 = c * nr, width = std::min(nr, n - j0);
+      const bool direct = width == nr;
       for (std::size_t p0 = 0; p0 < np; p0 += kc) {
         const std::size_t pn = std::min(kc, np - p0);
         const T* q;
@@ -104,13 +114,23 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
           q = pq.data();
           ldq = nr;
         }
-        const bool resume = p0 > 0;
+        // The last block stores whole row tiles of a whole column tile straight into out
+        // (stores only: no set of out's rows is read back); the others resume from the strip.
+        const bool last = p0 + pn == np;
         for (std::size_t t = 0; t < row_tiles; ++t) {
-          tile(pa.get() + (t * np + p0) * rows, rows, q, ldq, pn, strip.data() + t * rows * nr, nr,
-               resume);
+          const T* from = p0 > 0 ? strip.data() + t * rows * nr : nullptr;
+          if (last && direct && (t + 1) * rows <= m) {
+            tile(pa.get() + (t * np + p0) * rows, rows, q, ldq, pn, from, nr,
+                 out + t * rows * n + j0, n);
+          } else {
+            tile(pa.get() + (t * np + p0) * rows, rows, q, ldq, pn, from, nr,
+                 strip.data() + t * rows * nr, nr);
+          }
         }
       }
-      for (std::size_t i = 0; i < m; ++i) {
+      // Rows the last block left in the strip: a partial column tile's, or the rows of a
+      // partial last row tile.
+      for (std::size_t i = direct ? m / rows * rows : 0; i < m; ++i) {
         std::memcpy(out + i * n + j0, strip.data() + i * nr, width * sizeof(T));
       }
     }

@@ -80,7 +80,7 @@ inline typename Vec<T>::type splat(const T* x) {
 
 template <class T, std::size_t Rows>
 inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, std::size_t np,
-                 T* __restrict out, std::size_t ldo, bool resume) {
+                 const T* from, std::size_t ldf, T* out, std::size_t ldo) {
   using V = typename Vec<T>::type;
   constexpr std::size_t L = Vec<T>::lanes;
   V acc[Rows][kVecs];
@@ -90,7 +90,7 @@ inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, 
   for (std::size_t r = 0; r < Rows; ++r) {
 #pragma GCC unroll 16
     for (std::size_t v = 0; v < kVecs; ++v) {
-      acc[r][v] = resume ? *reinterpret_cast<const V*>(out + r * ldo + v * L) : V{};
+      acc[r][v] = from ? *reinterpret_cast<const V*>(from + r * ldf + v * L) : V{};
     }
   }
   for (std::size_t p = 0; p < np; ++p, a += Rows, q += ldq) {
@@ -114,12 +114,12 @@ inline void tile(const T* __restrict a, const T* __restrict q, std::size_t ldq, 
 }
 
 template <class T>
-void tile_rows(const T* a, std::size_t rows, const T* q, std::size_t ldq, std::size_t np, T* out,
-               std::size_t ldo, bool resume) {
+void tile_rows(const T* a, std::size_t rows, const T* q, std::size_t ldq, std::size_t np,
+               const T* from, std::size_t ldf, T* out, std::size_t ldo) {
   if (rows == kRows) {
-    tile<T, kRows>(a, q, ldq, np, out, ldo, resume);
+    tile<T, kRows>(a, q, ldq, np, from, ldf, out, ldo);
   } else {
-    tile<T, 1>(a, q, ldq, np, out, ldo, resume);
+    tile<T, 1>(a, q, ldq, np, from, ldf, out, ldo);
   }
 }
 }  // namespace
@@ -129,13 +129,15 @@ extern const std::size_t contract_cols_f32 = Vec<float>::cols;
 extern const std::size_t contract_cols_f64 = Vec<double>::cols;
 
 void contract_tile_f32(const float* a, std::size_t rows, const float* q, std::size_t ldq,
-                       std::size_t np, float* out, std::size_t ldo, bool resume) {
-  tile_rows(a, rows, q, ldq, np, out, ldo, resume);
+                       std::size_t np, const float* from, std::size_t ldf, float* out,
+                       std::size_t ldo) {
+  tile_rows(a, rows, q, ldq, np, from, ldf, out, ldo);
 }
 
 void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq,
-                       std::size_t np, double* out, std::size_t ldo, bool resume) {
-  tile_rows(a, rows, q, ldq, np, out, ldo, resume);
+                       std::size_t np, const double* from, std::size_t ldf, double* out,
+                       std::size_t ldo) {
+  tile_rows(a, rows, q, ldq, np, from, ldf, out, ldo);
 }
 
 }  // namespace EGG_ISA

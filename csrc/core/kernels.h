@@ -49,13 +49,16 @@ struct KernelTable {
   // Rows of one contraction tile, and its columns for float32 / float64 (whole vectors).
   std::size_t contract_rows, contract_cols_f32, contract_cols_f64;
   // out[i * ldo + j] (i < rows, j < cols = contract_cols_*) = s + sum over p in [0, np) IN
-  // ORDER of a[p * rows + i] * q[p * ldq + j], s = 0 or (resume) out's value on entry; float32
-  // one FMA per term, float64 product and sum rounded on their own, at every level alike: the
-  // bits do not depend on the instruction set. rows is 1 or contract_rows.
+  // ORDER of a[p * rows + i] * q[p * ldq + j], s = 0 or (from != nullptr) from[i * ldf + j]
+  // (the sums an earlier block stored; from may be out); float32 one FMA per term, float64
+  // product and sum rounded on their own, at every level alike: the bits do not depend on the
+  // instruction set. rows is 1 or contract_rows.
   void (*contract_tile_f32)(const float* a, std::size_t rows, const float* q, std::size_t ldq,
-                            std::size_t np, float* out, std::size_t ldo, bool resume);
+                            std::size_t np, const float* from, std::size_t ldf, float* out,
+                            std::size_t ldo);
   void (*contract_tile_f64)(const double* a, std::size_t rows, const double* q, std::size_t ldq,
-                            std::size_t np, double* out, std::size_t ldo, bool resume);
+                            std::size_t np, const double* from, std::size_t ldf, double* out,
+                            std::size_t ldo);
   // One output row of the population layers' fused pass (epilogue.h).
   void (*epilogue_row)(const RowEpilogue& a);
   // The integer leaves' GEMM, packing and row epilogue (int8.h).
@@ -80,9 +83,11 @@ void register_kernels(const KernelTable& table);
                  float* nu_out);                                                              \
   extern const std::size_t contract_rows, contract_cols_f32, contract_cols_f64;               \
   void contract_tile_f32(const float* a, std::size_t rows, const float* q, std::size_t ldq,   \
-                         std::size_t np, float* out, std::size_t ldo, bool resume);           \
+                         std::size_t np, const float* from, std::size_t ldf, float* out,      \
+                         std::size_t ldo);                                                    \
   void contract_tile_f64(const double* a, std::size_t rows, const double* q, std::size_t ldq, \
-                         std::size_t np, double* out, std::size_t ldo, bool resume);          \
+                         std::size_t np, const double* from, std::size_t ldf, double* out,    \
+                         std::size_t ldo);                                                    \
   void epilogue_row(const RowEpilogue& a);                                                    \
   extern const Int8Kernels int8_kernels;                                                      \
   }
