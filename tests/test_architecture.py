@@ -26,7 +26,7 @@ ENGINE_LAYERS: list[list[str]] = [
      "_cuda_int8", "tuning", "sysinfo", "intops"],
     ["noise_table", "optim", "epilogue"],
     ["config", "layers", "_checkpoint_formats"],
-    ["perturbation", "conv", "intlayers", "fused_linear"],
+    ["perturbation", "conv", "intlayers", "fused_linear", "state"],
     ["gradient", "population", "intupdate", "_update_checks"],
     ["evaluate"],
     ["es"],

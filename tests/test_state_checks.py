@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import eggroll_np as egg
-from eggroll_np import config, es, optim, tree
+from eggroll_np import config, optim, tree
+from eggroll_np import state as state_module
 
 
 def _params() -> dict:
@@ -154,7 +155,7 @@ def test_a_tiny_sigma_without_shaping_still_suggests_one():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_every_state_the_engine_makes_passes_the_full_checks(optimizer):
-    # ask/tell check a state that init, tell or step made only against the params (es._MADE):
+    # ask/tell check a state that init, tell or step made only against the params (_MADE):
     # sound only while each such state passes every check of a hand-made one.
     p = {
         "W": np.ones((4, 3), np.float32),
@@ -169,8 +170,8 @@ def test_every_state_the_engine_makes_passes_the_full_checks(optimizer):
     p3, s3 = egg.step(p2, lambda member: float(member["W"].sum()), s2)
     states += [s1, s2, s3]
     for state, params in zip(states, (p, p1, p2, p3), strict=True):
-        assert state in es._MADE
-        es._check_fields(state)
+        assert state in state_module._MADE
+        state_module._check_fields(state)
         leaves = tree.check_params(params)[0]
         updated = config.optimized_leaves(state.config, state.spec)
         optim.check_state(state.opt_state, optimizer, leaves, updated, np)
@@ -182,3 +183,30 @@ def test_a_made_state_is_still_checked_against_other_params():
     other = {"W": np.zeros((4, 3), np.float64), "b": np.zeros(3, np.float32)}
     with pytest.raises(ValueError, match=r"leaf 'W' has dtype float64, expected float32"):
         egg.ask(other, state)
+
+
+def test_a_replaced_generation_of_a_made_state_is_still_checked_in_that_field():
+    # dataclasses.replace keeps a made state's opt_state, config and spec (trusted), but the
+    # generation and info it sets are checked like any hand-made state's.
+    p = _params()
+    state = egg.init(p, population=8)
+    again = dataclasses.replace(state, generation=5)
+    assert again not in state_module._MADE
+    assert egg.ask(p, again).generation == 5
+    with pytest.raises(ValueError, match=r"state.generation must be >= 0, got -1"):
+        egg.ask(p, dataclasses.replace(state, generation=-1))
+    with pytest.raises(TypeError, match=r"state.info must be a dict"):
+        egg.tell(p, np.arange(8.0), dataclasses.replace(state, info=[]))
+
+
+def test_a_made_state_with_another_opt_state_is_checked_in_full():
+    # The shortcut holds only for the very objects a made state holds: an opt_state swapped in
+    # by replace (here one with a negative second moment) is checked as a hand-made one.
+    p = _params()
+    _, told = egg.tell(p, np.arange(8.0), egg.init(p, population=8))
+    leaves = {
+        i: type(s)(s.mu, -np.abs(s.nu) - 1.0) for i, s in told.opt_state.leaves.items()
+    }
+    bad = dataclasses.replace(told, opt_state=optim.OptState(told.opt_state.count, leaves))
+    with pytest.raises(ValueError, match=r"opt_state nu of leaf 0 must be >= 0"):
+        egg.ask(p, bad)
