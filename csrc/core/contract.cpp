@@ -4,7 +4,9 @@
 // thread takes whole column tiles, packs its slice of b block by block (kc terms at a time) and
 // runs every row tile over each block. An output element is produced by exactly one tile, which
 // adds its terms in ascending p, resuming from its stored sum at each block, so neither the
-// thread split, the block size nor the tile width changes its bits.
+// thread split, the block size nor the tile width changes its bits. A narrow out (n below one
+// column tile, m above it) runs transposed, b on the left and w * a on the right: each term is
+// the same product (an FMA's two factors commute exactly) added in the same order.
 #include "core/contract.h"
 
 #include <algorithm>
@@ -21,6 +23,10 @@ namespace {
 // Bytes of b's packed block per column tile: two thirds of a 48 KiB L1 data cache, one half
 // of a 32 KiB one (the rest holds a's panel and the tile's sums).
 constexpr std::size_t kL1PanelBytes = std::size_t{1} << 15;
+// Bytes of the left operand's panels one group of row tiles holds: a quarter of a 2 MiB L2, a
+// half of a 1 MiB one (1024 x 512 x 1024 with two threads: 4.56 ms whole, 4.37 ms in groups of
+// 512 KiB, 4.32-4.49 ms from 128 KiB to 1 MiB).
+constexpr std::size_t kL2PanelBytes = std::size_t{1} << 19;
 
 template <class T>
 struct Tiles;
@@ -36,23 +42,33 @@ struct Tiles<double> {
 };
 }  // namespace
 
+namespace {
+// One operand: value (k, x, q) = v[(k * extent + x) * r + q] (x < extent), times w[k] when
+// w is given (rounded to T once, before it meets the other operand).
 template <class T>
-void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, std::size_t n,
-              std::size_t r, T* out) {
-  if (m == 0 || n == 0) return;
-  const std::size_t np = K * r;
-  if (np == 0) {
-    std::fill(out, out + m * n, T(0));
-    return;
+struct Side {
+  const T* v;
+  const T* w;
+  std::size_t extent;
+  T at(std::size_t k, std::size_t x, std::size_t q, std::size_t r) const {
+    const T value = v[(k * extent + x) * r + q];
+    return w ? w[k] * value : value;
   }
+};
+
+// out[i * row_step + j * col_step] = sum over p = k * r + q in order of left(k, i, q) *
+// right(k, j, q), for i < left.extent, j < right.extent.
+template <class T>
+void run(const Side<T>& left, const Side<T>& right, std::size_t K, std::size_t r, T* out,
+         std::size_t row_step, std::size_t col_step) {
+  const std::size_t m = left.extent, n = right.extent, np = K * r;
   const KernelTable& k = kernels();
   const auto tile = Tiles<T>::fn(k);
   const std::size_t nr = Tiles<T>::cols(k);
   const std::size_t rows = m == 1 ? 1 : k.contract_rows;  // a row vector (full-rank leaves): 1
   const std::size_t row_tiles = (m + rows - 1) / rows;
-  // pa[(t * np + k * r + q) * rows + i] = w[k] * a[k][t * rows + i][q], zero past row m.
-  // Blocks of kPackK keys: the rows of a they read stay in cache while every row tile takes its
-  // part. (Each value is one product, as before: packing does not touch the bits.)
+  // pa[(t * np + k * r + q) * rows + i] = left(k, t * rows + i, q), zero past row m. Blocks of
+  // kPackK keys: the rows they read stay in cache while every row tile takes its part.
   constexpr std::size_t kPackK = 16;
   std::unique_ptr<T[]> pa(new T[row_tiles * np * rows]);  // every value is written below
   parallel_for(row_tiles, 16, [&](std::size_t t0, std::size_t t1) {
@@ -62,53 +78,65 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
         const std::size_t row0 = t * rows, live = std::min(rows, m - row0);
         T* dst = pa.get() + (t * np + k0 * r) * rows;
         for (std::size_t kk = k0; kk < k1; ++kk) {
-          const T wk = w[kk];
-          const T* src = a + (kk * m + row0) * r;  // a[kk][row0 + i][q] = src[i * r + q]
-          if (r == 1 && live == rows) {
+          if (r == 1 && live == rows && left.w) {  // the common case, without a test per value
+            const T wk = left.w[kk];
+            const T* src = left.v + kk * m + row0;
             for (std::size_t i = 0; i < rows; ++i) dst[i] = wk * src[i];
             dst += rows;
             continue;
           }
           for (std::size_t q = 0; q < r; ++q, dst += rows) {
             std::size_t i = 0;
-            for (; i < live; ++i) dst[i] = wk * src[i * r + q];
+            for (; i < live; ++i) dst[i] = left.at(kk, row0 + i, q, r);
             for (; i < rows; ++i) dst[i] = T(0);
           }
         }
       }
     }
   });
-  // Blocks of kc terms (BLIS's kc): a column tile's packed block of b, kc x nr values, stays in
-  // L1 while every row tile streams its panel of a past it. Each block resumes from the sums
-  // the previous block stored, so an element still adds its terms in one ascending chain.
+  // Blocks of kc terms (BLIS's kc): a column tile's packed block of the right operand, kc x nr
+  // values, stays in L1 while every row tile streams its panel past it. Each block resumes from
+  // the sums the previous block stored, so an element still adds its terms in one chain.
   const std::size_t kc = std::max<std::size_t>(16, kL1PanelBytes / (nr * sizeof(T)));
   const std::size_t col_tiles = (n + nr - 1) / nr;
-  const std::size_t per_tile = np * row_tiles * rows * nr;
-  const std::size_t min_tiles = std::max<std::size_t>(1, (std::size_t{1} << 18) / per_tile);
-  parallel_for(col_tiles, min_tiles, [&](std::size_t c0, std::size_t c1) {
-    // strip: the column tile's running sums, rows nr apart, between blocks. The blocks resume
-    // from it in L2; out's own rows, n apart (often a multiple of 4 KiB), would come back from
-    // memory at each block and collide in the same L1 sets.
-    std::vector<T> pq, strip(row_tiles * rows * nr);
-    for (std::size_t c = c0; c < c1; ++c) {
+  // Groups of row tiles whose panels (about kL2PanelBytes) stay in L2 while a thread takes one
+  // column tile after another: the whole of pa, streamed again for every column tile, came from
+  // L3 (1.2x SGEMM's time with two threads). Each group packs the right operand's blocks again,
+  // so at most one group per 4 column tiles.
+  const std::size_t pa_bytes = row_tiles * rows * np * sizeof(T);
+  const std::size_t groups = std::min(
+      row_tiles, std::max<std::size_t>(1, std::min((pa_bytes + kL2PanelBytes - 1) / kL2PanelBytes,
+                                                   col_tiles / 4)));
+  const std::size_t group_tiles = (row_tiles + groups - 1) / groups;
+  const std::size_t per_item = np * group_tiles * rows * nr;
+  const std::size_t min_items = std::max<std::size_t>(1, (std::size_t{1} << 18) / per_item);
+  // Items group-major: the items a thread takes in turn share their group's panels.
+  parallel_for(groups * col_tiles, min_items, [&](std::size_t i0, std::size_t i1) {
+    // strip: the item's running sums, rows nr apart, between blocks. The blocks resume from it
+    // in L2; out's own rows, n apart (often a multiple of 4 KiB), would come back from memory
+    // at each block and collide in the same L1 sets.
+    std::vector<T> pq, strip(group_tiles * rows * nr);
+    for (std::size_t item = i0; item < i1; ++item) {
+      const std::size_t c = item % col_tiles, g = item / col_tiles;
+      const std::size_t t_lo = g * group_tiles, t_hi = std::min(row_tiles, t_lo + group_tiles);
       const std::size_t j0 = c * nr, width = std::min(nr, n - j0);
-      const bool direct = width == nr;
+      const bool direct = width == nr && col_step == 1;
       for (std::size_t p0 = 0; p0 < np; p0 += kc) {
         const std::size_t pn = std::min(kc, np - p0);
         const T* q;
         std::size_t ldq;
-        if (rows == 1 && r == 1 && width == nr) {
-          q = b + p0 * n + j0;  // each value is used once: read it in place rather than copy it
+        if (rows == 1 && r == 1 && width == nr && !right.w) {
+          q = right.v + p0 * n + j0;  // each value is used once: read it in place, no copy
           ldq = n;
         } else {
           pq.assign(pn * nr, T(0));
           for (std::size_t p = p0; p < p0 + pn; ++p) {
             const std::size_t kk = p / r, qq = p % r;
             T* dst = pq.data() + (p - p0) * nr;
-            if (r == 1) {
-              std::memcpy(dst, b + kk * n + j0, width * sizeof(T));
+            if (r == 1 && !right.w) {
+              std::memcpy(dst, right.v + kk * n + j0, width * sizeof(T));
             } else {
-              for (std::size_t j = 0; j < width; ++j) dst[j] = b[(kk * n + j0 + j) * r + qq];
+              for (std::size_t j = 0; j < width; ++j) dst[j] = right.at(kk, j0 + j, qq, r);
             }
           }
           q = pq.data();
@@ -117,24 +145,48 @@ void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, 
         // The last block stores whole row tiles of a whole column tile straight into out
         // (stores only: no set of out's rows is read back); the others resume from the strip.
         const bool last = p0 + pn == np;
-        for (std::size_t t = 0; t < row_tiles; ++t) {
-          const T* from = p0 > 0 ? strip.data() + t * rows * nr : nullptr;
+        for (std::size_t t = t_lo; t < t_hi; ++t) {
+          T* sums = strip.data() + (t - t_lo) * rows * nr;
+          const T* from = p0 > 0 ? sums : nullptr;
+          const T* panel = pa.get() + (t * np + p0) * rows;
           if (last && direct && (t + 1) * rows <= m) {
-            tile(pa.get() + (t * np + p0) * rows, rows, q, ldq, pn, from, nr,
-                 out + t * rows * n + j0, n);
+            tile(panel, rows, q, ldq, pn, from, nr, out + t * rows * row_step + j0, row_step);
           } else {
-            tile(pa.get() + (t * np + p0) * rows, rows, q, ldq, pn, from, nr,
-                 strip.data() + t * rows * nr, nr);
+            tile(panel, rows, q, ldq, pn, from, nr, sums, nr);
           }
         }
       }
-      // Rows the last block left in the strip: a partial column tile's, or the rows of a
-      // partial last row tile.
-      for (std::size_t i = direct ? m / rows * rows : 0; i < m; ++i) {
-        std::memcpy(out + i * n + j0, strip.data() + i * nr, width * sizeof(T));
+      // What the last block left in the strip: a partial column tile's rows, those of a
+      // partial last row tile, or (transposed) every value.
+      const std::size_t row_end = std::min(m, t_hi * rows);
+      for (std::size_t i = direct ? std::max(t_lo * rows, m / rows * rows) : t_lo * rows;
+           i < row_end; ++i) {
+        const T* src = strip.data() + (i - t_lo * rows) * nr;
+        if (col_step == 1) {
+          std::memcpy(out + i * row_step + j0, src, width * sizeof(T));
+        } else {
+          for (std::size_t j = 0; j < width; ++j) out[i * row_step + (j0 + j) * col_step] = src[j];
+        }
       }
     }
   });
+}
+}  // namespace
+
+template <class T>
+void contract(const T* a, const T* b, const T* w, std::size_t K, std::size_t m, std::size_t n,
+              std::size_t r, T* out) {
+  if (m == 0 || n == 0) return;
+  if (K * r == 0) {
+    std::fill(out, out + m * n, T(0));
+    return;
+  }
+  const Side<T> scaled{a, w, m}, plain{b, nullptr, n};
+  if (n < Tiles<T>::cols(kernels()) && m > n && m > 1) {
+    run(plain, scaled, K, r, out, 1, n);  // out^T: n rows of tiles, m columns
+  } else {
+    run(scaled, plain, K, r, out, n, 1);
+  }
 }
 
 template void contract<float>(const float*, const float*, const float*, std::size_t, std::size_t,
