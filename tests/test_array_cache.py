@@ -52,6 +52,21 @@ def test_a_freed_buffer_is_reused_and_zeros_are_zero():
     assert not z.any()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="huge pages are Linux's")
+@pytest.mark.parametrize("zeroed", [False, True])
+def test_a_fresh_buffer_of_a_huge_page_or_more_starts_on_one(zeroed):
+    # Aligned to 2 MiB (and advised MADV_HUGEPAGE), as NumPy's own allocator advises its large
+    # buffers: the generation's arrays get the huge pages pure inference gets.
+    _array_cache.release()
+    make = np.zeros if zeroed else np.empty
+    huge = _inside(lambda: make((3 << 20) + 40, np.uint8))
+    below = _inside(lambda: make((1 << 20) + 40, np.uint8))
+    assert huge.ctypes.data % (2 << 20) == 0
+    assert _handler(below) == "eggroll_np_array_cache"  # still cached, malloc's alignment
+    if zeroed:
+        assert not huge.any() and not below.any()
+
+
 def test_small_buffers_and_the_limit_are_respected():
     _array_cache.release()
     _inside(lambda: np.ones(1000, np.float32))  # small: malloc's own

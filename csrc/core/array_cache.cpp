@@ -7,7 +7,10 @@
 // to the next request of (about) the same size, pages already resident. It is installed only in
 // the context (PyDataMem_SetHandler is per context variable) of eggroll_np's own calls; an array
 // remembers its handler, so one made here is freed here wherever it dies. Small buffers and
-// everything else go to malloc/free untouched.
+// everything else go to malloc/free untouched. A fresh buffer of 2 MiB or more starts on a 2 MiB
+// boundary and asks for transparent huge pages, as NumPy's own allocator does from 4 MiB up
+// (without that, the rl generation's 4 MiB arrays ran on 4 KiB pages while pure inference's
+// had 2 MiB ones).
 #include <pybind11/pybind11.h>
 
 #define NPY_NO_DEPRECATED_API NPY_1_22_API_VERSION
@@ -20,6 +23,10 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace py = pybind11;
 
@@ -37,6 +44,23 @@ struct Cache {
   std::size_t idle_bytes = 0, limit = std::size_t{256} << 20;
   std::size_t hits = 0, misses = 0;
 };
+
+// A huge page, and the size from which a fresh buffer is aligned to one and advised to use them.
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+
+// A fresh large buffer from malloc's family (std::free releases it), not yet touched.
+void* fresh(std::size_t size) {
+#if defined(__linux__)
+  if (size >= kHugePage) {
+    void* p = nullptr;
+    if (posix_memalign(&p, kHugePage, size) != 0) return nullptr;
+    // Advice only: where THP is off or unavailable the buffer keeps 4 KiB pages.
+    (void)madvise(p, size / kHugePage * kHugePage, MADV_HUGEPAGE);
+    return p;
+  }
+#endif
+  return std::malloc(size);
+}
 
 Cache& cache() {
   static Cache* c = new Cache;  // never destroyed: arrays may be freed during interpreter exit
@@ -63,7 +87,7 @@ void* cache_malloc(void*, std::size_t size) {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   if (void* p = take(c, size)) return p;
-  void* p = std::malloc(size);
+  void* p = fresh(size);
   if (p != nullptr) c.live.emplace(p, size);
   return p;
 }
@@ -77,11 +101,16 @@ void* cache_calloc(void*, std::size_t nelem, std::size_t elsize) {
   {
     std::lock_guard<std::mutex> lock(c.mu);
     p = take(c, size);
-    if (p == nullptr) {
+    if (p == nullptr && size < kHugePage) {
       // A fresh calloc of this size is a lazily zeroed mapping: cheaper than memset.
       p = std::calloc(nelem, elsize);
       if (p != nullptr) c.live.emplace(p, size);
       return p;
+    }
+    if (p == nullptr) {
+      p = fresh(size);
+      if (p == nullptr) return nullptr;
+      c.live.emplace(p, size);
     }
   }
   std::memset(p, 0, size);
