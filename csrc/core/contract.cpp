@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "core/kernels.h"
@@ -43,6 +42,31 @@ struct Tiles<double> {
 }  // namespace
 
 namespace {
+// The packed operands, kept by the calling thread from one call to the next: a generation makes
+// the same contractions every time, and fresh buffers of a few MiB each came back from the
+// kernel page by page in every call (2000 page faults a call for rl's 1024 x 1024 layers). A
+// buffer above kKeepBytes is given back after its call.
+template <class T>
+struct Packed {
+  static constexpr std::size_t kKeepBytes = std::size_t{32} << 20;
+  std::vector<T> left, right;
+  T* take(std::vector<T>& v, std::size_t count) {
+    if (v.size() < count) v.resize(count);
+    return v.data();
+  }
+  void trim() {
+    for (std::vector<T>* v : {&left, &right}) {
+      if (v->capacity() * sizeof(T) > kKeepBytes) std::vector<T>().swap(*v);
+    }
+  }
+};
+
+template <class T>
+Packed<T>& packed_buffers() {
+  thread_local Packed<T> packed;
+  return packed;
+}
+
 // One operand: value (k, x, q) = v[(k * extent + x) * r + q] (x < extent), times w[k] when
 // w is given (rounded to T once, before it meets the other operand).
 template <class T>
@@ -70,13 +94,14 @@ void run(const Side<T>& left, const Side<T>& right, std::size_t K, std::size_t r
   // pa[(t * np + k * r + q) * rows + i] = left(k, t * rows + i, q), zero past row m. Blocks of
   // kPackK keys: the rows they read stay in cache while every row tile takes its part.
   constexpr std::size_t kPackK = 16;
-  std::unique_ptr<T[]> pa(new T[row_tiles * np * rows]);  // every value is written below
+  Packed<T>& packed = packed_buffers<T>();
+  T* pa = packed.take(packed.left, row_tiles * np * rows);  // every value is written below
   parallel_for(row_tiles, 16, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t k0 = 0; k0 < K; k0 += kPackK) {
       const std::size_t k1 = std::min(K, k0 + kPackK);
       for (std::size_t t = t0; t < t1; ++t) {
         const std::size_t row0 = t * rows, live = std::min(rows, m - row0);
-        T* dst = pa.get() + (t * np + k0 * r) * rows;
+        T* dst = pa + (t * np + k0 * r) * rows;
         for (std::size_t kk = k0; kk < k1; ++kk) {
           if (r == 1 && live == rows && left.w) {  // the common case, without a test per value
             const T wk = left.w[kk];
@@ -101,7 +126,7 @@ void run(const Side<T>& left, const Side<T>& right, std::size_t K, std::size_t r
   const std::size_t col_tiles = (n + nr - 1) / nr;
   // Groups of row tiles whose panels (about kL2PanelBytes) stay in L2 while a thread takes one
   // column tile after another: the whole of pa, streamed again for every column tile, came from
-  // L3 (1.2x SGEMM's time with two threads). Each group packs the right operand's blocks again,
+  // L3 (1.2x SGEMM's time with two threads). Each group reads the right operand's blocks again,
   // so at most one group per 4 column tiles.
   const std::size_t pa_bytes = row_tiles * rows * np * sizeof(T);
   const std::size_t groups = std::min(
@@ -110,6 +135,30 @@ void run(const Side<T>& left, const Side<T>& right, std::size_t K, std::size_t r
   const std::size_t group_tiles = (row_tiles + groups - 1) / groups;
   const std::size_t per_item = np * group_tiles * rows * nr;
   const std::size_t min_items = std::max<std::size_t>(1, (std::size_t{1} << 18) / per_item);
+  // pb[(c * np + p) * nr + j] = right(k, c * nr + j, q), zero past column n: every column tile's
+  // panel packed once, in one pass that reads the right operand's rows in order (packing block
+  // by block for each group read 256-byte pieces of rows 4 KiB apart, once per group). A row
+  // vector's contraction (rows == 1) uses each value once and reads whole tiles in place.
+  const bool in_place = rows == 1 && r == 1 && !right.w;
+  T* pb = nullptr;
+  if (!in_place) {
+    pb = packed.take(packed.right, col_tiles * np * nr);  // every value is written below
+    parallel_for(np, 64, [&](std::size_t p0, std::size_t p1) {
+      for (std::size_t p = p0; p < p1; ++p) {
+        const std::size_t kk = p / r, qq = p % r;
+        for (std::size_t c = 0; c < col_tiles; ++c) {
+          const std::size_t j0 = c * nr, width = std::min(nr, n - j0);
+          T* dst = pb + (c * np + p) * nr;
+          if (r == 1 && !right.w) {
+            std::memcpy(dst, right.v + kk * n + j0, width * sizeof(T));
+          } else {
+            for (std::size_t j = 0; j < width; ++j) dst[j] = right.at(kk, j0 + j, qq, r);
+          }
+          std::fill(dst + width, dst + nr, T(0));
+        }
+      }
+    });
+  }
   // Items group-major: the items a thread takes in turn share their group's panels.
   parallel_for(groups * col_tiles, min_items, [&](std::size_t i0, std::size_t i1) {
     // strip: the item's running sums, rows nr apart, between blocks. The blocks resume from it
@@ -123,24 +172,17 @@ void run(const Side<T>& left, const Side<T>& right, std::size_t K, std::size_t r
       const bool direct = width == nr && col_step == 1;
       for (std::size_t p0 = 0; p0 < np; p0 += kc) {
         const std::size_t pn = std::min(kc, np - p0);
-        const T* q;
-        std::size_t ldq;
-        if (rows == 1 && r == 1 && width == nr && !right.w) {
+        const T* q = pb + (c * np + p0) * nr;
+        std::size_t ldq = nr;
+        if (in_place && width == nr) {
           q = right.v + p0 * n + j0;  // each value is used once: read it in place, no copy
           ldq = n;
-        } else {
+        } else if (in_place) {  // the last, partial column tile: whole vectors need a copy
           pq.assign(pn * nr, T(0));
           for (std::size_t p = p0; p < p0 + pn; ++p) {
-            const std::size_t kk = p / r, qq = p % r;
-            T* dst = pq.data() + (p - p0) * nr;
-            if (r == 1 && !right.w) {
-              std::memcpy(dst, right.v + kk * n + j0, width * sizeof(T));
-            } else {
-              for (std::size_t j = 0; j < width; ++j) dst[j] = right.at(kk, j0 + j, qq, r);
-            }
+            std::memcpy(pq.data() + (p - p0) * nr, right.v + p * n + j0, width * sizeof(T));
           }
           q = pq.data();
-          ldq = nr;
         }
         // The last block stores whole row tiles of a whole column tile straight into out
         // (stores only: no set of out's rows is read back); the others resume from the strip.
@@ -148,7 +190,7 @@ void run(const Side<T>& left, const Side<T>& right, std::size_t K, std::size_t r
         for (std::size_t t = t_lo; t < t_hi; ++t) {
           T* sums = strip.data() + (t - t_lo) * rows * nr;
           const T* from = p0 > 0 ? sums : nullptr;
-          const T* panel = pa.get() + (t * np + p0) * rows;
+          const T* panel = pa + (t * np + p0) * rows;
           if (last && direct && (t + 1) * rows <= m) {
             tile(panel, rows, q, ldq, pn, from, nr, out + t * rows * row_step + j0, row_step);
           } else {
@@ -170,6 +212,7 @@ void run(const Side<T>& left, const Side<T>& right, std::size_t K, std::size_t r
       }
     }
   });
+  packed.trim();
 }
 }  // namespace
 
