@@ -14,7 +14,7 @@ namespace egg {
 namespace EGG_ISA {
 
 namespace {
-constexpr int kLanes = 16;  // counters per vector batch: 16 x 32-bit = one AVX-512 register
+constexpr int kLanes = 32;  // counters per batch: two AVX-512 registers of 32-bit words
 
 // Philox over kLanes counters held as four arrays. With AVX-512/AVX2 the 32x32->64 products are
 // done with vpmuludq on even and odd lanes (compilers otherwise widen to 64-bit lanes and use the
@@ -29,26 +29,43 @@ inline void mulhilo(__m512i a, __m512i m, __m512i& hi, __m512i& lo) {
 
 inline void philox_soa(uint32_t* __restrict c0, uint32_t* __restrict c1, uint32_t* __restrict c2,
                        uint32_t* __restrict c3, uint32_t k0, uint32_t k1) {
-  __m512i x0 = _mm512_load_si512(c0), x1 = _mm512_load_si512(c1);
-  __m512i x2 = _mm512_load_si512(c2), x3 = _mm512_load_si512(c3);
+  // kLanes / 16 independent chains of rounds, interleaved: one chain's multiplies wait ~5 cycles
+  // for the last round's, and the other's fill them (one chain ran at about 1 IPC).
+  constexpr int kChains = kLanes / 16;
+  __m512i x0[kChains], x1[kChains], x2[kChains], x3[kChains];
+#pragma GCC unroll 4
+  for (int h = 0; h < kChains; ++h) {
+    x0[h] = _mm512_load_si512(c0 + 16 * h);
+    x1[h] = _mm512_load_si512(c1 + 16 * h);
+    x2[h] = _mm512_load_si512(c2 + 16 * h);
+    x3[h] = _mm512_load_si512(c3 + 16 * h);
+  }
   const __m512i m0 = _mm512_set1_epi32(static_cast<int>(kPhiloxM0));
   const __m512i m1 = _mm512_set1_epi32(static_cast<int>(kPhiloxM1));
   for (int r = 0; r < 10; ++r) {
-    __m512i hi0, lo0, hi1, lo1;
-    mulhilo(x0, m0, hi0, lo0);
-    mulhilo(x2, m1, hi1, lo1);
-    // 0x96 is three-way XOR.
-    x0 = _mm512_ternarylogic_epi32(hi1, x1, _mm512_set1_epi32(static_cast<int>(k0)), 0x96);
-    x1 = lo1;
-    x2 = _mm512_ternarylogic_epi32(hi0, x3, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
-    x3 = lo0;
+    const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
+    const __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
+#pragma GCC unroll 4
+    for (int h = 0; h < kChains; ++h) {
+      __m512i hi0, lo0, hi1, lo1;
+      mulhilo(x0[h], m0, hi0, lo0);
+      mulhilo(x2[h], m1, hi1, lo1);
+      // 0x96 is three-way XOR.
+      x0[h] = _mm512_ternarylogic_epi32(hi1, x1[h], key0, 0x96);
+      x1[h] = lo1;
+      x2[h] = _mm512_ternarylogic_epi32(hi0, x3[h], key1, 0x96);
+      x3[h] = lo0;
+    }
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
-  _mm512_store_si512(c0, x0);
-  _mm512_store_si512(c1, x1);
-  _mm512_store_si512(c2, x2);
-  _mm512_store_si512(c3, x3);
+#pragma GCC unroll 4
+  for (int h = 0; h < kChains; ++h) {
+    _mm512_store_si512(c0 + 16 * h, x0[h]);
+    _mm512_store_si512(c1 + 16 * h, x1[h]);
+    _mm512_store_si512(c2 + 16 * h, x2[h]);
+    _mm512_store_si512(c3 + 16 * h, x3[h]);
+  }
 }
 #elif defined(__AVX2__)
 inline void mulhilo(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
@@ -95,8 +112,8 @@ inline void philox_soa(uint32_t* __restrict c0, uint32_t* __restrict c1, uint32_
 }
 #endif
 
-// 16 consecutive blocks starting at `block` -> 64 consecutive stream values in `out`.
-inline void normals_16_blocks(uint32_t block, uint32_t leaf, uint32_t member_key, uint32_t epoch,
+// kLanes consecutive blocks starting at `block` -> 4 * kLanes consecutive stream values in `out`.
+inline void normals_batch(uint32_t block, uint32_t leaf, uint32_t member_key, uint32_t epoch,
                               uint32_t k0, uint32_t k1, float* __restrict out) {
   alignas(64) uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
   for (int j = 0; j < kLanes; ++j) {
@@ -146,14 +163,14 @@ void philox_blocks(const uint32_t* counters, std::size_t n, uint32_t k0, uint32_
 void fill_normals(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t epoch,
                   uint64_t offset, std::size_t count, float* out) {
   const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  constexpr uint64_t kChunk = 4 * kLanes;  // values per 16-block batch
+  constexpr uint64_t kChunk = 4 * kLanes;  // values per batch of kLanes blocks
   const uint64_t end = offset + count;
   uint64_t pos = offset;
   alignas(64) float tmp[kChunk];
-  // Head: a partial batch up to the next 64-value boundary of the stream.
+  // Head: a partial batch up to the next kChunk-value boundary of the stream.
   if (pos % kChunk != 0 && pos < end) {
     const uint64_t start = pos - pos % kChunk;
-    normals_16_blocks(static_cast<uint32_t>(start / 4), leaf, member_key, epoch, k0, k1, tmp);
+    normals_batch(static_cast<uint32_t>(start / 4), leaf, member_key, epoch, k0, k1, tmp);
     const uint64_t stop = std::min(end, start + kChunk);
     std::memcpy(out, tmp + (pos - start), (stop - pos) * sizeof(float));
     out += stop - pos;
@@ -161,11 +178,11 @@ void fill_normals(uint64_t seed, uint32_t leaf, uint32_t member_key, uint32_t ep
   }
   // Body: whole batches written straight into the output.
   for (; pos + kChunk <= end; pos += kChunk, out += kChunk) {
-    normals_16_blocks(static_cast<uint32_t>(pos / 4), leaf, member_key, epoch, k0, k1, out);
+    normals_batch(static_cast<uint32_t>(pos / 4), leaf, member_key, epoch, k0, k1, out);
   }
   // Tail.
   if (pos < end) {
-    normals_16_blocks(static_cast<uint32_t>(pos / 4), leaf, member_key, epoch, k0, k1, tmp);
+    normals_batch(static_cast<uint32_t>(pos / 4), leaf, member_key, epoch, k0, k1, tmp);
     std::memcpy(out, tmp, (end - pos) * sizeof(float));
   }
 }
