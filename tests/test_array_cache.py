@@ -64,7 +64,8 @@ def test_a_fresh_buffer_of_a_huge_page_or_more_starts_on_one(zeroed):
     assert huge.ctypes.data % (2 << 20) == 0
     assert _handler(below) == "eggroll_np_array_cache"  # still cached, malloc's alignment
     if zeroed:
-        assert not huge.any() and not below.any()
+        assert not huge.any()
+        assert not below.any()
 
 
 def test_small_buffers_and_the_limit_are_respected():

@@ -209,33 +209,20 @@ def test_contract_is_the_reference_sum_at_every_level_and_thread_count(K, m, n, 
 
 @needs_core
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("K", "r"), [(300, 1), (97, 3)])
-@pytest.mark.parametrize(("m", "n"), [(13, 70), (70, 13)])
+@pytest.mark.parametrize(
+    ("K", "r", "m", "n"),
+    [(300, 1, 13, 70), (97, 3, 13, 70), (300, 1, 70, 13), (97, 3, 70, 13), (300, 1, 451, 525)],
+)
 def test_contract_over_many_blocks_is_the_reference_sum(K, r, m, n, dtype):
     # K * r spans several of the core's blocks of terms (it resumes each output element from
-    # its stored sum), with a last row tile and a last column tile that are not whole; n = 13,
-    # narrower than a column tile, runs transposed (b on the left).
-    rng = np.random.default_rng(K * r)
+    # its stored sum), with a last row tile and a last column tile that are not whole. n = 13,
+    # narrower than a column tile, runs transposed (b on the left); 451 x 300 values of the
+    # left operand, above the core's L2 budget, run in groups of row tiles (the last not whole),
+    # each group over every column tile.
+    rng = np.random.default_rng(K * r + m)
     A = rng.standard_normal((K, m, r)).astype(dtype)
     B = rng.standard_normal((K, n, r)).astype(dtype)
     w = rng.standard_normal(K)
-    want = _reference.contract(A, B, (w * 0.37).astype(dtype))
-    for level in LEVELS:
-        for threads in (1, 2):
-            with kernels(level, threads):
-                got = lowrank.contract(A, B, w, 0.37)
-            np.testing.assert_array_equal(bits(got), bits(want), err_msg=f"{level}, {threads}")
-
-
-@needs_core
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_contract_in_groups_of_row_tiles_is_the_reference_sum(dtype):
-    # Left panels above the core's L2 budget (451 x 300 values) run in groups of row tiles, each
-    # group over every column tile; the last group and the last column tile are not whole.
-    rng = np.random.default_rng(11)
-    A = rng.standard_normal((300, 451, 1)).astype(dtype)
-    B = rng.standard_normal((300, 525, 1)).astype(dtype)
-    w = rng.standard_normal(300)
     want = _reference.contract(A, B, (w * 0.37).astype(dtype))
     for level in LEVELS:
         for threads in (1, 2):

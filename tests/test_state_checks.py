@@ -204,9 +204,7 @@ def test_a_made_state_with_another_opt_state_is_checked_in_full():
     # by replace (here one with a negative second moment) is checked as a hand-made one.
     p = _params()
     _, told = egg.tell(p, np.arange(8.0), egg.init(p, population=8))
-    leaves = {
-        i: type(s)(s.mu, -np.abs(s.nu) - 1.0) for i, s in told.opt_state.leaves.items()
-    }
+    leaves = {i: type(s)(s.mu, -np.abs(s.nu) - 1.0) for i, s in told.opt_state.leaves.items()}
     bad = dataclasses.replace(told, opt_state=optim.OptState(told.opt_state.count, leaves))
     with pytest.raises(ValueError, match=r"opt_state nu of leaf 0 must be >= 0"):
         egg.ask(p, bad)
