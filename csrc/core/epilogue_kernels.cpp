@@ -97,10 +97,57 @@ void activate(const float* __restrict in, std::size_t n, int act, float* __restr
 
 }  // namespace
 
+namespace {
+// The common row in one pass: a contiguous source plus bias, bias noise and a rank-1
+// correction (each term rounded on its own, in the order of the passes below: the same bits),
+// through relu or no activation straight into dst.
+template <bool kBias, bool kNoise, bool kRank1>
+void fused_chunk(const RowEpilogue& a, std::size_t j0, std::size_t len, float* __restrict dst) {
+  const float* __restrict s = a.src + j0;
+  const float* __restrict b = kBias ? a.bias + j0 : nullptr;
+  const float* __restrict e = kNoise ? a.bias_noise + j0 : nullptr;
+  const float* __restrict v = kRank1 ? a.v + j0 : nullptr;
+  const float bs = a.bias_s, c = a.bias_coef, t = kRank1 ? a.t[0] : 0.0f;
+  const float floor = a.act == kRelu ? 0.0f : -INFINITY;
+#pragma omp simd
+  for (std::size_t j = 0; j < len; ++j) {
+    float h = s[j] + bs;
+    if constexpr (kBias) h += b[j];
+    if constexpr (kNoise) h += c * e[j];
+    if constexpr (kRank1) h += t * v[j];
+    dst[j] = h < floor ? floor : h;  // relu (NaN stays), or nothing below -inf
+  }
+}
+
+template <bool kBias, bool kNoise>
+void fused_chunk(const RowEpilogue& a, std::size_t j0, std::size_t len, float* dst) {
+  if (a.r == 1) {
+    fused_chunk<kBias, kNoise, true>(a, j0, len, dst);
+  } else {
+    fused_chunk<kBias, kNoise, false>(a, j0, len, dst);
+  }
+}
+}  // namespace
+
 void epilogue_row(const RowEpilogue& a) {
   alignas(64) float buf[kChunk];
+  const bool direct = a.act == kNone || a.act == kRelu;  // no separate activation pass
   for (std::size_t j0 = 0; j0 < a.n; j0 += kChunk) {
     const std::size_t len = std::min(kChunk, a.n - j0);
+    if (a.src_stride == 1 && (a.r == 0 || (a.r == 1 && a.vj == 1))) {
+      float* dst = direct ? a.out + j0 : buf;
+      if (a.bias != nullptr && a.bias_noise != nullptr) {
+        fused_chunk<true, true>(a, j0, len, dst);
+      } else if (a.bias != nullptr) {
+        fused_chunk<true, false>(a, j0, len, dst);
+      } else if (a.bias_noise != nullptr) {
+        fused_chunk<false, true>(a, j0, len, dst);
+      } else {
+        fused_chunk<false, false>(a, j0, len, dst);
+      }
+      if (!direct) activate(buf, len, a.act, a.out + j0);
+      continue;
+    }
     const float bs = a.bias_s;
     if (a.src_stride == 1) {
       const float* s = a.src + j0;
