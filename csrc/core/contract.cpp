@@ -1,12 +1,13 @@
 // contract.cpp: packing and threading around the per-ISA tiles of contract_kernels.cpp.
 //
-// The left operand (w * a, p = k * r + q) is packed once into panels of contract_rows rows; each
-// thread takes whole column tiles, packs its slice of b block by block (kc terms at a time) and
-// runs every row tile over each block. An output element is produced by exactly one tile, which
-// adds its terms in ascending p, resuming from its stored sum at each block, so neither the
-// thread split, the block size nor the tile width changes its bits. A narrow out (n below one
-// column tile, m above it) runs transposed, b on the left and w * a on the right: each term is
-// the same product (an FMA's two factors commute exactly) added in the same order.
+// Both operands are packed once per call: the left one (w * a, p = k * r + q) into panels of
+// contract_rows rows, the right one (b) into panels of one column tile each. The work items are
+// (group of row tiles, column tile) pairs; an item runs every row tile of its group over its
+// column tile's panel, kc terms at a time. An output element is produced by exactly one tile,
+// which adds its terms in ascending p, resuming from its stored sum at each block, so neither
+// the thread split, the groups, the block size nor the tile width changes its bits. A narrow out
+// (n below one column tile, m above it) runs transposed, b on the left and w * a on the right:
+// each term is the same product (an FMA's two factors commute exactly) added in the same order.
 #include "core/contract.h"
 
 #include <algorithm>
@@ -39,9 +40,7 @@ struct Tiles<double> {
   static std::size_t cols(const KernelTable& k) { return k.contract_cols_f64; }
   static auto fn(const KernelTable& k) { return k.contract_tile_f64; }
 };
-}  // namespace
 
-namespace {
 // The packed operands, kept by the calling thread from one call to the next: a generation makes
 // the same contractions every time, and fresh buffers of a few MiB each came back from the
 // kernel page by page in every call (2000 page faults a call for rl's 1024 x 1024 layers). A
