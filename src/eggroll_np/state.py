@@ -48,7 +48,7 @@ class ESState:
 # The states init, tell and step made, each with the backend of its optimizer arrays. Such a
 # state is frozen and passes `_check_fields` and `optim.check_state` by construction, so for
 # params of its spec on that backend those checks would repeat what is known (a state built
-# any other way, `dataclasses.replace` included, is not here and is checked in full). Weak:
+# any other way, `dataclasses.replace` included, is not here: see `_BY_OPT_STATE`). Weak:
 # a state leaves when the run drops it; not pickled: a copy sent elsewhere is checked again.
 # With tell's states also the leaves of the params it returned, as weak references (a state
 # never keeps params alive): `ask` on those very arrays need not flatten them again.
@@ -89,7 +89,8 @@ def check_state(params: Any, state: Any) -> list[Any]:
     TypeError/ValueError naming the field (`generation`, `config`, `opt_state`, `spec`, `info`)
     rather than a failure deep inside `ask` or `tell`. A state that init, tell or step made
     passed those checks when it was made (it is frozen), so only the params are checked
-    against it.
+    against it; one that `dataclasses.replace` gave another generation or info, keeping the
+    made state's very opt_state, config and spec, has only those two fields checked.
     """
     return _checked(params, state)[0]
 
