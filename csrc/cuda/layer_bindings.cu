@@ -21,10 +21,14 @@ FactorSource factor_source(std::uintptr_t held, const std::array<long long, 3>& 
   return FactorSource{ptr<const float>(held), {stride[0], stride[1], stride[2]}, leaf, offset};
 }
 
+void check_act(int act) {
+  if (act < kActNone || act > kActGelu) throw py::value_error("act must be in [0, 4]");
+}
+
 MemberTerms member_terms(std::uintptr_t keys, std::uintptr_t coef, std::uintptr_t bias,
                          std::uintptr_t bias_noise, std::uintptr_t bias_coef, int act,
                          std::size_t keys_bound) {
-  if (act < kActNone || act > kActGelu) throw py::value_error("act must be in [0, 4]");
+  check_act(act);
   return MemberTerms{ptr<const uint32_t>(keys), ptr<const float>(coef), ptr<const float>(bias),
                      ptr<const float>(bias_noise), ptr<const float>(bias_coef), act, keys_bound};
 }
@@ -42,7 +46,7 @@ void register_layer_bindings(py::module_& m) {
          uint32_t bias_leaf, bool generate, bool bias_noisy, uint64_t seed, uint32_t epoch,
          int act, std::size_t members, std::size_t rows, std::size_t m, std::size_t n,
          std::size_t rank, std::size_t slots, std::size_t keys_bound, std::uintptr_t stream) {
-        if (act < kActNone || act > kActGelu) throw py::value_error("act must be in [0, 4]");
+        check_act(act);
         if (rank == 0 || rank > kFusedMaxRank) throw py::value_error("rank must be in [1, 8]");
         FusedLinear a{};
         a.out = ptr<float>(out), a.base = ptr<const float>(base), a.x = ptr<const float>(x);
