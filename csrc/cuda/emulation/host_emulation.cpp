@@ -5,10 +5,10 @@
 // EGG_HOST_EMULATION defined: their launch
 // decisions (aligned or scalar paths, float4 or scalar stores, the rank chunk, the fast divisor,
 // the batched noise job table, grid sizes) run as on the GPU, and `egg_cuda::launch` hands each
-// kernel to run_grid below instead of the driver. run_grid executes every CUDA thread of the
-// grid: 32 persistent lane threads each run their lane of every warp in turn, and the lanes of a
-// warp meet at a barrier in __shfl_xor_sync. The emulated device has 2 SMs, so grids are capped at
-// 64 blocks and the kernels' grid-stride loops take many turns.
+// kernel to run_grid (lanes.h) instead of the driver. run_grid executes every CUDA thread of the
+// grid: one host thread per thread of a block, blocks one after another; the lanes of a warp meet
+// at a barrier in __shfl_xor_sync, the block in __syncthreads. The emulated device has 2 SMs, so
+// grids are capped at 64 blocks and the kernels' grid-stride loops take many turns.
 //
 // It checks indexing, grid-stride loops, alignment handling, the float4 and scalar paths, NaN
 // poisoning of bad keys and float16 input; op `layers` runs the population layers' epilogue
