@@ -138,13 +138,22 @@ def _is_fake(x: Any) -> bool:
     return isinstance(x, FakeDeviceArray)
 
 
-def install(monkeypatch: Any) -> None:
+class _WithNumPy(types.SimpleNamespace):
+    """FAKE_CUPY's calls, and NumPy's functions for the rest (uncounted: elementwise work)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+def install(monkeypatch: Any, whole_numpy: bool = False) -> None:
     """Make every loaded eggroll_np module see FAKE_CUPY as CuPy (its `cupy`, `is_cupy_array`,
-    `namespace_of`, `current_stream_ptr` names), and reset CALLS."""
+    `namespace_of`, `current_stream_ptr` names), and reset CALLS. `whole_numpy`: the stand-in
+    also answers every other NumPy function (for a whole `tell` on device arrays)."""
+    xp = _WithNumPy(**vars(FAKE_CUPY)) if whole_numpy else FAKE_CUPY
     fakes = {
-        "cupy": FAKE_CUPY,
+        "cupy": xp,
         "is_cupy_array": _is_fake,
-        "namespace_of": lambda x: FAKE_CUPY if _is_fake(x) else np,
+        "namespace_of": lambda x: xp if _is_fake(x) else np,
         "current_stream_ptr": lambda: 0,
     }
     for name, module in list(sys.modules.items()):

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np import _cuda_ops, _ext, _reference, dispatch, noise, tree
-from eggroll_np.benchmarks import gpu_bench
-from eggroll_np.models import mlp
-from eggroll_np.gpu import probes as gpu_probes
 from eggroll_np.backend import cupy, to_numpy
+from eggroll_np.benchmarks import gpu_bench
+from eggroll_np.gpu import probes as gpu_probes
+from eggroll_np.models import mlp
 
 from .test_cuda_plumbing import _correction_reference
 
@@ -127,6 +127,16 @@ def test_gpu_bench_times_the_engines_population_path_on_the_reference_workload()
     assert gpu_bench.inference(setup).shape == (8 * w.rows, w.sizes[-1])
     params, state = gpu_bench.generation(setup, gpu_bench.engine_state(setup))
     assert state.generation == 1
+
+
+def test_gpu_bench_counts_a_contraction_that_lost_the_cores_bits_as_a_failed_check():
+    rows = [{"shape": "a", "core_bits": True}, {"shape": "b", "core_bits": False},
+            {"shape": "c", "core_bits": None}]  # fmt: skip
+    checks = gpu_bench.output_checks({"workloads": {}, "contract": rows})
+    assert checks == [
+        {"workload": "contract a", "ok": True},
+        {"workload": "contract b", "ok": False},
+    ]
 
 
 def test_gpu_bench_output_check_compares_with_the_cpu_path(monkeypatch):
@@ -239,6 +249,41 @@ def test_factors_match_cpu_bit_for_bit(rank):
     # stored rank-major on the GPU, so the kernels read them without a copy
     for f in (a_g, b_g):
         assert _cuda_ops.rank_major(f).data.ptr == f.data.ptr
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tile", _cuda_ops.CONTRACT_TILES)
+@pytest.mark.parametrize(
+    ("K", "r", "m", "n"), [(300, 1, 1000, 700), (37, 4, 130, 66), (9, 1, 1, 513)]
+)
+def test_exact_contract_gives_the_cores_bits_on_the_gpu(tile, K, r, m, n):
+    # The fixed-order kernel (csrc/cuda/contract.cu) on a real device: nvcc's code generation
+    # (--fmad=false, explicit fmaf) must keep the C++ core's sequence, at every tile.
+    if _ext.core is None:
+        pytest.skip(f"the C++ core is not built: {_ext.core_error}")
+    rng = np.random.default_rng(K + m)
+    a, b = noise.factors(5, 1, list(range(K)), 2, (m, n), r, xp="cupy")  # rank-major, as a run's
+    w = cupy.asarray(rng.standard_normal(K).astype(np.float32))
+    got = cupy.asnumpy(_cuda_ops.contract(a, b, w, tile=tile))
+    want = _ext.core.contract(cupy.asnumpy(a), cupy.asnumpy(b), cupy.asnumpy(w))
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.gpu
+def test_tell_on_the_gpu_with_the_exact_contract_gives_the_cpu_bits(monkeypatch):
+    # Given the same fitness values, a CuPy tell (noise, shaping, exact contraction, sgd) equals
+    # the NumPy tell bit for bit: the exactness rule across devices.
+    monkeypatch.setenv(dispatch.CUDA_CONTRACT, "exact")
+    rng = np.random.default_rng(8)
+    host = {"W": rng.standard_normal((300, 140)).astype(np.float32),
+            "b": rng.standard_normal(140).astype(np.float32)}  # fmt: skip
+    cfg = dict(population=64, rank=2, seed=2, optimizer="sgd")
+    fitness = rng.standard_normal(64)
+    want, _ = egg.tell(host, fitness, egg.init(host, **cfg))
+    dev = tree.map_leaves(cupy.asarray, host)
+    got, _ = egg.tell(dev, fitness, egg.init(dev, **cfg))
+    for k in host:
+        assert cupy.asnumpy(got[k]).tobytes() == want[k].tobytes(), k
 
 
 @pytest.mark.gpu

@@ -9,6 +9,7 @@
 
 #include "core/gil.h"
 #include "cuda/pointers.h"
+#include "cuda/contract.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/lowrank.cuh"
 #include "cuda/noise.cuh"
@@ -120,4 +121,20 @@ PYBIND11_MODULE(_cuda, m) {
       "out[i, b, :] (+)= coef[i] * (x_i[b] @ left[keys[i]].T) @ right[keys[i]] on raw device "
       "pointers, left (K, r, m) and right (K, r, n) rank-major (base = 0: accumulate into out; "
       "else out = base[b] + correction).");
+  m.def(
+      "contract",
+      [](std::uintptr_t left, std::uintptr_t right, std::uintptr_t w, std::size_t keys,
+         std::size_t rank, std::size_t m, std::size_t n, std::uintptr_t out, int tile,
+         std::uintptr_t stream) {
+        egg::ReleaseGil release;  // safe at exit (core/gil.h)
+        return egg_cuda::contract(ptr<const float>(left), ptr<const float>(right),
+                                  ptr<const float>(w), {keys, rank, m, n}, ptr<float>(out), tile,
+                                  stream_of(stream));
+      },
+      py::arg("left"), py::arg("right"), py::arg("w"), py::arg("keys"), py::arg("rank"),
+      py::arg("m"), py::arg("n"), py::arg("out"), py::arg("tile"), py::arg("stream"),
+      "out (m, n) = sum over (k, q) in order of fmaf(w[k] * left[k, q, :], right[k, q, :]) on raw "
+      "device pointers, left (K, r, m) and right (K, r, n) rank-major: the C++ core's contract "
+      "bits. tile 0 picks one (1: the column kernel; 32, 64, 128: the tiled kernel); returns the "
+      "tile that ran. A bad tile raises ValueError.");
 }

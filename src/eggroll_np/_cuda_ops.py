@@ -16,7 +16,7 @@ import numpy as np
 from . import dispatch
 from .backend import cupy, current_stream_ptr, is_cupy_array
 
-__all__ = ["philox", "normals", "lowrank_correction", "rank_major"]
+__all__ = ["philox", "normals", "lowrank_correction", "rank_major", "contract", "CONTRACT_TILES"]
 
 _X_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
 
@@ -196,3 +196,51 @@ def lowrank_correction(
             current_stream_ptr(),
         )
     return out
+
+
+#: Tiles `contract` takes: 0 lets the launch code pick, 1 is the column kernel, 32/64/128 tiled.
+CONTRACT_TILES = (0, 1, 32, 64, 128)
+
+
+def contract(A: Any, B: Any, w: Any, tile: int = 0) -> Any:
+    """The "contract" operation on the GPU with the C++ core's bits (csrc/cuda/contract.cu).
+
+    ``sum_k w[k] * A[k] @ B[k].T`` with each entry's terms added in (key, rank) order from zero,
+    one FMA each, ``w[k] * A[k]`` rounded to float32 first: `_reference.contract`'s sequence, so
+    the result equals the CPU's bit for bit whatever the GPU or cuBLAS version.
+
+    Args:
+        A: CuPy float32 (K, m, r); B: CuPy float32 (K, n, r), on one device. Read in place when
+            stored rank-major (as `noise.as_factors` makes them), else copied once.
+        w: (K,) weights, cast to float32 (CuPy, or host values that are uploaded).
+        tile: `CONTRACT_TILES`; 0 (the launch code's choice) but for tests and benchmarks.
+
+    Returns:
+        A new CuPy float32 (m, n) array.
+    """
+    cuda = dispatch.require_cuda()
+    f32 = (np.dtype(np.float32),)
+    A = _device_array("A", A, f32, (3,))
+    B = _device_array("B", B, f32, (3,))
+    if A.shape[0] != B.shape[0] or A.shape[2] != B.shape[2]:
+        raise ValueError(
+            f"A (K, m, r) and B (K, n, r) must agree on K and r, got {tuple(A.shape)} and "
+            f"{tuple(B.shape)}"
+        )
+    if tile not in CONTRACT_TILES:
+        raise ValueError(f"tile must be one of {CONTRACT_TILES}, got {tile!r}")
+    num_keys, m, rank = A.shape
+    n = B.shape[1]
+    device_id = A.device.id
+    if B.device.id != device_id:
+        raise ValueError(f"B is on device {B.device.id}, A on device {device_id}")
+    w_d = _member_vector("w", w, np.float32, num_keys, device_id)
+    with cupy.cuda.Device(device_id):
+        out = cupy.empty((m, n), dtype=np.float32)
+        left, right = rank_major(A), rank_major(B)
+        cuda.contract(
+            left.data.ptr, right.data.ptr, w_d.data.ptr, num_keys, rank, m, n, out.data.ptr,
+            tile, current_stream_ptr(),
+        )  # fmt: skip
+    return out
+

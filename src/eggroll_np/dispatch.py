@@ -22,12 +22,8 @@ The table
   of that backend's type, of the row's dtype, and C-contiguous unless ``strided=True``.
 
 Lookup order for NumPy arrays: core, then numpy; for CuPy arrays: cuda, then numpy. `use`
-forces one backend (tests compare the compiled rows with the reference this way).
-
-Integer leaves have their own operations (``int_gemm``, ``int_epilogue``, ``int_contract``,
-``int_xa``; `eggroll_np.intops`): their "numpy" rows are exact array code, and a compiled
-kernel plugs in as a ``("int_gemm", "core", "int8")`` row with the same signature; the callers
-do not change. Adding an operation is one `OPERATIONS` entry and its rows (a "numpy" row first).
+forces one backend (tests compare the compiled rows with the reference this way). Adding an
+operation is one `OPERATIONS` entry and its rows (a "numpy" row first).
 """
 
 from __future__ import annotations
@@ -35,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -120,10 +117,8 @@ class Row:
 
 
 # ---- conditions beyond "every array of the backend's type and the row's dtype" ---------------
-
-# Ranks the C++ correction kernels take: measured against NumPy's batched matmul at ranks 1-16
-# (docs/benchmarks.md, "Low-rank correction kernels by rank"): faster on rl and sup at every rank
-# up to 8, a draw on per-member multi-row inputs at ranks 4-8, mixed at 16 (BLAS keeps r > 8).
+# Ranks the C++ correction kernels take: faster than NumPy's batched matmul on rl and sup at ranks
+# up to 8, mixed at 16 (docs/benchmarks.md, "Low-rank correction kernels by rank").
 _CORE_MAX_RANK = 8
 
 
@@ -133,14 +128,22 @@ def _core_correction(arrays: Sequence[Any]) -> bool:
 
 
 def _cuda_correction(arrays: Sequence[Any]) -> bool:
-    """The CUDA kernel writes a C-order out and reads x (arrays[4]) as float32 or float16
-    (accumulating in float32); it takes the factors in any layout (rank-major is best)."""
+    """A C-order out, x (arrays[4]) float32 or float16 on the device, factors in any layout."""
     x = arrays[4]
-    return (
-        arrays[0].flags.c_contiguous
-        and is_cupy_array(x)
-        and x.dtype in (np.float32, np.float16)
-    )
+    return arrays[0].flags.c_contiguous and is_cupy_array(x) and x.dtype in (np.float32, np.float16)
+
+
+#: EGGROLL_NP_CUDA_CONTRACT=exact: CuPy float32 updates on the fixed-order CUDA kernel (the C++
+#: core's bits on any GPU); "cublas", the default, until `eggroll-np bench gpu` has measured it.
+CUDA_CONTRACT = "EGGROLL_NP_CUDA_CONTRACT"
+
+
+def _cuda_exact_contract(arrays: Sequence[Any]) -> bool:
+    """EGGROLL_NP_CUDA_CONTRACT asks for the exact kernel (read when a generation picks a row)."""
+    value = os.environ.get(CUDA_CONTRACT, "cublas").strip().lower()
+    if value not in ("exact", "cublas"):
+        raise ValueError(f"{CUDA_CONTRACT} must be 'exact' or 'cublas', got {value!r}")
+    return value == "exact"
 
 
 _F32, _F64, _I8, ANY = "float32", "float64", "int8", "*"
@@ -171,6 +174,9 @@ ROWS: dict[tuple[str, str, str], Row] = {
     ),
     ("contract", "core", _F32): Row("_core:contract", strided=True),
     ("contract", "core", _F64): Row("_core:contract", strided=True),
+    ("contract", "cuda", _F32): Row(
+        "eggroll_np._cuda_ops:contract", strided=True, when=_cuda_exact_contract
+    ),
     ("contract", "numpy", ANY): Row("eggroll_np.lowrank:contract_reference", cupy=True),
     ("linear_epilogue", "core", _F32): Row("_core:linear_epilogue"),
     ("linear_epilogue", "cuda", _F32): Row("eggroll_np._cuda_layers:linear_epilogue"),
@@ -192,9 +198,7 @@ ROWS: dict[tuple[str, str, str], Row] = {
         "eggroll_np.intops:contract_numpy", cupy=True, strided=True
     ),
     ("int_xa", "numpy", _I8): Row("eggroll_np.intops:xa_numpy", cupy=True, strided=True),
-    ("int_linear", "numpy", _I8): Row(
-        "eggroll_np.intops:linear_numpy", cupy=True, strided=True
-    ),
+    ("int_linear", "numpy", _I8): Row("eggroll_np.intops:linear_numpy", cupy=True, strided=True),
     # The C++ core's exact int8 kernels (one per ISA: VNNI, AVX-512BW/AVX2, baseline), the
     # same bits as the rows above at every SIMD level and thread count (tests/test_core_int8).
     ("int_gemm", "core", _I8): Row("_core:gemm_s8s8s32", loose=(2,)),
@@ -213,9 +217,8 @@ ROWS: dict[tuple[str, str, str], Row] = {
     ("momentum_step", "numpy", ANY): Row(
         "eggroll_np.optim:reference_step", cupy=True, strided=True
     ),
-    # The fused step runs the reference's float32 operations in the same order (the same bits)
-    # in one pass over memory instead of ~10 (measured ~20x on a 1M-value leaf); any layout or
-    # byte order (it converts), so every float32 leaf reports its norm from one path.
+    # The fused step: the reference's float32 operations in order (the same bits), one pass
+    # over memory instead of ~10; any layout or byte order (it converts).
     ("adam_step", "core", _F32): Row("eggroll_np.optim:adam_step_core", strided=True),
     ("adam_step", "numpy", ANY): Row("eggroll_np.optim:reference_step", cupy=True, strided=True),
 }
@@ -348,10 +351,8 @@ def select(operation: str, arrays: Sequence[Any], device: bool | None = None) ->
     raise TypeError(f"no implementation of {operation} takes {dtype} arrays on this backend")
 
 
-def select_kept(
-    memo: dict | None, key: Any, operation: str, arrays: Sequence[Any],
-    device: bool | None = None,
-) -> Callable[..., Any]:  # fmt: skip
+def select_kept(memo: dict | None, key: Any, operation: str, arrays: Sequence[Any],
+                device: bool | None = None) -> Callable[..., Any]:  # fmt: skip
     """`select(operation, arrays, device)` kept in `memo` under `key` while `use` and the loaded
     extensions stay the same: for calls whose arrays `key` fixes (types, dtypes, layouts,
     a row's `when`), e.g. a population layer's held operands and fresh C-order outputs.

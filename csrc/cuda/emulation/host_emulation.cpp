@@ -1,7 +1,7 @@
 // host_emulation.cpp: runs the CUDA kernels AND their launch code on the CPU, for machines
 // without a GPU.
 //
-// noise.cu, lowrank.cu, layers.cu, fused.cu and int8.cu are compiled unchanged with
+// noise.cu, lowrank.cu, contract.cu, layers.cu, fused.cu and int8.cu are compiled unchanged with
 // EGG_HOST_EMULATION defined: their launch
 // decisions (aligned or scalar paths, float4 or scalar stores, the rank chunk, the fast divisor,
 // the batched noise job table, grid sizes) run as on the GPU, and `egg_cuda::launch` hands each
@@ -43,6 +43,7 @@
 
 #include "cuda/emulation/lanes.h"
 
+#include "cuda/contract.cu"
 #include "cuda/fused.cu"
 #include "cuda/int8.cu"
 #include "cuda/layers.cu"
@@ -200,6 +201,22 @@ void run_case(const std::string& dir, std::istringstream& in) {
                                  out.data(), nullptr);
     if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
     write_bin(p + ".result.bin", out.data(), members * batch * n * sizeof(float));
+  } else if (op == "contract") {
+    std::size_t keys_n, rank, m, n, shift;
+    int tile;
+    in >> keys_n >> rank >> m >> n >> tile >> shift;
+    Shifted<float> left(keys_n * rank * m, shift, 0.0f), right(keys_n * rank * n, shift, 0.0f);
+    const auto l = read_bin<float>(p + ".left.bin", keys_n * rank * m);
+    const auto r = read_bin<float>(p + ".right.bin", keys_n * rank * n);
+    const auto w = read_bin<float>(p + ".w.bin", keys_n);
+    std::copy(l.begin(), l.end(), left.data());  // (std::copy: the no-key case is empty)
+    std::copy(r.begin(), r.end(), right.data());
+    Shifted<float> out(m * n, shift, -99.0f);
+    const int ran = egg_cuda::contract(left.data(), right.data(), w.data(),
+                                       {keys_n, rank, m, n}, out.data(), tile, nullptr);
+    if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
+    write_bin(p + ".result.bin", out.data(), m * n * sizeof(float));
+    std::printf("tile %s %d\n", name.c_str(), ran);
   } else if (op.rfind("int8_", 0) == 0) {
     if (!int8_cases::run(op.substr(5), p, in)) {
       throw std::runtime_error("unknown case kind '" + op + "'");

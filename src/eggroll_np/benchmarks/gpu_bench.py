@@ -9,7 +9,8 @@ Measures, on the current CUDA device and in one run (so ratios compare like with
   * a full generation (ask + forward + tell through the engine API) vs inference;
   * ``cnn``: the Simple CNN of ``workloads.reference`` (population 256, 32 shared 1x28x28 images)
     through ``pop.conv2d``/``pop.linear``: forward and generation vs inference of all N*32
-    images, and a generation of full-rank ES (``noise="full"``) on the same model.
+    images, and a generation of full-rank ES (``noise="full"``) on the same model;
+  * ``contract``: the update's exact CUDA contraction against cuBLAS (`gpu_contract`).
 Every figure is timed after 3 warm-up calls (the clocks ramp up from idle) as the median of
 CUDA-event times, with the wall time (to the end of the GPU work) and the host time (until the
 call returns, work still queued) beside it: host ~ event means the GPU waits for Python to
@@ -21,14 +22,9 @@ builders here; the timers are in `gpu_timing`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
-import json
 import os
-import statistics
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +35,7 @@ from .. import _ext, dispatch, noise, tree
 from ..backend import cupy, to_numpy
 from ..models import mlp, simple_cnn
 from . import reference
+from .gpu_contract import contract_figures
 from .gpu_timing import launch_bound, measure, time_gpu
 
 __all__ = [
@@ -193,9 +190,13 @@ def _compare(workload: str, population: int, gpu: Any, cpu: np.ndarray) -> dict[
 
 
 def output_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The output checks recorded in a `run` result."""
-    return [f["output_check"] for figs in result["workloads"].values() for f in figs
-            if "output_check" in f]  # fmt: skip
+    """The output checks recorded in a `run` result, the exact contraction's bit checks too."""
+    checks = [f["output_check"] for figs in result["workloads"].values() for f in figs
+              if "output_check" in f]  # fmt: skip
+    for row in result.get("contract", []):
+        if row["core_bits"] is not None:
+            checks.append({"workload": f"contract {row['shape']}", "ok": row["core_bits"]})
+    return checks
 
 
 #: Issue 23's GPU targets: (workload, population, figure, bound, "min" or "max"). The figures
@@ -353,6 +354,7 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         result["workloads"][name] = figures
     result["workloads"]["cnn"] = [cnn_figures(repeat, quick)]
     cupy.get_default_memory_pool().free_all_blocks()
+    result["contract"] = contract_figures(repeat, quick)
     sup = result["workloads"].get("sup", [])
     result["sup_launch_bound"] = bool(sup) and sup[0]["forward_launch_bound"]
     result["targets"] = targets(result)

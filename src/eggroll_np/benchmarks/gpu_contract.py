@@ -1,0 +1,66 @@
+"""The exact CUDA contraction against cuBLAS on the update's shapes, for `eggroll-np bench gpu`.
+
+`EGGROLL_NP_CUDA_CONTRACT=exact` sends a CuPy update's sum_k w_k A_k B_k^T to the fixed-order
+kernel (csrc/cuda/contract.cu: the C++ core's bits on any GPU); the default keeps cuBLAS's SGEMM.
+These figures decide between them: on the same factors (rank-major, as a run makes them), the
+kernel at the launch code's tile and at every tile, cuBLAS through `lowrank.contract_reference`
+(the default row), and whether the kernel's result is the C++ core's, bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _cuda_ops, _ext, lowrank, noise
+from ..backend import cupy
+from .gpu_timing import measure
+
+__all__ = ["SHAPES", "contract_figures"]
+
+#: (name, keys K, rank r, m, n): the update contractions of the GPU bench's workloads (rl-4096 at
+#: population 4096 has 2048 antithetic keys; sup at 256 has 128) and a rank-4 case.
+SHAPES: tuple[tuple[str, int, int, int, int], ...] = (
+    ("rl-4096 4096x4096", 2048, 1, 4096, 4096),
+    ("rl-4096 4096x16", 2048, 1, 4096, 16),
+    ("sup 784x256", 128, 1, 784, 256),
+    ("sup 256x10", 128, 1, 256, 10),
+    ("rank 4 1024x1024", 512, 4, 1024, 1024),
+)
+
+
+def _row(name: str, keys: int, rank: int, m: int, n: int, repeat: int) -> dict[str, Any]:
+    A, B = noise.factors(0, 0, np.arange(keys), 0, (m, n), rank, xp="cupy")
+    w = cupy.asarray(np.random.default_rng(keys).standard_normal(keys).astype(np.float32))
+    exact = measure(lambda: _cuda_ops.contract(A, B, w), repeat)
+    cublas = measure(lambda: lowrank.contract_reference(A, B, w), repeat)
+    tiles = {}
+    for tile in _cuda_ops.CONTRACT_TILES[1:]:
+        if tile == 1 and min(m, n) >= 32 and m * n > 1 << 20:
+            continue  # the column kernel on a large square out: slow, and never chosen
+        if tile <= min(m, n) or tile == 1:
+            run = measure(lambda t=tile: _cuda_ops.contract(A, B, w, tile=t), repeat)
+            tiles[str(tile)] = run["event_ms"]
+    got = cupy.asnumpy(_cuda_ops.contract(A, B, w))
+    host = [cupy.asnumpy(v) for v in (A, B, w)]
+    same = None if _ext.core is None else got.tobytes() == _ext.core.contract(*host).tobytes()
+    return {
+        "shape": name, "keys": keys, "rank": rank, "m": m, "n": n,
+        "exact_ms": exact["event_ms"], "cublas_ms": cublas["event_ms"],
+        "cublas_over_exact": cublas["event_ms"] / exact["event_ms"],
+        "exact_ms_by_tile": tiles, "core_bits": same,
+    }  # fmt: skip
+
+
+def contract_figures(repeat: int = 5, quick: bool = False) -> list[dict[str, Any]]:
+    """One row per shape of `SHAPES` (`quick`: at most 64 keys and 256 x 256): milliseconds of
+    the exact kernel (launch code's tile, and each forced tile the shape allows) and of cuBLAS,
+    `cublas_over_exact` (cuBLAS time / kernel time: 1 is parity), and `core_bits`."""
+    rows = []
+    for name, keys, rank, m, n in SHAPES:
+        if quick:
+            keys, m, n = min(keys, 64), min(m, 256), min(n, 256)
+        rows.append(_row(name, keys, rank, m, n, repeat))
+        cupy.get_default_memory_pool().free_all_blocks()  # the row's factors are garbage now
+    return rows
