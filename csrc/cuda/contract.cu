@@ -37,10 +37,10 @@ void launch_tiled(const float* left, const float* right, const float* w, const C
   const char* what = "contract kernel launch";
   if (vec) {
     launch(what, contract_detail::tiled_kernel<T, true>, grid, block, stream, left, right, w, s,
-           out);
+           FastDivmod(s.rank), out);
   } else {
     launch(what, contract_detail::tiled_kernel<T, false>, grid, block, stream, left, right, w, s,
-           out);
+           FastDivmod(s.rank), out);
   }
 }
 

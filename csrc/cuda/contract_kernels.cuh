@@ -49,7 +49,7 @@ template <class T, bool kVec, bool kScale>
 __device__ __forceinline__ void fetch(const float* __restrict__ src, std::size_t ld,
                                       std::size_t cols, std::size_t base, std::size_t kappa0,
                                       std::size_t kappas, const float* __restrict__ w,
-                                      std::size_t rank, float (&reg)[T::kLoads]) {
+                                      const FastDivmod& by_rank, float (&reg)[T::kLoads]) {
   const int t = static_cast<int>(threadIdx.x);
   const std::size_t kappa = kappa0 + t / T::kRunsPerRow;
   const std::size_t c0 = base + static_cast<std::size_t>(t % T::kRunsPerRow) * T::kLoads;
@@ -78,18 +78,25 @@ __device__ __forceinline__ void fetch(const float* __restrict__ src, std::size_t
     for (int e = 0; e < T::kLoads; ++e) reg[e] = c0 + e < cols ? p[c0 + e] : 0.0f;
   }
   if (kScale) {
-    const float wk = w[kappa / rank];
+    std::size_t k, q;
+    by_rank.divmod(kappa, k, q);
+    const float wk = w[k];
 #pragma unroll
     for (int e = 0; e < T::kLoads; ++e) reg[e] = reg[e] * wk;  // --fmad=false: rounded
   }
 }
 
+// The thread's run into the stage as float4 stores (scalar stores of consecutive runs would hit
+// the same banks four ways).
 template <class T>
 __device__ __forceinline__ void stash(float (*stage)[T::kTile], const float (&reg)[T::kLoads]) {
   const int t = static_cast<int>(threadIdx.x);
   float* dst = &stage[t / T::kRunsPerRow][(t % T::kRunsPerRow) * T::kLoads];
 #pragma unroll
-  for (int e = 0; e < T::kLoads; ++e) dst[e] = reg[e];
+  for (int v = 0; v < T::kLoads / 4; ++v) {
+    reinterpret_cast<float4*>(dst)[v] =
+        make_float4(reg[4 * v], reg[4 * v + 1], reg[4 * v + 2], reg[4 * v + 3]);
+  }
 }
 
 // acc[a][b] = fmaf(left[kk][row a], right[kk][column b], acc[a][b]) for kk = 0 .. depth-1 in order.
@@ -122,7 +129,8 @@ __device__ __forceinline__ void accumulate(const float (*lt)[T::kTile], const fl
 // global loads are in flight while this one is multiplied.
 template <class T, bool kVec>
 __global__ void tiled_kernel(const float* __restrict__ left, const float* __restrict__ right,
-                             const float* __restrict__ w, ContractShape s, float* __restrict__ out) {
+                             const float* __restrict__ w, ContractShape s, FastDivmod by_rank,
+                             float* __restrict__ out) {
   alignas(16) static __shared__ float lt[2][kDepth][T::kTile];
   alignas(16) static __shared__ float rt[2][kDepth][T::kTile];
   const std::size_t row0 = static_cast<std::size_t>(blockIdx.y) * T::kTile;
@@ -135,8 +143,8 @@ __global__ void tiled_kernel(const float* __restrict__ left, const float* __rest
     for (int j = 0; j < T::kMicro; ++j) acc[i][j] = 0.0f;
   }
   float la[T::kLoads], rb[T::kLoads];
-  fetch<T, kVec, true>(left, s.m, s.m, row0, 0, kappas, w, s.rank, la);
-  fetch<T, kVec, false>(right, s.n, s.n, col0, 0, kappas, w, s.rank, rb);
+  fetch<T, kVec, true>(left, s.m, s.m, row0, 0, kappas, w, by_rank, la);
+  fetch<T, kVec, false>(right, s.n, s.n, col0, 0, kappas, w, by_rank, rb);
   stash<T>(lt[0], la);
   stash<T>(rt[0], rb);
   __syncthreads();
@@ -144,8 +152,8 @@ __global__ void tiled_kernel(const float* __restrict__ left, const float* __rest
   for (std::size_t k0 = 0; k0 < kappas; k0 += kDepth) {  // the same trip count in every thread
     const bool more = k0 + kDepth < kappas;
     if (more) {
-      fetch<T, kVec, true>(left, s.m, s.m, row0, k0 + kDepth, kappas, w, s.rank, la);
-      fetch<T, kVec, false>(right, s.n, s.n, col0, k0 + kDepth, kappas, w, s.rank, rb);
+      fetch<T, kVec, true>(left, s.m, s.m, row0, k0 + kDepth, kappas, w, by_rank, la);
+      fetch<T, kVec, false>(right, s.n, s.n, col0, k0 + kDepth, kappas, w, by_rank, rb);
     }
     if (kappas - k0 >= static_cast<std::size_t>(kDepth)) {
       accumulate<T, kDepth>(lt[cur], rt[cur], kDepth, acc);
