@@ -139,10 +139,19 @@ def _is_fake(x: Any) -> bool:
 
 
 class _WithNumPy(types.SimpleNamespace):
-    """FAKE_CUPY's calls, and NumPy's functions for the rest (uncounted: elementwise work)."""
+    """FAKE_CUPY's calls, and NumPy's functions for the rest (uncounted: elementwise work),
+    whose new arrays are device arrays as CuPy's would be."""
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(np, name)
+        f = getattr(np, name)
+        if not callable(f) or isinstance(f, type):
+            return f
+
+        def on_device(*args: Any, **kwargs: Any) -> Any:
+            r = f(*args, **kwargs)
+            return r.view(FakeDeviceArray) if type(r) is np.ndarray else r
+
+        return on_device
 
 
 def install(monkeypatch: Any, whole_numpy: bool = False) -> None:

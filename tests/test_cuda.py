@@ -270,14 +270,15 @@ def test_exact_contract_gives_the_cores_bits_on_the_gpu(tile, K, r, m, n):
 
 
 @pytest.mark.gpu
-def test_tell_on_the_gpu_with_the_exact_contract_gives_the_cpu_bits(monkeypatch):
-    # Given the same fitness values, a CuPy tell (noise, shaping, exact contraction, sgd) equals
-    # the NumPy tell bit for bit: the exactness rule across devices.
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_tell_on_the_gpu_with_the_exact_contract_gives_the_cpu_bits(monkeypatch, optimizer):
+    # Given the same fitness values, a CuPy tell (noise, shaping, exact contraction, the
+    # optimizer: Adam's fused kernel) equals the NumPy tell bit for bit: exactness across devices.
     monkeypatch.setenv(dispatch.CUDA_CONTRACT, "exact")
     rng = np.random.default_rng(8)
     host = {"W": rng.standard_normal((300, 140)).astype(np.float32),
             "b": rng.standard_normal(140).astype(np.float32)}  # fmt: skip
-    cfg = dict(population=64, rank=2, seed=2, optimizer="sgd")
+    cfg = dict(population=64, rank=2, seed=2, optimizer=optimizer)
     fitness = rng.standard_normal(64)
     want, _ = egg.tell(host, fitness, egg.init(host, **cfg))
     dev = tree.map_leaves(cupy.asarray, host)

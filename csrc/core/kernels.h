@@ -7,18 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "adam.h"  // AdamScalars
 #include "core/epilogue.h"
 #include "core/int8.h"
 
 namespace egg {
-
-// Scalars of one Adam step, rounded to float32 once per call exactly as NumPy rounds the Python
-// floats of optim.update (bc2 = 1 - b2**t, lr_bc1 = lr / (1 - b1**t), lr_wd = lr * wd), so the
-// fused step and the NumPy step give the same bits.
-struct AdamScalars {
-  float b1, b2, one_minus_b1, one_minus_b2, bc2, eps, lr_bc1, lr_wd;
-  bool decay;  // wd != 0 (NumPy skips the decay term entirely when wd == 0)
-};
 
 // One set of kernels, compiled once per instruction set (CMakeLists.txt's EGG_KERNEL_TARGETS,
 // the one list of them): each ISA's isa_table.cpp fills one in and registers it at load.

@@ -22,19 +22,11 @@ void adam_block(const float* __restrict theta, const float* __restrict g,
                 const float* __restrict mu, const float* __restrict nu, std::size_t n,
                 const AdamScalars& s, float* __restrict theta_out, float* __restrict mu_out,
                 float* __restrict nu_out) {
-  // Exactly optim.update's sequence of float32 operations (each rounded on its own: the kernel
-  // objects are built with -ffp-contract=off), so the fused and the NumPy step agree bit for bit.
+  // Exactly optim.update's sequence of float32 operations (adam.h; the kernel objects are built
+  // with -ffp-contract=off), so the fused and the NumPy step agree bit for bit.
 #pragma omp simd
   for (std::size_t j = 0; j < n; ++j) {
-    const float gj = g[j];
-    const float m = s.b1 * mu[j] + s.one_minus_b1 * gj;
-    const float v = (gj * gj) * s.one_minus_b2 + s.b2 * nu[j];
-    float d = m / (std::sqrt(v / s.bc2) + s.eps);
-    d = d * s.lr_bc1;
-    if (s.decay) d = d - s.lr_wd * theta[j];
-    mu_out[j] = m;
-    nu_out[j] = v;
-    theta_out[j] = theta[j] + d;
+    adam_element(theta[j], g[j], mu[j], nu[j], s, theta_out[j], mu_out[j], nu_out[j]);
   }
 }
 }  // namespace

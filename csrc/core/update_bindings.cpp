@@ -72,18 +72,6 @@ void lowrank_expand_py(const F32Array& xa, const U32Array& xa_rows, const F32Arr
   lowrank_expand(xa.data(), xa_rows.data(), b.data(), keys.data(), coef.data(), d, n, op);
 }
 
-// b**n by binary exponentiation in IEEE double, exactly as optim._power: libm's pow may round
-// differently on another machine (or its FMA variant), a fixed sequence of products cannot.
-double power(double b, int64_t n) {
-  double result = 1.0;
-  while (n > 0) {
-    if (n & 1) result *= b;
-    n >>= 1;
-    if (n > 0) b *= b;
-  }
-  return result;
-}
-
 // One Adam step on float32 leaves: returns (theta_new, mu_new, nu_new, squared step norm),
 // inputs untouched.
 py::tuple adam_step_py(const F32Array& theta, const F32Array& g, const F32Array& mu,
@@ -96,13 +84,7 @@ py::tuple adam_step_py(const F32Array& theta, const F32Array& g, const F32Array&
   if (count < 1) throw py::value_error("count must be >= 1");
   std::vector<py::ssize_t> shape(theta.shape(), theta.shape() + theta.ndim());
   F32Array theta_out(shape), mu_out(shape), nu_out(shape);
-  const double bc1 = 1.0 - power(b1, count);
-  const double bc2 = 1.0 - power(b2, count);
-  const AdamScalars s{static_cast<float>(b1),       static_cast<float>(b2),
-                      static_cast<float>(1.0 - b1), static_cast<float>(1.0 - b2),
-                      static_cast<float>(bc2),      static_cast<float>(eps),
-                      static_cast<float>(lr / bc1), static_cast<float>(lr * wd),
-                      wd != 0.0};
+  const AdamScalars s = adam_scalars(lr, b1, b2, eps, wd, count);
   float *to = theta_out.mutable_data(), *mo = mu_out.mutable_data(), *no = nu_out.mutable_data();
   double sq;
   {

@@ -13,6 +13,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/lowrank.cuh"
 #include "cuda/noise.cuh"
+#include "cuda/optim.cuh"
 
 namespace py = pybind11;
 
@@ -137,4 +138,26 @@ PYBIND11_MODULE(_cuda, m) {
       "device pointers, left (K, r, m) and right (K, r, n) rank-major: the C++ core's contract "
       "bits. tile 0 picks one (1: the column kernel; 32, 64, 128: the tiled kernel); returns the "
       "tile that ran. A bad tile raises ValueError.");
+  m.def("adam_partials", &egg_cuda::adam_partials, py::arg("n"),
+        "Doubles of scratch adam_step needs for n values (its last entry: the squared norm).");
+  m.def(
+      "adam_step",
+      [](std::uintptr_t theta, std::uintptr_t g, std::uintptr_t mu, std::uintptr_t nu,
+         std::size_t n, double lr, double b1, double b2, double eps, double wd, int64_t count,
+         std::uintptr_t theta_out, std::uintptr_t mu_out, std::uintptr_t nu_out,
+         std::uintptr_t partials, std::uintptr_t stream) {
+        if (count < 1) throw py::value_error("count must be >= 1");
+        const egg::AdamScalars s = egg::adam_scalars(lr, b1, b2, eps, wd, count);
+        egg::ReleaseGil release;  // safe at exit (core/gil.h)
+        egg_cuda::adam_step(ptr<const float>(theta), ptr<const float>(g), ptr<const float>(mu),
+                            ptr<const float>(nu), n, s, ptr<float>(theta_out), ptr<float>(mu_out),
+                            ptr<float>(nu_out), ptr<double>(partials), stream_of(stream));
+      },
+      py::arg("theta"), py::arg("g"), py::arg("mu"), py::arg("nu"), py::arg("n"), py::arg("lr"),
+      py::arg("b1"), py::arg("b2"), py::arg("eps"), py::arg("wd"), py::arg("count"),
+      py::arg("theta_out"), py::arg("mu_out"), py::arg("nu_out"), py::arg("partials"),
+      py::arg("stream"),
+      "One Adam step on n float32 values (device pointers): the C++ core's adam_step bits in "
+      "theta_out, mu_out and nu_out; partials (adam_partials(n) doubles) ends with the step's "
+      "squared norm.");
 }

@@ -151,6 +151,7 @@ _F32, _F64, _I8, ANY = "float32", "float64", "int8", "*"
 _NATIVE = {name: np.dtype(name) for name in (_F32, _F64, _I8, "uint32")}
 _NDARRAY = np.ndarray
 
+_REFERENCE_STEP = Row("eggroll_np.optim:reference_step", cupy=True, strided=True)
 #: The table: (operation, backend, dtype) -> Row.
 ROWS: dict[tuple[str, str, str], Row] = {
     ("philox", "core", "uint32"): Row("_core:philox4x32_10"),
@@ -213,14 +214,13 @@ ROWS: dict[tuple[str, str, str], Row] = {
     ("int_contract", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_contract"),
     ("int_xa", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_xa"),
     ("int_linear", "cuda", _I8): Row("eggroll_np._cuda_int8:int8_linear"),
-    ("sgd_step", "numpy", ANY): Row("eggroll_np.optim:reference_step", cupy=True, strided=True),
-    ("momentum_step", "numpy", ANY): Row(
-        "eggroll_np.optim:reference_step", cupy=True, strided=True
-    ),
+    ("sgd_step", "numpy", ANY): _REFERENCE_STEP,
+    ("momentum_step", "numpy", ANY): _REFERENCE_STEP,
     # The fused step: the reference's float32 operations in order (the same bits), one pass
     # over memory instead of ~10; any layout or byte order (it converts).
     ("adam_step", "core", _F32): Row("eggroll_np.optim:adam_step_core", strided=True),
-    ("adam_step", "numpy", ANY): Row("eggroll_np.optim:reference_step", cupy=True, strided=True),
+    ("adam_step", "cuda", _F32): Row("eggroll_np.optim:adam_step_cuda", strided=True),
+    ("adam_step", "numpy", ANY): _REFERENCE_STEP,
 }
 
 _forced: str | None = None

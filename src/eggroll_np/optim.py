@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from . import _checks, _ext, _optimizers, dispatch
+from . import _checks, _cuda_ops, _ext, _optimizers, dispatch
 from ._optimizers import SGD, Adam, AdamState, Momentum, MomentumState, SGDState
 from .backend import namespace_of
 from .schedule import Schedule
@@ -240,6 +240,17 @@ def adam_step_core(
     binding takes float32 arrays of any layout or byte order (converted to C-order native
     copies where they are not already), 0-d included."""
     theta, mu, nu, sq = _ext.core.adam_step(
+        theta, g, state.mu, state.nu, lr, hp.b1, hp.b2, hp.eps, wd, count
+    )
+    return theta, AdamState(mu, nu), sq
+
+
+def adam_step_cuda(
+    hp: Adam, theta: Any, g: Any, state: AdamState, count: int, lr: float, wd: float
+) -> tuple[Any, AdamState, Any]:
+    """Adam's float32 CuPy row: one kernel (`_cuda_ops.adam`), the C++ core's bits; the norm is
+    a 0-d device array (read with the generation's other info)."""
+    theta, mu, nu, sq = _cuda_ops.adam(
         theta, g, state.mu, state.nu, lr, hp.b1, hp.b2, hp.eps, wd, count
     )
     return theta, AdamState(mu, nu), sq

@@ -1,8 +1,8 @@
 // host_emulation.cpp: runs the CUDA kernels AND their launch code on the CPU, for machines
 // without a GPU.
 //
-// noise.cu, lowrank.cu, contract.cu, layers.cu, fused.cu and int8.cu are compiled unchanged with
-// EGG_HOST_EMULATION defined: their launch
+// noise.cu, lowrank.cu, contract.cu, optim.cu, layers.cu, fused.cu and int8.cu are compiled
+// unchanged with EGG_HOST_EMULATION defined: their launch
 // decisions (aligned or scalar paths, float4 or scalar stores, the rank chunk, the fast divisor,
 // the batched noise job table, grid sizes) run as on the GPU, and `egg_cuda::launch` hands each
 // kernel to run_grid (lanes.h) instead of the driver. run_grid executes every CUDA thread of the
@@ -49,6 +49,7 @@
 #include "cuda/layers.cu"
 #include "cuda/lowrank.cu"
 #include "cuda/noise.cu"
+#include "cuda/optim.cu"
 
 namespace {
 
@@ -217,6 +218,23 @@ void run_case(const std::string& dir, std::istringstream& in) {
     if (!out.guard_intact(-99.0f)) fail(name + ": wrote past the end");
     write_bin(p + ".result.bin", out.data(), m * n * sizeof(float));
     std::printf("tile %s %d\n", name.c_str(), ran);
+  } else if (op == "adam") {
+    std::size_t n;
+    double lr, b1, b2, eps, wd;
+    int64_t count;
+    in >> n >> lr >> b1 >> b2 >> eps >> wd >> count;
+    const auto theta = read_bin<float>(p + ".theta.bin", n), g = read_bin<float>(p + ".g.bin", n);
+    const auto mu = read_bin<float>(p + ".mu.bin", n), nu = read_bin<float>(p + ".nu.bin", n);
+    std::vector<float> out(3 * n + 1, -99.0f);  // theta, mu, nu, then a guard
+    std::vector<double> partials(egg_cuda::adam_partials(n) + 1, -99.0);
+    egg_cuda::adam_step(theta.data(), g.data(), mu.data(), nu.data(), n,
+                        egg::adam_scalars(lr, b1, b2, eps, wd, count), out.data(),
+                        out.data() + n, out.data() + 2 * n, partials.data(), nullptr);
+    if (out[3 * n] != -99.0f || partials.back() != -99.0) fail(name + ": wrote past the end");
+    out.pop_back();
+    out.resize(3 * n);
+    write_bin(p + ".result.bin", out.data(), out.size() * sizeof(float));
+    write_bin(p + ".norm.bin", &partials[partials.size() - 2], sizeof(double));
   } else if (op.rfind("int8_", 0) == 0) {
     if (!int8_cases::run(op.substr(5), p, in)) {
       throw std::runtime_error("unknown case kind '" + op + "'");

@@ -1,10 +1,11 @@
-"""The exact CUDA contraction (csrc/cuda/contract.cu): the C++ core's bits, on the host emulator.
+"""The update's CUDA kernels on the host emulator: the exact contraction and the fused Adam step.
 
-`egg_cuda::contract` runs here with its launch code (tile choice, float4 or scalar path, edges)
-on csrc/cuda/emulation, every tile size, and must give `_reference.contract`'s and
-`_core.contract`'s float32 bits exactly: the terms of each entry in (key, rank) order, one FMA
-each, w * A rounded first. The CuPy wrapper and the dispatch row are tested in
-tests/test_cuda_plumbing.py's style further down, with a stand-in for CuPy.
+`egg_cuda::contract` (csrc/cuda/contract.cu) runs here with its launch code (tile choice, float4
+or scalar path, edges) on csrc/cuda/emulation, every tile size, and must give
+`_reference.contract`'s and `_core.contract`'s float32 bits exactly: the terms of each entry in
+(key, rank) order, one FMA each, w * A rounded first. `egg_cuda::adam_step` (csrc/cuda/optim.cu)
+must give `_core.adam_step`'s bits. The CuPy wrappers, the dispatch rows and a whole device
+`tell` are checked further down with a stand-in for CuPy.
 """
 
 from __future__ import annotations
@@ -79,6 +80,35 @@ def test_contract_kernel_bits_equal_the_core(tmp_path_factory, tmp_path):
     assert sensitive >= 5
 
 
+
+# (n, weight decay, count): n past one emulated grid's 16384 threads makes the loop turn.
+ADAM_CASES = [(1, 0.0, 1), (1000, 0.0, 7), (70_001, 0.01, 3), (4096, 0.5, 1000)]
+
+
+@needs_emulator
+@pytest.mark.skipif(_ext.core is None, reason="compares with the C++ core's adam_step")
+def test_adam_kernel_bits_equal_the_core(tmp_path_factory, tmp_path):
+    exe = emu.build(tmp_path_factory.mktemp("emu"))
+    rng = np.random.default_rng(12)
+    cases = emu.Cases(tmp_path)
+    wants = {}
+    for j, (n, wd, count) in enumerate(ADAM_CASES):
+        theta, g, mu = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+        nu = (rng.standard_normal(n) ** 2).astype(np.float32)
+        name = f"adam{j}"
+        cases.put(name, theta=theta, g=g, mu=mu, nu=nu)
+        cases.lines.append(f"adam {name} {n} 0.01 0.9 0.999 1e-08 {wd!r} {count}")
+        wants[name] = _ext.core.adam_step(theta, g, mu, nu, 0.01, 0.9, 0.999, 1e-8, wd, count)
+    cases.run(exe)
+    for j, (name, want) in enumerate(wants.items()):
+        n = ADAM_CASES[j][0]
+        got = cases.get(name, "result", np.float32, (3, n))
+        for k, what in enumerate(("theta", "mu", "nu")):
+            assert got[k].tobytes() == want[k].tobytes(), f"case {ADAM_CASES[j]}: {what}"
+        norm = float(cases.get(name, "norm", np.float64, (1,))[0])
+        assert norm == pytest.approx(want[3], rel=1e-12)  # summed in another fixed order
+
+
 # ------------------------------------------ the wrapper and the dispatch row, on the CuPy stand-in
 
 try:  # the suite runs as a package (tests/__init__.py) or from its directory
@@ -97,10 +127,25 @@ from eggroll_np import _cuda_ops, dispatch, lowrank  # noqa: E402
 
 
 class _EmulatedContract:
-    """`_cuda.contract`'s contract (csrc/cuda/contract.cuh) in NumPy, on raw addresses."""
+    """The update's bindings in NumPy on raw addresses: `_cuda.contract` (csrc/cuda/contract.cuh,
+    `_reference.contract`) and `_cuda.adam_step` (csrc/cuda/optim.cuh, the core's step)."""
 
     fill_normals_many = staticmethod(_EmulatedBinding.fill_normals_many)
     tiles: list[int] = []
+
+    @staticmethod
+    def adam_partials(n):
+        return 3
+
+    @staticmethod
+    def adam_step(theta, g, mu, nu, n, lr, b1, b2, eps, wd, count, theta_out, mu_out, nu_out,
+                  partials, stream):  # fmt: skip
+        fc.count("launch")
+        ins = [fc.at(v, n, np.float32) for v in (theta, g, mu, nu)]
+        got = _ext.core.adam_step(*ins, lr, b1, b2, eps, wd, count)
+        for ptr, value in zip((theta_out, mu_out, nu_out), got[:3], strict=True):
+            fc.at(ptr, n, np.float32)[:] = value
+        fc.at(partials, 3, np.float64)[-1] = got[3]
 
     @staticmethod
     def contract(left, right, w, keys, rank, m, n, out, tile, stream):
@@ -127,8 +172,9 @@ def gpu(monkeypatch):
 def test_emulated_contract_binding_has_the_real_signature():
     import inspect
 
-    names = list(inspect.signature(_EmulatedContract.contract).parameters)
-    assert _signature(_ext.cuda.contract) == names
+    for name in ("contract", "adam_step", "adam_partials"):
+        names = list(inspect.signature(getattr(_EmulatedContract, name)).parameters)
+        assert _signature(getattr(_ext.cuda, name)) == names, name
 
 
 @pytest.mark.skipif(_ext.cuda is None, reason=f"eggroll_np._cuda was not built: {_ext.cuda_error}")
@@ -148,6 +194,23 @@ def test_contract_kernels_round_the_scaled_factor_on_its_own():
         assert "fma.rn.f32" in body, name
         assert "mul.f32" not in body, name
 
+
+
+@pytest.mark.skipif(_ext.cuda is None, reason=f"eggroll_np._cuda was not built: {_ext.cuda_error}")
+def test_adam_kernel_is_built_without_fma_contraction():
+    # adam.h's step has the core's bits only if each product is rounded on its own (optim.cu is
+    # built with --fmad=false); the emulator cannot see what nvcc does, the PTX can.
+    from pathlib import Path
+
+    entries = _ptx_entries(Path(_ext.cuda.__file__))
+    kernels = {k: v for k, v in entries.items() if "optim_detail" in k and "adam" in k}
+    if not kernels:
+        pytest.skip("no PTX of the Adam kernel in the module (compressed fatbinary?)")
+    for name, body in kernels.items():
+        assert "sqrt.rn.f32" in body, name  # IEEE square root, not the approximate one
+        assert "div.rn.f32" in body, name
+        assert "fma.rn.f32" not in body, name
+        assert "fma.rn.f64" not in body, name
 
 def _rank_major_factors(rng, K, m, n, r):
     # as noise.as_factors makes them on CuPy: (K, r, rows) storage viewed as (K, rows, r)
@@ -203,9 +266,11 @@ def test_contract_wrapper_names_the_bad_argument(gpu):
     assert gpu.CALLS["launch"] == 0
 
 
+@pytest.mark.skipif(_ext.core is None, reason="the stand-in's Adam is the core's")
 def test_tell_on_the_device_with_the_exact_row_gives_the_cpu_bits(gpu, monkeypatch):
     # A whole update (noise, shaping, the contraction, Adam) on device arrays, with the exact
-    # row: the same parameter bits as the NumPy run given the same fitness values.
+    # row: the same parameter bits as the NumPy run given the same fitness values. Adam's
+    # device row is one launch per leaf.
     fc.install(monkeypatch, whole_numpy=True)
     monkeypatch.setenv(dispatch.CUDA_CONTRACT, "exact")
     rng = np.random.default_rng(3)
@@ -213,9 +278,10 @@ def test_tell_on_the_device_with_the_exact_row_gives_the_cpu_bits(gpu, monkeypat
             "b": rng.standard_normal(9).astype(np.float32)}  # fmt: skip
     state = egg.init(host, population=16, rank=2, seed=4)
     fitness = rng.standard_normal(16)
-    want, _ = egg.tell(host, fitness, state)
+    want, want_state = egg.tell(host, fitness, state)
     dev = {k: fc.fake_asarray(v) for k, v in host.items()}
-    got, _ = egg.tell(dev, fitness, egg.init(dev, population=16, rank=2, seed=4))
-    assert gpu.CALLS["launch"] >= 1  # the kernel's stand-in ran
+    got, got_state = egg.tell(dev, fitness, egg.init(dev, population=16, rank=2, seed=4))
+    assert got_state.info["update_norm"] == want_state.info["update_norm"]
+    assert gpu.CALLS["launch"] == 4  # two contractions, two Adam steps
     for k in host:  # (the stand-in's NumPy fallback may hand back plain arrays: bits only here)
         assert np.asarray(got[k]).tobytes() == want[k].tobytes(), k
