@@ -77,7 +77,7 @@ def test_contract_kernel_bits_equal_the_core(tmp_path_factory, tmp_path):
         if K > 1:  # the same terms in another key order: other bits, which the check would see
             rev = _reference.contract(A[::-1], B[::-1], w[::-1])
             sensitive += rev.tobytes() != want.tobytes()
-    assert sensitive >= 5
+    assert sensitive >= 8
 
 
 
