@@ -5,6 +5,7 @@ The CPU-side checks of the CUDA build and wrappers are in test_cuda_plumbing.py.
 
 from __future__ import annotations
 
+import os
 import types
 from pathlib import Path
 
@@ -137,6 +138,30 @@ def test_gpu_bench_counts_a_contraction_that_lost_the_cores_bits_as_a_failed_che
         {"workload": "contract a", "ok": True},
         {"workload": "contract b", "ok": False},
     ]
+
+
+def test_gpu_bench_times_generations_with_each_contraction_and_restores_the_setting(monkeypatch):
+    from eggroll_np.benchmarks import gpu_contract
+
+    seen = []
+
+    def fresh():
+        kind = os.environ[dispatch.CUDA_CONTRACT]
+        return lambda: seen.append(kind)
+
+    def fake_measure(fn, repeat):
+        fn()
+        return {"event_ms": 2.0 if os.environ[dispatch.CUDA_CONTRACT] == "exact" else 1.6}
+
+    monkeypatch.setattr(gpu_contract, "measure", fake_measure)
+    monkeypatch.setenv(dispatch.CUDA_CONTRACT, "cublas")
+    got = gpu_contract.generation_figures(fresh, 64)
+    assert seen == ["cublas", "exact"] * 3  # alternating, each timed under its own setting
+    assert got["exact_over_cublas"] == pytest.approx(1.25)
+    assert os.environ[dispatch.CUDA_CONTRACT] == "cublas"  # the caller's value is back
+    monkeypatch.delenv(dispatch.CUDA_CONTRACT)
+    gpu_contract.generation_figures(fresh, 64)
+    assert dispatch.CUDA_CONTRACT not in os.environ
 
 
 def test_gpu_bench_output_check_compares_with_the_cpu_path(monkeypatch):

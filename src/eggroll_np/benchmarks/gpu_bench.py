@@ -10,7 +10,8 @@ Measures, on the current CUDA device and in one run (so ratios compare like with
   * ``cnn``: the Simple CNN of ``workloads.reference`` (population 256, 32 shared 1x28x28 images)
     through ``pop.conv2d``/``pop.linear``: forward and generation vs inference of all N*32
     images, and a generation of full-rank ES (``noise="full"``) on the same model;
-  * ``contract``: the update's exact CUDA contraction against cuBLAS (`gpu_contract`).
+  * ``contract``: the update's exact CUDA contraction against cuBLAS (`gpu_contract`), and
+    ``contract_generation``: an rl-4096 generation with each.
 Every figure is timed after 3 warm-up calls (the clocks ramp up from idle) as the median of
 CUDA-event times, with the wall time (to the end of the GPU work) and the host time (until the
 call returns, work still queued) beside it: host ~ event means the GPU waits for Python to
@@ -35,7 +36,7 @@ from .. import _ext, dispatch, noise, tree
 from ..backend import cupy, to_numpy
 from ..models import mlp, simple_cnn
 from . import reference
-from .gpu_contract import contract_figures
+from .gpu_contract import contract_figures, generation_figures
 from .gpu_timing import launch_bound, measure, time_gpu
 
 __all__ = [
@@ -355,6 +356,17 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     result["workloads"]["cnn"] = [cnn_figures(repeat, quick)]
     cupy.get_default_memory_pool().free_all_blocks()
     result["contract"] = contract_figures(repeat, quick)
+    wl, populations = WORKLOADS["rl-4096"]
+    if quick:
+        wl, populations = wl.scaled(256, 64), (64,)
+    setup = build(wl, populations[0])
+
+    def fresh() -> Callable[[], Any]:
+        states = fresh_generation_states(setup)
+        return lambda: generation(setup, states())
+
+    result["contract_generation"] = generation_figures(fresh, setup.size, repeat)
+    cupy.get_default_memory_pool().free_all_blocks()
     sup = result["workloads"].get("sup", [])
     result["sup_launch_bound"] = bool(sup) and sup[0]["forward_launch_bound"]
     result["targets"] = targets(result)

@@ -9,15 +9,17 @@ kernel at the launch code's tile and at every tile, cuBLAS through `lowrank.cont
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .. import _cuda_ops, _ext, lowrank, noise
+from .. import _cuda_ops, _ext, dispatch, lowrank, noise
 from ..backend import cupy
 from .gpu_timing import measure
 
-__all__ = ["SHAPES", "contract_figures"]
+__all__ = ["SHAPES", "contract_figures", "generation_figures"]
 
 #: (name, keys K, rank r, m, n): the update contractions of the GPU bench's workloads (rl-4096 at
 #: population 4096 has 2048 antithetic keys; sup at 256 has 128) and a rank-4 case.
@@ -64,3 +66,29 @@ def contract_figures(repeat: int = 5, quick: bool = False) -> list[dict[str, Any
         rows.append(_row(name, keys, rank, m, n, repeat))
         cupy.get_default_memory_pool().free_all_blocks()  # the row's factors are garbage now
     return rows
+
+
+def generation_figures(
+    fresh: Callable[[], Callable[[], Any]], population: int, repeat: int = 5
+) -> dict[str, Any]:
+    """Whole generations (`fresh()` gives a callable that runs the next one: ask, forward,
+    fitness, tell, new noise each call) with the default contraction and with
+    EGGROLL_NP_CUDA_CONTRACT=exact, three times alternating: `exact_over_cublas` is the exact
+    run's best median over the default's, the cost of the CPU's bits on this device."""
+    before = os.environ.get(dispatch.CUDA_CONTRACT)
+    times: dict[str, list[float]] = {"cublas": [], "exact": []}
+    try:
+        for _ in range(3):
+            for kind in ("cublas", "exact"):
+                os.environ[dispatch.CUDA_CONTRACT] = kind
+                times[kind].append(measure(fresh(), repeat)["event_ms"])
+    finally:
+        if before is None:
+            os.environ.pop(dispatch.CUDA_CONTRACT, None)
+        else:
+            os.environ[dispatch.CUDA_CONTRACT] = before
+    return {
+        "population": population, "generation_cublas_ms": times["cublas"],
+        "generation_exact_ms": times["exact"],
+        "exact_over_cublas": min(times["exact"]) / min(times["cublas"]),
+    }  # fmt: skip
