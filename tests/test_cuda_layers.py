@@ -221,3 +221,41 @@ def test_epilogue_entry_points_report_no_device():
                                 1, 1, 1, 1, 0, 0, 0, 0)  # fmt: skip
     with pytest.raises(ValueError, match="act"):
         _ext.cuda.linear_epilogue(0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0, 9, 1, 1, 1, 0, 0, 0, 0)
+
+
+@pytest.mark.skipif(_ext.core is None, reason="compares with the C++ core's path")
+def test_conv2d_on_the_device_runs_a_per_member_input_in_one_chunk(monkeypatch):
+    # On the host a per-member conv2d runs in member chunks whose patches stay in cache (3 here);
+    # on a GPU each chunk is ten-odd launches and saves nothing, so the whole population is one.
+    import eggroll_np as egg
+    from eggroll_np import conv
+
+    try:
+        from . import fake_cupy as fc
+        from .test_cuda_plumbing import _EmulatedBinding
+    except ImportError:
+        import fake_cupy as fc  # type: ignore[no-redef]
+        from test_cuda_plumbing import _EmulatedBinding  # type: ignore[no-redef]
+
+    class Bindings(_EmulatedLayers):
+        fill_normals_many = staticmethod(_EmulatedBinding.fill_normals_many)
+
+    rng = np.random.default_rng(3)
+    params = {"W": rng.standard_normal((16, 8, 3, 3)).astype(np.float32),
+              "b": rng.standard_normal(16).astype(np.float32)}  # fmt: skip
+    N = 24
+    x = rng.standard_normal((N, 4, 8, 28, 28)).astype(np.float32)
+    per_member = 4 * 28 * 28 * 8 * 9  # patch values a member
+    assert -(-N // (conv._PATCH_VALUES // per_member)) == 3  # the host's chunks
+    state = egg.init(params, population=N, rank=2, seed=1)
+    want = egg.ask(params, state).conv2d(x, "W", "b", 1, 1, "relu")
+    fc.install(monkeypatch, whole_numpy=True)
+    monkeypatch.setattr(_ext, "cuda", Bindings)
+    monkeypatch.setattr(dispatch, "require_cuda", lambda: Bindings)
+    dev = {k: fc.fake_asarray(v) for k, v in params.items()}
+    pop = egg.ask(dev, egg.init(dev, population=N, rank=2, seed=1))
+    pop.noise.prefetch(full=True)  # the factors first: only the layer's own calls are counted
+    fc.reset()
+    got = pop.conv2d(fc.fake_asarray(x), "W", "b", 1, 1, "relu")
+    assert fc.CALLS["gemm"] == 1  # the projection on B_k (xp.matmul), once a chunk
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)

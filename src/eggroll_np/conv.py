@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import dispatch, epilogue
 from .backend import namespace_of
 from .epilogue import LeafNoise, activation_code, apply_activation
@@ -26,10 +28,18 @@ __all__ = [
     "conv_epilogue_reference",
 ]
 
-# Values of im2col patches per chunk of a per-member input: the patches of a chunk are still in
-# cache when its projection reads them again.
+# Values of im2col patches per chunk of a per-member input (or of inference's images). On the
+# host: the patches of a chunk are still in cache when its projection reads them again. On a GPU
+# a chunk saves no cache misses and costs ten-odd launches and their Python, so chunks there only
+# bound the patches' memory (256 MiB of float32).
 _PATCH_VALUES = 1 << 21
+_DEVICE_PATCH_VALUES = 1 << 26
 _CHUNK_VALUES = 1 << 20
+
+
+def _patch_values(xp: Any) -> int:
+    """Patch values per chunk for arrays of namespace xp (see above)."""
+    return _PATCH_VALUES if xp is np else _DEVICE_PATCH_VALUES
 
 
 def conv_output_size(size: int, k: int, stride: int, pad: int) -> int:
@@ -74,7 +84,7 @@ def conv2d_inference(
     P, D = Ho * Wo, C * kh * kw
     out = xp.empty((Bt, Co, Ho, Wo), dtype=W.dtype)
     o3 = out.reshape(Bt, Co, P)
-    step = max(1, _PATCH_VALUES // max(1, P * D))
+    step = max(1, _patch_values(xp) // max(1, P * D))
     Wmat = W.reshape(Co, D)
     for s in range(0, Bt, step):
         cols = im2col(x[s : s + step], kh, kw, st, pd)
@@ -205,7 +215,7 @@ def conv2d(
             conv_epilogue(out, base[None], None, None, None, b, code)
         return out.reshape(N, Bt, Co, Ho, Wo)
     per_member = Bt * P * D
-    step = max(1, _PATCH_VALUES // max(1, per_member))
+    step = max(1, _patch_values(xp) // max(1, per_member))
     for s in range(0, N, step):  # members in chunks: their patches stay in cache
         sl = slice(s, min(N, s + step))
         c = sl.stop - sl.start
