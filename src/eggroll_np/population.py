@@ -56,7 +56,7 @@ class Population:
         self.member_keys = noise.member_keys
         self._local = noise.local
         self._streams: fused_linear.Streams | None = None  # the keys on the device, lazily
-        self._coefs: dict[int, Any] = {}
+        self._coefs: dict[tuple[bool, str], Any] = {}
         self._leaf_noises: dict[tuple[int, bool], epilogue.LeafNoise] = {}
         self._plans: dict[tuple[Any, ...], layers.LinearPlan] = {}  # (w, b, act, transpose)
         # [bytes]: the largest layer output per member seen by this population or a slice of it
@@ -123,15 +123,19 @@ class Population:
     def _coef(self, leaf: int) -> Any:
         """(N,) sigma * s_i (/ sqrt(r) for low-rank leaves) in the leaf's dtype and backend; for
         an int8 leaf the signs s_i as int8 (its sigma is the shift int_sigma_shift)."""
-        # Kept per population: on CuPy each upload is a host-to-device copy in the forward.
-        coef = self._coefs.get(leaf)
+        # Kept per population, one array per (kind, dtype), since sigma and the rank are the
+        # population's: on CuPy each upload is a host-to-device copy in the forward.
+        dtype = self._spec.dtypes[leaf]
+        lowrank = self._kind(leaf) is NoiseKind.LOWRANK
+        key = (lowrank, dtype)
+        coef = self._coefs.get(key)
         if coef is None and self._is_int(leaf):
-            coef = self._coefs[leaf] = self._xp.asarray(self.signs.astype(np.int8))
+            coef = self._coefs[key] = self._xp.asarray(self.signs.astype(np.int8))
         if coef is None:
             c = self.sigma * self.signs.astype(np.float64)
-            if self._kind(leaf) is NoiseKind.LOWRANK:
+            if lowrank:
                 c = c / math.sqrt(self._config.rank)
-            coef = self._coefs[leaf] = self._xp.asarray(c.astype(self._spec.dtypes[leaf]))
+            coef = self._coefs[key] = self._xp.asarray(c.astype(dtype))
         return coef
 
     def _member_leaf(self, i: int, leaf: int) -> Any:
