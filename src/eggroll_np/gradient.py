@@ -39,6 +39,7 @@ def estimate(noise: GenerationNoise, weights: np.ndarray) -> dict[int, Any]:
     noise.prefetch_update()
     wk = noise.xp.asarray(w)  # float64 (the scale folds in before the cast), one upload on a GPU
     grads: dict[int, Any] = {}
+    full_w: dict[str, Any] = {}  # dtype -> w in it on the backend: one upload for every leaf
     for leaf, kind in enumerate(config.kinds):
         if noise.spec.dtypes[leaf] == "int8":  # the integer rule updates these (`intupdate`)
             continue
@@ -48,20 +49,25 @@ def estimate(noise: GenerationNoise, weights: np.ndarray) -> dict[int, Any]:
             g = lowrank.contract(A, B, wk, scale / math.sqrt(config.rank), kept)
             grads[leaf] = g.reshape(noise.spec.shapes[leaf])  # ndim >= 3: the matrix view
         elif kind is NoiseKind.FULL:
-            grads[leaf] = _full(noise, leaf, w, scale)
+            grads[leaf] = _full(noise, leaf, w, scale, full_w)
     return grads
 
 
-def _full(noise: GenerationNoise, leaf: int, w: np.ndarray, scale: float) -> Any:
+def _full(
+    noise: GenerationNoise, leaf: int, w: np.ndarray, scale: float, full_w: dict[str, Any]
+) -> Any:
     # Chunks over keys (held noise when the forward made it, else regenerated chunk by chunk).
     # The first chunk's sum is g itself: 0 + s is s bit for bit (a fixed-order sum from +0 is
     # never -0), and one chunk (every small leaf) then costs no zeros and no add: fewer calls on
     # a GPU.
     xp = noise.xp
     dt = noise.spec.dtypes[leaf]
+    wd = full_w.get(dt)
+    if wd is None:
+        wd = full_w[dt] = xp.asarray(w.astype(dt))
     g = None
     for c, keys, E in noise.full_chunks(leaf):
-        wc = xp.asarray(w[c : c + keys.size].astype(dt))
+        wc = wd[c : c + keys.size]
         part = lowrank.contract_full(E, wc, 1.0, (noise.rows, ("contract_full", leaf)))
         if g is None:
             g = part
