@@ -123,19 +123,15 @@ class Population:
     def _coef(self, leaf: int) -> Any:
         """(N,) sigma * s_i (/ sqrt(r) for low-rank leaves) in the leaf's dtype and backend; for
         an int8 leaf the signs s_i as int8 (its sigma is the shift int_sigma_shift)."""
-        # Kept per population, one array per (kind, dtype), since sigma and the rank are the
-        # population's: on CuPy each upload is a host-to-device copy in the forward.
-        dtype = self._spec.dtypes[leaf]
-        lowrank = self._kind(leaf) is NoiseKind.LOWRANK
-        key = (lowrank, dtype)
+        # One array per (kind, dtype) per population (sigma and the rank are the population's):
+        # on CuPy each upload is a host-to-device copy in the forward.
+        key = (self._kind(leaf) is NoiseKind.LOWRANK, self._spec.dtypes[leaf])
         coef = self._coefs.get(key)
-        if coef is None and self._is_int(leaf):
-            coef = self._coefs[key] = self._xp.asarray(self.signs.astype(np.int8))
         if coef is None:
-            c = self.sigma * self.signs.astype(np.float64)
-            if lowrank:
-                c = c / math.sqrt(self._config.rank)
-            coef = self._coefs[key] = self._xp.asarray(c.astype(dtype))
+            root = math.sqrt(self._config.rank) if key[0] else 1.0  # x / 1.0 is x
+            c = self.sigma * self.signs.astype(np.float64) / root
+            c = self.signs.astype(np.int8) if key[1] == "int8" else c.astype(key[1])
+            coef = self._coefs[key] = self._xp.asarray(c)
         return coef
 
     def _member_leaf(self, i: int, leaf: int) -> Any:
