@@ -535,3 +535,21 @@ def test_mixed_numpy_and_cupy_leaves_are_rejected():
     params = {"a": np.zeros((3, 2), np.float32), "b": cupy.zeros(2, dtype=np.float32)}
     with pytest.raises((TypeError, ValueError), match="(?i)mixed"):
         e.init(params, population=4)
+
+
+def test_host_profile_lists_the_functions_that_take_the_host_time():
+    from eggroll_np.benchmarks import gpu_profile
+
+    def slow():
+        return sum(i * i for i in range(20000))
+
+    def work():
+        slow()
+        return np.zeros(3)
+
+    rows = gpu_profile.host_profile(work, calls=4, top=5)
+    assert len(rows) <= 5
+    assert any("(slow)" in r["function"] for r in rows)
+    assert all(r["own_ms"] >= 0 and r["cumulative_ms"] >= r["own_ms"] - 1e-9 for r in rows)
+    slow_row = next(r for r in rows if "(slow)" in r["function"])
+    assert slow_row["calls"] == 1.0  # one call of slow() per call of work()

@@ -11,7 +11,9 @@ Measures, on the current CUDA device and in one run (so ratios compare like with
     through ``pop.conv2d``/``pop.linear``: forward and generation vs inference of all N*32
     images, and a generation of full-rank ES (``noise="full"``) on the same model;
   * ``contract``: the update's exact CUDA contraction against cuBLAS (`gpu_contract`), and
-    ``contract_generation``: an rl-4096 generation with each.
+    ``contract_generation``: an rl-4096 generation with each;
+  * ``profile``: the sup generation under ``cupyx.profiler.benchmark`` and cProfile
+    (`gpu_profile`): host and device ms a call, and the functions that take the host's time.
 Every figure is timed after 3 warm-up calls (the clocks ramp up from idle) as the median of
 CUDA-event times, with the wall time (to the end of the GPU work) and the host time (until the
 call returns, work still queued) beside it: host ~ event means the GPU waits for Python to
@@ -37,6 +39,7 @@ from ..backend import cupy, to_numpy
 from ..models import mlp, simple_cnn
 from . import reference
 from .gpu_contract import contract_figures, generation_figures
+from .gpu_profile import cupyx_times, host_profile
 from .gpu_timing import launch_bound, measure, time_gpu
 
 __all__ = [
@@ -328,6 +331,22 @@ def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     }
 
 
+def _sup_profile(quick: bool) -> dict[str, Any]:
+    """The sup generation (a new one each call) under `cupyx.profiler.benchmark` (host and
+    device ms a call) and cProfile (the functions that take the host's time)."""
+    wl, populations = WORKLOADS["sup"]
+    if quick:
+        wl, populations = wl.scaled(min(wl.sizes[1], 256), 64), (64,)
+    setup = build(wl, populations[0])
+    states = fresh_generation_states(setup)
+
+    def one() -> Any:
+        return generation(setup, states())
+
+    return {"workload": "sup", "population": setup.size, "cupyx": cupyx_times(one),
+            "host_top": host_profile(one)}  # fmt: skip
+
+
 def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     """Measure every figure on the current device; `quick` shrinks sizes for a smoke run."""
     dispatch.require_cuda()
@@ -366,6 +385,7 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         return lambda: generation(setup, states())
 
     result["contract_generation"] = generation_figures(fresh, setup.size, repeat)
+    result["profile"] = _sup_profile(quick)
     cupy.get_default_memory_pool().free_all_blocks()
     sup = result["workloads"].get("sup", [])
     result["sup_launch_bound"] = bool(sup) and sup[0]["forward_launch_bound"]
