@@ -285,3 +285,16 @@ def test_tell_on_the_device_with_the_exact_row_gives_the_cpu_bits(gpu, monkeypat
     assert gpu.CALLS["launch"] == 4  # two contractions, two Adam steps
     for k in host:  # (the stand-in's NumPy fallback may hand back plain arrays: bits only here)
         assert np.asarray(got[k]).tobytes() == want[k].tobytes(), k
+
+
+def test_info_says_which_contraction_a_gpu_update_runs(monkeypatch):
+    from eggroll_np import sysinfo
+
+    info = sysinfo.system_info()
+    info.update(cuda_extension=True, cuda_devices=[])
+    for value, bits in (("cublas", "cuBLAS's bits"), ("exact", "the C++ core's bits")):
+        monkeypatch.setenv(dispatch.CUDA_CONTRACT, value)
+        info["cuda_contract"] = sysinfo.system_info()["cuda_contract"]
+        assert f"GPU update      EGGROLL_NP_CUDA_CONTRACT={value} ({bits})" in (
+            sysinfo.format_info(info)
+        )

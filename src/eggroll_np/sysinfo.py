@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _blas_env, _ext
+from . import _blas_env, _ext, dispatch
 
 __all__ = ["system_info", "format_info", "peak_rss_bytes"]
 
@@ -72,6 +72,7 @@ def system_info() -> dict[str, Any]:
         "cuda_extension": _ext.cuda is not None,
         "cuda_error": _ext.cuda_error,
         "cuda_devices": [],
+        "cuda_contract": os.environ.get(dispatch.CUDA_CONTRACT, "cublas"),
         "blas": _blas_info(),
         "openblas_thread_timeout": os.environ.get(_blas_env.VARIABLE),
         "openblas_thread_timeout_set_by_eggroll_np": _blas_env.applied,
@@ -117,6 +118,8 @@ def format_info(info: dict[str, Any]) -> str:
         else:
             desc = "built, but no CUDA device is usable here"
         lines.append(f"CUDA extension  {desc}")
+        exact = "the C++ core's bits" if info["cuda_contract"] == "exact" else "cuBLAS's bits"
+        lines.append(f"GPU update      {dispatch.CUDA_CONTRACT}={info['cuda_contract']} ({exact})")
     else:
         lines.append(f"CUDA extension  not built ({info['cuda_error']})")
     lines.append(f"CuPy            {info['cupy'] or 'not installed'}")
