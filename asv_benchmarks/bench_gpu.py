@@ -9,13 +9,13 @@ write the same figures as JSON.
 
 from __future__ import annotations
 
-from eggroll_np import dispatch, noise
-from eggroll_np.benchmarks import gpu_bench
+from eggroll_np import _cuda_ops, dispatch, lowrank, noise
 from eggroll_np.backend import cupy
+from eggroll_np.benchmarks import gpu_bench, gpu_contract
 
 from ._common import RATIO_UNIT, round_ratio
 
-__all__ = ["GpuNoise", "GpuForward", "GpuGeneration"]
+__all__ = ["GpuNoise", "GpuForward", "GpuGeneration", "GpuContract"]
 
 # "workload:population" cases of the issue: rl scaled to 4096-wide layers, and sup.
 CASES = ["rl-4096:4096", "rl-4096:16384", "sup:256"]
@@ -147,3 +147,45 @@ class GpuGeneration(_GpuCase):
 
     # target <= 2.2 at population 16384
     track_generation_over_inference.unit = RATIO_UNIT
+
+
+@_gpu_only
+class GpuContract:
+    """The update's contraction on the update's shapes (`gpu_contract.SHAPES`): cuBLAS's SGEMM
+    (the default) against the fixed-order kernel that gives the C++ core's bits
+    (EGGROLL_NP_CUDA_CONTRACT=exact)."""
+
+    params = [[name for name, *_ in gpu_contract.SHAPES]]
+    param_names = ["shape"]
+    timeout = 300
+
+    def setup(self, shape):
+        _require_gpu()
+        _, keys, rank, m, n = next(s for s in gpu_contract.SHAPES if s[0] == shape)
+        self.A, self.B = noise.factors(0, 0, list(range(keys)), 0, (m, n), rank, xp="cupy")
+        self.w = cupy.ones(keys, dtype="float32")
+        self.exact = lambda: _cuda_ops.contract(self.A, self.B, self.w)
+        self.cublas = lambda: lowrank.contract_reference(self.A, self.B, self.w)
+        self.exact()
+        self.cublas()
+        _sync()
+
+    def teardown(self, shape):
+        self.__dict__.clear()
+        if cupy is not None:
+            cupy.get_default_memory_pool().free_all_blocks()
+
+    def time_cublas(self, shape):
+        self.cublas()
+        _sync()
+
+    def time_exact(self, shape):
+        self.exact()
+        _sync()
+
+    def track_exact_over_cublas(self, shape):
+        # 1 is parity: the price of the CPU's bits on this device
+        return round_ratio(gpu_bench.time_gpu(self.exact) / gpu_bench.time_gpu(self.cublas))
+
+    track_exact_over_cublas.unit = RATIO_UNIT
+
