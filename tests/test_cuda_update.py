@@ -298,3 +298,20 @@ def test_info_says_which_contraction_a_gpu_update_runs(monkeypatch):
         assert f"GPU update      EGGROLL_NP_CUDA_CONTRACT={value} ({bits})" in (
             sysinfo.format_info(info)
         )
+
+
+def test_a_run_keeps_the_contraction_it_chose_at_its_first_update(gpu, monkeypatch):
+    # The row is chosen once per run (its dispatch memo): a later change of the variable does
+    # not switch a running run's kernel, and a new run reads it again.
+    fc.install(monkeypatch, whole_numpy=True)
+    rng = np.random.default_rng(9)
+    dev = {"W": fc.fake_asarray(rng.standard_normal((6, 5)).astype(np.float32))}
+    monkeypatch.setenv(dispatch.CUDA_CONTRACT, "exact")
+    state = egg.init(dev, population=8, seed=1, optimizer="sgd")
+    params, state = egg.tell(dev, rng.standard_normal(8), state)
+    assert _EmulatedContract.tiles == [0]
+    monkeypatch.setenv(dispatch.CUDA_CONTRACT, "cublas")
+    egg.tell(params, rng.standard_normal(8), state)
+    assert _EmulatedContract.tiles == [0, 0]  # the same run: still the kernel
+    egg.tell(dev, rng.standard_normal(8), egg.init(dev, population=8, seed=1, optimizer="sgd"))
+    assert _EmulatedContract.tiles == [0, 0]  # a new run: cuBLAS

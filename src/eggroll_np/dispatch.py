@@ -139,7 +139,7 @@ CUDA_CONTRACT = "EGGROLL_NP_CUDA_CONTRACT"
 
 
 def _cuda_exact_contract(arrays: Sequence[Any]) -> bool:
-    """EGGROLL_NP_CUDA_CONTRACT asks for the exact kernel (read when a generation picks a row)."""
+    """EGGROLL_NP_CUDA_CONTRACT asks for the exact kernel (read at a run's first update)."""
     value = os.environ.get(CUDA_CONTRACT, "cublas").strip().lower()
     if value not in ("exact", "cublas"):
         raise ValueError(f"{CUDA_CONTRACT} must be 'exact' or 'cublas', got {value!r}")
