@@ -253,10 +253,11 @@ def adam(
     """One Adam step of a float32 leaf on the GPU in one kernel (csrc/cuda/optim.cu).
 
     The C++ core's `adam_step` bits (adam.h's element step, NumPy's operation sequence) from one
-    pass over the leaf, instead of CuPy's ~13 elementwise calls.
+    pass over the leaf, instead of CuPy's ~13 elementwise calls and the norm's 3.
 
     Args:
-        theta, g, mu, nu: CuPy float32 arrays of one shape, C-contiguous, on one device.
+        theta, g, mu, nu: CuPy float32 arrays of one shape on one device (any layout: copied to
+            C order where they are not).
         lr, b1, b2, eps, wd: the step's learning rate, betas, epsilon and weight decay.
         count: the update's number (>= 1), for the bias corrections.
 
