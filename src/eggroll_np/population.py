@@ -129,9 +129,8 @@ class Population:
         coef = self._coefs.get(key)
         if coef is None:
             root = math.sqrt(self._config.rank) if key[0] else 1.0  # x / 1.0 is x
-            c = self.sigma * self.signs.astype(np.float64) / root
-            c = self.signs.astype(np.int8) if key[1] == "int8" else c.astype(key[1])
-            coef = self._coefs[key] = self._xp.asarray(c)
+            c = self.signs if key[1] == "int8" else self.sigma * self.signs.astype(float) / root
+            coef = self._coefs[key] = self._xp.asarray(c.astype(key[1]))
         return coef
 
     def _member_leaf(self, i: int, leaf: int) -> Any:
