@@ -298,6 +298,13 @@ def test_info_says_which_contraction_a_gpu_update_runs(monkeypatch):
         assert f"GPU update      EGGROLL_NP_CUDA_CONTRACT={value} ({bits})" in (
             sysinfo.format_info(info)
         )
+    # the setting as a run reads it (case and spaces as the dispatch row ignores them), and a
+    # value a run would refuse shown as such
+    monkeypatch.setenv(dispatch.CUDA_CONTRACT, " EXACT ")
+    assert sysinfo.system_info()["cuda_contract"] == "exact"
+    monkeypatch.setenv(dispatch.CUDA_CONTRACT, "fastest")
+    info["cuda_contract"] = sysinfo.system_info()["cuda_contract"]
+    assert "=fastest (not a setting: an update would raise ValueError)" in sysinfo.format_info(info)
 
 
 def test_a_run_keeps_the_contraction_it_chose_at_its_first_update(gpu, monkeypatch):

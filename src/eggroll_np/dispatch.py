@@ -45,7 +45,7 @@ from .backend import cupy, dtype_name, is_cupy_array
 
 __all__ = [
     "OPERATIONS", "BACKENDS", "Row", "ROWS", "select", "select_kept", "rows_of", "use",
-    "cuda_unavailable_reason", "cuda_available", "require_cuda",
+    "cuda_unavailable_reason", "cuda_available", "require_cuda", "CUDA_CONTRACT", "cuda_contract",
 ]  # fmt: skip
 
 BACKENDS = ("core", "cuda", "numpy")
@@ -138,12 +138,12 @@ def _cuda_correction(arrays: Sequence[Any]) -> bool:
 CUDA_CONTRACT = "EGGROLL_NP_CUDA_CONTRACT"
 
 
-def _cuda_exact_contract(arrays: Sequence[Any]) -> bool:
-    """EGGROLL_NP_CUDA_CONTRACT asks for the exact kernel (read at a run's first update)."""
+def cuda_contract() -> str:
+    """EGGROLL_NP_CUDA_CONTRACT, checked: "exact" or "cublas" (read at a run's first update)."""
     value = os.environ.get(CUDA_CONTRACT, "cublas").strip().lower()
     if value not in ("exact", "cublas"):
         raise ValueError(f"{CUDA_CONTRACT} must be 'exact' or 'cublas', got {value!r}")
-    return value == "exact"
+    return value
 
 
 _F32, _F64, _I8, ANY = "float32", "float64", "int8", "*"
@@ -176,7 +176,7 @@ ROWS: dict[tuple[str, str, str], Row] = {
     ("contract", "core", _F32): Row("_core:contract", strided=True),
     ("contract", "core", _F64): Row("_core:contract", strided=True),
     ("contract", "cuda", _F32): Row(
-        "eggroll_np._cuda_ops:contract", strided=True, when=_cuda_exact_contract
+        "eggroll_np._cuda_ops:contract", strided=True, when=lambda _: cuda_contract() == "exact"
     ),
     ("contract", "numpy", ANY): Row("eggroll_np.lowrank:contract_reference", cupy=True),
     ("linear_epilogue", "core", _F32): Row("_core:linear_epilogue"),

@@ -72,7 +72,7 @@ def system_info() -> dict[str, Any]:
         "cuda_extension": _ext.cuda is not None,
         "cuda_error": _ext.cuda_error,
         "cuda_devices": [],
-        "cuda_contract": os.environ.get(dispatch.CUDA_CONTRACT, "cublas"),
+        "cuda_contract": _cuda_contract(),
         "blas": _blas_info(),
         "openblas_thread_timeout": os.environ.get(_blas_env.VARIABLE),
         "openblas_thread_timeout_set_by_eggroll_np": _blas_env.applied,
@@ -88,6 +88,15 @@ def system_info() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         info["cupy"] = None
     return info
+
+
+def _cuda_contract() -> str:
+    """The update contraction a CuPy run would take (`dispatch.cuda_contract`), or the variable's
+    bad value as set: info reports it, the run raises."""
+    try:
+        return dispatch.cuda_contract()
+    except ValueError:
+        return os.environ[dispatch.CUDA_CONTRACT]
 
 
 def _simd_line(info: dict[str, Any]) -> str:
@@ -118,8 +127,11 @@ def format_info(info: dict[str, Any]) -> str:
         else:
             desc = "built, but no CUDA device is usable here"
         lines.append(f"CUDA extension  {desc}")
-        exact = "the C++ core's bits" if info["cuda_contract"] == "exact" else "cuBLAS's bits"
-        lines.append(f"GPU update      {dispatch.CUDA_CONTRACT}={info['cuda_contract']} ({exact})")
+        contract = info["cuda_contract"]
+        bits = {"exact": "the C++ core's bits", "cublas": "cuBLAS's bits"}.get(
+            contract, "not a setting: an update would raise ValueError"
+        )
+        lines.append(f"GPU update      {dispatch.CUDA_CONTRACT}={contract} ({bits})")
     else:
         lines.append(f"CUDA extension  not built ({info['cuda_error']})")
     lines.append(f"CuPy            {info['cupy'] or 'not installed'}")
