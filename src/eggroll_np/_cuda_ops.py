@@ -71,6 +71,18 @@ def _member_vector(name: str, v: Any, dtype: type, size: int, device_id: int) ->
         return cupy.ascontiguousarray(cupy.asarray(v).astype(dtype, copy=False))
 
 
+def _factor_pair(A: Any, B: Any) -> tuple[Any, Any]:
+    """A (K, m, r) and B (K, n, r): float32 CuPy arrays that agree on K and r (errors name them)."""
+    A = _device_array("A", A, (np.dtype(np.float32),), (3,))
+    B = _device_array("B", B, (np.dtype(np.float32),), (3,))
+    if A.shape[0] != B.shape[0] or A.shape[2] != B.shape[2]:
+        raise ValueError(
+            f"A (K, m, r) and B (K, n, r) must agree on K and r, got {tuple(A.shape)} and "
+            f"{tuple(B.shape)}"
+        )
+    return A, B
+
+
 def rank_major(F: Any) -> Any:
     """Factors (K, rows, r) as the kernels read them: a C-contiguous (K, r, rows) array.
 
@@ -132,14 +144,8 @@ def lowrank_correction(
     out = _device_array("out", out, (np.dtype(np.float32),), (3,))
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous (it is written in place)")
-    A = _device_array("A", A, (np.dtype(np.float32),), (3,))
-    B = _device_array("B", B, (np.dtype(np.float32),), (3,))
+    A, B = _factor_pair(A, B)
     x = _device_array("x", x, tuple(_X_DTYPES), (2, 3))
-    if A.shape[0] != B.shape[0] or A.shape[2] != B.shape[2]:
-        raise ValueError(
-            f"A (K, m, r) and B (K, n, r) must agree on K and r, got {tuple(A.shape)} and "
-            f"{tuple(B.shape)}"
-        )
     left, right = (B, A) if transpose else (A, B)
     num_keys, rows_left, rank = left.shape
     rows_right = right.shape[1]
@@ -220,14 +226,7 @@ def contract(A: Any, B: Any, w: Any, tile: int = 0) -> Any:
         A new CuPy float32 (m, n) array.
     """
     cuda = dispatch.require_cuda()
-    f32 = (np.dtype(np.float32),)
-    A = _device_array("A", A, f32, (3,))
-    B = _device_array("B", B, f32, (3,))
-    if A.shape[0] != B.shape[0] or A.shape[2] != B.shape[2]:
-        raise ValueError(
-            f"A (K, m, r) and B (K, n, r) must agree on K and r, got {tuple(A.shape)} and "
-            f"{tuple(B.shape)}"
-        )
+    A, B = _factor_pair(A, B)
     if tile not in CONTRACT_TILES:
         raise ValueError(f"tile must be one of {CONTRACT_TILES}, got {tile!r}")
     num_keys, m, rank = A.shape
