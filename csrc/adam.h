@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 
 #if defined(__CUDACC__)
 #define EGG_ADAM_HD __host__ __device__ __forceinline__
@@ -39,9 +40,11 @@ inline double power(double b, int64_t n) {
   return result;
 }
 
-// The scalars of update `count` (>= 1) with learning rate lr, betas b1, b2, eps and weight decay.
+// The scalars of update `count` (>= 1) with learning rate lr, betas b1, b2, eps and weight decay
+// (std::invalid_argument, a ValueError through pybind11, for a count below 1).
 inline AdamScalars adam_scalars(double lr, double b1, double b2, double eps, double wd,
                                 int64_t count) {
+  if (count < 1) throw std::invalid_argument("count must be >= 1");
   const double bc1 = 1.0 - power(b1, count);
   const double bc2 = 1.0 - power(b2, count);
   return {static_cast<float>(b1),       static_cast<float>(b2),  static_cast<float>(1.0 - b1),

@@ -81,10 +81,9 @@ py::tuple adam_step_py(const F32Array& theta, const F32Array& g, const F32Array&
   if (g.size() != n || mu.size() != n || nu.size() != n) {
     throw py::value_error("theta, g, mu and nu must have the same size");
   }
-  if (count < 1) throw py::value_error("count must be >= 1");
+  const AdamScalars s = adam_scalars(lr, b1, b2, eps, wd, count);  // checks count >= 1
   std::vector<py::ssize_t> shape(theta.shape(), theta.shape() + theta.ndim());
   F32Array theta_out(shape), mu_out(shape), nu_out(shape);
-  const AdamScalars s = adam_scalars(lr, b1, b2, eps, wd, count);
   float *to = theta_out.mutable_data(), *mo = mu_out.mutable_data(), *no = nu_out.mutable_data();
   double sq;
   {

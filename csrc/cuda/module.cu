@@ -146,7 +146,6 @@ PYBIND11_MODULE(_cuda, m) {
          std::size_t n, double lr, double b1, double b2, double eps, double wd, int64_t count,
          std::uintptr_t theta_out, std::uintptr_t mu_out, std::uintptr_t nu_out,
          std::uintptr_t partials, std::uintptr_t stream) {
-        if (count < 1) throw py::value_error("count must be >= 1");
         const egg::AdamScalars s = egg::adam_scalars(lr, b1, b2, eps, wd, count);
         egg::ReleaseGil release;  // safe at exit (core/gil.h)
         egg_cuda::adam_step(ptr<const float>(theta), ptr<const float>(g), ptr<const float>(mu),
