@@ -80,7 +80,16 @@ class GpuNoise:
     track_eggroll_over_cupy.unit = RATIO_UNIT
 
 
-class _GpuCase:
+class _FreesDevice:
+    """Teardown shared by the GPU classes: the case's arrays dropped, the memory pool emptied."""
+
+    def teardown(self, *params):
+        self.__dict__.clear()
+        if cupy is not None:
+            cupy.get_default_memory_pool().free_all_blocks()
+
+
+class _GpuCase(_FreesDevice):
     """Shared setup of the workload cases: the reference workload's params and inputs on the
     device (`eggroll_np.benchmarks.reference`, as `eggroll-np bench` and gpu_bench use them)."""
 
@@ -93,11 +102,6 @@ class _GpuCase:
         self.s = _setup_case(case)
         self.rows = self.s.rows
         _sync()
-
-    def teardown(self, case):
-        self.__dict__.clear()
-        if cupy is not None:
-            cupy.get_default_memory_pool().free_all_blocks()
 
 
 @_gpu_only
@@ -134,14 +138,14 @@ class GpuGeneration(_GpuCase):
     def setup(self, case):
         super().setup(case)
         # a fresh generation per call, so each timed generation pays for its noise
-        self.next_state = gpu_bench.fresh_generation_states(self.s)
+        self.next_generation = gpu_bench.generation_runner(self.s)
 
     def time_generation(self, case):
-        gpu_bench.generation(self.s, self.next_state())
+        self.next_generation()
         _sync()
 
     def track_generation_over_inference(self, case):
-        gen = gpu_bench.time_gpu(lambda: gpu_bench.generation(self.s, self.next_state()))
+        gen = gpu_bench.time_gpu(self.next_generation)
         infer = gpu_bench.time_gpu(lambda: gpu_bench.inference(self.s, self.rows))
         return round_ratio(gen / infer)
 
@@ -150,7 +154,7 @@ class GpuGeneration(_GpuCase):
 
 
 @_gpu_only
-class GpuContract:
+class GpuContract(_FreesDevice):
     """The update's contraction on the update's shapes (`gpu_contract.SHAPES`): cuBLAS's SGEMM
     (the default) against the fixed-order kernel that gives the C++ core's bits
     (EGGROLL_NP_CUDA_CONTRACT=exact)."""
@@ -161,19 +165,13 @@ class GpuContract:
 
     def setup(self, shape):
         _require_gpu()
-        _, keys, rank, m, n = next(s for s in gpu_contract.SHAPES if s[0] == shape)
-        self.A, self.B = noise.factors(0, 0, list(range(keys)), 0, (m, n), rank, xp="cupy")
-        self.w = cupy.ones(keys, dtype="float32")
+        _, *size = next(s for s in gpu_contract.SHAPES if s[0] == shape)
+        self.A, self.B, self.w = gpu_contract.operands(*size)
         self.exact = lambda: _cuda_ops.contract(self.A, self.B, self.w)
         self.cublas = lambda: lowrank.contract_reference(self.A, self.B, self.w)
         self.exact()
         self.cublas()
         _sync()
-
-    def teardown(self, shape):
-        self.__dict__.clear()
-        if cupy is not None:
-            cupy.get_default_memory_pool().free_all_blocks()
 
     def time_cublas(self, shape):
         self.cublas()

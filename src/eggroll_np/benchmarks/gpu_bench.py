@@ -51,6 +51,7 @@ __all__ = [
     "generation",
     "next_population",
     "fresh_generation_states",
+    "generation_runner",
     "time_gpu",
     "check_output",
     "cnn_figures",
@@ -153,6 +154,21 @@ def fresh_generation_states(setup: GpuSetup) -> Callable[[], Any]:
     """A callable giving, per call, the setup's run at its next generation: every timed
     generation then generates its own noise, as a real run does."""
     return _generations(engine_state(setup))
+
+
+def generation_runner(setup: GpuSetup) -> Callable[[], Any]:
+    """A callable that runs the setup's next generation per call (`generation` on a fresh
+    state: new noise each time, as a real run pays it)."""
+    states = fresh_generation_states(setup)
+    return lambda: generation(setup, states())
+
+
+def _sized(name: str, quick: bool) -> tuple[reference.Workload, tuple[int, ...]]:
+    """WORKLOADS[name]: its workload and populations, shrunk for --quick (width <= 256, 64)."""
+    wl, populations = WORKLOADS[name]
+    if quick:
+        return wl.scaled(min(wl.sizes[1], 256), 64), (64,)
+    return wl, populations
 
 
 def _generations(state: Any) -> Callable[[], Any]:
@@ -261,8 +277,7 @@ def _workload_figures(
         "timings": {"inference": infer, "forward": fwd, "forward_cached": fwd_cached},
         "forward_launch_bound": launch_bound(fwd_cached),
     }
-    next_state = fresh_generation_states(setup)
-    gen = measure(lambda: generation(setup, next_state()), repeat)
+    gen = measure(generation_runner(setup), repeat)
     fig["generation_ms"] = gen["event_ms"]
     fig["generation_over_inference"] = gen["event_ms"] / infer["event_ms"]  # <= 2.2 at 16384
     fig["timings"]["generation"] = gen
@@ -334,15 +349,9 @@ def cnn_figures(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
 def _sup_profile(quick: bool) -> dict[str, Any]:
     """The sup generation (a new one each call) under `cupyx.profiler.benchmark` (host and
     device ms a call) and cProfile (the functions that take the host's time)."""
-    wl, populations = WORKLOADS["sup"]
-    if quick:
-        wl, populations = wl.scaled(min(wl.sizes[1], 256), 64), (64,)
+    wl, populations = _sized("sup", quick)
     setup = build(wl, populations[0])
-    states = fresh_generation_states(setup)
-
-    def one() -> Any:
-        return generation(setup, states())
-
+    one = generation_runner(setup)
     return {"workload": "sup", "population": setup.size, "cupyx": cupyx_times(one),
             "host_top": host_profile(one)}  # fmt: skip
 
@@ -363,9 +372,8 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
         "noise": _noise_figures(repeat, values),
         "workloads": {},
     }
-    for name, (wl, populations) in WORKLOADS.items():
-        if quick:
-            wl, populations = wl.scaled(min(wl.sizes[1], 256), 64), (64,)
+    for name in WORKLOADS:
+        wl, populations = _sized(name, quick)
         figures = []
         for j, population in enumerate(populations):
             # the output check on the smallest population (the CPU path runs it too)
@@ -375,16 +383,11 @@ def run(repeat: int = 5, quick: bool = False) -> dict[str, Any]:
     result["workloads"]["cnn"] = [cnn_figures(repeat, quick)]
     cupy.get_default_memory_pool().free_all_blocks()
     result["contract"] = contract_figures(repeat, quick)
-    wl, populations = WORKLOADS["rl-4096"]
-    if quick:
-        wl, populations = wl.scaled(256, 64), (64,)
+    wl, populations = _sized("rl-4096", quick)
     setup = build(wl, populations[0])
-
-    def fresh() -> Callable[[], Any]:
-        states = fresh_generation_states(setup)
-        return lambda: generation(setup, states())
-
-    result["contract_generation"] = generation_figures(fresh, setup.size, repeat)
+    result["contract_generation"] = generation_figures(
+        lambda: generation_runner(setup), setup.size, repeat
+    )
     result["profile"] = _sup_profile(quick)
     cupy.get_default_memory_pool().free_all_blocks()
     sup = result["workloads"].get("sup", [])

@@ -19,7 +19,7 @@ from .. import _cuda_ops, _ext, dispatch, lowrank, noise
 from ..backend import cupy
 from .gpu_timing import measure
 
-__all__ = ["SHAPES", "contract_figures", "generation_figures"]
+__all__ = ["SHAPES", "operands", "contract_figures", "generation_figures"]
 
 #: (name, keys K, rank r, m, n): the update contractions of the GPU bench's workloads (rl-4096 at
 #: population 4096 has 2048 antithetic keys; sup at 256 has 128) and a rank-4 case.
@@ -32,18 +32,25 @@ SHAPES: tuple[tuple[str, int, int, int, int], ...] = (
 )
 
 
-def _row(name: str, keys: int, rank: int, m: int, n: int, repeat: int) -> dict[str, Any]:
+def operands(keys: int, rank: int, m: int, n: int) -> tuple[Any, Any, Any]:
+    """(A, B, w) on the device for one shape: a run's factors (rank-major) and float32 weights."""
     A, B = noise.factors(0, 0, np.arange(keys), 0, (m, n), rank, xp="cupy")
     w = cupy.asarray(np.random.default_rng(keys).standard_normal(keys).astype(np.float32))
+    return A, B, w
+
+
+def _row(name: str, keys: int, rank: int, m: int, n: int, repeat: int) -> dict[str, Any]:
+    A, B, w = operands(keys, rank, m, n)
     exact = measure(lambda: _cuda_ops.contract(A, B, w), repeat)
     cublas = measure(lambda: lowrank.contract_reference(A, B, w), repeat)
+    # The tiles the launch code could choose for this shape: the column kernel below 32, else
+    # every square tile that fits.
+    narrow = min(m, n)
+    forced = [1] if narrow < 32 else [t for t in _cuda_ops.CONTRACT_TILES[2:] if t <= narrow]
     tiles = {}
-    for tile in _cuda_ops.CONTRACT_TILES[1:]:
-        if tile == 1 and min(m, n) >= 32:
-            continue  # the column kernel on a wide out: slow, and never chosen there
-        if tile <= min(m, n) or tile == 1:
-            run = measure(lambda t=tile: _cuda_ops.contract(A, B, w, tile=t), repeat)
-            tiles[str(tile)] = run["event_ms"]
+    for tile in forced:
+        run = measure(lambda t=tile: _cuda_ops.contract(A, B, w, tile=t), repeat)
+        tiles[str(tile)] = run["event_ms"]
     got = cupy.asnumpy(_cuda_ops.contract(A, B, w))
     host = [cupy.asnumpy(v) for v in (A, B, w)]
     same = None if _ext.core is None else got.tobytes() == _ext.core.contract(*host).tobytes()
